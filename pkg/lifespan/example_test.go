@@ -1,0 +1,89 @@
+package lifespan_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+// DB stands in for a real client.
+type DB struct{ dsn string }
+
+var dbKey = lifespan.NewKey[*DB]("db")
+
+// A lifespan with two hooks: the stop function is a closure over what the
+// start opened, and state set at startup is read afterwards.
+func Example() {
+	app := lifespan.New("api")
+	app.Append(
+		lifespan.Hook{Name: "db", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			db := &DB{dsn: "postgres://db"} // open it
+			dbKey.Set(s, db)
+			fmt.Println("db opened")
+			return func(ctx context.Context) error {
+				fmt.Println("db closed:", db.dsn)
+				return nil
+			}, nil
+		}},
+		lifespan.Hook{Name: "cache", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			db := dbKey.MustGet(s) // earlier hooks' state is visible
+			fmt.Println("cache warmed from", db.dsn)
+			return func(context.Context) error { fmt.Println("cache flushed"); return nil }, nil
+		}},
+	)
+	if err := app.Start(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("serving with", dbKey.MustGet(app.State()).dsn)
+	if err := app.Stop(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// db opened
+	// cache warmed from postgres://db
+	// serving with postgres://db
+	// cache flushed
+	// db closed: postgres://db
+}
+
+// Several apps in one process start in order and stop in reverse.
+func ExampleGroup() {
+	hook := func(name string) lifespan.Hook {
+		return lifespan.Hook{Name: "main", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			fmt.Println("start", name)
+			return func(context.Context) error { fmt.Println("stop", name); return nil }, nil
+		}}
+	}
+	users, billing := lifespan.New("users"), lifespan.New("billing")
+	users.Append(hook("users"))
+	billing.Append(hook("billing"))
+	group := lifespan.NewGroup(users, billing)
+	if err := group.Start(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	_ = group.Stop(context.Background())
+	// Output:
+	// start users
+	// start billing
+	// stop billing
+	// stop users
+}
+
+// A failed start rolls back what already started and names where it failed.
+func ExampleLifespan_Start_rollback() {
+	app := lifespan.New("api")
+	app.Append(
+		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { fmt.Println("db closed"); return nil }, nil
+		}},
+		lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return nil, fmt.Errorf("redis: connection refused")
+		}},
+	)
+	fmt.Println(app.Start(context.Background()))
+	// Output:
+	// db closed
+	// lifespan "api": hook "cache": start: redis: connection refused
+}

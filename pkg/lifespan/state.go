@@ -1,0 +1,142 @@
+package lifespan
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+type keyID struct{ name string }
+
+// Key names one typed value of lifespan state. Keys compare by identity, not
+// by name: two keys made by separate NewKey calls never collide, so declare
+// each key once, as a package-level variable.
+type Key[T any] struct{ id *keyID }
+
+// NewKey returns a new key; name is used in errors and [State.Names].
+func NewKey[T any](name string) Key[T] {
+	return Key[T]{id: &keyID{name: name}}
+}
+
+// Name returns the name the key was made with.
+func (k Key[T]) Name() string {
+	if k.id == nil {
+		return ""
+	}
+	return k.id.name
+}
+
+// Values is what a [Key] can read from: a [*State] or, during startup, a
+// [*Scope] (which sees what earlier hooks set).
+type Values interface {
+	lookup(id *keyID) (any, bool)
+}
+
+// Get returns the key's value in v, and whether it was set.
+func (k Key[T]) Get(v Values) (T, bool) {
+	var zero T
+	if k.id == nil || v == nil {
+		return zero, false
+	}
+	raw, ok := v.lookup(k.id)
+	if !ok {
+		return zero, false
+	}
+	t, ok := raw.(T)
+	return t, ok
+}
+
+// MustGet returns the key's value in v and panics when it is not set: use it
+// where a missing value is a wiring mistake.
+func (k Key[T]) MustGet(v Values) T {
+	t, ok := k.Get(v)
+	if !ok {
+		panic(fmt.Sprintf("lifespan: state %q is not set", k.Name()))
+	}
+	return t
+}
+
+// Set stores value under the key in the lifespan's state. It may be called
+// only from a hook's start function, through the Scope it was given; after
+// the start returned it panics, since state is read-only once ready.
+func (k Key[T]) Set(s *Scope, value T) {
+	if k.id == nil {
+		panic("lifespan: Set with a zero Key; make keys with NewKey")
+	}
+	s.set(k.id, value)
+}
+
+// With returns a new State that holds value under the key on top of parent
+// (which may be nil). parent is not changed: this is how a request adds
+// values of its own without any other request seeing them.
+func (k Key[T]) With(parent *State, value T) *State {
+	if k.id == nil {
+		panic("lifespan: With with a zero Key; make keys with NewKey")
+	}
+	return &State{parent: parent, values: map[*keyID]any{k.id: value}}
+}
+
+// State is read-only lifespan state: the values hooks set at startup, and
+// any values layered on top of it with [Key.With]. A nil *State is empty.
+// It is safe for concurrent use.
+type State struct {
+	parent *State
+	values map[*keyID]any
+}
+
+func (s *State) lookup(id *keyID) (any, bool) {
+	for ; s != nil; s = s.parent {
+		if v, ok := s.values[id]; ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// Names returns the sorted names of every key set in s.
+func (s *State) Names() []string {
+	seen := map[*keyID]bool{}
+	var names []string
+	for ; s != nil; s = s.parent {
+		for id := range s.values {
+			if !seen[id] {
+				seen[id] = true
+				names = append(names, id.name)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// stateBuilder collects values during startup; hooks may run in parallel.
+type stateBuilder struct {
+	mu     sync.Mutex
+	values map[*keyID]any
+}
+
+func (b *stateBuilder) set(id *keyID, v any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.values == nil {
+		b.values = map[*keyID]any{}
+	}
+	b.values[id] = v
+}
+
+func (b *stateBuilder) lookup(id *keyID) (any, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.values[id]
+	return v, ok
+}
+
+func (b *stateBuilder) freeze() *State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	values := make(map[*keyID]any, len(b.values))
+	for k, v := range b.values {
+		values[k] = v
+	}
+	return &State{values: values}
+}

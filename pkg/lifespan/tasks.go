@@ -1,0 +1,111 @@
+package lifespan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// tasks is the set of background tasks hooks started.
+type tasks struct {
+	once    sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	running map[string]int
+	errs    []error
+}
+
+func (t *tasks) init() {
+	t.once.Do(func() {
+		t.ctx, t.cancel = context.WithCancel(context.Background())
+		t.running = map[string]int{}
+	})
+}
+
+func (t *tasks) start(l *Lifespan, name string, fn func(context.Context) error) {
+	t.init()
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		err := fmt.Errorf("lifespan %q: task %q: started after shutdown began", l.name, name)
+		t.recordErr(err)
+		l.emit(Event{Kind: TaskExited, Hook: name, Err: err})
+		return
+	}
+	t.running[name]++
+	t.wg.Add(1)
+	t.mu.Unlock()
+	l.emit(Event{Kind: TaskStarted, Hook: name})
+	go func() {
+		defer t.wg.Done()
+		begin := time.Now()
+		err := runTask(t.ctx, fn)
+		t.mu.Lock()
+		if t.running[name]--; t.running[name] == 0 {
+			delete(t.running, name)
+		}
+		t.mu.Unlock()
+		if err != nil && !(errors.Is(err, context.Canceled) && t.ctx.Err() != nil) {
+			err = fmt.Errorf("lifespan %q: task %q: %w", l.name, name, err)
+			t.recordErr(err)
+		}
+		l.emit(Event{Kind: TaskExited, Hook: name, Duration: time.Since(begin), Err: err})
+	}()
+}
+
+func runTask(ctx context.Context, fn func(context.Context) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = recovered(v)
+		}
+	}()
+	return fn(ctx)
+}
+
+func (t *tasks) recordErr(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.errs = append(t.errs, err)
+}
+
+// names returns the running tasks' names, sorted.
+func (t *tasks) names() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	names := make([]string, 0, len(t.running))
+	for n := range t.running {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// stop cancels every task and waits for them until wait passes. It returns
+// the errors tasks ended with and, if some are still running, one naming
+// them.
+func (t *tasks) stop(app string, wait time.Duration) error {
+	t.init()
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.cancel()
+	done := make(chan struct{})
+	go func() { t.wg.Wait(); close(done) }()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var late error
+	select {
+	case <-done:
+	case <-timer.C:
+		late = fmt.Errorf("lifespan %q: background tasks still running %v after cancellation: %v", app, wait, t.names())
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return errors.Join(append(append([]error(nil), t.errs...), late)...)
+}
