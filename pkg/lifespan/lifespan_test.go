@@ -258,8 +258,8 @@ func TestStopAfterDeadlineStillCallsEveryStop(t *testing.T) {
 			t.Fatalf("Stop = %v, want the hog's deadline error", err)
 		}
 		want := []call{
-			{"hog", 3 * time.Second, false},         // bounded by the overall deadline, not its own 10s
-			{"cache", 0, true}, // called although the deadline passed, with a done context
+			{"hog", 3 * time.Second, false}, // bounded by the overall deadline, not its own 10s
+			{"cache", 0, true},              // called although the deadline passed, with a done context
 			{"db", 0, true},
 		}
 		if !slices.Equal(calls, want) {
