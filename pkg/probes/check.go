@@ -1,0 +1,179 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CheckFunc reports a dependency's health: nil when healthy. It must return
+// promptly once ctx is done.
+type CheckFunc func(ctx context.Context) error
+
+// Kind says which probes a check belongs to; combine with |.
+type Kind uint8
+
+// The probe kinds.
+const (
+	Liveness Kind = 1 << iota
+	Readiness
+	Startup
+)
+
+var kindPaths = []struct {
+	kind Kind
+	path string
+}{{Liveness, "livez"}, {Readiness, "readyz"}, {Startup, "startupz"}}
+
+func (k Kind) String() string {
+	var parts []string
+	for _, kp := range kindPaths {
+		if k&kp.kind != 0 {
+			parts = append(parts, kp.path)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "|")
+}
+
+// Check is one named health check.
+type Check struct {
+	// Name appears in ?verbose output, metrics and the check's sub-path; it
+	// may contain '/' (e.g. "hook/api/db") but no spaces.
+	Name string
+	Run  CheckFunc
+	// Timeout bounds each run (default 1s); a run past it fails.
+	Timeout time.Duration
+	// Interval, when set, runs the check in the background every Interval
+	// (starting at once when the registry starts); probes read the cached
+	// result and report the check failing until its first run passes.
+	// Without it the check runs inline on every probe.
+	Interval time.Duration
+	// FailureThreshold is how many consecutive failures turn a passing check
+	// failing (default 1); SuccessThreshold how many consecutive successes
+	// turn a failing check passing again (default 1). A check's first result
+	// counts at once.
+	FailureThreshold int
+	SuccessThreshold int
+}
+
+// DefaultTimeout bounds a check run when Check.Timeout is zero.
+const DefaultTimeout = time.Second
+
+// Result is a check's state as of its last run.
+type Result struct {
+	Name string
+	Kind Kind
+	// Passing is the thresholded verdict the probes report.
+	Passing bool
+	// Ran is false until the check's first run completed.
+	Ran bool
+	// Err is the last run's error (nil if it passed).
+	Err                  error
+	LastRun              time.Time
+	Duration             time.Duration
+	ConsecutiveFailures  int
+	ConsecutiveSuccesses int
+}
+
+// ErrNotRun is the reason a background check gives before its first run.
+var ErrNotRun = errors.New("not run yet")
+
+type check struct {
+	Check
+	kind Kind
+
+	mu     sync.Mutex
+	result Result
+}
+
+func (c *check) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("check without a name")
+	case strings.ContainsAny(c.Name, " \t\n?#"):
+		return fmt.Errorf("check %q: name must not contain spaces, '?' or '#'", c.Name)
+	case c.Run == nil:
+		return fmt.Errorf("check %q: no Run function", c.Name)
+	case c.kind&(Liveness|Readiness|Startup) == 0:
+		return fmt.Errorf("check %q: no probe kind (use Liveness, Readiness and/or Startup)", c.Name)
+	case c.Timeout < 0 || c.Interval < 0 || c.FailureThreshold < 0 || c.SuccessThreshold < 0:
+		return fmt.Errorf("check %q: timeouts, intervals and thresholds must not be negative", c.Name)
+	}
+	return nil
+}
+
+func (c *check) init() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	c.FailureThreshold = max(c.FailureThreshold, 1)
+	c.SuccessThreshold = max(c.SuccessThreshold, 1)
+	c.result = Result{Name: c.Name, Kind: c.kind, Err: ErrNotRun}
+}
+
+// run runs the check once under its timeout and folds the outcome into the
+// thresholded result.
+func (c *check) run(ctx context.Context) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	begin := time.Now()
+	err := c.call(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // finished, but too late to count
+	}
+	return c.record(err, begin, time.Since(begin))
+}
+
+// call runs the check in its own goroutine so that a check ignoring its
+// context still cannot hold the probe past the timeout.
+func (c *check) call(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- fmt.Errorf("check panicked: %v", v)
+			}
+		}()
+		done <- c.Run(ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("timed out after %v: %w", c.Timeout, ctx.Err())
+	}
+}
+
+func (c *check) record(err error, at time.Time, d time.Duration) Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.result
+	first := !r.Ran
+	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
+	if err == nil {
+		r.ConsecutiveSuccesses++
+		r.ConsecutiveFailures = 0
+		if first || r.ConsecutiveSuccesses >= c.SuccessThreshold {
+			r.Passing = true
+		}
+	} else {
+		r.ConsecutiveFailures++
+		r.ConsecutiveSuccesses = 0
+		if first || r.ConsecutiveFailures >= c.FailureThreshold {
+			r.Passing = false
+		}
+	}
+	return *r
+}
+
+func (c *check) cached() Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.result
+}

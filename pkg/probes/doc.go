@@ -1,0 +1,25 @@
+// Package probes serves Kubernetes probe endpoints that tell the truth:
+// /livez, /readyz and /startupz, each with per-check sub-paths
+// (/readyz/<check>), ?verbose for a "[+]name ok" list, repeatable
+// ?exclude=<check>, and a JSON form (?format=json or Accept:
+// application/json). The status code (200 or 503) is the machine interface.
+//
+// A [Check] has a name, a context-aware function and a timeout. A check with
+// an Interval runs in the background on its own schedule and probes read its
+// cached result, so a probe never waits on a slow dependency; checks without
+// one run inline and must be cheap (reading a channel, a flag). Failure and
+// success thresholds keep a flapping dependency from flapping the probe.
+// Every check's last result is kept, so metrics read results and never run
+// a check.
+//
+// Failure reasons are shown only by a handler made with ShowReasons (the
+// admin port); elsewhere a failing check says "failed" and nothing more.
+//
+// [FromHealthcheck] lets any github.com/heptiolabs/healthcheck Check (TCP
+// dial, HTTP GET, DNS resolve, goroutine count, DB ping) be registered,
+// run under this package's context and timeout with at most one call in
+// flight, so a hung dependency costs one goroutine, not one per probe.
+//
+// The package knows nothing of lifespans; package serve registers the
+// lifespan's hooks and drain as checks.
+package probes

@@ -1,0 +1,127 @@
+package probes
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// HandlerOptions configures a probe handler.
+type HandlerOptions struct {
+	// ShowReasons puts check errors in verbose and JSON output. Set it only
+	// on a port the public cannot reach (the admin port).
+	ShowReasons bool
+}
+
+// Handler serves /livez, /readyz and /startupz and their per-check
+// sub-paths. Mount it at the root of a mux (or at the paths themselves).
+func (r *Registry) Handler(opts HandlerOptions) http.Handler {
+	return &handler{r: r, opts: opts}
+}
+
+type handler struct {
+	r    *Registry
+	opts HandlerOptions
+}
+
+type jsonCheck struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type jsonReport struct {
+	Probe    string      `json:"probe"`
+	Status   string      `json:"status"`
+	Checks   []jsonCheck `json:"checks"`
+	Excluded []string    `json:"unknownExcludes,omitempty"`
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	path := strings.TrimPrefix(req.URL.Path, "/")
+	probe, only, _ := strings.Cut(path, "/")
+	var kind Kind
+	for _, kp := range kindPaths {
+		if kp.path == probe {
+			kind = kp.kind
+		}
+	}
+	if kind == 0 {
+		http.NotFound(w, req)
+		return
+	}
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	q := req.URL.Query()
+	rep, ok := h.r.Evaluate(req.Context(), kind, only, q["exclude"])
+	if !ok {
+		http.Error(w, fmt.Sprintf("%s has no check %q", probe, only), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	code := http.StatusOK
+	if !rep.Passing {
+		code = http.StatusServiceUnavailable
+	}
+	if q.Get("format") == "json" || strings.Contains(req.Header.Get("Accept"), "application/json") {
+		h.writeJSON(w, code, probe, rep)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, verbose := q["verbose"]
+	if rep.Passing && !verbose {
+		fmt.Fprintln(w, "ok")
+		return
+	}
+	var b strings.Builder
+	for _, c := range rep.Checks {
+		if c.Passing {
+			fmt.Fprintf(&b, "[+]%s ok\n", c.Name)
+		} else {
+			fmt.Fprintf(&b, "[-]%s failed: %s\n", c.Name, h.reason(c))
+		}
+	}
+	if len(rep.Excluded) > 0 {
+		fmt.Fprintf(&b, "warn: some checks cannot be excluded: no matches for %s\n", strings.Join(rep.Excluded, ", "))
+	}
+	if rep.Passing {
+		fmt.Fprintf(&b, "%s check passed\n", probe)
+	} else {
+		fmt.Fprintf(&b, "%s check failed\n", probe)
+	}
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func (h *handler) reason(c Result) string {
+	switch {
+	case !h.opts.ShowReasons:
+		return "reason withheld"
+	case c.Err == nil:
+		return "failure threshold not yet recovered"
+	default:
+		return c.Err.Error()
+	}
+}
+
+func (h *handler) writeJSON(w http.ResponseWriter, code int, probe string, rep Report) {
+	out := jsonReport{Probe: probe, Status: "ok", Checks: make([]jsonCheck, 0, len(rep.Checks)), Excluded: rep.Excluded}
+	if !rep.Passing {
+		out.Status = "failed"
+	}
+	for _, c := range rep.Checks {
+		jc := jsonCheck{Name: c.Name, OK: c.Passing}
+		if !c.Passing {
+			jc.Reason = h.reason(c)
+		}
+		out.Checks = append(out.Checks, jc)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(out)
+}

@@ -1,0 +1,104 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/heptiolabs/healthcheck"
+)
+
+func TestFromHealthcheckSingleFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		release := make(chan struct{})
+		check := FromHealthcheck(func() error {
+			calls.Add(1)
+			<-release // a hung dependency: heptio checks cannot be cancelled
+			return errors.New("finally failed")
+		})
+		for range 5 {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			if err := check(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("hung check = %v, want deadline", err)
+			}
+			cancel()
+		}
+		if got := calls.Load(); got != 1 {
+			t.Fatalf("%d calls in flight for 5 probes, want 1", got)
+		}
+		close(release)
+		synctest.Wait()
+		// The hung call's result is gone; the next probe starts a fresh call.
+		release = make(chan struct{})
+		close(release)
+		if err := check(t.Context()); err == nil || err.Error() != "finally failed" {
+			t.Fatalf("second call = %v", err)
+		}
+		if got := calls.Load(); got != 2 {
+			t.Fatalf("calls = %d, want 2", got)
+		}
+	})
+}
+
+func TestFromHealthcheckPanics(t *testing.T) {
+	err := FromHealthcheck(func() error { panic("bad") })(t.Context())
+	if err == nil || err.Error() != "check panicked: bad" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// The ready-made heptio checks work through the adapter and the registry.
+func TestHeptioReadyMadeChecks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer ln.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer up.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
+	defer down.Close()
+
+	tests := []struct {
+		name string
+		c    healthcheck.Check
+		ok   bool
+	}{
+		{"tcp open", healthcheck.TCPDialCheck(ln.Addr().String(), time.Second), true},
+		{"tcp closed", healthcheck.TCPDialCheck(closedAddr, time.Second), false},
+		{"http 200", healthcheck.HTTPGetCheck(up.URL, time.Second), true},
+		{"http 500", healthcheck.HTTPGetCheck(down.URL, time.Second), false},
+		{"dns localhost", healthcheck.DNSResolveCheck("localhost", time.Second), true},
+		{"goroutines under a generous cap", healthcheck.GoroutineCountCheck(10000), true},
+		{"goroutines over a cap of 1", healthcheck.GoroutineCountCheck(1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := New()
+			reg.Add(Readiness, Check{Name: "c", Timeout: 2 * time.Second, Run: FromHealthcheck(tt.c)})
+			rep, _ := reg.Evaluate(t.Context(), Readiness, "", nil)
+			if rep.Passing != tt.ok {
+				t.Fatalf("passing = %v, want %v (err %v)", rep.Passing, tt.ok, rep.Checks[0].Err)
+			}
+		})
+	}
+}

@@ -1,0 +1,248 @@
+package probes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func pass(context.Context) error { return nil }
+
+func fail(msg string) CheckFunc {
+	return func(context.Context) error { return errors.New(msg) }
+}
+
+func serve(h http.Handler, method, target string, hdr ...string) (int, string, http.Header) {
+	req := httptest.NewRequest(method, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String(), rec.Header()
+}
+
+func TestHandler(t *testing.T) {
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: pass})
+	r.Add(Readiness, Check{Name: "db", Run: fail("dial tcp 10.0.0.1:5432: refused")})
+	r.Add(Readiness|Startup, Check{Name: "hook/api/warm", Run: pass})
+	public := r.Handler(HandlerOptions{})
+	admin := r.Handler(HandlerOptions{ShowReasons: true})
+
+	tests := []struct {
+		name     string
+		h        http.Handler
+		method   string
+		target   string
+		hdr      []string
+		wantCode int
+		wantBody string
+		notBody  string
+	}{
+		{"livez ok", public, "GET", "/livez", nil, 200, "ok\n", ""},
+		{"livez verbose", public, "GET", "/livez?verbose", nil, 200, "[+]ping ok\nlivez check passed\n", ""},
+		{"readyz failing lists checks, withholds reason", public, "GET", "/readyz", nil, 503,
+			"[-]db failed: reason withheld\n[+]hook/api/warm ok\nreadyz check failed\n", "refused"},
+		{"admin shows reason", admin, "GET", "/readyz?verbose", nil, 503, "[-]db failed: dial tcp 10.0.0.1:5432: refused\n", ""},
+		{"exclude the failing check", public, "GET", "/readyz?exclude=db", nil, 200, "ok\n", ""},
+		{"exclude repeatable, unknown warned", public, "GET", "/readyz?verbose&exclude=db&exclude=nope&exclude=hook/api/warm", nil, 200,
+			"warn: some checks cannot be excluded: no matches for nope\nreadyz check passed\n", ""},
+		{"sub-path of a passing check", public, "GET", "/readyz/hook/api/warm", nil, 200, "ok\n", ""},
+		{"sub-path of a failing check", public, "GET", "/readyz/db", nil, 503, "[-]db failed", ""},
+		{"sub-path of another probe's check", public, "GET", "/livez/db", nil, 404, `livez has no check "db"`, ""},
+		{"startupz", public, "GET", "/startupz", nil, 200, "ok\n", ""},
+		{"HEAD", public, "HEAD", "/livez", nil, 200, "", ""},
+		{"POST refused", public, "POST", "/livez", nil, 405, "use GET or HEAD", ""},
+		{"unknown probe", public, "GET", "/healthz", nil, 404, "not found", ""},
+		{"json by query", public, "GET", "/readyz?format=json", nil, 503,
+			`{"probe":"readyz","status":"failed","checks":[{"name":"db","ok":false,"reason":"reason withheld"},{"name":"hook/api/warm","ok":true}]}`, "refused"},
+		{"json by Accept", admin, "GET", "/livez", []string{"Accept", "application/json"}, 200,
+			`{"probe":"livez","status":"ok","checks":[{"name":"ping","ok":true}]}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body, hdr := serve(tt.h, tt.method, tt.target, tt.hdr...)
+			if code != tt.wantCode {
+				t.Errorf("code = %d, want %d (body %q)", code, tt.wantCode, body)
+			}
+			if !strings.Contains(body, tt.wantBody) {
+				t.Errorf("body = %q, want it to contain %q", body, tt.wantBody)
+			}
+			if tt.notBody != "" && strings.Contains(body, tt.notBody) {
+				t.Errorf("body %q leaks %q", body, tt.notBody)
+			}
+			if code < 400 && hdr.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q", hdr.Get("Cache-Control"))
+			}
+		})
+	}
+}
+
+func TestJSONIsValid(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "db", Run: fail("x")})
+	_, body, hdr := serve(r.Handler(HandlerOptions{ShowReasons: true}), "GET", "/readyz?format=json")
+	var rep jsonReport
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("json %q: %v", body, err)
+	}
+	if rep.Status != "failed" || len(rep.Checks) != 1 || rep.Checks[0].Reason != "x" {
+		t.Fatalf("report = %+v", rep)
+	}
+}
+
+func TestThresholdsStopFlapping(t *testing.T) {
+	var outcomes []error
+	var i int
+	r := New()
+	r.Add(Readiness, Check{Name: "dep", FailureThreshold: 3, SuccessThreshold: 2, Run: func(context.Context) error {
+		err := outcomes[i]
+		i++
+		return err
+	}})
+	e := errors.New("down")
+	outcomes = []error{nil, e, e, nil, e, e, e, nil, nil}
+	want := []bool{true, true, true, true, true, true, false, false, true}
+	for step, w := range want {
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		if rep.Passing != w {
+			t.Fatalf("step %d (outcome %v): passing = %v, want %v", step, outcomes[step], rep.Passing, w)
+		}
+	}
+	res := r.Results()[0]
+	if res.ConsecutiveSuccesses != 2 || res.ConsecutiveFailures != 0 || res.Err != nil {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
+func TestFirstResultCountsAtOnce(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "dep", FailureThreshold: 5, Run: fail("down")})
+	if rep, _ := r.Evaluate(t.Context(), Readiness, "", nil); rep.Passing {
+		t.Fatal("a check failing from the start reported passing")
+	}
+}
+
+func TestInlineCheckTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		r := New()
+		r.Add(Readiness, Check{Name: "deaf", Timeout: 2 * time.Second, Run: func(context.Context) error {
+			<-release // ignores its context
+			return nil
+		}})
+		begin := time.Now()
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		if took := time.Since(begin); took != 2*time.Second {
+			t.Errorf("probe took %v, want the 2s timeout", took)
+		}
+		if rep.Passing || !errors.Is(rep.Checks[0].Err, context.DeadlineExceeded) {
+			t.Errorf("report = %+v", rep)
+		}
+		close(release)
+	})
+}
+
+func TestBackgroundCheckNeverBlocksProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "slow-db", Interval: 10 * time.Second, Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
+			runs.Add(1)
+			select {
+			case <-time.After(5 * time.Second): // a slow dependency
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}})
+		r.Start(t.Context())
+		defer r.Stop()
+
+		probe := func() (bool, time.Duration) {
+			begin := time.Now()
+			rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+			return rep.Passing, time.Since(begin)
+		}
+		synctest.Wait()
+		if ok, took := probe(); ok || took != 0 {
+			t.Fatalf("before first result: passing=%v took=%v; want failing at once", ok, took)
+		}
+		if res := r.Results()[0]; !errors.Is(res.Err, ErrNotRun) {
+			t.Fatalf("reason before first run = %v", res.Err)
+		}
+		time.Sleep(6 * time.Second)
+		if ok, took := probe(); !ok || took != 0 {
+			t.Fatalf("after first result: passing=%v took=%v; want passing at once", ok, took)
+		}
+		time.Sleep(20 * time.Second)
+		for range 50 {
+			probe()
+		}
+		if got := runs.Load(); got != 3 {
+			t.Fatalf("check ran %d times in 26s at a 10s interval (probes must not run it), want 3", got)
+		}
+	})
+}
+
+func TestAddPanicsOnMistakes(t *testing.T) {
+	tests := []struct {
+		name string
+		kind Kind
+		c    Check
+	}{
+		{"no name", Readiness, Check{Run: pass}},
+		{"space", Readiness, Check{Name: "a b", Run: pass}},
+		{"no run", Readiness, Check{Name: "a"}},
+		{"no kind", 0, Check{Name: "a", Run: pass}},
+		{"negative", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},
+		{"duplicate", Readiness, Check{Name: "dup", Run: pass}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			r.Add(Liveness, Check{Name: "dup", Run: pass})
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			r.Add(tt.kind, tt.c)
+		})
+	}
+}
+
+func TestKindString(t *testing.T) {
+	if got := (Readiness | Startup).String(); got != "readyz|startupz" {
+		t.Fatal(got)
+	}
+}
+
+func TestHandlerOverHTTP(t *testing.T) {
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: pass})
+	srv := httptest.NewServer(r.Handler(HandlerOptions{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,156 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Registry holds the checks behind the probes. Add checks, then Start it
+// (which runs the background checks) and serve its Handler; Stop ends the
+// background checks. It is safe for concurrent use.
+type Registry struct {
+	mu      sync.RWMutex
+	checks  []*check
+	byName  map[string]*check
+	started bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{byName: map[string]*check{}}
+}
+
+// Add registers c for the probes in kind. It panics on an invalid check, a
+// name already used, or a background check added after Start: those are
+// wiring mistakes.
+func (r *Registry) Add(kind Kind, c Check) {
+	ch := &check{Check: c, kind: kind}
+	if err := ch.validate(); err != nil {
+		panic("probes: " + err.Error())
+	}
+	ch.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.byName[c.Name]; dup {
+		panic(fmt.Sprintf("probes: check %q added twice", c.Name))
+	}
+	if r.started && c.Interval > 0 {
+		panic(fmt.Sprintf("probes: background check %q added after Start", c.Name))
+	}
+	r.checks = append(r.checks, ch)
+	r.byName[c.Name] = ch
+}
+
+// Start runs each background check at once and then every Interval until
+// Stop or ctx ends. It returns at once.
+func (r *Registry) Start(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return
+	}
+	r.started = true
+	ctx, r.cancel = context.WithCancel(ctx)
+	for _, c := range r.checks {
+		if c.Interval <= 0 {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			ticker := time.NewTicker(c.Interval)
+			defer ticker.Stop()
+			for {
+				c.run(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+				}
+			}
+		}()
+	}
+}
+
+// Stop ends the background checks and waits for them.
+func (r *Registry) Stop() {
+	r.mu.Lock()
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	r.wg.Wait()
+}
+
+// Results returns every check's last result, sorted by name, without
+// running any check.
+func (r *Registry) Results() []Result {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Result, 0, len(r.checks))
+	for _, c := range r.checks {
+		out = append(out, c.cached())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Report is the outcome of one probe.
+type Report struct {
+	Kind     Kind
+	Passing  bool
+	Checks   []Result
+	Excluded []string // names given to exclude that matched no check
+}
+
+// Evaluate reports the probe of kind: inline checks run now (concurrently,
+// each under its timeout), background checks give their cached result.
+// Checks named in exclude are left out. With only set, just that check is
+// reported; ok is false if it is not a check of kind.
+func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
+	skip := map[string]bool{}
+	for _, e := range exclude {
+		skip[e] = true
+	}
+	r.mu.RLock()
+	var selected []*check
+	for _, c := range r.checks {
+		if c.kind&kind == 0 || (only != "" && c.Name != only) {
+			continue
+		}
+		if skip[c.Name] {
+			delete(skip, c.Name)
+			continue
+		}
+		selected = append(selected, c)
+	}
+	r.mu.RUnlock()
+	if only != "" && len(selected) == 0 {
+		return Report{}, false
+	}
+	rep = Report{Kind: kind, Passing: true, Checks: make([]Result, len(selected))}
+	var wg sync.WaitGroup
+	for i, c := range selected {
+		if c.Interval > 0 {
+			rep.Checks[i] = c.cached()
+			continue
+		}
+		wg.Go(func() { rep.Checks[i] = c.run(ctx) })
+	}
+	wg.Wait()
+	for _, res := range rep.Checks {
+		rep.Passing = rep.Passing && res.Passing
+	}
+	for name := range skip {
+		rep.Excluded = append(rep.Excluded, name)
+	}
+	sort.Strings(rep.Excluded)
+	return rep, true
+}
