@@ -1,0 +1,17 @@
+// Package sidecar makes a service aware of the sidecars in its pod (service
+// mesh proxies, log shippers, the reference service's own sidecar mode).
+//
+// At startup, [Waiter.Hook] is a lifespan hook that waits until every
+// configured sidecar is ready, probing an HTTP readiness URL (Istio's
+// :15021/healthz/ready, Linkerd's :4191/ready) or dialling a TCP address,
+// with exponential backoff and a deadline. Register it first, so the hooks
+// that need the network run after it; its start duration is the wait, in
+// the lifespan's events and metrics. [Waiter.Checks] reports each sidecar as
+// a readiness check that keeps probing it in the background.
+//
+// At shutdown, [Quit] calls each classic sidecar's quit endpoint (Istio's
+// POST /quitquitquit, Linkerd's POST /shutdown) once the app's teardown is
+// over, for Jobs and pods whose sidecars would otherwise outlive the app.
+// Native sidecars (initContainers with restartPolicy: Always) need neither:
+// the kubelet starts them before and stops them after the app.
+package sidecar

@@ -1,0 +1,241 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
+)
+
+// Target is one sidecar to wait for.
+type Target struct {
+	// Name identifies it in logs and the "sidecar/NAME" check: host:port.
+	Name string
+	// URL is an http(s) readiness URL (2xx means ready) or tcp://host:port
+	// (an accepted connection means ready).
+	URL *url.URL
+}
+
+// ParseTargets reads readiness targets: http://…, https://…, tcp://host:port
+// or a bare host:port (TCP).
+func ParseTargets(specs []string) ([]Target, error) {
+	var out []Target
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		spec = strings.TrimSpace(spec)
+		if spec == "" {
+			continue
+		}
+		if !strings.Contains(spec, "://") {
+			spec = "tcp://" + spec
+		}
+		u, err := url.Parse(spec)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", spec, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
+			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", spec, u.Scheme)
+		}
+		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+			return nil, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", spec)
+		}
+		name := u.Host
+		if seen[name] {
+			return nil, fmt.Errorf("sidecar %q: %s listed twice", spec, name)
+		}
+		seen[name] = true
+		out = append(out, Target{Name: name, URL: u})
+	}
+	return out, nil
+}
+
+// Options tunes the wait. The zero value means: 100ms first backoff,
+// doubling to 2s, 60s deadline, 1s per attempt.
+type Options struct {
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	Deadline       time.Duration
+	AttemptTimeout time.Duration
+	Client         *http.Client
+	Logger         *slog.Logger
+}
+
+// Waiter waits for sidecars and reports them as checks.
+type Waiter struct {
+	targets []Target
+	opts    Options
+}
+
+// NewWaiter returns a waiter for targets.
+func NewWaiter(targets []Target, opts Options) *Waiter {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.InitialBackoff, 100*time.Millisecond)
+	def(&opts.MaxBackoff, 2*time.Second)
+	def(&opts.Deadline, 60*time.Second)
+	def(&opts.AttemptTimeout, time.Second)
+	if opts.Client == nil {
+		opts.Client = &http.Client{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Waiter{targets: targets, opts: opts}
+}
+
+// probe asks one sidecar once whether it is ready.
+func (w *Waiter) probe(ctx context.Context, t Target) error {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.AttemptTimeout)
+	defer cancel()
+	if t.URL.Scheme == "tcp" {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", t.URL.Host)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := w.opts.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("GET %s: %s", t.URL, resp.Status)
+	}
+	return nil
+}
+
+// Wait returns once every target answered ready, or with an error naming
+// those that did not before the deadline (or ctx) ended.
+func (w *Waiter) Wait(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Deadline)
+	defer cancel()
+	errs := make([]error, len(w.targets))
+	var wg sync.WaitGroup
+	for i, t := range w.targets {
+		wg.Go(func() { errs[i] = w.waitOne(ctx, t) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (w *Waiter) waitOne(ctx context.Context, t Target) error {
+	begin := time.Now()
+	backoff := w.opts.InitialBackoff
+	for attempt := 1; ; attempt++ {
+		err := w.probe(ctx, t)
+		if err == nil {
+			w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempt, "waited", time.Since(begin))
+			return nil
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempt, err)
+		case <-timer.C:
+		}
+		backoff = min(backoff*2, w.opts.MaxBackoff)
+	}
+}
+
+// Hook returns the lifespan hook "sidecars" that waits for every target.
+func (w *Waiter) Hook() lifespan.Hook {
+	return lifespan.Hook{Name: "sidecars", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		return nil, w.Wait(ctx)
+	}}
+}
+
+// Checks returns a readiness check per target, "sidecar/NAME", probing it
+// every interval in the background and failing after three misses in a row.
+func (w *Waiter) Checks(interval time.Duration) []probes.Check {
+	out := make([]probes.Check, 0, len(w.targets))
+	for _, t := range w.targets {
+		out = append(out, probes.Check{
+			Name: "sidecar/" + t.Name, Interval: interval, Timeout: w.opts.AttemptTimeout * 2, FailureThreshold: 3,
+			Run: func(ctx context.Context) error { return w.probe(ctx, t) },
+		})
+	}
+	return out
+}
+
+// Quit POSTs to every quit URL at once (Istio /quitquitquit, Linkerd
+// /shutdown), logs each outcome, and returns the failures joined. A
+// connection refused counts as success: the sidecar is already gone.
+func Quit(ctx context.Context, urls []string, client *http.Client, log *slog.Logger) error {
+	if client == nil {
+		client = &http.Client{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	errs := make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() {
+			begin := time.Now()
+			err := quitOne(ctx, client, u)
+			if err != nil {
+				errs[i] = fmt.Errorf("POST %s: %w", u, err)
+				log.Error("sidecar quit failed", "url", u, "error", err)
+				return
+			}
+			log.Info("sidecar told to quit", "url", u, "took", time.Since(begin))
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func quitOne(ctx context.Context, client *http.Client, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if isRefused(err) {
+			return nil
+		}
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// ValidateQuitURLs checks quit URLs before they are needed.
+func ValidateQuitURLs(urls []string) error {
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", s)
+		}
+	}
+	return nil
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

@@ -1,0 +1,164 @@
+package sidecar
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestParseTargets(t *testing.T) {
+	tests := []struct {
+		in      []string
+		want    []string // names
+		wantErr string
+	}{
+		{[]string{"http://127.0.0.1:15021/healthz/ready", "tcp://127.0.0.1:4143", " 127.0.0.1:9 ", ""}, []string{"127.0.0.1:15021", "127.0.0.1:4143", "127.0.0.1:9"}, ""},
+		{[]string{"ftp://x:1"}, nil, `scheme "ftp" not supported`},
+		{[]string{"localhost"}, nil, "needs host:port"},
+		{[]string{"a:1", "tcp://a:1"}, nil, "listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.in, ","), func(t *testing.T) {
+			got, err := ParseTargets(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != len(tt.want) {
+				t.Fatalf("got %v, %v", got, err)
+			}
+			for i := range got {
+				if got[i].Name != tt.want[i] {
+					t.Errorf("name %d = %q, want %q", i, got[i].Name, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWaitRetriesUntilReady(t *testing.T) {
+	var hits atomic.Int32
+	httpSidecar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) < 3 {
+			w.WriteHeader(503)
+		}
+	}))
+	defer httpSidecar.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer ln.Close()
+	targets, err := ParseTargets([]string{httpSidecar.URL + "/ready", ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWaiter(targets, Options{InitialBackoff: time.Millisecond, Logger: quiet})
+	app := lifespan.New("api")
+	app.Append(w.Hook())
+	if err := app.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop(t.Context())
+	if hits.Load() != 3 {
+		t.Fatalf("readiness URL asked %d times, want 3 (two 503s, then 200)", hits.Load())
+	}
+}
+
+func TestWaitDeadlineNamesSidecar(t *testing.T) {
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer notReady.Close()
+	targets, _ := ParseTargets([]string{notReady.URL + "/healthz/ready"})
+	w := NewWaiter(targets, Options{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Deadline: 50 * time.Millisecond, Logger: quiet})
+	err := w.Wait(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "not ready after") || !strings.Contains(err.Error(), "503 Service Unavailable") {
+		t.Fatalf("Wait = %v", err)
+	}
+}
+
+func TestChecksProbeInBackground(t *testing.T) {
+	var up atomic.Bool
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(503)
+		}
+	}))
+	defer sc.Close()
+	targets, _ := ParseTargets([]string{sc.URL})
+	reg := probes.New()
+	for _, c := range NewWaiter(targets, Options{Logger: quiet}).Checks(time.Hour) {
+		c.Interval = 0 // run inline so the test reads a fresh result
+		reg.Add(probes.Readiness, c)
+	}
+	rep, _ := reg.Evaluate(t.Context(), probes.Readiness, "", nil)
+	if rep.Passing || rep.Checks[0].Name != "sidecar/"+targets[0].Name {
+		t.Fatalf("not-ready sidecar: %+v", rep)
+	}
+	up.Store(true)
+	if rep, _ = reg.Evaluate(t.Context(), probes.Readiness, "", nil); !rep.Passing {
+		t.Fatalf("ready sidecar: %+v", rep)
+	}
+}
+
+func TestQuit(t *testing.T) {
+	var posts atomic.Int32
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/quitquitquit" {
+			posts.Add(1)
+		}
+	}))
+	defer ok.Close()
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
+	defer bad.Close()
+	gone, _ := net.Listen("tcp", "127.0.0.1:0")
+	goneURL := "http://" + gone.Addr().String() + "/shutdown"
+	gone.Close()
+
+	if err := Quit(t.Context(), []string{ok.URL + "/quitquitquit", goneURL}, nil, quiet); err != nil {
+		t.Fatalf("Quit = %v (a sidecar already gone is not an error)", err)
+	}
+	if posts.Load() != 1 {
+		t.Fatalf("posts = %d", posts.Load())
+	}
+	err := Quit(t.Context(), []string{bad.URL + "/quitquitquit"}, nil, quiet)
+	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") {
+		t.Fatalf("Quit = %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Quit(ctx, []string{ok.URL + "/quitquitquit"}, nil, quiet); err == nil {
+		t.Fatal("Quit with a done context succeeded")
+	}
+}
+
+func TestValidateQuitURLs(t *testing.T) {
+	if err := ValidateQuitURLs([]string{"http://127.0.0.1:15020/quitquitquit"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateQuitURLs([]string{"127.0.0.1:15020"}); err == nil || !strings.Contains(err.Error(), "want http://host:port/path") {
+		t.Fatalf("err = %v", err)
+	}
+}
