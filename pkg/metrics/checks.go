@@ -1,0 +1,44 @@
+package metrics
+
+import (
+	"github.com/berth-dev/berth/pkg/probes"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	checkUpDesc = prometheus.NewDesc("berth_check_up",
+		"1 if the check's last thresholded result is passing, from the cached result.", []string{"check", "probe"}, nil)
+	checkDurationDesc = prometheus.NewDesc("berth_check_duration_seconds",
+		"How long the check's last run took.", []string{"check"}, nil)
+	checkLastRunDesc = prometheus.NewDesc("berth_check_last_run_timestamp_seconds",
+		"When the check last ran (Unix time); absent before its first run.", []string{"check"}, nil)
+)
+
+// checks collects probe results at scrape time from the registry's cache.
+type checks struct{ reg *probes.Registry }
+
+// RegisterChecks registers a collector of every check's cached result. A
+// scrape never runs a check.
+func RegisterChecks(reg prometheus.Registerer, p *probes.Registry) error {
+	return reg.Register(checks{reg: p})
+}
+
+func (c checks) Describe(ch chan<- *prometheus.Desc) {
+	ch <- checkUpDesc
+	ch <- checkDurationDesc
+	ch <- checkLastRunDesc
+}
+
+func (c checks) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.reg.Results() {
+		up := 0.0
+		if r.Passing {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(checkUpDesc, prometheus.GaugeValue, up, r.Name, r.Kind.String())
+		if r.Ran {
+			ch <- prometheus.MustNewConstMetric(checkDurationDesc, prometheus.GaugeValue, r.Duration.Seconds(), r.Name)
+			ch <- prometheus.MustNewConstMetric(checkLastRunDesc, prometheus.GaugeValue, float64(r.LastRun.UnixNano())/1e9, r.Name)
+		}
+	}
+}
