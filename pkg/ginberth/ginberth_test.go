@@ -1,0 +1,108 @@
+package ginberth
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/gin-gonic/gin"
+)
+
+func init() { gin.SetMode(gin.TestMode) }
+
+var (
+	dsnKey  = lifespan.NewKey[string]("dsn")
+	userKey = lifespan.NewKey[string]("user")
+)
+
+func startedApp(t *testing.T) *lifespan.Lifespan {
+	l := lifespan.New("api")
+	l.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		dsnKey.Set(s, "postgres://db")
+		return nil, nil
+	}})
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop(context.Background()) })
+	return l
+}
+
+func TestStateAndRequestLayer(t *testing.T) {
+	l := startedApp(t)
+	r := gin.New()
+	r.Use(State(l))
+	r.GET("/whoami/:user", func(c *gin.Context) {
+		Set(c, userKey, c.Param("user"))
+		user, _ := Get(c, userKey)
+		c.String(200, MustGet(c, dsnKey)+" "+user)
+	})
+	r.GET("/peek", func(c *gin.Context) {
+		_, leaked := Get(c, userKey)
+		c.JSON(200, gin.H{"leaked": leaked})
+	})
+	var wg sync.WaitGroup
+	for _, u := range []string{"ann", "bob", "cid", "dee"} {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, httptest.NewRequest("GET", "/whoami/"+u, nil))
+			if rec.Body.String() != "postgres://db "+u {
+				t.Errorf("got %q for %s", rec.Body.String(), u)
+			}
+		})
+	}
+	wg.Wait()
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest("GET", "/peek", nil))
+	if rec.Body.String() != `{"leaked":false}` {
+		t.Fatalf("a request's value leaked: %s", rec.Body)
+	}
+	if _, ok := userKey.Get(l.State()); ok {
+		t.Fatal("a request's value reached the lifespan state")
+	}
+}
+
+type recorded struct {
+	mu     sync.Mutex
+	begun  int
+	routes []string
+	codes  []int
+}
+
+func (r *recorded) Begin() { r.mu.Lock(); r.begun++; r.mu.Unlock() }
+func (r *recorded) ObserveRequest(method, route string, code int, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.routes = append(r.routes, method+" "+route)
+	r.codes = append(r.codes, code)
+}
+
+func TestMetricsUseRouteTemplate(t *testing.T) {
+	obs := &recorded{}
+	r := gin.New()
+	r.Use(Metrics(obs))
+	r.GET("/api/v1/items/:key", func(c *gin.Context) { c.Status(204) })
+	tests := []struct {
+		path  string
+		route string
+		code  int
+	}{
+		{"/api/v1/items/alpha", "GET /api/v1/items/:key", 204},
+		{"/api/v1/items/beta", "GET /api/v1/items/:key", 204},
+		{"/wp-admin/../etc/passwd", "GET unmatched", 404},
+	}
+	for i, tt := range tests {
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if obs.routes[i] != tt.route || obs.codes[i] != tt.code {
+			t.Errorf("%s recorded as %q %d, want %q %d", tt.path, obs.routes[i], obs.codes[i], tt.route, tt.code)
+		}
+	}
+	if obs.begun != len(tests) {
+		t.Errorf("begun %d", obs.begun)
+	}
+}
