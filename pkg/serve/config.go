@@ -65,8 +65,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives the shutdown's figures (package metrics has one).
 	Observer DrainObserver
-	// Signals start the shutdown (default SIGTERM and SIGINT); a second one
-	// forces an exit through Exit (default os.Exit) with ExitForced.
+	// Signals start the shutdown (nil means SIGTERM and SIGINT; an empty,
+	// non-nil slice handles none); a second one forces an exit through Exit
+	// (default os.Exit) with ExitForced.
 	Signals []os.Signal
 	Exit    func(code int)
 }

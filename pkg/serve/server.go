@@ -165,8 +165,10 @@ func (s *Server) Run(ctx context.Context) error {
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
 
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, s.cfg.Signals...)
-	defer signal.Stop(sigs)
+	if len(s.cfg.Signals) > 0 {
+		signal.Notify(sigs, s.cfg.Signals...)
+		defer signal.Stop(sigs)
+	}
 
 	var serving sync.WaitGroup
 	serveOn := func(name string, srv *http.Server, ln net.Listener) {

@@ -1,0 +1,115 @@
+// Package berthtest is berth's lifespan-aware test helper, the Go shape of
+// Starlette's `with TestClient(app)`: [Start] runs the real startup and
+// serving path on loopback and hands back a client; the test's cleanup runs
+// the full shutdown timeline and fails the test if the shutdown reports an
+// error (a failed stop hook, a background task error, a request cut off).
+package berthtest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/serve"
+)
+
+// TB is the part of testing.TB the helper uses; *testing.T and *testing.B
+// satisfy it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// App is a running service under test.
+type App struct {
+	// URL is the API's base URL ("http://127.0.0.1:PORT"); AdminURL the
+	// admin server's (probes, metrics).
+	URL      string
+	AdminURL string
+	// Client talks to both; it has a timeout, so no test hangs on it.
+	Client *http.Client
+	Server *serve.Server
+}
+
+// Start runs cfg's lifespan and servers on loopback ports and returns once
+// startup has completed; a failed startup fails the test. Unless set in cfg:
+// the drain delay is 0 (a test has no endpoints to propagate), signals are
+// not handled, and logs are discarded. The shutdown runs in t.Cleanup.
+func Start(t TB, cfg serve.Config) *App {
+	t.Helper()
+	cfg.APIAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.Signals == nil {
+		cfg.Signals = []os.Signal{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Exit == nil {
+		cfg.Exit = func(code int) { t.Errorf("berthtest: forced exit with code %d", code) }
+	}
+	srv, err := serve.New(cfg)
+	if err != nil {
+		t.Fatalf("berthtest: %v", err)
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(context.Background()) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("berthtest: %v", err)
+		return nil
+	}
+	// The whole budget, plus slack, bounds the wait in Cleanup.
+	budget := cfg.DrainDelay + cfg.DrainTimeout + cfg.StopTimeout + cfg.QuitTimeout + 50*time.Second
+	t.Cleanup(func() {
+		srv.Shutdown()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("berthtest: shutdown: %v", err)
+			}
+		case <-time.After(budget):
+			t.Errorf("berthtest: shutdown still running after %v", budget)
+		}
+	})
+	return &App{
+		URL:      "http://" + srv.APIAddr().String(),
+		AdminURL: "http://" + srv.AdminAddr().String(),
+		Client:   &http.Client{Timeout: 30 * time.Second},
+		Server:   srv,
+	}
+}
+
+// Get requests path (relative to URL) and returns the status and body; a
+// transport error fails the test.
+func (a *App) Get(t TB, path string) (int, string) {
+	t.Helper()
+	return a.do(t, a.URL+path)
+}
+
+// GetAdmin is Get on the admin server.
+func (a *App) GetAdmin(t TB, path string) (int, string) {
+	t.Helper()
+	return a.do(t, a.AdminURL+path)
+}
+
+func (a *App) do(t TB, url string) (int, string) {
+	t.Helper()
+	resp, err := a.Client.Get(url)
+	if err != nil {
+		t.Fatalf("berthtest: GET %s: %v", url, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("berthtest: GET %s: reading body: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}

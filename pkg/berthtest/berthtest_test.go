@@ -1,0 +1,107 @@
+package berthtest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/berth-dev/berth/pkg/berthtest"
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/serve"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeT records what the helper reports, to test the helper itself.
+type fakeT struct {
+	mu       sync.Mutex
+	cleanups []func()
+	errors   []string
+	fatal    string
+}
+
+func (f *fakeT) Helper()           {}
+func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeT) Errorf(format string, a ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errors = append(f.errors, fmt.Sprintf(format, a...))
+}
+func (f *fakeT) Fatalf(format string, a ...any) {
+	f.fatal = fmt.Sprintf(format, a...)
+	runtime.Goexit()
+}
+func (f *fakeT) cleanup() {
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+}
+
+// inGoroutine runs fn the way the testing package runs a test, so Fatalf's
+// Goexit ends only fn.
+func inGoroutine(fn func()) {
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	<-done
+}
+
+func app(stopErr error, record *[]string) *lifespan.Group {
+	l := lifespan.New("api")
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		*record = append(*record, "started")
+		return func(context.Context) error { *record = append(*record, "stopped"); return stopErr }, nil
+	}})
+	return lifespan.NewGroup(l)
+}
+
+func TestStartRunsStartupCleanupRunsShutdown(t *testing.T) {
+	var record []string
+	ft := &fakeT{}
+	var a *berthtest.App
+	inGoroutine(func() {
+		a = berthtest.Start(ft, serve.Config{Group: app(nil, &record), API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hi") })})
+	})
+	if ft.fatal != "" || strings.Join(record, ",") != "started" {
+		t.Fatalf("after Start: fatal=%q record=%q", ft.fatal, record)
+	}
+	if code, body := a.Get(t, "/"); code != 200 || body != "hi" {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	if code, _ := a.GetAdmin(t, "/readyz"); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	ft.cleanup()
+	if strings.Join(record, ",") != "started,stopped" || len(ft.errors) != 0 {
+		t.Fatalf("after cleanup: record=%q errors=%q", record, ft.errors)
+	}
+}
+
+func TestShutdownErrorFailsTheTest(t *testing.T) {
+	var record []string
+	ft := &fakeT{}
+	inGoroutine(func() {
+		berthtest.Start(ft, serve.Config{Group: app(errors.New("flush failed"), &record), API: http.NotFoundHandler()})
+	})
+	ft.cleanup()
+	if len(ft.errors) != 1 || !strings.Contains(ft.errors[0], `hook "db": stop: flush failed`) {
+		t.Fatalf("errors = %q", ft.errors)
+	}
+}
+
+func TestFailedStartupFailsTheTest(t *testing.T) {
+	ft := &fakeT{}
+	l := lifespan.New("api")
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return nil, errors.New("refused")
+	}})
+	inGoroutine(func() { berthtest.Start(ft, serve.Config{Group: lifespan.NewGroup(l), API: http.NotFoundHandler()}) })
+	if !strings.Contains(ft.fatal, `startup failed: lifespan "api": hook "db": start: refused`) {
+		t.Fatalf("fatal = %q", ft.fatal)
+	}
+}
