@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/sidecar"
+	"github.com/caarlos0/env/v11"
+)
+
+// config is the service's configuration, read from the environment. The
+// README and the chart's values document every variable.
+type config struct {
+	HTTPAddr       string        `env:"BERTH_HTTP_ADDR" envDefault:":8080"`
+	AdminAddr      string        `env:"BERTH_ADMIN_ADDR" envDefault:":9090"`
+	SingleListener bool          `env:"BERTH_SINGLE_LISTENER" envDefault:"false"`
+	DrainDelay     time.Duration `env:"BERTH_DRAIN_DELAY" envDefault:"5s"`
+	DrainTimeout   time.Duration `env:"BERTH_DRAIN_TIMEOUT" envDefault:"20s"`
+	StopTimeout    time.Duration `env:"BERTH_STOP_TIMEOUT" envDefault:"10s"`
+	GracePeriod    time.Duration `env:"BERTH_GRACE_PERIOD"`
+	PreStopDelay   time.Duration `env:"BERTH_PRESTOP_DELAY"`
+	Sidecars       []string      `env:"BERTH_SIDECARS" envSeparator:","`
+	SidecarTimeout time.Duration `env:"BERTH_SIDECAR_TIMEOUT" envDefault:"60s"`
+	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
+	LogLevel       string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
+	LogFormat      string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
+	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
+	DemoFail       string        `env:"BERTH_DEMO_FAIL"`
+	JobInterval    time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
+	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"30s"`
+	BodyLimit      int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
+	PodName        string        `env:"POD_NAME"`
+}
+
+// hookNames are the service's hooks, in start order ("sidecars" only when
+// BERTH_SIDECARS is set); BERTH_DEMO_FAIL must name one of them.
+var hookNames = []string{"sidecars", "store", "cache", "jobs"}
+
+var accepted = map[reflect.Type]string{
+	reflect.TypeFor[time.Duration](): "a Go duration such as 250ms, 5s or 1m",
+	reflect.TypeFor[bool]():          "true or false",
+	reflect.TypeFor[int64]():         "a whole number",
+}
+
+// loadConfig reads the configuration from environ (os.Environ's shape as a
+// map) and checks it; every problem is reported, each naming the variable,
+// its value and what would be accepted.
+func loadConfig(environ map[string]string) (config, error) {
+	var cfg config
+	var problems []string
+	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors {
+			var pe env.ParseError
+			if errors.As(e, &pe) {
+				name := envName(pe.Name)
+				problems = append(problems, fmt.Sprintf("%s=%q is not %s", name, environ[name], accepted[pe.Type]))
+				continue
+			}
+			problems = append(problems, e.Error())
+		}
+	} else if err != nil {
+		problems = append(problems, err.Error())
+	}
+	bad := func(name, value, want string) {
+		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"BERTH_DRAIN_DELAY", cfg.DrainDelay}, {"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout},
+		{"BERTH_GRACE_PERIOD", cfg.GracePeriod}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
+		{"BERTH_DEMO_WARMUP", cfg.DemoWarmup}, {"BERTH_JOB_INTERVAL", cfg.JobInterval}, {"BERTH_WORK_MAX", cfg.WorkMax}} {
+		if d.v < 0 {
+			bad(d.name, environ[d.name], "must not be negative")
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout}, {"BERTH_JOB_INTERVAL", cfg.JobInterval}, {"BERTH_WORK_MAX", cfg.WorkMax}} {
+		if d.v == 0 && environ[d.name] != "" {
+			bad(d.name, environ[d.name], "must be more than 0")
+		}
+	}
+	if cfg.BodyLimit <= 0 && environ["BERTH_BODY_LIMIT"] != "" {
+		bad("BERTH_BODY_LIMIT", environ["BERTH_BODY_LIMIT"], "must be a positive number of bytes")
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
+		bad("BERTH_LOG_FORMAT", cfg.LogFormat, "want json or text")
+	}
+	if cfg.DemoFail != "" && !slices.Contains(hookNames, cfg.DemoFail) {
+		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "want the name of a hook: "+strings.Join(hookNames, ", "))
+	}
+	if cfg.DemoFail == "sidecars" && len(cfg.Sidecars) == 0 {
+		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "the sidecars hook runs only when BERTH_SIDECARS is set")
+	}
+	if _, err := sidecar.ParseTargets(cfg.Sidecars); err != nil {
+		bad("BERTH_SIDECARS", environ["BERTH_SIDECARS"], err.Error())
+	}
+	if err := sidecar.ValidateQuitURLs(cfg.SidecarQuit); err != nil {
+		bad("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err.Error())
+	}
+	if len(problems) > 0 {
+		return cfg, fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
+	}
+	return cfg, nil
+}
+
+// envName returns the variable behind a config field.
+func envName(field string) string {
+	f, ok := reflect.TypeFor[config]().FieldByName(field)
+	if !ok {
+		return field
+	}
+	return f.Tag.Get("env")
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
