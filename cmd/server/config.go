@@ -24,9 +24,11 @@ type config struct {
 	StopTimeout    time.Duration `env:"BERTH_STOP_TIMEOUT" envDefault:"10s"`
 	GracePeriod    time.Duration `env:"BERTH_GRACE_PERIOD"`
 	PreStopDelay   time.Duration `env:"BERTH_PRESTOP_DELAY"`
+	Margin         time.Duration `env:"BERTH_SHUTDOWN_MARGIN" envDefault:"2s"`
 	Sidecars       []string      `env:"BERTH_SIDECARS" envSeparator:","`
 	SidecarTimeout time.Duration `env:"BERTH_SIDECAR_TIMEOUT" envDefault:"60s"`
 	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
+	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT" envDefault:"5s"`
 	LogLevel       string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
 	LogFormat      string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
 	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
@@ -75,7 +77,7 @@ func loadConfig(environ map[string]string) (config, error) {
 		name string
 		v    time.Duration
 	}{{"BERTH_DRAIN_DELAY", cfg.DrainDelay}, {"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout},
-		{"BERTH_GRACE_PERIOD", cfg.GracePeriod}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
+		{"BERTH_GRACE_PERIOD", cfg.GracePeriod}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay}, {"BERTH_SHUTDOWN_MARGIN", cfg.Margin}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
 		{"BERTH_DEMO_WARMUP", cfg.DemoWarmup}, {"BERTH_JOB_INTERVAL", cfg.JobInterval}, {"BERTH_WORK_MAX", cfg.WorkMax}} {
 		if d.v < 0 {
 			bad(d.name, environ[d.name], "must not be negative")
@@ -84,7 +86,8 @@ func loadConfig(environ map[string]string) (config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout}, {"BERTH_JOB_INTERVAL", cfg.JobInterval}, {"BERTH_WORK_MAX", cfg.WorkMax}} {
+	}{{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout}, {"BERTH_JOB_INTERVAL", cfg.JobInterval},
+		{"BERTH_WORK_MAX", cfg.WorkMax}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout}} {
 		if d.v == 0 && environ[d.name] != "" {
 			bad(d.name, environ[d.name], "must be more than 0")
 		}

@@ -162,6 +162,8 @@ func newServerConfig(cfg config, log *slog.Logger) (serve.Config, error) {
 		StopTimeout:    cfg.StopTimeout,
 		GracePeriod:    cfg.GracePeriod,
 		PreStopDelay:   cfg.PreStopDelay,
+		Margin:         cfg.Margin,
+		QuitTimeout:    cfg.QuitTimeout,
 		QuitSidecars:   quit,
 		Logger:         log,
 		Observer:       lifespanMetrics,

@@ -1,0 +1,338 @@
+// Package helm tests the berth chart: it renders templates with the Helm
+// SDK, decodes every manifest strictly into Kubernetes types, and asserts
+// what a rollout depends on (probes, grace period, security context,
+// sidecar shapes).
+package helm
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "berth"
+
+type rendered struct {
+	deployment *appsv1.Deployment
+	services   []corev1.Service
+	pdb        *policyv1.PodDisruptionBudget
+	testPod    *corev1.Pod
+	kinds      []string
+}
+
+func render(t *testing.T, values map[string]any, apiVersions ...string) (*rendered, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.CoalesceValues(ch, values)
+	if err != nil {
+		return nil, err
+	}
+	if err := chartutil.ValidateAgainstSchema(ch, vals); err != nil {
+		return nil, err
+	}
+	caps := chartutil.DefaultCapabilities.Copy()
+	caps.APIVersions = append(caps.APIVersions, apiVersions...)
+	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.34.4", Major: "1", Minor: "34"}
+	rv, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "rel", Namespace: "ns", IsInstall: true}, caps)
+	if err != nil {
+		return nil, err
+	}
+	out, err := engine.Render(ch, rv)
+	if err != nil {
+		return nil, err
+	}
+	return decode(t, ch, out), nil
+}
+
+func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
+	t.Helper()
+	r := &rendered{}
+	for name, text := range files {
+		if !strings.HasSuffix(name, ".yaml") {
+			continue
+		}
+		for _, doc := range strings.Split(text, "\n---") {
+			if strings.TrimSpace(doc) == "" || isComments(doc) {
+				continue
+			}
+			var meta struct{ Kind string }
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			r.kinds = append(r.kinds, meta.Kind)
+			var target any
+			switch meta.Kind {
+			case "Deployment":
+				r.deployment = &appsv1.Deployment{}
+				target = r.deployment
+			case "Service":
+				r.services = append(r.services, corev1.Service{})
+				target = &r.services[len(r.services)-1]
+			case "PodDisruptionBudget":
+				r.pdb = &policyv1.PodDisruptionBudget{}
+				target = r.pdb
+			case "Pod":
+				r.testPod = &corev1.Pod{}
+				target = r.testPod
+			case "ServiceAccount":
+				target = &corev1.ServiceAccount{}
+			case "ServiceMonitor":
+				continue
+			default:
+				t.Fatalf("%s: unexpected kind %q", name, meta.Kind)
+			}
+			if err := yaml.UnmarshalStrict([]byte(doc), target); err != nil {
+				t.Fatalf("%s: %s does not decode strictly: %v\n%s", name, meta.Kind, err, doc)
+			}
+		}
+	}
+	slices.Sort(r.kinds)
+	return r
+}
+
+func isComments(doc string) bool {
+	for _, line := range strings.Split(doc, "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+func mustRender(t *testing.T, values map[string]any, apiVersions ...string) *rendered {
+	t.Helper()
+	r, err := render(t, values, apiVersions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func env(c corev1.Container) map[string]string {
+	m := map[string]string{}
+	for _, e := range c.Env {
+		m[e.Name] = e.Value
+	}
+	return m
+}
+
+func container(t *testing.T, cs []corev1.Container, name string) corev1.Container {
+	t.Helper()
+	for _, c := range cs {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %q", name)
+	return corev1.Container{}
+}
+
+func restricted(t *testing.T, where string, sc *corev1.SecurityContext) {
+	t.Helper()
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: securityContext is not Pod Security restricted: %+v", where, sc)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	r := mustRender(t, nil)
+	if got, want := r.kinds, []string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"}; !slices.Equal(got, want) {
+		t.Fatalf("kinds = %v, want %v", got, want)
+	}
+	d := r.deployment
+	spec := d.Spec.Template.Spec
+	if *d.Spec.Replicas != 3 || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("replicas %d, maxUnavailable %v", *d.Spec.Replicas, d.Spec.Strategy.RollingUpdate.MaxUnavailable)
+	}
+	if *spec.TerminationGracePeriodSeconds != 37 {
+		t.Errorf("grace = %d, want 5+20+10+2", *spec.TerminationGracePeriodSeconds)
+	}
+	app := container(t, spec.Containers, "server")
+	e := env(app)
+	for k, v := range map[string]string{"BERTH_GRACE_PERIOD": "37s", "BERTH_DRAIN_DELAY": "5s", "BERTH_PRESTOP_DELAY": "0s",
+		"BERTH_DRAIN_TIMEOUT": "20s", "BERTH_STOP_TIMEOUT": "10s", "BERTH_SHUTDOWN_MARGIN": "2s", "BERTH_ADMIN_ADDR": ":9090"} {
+		if e[k] != v {
+			t.Errorf("env %s = %q, want %q", k, e[k], v)
+		}
+	}
+	if _, ok := e["BERTH_SIDECARS"]; ok {
+		t.Error("BERTH_SIDECARS set without a sidecar")
+	}
+	for _, p := range []struct {
+		probe *corev1.Probe
+		path  string
+	}{{app.StartupProbe, "/startupz"}, {app.ReadinessProbe, "/readyz"}, {app.LivenessProbe, "/livez"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "admin" {
+			t.Errorf("probe for %s: %+v", p.path, p.probe)
+		}
+	}
+	if app.Lifecycle != nil {
+		t.Error("preStop present in app mode: the delay would be counted twice")
+	}
+	restricted(t, "server", app.SecurityContext)
+	restricted(t, "helm test pod", r.testPod.Spec.Containers[0].SecurityContext)
+	if ps := spec.SecurityContext; ps == nil || !*ps.RunAsNonRoot || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext %+v", ps)
+	}
+	if len(spec.TopologySpreadConstraints) != 1 || spec.TopologySpreadConstraints[0].TopologyKey != "kubernetes.io/hostname" {
+		t.Errorf("topology spread %+v", spec.TopologySpreadConstraints)
+	}
+	if r.pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("pdb %+v", r.pdb.Spec)
+	}
+	if got := r.testPod.Spec.Containers[0].Args; !slices.Equal(got, []string{"probe", "http://rel-berth:80/api/v1/info"}) {
+		t.Errorf("helm test args %q", got)
+	}
+	for _, l := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"} {
+		if d.Labels[l] == "" {
+			t.Errorf("label %s missing", l)
+		}
+	}
+}
+
+func TestPreStopMode(t *testing.T) {
+	r := mustRender(t, map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 8}})
+	spec := r.deployment.Spec.Template.Spec
+	app := container(t, spec.Containers, "server")
+	if app.Lifecycle == nil || app.Lifecycle.PreStop == nil || app.Lifecycle.PreStop.Sleep == nil || app.Lifecycle.PreStop.Sleep.Seconds != 8 {
+		t.Fatalf("preStop = %+v", app.Lifecycle)
+	}
+	e := env(app)
+	if e["BERTH_DRAIN_DELAY"] != "0s" || e["BERTH_PRESTOP_DELAY"] != "8s" || *spec.TerminationGracePeriodSeconds != 40 || e["BERTH_GRACE_PERIOD"] != "40s" {
+		t.Fatalf("delay %q prestop %q grace %d", e["BERTH_DRAIN_DELAY"], e["BERTH_PRESTOP_DELAY"], *spec.TerminationGracePeriodSeconds)
+	}
+}
+
+func TestNativeSidecar(t *testing.T) {
+	r := mustRender(t, map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "native"}})
+	spec := r.deployment.Spec.Template.Spec
+	if len(spec.InitContainers) != 1 || len(spec.Containers) != 1 {
+		t.Fatalf("init %d containers %d", len(spec.InitContainers), len(spec.Containers))
+	}
+	sc := spec.InitContainers[0]
+	if sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Fatal("native sidecar lacks restartPolicy: Always")
+	}
+	if sc.StartupProbe == nil || sc.StartupProbe.Exec == nil || !slices.Contains(sc.StartupProbe.Exec.Command, "http://127.0.0.1:15021/ready") {
+		t.Fatalf("sidecar startupProbe %+v", sc.StartupProbe)
+	}
+	restricted(t, "native sidecar", sc.SecurityContext)
+	e := env(container(t, spec.Containers, "server"))
+	if e["BERTH_SIDECARS"] != "http://127.0.0.1:15021/ready" || e["BERTH_SIDECAR_QUIT"] != "" || *spec.TerminationGracePeriodSeconds != 37 {
+		t.Fatalf("env %v grace %d", e, *spec.TerminationGracePeriodSeconds)
+	}
+	if env(sc)["BERTH_SIDECAR_HOLD"] != "0s" {
+		t.Fatal("a native sidecar should exit on SIGTERM: the kubelet stops it after the app")
+	}
+}
+
+func TestClassicSidecar(t *testing.T) {
+	r := mustRender(t, map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "quitTimeoutSeconds": 3}})
+	spec := r.deployment.Spec.Template.Spec
+	if len(spec.InitContainers) != 0 || len(spec.Containers) != 2 {
+		t.Fatalf("init %d containers %d", len(spec.InitContainers), len(spec.Containers))
+	}
+	sc := container(t, spec.Containers, "sidecar")
+	if sc.RestartPolicy != nil {
+		t.Fatal("a classic sidecar is an ordinary container")
+	}
+	restricted(t, "classic sidecar", sc.SecurityContext)
+	e := env(container(t, spec.Containers, "server"))
+	if e["BERTH_SIDECAR_QUIT"] != "http://127.0.0.1:15021/quitquitquit" || e["BERTH_SIDECAR_QUIT_TIMEOUT"] != "3s" {
+		t.Fatalf("env %v", e)
+	}
+	if *spec.TerminationGracePeriodSeconds != 40 || e["BERTH_GRACE_PERIOD"] != "40s" || env(sc)["BERTH_SIDECAR_HOLD"] != "40s" {
+		t.Fatalf("grace %d (want 37 + 3 quit)", *spec.TerminationGracePeriodSeconds)
+	}
+}
+
+func TestOptionalResources(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		apis   []string
+		want   []string
+	}{
+		{"one replica has no PDB", map[string]any{"replicaCount": 1}, nil, []string{"Deployment", "Pod", "Service", "Service", "ServiceAccount"}},
+		{"ServiceMonitor without its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, nil,
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"}},
+		{"ServiceMonitor with its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, []string{"monitoring.coreos.com/v1/ServiceMonitor"},
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor"}},
+		{"no service account", map[string]any{"serviceAccount": map[string]any{"create": false}}, nil,
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mustRender(t, tt.values, tt.apis...).kinds; !slices.Equal(got, tt.want) {
+				t.Fatalf("kinds = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNodePort(t *testing.T) {
+	r := mustRender(t, map[string]any{"service": map[string]any{"type": "NodePort", "nodePort": 30080}})
+	if p := r.services[0].Spec.Ports[0]; r.services[0].Spec.Type != corev1.ServiceTypeNodePort || p.NodePort != 30080 {
+		t.Fatalf("service %+v", r.services[0].Spec)
+	}
+}
+
+func TestRejectedValues(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		want   string
+	}{
+		{"unknown key", map[string]any{"replicas": 3}, "additional properties 'replicas' not allowed"},
+		{"unknown nested key", map[string]any{"drain": map[string]any{"delay": "5s"}}, "additional properties 'delay' not allowed"},
+		{"bad hook name", map[string]any{"config": map[string]any{"demoFail": "db"}}, "demoFail"},
+		{"bad duration", map[string]any{"config": map[string]any{"demoWarmup": "5 seconds"}}, "demoWarmup"},
+		{"bad drain mode", map[string]any{"drain": map[string]any{"mode": "both"}}, "mode"},
+		{"grace too short", map[string]any{"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds=30 cannot fit the shutdown budget of 37 seconds"},
+		{"grace too short for classic quit", map[string]any{"terminationGracePeriodSeconds": 37, "sidecar": map[string]any{"enabled": true, "mode": "classic"}},
+			"budget of 42 seconds (drain delay + timeout + stop timeout + margin + sidecar quit timeout)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, tt.values)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if r := mustRender(t, map[string]any{"terminationGracePeriodSeconds": 60}); *r.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds != 60 {
+		t.Fatal("a grace period that fits is not used as given")
+	}
+}
+
+func TestLintStrict(t *testing.T) {
+	linter := lint.AllWithKubeVersion(chartDir, map[string]any{}, "ns", &chartutil.KubeVersion{Version: "v1.34.4", Major: "1", Minor: "34"})
+	var problems bytes.Buffer
+	for _, m := range linter.Messages {
+		if m.Severity > support.InfoSev { // --strict fails on warnings too
+			fmt.Fprintln(&problems, m)
+		}
+	}
+	if problems.Len() > 0 {
+		t.Fatalf("helm lint --strict:\n%s", problems.String())
+	}
+}
