@@ -1,0 +1,310 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/e2e-framework/klient/wait"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/third_party/helm"
+)
+
+// cluster bundles the clients a test needs.
+type cluster struct {
+	cfg  *envconf.Config
+	cs   *kubernetes.Clientset
+	helm *helm.Manager
+}
+
+func newCluster(t *testing.T, cfg *envconf.Config) *cluster {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg.Client().RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{cfg: cfg, cs: cs, helm: helm.New(cfg.KubeconfigFile())}
+}
+
+// createNamespace makes a Pod Security "restricted" namespace.
+func (c *cluster) createNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+		"berth-e2e":                          "true",
+	}}}
+	if _, err := c.cs.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func (c *cluster) deleteNamespace(name string) {
+	_ = c.cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+}
+
+func (c *cluster) imageArgs() []string {
+	return []string{"--set", "image.repository=" + imageRepo, "--set", "image.tag=" + imageTag}
+}
+
+// install runs helm install; with wait, until every pod is Ready.
+func (c *cluster) install(t *testing.T, release, ns string, wait bool, sets ...string) {
+	t.Helper()
+	opts := []helm.Option{helm.WithName(release), helm.WithNamespace(ns), helm.WithChart(chartPath), helm.WithTimeout("5m"),
+		helm.WithArgs(append(c.imageArgs(), setArgs(sets)...)...)}
+	if wait {
+		opts = append(opts, helm.WithWait())
+	}
+	if err := c.helm.RunInstall(opts...); err != nil {
+		t.Fatalf("helm install %s: %v", release, err)
+	}
+}
+
+// upgrade runs helm upgrade --reuse-values --wait with extra values.
+func (c *cluster) upgrade(release, ns string, sets ...string) error {
+	return c.helm.RunUpgrade(helm.WithName(release), helm.WithNamespace(ns), helm.WithChart(chartPath), helm.WithWait(), helm.WithTimeout("5m"),
+		helm.WithArgs(append([]string{"--reuse-values"}, setArgs(sets)...)...))
+}
+
+func setArgs(sets []string) []string {
+	var out []string
+	for _, s := range sets {
+		out = append(out, "--set", s)
+	}
+	return out
+}
+
+func (c *cluster) uninstall(release, ns string) {
+	_ = c.helm.RunUninstall(helm.WithName(release), helm.WithNamespace(ns))
+}
+
+func selector(release string) string {
+	return "app.kubernetes.io/instance=" + release + ",app.kubernetes.io/component!=test"
+}
+
+func (c *cluster) pods(ctx context.Context, ns, release string) ([]corev1.Pod, error) {
+	list, err := c.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector(release)})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// waitFor polls cond every 250ms until it holds, failing the test after
+// timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	if err := wait.For(cond, wait.WithTimeout(timeout), wait.WithInterval(250*time.Millisecond), wait.WithContext(t.Context())); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func readySince(p corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
+}
+
+// waitSettled waits until the release has exactly n pods, all Ready and
+// none terminating: a rollout or replacement is over and every old pod has
+// finished its shutdown.
+func (c *cluster) waitSettled(t *testing.T, ns, release string, n int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	waitFor(t, fmt.Sprintf("%d ready pods of %s and no terminating ones", n, release), 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var err error
+		if pods, err = c.pods(ctx, ns, release); err != nil {
+			return false, err
+		}
+		if len(pods) != n {
+			return false, nil
+		}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil || !podReady(p) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return pods
+}
+
+// waitGone waits until the pod no longer exists.
+func (c *cluster) waitGone(t *testing.T, ns, name string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, "pod "+name+" to be gone", timeout, func(ctx context.Context) (bool, error) {
+		_, err := c.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+}
+
+// exec runs a command in a container and returns its stdout; err is set
+// when it exits non-zero.
+func (c *cluster) exec(ctx context.Context, ns, pod, container string, cmd ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	err := c.cfg.Client().Resources().ExecInPod(ctx, ns, pod, container, cmd, &stdout, &stderr)
+	return stdout.String() + stderr.String(), err
+}
+
+// followLogs streams a container's log until the container exits and then
+// delivers all of it.
+func (c *cluster) followLogs(t *testing.T, ns, pod, container string) <-chan string {
+	t.Helper()
+	stream, err := c.cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(t.Context())
+	if err != nil {
+		t.Fatalf("following %s/%s logs: %v", pod, container, err)
+	}
+	out := make(chan string, 1)
+	go func() {
+		defer stream.Close()
+		b, _ := io.ReadAll(stream)
+		out <- string(b)
+	}()
+	return out
+}
+
+func (c *cluster) logs(ctx context.Context, ns, pod, container string, previous bool) (string, error) {
+	b, err := c.cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: previous}).DoRaw(ctx)
+	return string(b), err
+}
+
+// logLine is one line of the service's JSON log.
+type logLine struct {
+	Time   time.Time
+	Msg    string
+	Fields map[string]any
+}
+
+func parseLogs(text string) []logLine {
+	var out []logLine
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var f map[string]any
+		if json.Unmarshal(sc.Bytes(), &f) != nil {
+			continue
+		}
+		l := logLine{Fields: f}
+		l.Msg, _ = f["msg"].(string)
+		if s, ok := f["time"].(string); ok {
+			l.Time, _ = time.Parse(time.RFC3339Nano, s)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// find returns the first line with msg whose fields include every key/value
+// pair in kv.
+func find(lines []logLine, msg string, kv ...any) (logLine, bool) {
+	for _, l := range lines {
+		if l.Msg != msg {
+			continue
+		}
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if fmt.Sprint(l.Fields[kv[i].(string)]) != fmt.Sprint(kv[i+1]) {
+				match = false
+			}
+		}
+		if match {
+			return l, true
+		}
+	}
+	return logLine{}, false
+}
+
+func mustFind(t *testing.T, lines []logLine, text, msg string, kv ...any) logLine {
+	t.Helper()
+	l, ok := find(lines, msg, kv...)
+	if !ok {
+		t.Fatalf("no log line %q %v in:\n%s", msg, kv, text)
+	}
+	return l
+}
+
+// exportLogs writes `kind export logs` and every e2e pod's logs (current and
+// previous) under e2e-artifacts/ and returns the folder.
+func exportLogs(cfg *envconf.Config) (string, error) {
+	dir, _ := filepath.Abs(filepath.Join("..", "e2e-artifacts", time.Now().UTC().Format("20060102-150405")))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return dir, err
+	}
+	var errs []string
+	if out, err := exec.Command("kind", "export", "logs", filepath.Join(dir, "kind"), "--name", clusterName).CombinedOutput(); err != nil {
+		errs = append(errs, fmt.Sprintf("kind export logs: %v: %s", err, out))
+	}
+	cs, err := kubernetes.NewForConfig(cfg.Client().RESTConfig())
+	if err != nil {
+		return dir, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nsList, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return dir, err
+	}
+	for _, ns := range nsList.Items {
+		if ns.Name != mainNamespace && ns.Labels["berth-e2e"] != "true" {
+			continue
+		}
+		pods, err := cs.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		for _, p := range pods.Items {
+			var containers []string
+			for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
+				containers = append(containers, c.Name)
+			}
+			for _, c := range containers {
+				for _, previous := range []bool{false, true} {
+					b, err := cs.CoreV1().Pods(ns.Name).GetLogs(p.Name, &corev1.PodLogOptions{Container: c, Previous: previous}).DoRaw(ctx)
+					if err != nil {
+						continue
+					}
+					name := fmt.Sprintf("%s_%s_%s", ns.Name, p.Name, c)
+					if previous {
+						name += "_previous"
+					}
+					_ = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return dir, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return dir, nil
+}

@@ -1,0 +1,90 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+)
+
+// TestStartupFailure: a hook that fails at start gives a pod that never
+// becomes Ready, logs the failing hook and the rollback of the hooks before
+// it, and exits non-zero.
+func TestStartupFailure(t *testing.T) {
+	const ns, release = "berth-e2e-fail", "fail"
+	var c *cluster
+	f := features.New("startup failure").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c = newCluster(t, cfg)
+			c.createNamespace(t, ns)
+			c.install(t, release, ns, false, "replicaCount=1", "config.demoFail=cache", "config.demoWarmup=500ms")
+			return ctx
+		}).
+		Assess("never Ready, rolls back, exits 1", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			var pod corev1.Pod
+			var exit *corev1.ContainerStateTerminated
+			everReady := false
+			waitFor(t, "the server container to exit", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				pods, err := c.pods(ctx, ns, release)
+				if err != nil || len(pods) == 0 {
+					return false, err
+				}
+				pod = pods[0]
+				everReady = everReady || podReady(pod)
+				for _, s := range pod.Status.ContainerStatuses {
+					if s.Name != "server" {
+						continue
+					}
+					everReady = everReady || s.Ready
+					if s.State.Terminated != nil {
+						exit = s.State.Terminated
+					} else if s.LastTerminationState.Terminated != nil {
+						exit = s.LastTerminationState.Terminated
+					}
+				}
+				return exit != nil, nil
+			})
+			if everReady {
+				t.Error("the pod was Ready although its startup failed")
+			}
+			if exit.ExitCode != 1 {
+				t.Errorf("exit code %d, want 1 (startup failed)", exit.ExitCode)
+			}
+			text, err := c.logs(ctx, ns, pod.Name, "server", true)
+			if err != nil || !strings.Contains(text, "startup failed") {
+				text, err = c.logs(ctx, ns, pod.Name, "server", false)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := parseLogs(text)
+			failed := mustFind(t, lines, text, "hook-started", "hook", "cache")
+			if e, _ := failed.Fields["error"].(string); !strings.Contains(e, `hook "cache": start: failing as BERTH_DEMO_FAIL asks`) {
+				t.Errorf("cache failure logged as %q", e)
+			}
+			closed := mustFind(t, lines, text, "store closed")
+			rolled := mustFind(t, lines, text, "hook-stopped", "hook", "store")
+			exiting := mustFind(t, lines, text, "exiting", "code", 1)
+			if !(failed.Time.Before(closed.Time) || failed.Time.Equal(closed.Time)) || rolled.Time.Before(closed.Time) || exiting.Time.Before(rolled.Time) {
+				t.Errorf("want cache failure, then the store's rollback, then exit; got %v, %v, %v, %v", failed.Time, closed.Time, rolled.Time, exiting.Time)
+			}
+			if _, ok := find(lines, "hook-started", "hook", "jobs"); ok {
+				t.Error("a hook after the failing one was started")
+			}
+			t.Logf("startup failure: exit %d, never Ready, store rolled back", exit.ExitCode)
+			return ctx
+		}).
+		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.uninstall(release, ns)
+			c.deleteNamespace(ns)
+			return ctx
+		}).
+		Feature()
+	testenv.Test(t, f)
+}

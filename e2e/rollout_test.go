@@ -1,0 +1,225 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+	"sigs.k8s.io/e2e-framework/third_party/helm"
+)
+
+const (
+	replicas = 3
+	warmup   = 5 * time.Second
+)
+
+// TestZeroDowntime runs against the release `make deploy` installed: it
+// proves readiness gating, then zero failed requests through a rolling
+// update and a pod deletion under load, then runs the same rollout with the
+// drain disabled as a control and prints both figures.
+func TestZeroDowntime(t *testing.T) {
+	var c *cluster
+	figures := map[string]loadReport{}
+	f := features.New("zero-downtime rollouts").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c = newCluster(t, cfg)
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			return ctx
+		}).
+		Assess("readiness gating: pods are Ready no sooner than the warm-up and serve only after it", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			before, err := c.pods(ctx, mainNamespace, mainRelease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upgraded := make(chan error, 1)
+			go func() { upgraded <- c.upgrade(mainRelease, mainNamespace, "config.demoWarmup="+warmup.String()) }()
+
+			// Catch the first new pod while its cache is still warming.
+			var fresh corev1.Pod
+			waitFor(t, "a new pod's server container to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				pods, err := c.pods(ctx, mainNamespace, mainRelease)
+				if err != nil {
+					return false, err
+				}
+				for _, p := range pods {
+					isNew := !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.Name == p.Name })
+					for _, s := range p.Status.ContainerStatuses {
+						if isNew && s.Name == "server" && s.State.Running != nil {
+							fresh = p
+							return true, nil
+						}
+					}
+				}
+				return false, nil
+			})
+			for _, probe := range []struct{ url, want string }{
+				{"http://127.0.0.1:8080/api/v1/info", "503 Service Unavailable"},
+				{"http://127.0.0.1:9090/startupz?verbose", "[-]lifespan failed"},
+				{"http://127.0.0.1:9090/readyz?verbose", "[-]hook/berth/cache failed: hook starting"},
+			} {
+				out, err := c.exec(ctx, mainNamespace, fresh.Name, "server", "/server", "probe", probe.url)
+				if err == nil || !strings.Contains(out, probe.want) {
+					t.Errorf("during warm-up, %s: err=%v, output:\n%s\nwant a failure showing %q", probe.url, err, out, probe.want)
+				}
+			}
+			if err := <-upgraded; err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range c.waitSettled(t, mainNamespace, mainRelease, replicas) {
+				var started time.Time
+				for _, s := range p.Status.ContainerStatuses {
+					if s.Name == "server" && s.State.Running != nil {
+						started = s.State.Running.StartedAt.Time
+					}
+				}
+				// Both times have 1s resolution; truncation keeps the bound.
+				if gap := readySince(p).Sub(started); gap < warmup {
+					t.Errorf("pod %s Ready %v after its container started, before the %v warm-up ended", p.Name, gap, warmup)
+				} else {
+					t.Logf("pod %s Ready %v after start (warm-up %v)", p.Name, gap, warmup)
+				}
+				if out, err := c.exec(ctx, mainNamespace, p.Name, "server", "/server", "probe", "http://127.0.0.1:8080/api/v1/info"); err != nil {
+					t.Errorf("pod %s after warm-up: %v\n%s", p.Name, err, out)
+				}
+			}
+			return ctx
+		}).
+		Assess("metrics: per-hook startup durations match the warm-up", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			pods := c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			out, err := c.exec(ctx, mainNamespace, pods[0].Name, "server", "/server", "probe", "http://127.0.0.1:9090/metrics")
+			if err != nil {
+				t.Fatalf("/metrics: %v", err)
+			}
+			cache := metricValue(t, out, `berth_hook_duration_seconds{app="berth",hook="cache",phase="start"}`)
+			startup := metricValue(t, out, `berth_startup_duration_seconds{app="berth"}`)
+			if cache < warmup.Seconds() || cache > warmup.Seconds()+2 {
+				t.Errorf("cache hook start took %.3fs; the configured warm-up is %v", cache, warmup)
+			}
+			if startup < cache {
+				t.Errorf("whole startup %.3fs is shorter than the cache hook's %.3fs", startup, cache)
+			}
+			for _, series := range []string{`berth_ready{app="berth"} 1`, `berth_check_up{check="hook/berth/cache",probe="readyz"} 1`, `go_goroutines`, `process_cpu_seconds_total`} {
+				if !strings.Contains(out, series) {
+					t.Errorf("/metrics lacks %s", series)
+				}
+			}
+			t.Logf("cache hook start %.3fs, whole startup %.3fs", cache, startup)
+			return ctx
+		}).
+		Assess("helm test passes in a restricted namespace", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			ns, err := c.cs.CoreV1().Namespaces().Get(ctx, mainNamespace, metav1.GetOptions{})
+			if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+				t.Fatalf("namespace %s is not labelled restricted: %v %v", mainNamespace, ns.Labels, err)
+			}
+			if err := c.helmTest(mainRelease, mainNamespace); err != nil {
+				t.Fatal(err)
+			}
+			return ctx
+		}).
+		Assess("rolling update under load: zero failed requests", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			figures["berth rolling update"] = c.rolloutUnderLoad(t, "berth-1")
+			return ctx
+		}).
+		Assess("pod deletion under load: zero failed requests, in-flight requests complete", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			victim := c.waitSettled(t, mainNamespace, mainRelease, replicas)[0]
+			logs := c.followLogs(t, mainNamespace, victim.Name, "server")
+			began := time.Now()
+			ld := startLoad(apiURL)
+			// Let the load reach every pod before one goes.
+			<-time.After(3 * time.Second)
+			if err := c.cs.CoreV1().Pods(mainNamespace).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.waitGone(t, mainNamespace, victim.Name, 2*time.Minute)
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			rep := ld.stop(began)
+			figures["berth pod deletion"] = rep
+			t.Logf("pod deletion: %s", rep)
+			if rep.Failed != 0 {
+				t.Errorf("pod deletion under load: %d of %d requests failed: %v", rep.Failed, rep.Total, rep.Reasons)
+			}
+			text := <-logs
+			lines := parseLogs(text)
+			done := mustFind(t, lines, text, "shutdown complete")
+			if cut := done.Fields["cut_off"]; fmt.Sprint(cut) != "0" {
+				t.Errorf("the deleted pod cut off %v requests", cut)
+			}
+			if n, _ := done.Fields["served_during_delay"].(float64); n == 0 {
+				t.Errorf("the deleted pod served nothing during its drain delay: the delay did not keep it serving (%v)", done.Fields)
+			}
+			stopped := mustFind(t, lines, text, "lifespan stopped")
+			t.Logf("deleted pod's shutdown: %v served during the delay, %v in flight at T1, %v cut off, total %v; lifespan shutdown %v",
+				done.Fields["served_during_delay"], done.Fields["in_flight_at_t1"], done.Fields["cut_off"], done.Fields["total"], stopped.Fields["duration"])
+			return ctx
+		}).
+		Assess("control: the same rollout with the drain disabled", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if err := c.upgrade(mainRelease, mainNamespace, "drain.delaySeconds=0"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			figures["control rolling update (no drain delay)"] = c.rolloutUnderLoad(t, "control-1", true)
+			return ctx
+		}).
+		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			var names []string
+			for k := range figures {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			t.Log("failed requests, side by side:")
+			for _, k := range names {
+				t.Logf("  %-42s %d failed of %d", k, figures[k].Failed, figures[k].Total)
+			}
+			return ctx
+		}).
+		Feature()
+	testenv.Test(t, f)
+}
+
+// rolloutUnderLoad changes the pod template under load and reports; unless
+// control, any failed request fails the test.
+func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control ...bool) loadReport {
+	t.Helper()
+	began := time.Now()
+	ld := startLoad(apiURL)
+	<-time.After(3 * time.Second) // a baseline before the rollout starts
+	err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout="+revision)
+	c.waitSettled(t, mainNamespace, mainRelease, replicas)
+	rep := ld.stop(began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rollout %s: %s", revision, rep)
+	if len(control) == 0 && rep.Failed != 0 {
+		t.Errorf("rolling update under load: %d of %d requests failed: %v", rep.Failed, rep.Total, rep.Reasons)
+	}
+	return rep
+}
+
+func (c *cluster) helmTest(release, ns string) error {
+	return c.helm.RunTest(helm.WithName(release), helm.WithNamespace(ns), helm.WithTimeout("3m"))
+}
+
+func metricValue(t *testing.T, text, series string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no %s in /metrics", series)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
