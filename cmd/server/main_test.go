@@ -281,3 +281,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestProbePrintsWholeBody(t *testing.T) {
+	big := strings.Repeat("berth_metric 1\n", 2000) // 30 kB, like /metrics
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) }))
+	defer srv.Close()
+	var out bytes.Buffer
+	if code := run([]string{"probe", srv.URL}, nil, &out, io.Discard); code != 0 || !strings.HasSuffix(out.String(), big) {
+		t.Fatalf("exit %d, printed %d bytes of %d", code, out.Len(), len(big))
+	}
+}

@@ -28,7 +28,9 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	// The whole body (up to 8 MiB), so `server probe .../metrics` can be read
+	// through kubectl exec in an image with no shell.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	fmt.Fprintf(stdout, "%s %s\n%s", args[0], resp.Status, body)
 	if resp.StatusCode/100 != 2 {
 		return 1
