@@ -155,12 +155,12 @@ func TestZeroDowntime(t *testing.T) {
 			if cut := done.Fields["cut_off"]; fmt.Sprint(cut) != "0" {
 				t.Errorf("the deleted pod cut off %v requests", cut)
 			}
-			if n, _ := done.Fields["served_during_delay"].(float64); n == 0 {
-				t.Errorf("the deleted pod served nothing during its drain delay: the delay did not keep it serving (%v)", done.Fields)
-			}
 			stopped := mustFind(t, lines, text, "lifespan stopped")
+			// How many requests still arrived during the delay depends on how
+			// fast kube-proxy learns of the deletion; it is reported, not asserted.
 			t.Logf("deleted pod's shutdown: %v served during the delay, %v in flight at T1, %v cut off, total %v; lifespan shutdown %v",
-				done.Fields["served_during_delay"], done.Fields["in_flight_at_t1"], done.Fields["cut_off"], done.Fields["total"], stopped.Fields["duration"])
+				done.Fields["served_during_delay"], done.Fields["in_flight_at_t1"], done.Fields["cut_off"],
+				logDuration(done.Fields["total"]), logDuration(stopped.Fields["duration"]))
 			return ctx
 		}).
 		Assess("control: the same rollout with the drain disabled", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -222,4 +222,10 @@ func metricValue(t *testing.T, text, series string) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// logDuration reads a duration slog's JSON handler wrote (nanoseconds).
+func logDuration(v any) time.Duration {
+	f, _ := v.(float64)
+	return time.Duration(f)
 }

@@ -91,7 +91,7 @@ func TestSidecars(t *testing.T) {
 				t.Errorf("the pod took %v to go, not well within its %v grace period", took, grace)
 			}
 			t.Logf("classic: quit %v after the last stop hook; pod gone in %v of a %v grace period",
-				quit.Time.Sub(lastStop.Time).Round(time.Millisecond), took.Round(time.Millisecond), grace)
+				quit.Time.Sub(lastStop.Time).Round(time.Microsecond), took.Round(time.Millisecond), grace)
 			return ctx
 		}).
 		Feature()

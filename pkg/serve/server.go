@@ -104,6 +104,11 @@ func (s *Server) APIAddr() net.Addr { return s.apiAddr }
 // SingleListener).
 func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
 
+// APIHandler returns the handler the API listener serves: Config.API behind
+// the startup gate (503 until ready) and the drain's accounting. Use it to
+// mount berth's API in another server, or to measure its overhead.
+func (s *Server) APIHandler() http.Handler { return s.gate }
+
 // Ready is closed once startup completed and the API serves requests.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 

@@ -1,0 +1,74 @@
+package ginberth_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/berthtest"
+	"github.com/berth-dev/berth/pkg/ginberth"
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/metrics"
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/gin-gonic/gin"
+)
+
+func itemHandler(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"key": c.Param("key")}) }
+
+// BenchmarkRequestPath measures berth's request-path overhead: the same Gin
+// handler behind a bare engine (gin.Recovery only) and behind berth's stack
+// (serve's startup gate and drain accounting, route-template metrics,
+// lifespan state), served in-process so the network does not hide the
+// difference. The two run in alternating batches in one benchmark, so
+// machine noise hits both alike; berth/bare is the figure that matters.
+func BenchmarkRequestPath(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode)
+	bare := gin.New()
+	bare.Use(gin.Recovery())
+	bare.GET("/api/v1/items/:key", itemHandler)
+
+	app := lifespan.New("bench")
+	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
+	reg := metrics.NewRegistry()
+	httpMetrics, err := metrics.NewHTTP(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	engine := gin.New()
+	engine.Use(gin.Recovery(), ginberth.Metrics(httpMetrics), ginberth.State(app))
+	engine.GET("/api/v1/items/:key", itemHandler)
+	berth := berthtest.Start(b, serve.Config{Group: lifespan.NewGroup(app), API: engine}).Server.APIHandler()
+
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
+	serveOnce := func(h http.Handler) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+	const batch = 256
+	var bareTime, berthTime time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += batch {
+		n := min(batch, b.N-done)
+		t0 := time.Now()
+		for range n {
+			serveOnce(bare)
+		}
+		t1 := time.Now()
+		for range n {
+			serveOnce(berth)
+		}
+		bareTime += t1.Sub(t0)
+		berthTime += time.Since(t1)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(bareTime.Nanoseconds())/float64(b.N), "bare-ns/req")
+	b.ReportMetric(float64(berthTime.Nanoseconds())/float64(b.N), "berth-ns/req")
+	b.ReportMetric(float64(berthTime)/float64(bareTime), "berth/bare")
+	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(berth) })-testing.AllocsPerRun(200, func() { serveOnce(bare) }), "extra-allocs/req")
+}
