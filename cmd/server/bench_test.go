@@ -8,8 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/gin-gonic/gin"
 )
@@ -60,9 +60,8 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 		b.Fatalf("seeding the store: %s", resp.Status)
 	}
 
-	const workers, batch = 8, 400
-	hammer := func(url string, n int) time.Duration {
-		begin := time.Now()
+	const workers = 8
+	hammer := func(url string, n int) {
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Go(func() {
@@ -82,17 +81,9 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		return time.Since(begin)
 	}
-	var tBare, tBerth time.Duration
-	b.ResetTimer()
-	for done := 0; done < b.N; done += batch {
-		n := min(batch, b.N-done)
-		tBare += hammer(bare.URL+"/api/v1/items/k", n)
-		tBerth += hammer(berth.URL+"/api/v1/items/k", n)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/tBare.Seconds(), "bare-req/s")
-	b.ReportMetric(float64(b.N)/tBerth.Seconds(), "berth-req/s")
-	b.ReportMetric(tBare.Seconds()/tBerth.Seconds(), "berth/bare-throughput")
+	r := sidebyside.Run(b, 400, func(n int) { hammer(bare.URL+"/api/v1/items/k", n) }, func(n int) { hammer(berth.URL+"/api/v1/items/k", n) })
+	b.ReportMetric(float64(b.N)/r.Baseline.Seconds(), "bare-req/s")
+	b.ReportMetric(float64(b.N)/r.Candidate.Seconds(), "berth-req/s")
+	b.ReportMetric(1/r.Ratio(), "berth/bare-throughput")
 }

@@ -15,8 +15,8 @@ var greetingKey = lifespan.NewKey[string]("greeting")
 
 // In a test, Start runs the startup and t.Cleanup the whole shutdown,
 // failing the test if the shutdown reports an error. (An Example has no
-// *testing.T of its own, so this one is compiled, not run; the same code
-// runs in TestGreeting below.)
+// *testing.T of its own, so this one is compiled, not run; berthtest_test.go
+// runs the same steps against a fake T to check each of them.)
 func ExampleStart() {
 	testGreeting := func(t *testing.T) {
 		app := lifespan.New("api")
@@ -33,19 +33,4 @@ func ExampleStart() {
 		}
 	}
 	_ = testGreeting
-}
-
-func TestGreeting(t *testing.T) {
-	app := lifespan.New("api")
-	app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-		greetingKey.Set(s, "hello")
-		return nil, nil
-	}})
-	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, greetingKey.MustGet(app.State()))
-	})
-	client := berthtest.Start(t, serve.Config{Group: lifespan.NewGroup(app), API: api})
-	if code, body := client.Get(t, "/"); code != 200 || body != "hello" {
-		t.Fatalf("GET / = %d %q", code, body)
-	}
 }

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
+	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/ginberth"
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -49,26 +49,19 @@ func BenchmarkRequestPath(b *testing.B) {
 			b.Fatalf("status %d", rec.Code)
 		}
 	}
-	const batch = 256
-	var bareTime, berthTime time.Duration
 	b.ReportAllocs()
-	b.ResetTimer()
-	for done := 0; done < b.N; done += batch {
-		n := min(batch, b.N-done)
-		t0 := time.Now()
+	r := sidebyside.Run(b, 256, func(n int) {
 		for range n {
 			serveOnce(bare)
 		}
-		t1 := time.Now()
+	}, func(n int) {
 		for range n {
 			serveOnce(berth)
 		}
-		bareTime += t1.Sub(t0)
-		berthTime += time.Since(t1)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(bareTime.Nanoseconds())/float64(b.N), "bare-ns/req")
-	b.ReportMetric(float64(berthTime.Nanoseconds())/float64(b.N), "berth-ns/req")
-	b.ReportMetric(float64(berthTime)/float64(bareTime), "berth/bare")
+	})
+	bareNs, berthNs := r.PerOp(b.N)
+	b.ReportMetric(bareNs, "bare-ns/req")
+	b.ReportMetric(berthNs, "berth-ns/req")
+	b.ReportMetric(r.Ratio(), "berth/bare")
 	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(berth) })-testing.AllocsPerRun(200, func() { serveOnce(bare) }), "extra-allocs/req")
 }

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/sidebyside"
 )
 
 // BenchmarkReadyzWithSlowCheck serves /readyz while a check that takes one
@@ -34,29 +36,22 @@ func BenchmarkReadyzWithSlowCheck(b *testing.B) {
 	}
 	without, with := build(false).Handler(HandlerOptions{}), build(true).Handler(HandlerOptions{})
 	req := httptest.NewRequest("GET", "/readyz", nil)
-	const batch = 128
-	var tWithout, tWith time.Duration
 	var slowest time.Duration
 	b.ReportAllocs()
-	b.ResetTimer()
-	for done := 0; done < b.N; done += batch {
-		n := min(batch, b.N-done)
-		t0 := time.Now()
+	r := sidebyside.Run(b, 128, func(n int) {
 		for range n {
 			without.ServeHTTP(httptest.NewRecorder(), req)
 		}
-		t1 := time.Now()
+	}, func(n int) {
 		for range n {
 			s := time.Now()
 			with.ServeHTTP(httptest.NewRecorder(), req)
 			slowest = max(slowest, time.Since(s))
 		}
-		tWithout += t1.Sub(t0)
-		tWith += time.Since(t1)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(tWithout.Nanoseconds())/float64(b.N), "without-ns/probe")
-	b.ReportMetric(float64(tWith.Nanoseconds())/float64(b.N), "with-slow-ns/probe")
-	b.ReportMetric(float64(tWith)/float64(tWithout), "with-slow/without")
+	})
+	withoutNs, withNs := r.PerOp(b.N)
+	b.ReportMetric(withoutNs, "without-ns/probe")
+	b.ReportMetric(withNs, "with-slow-ns/probe")
+	b.ReportMetric(r.Ratio(), "with-slow/without")
 	b.ReportMetric(float64(slowest.Microseconds()), "slowest-probe-µs")
 }
