@@ -87,7 +87,8 @@ func loadConfig(environ map[string]string) (config, error) {
 		name string
 		v    time.Duration
 	}{{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout}, {"BERTH_JOB_INTERVAL", cfg.JobInterval},
-		{"BERTH_WORK_MAX", cfg.WorkMax}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout}} {
+		{"BERTH_WORK_MAX", cfg.WorkMax}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
+		{"BERTH_SHUTDOWN_MARGIN", cfg.Margin}} {
 		if d.v == 0 && environ[d.name] != "" {
 			bad(d.name, environ[d.name], "must be more than 0")
 		}

@@ -34,6 +34,7 @@ func TestLoadConfig(t *testing.T) {
 			`BERTH_STOP_TIMEOUT="soon" is not a Go duration`},
 		{"negative", map[string]string{"BERTH_DRAIN_TIMEOUT": "-1s"}, `BERTH_DRAIN_TIMEOUT="-1s": must not be negative`},
 		{"zero timeout", map[string]string{"BERTH_STOP_TIMEOUT": "0s"}, `BERTH_STOP_TIMEOUT="0s": must be more than 0`},
+		{"zero margin", map[string]string{"BERTH_SHUTDOWN_MARGIN": "0s"}, `BERTH_SHUTDOWN_MARGIN="0s": must be more than 0`},
 		{"log level", map[string]string{"BERTH_LOG_LEVEL": "loud"}, `BERTH_LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"log format", map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT="xml": want json or text`},
 		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, store, cache, jobs`},

@@ -307,6 +307,7 @@ func TestRejectedValues(t *testing.T) {
 		{"bad hook name", map[string]any{"config": map[string]any{"demoFail": "db"}}, "demoFail"},
 		{"bad duration", map[string]any{"config": map[string]any{"demoWarmup": "5 seconds"}}, "demoWarmup"},
 		{"bad drain mode", map[string]any{"drain": map[string]any{"mode": "both"}}, "mode"},
+		{"zero margin", map[string]any{"drain": map[string]any{"marginSeconds": 0}}, "marginSeconds"},
 		{"grace too short", map[string]any{"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds=30 cannot fit the shutdown budget of 37 seconds"},
 		{"grace too short for classic quit", map[string]any{"terminationGracePeriodSeconds": 37, "sidecar": map[string]any{"enabled": true, "mode": "classic"}},
 			"budget of 42 seconds (drain delay + timeout + stop timeout + margin + sidecar quit timeout)"},

@@ -47,7 +47,7 @@ type Config struct {
 	// checks that the whole shutdown fits in it. PreStopDelay is the
 	// preStop sleep before SIGTERM, which the grace period also covers; use
 	// it or DrainDelay, not both. Margin is left over for the kubelet and
-	// the process exit (default 2s).
+	// the process exit (0 means the default, 2s).
 	GracePeriod  time.Duration
 	PreStopDelay time.Duration
 	Margin       time.Duration
