@@ -41,7 +41,8 @@ kind-up: ## create the kind cluster (deleting a same-named one first)
 kind-load: ## load the image into the kind nodes
 	kind load docker-image $(IMAGE_REPO):$(IMAGE_TAG) --name $(KIND_CLUSTER)
 
-deploy: ## helm install into a Pod Security "restricted" namespace, API on 127.0.0.1:30080
+deploy: ## helm lint --strict, then install into a Pod Security "restricted" namespace, API on 127.0.0.1:30080
+	helm lint --strict deploy/helm/berth
 	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
 	kubectl label namespace $(NAMESPACE) --overwrite pod-security.kubernetes.io/enforce=restricted
 	helm upgrade --install berth deploy/helm/berth -n $(NAMESPACE) --wait --timeout 5m \

@@ -28,6 +28,7 @@ type Lifespan struct {
 	index    map[string]int
 	started  []startedHook // in the order their starts completed
 	launched bool
+	stopped  bool // Stop ran before Start: Start must refuse
 
 	phase       atomic.Int32
 	building    stateBuilder
@@ -165,9 +166,13 @@ func (l *Lifespan) setPhase(p Phase, d time.Duration, err error) {
 // ended (likewise). It is an error to call Start twice.
 func (l *Lifespan) Start(ctx context.Context) error {
 	l.mu.Lock()
-	if l.launched {
+	switch {
+	case l.launched:
 		l.mu.Unlock()
 		return fmt.Errorf("lifespan %q: Start called twice", l.name)
+	case l.stopped:
+		l.mu.Unlock()
+		return fmt.Errorf("lifespan %q: Start called after Stop", l.name)
 	}
 	l.launched = true
 	l.status = make([]atomic.Int32, len(l.hooks))

@@ -273,8 +273,9 @@ func TestStopWithoutStartAndTwice(t *testing.T) {
 	if err := l.Stop(t.Context()); err != nil {
 		t.Fatalf("Stop before Start = %v", err)
 	}
-	if err := l.Start(t.Context()); err == nil {
-		t.Log("Start after Stop is allowed to run; it has nothing to do")
+	l.Append(recorded(&journal{}, "db", nil, nil))
+	if err := l.Start(t.Context()); err == nil || !strings.Contains(err.Error(), `lifespan "api": Start called after Stop`) {
+		t.Fatalf("Start after Stop = %v", err)
 	}
 	l2 := New("api")
 	l2.Append(recorded(&journal{}, "x", nil, errors.New("bad")))

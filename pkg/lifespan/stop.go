@@ -26,6 +26,7 @@ func (l *Lifespan) Stop(ctx context.Context) error {
 	l.stopOnce.Do(func() {
 		l.mu.Lock()
 		launched, cancel := l.launched, l.startCancel
+		l.stopped = !launched
 		l.mu.Unlock()
 		if !launched {
 			l.setPhase(PhaseStopped, 0, nil)

@@ -161,7 +161,8 @@ func (c *Config) validate() error {
 // Exit codes of a process run by serve (cmd/server uses them as they are).
 const (
 	ExitOK = 0
-	// ExitStartup: a hook failed to start (after the rollback).
+	// ExitStartup: a hook failed to start, or a signal abandoned the startup
+	// (after the rollback either way).
 	ExitStartup = 1
 	// ExitConfig: the configuration was refused before anything started.
 	ExitConfig = 2
