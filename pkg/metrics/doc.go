@@ -22,7 +22,8 @@
 // Hooks start once per process, so their durations are gauges, not
 // histograms. Check metrics read each check's last result at scrape time
 // and never run a check. HTTP metrics label by route template (Gin's
-// FullPath), never by raw path, so cardinality stays bounded. The
+// FullPath), never by raw path, and by method only for the nine standard
+// methods ("other" for the rest), so cardinality stays bounded. The
 // shutdown's figures are also logged by package serve, since the process
 // usually exits before the next scrape.
 package metrics

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,6 +147,21 @@ func TestHTTPAndRegistry(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.inFlight); got != 0 {
 		t.Fatalf("in flight = %v", got)
+	}
+	for i := range 50 { // invented methods must not mint series
+		h.Begin()
+		h.ObserveRequest(fmt.Sprintf("FOO%d", i), "unmatched", 405, time.Millisecond)
+	}
+	h.Begin()
+	h.ObserveRequest("GET", "/api/v1/items/:key", 200, 10*time.Millisecond) // a cached child counts on
+	if got := testutil.ToFloat64(h.requests.WithLabelValues("GET", "/api/v1/items/:key", "200")); got != 2 {
+		t.Fatalf("cached requests = %v", got)
+	}
+	if got := testutil.ToFloat64(h.requests.WithLabelValues("other", "unmatched", "405")); got != 50 {
+		t.Fatalf("other-method requests = %v", got)
+	}
+	if n := testutil.CollectAndCount(h.requests); n != 2 {
+		t.Fatalf("series = %d, want 2", n)
 	}
 	families, err := reg.Gather()
 	if err != nil {
