@@ -25,7 +25,10 @@ type Config struct {
 
 	// APIAddr and AdminAddr are listen addresses (defaults ":8080" and
 	// ":9090"). With SingleListener, probes and /metrics are served on the
-	// API listener and AdminAddr is unused.
+	// API listener and AdminAddr is unused; failure reasons are then
+	// withheld, and the probes stop answering at T1 with the API, so the
+	// kubelet sees a failing liveness probe only if the drain outlasts its
+	// threshold. Separate listeners are the default for that reason.
 	APIAddr        string
 	AdminAddr      string
 	SingleListener bool
