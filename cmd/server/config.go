@@ -73,23 +73,24 @@ func loadConfig(environ map[string]string) (config, error) {
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
+	// Every duration must not be negative; the timeouts and periods marked
+	// positive must not be 0 either when set explicitly.
 	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"BERTH_DRAIN_DELAY", cfg.DrainDelay}, {"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout},
-		{"BERTH_GRACE_PERIOD", cfg.GracePeriod}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay}, {"BERTH_SHUTDOWN_MARGIN", cfg.Margin}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
-		{"BERTH_DEMO_WARMUP", cfg.DemoWarmup}, {"BERTH_JOB_INTERVAL", cfg.JobInterval}, {"BERTH_WORK_MAX", cfg.WorkMax}} {
-		if d.v < 0 {
+		name     string
+		v        time.Duration
+		positive bool
+	}{
+		{"BERTH_DRAIN_DELAY", cfg.DrainDelay, false}, {"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout, true},
+		{"BERTH_STOP_TIMEOUT", cfg.StopTimeout, true}, {"BERTH_GRACE_PERIOD", cfg.GracePeriod, false},
+		{"BERTH_PRESTOP_DELAY", cfg.PreStopDelay, false}, {"BERTH_SHUTDOWN_MARGIN", cfg.Margin, true},
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout, true}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true},
+		{"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false}, {"BERTH_JOB_INTERVAL", cfg.JobInterval, true},
+		{"BERTH_WORK_MAX", cfg.WorkMax, true},
+	} {
+		switch {
+		case d.v < 0:
 			bad(d.name, environ[d.name], "must not be negative")
-		}
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout}, {"BERTH_JOB_INTERVAL", cfg.JobInterval},
-		{"BERTH_WORK_MAX", cfg.WorkMax}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout},
-		{"BERTH_SHUTDOWN_MARGIN", cfg.Margin}} {
-		if d.v == 0 && environ[d.name] != "" {
+		case d.positive && d.v == 0 && environ[d.name] != "":
 			bad(d.name, environ[d.name], "must be more than 0")
 		}
 	}
