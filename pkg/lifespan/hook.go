@@ -34,6 +34,22 @@ type Hook struct {
 	StopTimeout  time.Duration
 }
 
+// startTimeoutOf is h's start timeout: its own, else the lifespan's default.
+func (o *options) startTimeoutOf(h Hook) time.Duration {
+	if h.StartTimeout != 0 {
+		return h.StartTimeout
+	}
+	return o.startTimeout
+}
+
+// stopTimeoutOf is h's stop timeout: its own, else the lifespan's default.
+func (o *options) stopTimeoutOf(h Hook) time.Duration {
+	if h.StopTimeout != 0 {
+		return h.StopTimeout
+	}
+	return o.stopTimeout
+}
+
 // HookStatus is where one hook is.
 type HookStatus int32
 

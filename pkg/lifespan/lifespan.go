@@ -324,10 +324,7 @@ func insertSorted(s []int, v int) []int {
 // timeout is left running; when it returns, the stop it returns is called so
 // nothing it opened is left open.
 func (l *Lifespan) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
-	timeout := h.StartTimeout
-	if timeout == 0 {
-		timeout = l.opts.startTimeout
-	}
+	timeout := l.opts.startTimeoutOf(h)
 	hctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		hctx, cancel = context.WithTimeout(ctx, timeout)
@@ -382,11 +379,7 @@ func (l *Lifespan) reapLateStart(h Hook, done <-chan startResult) {
 	if r.err != nil || r.stop == nil {
 		return
 	}
-	timeout := h.StopTimeout
-	if timeout == 0 {
-		timeout = l.opts.stopTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.stopTimeoutOf(h))
 	defer cancel()
 	err := callStop(ctx, r.stop)
 	if err != nil {

@@ -68,10 +68,7 @@ func (l *Lifespan) stopAll(ctx context.Context) error {
 
 func (l *Lifespan) stopHook(parent context.Context, s startedHook) error {
 	h := l.hooks[s.idx]
-	timeout := h.StopTimeout
-	if timeout == 0 {
-		timeout = l.opts.stopTimeout
-	}
+	timeout := l.opts.stopTimeoutOf(h)
 	l.status[s.idx].Store(int32(HookRunningStop))
 	l.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
