@@ -60,8 +60,8 @@ func Start(t TB, cfg serve.Config) *App {
 		t.Fatalf("berthtest: %v", err)
 		return nil
 	}
-	// The whole budget, plus slack, bounds the wait in Cleanup.
-	budget := cfg.DrainDelay + cfg.DrainTimeout + cfg.StopTimeout + cfg.QuitTimeout + 50*time.Second
+	// The server's shutdown budget, plus slack, bounds the wait in Cleanup.
+	budget := srv.Budget() + 30*time.Second
 	t.Cleanup(func() {
 		srv.Shutdown()
 		select {

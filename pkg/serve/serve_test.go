@@ -408,6 +408,14 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+	// The server reports its budget with defaults applied.
+	srv, err := New(Config{Group: g, API: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := srv.Budget(), 32*time.Second; got != want { // 0 delay + 20s + 10s + 2s margin
+		t.Fatalf("Budget = %v, want %v", got, want)
+	}
 }
 
 func TestListenFailureIsConfigError(t *testing.T) {

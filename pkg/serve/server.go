@@ -104,6 +104,10 @@ func (s *Server) APIAddr() net.Addr { return s.apiAddr }
 // SingleListener).
 func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
 
+// Budget is the longest this server's shutdown can take with its settings,
+// defaults applied (see Config.Budget).
+func (s *Server) Budget() time.Duration { return s.cfg.Budget() }
+
 // APIHandler returns the handler the API listener serves: Config.API behind
 // the startup gate (503 until ready) and the drain's accounting. Use it to
 // mount berth's API in another server, or to measure its overhead.
