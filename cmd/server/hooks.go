@@ -90,20 +90,22 @@ var (
 
 var errDemoFail = errors.New("failing as BERTH_DEMO_FAIL asks")
 
+// withDemoFailure makes the hook called name fail at start without doing
+// anything, so the rollback of the hooks before it can be watched.
+func withDemoFailure(hooks []lifespan.Hook, name string) []lifespan.Hook {
+	for i := range hooks {
+		if hooks[i].Name == name {
+			hooks[i].Start = func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, errDemoFail }
+		}
+	}
+	return hooks
+}
+
 // appHooks returns the service's hooks after the sidecar wait: the store,
 // the cache warmed from it, and the periodic job.
 func appHooks(cfg config, log *slog.Logger) []lifespan.Hook {
-	failIf := func(name string) error {
-		if cfg.DemoFail == name {
-			return errDemoFail
-		}
-		return nil
-	}
 	return []lifespan.Hook{
 		{Name: "store", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			if err := failIf("store"); err != nil {
-				return nil, err
-			}
 			st := &store{items: map[string][]byte{}}
 			storeKey.Set(s, st)
 			return func(context.Context) error {
@@ -119,9 +121,6 @@ func appHooks(cfg config, log *slog.Logger) []lifespan.Hook {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("warming the cache: %w", ctx.Err())
 			}
-			if err := failIf("cache"); err != nil {
-				return nil, err
-			}
 			c := &cache{}
 			c.load(storeKey.MustGet(s))
 			cacheKey.Set(s, c)
@@ -131,9 +130,6 @@ func appHooks(cfg config, log *slog.Logger) []lifespan.Hook {
 			}, nil
 		}},
 		{Name: "jobs", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			if err := failIf("jobs"); err != nil {
-				return nil, err
-			}
 			st, c := storeKey.MustGet(s), cacheKey.MustGet(s)
 			s.Go("cache-refresh", func(ctx context.Context) error {
 				tick := time.NewTicker(cfg.JobInterval)

@@ -129,19 +129,16 @@ func newServerConfig(cfg config, log *slog.Logger) (serve.Config, error) {
 		lifespan.WithStopTimeout(cfg.StopTimeout),
 	)
 	probeReg := probes.New()
+	var hooks []lifespan.Hook
 	if len(cfg.Sidecars) > 0 {
 		targets, _ := sidecar.ParseTargets(cfg.Sidecars) // validated in loadConfig
 		w := sidecar.NewWaiter(targets, sidecar.Options{Deadline: cfg.SidecarTimeout, Logger: log})
-		hook := w.Hook()
-		if cfg.DemoFail == "sidecars" {
-			hook.Start = func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, errDemoFail }
-		}
-		app.Append(hook)
+		hooks = append(hooks, w.Hook())
 		for _, c := range w.Checks(5 * time.Second) {
 			probeReg.Add(probes.Readiness, c)
 		}
 	}
-	app.Append(appHooks(cfg, log)...)
+	app.Append(withDemoFailure(append(hooks, appHooks(cfg, log)...), cfg.DemoFail)...)
 	if err := metrics.RegisterChecks(reg, probeReg); err != nil {
 		return serve.Config{}, err
 	}

@@ -88,6 +88,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad config", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x"}), 2, `BERTH_DRAIN_DELAY="x"`},
 		{"budget does not fit", nil, with(map[string]string{"BERTH_GRACE_PERIOD": "30s"}), 2, "raise terminationGracePeriodSeconds to at least 37"},
 		{"demo failure", nil, with(map[string]string{"BERTH_DEMO_FAIL": "cache"}), 1, `hook \"cache\": start: failing as BERTH_DEMO_FAIL asks`},
+		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
+			`hook \"sidecars\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"unknown command", []string{"dance"}, nil, 2, `unknown command "dance"`},
 		{"probe without URL", []string{"probe"}, nil, 2, "usage: server probe URL"},
 	}
