@@ -8,12 +8,12 @@ import (
 )
 
 // BenchmarkStartupSequentialVsParallel starts 16 independent hooks, each
-// doing 2ms of I/O-like waiting, one at a time and with WithConcurrency(8),
+// doing 2ms of I/O-like waiting, one at a time and with Concurrency 8,
 // in alternating runs; sequential/parallel is the speed-up.
 func BenchmarkStartupSequentialVsParallel(b *testing.B) {
 	const hooks, work = 16, 2 * time.Millisecond
-	build := func(opts ...Option) *Lifespan {
-		l := New("bench", opts...)
+	build := func(concurrency int) *App {
+		l := &App{Name: "bench", Concurrency: concurrency}
 		for i := range hooks {
 			l.Append(Hook{Name: fmt.Sprintf("h%d", i), Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
 				time.Sleep(work) // a dial or a query
@@ -22,7 +22,7 @@ func BenchmarkStartupSequentialVsParallel(b *testing.B) {
 		}
 		return l
 	}
-	run := func(l *Lifespan) time.Duration {
+	run := func(l *App) time.Duration {
 		begin := time.Now()
 		if err := l.Start(context.Background()); err != nil {
 			b.Fatal(err)
@@ -35,8 +35,8 @@ func BenchmarkStartupSequentialVsParallel(b *testing.B) {
 	}
 	var seq, par time.Duration
 	for range b.N {
-		seq += run(build())
-		par += run(build(WithConcurrency(8)))
+		seq += run(build(1))
+		par += run(build(8))
 	}
 	b.ReportMetric(float64(seq.Microseconds())/float64(b.N)/1000, "sequential-ms")
 	b.ReportMetric(float64(par.Microseconds())/float64(b.N)/1000, "parallel-ms")

@@ -12,10 +12,10 @@ type DB struct{ dsn string }
 
 var dbKey = lifespan.NewKey[*DB]("db")
 
-// A lifespan with two hooks: the stop function is a closure over what the
-// start opened, and state set at startup is read afterwards.
+// An app with two hooks: the stop function is a closure over what the start
+// opened, and state set at startup is read afterwards.
 func Example() {
-	app := lifespan.New("api")
+	app := &lifespan.App{Name: "api"}
 	app.Append(
 		lifespan.Hook{Name: "db", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			db := &DB{dsn: "postgres://db"} // open it
@@ -56,10 +56,10 @@ func ExampleGroup() {
 			return func(context.Context) error { fmt.Println("stop", name); return nil }, nil
 		}}
 	}
-	users, billing := lifespan.New("users"), lifespan.New("billing")
+	users, billing := &lifespan.App{Name: "users"}, &lifespan.App{Name: "billing"}
 	users.Append(hook("users"))
 	billing.Append(hook("billing"))
-	group := lifespan.NewGroup(users, billing)
+	group := lifespan.Group{users, billing}
 	if err := group.Start(context.Background()); err != nil {
 		fmt.Println(err)
 	}
@@ -72,8 +72,8 @@ func ExampleGroup() {
 }
 
 // A failed start rolls back what already started and names where it failed.
-func ExampleLifespan_Start_rollback() {
-	app := lifespan.New("api")
+func ExampleApp_Start_rollback() {
+	app := &lifespan.App{Name: "api"}
 	app.Append(
 		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
 			return func(context.Context) error { fmt.Println("db closed"); return nil }, nil
@@ -86,4 +86,33 @@ func ExampleLifespan_Start_rollback() {
 	// Output:
 	// db closed
 	// lifespan "api": hook "cache": start: redis: connection refused
+}
+
+// Hooks that name what they need start several at once, in dependency order.
+func ExampleHook_after() {
+	app := &lifespan.App{Name: "api", Concurrency: 4}
+	step := func(name string, after ...string) lifespan.Hook {
+		return lifespan.Hook{Name: name, After: after, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { fmt.Println("stop", name); return nil }, nil
+		}}
+	}
+	app.Append(step("cache", "db"), step("db"))
+	_ = app.Start(context.Background())
+	_ = app.Stop(context.Background())
+	// Output:
+	// stop cache
+	// stop db
+}
+
+// Request-local values layer on top of the app's state without changing it.
+func ExampleKey_With() {
+	user := lifespan.NewKey[string]("user")
+	shared := dbKey.With(nil, &DB{dsn: "postgres://db"})
+	request := user.With(shared, "ann")
+	fmt.Println(user.MustGet(request), dbKey.MustGet(request).dsn)
+	_, leaked := user.Get(shared)
+	fmt.Println("leaked:", leaked, "names:", request.Names())
+	// Output:
+	// ann postgres://db
+	// leaked: false names: [db user]
 }

@@ -6,40 +6,38 @@ import (
 	"fmt"
 )
 
-// Group is several apps in one process, each with its own lifespan: Start
-// starts them in the order given and Stop stops them in reverse, the way
-// Django-Bolt runs the lifespans of several APIs.
-type Group struct {
-	apps []*Lifespan
-}
+// Group is several apps in one process, each with its own hooks: Start
+// starts them in the order listed and Stop stops them in reverse, the way
+// Django-Bolt runs the lifespans of several APIs. A nil or empty Group
+// starts and stops nothing.
+type Group []*App
 
-// NewGroup returns a group of apps. It panics on a nil app or two apps with
-// one name.
-func NewGroup(apps ...*Lifespan) *Group {
+// check refuses a nil app and two apps with one name.
+func (g Group) check() error {
 	seen := map[string]bool{}
-	for i, a := range apps {
+	for i, a := range g {
 		if a == nil {
-			panic(fmt.Sprintf("lifespan: NewGroup: app %d is nil", i))
+			return fmt.Errorf("lifespan: group: app %d is nil", i)
 		}
-		if seen[a.name] {
-			panic(fmt.Sprintf("lifespan: NewGroup: two apps named %q", a.name))
+		if seen[a.Name] {
+			return fmt.Errorf("lifespan: group: two apps named %q; give each app its own Name", a.Name)
 		}
-		seen[a.name] = true
+		seen[a.Name] = true
 	}
-	return &Group{apps: apps}
+	return nil
 }
-
-// Apps returns the group's apps in start order.
-func (g *Group) Apps() []*Lifespan { return append([]*Lifespan(nil), g.apps...) }
 
 // Start starts each app in order. If one fails, the apps already started
 // are stopped in reverse and the errors are joined.
-func (g *Group) Start(ctx context.Context) error {
-	for i, a := range g.apps {
+func (g Group) Start(ctx context.Context) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	for i, a := range g {
 		if err := a.Start(ctx); err != nil {
 			errs := []error{err}
 			for j := i - 1; j >= 0; j-- {
-				errs = append(errs, g.apps[j].Stop(context.WithoutCancel(ctx)))
+				errs = append(errs, g[j].Stop(context.WithoutCancel(ctx)))
 			}
 			return errors.Join(errs...)
 		}
@@ -47,40 +45,43 @@ func (g *Group) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops every app in reverse order, best effort, and joins the errors.
-// Apps after the deadline are still stopped; see Lifespan.Stop.
-func (g *Group) Stop(ctx context.Context) error {
-	errs := make([]error, 0, len(g.apps))
-	for i := len(g.apps) - 1; i >= 0; i-- {
-		errs = append(errs, g.apps[i].Stop(ctx))
+// StopTasks cancels the background tasks of every ready app, in reverse
+// order, and waits for them, before any stop hook runs; the errors are
+// joined. Package serve calls it after the HTTP drain, so that tasks end
+// while every resource they use is still open. Stop does the same for apps
+// whose tasks are still running, so calling StopTasks is optional.
+func (g Group) StopTasks(ctx context.Context) error {
+	var errs []error
+	for i := len(g) - 1; i >= 0; i-- {
+		if g[i] != nil {
+			errs = append(errs, g[i].stopTasks(ctx))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// BeginDrain marks every app as draining.
-func (g *Group) BeginDrain() {
-	for _, a := range g.apps {
-		a.BeginDrain()
-	}
-}
-
-// Ready reports whether every app has started and none is draining.
-func (g *Group) Ready() bool {
-	for _, a := range g.apps {
-		if a.Phase() != PhaseReady {
-			return false
+// Stop stops every app in reverse order, best effort (see [App.Stop]), and
+// joins the errors.
+func (g Group) Stop(ctx context.Context) error {
+	var errs []error
+	for i := len(g) - 1; i >= 0; i-- {
+		if g[i] != nil {
+			errs = append(errs, g[i].Stop(ctx))
 		}
 	}
-	return true
+	return errors.Join(errs...)
 }
 
 // Running names what is still running in every app, as "APP/hook:NAME" and
 // "APP/task:NAME".
-func (g *Group) Running() []string {
+func (g Group) Running() []string {
 	var out []string
-	for _, a := range g.apps {
+	for _, a := range g {
+		if a == nil {
+			continue
+		}
 		for _, r := range a.Running() {
-			out = append(out, a.name+"/"+r)
+			out = append(out, a.Name+"/"+r)
 		}
 	}
 	return out

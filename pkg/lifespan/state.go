@@ -56,9 +56,10 @@ func (k Key[T]) MustGet(v Values) T {
 	return t
 }
 
-// Set stores value under the key in the lifespan's state. It may be called
-// only from a hook's start function, through the Scope it was given; after
-// the start returned it panics, since state is read-only once ready.
+// Set stores value under the key in the app's state. It may be called only
+// from a hook's start function, through the Scope it was given: after the
+// start returned it panics, since state is read-only once ready, and after
+// the start passed its timeout the value is dropped.
 func (k Key[T]) Set(s *Scope, value T) {
 	if k.id == nil {
 		panic("lifespan: Set with a zero Key; make keys with NewKey")
@@ -76,7 +77,7 @@ func (k Key[T]) With(parent *State, value T) *State {
 	return &State{parent: parent, values: map[*keyID]any{k.id: value}}
 }
 
-// State is read-only lifespan state: the values hooks set at startup, and
+// State is an app's read-only state: the values hooks set at startup, and
 // any values layered on top of it with [Key.With]. A nil *State is empty.
 // It is safe for concurrent use.
 type State struct {

@@ -7,70 +7,94 @@ import (
 	"time"
 )
 
-// Stop shuts the lifespan down: it cancels the background tasks and waits
-// for them (bounded by the stop timeout), then calls the stop function of
-// every hook that started, in the reverse of the order they started.
+// Stop shuts the app down: it cancels the background tasks and waits for
+// them (unless [Group.StopTasks] already did), then calls the stop function
+// of every hook that started, in the reverse of the order their starts
+// completed.
 //
 // Stop is best effort. Each stop gets a context whose deadline is the
 // earlier of the hook's stop timeout and ctx's deadline; a stop that fails,
 // panics or passes its deadline is recorded and the next one still runs.
 // Once ctx's deadline has passed the remaining stops are still called, with
-// a context that is already done, and each is waited for the late-stop grace
-// (see WithLateStopGrace) so ordering holds for stops that finish at once.
-// The errors are joined, each naming app, hook and step.
+// a context that is already done, and each is given a moment (100ms) to
+// return so that the order holds for stops that finish at once. The errors
+// are joined, each naming app, hook and step.
 //
 // If Start is still running, Stop abandons it and returns once its rollback
-// is done. Calling Stop again returns the first call's result. Stop on a
-// lifespan that never started returns nil.
-func (l *Lifespan) Stop(ctx context.Context) error {
-	l.stopOnce.Do(func() {
-		l.mu.Lock()
-		launched, cancel := l.launched, l.startCancel
-		l.stopped = !launched
-		l.mu.Unlock()
+// is done; the rollback's errors are Start's to report, so Stop then
+// returns nil. Stop on an app that never started returns nil and makes a
+// later Start fail. Calling Stop again returns the first call's result.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		a.mu.Lock()
+		launched, cancel, done := a.launched, a.cancel, a.done
+		a.stopped = !launched
+		a.mu.Unlock()
 		if !launched {
-			l.setPhase(PhaseStopped, 0, nil)
+			a.setPhase(PhaseStopped, 0, nil)
 			return
 		}
 		cancel()
-		<-l.startDone
-		if l.Phase() == PhaseFailed {
+		<-done
+		if a.Phase() == PhaseFailed {
 			return // Start rolled back and reported
 		}
-		begin := time.Now()
-		if t := l.drainBegan.Load(); t != 0 {
-			begin = time.Unix(0, t)
-		}
-		l.setPhase(PhaseStopping, 0, nil)
-		l.stopErr = l.stopAll(ctx)
-		l.setPhase(PhaseStopped, time.Since(begin), l.stopErr)
+		err := a.stopTasks(ctx)
+		a.stopErr = errors.Join(err, a.stopHooks(ctx))
+		a.setPhase(PhaseStopped, time.Since(time.Unix(0, a.stopBegan.Load())), a.stopErr)
 	})
-	return l.stopErr
+	return a.stopErr
 }
 
-// stopAll stops the background tasks and then every started hook in reverse.
-func (l *Lifespan) stopAll(ctx context.Context) error {
-	wait := l.opts.stopTimeout
+// stopTasks moves a ready app to PhaseStopping, cancels its background tasks
+// and waits for them, bounded by the stop timeout and ctx. The first call
+// returns the errors the tasks ended with; a later or concurrent one waits
+// for the first and returns nil. For an app that is not ready (still
+// starting, failed, stopped) it does nothing.
+func (a *App) stopTasks(ctx context.Context) error {
+	switch {
+	case a.phase.CompareAndSwap(int32(PhaseReady), int32(PhaseStopping)):
+		a.stopBegan.Store(time.Now().UnixNano())
+		a.emit(Event{Kind: PhaseChanged})
+	case a.Phase() != PhaseStopping:
+		return nil
+	}
+	return a.tasks.stop(a.Name, a.taskWait(ctx))
+}
+
+// taskWait is how long stopping the tasks may take: the stop timeout, cut
+// to ctx's deadline, but never less than the late-stop grace.
+func (a *App) taskWait(ctx context.Context) time.Duration {
+	wait := a.stopTimeoutOf(Hook{})
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}
-	errs := []error{l.tasks.stop(l.name, max(wait, l.opts.lateGrace))}
+	return max(wait, a.lateGrace)
+}
 
-	l.mu.Lock()
-	started := l.started
-	l.started = nil
-	l.mu.Unlock()
+// stopAll is the rollback of a failed start: tasks, then every started hook.
+func (a *App) stopAll(ctx context.Context) error {
+	return errors.Join(a.tasks.stop(a.Name, a.taskWait(ctx)), a.stopHooks(ctx))
+}
+
+// stopHooks calls every started hook's stop, in reverse.
+func (a *App) stopHooks(ctx context.Context) error {
+	a.mu.Lock()
+	started := a.started
+	a.started = nil
+	a.mu.Unlock()
+	var errs []error
 	for i := len(started) - 1; i >= 0; i-- {
-		errs = append(errs, l.stopHook(ctx, started[i]))
+		errs = append(errs, a.stopHook(ctx, started[i]))
 	}
 	return errors.Join(errs...)
 }
 
-func (l *Lifespan) stopHook(parent context.Context, s startedHook) error {
-	h := l.hooks[s.idx]
-	timeout := l.opts.stopTimeoutOf(h)
-	l.status[s.idx].Store(int32(HookRunningStop))
-	l.emit(Event{Kind: HookStopping, Hook: h.Name})
+func (a *App) stopHook(parent context.Context, s startedHook) error {
+	h := a.hooks[s.idx]
+	timeout := a.stopTimeoutOf(h)
+	a.status[s.idx].Store(int32(HookRunningStop))
+	a.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
 	deadline := begin.Add(timeout)
 	if pd, ok := parent.Deadline(); ok && pd.Before(deadline) {
@@ -81,14 +105,14 @@ func (l *Lifespan) stopHook(parent context.Context, s startedHook) error {
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
 		done := make(chan error, 1)
 		go func() { done <- callStop(ctx, s.stop) }()
-		wait := time.NewTimer(max(time.Until(deadline), 0) + l.opts.lateGrace)
+		wait := time.NewTimer(max(time.Until(deadline), 0) + a.lateGrace)
 		select {
 		case err = <-done:
 		case <-wait.C:
 			err = &TimeoutError{Op: "stop", Timeout: deadline.Sub(begin)}
 			go func() {
 				if late := <-done; late != nil {
-					l.emit(Event{Kind: HookStopped, Hook: h.Name, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", l.name, h.Name, late)})
+					a.emit(Event{Kind: HookStopped, Hook: h.Name, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", a.Name, h.Name, late)})
 				}
 			}()
 		}
@@ -97,9 +121,18 @@ func (l *Lifespan) stopHook(parent context.Context, s startedHook) error {
 	}
 	d := time.Since(begin)
 	if err != nil {
-		err = fmt.Errorf("lifespan %q: hook %q: stop: %w", l.name, h.Name, err)
+		err = fmt.Errorf("lifespan %q: hook %q: stop: %w", a.Name, h.Name, err)
 	}
-	l.status[s.idx].Store(int32(HookDown))
-	l.emit(Event{Kind: HookStopped, Hook: h.Name, Duration: d, Err: err})
+	a.status[s.idx].Store(int32(HookDown))
+	a.emit(Event{Kind: HookStopped, Hook: h.Name, Duration: d, Err: err})
 	return err
+}
+
+func callStop(ctx context.Context, stop StopFunc) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = recovered(v)
+		}
+	}()
+	return stop(ctx)
 }

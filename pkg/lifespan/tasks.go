@@ -9,39 +9,41 @@ import (
 	"time"
 )
 
-// tasks is the set of background tasks hooks started.
+// tasks is the set of background tasks an app's hooks started.
 type tasks struct {
-	once    sync.Once
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	initOnce sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
 	mu      sync.Mutex
-	closed  bool
+	closed  bool          // stop began: no task may start
+	stopped chan struct{} // closed when the first stop returns
 	running map[string]int
 	errs    []error
 }
 
 func (t *tasks) init() {
-	t.once.Do(func() {
+	t.initOnce.Do(func() {
 		t.ctx, t.cancel = context.WithCancel(context.Background())
 		t.running = map[string]int{}
 	})
 }
 
-func (t *tasks) start(l *Lifespan, name string, fn func(context.Context) error) {
+func (t *tasks) start(a *App, name string, fn func(context.Context) error) {
 	t.init()
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		err := fmt.Errorf("lifespan %q: task %q: started after shutdown began", l.name, name)
+		err := fmt.Errorf("lifespan %q: task %q: started after shutdown began", a.Name, name)
 		t.recordErr(err)
-		l.emit(Event{Kind: TaskExited, Hook: name, Err: err})
+		a.emit(Event{Kind: TaskExited, Hook: name, Err: err})
 		return
 	}
 	t.running[name]++
 	t.wg.Add(1)
 	t.mu.Unlock()
-	l.emit(Event{Kind: TaskStarted, Hook: name})
+	a.emit(Event{Kind: TaskStarted, Hook: name})
 	go func() {
 		defer t.wg.Done()
 		begin := time.Now()
@@ -52,10 +54,10 @@ func (t *tasks) start(l *Lifespan, name string, fn func(context.Context) error) 
 		}
 		t.mu.Unlock()
 		if err != nil && !(errors.Is(err, context.Canceled) && t.ctx.Err() != nil) {
-			err = fmt.Errorf("lifespan %q: task %q: %w", l.name, name, err)
+			err = fmt.Errorf("lifespan %q: task %q: %w", a.Name, name, err)
 			t.recordErr(err)
 		}
-		l.emit(Event{Kind: TaskExited, Hook: name, Duration: time.Since(begin), Err: err})
+		a.emit(Event{Kind: TaskExited, Hook: name, Duration: time.Since(begin), Err: err})
 	}()
 }
 
@@ -86,13 +88,22 @@ func (t *tasks) names() []string {
 	return names
 }
 
-// stop cancels every task and waits for them until wait passes. It returns
-// the errors tasks ended with and, if some are still running, one naming
-// them.
+// stop cancels every task and waits for them until wait passes. The first
+// call returns the errors tasks ended with and, if some are still running,
+// one naming them; a later or concurrent call waits for the first and
+// returns nil, so no error is reported twice.
 func (t *tasks) stop(app string, wait time.Duration) error {
 	t.init()
 	t.mu.Lock()
+	if t.closed {
+		stopped := t.stopped
+		t.mu.Unlock()
+		<-stopped
+		return nil
+	}
 	t.closed = true
+	t.stopped = make(chan struct{})
+	defer close(t.stopped)
 	t.mu.Unlock()
 	t.cancel()
 	done := make(chan struct{})

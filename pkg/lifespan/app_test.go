@@ -1,0 +1,199 @@
+package lifespan
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+)
+
+func TestStartInOrderStopInReverse(t *testing.T) {
+	j := &journal{}
+	l := &App{Name: "api"}
+	l.Append(recorded(j, "db", nil, nil), recorded(j, "cache", nil, nil), recorded(j, "jobs", nil, nil))
+	if got := l.Phase(); got != PhaseNew {
+		t.Fatalf("phase before Start = %v, want new", got)
+	}
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Phase(); got != PhaseReady {
+		t.Fatalf("phase after Start = %v, want ready", got)
+	}
+	if err := l.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"start db", "start cache", "start jobs", "stop jobs", "stop cache", "stop db"}
+	if got := j.list(); !slices.Equal(got, want) {
+		t.Fatalf("order = %q, want %q", got, want)
+	}
+	if got := l.Phase(); got != PhaseStopped {
+		t.Fatalf("phase after Stop = %v, want stopped", got)
+	}
+}
+
+func TestZeroAppStartsAndStops(t *testing.T) {
+	var l App
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if l.Phase() != PhaseStopped {
+		t.Fatalf("phase = %v", l.Phase())
+	}
+}
+
+func TestStopClosureSeesStartLocals(t *testing.T) {
+	l := &App{Name: "api"}
+	var closedConn string
+	l.Append(Hook{Name: "conn", Start: func(context.Context, *Scope) (StopFunc, error) {
+		conn := "conn-42" // a resource opened at start
+		return func(context.Context) error { closedConn = conn; return nil }, nil
+	}})
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if closedConn != "conn-42" {
+		t.Fatalf("stop closed %q, want the conn its start opened", closedConn)
+	}
+}
+
+func TestAppendPanicsOnMistakes(t *testing.T) {
+	tests := []struct {
+		name string
+		do   func(l *App)
+	}{
+		{"no name", func(l *App) { l.Append(Hook{Start: noop}) }},
+		{"no start", func(l *App) { l.Append(Hook{Name: "a"}) }},
+		{"duplicate", func(l *App) { l.Append(Hook{Name: "a", Start: noop}, Hook{Name: "a", Start: noop}) }},
+		{"after start", func(l *App) { _ = l.Start(context.Background()); l.Append(Hook{Name: "a", Start: noop}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			tt.do(&App{Name: "api"})
+		})
+	}
+}
+
+func TestSettingsThatCannotWorkAreRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		app  *App
+		want string
+	}{
+		{"negative stop timeout", &App{Name: "api", StopTimeout: -1}, `lifespan "api": StopTimeout is -1ns; want 0 (the default) or more`},
+		{"negative start timeout", &App{Name: "api", StartTimeout: -1}, `StartTimeout is -1ns`},
+		{"negative concurrency", &App{Name: "api", Concurrency: -2}, `Concurrency is -2; want 0 or 1 (one at a time) or more`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			tt.app.Append(recorded(j, "db", nil, nil))
+			err := tt.app.Start(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Start = %v, want %q", err, tt.want)
+			}
+			if got := j.list(); len(got) != 0 {
+				t.Fatalf("hooks ran: %q", got)
+			}
+		})
+	}
+	l := &App{Name: "api"}
+	l.Append(Hook{Name: "db", Start: noop, StopTimeout: -1})
+	if err := l.Start(t.Context()); err == nil || !strings.Contains(err.Error(), `hook "db": StartTimeout 0s, StopTimeout -1ns`) {
+		t.Fatalf("Start = %v", err)
+	}
+}
+
+func TestStopWithoutStartAndTwice(t *testing.T) {
+	l := &App{Name: "api"}
+	if err := l.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop before Start = %v", err)
+	}
+	l.Append(recorded(&journal{}, "db", nil, nil))
+	if err := l.Start(t.Context()); err == nil || !strings.Contains(err.Error(), `lifespan "api": Start called after Stop`) {
+		t.Fatalf("Start after Stop = %v", err)
+	}
+	l2 := &App{Name: "api"}
+	l2.Append(recorded(&journal{}, "x", nil, errors.New("bad")))
+	if err := l2.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := l2.Stop(t.Context())
+	if second := l2.Stop(t.Context()); first == nil || second != first {
+		t.Fatalf("second Stop = %v, want the first's %v", second, first)
+	}
+	if err := l2.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "Start called twice") {
+		t.Fatalf("second Start = %v", err)
+	}
+}
+
+func TestHookStatusAndRunningWhileStarting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		l := &App{Name: "api"}
+		l.Append(recorded(&journal{}, "db", nil, nil), Hook{Name: "warm", Start: func(context.Context, *Scope) (StopFunc, error) {
+			<-release
+			return nil, nil
+		}})
+		if got := l.HookStatus("db"); got != HookPending {
+			t.Fatalf("before Start: %v", got)
+		}
+		started := make(chan error, 1)
+		go func() { started <- l.Start(context.Background()) }()
+		synctest.Wait()
+		if got := l.HookStatus("db"); got != HookUp {
+			t.Errorf("db = %v, want started", got)
+		}
+		if got := l.HookStatus("warm"); got != HookRunningStart {
+			t.Errorf("warm = %v, want starting", got)
+		}
+		if got := l.HookStatus("nope"); got != HookPending {
+			t.Errorf("unknown hook = %v, want pending", got)
+		}
+		if got := l.Running(); !slices.Equal(got, []string{"hook:warm"}) {
+			t.Errorf("Running = %q", got)
+		}
+		if got := l.Hooks(); !slices.Equal(got, []string{"db", "warm"}) {
+			t.Errorf("Hooks = %q", got)
+		}
+		close(release)
+		if err := <-started; err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.HookStatus("warm"); got != HookDown {
+			t.Errorf("after Stop warm = %v, want stopped", got)
+		}
+	})
+}
+
+func TestNames(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{PhaseStopping.String(), "stopping"},
+		{Phase(99).String(), "Phase(99)"},
+		{HookStopped.String(), "hook-stopped"},
+		{EventKind(-1).String(), "EventKind(-1)"},
+		{HookRunningStop.String(), "stopping"},
+		{HookStatus(42).String(), "HookStatus(42)"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("String() = %q, want %q", tt.got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,37 @@
+package lifespan
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// PanicError is the error a hook's or task's panic becomes. Stack is the
+// panicking goroutine's stack.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (p *PanicError) Error() string { return fmt.Sprintf("panic: %v", p.Value) }
+
+func recovered(v any) error {
+	return &PanicError{Value: v, Stack: debug.Stack()}
+}
+
+// TimeoutError reports a start or stop that had not returned by its
+// deadline. The hook's function may still be running; when it returns, its
+// outcome is reported as a late event (and, for a start, the stop it
+// returned is called).
+type TimeoutError struct {
+	Op      string // "start" or "stop"
+	Timeout time.Duration
+}
+
+func (t *TimeoutError) Error() string {
+	return fmt.Sprintf("%s did not return within %v", t.Op, t.Timeout)
+}
+
+// Is makes a TimeoutError match context.DeadlineExceeded.
+func (t *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }

@@ -1,0 +1,102 @@
+package lifespan
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGroupStartsInOrderStopsInReverse(t *testing.T) {
+	j := &journal{}
+	a, b, c := &App{Name: "a"}, &App{Name: "b"}, &App{Name: "c"}
+	a.Append(recorded(j, "a.db", nil, nil))
+	b.Append(recorded(j, "b.db", nil, nil))
+	c.Append(recorded(j, "c.db", nil, nil))
+	g := Group{a, b, c}
+	if err := g.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"start a.db", "start b.db", "start c.db", "stop c.db", "stop b.db", "stop a.db"}
+	if got := j.list(); !slices.Equal(got, want) {
+		t.Fatalf("journal = %q, want %q", got, want)
+	}
+}
+
+func TestGroupFailureStopsEarlierApps(t *testing.T) {
+	j := &journal{}
+	a, b, c := &App{Name: "a"}, &App{Name: "b"}, &App{Name: "c"}
+	a.Append(recorded(j, "a.db", nil, errors.New("a close")))
+	b.Append(recorded(j, "b.db", nil, nil), recorded(j, "b.bad", errors.New("denied"), nil))
+	c.Append(recorded(j, "c.db", nil, nil))
+	err := Group{a, b, c}.Start(t.Context())
+	for _, s := range []string{`lifespan "b": hook "b.bad": start: denied`, `lifespan "a": hook "a.db": stop: a close`} {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("Start = %v, want %q", err, s)
+		}
+	}
+	want := []string{"start a.db", "start b.db", "start b.bad failed", "stop b.db", "stop a.db"}
+	if got := j.list(); !slices.Equal(got, want) {
+		t.Fatalf("journal = %q, want %q", got, want)
+	}
+}
+
+func TestGroupRefusesMistakes(t *testing.T) {
+	tests := []struct {
+		name  string
+		group Group
+		want  string
+	}{
+		{"two apps with one name", Group{{Name: "a"}, {Name: "a"}}, `lifespan: group: two apps named "a"`},
+		{"nil app", Group{{Name: "a"}, nil}, "lifespan: group: app 1 is nil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.group.Start(t.Context()); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Start = %v, want %q", err, tt.want)
+			}
+			if tt.group[0].Phase() != PhaseNew {
+				t.Fatal("an app started although the group was refused")
+			}
+		})
+	}
+	var empty Group
+	if err := empty.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := empty.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGroupRunningNamesEachApp(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	a, b := &App{Name: "a"}, &App{Name: "b"}
+	a.Append(Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		s.Go("refresh", func(ctx context.Context) error { <-ctx.Done(); return nil })
+		return nil, nil
+	}})
+	b.Append(Hook{Name: "warm", Start: func(context.Context, *Scope) (StopFunc, error) {
+		close(entered)
+		<-release
+		return nil, nil
+	}})
+	g := Group{a, b}
+	started := make(chan error, 1)
+	go func() { started <- g.Start(context.Background()) }()
+	<-entered
+	if got := g.Running(); !slices.Equal(got, []string{"a/task:refresh", "b/hook:warm"}) {
+		t.Errorf("Running = %q", got)
+	}
+	close(release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}

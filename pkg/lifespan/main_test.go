@@ -1,0 +1,48 @@
+package lifespan
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// journal records what hooks did, in order, safely across goroutines.
+type journal struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+func (j *journal) add(format string, args ...any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.entries = append(j.entries, fmt.Sprintf(format, args...))
+}
+
+func (j *journal) list() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.entries)
+}
+
+// recorded is a hook that journals its start and stop and can fail either.
+func recorded(j *journal, name string, startErr, stopErr error) Hook {
+	return Hook{Name: name, Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+		if startErr != nil {
+			j.add("start %s failed", name)
+			return nil, startErr
+		}
+		j.add("start %s", name)
+		return func(ctx context.Context) error {
+			j.add("stop %s", name)
+			return stopErr
+		}, nil
+	}}
+}
+
+func noop(context.Context, *Scope) (StopFunc, error) { return nil, nil }

@@ -1,0 +1,250 @@
+package lifespan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Start runs every hook's start: in registration order or, with
+// Concurrency above 1, in dependency order, several at once. It returns nil
+// once all have started, and then the app's State is set and its phase is
+// PhaseReady. If a start fails, panics or passes its timeout, or ctx ends
+// first, every hook already started is stopped in reverse and Start returns
+// the error, naming the app and the hook. Start may be called once, and not
+// after Stop.
+func (a *App) Start(ctx context.Context) error {
+	a.mu.Lock()
+	switch {
+	case a.launched:
+		a.mu.Unlock()
+		return fmt.Errorf("lifespan %q: Start called twice", a.Name)
+	case a.stopped:
+		a.mu.Unlock()
+		return fmt.Errorf("lifespan %q: Start called after Stop", a.Name)
+	}
+	a.launched = true
+	a.status = make([]atomic.Int32, len(a.hooks))
+	a.done = make(chan struct{})
+	if a.lateGrace == 0 {
+		a.lateGrace = lateStopGrace
+	}
+	hooks := a.hooks
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.mu.Unlock()
+	defer close(a.done)
+	defer a.cancel()
+
+	a.tasks.init()
+	begin := time.Now()
+	a.setPhase(PhaseStarting, 0, nil)
+	err := a.checkSettings(hooks)
+	var deps [][]int
+	if err == nil {
+		deps, err = a.dependencies(hooks)
+	}
+	if err == nil {
+		err = a.schedule(ctx, hooks, deps)
+	}
+	if err != nil {
+		err = errors.Join(err, a.stopAll(context.Background()))
+		a.setPhase(PhaseFailed, time.Since(begin), err)
+		return err
+	}
+	a.state.Store(a.building.freeze())
+	a.setPhase(PhaseReady, time.Since(begin), nil)
+	return nil
+}
+
+// dependencies resolves After names to indices and rejects unknown names and
+// cycles.
+func (a *App) dependencies(hooks []Hook) ([][]int, error) {
+	deps := make([][]int, len(hooks))
+	indegree := make([]int, len(hooks))
+	dependents := make([][]int, len(hooks))
+	for i, h := range hooks {
+		for _, d := range h.After {
+			j, ok := a.index[d]
+			if !ok || j == i {
+				known := make([]string, 0, len(hooks))
+				for _, k := range hooks {
+					if k.Name != h.Name {
+						known = append(known, k.Name)
+					}
+				}
+				return nil, fmt.Errorf("lifespan %q: hook %q: After names %q, which is not another hook of this app (hooks: %s)", a.Name, h.Name, d, strings.Join(known, ", "))
+			}
+			deps[i] = append(deps[i], j)
+			dependents[j] = append(dependents[j], i)
+			indegree[i]++
+		}
+	}
+	var queue []int
+	for i := range hooks {
+		if indegree[i] == 0 {
+			queue = append(queue, i)
+		}
+	}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		for _, j := range dependents[i] {
+			if indegree[j]--; indegree[j] == 0 {
+				queue = append(queue, j)
+			}
+		}
+	}
+	var cycle []string
+	for i, n := range indegree {
+		if n > 0 {
+			cycle = append(cycle, hooks[i].Name)
+		}
+	}
+	if len(cycle) > 0 {
+		return nil, fmt.Errorf("lifespan %q: hooks %s depend on each other in a cycle", a.Name, strings.Join(cycle, ", "))
+	}
+	return deps, nil
+}
+
+type startResult struct {
+	idx  int
+	stop StopFunc
+	err  error
+}
+
+// schedule starts each hook once its dependencies have started, at most
+// Concurrency at a time, preferring registration order. One at a time, this
+// is registration order adjusted for After.
+func (a *App) schedule(ctx context.Context, hooks []Hook, deps [][]int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	limit := max(a.Concurrency, 1)
+	waiting := make([]int, len(hooks))
+	dependents := make([][]int, len(hooks))
+	var ready []int
+	for i := range hooks {
+		waiting[i] = len(deps[i])
+		for _, d := range deps[i] {
+			dependents[d] = append(dependents[d], i)
+		}
+		if waiting[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	results := make(chan startResult)
+	running := 0
+	var failures []error
+	for {
+		for len(ready) > 0 && running < limit && failures == nil && ctx.Err() == nil {
+			i := ready[0]
+			ready = ready[1:]
+			running++
+			go func() {
+				stop, err := a.startHook(ctx, i, hooks[i])
+				results <- startResult{idx: i, stop: stop, err: err}
+			}()
+		}
+		if running == 0 {
+			break
+		}
+		r := <-results
+		running--
+		if r.err != nil {
+			failures = append(failures, r.err)
+			cancel()
+			continue
+		}
+		a.mu.Lock()
+		a.started = append(a.started, startedHook{idx: r.idx, stop: r.stop})
+		a.mu.Unlock()
+		for _, j := range dependents[r.idx] {
+			if waiting[j]--; waiting[j] == 0 {
+				ready = insertSorted(ready, j)
+			}
+		}
+	}
+	if failures == nil && ctx.Err() != nil {
+		failures = append(failures, fmt.Errorf("lifespan %q: startup abandoned: %w", a.Name, context.Cause(ctx)))
+	}
+	return errors.Join(failures...)
+}
+
+func insertSorted(s []int, v int) []int {
+	i := sort.SearchInts(s, v)
+	s = append(s, 0)
+	copy(s[i+1:], s[i:])
+	s[i] = v
+	return s
+}
+
+// startHook runs one start under its timeout. A start that outlives its
+// timeout is left running; when it returns, the stop it returns is called so
+// nothing it opened is left open.
+func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
+	timeout := a.startTimeoutOf(h)
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+
+	a.status[i].Store(int32(HookRunningStart))
+	a.emit(Event{Kind: HookStarting, Hook: h.Name})
+	scope := &Scope{app: a, hook: h.Name}
+	begin := time.Now()
+	done := make(chan startResult, 1)
+	go func() {
+		var r startResult
+		defer func() {
+			if v := recover(); v != nil {
+				r = startResult{err: recovered(v)}
+			}
+			done <- r
+		}()
+		r.stop, r.err = h.Start(hctx, scope)
+	}()
+
+	var r startResult
+	select {
+	case r = <-done:
+		scope.close(false)
+	case <-hctx.Done():
+		scope.close(true)
+		if timeout > 0 && errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			r.err = &TimeoutError{Op: "start", Timeout: timeout}
+		} else {
+			r.err = context.Cause(ctx)
+		}
+		go a.reapLateStart(h, done)
+	}
+	d := time.Since(begin)
+	if r.err != nil {
+		a.status[i].Store(int32(HookFailed))
+		err := fmt.Errorf("lifespan %q: hook %q: start: %w", a.Name, h.Name, r.err)
+		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err})
+		return nil, err
+	}
+	a.status[i].Store(int32(HookUp))
+	a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d})
+	return r.stop, nil
+}
+
+// reapLateStart waits for a start that passed its timeout and, if it
+// eventually succeeds, stops it again.
+func (a *App) reapLateStart(h Hook, done <-chan startResult) {
+	r := <-done
+	if r.err != nil || r.stop == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.stopTimeoutOf(h))
+	defer cancel()
+	err := callStop(ctx, r.stop)
+	if err != nil {
+		err = fmt.Errorf("lifespan %q: hook %q: stop after late start: %w", a.Name, h.Name, err)
+	}
+	a.emit(Event{Kind: HookStopped, Hook: h.Name, Err: err})
+}

@@ -1,0 +1,193 @@
+package lifespan
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// ticker is a hook whose background task counts ticks until cancelled.
+func ticker(j *journal) Hook {
+	return Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		s.Go("ticker", func(ctx context.Context) error {
+			ticks := 0
+			tk := time.NewTicker(time.Second)
+			defer tk.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					j.add("task ticker done after %d ticks", ticks)
+					return ctx.Err()
+				case <-tk.C:
+					ticks++
+				}
+			}
+		})
+		return func(context.Context) error { j.add("stop jobs"); return nil }, nil
+	}}
+}
+
+func TestTasksRunUntilStopThenEndBeforeStopHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		l := &App{Name: "api"}
+		l.Append(ticker(j))
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3*time.Second + time.Millisecond)
+		if got := l.Running(); !slices.Equal(got, []string{"task:ticker"}) {
+			t.Errorf("Running while ready = %q", got)
+		}
+		if err := l.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"task ticker done after 3 ticks", "stop jobs"}
+		if got := j.list(); !slices.Equal(got, want) {
+			t.Fatalf("journal = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestStopTasksFirstThenStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		l := &App{Name: "api"}
+		l.Append(ticker(j), Hook{Name: "failing", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("failer", func(ctx context.Context) error { <-ctx.Done(); return errors.New("lost lease") })
+			return nil, nil
+		}})
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		g := Group{l}
+		err := g.StopTasks(t.Context())
+		if err == nil || !strings.Contains(err.Error(), `task "failer": lost lease`) {
+			t.Fatalf("StopTasks = %v", err)
+		}
+		if l.Phase() != PhaseStopping {
+			t.Fatalf("phase after StopTasks = %v, want stopping", l.Phase())
+		}
+		if got := j.list(); !slices.Equal(got, []string{"task ticker done after 0 ticks"}) {
+			t.Fatalf("after StopTasks, journal = %q: tasks must end and no stop hook run", got)
+		}
+		if err := g.Stop(t.Context()); err != nil {
+			t.Fatalf("Stop = %v, want nil: the task's error was StopTasks' to report", err)
+		}
+		if got := j.list(); !slices.Equal(got, []string{"task ticker done after 0 ticks", "stop jobs"}) {
+			t.Fatalf("journal = %q", got)
+		}
+	})
+}
+
+func TestStopTasksBeforeReadyDoesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		entered := make(chan struct{})
+		l := &App{Name: "api"}
+		l.Append(ticker(j), Hook{Name: "warm", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+			close(entered)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}})
+		started := make(chan error, 1)
+		go func() { started <- l.Start(context.Background()) }()
+		<-entered
+		if err := (Group{l}).StopTasks(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.Running(); !slices.Equal(got, []string{"hook:warm", "task:ticker"}) {
+			t.Fatalf("Running = %q: StopTasks on a starting app must leave it alone", got)
+		}
+		if err := l.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-started; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Start = %v", err)
+		}
+	})
+}
+
+func TestConcurrentStopTasksAndStopKeepTheOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		l := &App{Name: "api"}
+		release := make(chan struct{})
+		l.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("slow", func(ctx context.Context) error {
+				<-ctx.Done()
+				<-release // still finishing its last write
+				j.add("task done")
+				return nil
+			})
+			return func(context.Context) error { j.add("stop jobs"); return nil }, nil
+		}})
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- (Group{l}).StopTasks(t.Context()) }()
+		go func() { errs <- l.Stop(t.Context()) }()
+		synctest.Wait()
+		close(release)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := j.list(); !slices.Equal(got, []string{"task done", "stop jobs"}) {
+			t.Fatalf("journal = %q: a stop hook ran before the task ended", got)
+		}
+	})
+}
+
+func TestTaskFailuresReachStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &App{Name: "api", StopTimeout: time.Second}
+		block := make(chan struct{})
+		l.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("crasher", func(context.Context) error { panic("bad tick") })
+			s.Go("failer", func(context.Context) error { return errors.New("lost lease") })
+			s.Go("deaf", func(context.Context) error { <-block; return nil })
+			return nil, nil
+		}})
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		err := l.Stop(t.Context())
+		for _, s := range []string{`task "crasher": panic: bad tick`, `task "failer": lost lease`, `background tasks still running 1s after cancellation: [deaf]`} {
+			if err == nil || !strings.Contains(err.Error(), s) {
+				t.Errorf("Stop = %v, want it to contain %q", err, s)
+			}
+		}
+		close(block)
+	})
+}
+
+func TestTaskStartedAfterShutdownIsAnError(t *testing.T) {
+	var scope *Scope
+	l := &App{Name: "api"}
+	l.Append(Hook{Name: "late", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		scope = s
+		return nil, nil
+	}})
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Group{l}).StopTasks(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	scope.Go("too-late", func(context.Context) error { ran = true; return nil })
+	if ran {
+		t.Fatal("a task started after the tasks were stopped ran")
+	}
+	if err := l.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop = %v; the refused task was recorded after StopTasks reported", err)
+	}
+}
