@@ -2,9 +2,9 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,10 +16,25 @@ import (
 	"github.com/berth-dev/berth/pkg/probes"
 )
 
-// Config is what a Server needs. Group and API are required; every other
-// field has a default.
+// The defaults of the shutdown timeline. They are the one table of these
+// values: the reference service's configuration starts from them and its
+// Helm chart's values equal them (a chart test proves it).
+const (
+	DefaultDrainDelay   = 5 * time.Second
+	DefaultDrainTimeout = 20 * time.Second
+	DefaultStopTimeout  = 10 * time.Second
+	DefaultMargin       = 2 * time.Second
+	DefaultQuitTimeout  = 5 * time.Second
+	DefaultRetryAfter   = time.Second
+)
+
+// Config is what a Server needs. API is required; every other field has a
+// default. Durations follow net/http's convention: zero means the default,
+// and DrainDelay may be negative to mean none.
 type Config struct {
-	Group *lifespan.Group
+	// Apps are started in order before the API serves, and stopped in
+	// reverse after the drain (see lifespan.Group).
+	Apps lifespan.Group
 	// API is the application's handler (a *gin.Engine, say).
 	API http.Handler
 
@@ -39,121 +54,156 @@ type Config struct {
 	// Metrics is served at /metrics on the admin listener when set.
 	Metrics http.Handler
 
-	// DrainDelay is T0..T1 (default 5s; 0 disables it, for a preStop sleep
-	// or a process not behind a Service). DrainTimeout bounds T1..T2
-	// (default 20s). StopTimeout bounds T2..T3: background tasks and every
-	// stop hook together (default 10s).
-	DrainDelay   time.Duration
+	// DrainDelay is T0..T1: how long the API keeps accepting and serving
+	// after readiness fails, while kube-proxy, load balancers and meshes
+	// learn that the pod is going (0: DefaultDrainDelay; negative: none, for
+	// a pod with a preStop sleep or a process behind no Service).
+	DrainDelay time.Duration
+	// DrainQuiet, when positive, ends the drain delay early: once no request
+	// has arrived for DrainQuiet (counted from T0 at the earliest), traffic
+	// has moved elsewhere and the drain starts. It must be shorter than the
+	// drain delay, which still bounds the wait.
+	DrainQuiet time.Duration
+	// DrainTimeout bounds T1..T2, the wait for in-flight requests
+	// (0: DefaultDrainTimeout); requests still running then are cut off.
 	DrainTimeout time.Duration
-	StopTimeout  time.Duration
+	// StopTimeout bounds T2..T3, the background tasks and every stop hook
+	// together (0: DefaultStopTimeout).
+	StopTimeout time.Duration
 	// GracePeriod is the pod's terminationGracePeriodSeconds; when set, New
-	// checks that the whole shutdown fits in it. PreStopDelay is the
-	// preStop sleep before SIGTERM, which the grace period also covers; use
-	// it or DrainDelay, not both. Margin is left over for the kubelet and
-	// the process exit (0 means the default, 2s).
-	GracePeriod  time.Duration
+	// refuses settings whose shutdown (see Budget) cannot fit in it.
+	GracePeriod time.Duration
+	// PreStopDelay is the length of the pod's preStop sleep, which the
+	// grace period also covers. Put the propagation delay in the preStop or
+	// in DrainDelay, not both: New refuses a positive PreStopDelay with a
+	// drain delay.
 	PreStopDelay time.Duration
-	Margin       time.Duration
+	// Margin is left over for the kubelet and the process exit
+	// (0: DefaultMargin).
+	Margin time.Duration
 
 	// QuitSidecars, when set, runs after the stop hooks, bounded by
-	// QuitTimeout (default 5s): the place to call a classic sidecar's quit
-	// endpoint once the app no longer needs the network.
+	// QuitTimeout (0: DefaultQuitTimeout): the place to call a classic
+	// sidecar's quit endpoint once the app no longer needs the network.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
 
 	// RetryAfter is the Retry-After given by API routes before startup
-	// completes (default 1s, sent in whole seconds).
+	// completes (0: DefaultRetryAfter; sent in whole seconds, at least 1).
 	RetryAfter time.Duration
 
+	// Logger receives the server's logs (nil: slog.Default()).
 	Logger *slog.Logger
-	// Observer receives the shutdown's figures (package metrics has one).
-	Observer DrainObserver
-	// Signals start the shutdown (nil means SIGTERM and SIGINT; an empty,
-	// non-nil slice handles none); a second one forces an exit through Exit
-	// (default os.Exit) with ExitForced.
-	Signals []os.Signal
-	Exit    func(code int)
+	// OnShutdown receives the shutdown's report just before Run returns
+	// (package metrics records it).
+	OnShutdown func(ShutdownReport)
+	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM
+	// and SIGINT; an empty, non-nil slice handles none). Another one, more
+	// than a second after the first, forces an exit through Exit (nil:
+	// os.Exit) with ExitForced.
+	ShutdownOn []os.Signal
+	Exit       func(code int)
 }
 
-// ConfigError is a configuration New refuses.
+// ConfigError is a configuration New refuses, or a listener Run cannot
+// open. Each problem names the field and what would be valid.
 type ConfigError struct{ Problems []string }
 
 func (e *ConfigError) Error() string {
 	return "serve: invalid configuration: " + strings.Join(e.Problems, "; ")
 }
 
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+// defaultDurations replaces zero durations with their defaults.
+func (c *Config) defaultDurations() {
+	for _, d := range []struct {
+		field *time.Duration
+		def   time.Duration
+	}{{&c.DrainDelay, DefaultDrainDelay}, {&c.DrainTimeout, DefaultDrainTimeout}, {&c.StopTimeout, DefaultStopTimeout},
+		{&c.Margin, DefaultMargin}, {&c.QuitTimeout, DefaultQuitTimeout}, {&c.RetryAfter, DefaultRetryAfter}} {
+		if *d.field == 0 {
+			*d.field = d.def
 		}
 	}
+}
+
+func (c *Config) setDefaults() {
+	c.defaultDurations()
 	if c.APIAddr == "" {
 		c.APIAddr = ":8080"
 	}
 	if c.AdminAddr == "" {
 		c.AdminAddr = ":9090"
 	}
-	def(&c.DrainTimeout, 20*time.Second)
-	def(&c.StopTimeout, 10*time.Second)
-	def(&c.Margin, 2*time.Second)
-	def(&c.QuitTimeout, 5*time.Second)
-	def(&c.RetryAfter, time.Second)
 	if c.Probes == nil {
 		c.Probes = probes.New()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Signals == nil {
-		c.Signals = []os.Signal{syscall.SIGTERM, os.Interrupt}
+	if c.ShutdownOn == nil {
+		c.ShutdownOn = []os.Signal{syscall.SIGTERM, os.Interrupt}
 	}
 	if c.Exit == nil {
 		c.Exit = os.Exit
 	}
 }
 
+// delay is the drain delay in effect: 0 when none.
+func (c *Config) delay() time.Duration { return max(c.DrainDelay, 0) }
+
 // Budget is the longest a shutdown can take with these settings, from the
-// kubelet's first action (preStop, or SIGTERM) to the process exit.
-func (c *Config) Budget() time.Duration {
-	b := c.PreStopDelay + c.DrainDelay + c.DrainTimeout + c.StopTimeout + c.Margin
+// kubelet's first action (the preStop sleep, or SIGTERM) to the process
+// exit: preStop + drain delay + drain timeout + stop timeout (+ sidecar quit
+// timeout) + margin. The sum saturates instead of overflowing. Zero fields
+// count as their defaults.
+func (c Config) Budget() time.Duration {
+	c.defaultDurations()
+	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.DrainTimeout, c.StopTimeout, c.Margin}
 	if c.QuitSidecars != nil {
-		b += c.QuitTimeout
+		parts = append(parts, c.QuitTimeout)
+	}
+	var b time.Duration
+	for _, p := range parts {
+		if b > math.MaxInt64-p {
+			return math.MaxInt64
+		}
+		b += p
 	}
 	return b
 }
 
 func (c *Config) validate() error {
 	var problems []string
-	if c.Group == nil {
-		problems = append(problems, "Group is nil")
-	}
 	if c.API == nil {
 		problems = append(problems, "API handler is nil")
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"DrainDelay", c.DrainDelay}, {"DrainTimeout", c.DrainTimeout}, {"StopTimeout", c.StopTimeout},
-		{"GracePeriod", c.GracePeriod}, {"PreStopDelay", c.PreStopDelay}, {"Margin", c.Margin}, {"QuitTimeout", c.QuitTimeout}} {
+	}{{"DrainQuiet", c.DrainQuiet}, {"DrainTimeout", c.DrainTimeout}, {"StopTimeout", c.StopTimeout},
+		{"GracePeriod", c.GracePeriod}, {"PreStopDelay", c.PreStopDelay}, {"Margin", c.Margin},
+		{"QuitTimeout", c.QuitTimeout}, {"RetryAfter", c.RetryAfter}} {
 		if d.v < 0 {
-			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 or more", d.name, d.v))
+			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 (the default) or more", d.name, d.v))
 		}
 	}
-	if c.DrainDelay > 0 && c.PreStopDelay > 0 {
-		problems = append(problems, fmt.Sprintf("both a drain delay (%v) and a preStop delay (%v) are set; the propagation delay belongs in one place: set DrainDelay to 0 when the pod has a preStop sleep, or drop the preStop", c.DrainDelay, c.PreStopDelay))
+	if c.delay() > 0 && c.PreStopDelay > 0 {
+		problems = append(problems, fmt.Sprintf("both a drain delay (%v) and a preStop delay (%v) are set; the propagation delay belongs in one place: set DrainDelay negative (none) when the pod has a preStop sleep, or drop the preStop", c.DrainDelay, c.PreStopDelay))
+	}
+	if c.DrainQuiet > 0 && c.DrainQuiet >= c.delay() {
+		problems = append(problems, fmt.Sprintf("DrainQuiet %v must be shorter than the drain delay (%v): the quiet period ends the delay early once no request has arrived for that long", c.DrainQuiet, c.delay()))
 	}
 	if _, port, _ := net.SplitHostPort(c.APIAddr); !c.SingleListener && c.APIAddr == c.AdminAddr && port != "0" {
 		problems = append(problems, fmt.Sprintf("APIAddr and AdminAddr are both %q; give them different ports or set SingleListener", c.APIAddr))
 	}
-	if c.GracePeriod > 0 && c.Budget() > c.GracePeriod {
+	if b := c.Budget(); c.GracePeriod > 0 && b > c.GracePeriod {
 		quit := ""
 		if c.QuitSidecars != nil {
 			quit = fmt.Sprintf(" + sidecar quit %v", c.QuitTimeout)
 		}
 		problems = append(problems, fmt.Sprintf(
 			"shutdown needs up to %v (preStop %v + drain delay %v + drain timeout %v + stop timeout %v%s + margin %v) but the grace period is %v; raise terminationGracePeriodSeconds to at least %d or shorten the delays",
-			c.Budget(), c.PreStopDelay, c.DrainDelay, c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, int((c.Budget()+time.Second-1)/time.Second)))
+			b, max(c.PreStopDelay, 0), c.delay(), c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
 	}
 	if len(problems) > 0 {
 		return &ConfigError{Problems: problems}
@@ -161,39 +211,11 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Exit codes of a process run by serve (cmd/server uses them as they are).
-const (
-	ExitOK = 0
-	// ExitStartup: a hook failed to start, or a signal abandoned the startup
-	// (after the rollback either way).
-	ExitStartup = 1
-	// ExitConfig: the configuration was refused before anything started.
-	ExitConfig = 2
-	// ExitUnclean: the shutdown completed but something failed in it (a stop
-	// hook, a background task, requests cut off by the drain timeout).
-	ExitUnclean = 3
-	// ExitForced: a second signal cut the shutdown short.
-	ExitForced = 4
-)
-
-// StartupError wraps the error of a startup that failed.
-type StartupError struct{ Err error }
-
-func (e *StartupError) Error() string { return "startup failed: " + e.Err.Error() }
-func (e *StartupError) Unwrap() error { return e.Err }
-
-// ExitCode maps Run's error to the process exit code.
-func ExitCode(err error) int {
-	var se *StartupError
-	var ce *ConfigError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &ce):
-		return ExitConfig
-	case errors.As(err, &se):
-		return ExitStartup
-	default:
-		return ExitUnclean
+// ceilSeconds is d in whole seconds, rounded up.
+func ceilSeconds(d time.Duration) int64 {
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
 	}
+	return s
 }

@@ -13,148 +13,169 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
 
-// Server runs a lifespan group behind an API server and an admin server.
+// forceDebounce is how long after the first OS signal another one is
+// ignored instead of forcing an exit: a container runtime and a process
+// manager that both forward one SIGTERM must not skip the drain.
+const forceDebounce = time.Second
+
+// Server runs a group of apps behind an API server and an admin server, and
+// follows the shutdown timeline its [Signals] name.
 type Server struct {
 	cfg  Config
+	sig  *Signals
 	gate *gate
 
-	listening chan struct{}
-	apiAddr   net.Addr
-	adminAddr net.Addr
+	ran      atomic.Bool
+	fireOnce sync.Once
+	reason   string // what fired ShutdownInitiated; read after it is signalled
 
-	ready    chan struct{}
-	draining chan struct{}
+	apiLn, adminLn   net.Listener
+	apiSrv, adminSrv *http.Server
+	serving          sync.WaitGroup
+	stopProbes       context.CancelFunc
 
-	trigger     chan string
-	triggerOnce sync.Once
-	stage       atomic.Value // string: where Run is, for logs on a forced exit
+	// The shutdown's figures, each written once by the step that knows it.
+	drainOnce       sync.Once
+	inFlightAtDrain atomic.Int64
+	cutOff          int64
+	quitTook        time.Duration
+	errs            []error // the shutdown's failures, in timeline order
+	report          atomic.Pointer[ShutdownReport]
 
-	// Test seams: the drain delay's timer and a stage observer.
-	after   func(time.Duration) <-chan time.Time
-	onStage func(string)
+	after func(time.Duration) <-chan time.Time // time.After; tests hold the drain delay
 }
 
-// New validates cfg and registers the lifespan's probe checks: one
-// readiness check per hook ("hook/APP/HOOK", failing until that hook has
-// started), "shutdown" (failing from T0), and the startup check "lifespan"
-// (passing once every app is ready). It returns a *ConfigError listing
-// every problem it found.
+// New validates cfg and registers the server's probe checks (see
+// registerChecks). It returns a *ConfigError listing every problem found.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg:       cfg,
-		gate:      newGate(cfg.API, cfg.RetryAfter),
-		listening: make(chan struct{}),
-		ready:     make(chan struct{}),
-		draining:  make(chan struct{}),
-		trigger:   make(chan string, 1),
-		after:     time.After,
-	}
-	s.setStage("new")
+	sig := newSignals()
+	s := &Server{cfg: cfg, sig: sig, gate: newGate(cfg.API, sig, cfg.RetryAfter), after: time.After}
 	s.registerChecks()
 	return s, nil
 }
 
-func (s *Server) registerChecks() {
-	reg := s.cfg.Probes
-	reg.Add(probes.Liveness, probes.Check{Name: "ping", Run: func(context.Context) error { return nil }})
-	for _, app := range s.cfg.Group.Apps() {
-		for _, hook := range app.Hooks() {
-			reg.Add(probes.Readiness, probes.Check{Name: "hook/" + app.Name() + "/" + hook, Run: func(context.Context) error {
-				if st := app.HookStatus(hook); st != lifespan.HookUp {
-					return fmt.Errorf("hook %s", st)
-				}
-				return nil
-			}})
-		}
+// Signals returns the server's lifecycle signals.
+func (s *Server) Signals() *Signals { return s.sig }
+
+// APIAddr returns the API listener's address; nil before Listening.
+func (s *Server) APIAddr() net.Addr {
+	if !s.sig.Listening.Signalled() {
+		return nil
 	}
-	reg.Add(probes.Readiness, probes.Check{Name: "shutdown", Run: func(context.Context) error {
-		if s.gate.draining.Load() {
-			return errors.New("shutting down")
-		}
-		return nil
-	}})
-	reg.Add(probes.Startup|probes.Readiness, probes.Check{Name: "lifespan", Run: func(context.Context) error {
-		for _, app := range s.cfg.Group.Apps() {
-			select {
-			case <-app.Ready():
-			default:
-				return fmt.Errorf("app %q is %s", app.Name(), app.Phase())
-			}
-		}
-		return nil
-	}})
+	return s.apiLn.Addr()
 }
 
-// Listening is closed once both listeners are bound; APIAddr and AdminAddr
-// are valid from then on.
-func (s *Server) Listening() <-chan struct{} { return s.listening }
-
-// APIAddr returns the API listener's address.
-func (s *Server) APIAddr() net.Addr { return s.apiAddr }
-
 // AdminAddr returns the admin listener's address (the API's with
-// SingleListener).
-func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
+// SingleListener); nil before Listening.
+func (s *Server) AdminAddr() net.Addr {
+	if !s.sig.Listening.Signalled() {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
 
-// Budget is the longest this server's shutdown can take with its settings,
-// defaults applied (see Config.Budget).
+// Budget is the longest this server's shutdown can take, defaults applied
+// (see Config.Budget).
 func (s *Server) Budget() time.Duration { return s.cfg.Budget() }
 
 // APIHandler returns the handler the API listener serves: Config.API behind
-// the startup gate (503 until ready) and the drain's accounting. Use it to
-// mount berth's API in another server, or to measure its overhead.
+// the request gate (503 until StartupComplete, the drain's accounting).
+// Use it to mount berth's API in another server, or to measure its cost.
 func (s *Server) APIHandler() http.Handler { return s.gate }
 
-// Ready is closed once startup completed and the API serves requests.
-func (s *Server) Ready() <-chan struct{} { return s.ready }
+// InFlight is the number of API requests being served now.
+func (s *Server) InFlight() int64 { return s.gate.inFlight.Load() }
 
-// Draining is closed at T0, when the shutdown begins.
-func (s *Server) Draining() <-chan struct{} { return s.draining }
-
-func (s *Server) setStage(stage string) {
-	s.stage.Store(stage)
-	if s.onStage != nil {
-		s.onStage(stage)
+// Report returns the shutdown's report once ShutdownComplete has been
+// signalled; ok is false until then.
+func (s *Server) Report() (r ShutdownReport, ok bool) {
+	if !s.sig.ShutdownComplete.Signalled() {
+		return ShutdownReport{}, false
 	}
+	r = *s.report.Load()
+	r.Total = between(s.sig.ShutdownInitiated, s.sig.ShutdownComplete)
+	return r, true
 }
+
+// TurnedAway is the number of API requests answered 503 because startup
+// had not completed.
+func (s *Server) TurnedAway() int64 { return s.gate.turnedAway.Load() }
 
 // Shutdown starts the graceful shutdown, as a signal would. It returns at
 // once; Run returns when the shutdown is over.
 func (s *Server) Shutdown() { s.fire("shutdown called") }
 
+// fire signals ShutdownInitiated with its reason, once.
 func (s *Server) fire(reason string) {
-	s.triggerOnce.Do(func() { s.trigger <- reason })
+	s.fireOnce.Do(func() {
+		s.reason = reason
+		s.mark(s.sig.ShutdownInitiated, "reason", reason)
+	})
 }
 
-// Run binds the listeners, serves probes at once and the API behind the
-// startup gate, starts the lifespan group, and waits for a signal, Shutdown
-// or ctx to end; then it follows the shutdown timeline (see the package
-// doc) and returns nil for a clean shutdown, a *StartupError when startup
-// failed, or the shutdown's joined errors. ExitCode maps the result to an
-// exit status. Run may be called once.
+// mark signals sig and logs it, with the time since ShutdownInitiated once
+// the shutdown has begun.
+func (s *Server) mark(sig *Signal, attrs ...any) {
+	if !sig.signal() {
+		return
+	}
+	if t0 := s.sig.ShutdownInitiated; t0.Signalled() {
+		attrs = append(attrs, slog.Float64("since_shutdown_seconds", sig.At().Sub(t0.At()).Seconds()))
+	}
+	s.cfg.Logger.Info(sig.Name(), attrs...)
+}
+
+// Run binds the listeners, serves the probes at once and the API behind the
+// request gate, starts the apps, and waits for an OS signal, Shutdown or
+// ctx to end; then it follows the shutdown timeline (see [Signals]) and
+// returns nil for a clean shutdown, a *StartupError when startup failed or
+// was abandoned, a *ConfigError when a listener cannot be opened, or the
+// shutdown's joined errors. ExitCode maps the result to an exit status. A
+// Server runs once: a second Run returns a *ConfigError at once.
 func (s *Server) Run(ctx context.Context) error {
-	log := s.cfg.Logger
+	if !s.ran.CompareAndSwap(false, true) {
+		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
+	}
+	if err := s.listen(); err != nil {
+		s.cfg.Logger.Error("cannot listen", "error", err)
+		return err
+	}
+	defer s.watch(ctx)()
+	s.serve()
+	if err := s.startup(); err != nil {
+		s.stopServers()
+		return err
+	}
+	return s.shutdown()
+}
+
+// listen binds the API and admin listeners.
+func (s *Server) listen() error {
 	apiLn, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
-		return &ConfigError{Problems: []string{fmt.Sprintf("listen on API address %q: %v", s.cfg.APIAddr, err)}}
+		return &ConfigError{Problems: []string{fmt.Sprintf("APIAddr %q: %v", s.cfg.APIAddr, err)}}
 	}
 	adminLn := apiLn
 	if !s.cfg.SingleListener {
 		if adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 			apiLn.Close()
-			return &ConfigError{Problems: []string{fmt.Sprintf("listen on admin address %q: %v", s.cfg.AdminAddr, err)}}
+			return &ConfigError{Problems: []string{fmt.Sprintf("AdminAddr %q: %v", s.cfg.AdminAddr, err)}}
 		}
 	}
-	s.apiAddr, s.adminAddr = apiLn.Addr(), adminLn.Addr()
+	s.apiLn, s.adminLn = apiLn, adminLn
+	return nil
+}
 
+// serve starts the admin and API servers and the background probe checks,
+// and signals Listening.
+func (s *Server) serve() {
 	adminMux := http.NewServeMux()
 	probeHandler := s.cfg.Probes.Handler(probes.HandlerOptions{ShowReasons: !s.cfg.SingleListener})
 	for _, p := range []string{"/livez", "/readyz", "/startupz"} {
@@ -169,169 +190,118 @@ func (s *Server) Run(ctx context.Context) error {
 		adminMux.Handle("/", s.gate)
 		apiHandler = adminMux
 	}
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: errLog}
-	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
-
-	sigs := make(chan os.Signal, 2)
-	if len(s.cfg.Signals) > 0 {
-		signal.Notify(sigs, s.cfg.Signals...)
-		defer signal.Stop(sigs)
-	}
-
-	var serving sync.WaitGroup
+	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)
+	s.apiSrv = &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: errLog}
+	s.adminSrv = &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	// DrainStarted is signalled once http.Server.Shutdown has closed the
+	// listener; the drain step signals it again (a no-op) in case this
+	// callback has not run by the time Shutdown returns.
+	s.apiSrv.RegisterOnShutdown(s.drainStarted)
 	serveOn := func(name string, srv *http.Server, ln net.Listener) {
-		serving.Go(func() {
+		s.serving.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("server failed", "server", name, "error", err)
+				s.cfg.Logger.Error("server failed", "server", name, "error", err)
 				s.fire(name + " server failed")
 			}
 		})
 	}
 	if !s.cfg.SingleListener {
-		serveOn("admin", adminSrv, adminLn)
+		serveOn("admin", s.adminSrv, s.adminLn)
 	}
-	serveOn("api", apiSrv, apiLn)
-	probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
+	serveOn("api", s.apiSrv, s.apiLn)
+	var probeCtx context.Context
+	probeCtx, s.stopProbes = context.WithCancel(context.Background())
 	s.cfg.Probes.Start(probeCtx)
-	close(s.listening)
-	log.Info("listening", "api", s.apiAddr.String(), "admin", s.adminAddr.String(), "single_listener", s.cfg.SingleListener)
+	s.mark(s.sig.Listening, "api", s.apiLn.Addr().String(), "admin", s.adminLn.Addr().String(), "single_listener", s.cfg.SingleListener)
+}
 
-	// Wait for the first trigger from here on; a second signal forces an exit.
-	go func() {
+// watch turns OS signals and the end of ctx into ShutdownInitiated, and an
+// OS signal more than forceDebounce after it into a forced exit. It
+// returns the function that stops watching.
+func (s *Server) watch(ctx context.Context) (stop func()) {
+	sigs := make(chan os.Signal, 2)
+	if len(s.cfg.ShutdownOn) > 0 {
+		signal.Notify(sigs, s.cfg.ShutdownOn...)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		select {
 		case sig := <-sigs:
 			s.fire(sig.String())
 		case <-ctx.Done():
 			s.fire("context done")
-		case <-probeCtx.Done():
+		case <-s.sig.ShutdownInitiated.Done():
+		case <-done:
 			return
 		}
-		select {
-		case sig := <-sigs:
-			s.force(sig)
-		case <-probeCtx.Done():
+		for {
+			select {
+			case sig := <-sigs:
+				if since := time.Since(s.sig.ShutdownInitiated.At()); since < forceDebounce {
+					s.cfg.Logger.Warn("signal ignored: it came too soon after the first to force an exit", "signal", sig.String(), slog.Float64("since_shutdown_seconds", since.Seconds()))
+					continue
+				}
+				s.force(sig)
+				return
+			case <-done:
+				return
+			}
 		}
-	}()
-
-	finish := func() {
-		stopProbes()
-		s.cfg.Probes.Stop()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = adminSrv.Shutdown(shutdownCtx)
-		_ = apiSrv.Close()
-		serving.Wait()
+	})
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		wg.Wait()
 	}
-
-	s.setStage("starting")
-	startCtx, abortStart := context.WithCancel(context.WithoutCancel(ctx))
-	started := make(chan error, 1)
-	go func() { started <- s.cfg.Group.Start(startCtx) }()
-	var reason string
-	select {
-	case err = <-started:
-	case reason = <-s.trigger:
-		log.Warn("shutdown requested during startup; abandoning it", "reason", reason)
-		abortStart()
-		err = <-started
-	}
-	abortStart()
-	if err != nil {
-		s.setStage("failed")
-		log.Error("startup failed; every hook that started was stopped", "error", err)
-		finish()
-		return &StartupError{Err: err}
-	}
-	if reason != "" { // abandoned, yet every hook finished first
-		return s.shutdown(reason, apiSrv, finish)
-	}
-	s.gate.ready.Store(true)
-	close(s.ready)
-	s.setStage("ready")
-	log.Info("ready", "apps", len(s.cfg.Group.Apps()))
-	return s.shutdown(<-s.trigger, apiSrv, finish)
-}
-
-func (s *Server) shutdown(reason string, apiSrv *http.Server, finish func()) error {
-	log := s.cfg.Logger
-	rep := DrainReport{Signal: reason}
-	t0 := time.Now()
-
-	// T0: readiness fails, responses ask clients to reconnect elsewhere.
-	s.gate.draining.Store(true)
-	s.cfg.Group.BeginDrain()
-	close(s.draining)
-	s.setStage("draining")
-	log.Info("shutdown T0: readiness now failing; still serving during the drain delay", "reason", reason, "drain_delay", s.cfg.DrainDelay)
-	if s.cfg.DrainDelay > 0 {
-		<-s.after(s.cfg.DrainDelay)
-	}
-	s.gate.delayOver.Store(true)
-	rep.Delay = time.Since(t0)
-	rep.ServedDuringDelay = s.gate.duringWait.Load()
-	rep.InFlightAtDelayEnd = s.gate.inFlight.Load()
-
-	// T1: stop accepting, wait for in-flight requests.
-	apiSrv.RegisterOnShutdown(func() { s.setStage("listeners-closed") })
-	t1 := time.Now()
-	log.Info("shutdown T1: no longer accepting; waiting for in-flight requests", "in_flight", rep.InFlightAtDelayEnd, "served_during_delay", rep.ServedDuringDelay, "drain_timeout", s.cfg.DrainTimeout)
-	var errs []error
-	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	if err := apiSrv.Shutdown(drainCtx); err != nil {
-		rep.CutOff = s.gate.inFlight.Load()
-		_ = apiSrv.Close()
-		errs = append(errs, fmt.Errorf("drain: %d requests still running after the %v drain timeout were cut off: %w", rep.CutOff, s.cfg.DrainTimeout, err))
-	}
-	cancel()
-	rep.Drain = time.Since(t1)
-
-	// T2..T3: background tasks, then stop hooks in reverse.
-	s.setStage("stopping")
-	t2 := time.Now()
-	log.Info("shutdown T2: stopping background tasks, then hooks in reverse", "stop_timeout", s.cfg.StopTimeout)
-	stopCtx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
-	if err := s.cfg.Group.Stop(stopCtx); err != nil {
-		errs = append(errs, err)
-	}
-	cancel()
-	rep.Stop = time.Since(t2)
-
-	// T3: sidecars may go now that the app needs no network.
-	if s.cfg.QuitSidecars != nil {
-		s.setStage("quitting-sidecars")
-		t3 := time.Now()
-		quitCtx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
-		if err := s.cfg.QuitSidecars(quitCtx); err != nil {
-			errs = append(errs, fmt.Errorf("quit sidecars: %w", err))
-		}
-		cancel()
-		rep.Quit = time.Since(t3)
-	}
-	s.setStage("stopping-admin")
-	finish()
-	s.setStage("stopped")
-	rep.Total = time.Since(t0)
-	rep.Err = errors.Join(errs...)
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.ObserveDrain(rep)
-	}
-	attrs := []any{"reason", rep.Signal, "delay", rep.Delay, "served_during_delay", rep.ServedDuringDelay,
-		"in_flight_at_t1", rep.InFlightAtDelayEnd, "drain", rep.Drain, "cut_off", rep.CutOff,
-		"stop", rep.Stop, "sidecar_quit", rep.Quit, "total", rep.Total}
-	if rep.Err != nil {
-		log.Error("shutdown complete with errors", append(attrs, "error", rep.Err)...)
-	} else {
-		log.Info("shutdown complete", attrs...)
-	}
-	return rep.Err
 }
 
 // force handles a second signal: log what is still running and exit.
 func (s *Server) force(sig os.Signal) {
+	latest := "none"
+	if l := s.sig.Latest(); l != nil {
+		latest = l.Name()
+	}
 	s.cfg.Logger.Error("second signal: exiting at once",
-		"signal", sig.String(), "stage", s.stage.Load().(string),
-		"in_flight_requests", s.gate.inFlight.Load(), "running", s.cfg.Group.Running(),
+		"signal", sig.String(), "last_signal", latest,
+		"in_flight_requests", s.gate.inFlight.Load(), "running", s.cfg.Apps.Running(),
 		"exit_code", ExitForced)
 	s.cfg.Exit(ExitForced)
+}
+
+// startup starts the apps and signals StartupComplete, unless a start fails
+// or ShutdownInitiated comes first, which abandons it (after the rollback).
+func (s *Server) startup() error {
+	ctx, abort := context.WithCancel(context.Background())
+	defer abort()
+	started := make(chan error, 1)
+	go func() { started <- s.cfg.Apps.Start(ctx) }()
+	var err error
+	select {
+	case err = <-started:
+	case <-s.sig.ShutdownInitiated.Done():
+		s.cfg.Logger.Warn("shutdown requested during startup; abandoning it", "reason", s.reason)
+		abort()
+		err = <-started
+	}
+	if err != nil {
+		s.cfg.Logger.Error("startup failed; every hook that started was stopped", "error", err)
+		return &StartupError{Err: err}
+	}
+	// Every hook may have finished even as the shutdown began; then the
+	// shutdown runs as usual, from a complete startup.
+	s.mark(s.sig.StartupComplete, "apps", len(s.cfg.Apps))
+	return nil
+}
+
+// stopServers stops the background checks and the admin server (and the
+// API server, if it still runs), and waits for them.
+func (s *Server) stopServers() {
+	s.stopProbes()
+	s.cfg.Probes.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.adminSrv.Shutdown(ctx)
+	_ = s.apiSrv.Close()
+	s.serving.Wait()
 }

@@ -1,0 +1,120 @@
+package serve
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+func TestConfigValidation(t *testing.T) {
+	g := lifespan.Group{&lifespan.App{Name: "api"}}
+	h := http.NotFoundHandler()
+	quit := func(context.Context) error { return nil }
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // "" means valid
+	}{
+		{"defaults fit 37s", Config{Apps: g, API: h, GracePeriod: 37 * time.Second}, ""},
+		{"no apps", Config{API: h}, ""},
+		{"no grace period, no check", Config{Apps: g, API: h, DrainDelay: time.Hour}, ""},
+		{"does not fit", Config{Apps: g, API: h, GracePeriod: 30 * time.Second},
+			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but the grace period is 30s; raise terminationGracePeriodSeconds to at least 37"},
+		{"sidecar quit counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecars: quit},
+			"+ sidecar quit 5s + margin 2s) but the grace period is 37s; raise terminationGracePeriodSeconds to at least 42"},
+		{"preStop counts", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 36 * time.Second}, "at least 37"},
+		{"rounds up", Config{Apps: g, API: h, DrainDelay: 1500 * time.Millisecond, GracePeriod: 30 * time.Second}, "at least 34"},
+		{"both delays", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second, DrainDelay: time.Second}, "both a drain delay (1s) and a preStop delay (5s) are set"},
+		{"preStop with the default delay", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second}, "both a drain delay (5s)"},
+		{"negative", Config{Apps: g, API: h, DrainTimeout: -time.Second}, "DrainTimeout is -1s; it must be 0 (the default) or more"},
+		{"quiet as long as the delay", Config{Apps: g, API: h, DrainQuiet: 5 * time.Second}, "DrainQuiet 5s must be shorter than the drain delay (5s)"},
+		{"quiet without a delay", Config{Apps: g, API: h, DrainDelay: -1, DrainQuiet: time.Second}, "DrainQuiet 1s must be shorter than the drain delay (0s)"},
+		{"quiet", Config{Apps: g, API: h, DrainQuiet: time.Second}, ""},
+		{"same ports", Config{Apps: g, API: h, APIAddr: ":80", AdminAddr: ":80"}, `APIAddr and AdminAddr are both ":80"`},
+		{"missing", Config{}, "API handler is nil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("New = %v, want valid", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("New = %v, want %q", err, tt.want)
+			case tt.want != "" && ExitCode(err) != ExitConfig:
+				t.Fatalf("ExitCode = %d", ExitCode(err))
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"defaults", Config{}, 37 * time.Second}, // 5s delay + 20s + 10s + 2s margin
+		{"no delay", Config{DrainDelay: -1}, 32 * time.Second},
+		{"preStop instead", Config{DrainDelay: -1, PreStopDelay: 8 * time.Second}, 40 * time.Second},
+		{"sidecar quit", Config{QuitSidecars: func(context.Context) error { return nil }, QuitTimeout: 3 * time.Second}, 40 * time.Second},
+		{"saturates", Config{DrainTimeout: math.MaxInt64 - time.Second, StopTimeout: time.Hour}, math.MaxInt64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cfg.Budget(); got != tt.want {
+				t.Fatalf("Budget = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	srv, err := New(Config{API: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Budget(); got != 37*time.Second {
+		t.Fatalf("Server.Budget = %v", got)
+	}
+}
+
+func TestSingleListener(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("api")) }), SingleListener: true,
+		DrainDelay: -1, Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("metrics")) })})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	if f.srv.APIAddr().String() != f.srv.AdminAddr().String() {
+		t.Fatal("two listeners in single-listener mode")
+	}
+	for path, want := range map[string]string{"/livez": "ok\n", "/metrics": "metrics", "/x": "api"} {
+		if _, _, body := f.get(f.srv.APIAddr(), path); body != want {
+			t.Errorf("%s = %q, want %q", path, body, want)
+		}
+	}
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+}
+
+func TestListenFailureIsConfigError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tt := range []struct{ api, admin, want string }{
+		{ln.Addr().String(), "127.0.0.1:0", `APIAddr "` + ln.Addr().String() + `": listen tcp`},
+		{"127.0.0.1:0", ln.Addr().String(), `AdminAddr "` + ln.Addr().String() + `": listen tcp`},
+	} {
+		srv, err := New(Config{API: http.NotFoundHandler(), APIAddr: tt.api, AdminAddr: tt.admin, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = srv.Run(context.Background())
+		if ExitCode(err) != ExitConfig || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("Run = %v, want %q", err, tt.want)
+		}
+	}
+}

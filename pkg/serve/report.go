@@ -1,0 +1,44 @@
+package serve
+
+import (
+	"log/slog"
+	"time"
+)
+
+// ShutdownReport is what a shutdown did, read off the lifecycle signals and
+// the request gate, for logs and metrics.
+type ShutdownReport struct {
+	// Reason is what started the shutdown: the OS signal's name
+	// ("terminated", "interrupt"), "shutdown called" or "context done".
+	Reason string
+	// ServedDuringDelay counts requests that arrived between
+	// ReadinessFailing and DrainStarted; InFlightAtDrainStart those still
+	// running at DrainStarted; CutOff those still running when the drain
+	// timeout ended the wait.
+	ServedDuringDelay    int64
+	InFlightAtDrainStart int64
+	CutOff               int64
+	// Delay is T0..T1 (ShutdownInitiated to DrainStarted), Drain T1..T2
+	// (to InFlightDrained), Tasks and Hooks the stop of the background
+	// tasks and of the hooks, Quit the sidecar quit, and Total the whole
+	// shutdown, ShutdownInitiated to ShutdownComplete.
+	Delay, Drain, Tasks, Hooks, Quit, Total time.Duration
+	// Err is the shutdown's joined error; nil for a clean one.
+	Err error
+}
+
+func between(from, to *Signal) time.Duration {
+	if !from.Signalled() || !to.Signalled() {
+		return 0
+	}
+	return to.At().Sub(from.At())
+}
+
+// logAttrs are the report's figures for a log line; durations in seconds.
+func (r ShutdownReport) logAttrs() []any {
+	return []any{"reason", r.Reason,
+		"served_during_delay", r.ServedDuringDelay, "in_flight_at_drain_start", r.InFlightAtDrainStart, "cut_off", r.CutOff,
+		slog.Float64("delay_seconds", r.Delay.Seconds()), slog.Float64("drain_seconds", r.Drain.Seconds()),
+		slog.Float64("tasks_seconds", r.Tasks.Seconds()), slog.Float64("hooks_seconds", r.Hooks.Seconds()),
+		slog.Float64("sidecar_quit_seconds", r.Quit.Seconds()), slog.Float64("total_seconds", r.Total.Seconds())}
+}

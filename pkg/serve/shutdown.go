@@ -1,0 +1,169 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// shutdown waits for ShutdownInitiated and then follows the timeline, one
+// step per signal (see Signals), and returns the shutdown's joined errors.
+func (s *Server) shutdown() error {
+	<-s.sig.ShutdownInitiated.Done()
+	s.failReadiness()
+	s.waitForEndpoints()
+	s.drainInFlight()
+	s.stopTasks()
+	s.stopHooks()
+	s.quitSidecars()
+	rep := s.complete()
+	s.stopServers()
+	return rep.Err
+}
+
+// failReadiness is T0: /readyz fails and responses ask clients to reconnect
+// elsewhere, while requests are still served.
+func (s *Server) failReadiness() {
+	mode := "fixed"
+	if s.cfg.DrainQuiet > 0 {
+		mode = "quiet"
+	}
+	s.mark(s.sig.ReadinessFailing, "drain_mode", mode,
+		"drain_delay_seconds", s.cfg.delay().Seconds(), "drain_quiet_seconds", s.cfg.DrainQuiet.Seconds())
+}
+
+// waitForEndpoints is T0..T1: keep serving while the pod leaves the
+// Service's endpoints. A fixed delay waits it out; with a quiet period the
+// wait ends once no request has arrived for that long (counting from T0),
+// and never later than the delay.
+func (s *Server) waitForEndpoints() {
+	delay := s.cfg.delay()
+	if delay <= 0 {
+		return
+	}
+	t0 := s.sig.ShutdownInitiated.At()
+	deadline := t0.Add(delay)
+	if s.cfg.DrainQuiet <= 0 {
+		<-s.after(time.Until(deadline))
+		return
+	}
+	for {
+		last := s.lastArrivalSince(t0)
+		quietAt := last.Add(s.cfg.DrainQuiet)
+		if !quietAt.Before(deadline) {
+			<-s.after(time.Until(deadline))
+			return
+		}
+		<-s.after(time.Until(quietAt))
+		if !s.lastArrivalSince(t0).After(last) {
+			return // nothing arrived while we waited: traffic has moved on
+		}
+	}
+}
+
+// lastArrivalSince is when the last request arrived after t0, or t0.
+func (s *Server) lastArrivalSince(t0 time.Time) time.Time {
+	if n := s.gate.lastArrival.Load(); n > t0.UnixNano() {
+		return time.Unix(0, n)
+	}
+	return t0
+}
+
+// drainInFlight is T1..T2: stop accepting and wait for the requests in
+// flight, bounded by the drain timeout; the rest are cut off.
+func (s *Server) drainInFlight() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	err := s.apiSrv.Shutdown(ctx)
+	s.drainStarted() // normally done already, by the server's shutdown callback
+	if err != nil {
+		s.cutOff = s.gate.inFlight.Load()
+		_ = s.apiSrv.Close()
+		s.errs = append(s.errs, fmt.Errorf("drain: %d requests still running after the %v drain timeout were cut off: %w", s.cutOff, s.cfg.DrainTimeout, err))
+	}
+	s.mark(s.sig.InFlightDrained, "cut_off", s.cutOff)
+}
+
+// drainStarted signals DrainStarted once the API listener is closed, noting
+// the requests in flight then.
+func (s *Server) drainStarted() {
+	s.drainOnce.Do(func() {
+		n := s.gate.inFlight.Load()
+		s.inFlightAtDrain.Store(n)
+		s.mark(s.sig.DrainStarted, "in_flight", n)
+	})
+}
+
+// stopTasks cancels the apps' background tasks and waits for them, before
+// any stop hook runs, so they end while what they use is still open. It
+// shares the stop timeout with stopHooks.
+func (s *Server) stopTasks() {
+	ctx, cancel := s.stopContext()
+	defer cancel()
+	if err := s.cfg.Apps.StopTasks(ctx); err != nil {
+		s.errs = append(s.errs, err)
+	}
+	s.mark(s.sig.TasksStopped)
+}
+
+// stopHooks is T2..T3: every stop hook, in reverse order of start.
+func (s *Server) stopHooks() {
+	ctx, cancel := s.stopContext()
+	defer cancel()
+	if err := s.cfg.Apps.Stop(ctx); err != nil {
+		s.errs = append(s.errs, err)
+	}
+	s.mark(s.sig.HooksStopped)
+}
+
+// stopContext ends StopTimeout after InFlightDrained: tasks and hooks share
+// that one budget.
+func (s *Server) stopContext() (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.Background(), s.sig.InFlightDrained.At().Add(s.cfg.StopTimeout))
+}
+
+// quitSidecars tells classic sidecars to quit, now that the app needs no
+// network.
+func (s *Server) quitSidecars() {
+	if s.cfg.QuitSidecars == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
+	defer cancel()
+	begin := time.Now()
+	if err := s.cfg.QuitSidecars(ctx); err != nil {
+		s.errs = append(s.errs, fmt.Errorf("quit sidecars: %w", err))
+	}
+	s.quitTook = time.Since(begin)
+}
+
+// complete makes the report, signals ShutdownComplete, gives the report to
+// OnShutdown and logs it.
+func (s *Server) complete() ShutdownReport {
+	sig := s.sig
+	rep := ShutdownReport{
+		Reason:               s.reason,
+		ServedDuringDelay:    s.gate.duringDelay.Load(),
+		InFlightAtDrainStart: s.inFlightAtDrain.Load(),
+		CutOff:               s.cutOff,
+		Delay:                between(sig.ShutdownInitiated, sig.DrainStarted),
+		Drain:                between(sig.DrainStarted, sig.InFlightDrained),
+		Tasks:                between(sig.InFlightDrained, sig.TasksStopped),
+		Hooks:                between(sig.TasksStopped, sig.HooksStopped),
+		Quit:                 s.quitTook,
+		Err:                  errors.Join(s.errs...),
+	}
+	s.report.Store(&rep) // before the signal: Report reads it once signalled
+	s.mark(sig.ShutdownComplete)
+	rep, _ = s.Report()
+	if s.cfg.OnShutdown != nil {
+		s.cfg.OnShutdown(rep)
+	}
+	if rep.Err != nil {
+		s.cfg.Logger.Error("shutdown complete with errors", append(rep.logAttrs(), "error", rep.Err)...)
+	} else {
+		s.cfg.Logger.Info("shutdown complete", rep.logAttrs()...)
+	}
+	return rep
+}

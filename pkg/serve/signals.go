@@ -1,0 +1,119 @@
+package serve
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Signal is one named moment in a server's life. It is signalled once, and
+// remembers when; readiness, the request gate, the logs, the metrics and the
+// shutdown report all read the same signals, so the state of a shutdown
+// lives in one place.
+type Signal struct {
+	name string
+	once sync.Once
+	done chan struct{}
+	at   atomic.Int64 // unix nanoseconds; 0 until signalled
+}
+
+func newSignal(name string) *Signal { return &Signal{name: name, done: make(chan struct{})} }
+
+// Name is the signal's name, as in [Signals] ("ShutdownInitiated").
+func (s *Signal) Name() string { return s.name }
+
+// Done returns a channel closed when the signal is signalled.
+func (s *Signal) Done() <-chan struct{} { return s.done }
+
+// Signalled reports whether the signal has been signalled. It is one atomic
+// load: the request gate asks it on every request.
+func (s *Signal) Signalled() bool { return s.at.Load() != 0 }
+
+// At is when the signal was signalled; the zero Time until then.
+func (s *Signal) At() time.Time {
+	if n := s.at.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// signal signals s and reports whether this call did it.
+func (s *Signal) signal() bool {
+	fired := false
+	s.once.Do(func() {
+		s.at.Store(time.Now().UnixNano())
+		close(s.done)
+		fired = true
+	})
+	return fired
+}
+
+// Signals are a server's lifecycle signals, in the order they are
+// signalled. Together they are the shutdown timeline:
+//
+//	Listening          both listeners are bound; probes answer, the API
+//	                   answers 503 with Retry-After
+//	StartupComplete    every hook of every app has started; the API serves,
+//	                   /startupz passes and /readyz may
+//	ShutdownInitiated  T0: SIGTERM, SIGINT, Server.Shutdown or the Run
+//	                   context ending (during startup: the startup is
+//	                   abandoned and rolled back)
+//	ReadinessFailing   /readyz fails from here on; /livez stays 200; API
+//	                   responses carry "Connection: close"; requests are
+//	                   still accepted and served
+//	DrainStarted       T1: the drain delay (or quiet period) is over; the
+//	                   API listener is closed and in-flight requests are
+//	                   waited for, bounded by the drain timeout
+//	InFlightDrained    T2: every request has finished, or was cut off at
+//	                   the drain timeout
+//	TasksStopped       the apps' background tasks were cancelled and have
+//	                   returned (or were abandoned at the stop timeout)
+//	HooksStopped       T3: every stop hook has run, in reverse order of start
+//	ShutdownComplete   classic sidecars were told to quit (when configured)
+//	                   and the report is made; the admin server (probes,
+//	                   metrics) stops last, and Run returns
+//
+// A startup that fails stops after Listening; one abandoned by a signal
+// stops after ShutdownInitiated.
+type Signals struct {
+	Listening         *Signal
+	StartupComplete   *Signal
+	ShutdownInitiated *Signal
+	ReadinessFailing  *Signal
+	DrainStarted      *Signal
+	InFlightDrained   *Signal
+	TasksStopped      *Signal
+	HooksStopped      *Signal
+	ShutdownComplete  *Signal
+}
+
+func newSignals() *Signals {
+	return &Signals{
+		Listening:         newSignal("Listening"),
+		StartupComplete:   newSignal("StartupComplete"),
+		ShutdownInitiated: newSignal("ShutdownInitiated"),
+		ReadinessFailing:  newSignal("ReadinessFailing"),
+		DrainStarted:      newSignal("DrainStarted"),
+		InFlightDrained:   newSignal("InFlightDrained"),
+		TasksStopped:      newSignal("TasksStopped"),
+		HooksStopped:      newSignal("HooksStopped"),
+		ShutdownComplete:  newSignal("ShutdownComplete"),
+	}
+}
+
+// All returns the signals in the order they are signalled.
+func (s *Signals) All() []*Signal {
+	return []*Signal{s.Listening, s.StartupComplete, s.ShutdownInitiated, s.ReadinessFailing,
+		s.DrainStarted, s.InFlightDrained, s.TasksStopped, s.HooksStopped, s.ShutdownComplete}
+}
+
+// Latest returns the last signal signalled so far, nil before the first.
+func (s *Signals) Latest() *Signal {
+	var latest *Signal
+	for _, sig := range s.All() {
+		if sig.Signalled() {
+			latest = sig
+		}
+	}
+	return latest
+}

@@ -1,0 +1,130 @@
+package serve
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+func TestSignalIsOneShot(t *testing.T) {
+	s := newSignal("X")
+	if s.Signalled() || !s.At().IsZero() {
+		t.Fatal("a new signal is signalled")
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed before the signal")
+	default:
+	}
+	if !s.signal() {
+		t.Fatal("the first signal() did not signal")
+	}
+	at := s.At()
+	if s.signal() || s.At() != at {
+		t.Fatal("a second signal() signalled again or moved the time")
+	}
+	within(t, s.Done(), "Done")
+	if !s.Signalled() || at.IsZero() || s.Name() != "X" {
+		t.Fatalf("after signal: %v %v %q", s.Signalled(), at, s.Name())
+	}
+	sigs := newSignals()
+	if sigs.Latest() != nil {
+		t.Fatal("Latest before any signal")
+	}
+	sigs.StartupComplete.signal()
+	sigs.Listening.signal()
+	if sigs.Latest() != sigs.StartupComplete {
+		t.Fatalf("Latest = %s, want the last in timeline order", sigs.Latest().Name())
+	}
+	names := []string{}
+	for _, s := range sigs.All() {
+		names = append(names, s.Name())
+	}
+	if got := strings.Join(names, " "); got != "Listening StartupComplete ShutdownInitiated ReadinessFailing DrainStarted InFlightDrained TasksStopped HooksStopped ShutdownComplete" {
+		t.Fatalf("All = %s", got)
+	}
+}
+
+func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
+	stopping, release := make(chan struct{}), make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "stuck", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { close(stopping); <-release; return nil }, nil
+	}})
+	exited := make(chan int, 1)
+	var logs syncBuffer
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { exited <- code; close(release) }})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	within(t, f.sig.ShutdownInitiated.Done(), "T0")
+	within(t, stopping, "stop hook")
+	// A second signal right after the first (two forwarders of one SIGTERM)
+	// is ignored; one after the debounce forces the exit.
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "signal ignored") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the early second signal was not logged as ignored:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a log; the condition, not the sleep, is the wait
+	}
+	select {
+	case code := <-exited:
+		t.Fatalf("a second signal %v after the first forced exit %d", time.Since(f.sig.ShutdownInitiated.At()), code)
+	default:
+	}
+	for time.Since(f.sig.ShutdownInitiated.At()) < forceDebounce {
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	if code := within(t, exited, "forced exit"); code != ExitForced {
+		t.Fatalf("exit code %d, want %d", code, ExitForced)
+	}
+	within(t, f.runErr, "Run")
+	if !strings.Contains(logs.String(), "second signal: exiting at once") || !strings.Contains(logs.String(), "running=[api/hook:stuck]") ||
+		!strings.Contains(logs.String(), "last_signal=TasksStopped") {
+		t.Fatalf("forced-exit log lacks what was running or the last signal:\n%s", logs.String())
+	}
+}
+
+func TestRunTwiceIsRefused(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	err := f.srv.Run(context.Background())
+	if err == nil || ExitCode(err) != ExitConfig || !strings.Contains(err.Error(), "Run called a second time") {
+		t.Fatalf("second Run = %v", err)
+	}
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "first Run"); err != nil {
+		t.Fatalf("the first Run, after a refused second: %v", err)
+	}
+}
+
+func TestContextEndStartsTheShutdown(t *testing.T) {
+	srv, err := New(Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var report ShutdownReport
+	srv.cfg.OnShutdown = func(r ShutdownReport) { report = r }
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")
+	cancel()
+	if err := within(t, done, "Run"); err != nil {
+		t.Fatal(err)
+	}
+	if report.Reason != "context done" {
+		t.Fatalf("reason = %q", report.Reason)
+	}
+}

@@ -1,0 +1,107 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
+	release := make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-release
+		return nil, nil
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), RetryAfter: 1500 * time.Millisecond})
+	code, hdr, body := f.get(f.srv.APIAddr(), "/anything")
+	if code != 503 || hdr.Get("Retry-After") != "2" || !strings.Contains(body, "starting") {
+		t.Errorf("API before ready: %d Retry-After=%q %q", code, hdr.Get("Retry-After"), body)
+	}
+	if got := f.srv.TurnedAway(); got != 1 {
+		t.Errorf("TurnedAway = %d, want 1", got)
+	}
+	for _, p := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/livez", 200, "ok"},
+		{"/readyz?verbose", 503, "[-]hook/api/warm failed: hook starting"},
+		{"/readyz/hook/api/warm", 503, ""},
+		{"/startupz?verbose", 503, `[-]lifespan failed: app "api" is starting`},
+	} {
+		if code, _, body := f.get(f.srv.AdminAddr(), p.path); code != p.code || !strings.Contains(body, p.body) {
+			t.Errorf("%s during startup: %d %q; want %d containing %q", p.path, code, body, p.code, p.body)
+		}
+	}
+	close(release)
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	for _, p := range []string{"/readyz", "/startupz", "/readyz/hook/api/warm"} {
+		if code, _, _ := f.get(f.srv.AdminAddr(), p); code != 200 {
+			t.Errorf("%s after startup = %d", p, code)
+		}
+	}
+	if code, _, _ := f.get(f.srv.APIAddr(), "/anything"); code != 200 {
+		t.Errorf("API after ready = %d", code)
+	}
+	f.srv.Shutdown()
+	f.delay <- time.Now()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartupFailure(t *testing.T) {
+	j := &journal{}
+	a := app(j, "db")
+	a.Append(lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return nil, errors.New("cache unreachable")
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler()})
+	err := within(t, f.runErr, "Run")
+	var se *StartupError
+	if !errors.As(err, &se) || ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), `hook "cache": start: cache unreachable`) {
+		t.Fatalf("Run = %v (exit %d)", err, ExitCode(err))
+	}
+	if got := j.list(); !slices.Equal(got, []string{"stop db"}) {
+		t.Fatalf("rollback = %q", got)
+	}
+	if f.sig.StartupComplete.Signalled() || f.sig.ShutdownInitiated.Signalled() {
+		t.Fatal("a failed startup signalled StartupComplete or ShutdownInitiated")
+	}
+}
+
+func TestSignalDuringStartupAbandonsIt(t *testing.T) {
+	j := &journal{}
+	entered := make(chan struct{})
+	a := app(j, "db")
+	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), ShutdownOn: []os.Signal{syscall.SIGUSR1}})
+	within(t, entered, "warm to start")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	err := within(t, f.runErr, "Run")
+	if !errors.Is(err, context.Canceled) || ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := j.list(); !slices.Equal(got, []string{"stop db"}) {
+		t.Fatalf("rollback = %q", got)
+	}
+	if !f.sig.ShutdownInitiated.Signalled() || f.sig.StartupComplete.Signalled() {
+		t.Fatal("want ShutdownInitiated and no StartupComplete")
+	}
+}

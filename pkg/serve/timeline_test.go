@@ -1,0 +1,240 @@
+package serve
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+func TestShutdownTimeline(t *testing.T) {
+	j := &journal{}
+	a := &lifespan.App{Name: "api"}
+	a.Append(
+		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { j.add("stop db"); return nil }, nil
+		}},
+		lifespan.Hook{Name: "jobs", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			s.Go("ticker", func(ctx context.Context) error { <-ctx.Done(); j.add("task cancelled"); return nil })
+			return func(context.Context) error { j.add("stop jobs"); return nil }, nil
+		}},
+	)
+	entered, release := make(chan struct{}), make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fast") })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		j.add("slow request done")
+		io.WriteString(w, "slow")
+	})
+	var report ShutdownReport
+	f := start(t, Config{
+		Apps: lifespan.Group{a}, API: mux, DrainTimeout: 10 * time.Second,
+		QuitSidecars: func(context.Context) error { j.add("quit sidecars"); return nil },
+		OnShutdown:   func(r ShutdownReport) { report = r },
+	})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 200 {
+		t.Fatalf("readyz when ready = %d", code)
+	}
+	keepAlive := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer keepAlive.CloseIdleConnections()
+	closes := func() bool {
+		resp, err := keepAlive.Get("http://" + f.srv.APIAddr().String() + "/fast")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Close
+	}
+	if closes() {
+		t.Error("a response before the drain asked to close a keep-alive connection")
+	}
+	slowDone := make(chan string, 1)
+	go func() {
+		_, _, body := f.get(f.srv.APIAddr(), "/slow")
+		slowDone <- body
+	}()
+	within(t, entered, "slow request to start")
+
+	f.srv.Shutdown()
+	within(t, f.sig.ReadinessFailing.Done(), "ReadinessFailing")
+	// T0..T1: not ready, alive, still serving, asking clients to reconnect.
+	if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 503 {
+		t.Errorf("readyz while draining = %d, want 503", code)
+	}
+	if _, _, body := f.get(f.srv.AdminAddr(), "/readyz?verbose"); !strings.Contains(body, "[-]shutdown failed: shutting down") {
+		t.Errorf("readyz verbose while draining:\n%s", body)
+	}
+	if code, _, _ := f.get(f.srv.AdminAddr(), "/livez"); code != 200 {
+		t.Errorf("livez while draining = %d, want 200", code)
+	}
+	if !closes() {
+		t.Error("a response during the drain delay did not carry Connection: close")
+	}
+	if f.sig.DrainStarted.Signalled() {
+		t.Fatal("DrainStarted before the drain delay ended")
+	}
+	// T1: the delay ends; new connections are refused; the slow request goes on.
+	f.delay <- time.Now()
+	within(t, f.sig.DrainStarted.Done(), "DrainStarted")
+	if _, err := net.DialTimeout("tcp", f.srv.APIAddr().String(), time.Second); err == nil {
+		t.Error("API still accepting after DrainStarted")
+	}
+	if code, _, _ := f.get(f.srv.AdminAddr(), "/livez"); code != 200 {
+		t.Errorf("admin must outlive the API; livez = %d", code)
+	}
+	if f.sig.InFlightDrained.Signalled() {
+		t.Fatal("InFlightDrained while a request is in flight")
+	}
+	close(release)
+	if body := within(t, slowDone, "slow request"); body != "slow" {
+		t.Errorf("in-flight request got %q", body)
+	}
+	if err := within(t, f.runErr, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	want := []string{"slow request done", "task cancelled", "stop jobs", "stop db", "quit sidecars"}
+	if got := j.list(); !slices.Equal(got, want) {
+		t.Errorf("order = %q, want %q", got, want)
+	}
+	if _, err := net.DialTimeout("tcp", f.srv.AdminAddr().String(), time.Second); err == nil {
+		t.Error("admin still up after Run returned")
+	}
+	if report.ServedDuringDelay != 1 || report.InFlightAtDrainStart != 1 || report.CutOff != 0 || report.Reason != "shutdown called" || report.Err != nil {
+		t.Errorf("report = %+v", report)
+	}
+	var prev time.Time
+	for _, s := range f.sig.All() {
+		if !s.Signalled() || s.At().Before(prev) {
+			t.Errorf("signal %s: signalled %v at %v, after %v", s.Name(), s.Signalled(), s.At(), prev)
+		}
+		prev = s.At()
+	}
+	if got, want := report.Total, f.sig.ShutdownComplete.At().Sub(f.sig.ShutdownInitiated.At()); got != want || got <= 0 {
+		t.Errorf("report.Total = %v, want the time between the signals, %v", got, want)
+	}
+	if report.Delay+report.Drain+report.Tasks+report.Hooks > report.Total {
+		t.Errorf("the steps (%v %v %v %v) add up to more than the total %v", report.Delay, report.Drain, report.Tasks, report.Hooks, report.Total)
+	}
+}
+
+func TestDrainTimeoutCutsOff(t *testing.T) {
+	entered := make(chan struct{})
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done() // held until the connection is cut
+	})
+	var report ShutdownReport
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
+		OnShutdown: func(r ShutdownReport) { report = r }})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	go func() {
+		resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	within(t, entered, "request to start")
+	f.srv.Shutdown()
+	err := within(t, f.runErr, "Run")
+	if err == nil || !strings.Contains(err.Error(), "1 requests still running after the 50ms drain timeout were cut off") {
+		t.Fatalf("Run = %v", err)
+	}
+	if ExitCode(err) != ExitUnclean || report.CutOff != 1 || report.Delay > 40*time.Millisecond {
+		t.Fatalf("exit %d, report %+v (a negative DrainDelay means no delay)", ExitCode(err), report)
+	}
+}
+
+// traffic sends a request every interval until stop is closed, counting
+// them; it returns when the last one has been answered.
+func traffic(t *testing.T, f *fixture, interval time.Duration, stop <-chan struct{}) (sent *atomic.Int64, done <-chan struct{}) {
+	sent = &atomic.Int64{}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
+			if err != nil {
+				return // the listener closed: the drain has started
+			}
+			resp.Body.Close()
+			sent.Add(1)
+		}
+	}()
+	return sent, finished
+}
+
+func TestQuietPeriodEndsTheDelayOnceTrafficStops(t *testing.T) {
+	const delay, quiet = 10 * time.Second, 150 * time.Millisecond
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: delay, DrainQuiet: quiet})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	stop := make(chan struct{})
+	sent, done := traffic(t, f, 20*time.Millisecond, stop)
+	f.srv.Shutdown()
+	within(t, f.sig.ReadinessFailing.Done(), "ReadinessFailing")
+	for sent.Load() < 10 { // requests keep arriving after readiness failed...
+		select {
+		case <-done:
+			t.Fatal("traffic stopped early")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(stop) // ...and then stop, as they would once the endpoints are updated
+	<-done
+	within(t, f.runErr, "Run")
+	last := time.Unix(0, f.srv.gate.lastArrival.Load())
+	t0, t1 := f.sig.ShutdownInitiated.At(), f.sig.DrainStarted.At()
+	if !last.After(t0) {
+		t.Fatal("no request arrived during the delay")
+	}
+	if gap := t1.Sub(last); gap < quiet {
+		t.Errorf("the drain started %v after the last request, before the %v quiet period passed", gap, quiet)
+	}
+	if took := t1.Sub(t0); took >= delay {
+		t.Errorf("the drain started %v after T0: the quiet period did not end the %v delay early", took, delay)
+	}
+}
+
+func TestQuietPeriodIsBoundedByTheDelay(t *testing.T) {
+	const delay, quiet = 400 * time.Millisecond, 150 * time.Millisecond
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: delay, DrainQuiet: quiet})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	stop := make(chan struct{})
+	_, done := traffic(t, f, 20*time.Millisecond, stop) // never quiet until the listener closes
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	close(stop)
+	<-done
+	if took := f.sig.DrainStarted.At().Sub(f.sig.ShutdownInitiated.At()); took < delay {
+		t.Errorf("the drain started %v after T0 under steady traffic, before the %v delay", took, delay)
+	}
+}
+
+func TestQuietPeriodWithoutTrafficWaitsTheQuietPeriodOnce(t *testing.T) {
+	const delay, quiet = 10 * time.Second, 100 * time.Millisecond
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: delay, DrainQuiet: quiet})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	took := f.sig.DrainStarted.At().Sub(f.sig.ShutdownInitiated.At())
+	if took < quiet || took >= delay {
+		t.Errorf("with no traffic the drain started %v after T0; want the %v quiet period, not the %v delay", took, quiet, delay)
+	}
+}
