@@ -15,10 +15,9 @@
 // Failure reasons are shown only by a handler made with ShowReasons (the
 // admin port); elsewhere a failing check says "failed" and nothing more.
 //
-// [FromHealthcheck] lets any github.com/heptiolabs/healthcheck Check (TCP
-// dial, HTTP GET, DNS resolve, goroutine count, DB ping) be registered,
-// run under this package's context and timeout with at most one call in
-// flight, so a hung dependency costs one goroutine, not one per probe.
+// Package probes/heptio registers any github.com/heptiolabs/healthcheck
+// check (TCP dial, HTTP GET, DNS resolve, goroutine count, DB ping); this
+// package itself imports only the standard library.
 //
 // The package knows nothing of lifespans; package serve registers the
 // lifespan's hooks and drain as checks.

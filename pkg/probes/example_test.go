@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/probes"
-	"github.com/heptiolabs/healthcheck"
 )
 
 func Example() {
@@ -20,10 +19,6 @@ func Example() {
 		Timeout:          500 * time.Millisecond,
 		FailureThreshold: 3, // a passing check needs 3 failures in a row to fail; the first result counts at once
 		// Interval: 5 * time.Second would run it in the background, probes reading the cached result.
-	})
-	reg.Add(probes.Readiness, probes.Check{
-		Name: "upstream-dns",
-		Run:  probes.FromHealthcheck(healthcheck.DNSResolveCheck("localhost", time.Second)),
 	})
 	reg.Start(context.Background())
 	defer reg.Stop()

@@ -1,24 +1,25 @@
-package probes
+package heptio
 
 import (
 	"context"
 	"fmt"
 	"sync"
 
+	"github.com/berth-dev/berth/pkg/probes"
 	"github.com/heptiolabs/healthcheck"
 )
 
-// FromHealthcheck adapts a github.com/heptiolabs/healthcheck Check, which
-// takes no context, to a CheckFunc. The heptio check runs in a goroutine
+// Check adapts a github.com/heptiolabs/healthcheck Check, which takes no
+// context, to a probes.CheckFunc. The heptio check runs in a goroutine
 // and the probe waits for it only until its context ends. At most one call
 // is in flight: while a call is still running (say, a DNS lookup hung past
 // the probe's timeout), later probes wait for that same call instead of
 // starting another, so a hung dependency holds one goroutine, not one per
 // probe. (healthcheck's own Timeout and Async wrappers start a goroutine per
 // call and a ticker that never stops; do not wrap checks in them.)
-func FromHealthcheck(c healthcheck.Check) CheckFunc {
+func Check(c healthcheck.Check) probes.CheckFunc {
 	if c == nil {
-		panic("probes: FromHealthcheck(nil)")
+		panic("heptio: Check(nil)")
 	}
 	var mu sync.Mutex
 	var current *call

@@ -1,4 +1,4 @@
-package probes
+package heptio
 
 import (
 	"context"
@@ -11,14 +11,18 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/probes"
 	"github.com/heptiolabs/healthcheck"
+	"go.uber.org/goleak"
 )
 
-func TestFromHealthcheckSingleFlight(t *testing.T) {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestCheckSingleFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int32
 		release := make(chan struct{})
-		check := FromHealthcheck(func() error {
+		check := Check(func() error {
 			calls.Add(1)
 			<-release // a hung dependency: heptio checks cannot be cancelled
 			return errors.New("finally failed")
@@ -47,8 +51,8 @@ func TestFromHealthcheckSingleFlight(t *testing.T) {
 	})
 }
 
-func TestFromHealthcheckPanics(t *testing.T) {
-	err := FromHealthcheck(func() error { panic("bad") })(t.Context())
+func TestCheckPanics(t *testing.T) {
+	err := Check(func() error { panic("bad") })(t.Context())
 	if err == nil || err.Error() != "check panicked: bad" {
 		t.Fatalf("err = %v", err)
 	}
@@ -93,9 +97,9 @@ func TestHeptioReadyMadeChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg := New()
-			reg.Add(Readiness, Check{Name: "c", Timeout: 2 * time.Second, Run: FromHealthcheck(tt.c)})
-			rep, _ := reg.Evaluate(t.Context(), Readiness, "", nil)
+			reg := probes.New()
+			reg.Add(probes.Readiness, probes.Check{Name: "c", Timeout: 2 * time.Second, Run: Check(tt.c)})
+			rep, _ := reg.Evaluate(t.Context(), probes.Readiness, "", nil)
 			if rep.Passing != tt.ok {
 				t.Fatalf("passing = %v, want %v (err %v)", rep.Passing, tt.ok, rep.Checks[0].Err)
 			}
