@@ -139,20 +139,28 @@ func (w *Waiter) Wait(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// waitOne probes t with backoff until it is ready or ctx ends. The error
+// then carries the sidecar's last real failure (a 503, a refused
+// connection): a probe cut short by the deadline itself says nothing about
+// why the sidecar was not ready, so it never replaces an earlier answer.
 func (w *Waiter) waitOne(ctx context.Context, t Target) error {
 	begin := time.Now()
 	backoff := w.opts.InitialBackoff
+	var last error
 	for attempt := 1; ; attempt++ {
 		err := w.probe(ctx, t)
 		if err == nil {
-			w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempt, "waited", time.Since(begin))
+			w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 			return nil
+		}
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		timer := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempt, err)
+			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempt, last)
 		case <-timer.C:
 		}
 		backoff = min(backoff*2, w.opts.MaxBackoff)
@@ -200,7 +208,7 @@ func Quit(ctx context.Context, urls []string, client *http.Client, log *slog.Log
 				log.Error("sidecar quit failed", "url", u, "error", err)
 				return
 			}
-			log.Info("sidecar told to quit", "url", u, "took", time.Since(begin))
+			log.Info("sidecar told to quit", "url", u, slog.Float64("took_seconds", time.Since(begin).Seconds()))
 		})
 	}
 	wg.Wait()

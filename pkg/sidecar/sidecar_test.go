@@ -77,7 +77,7 @@ func TestWaitRetriesUntilReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWaiter(targets, Options{InitialBackoff: time.Millisecond, Logger: quiet})
-	app := lifespan.New("api")
+	app := &lifespan.App{Name: "api"}
 	app.Append(w.Hook())
 	if err := app.Start(t.Context()); err != nil {
 		t.Fatal(err)
@@ -96,6 +96,34 @@ func TestWaitDeadlineNamesSidecar(t *testing.T) {
 	err := w.Wait(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "not ready after") || !strings.Contains(err.Error(), "503 Service Unavailable") {
 		t.Fatalf("Wait = %v", err)
+	}
+}
+
+// A probe still in flight when the deadline ends fails with the deadline;
+// the error must still carry the sidecar's own last answer.
+func TestWaitDeadlineKeepsLastRealFailure(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	sidecar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		select { // hangs until the waiter gives up
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer sidecar.Close()
+	defer close(release)
+	targets, _ := ParseTargets([]string{sidecar.URL + "/healthz/ready"})
+	w := NewWaiter(targets, Options{InitialBackoff: time.Millisecond, AttemptTimeout: time.Minute, Deadline: 200 * time.Millisecond, Logger: quiet})
+	err := w.Wait(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "last failure: GET "+sidecar.URL+"/healthz/ready: 503 Service Unavailable") {
+		t.Fatalf("Wait = %v, want the sidecar's 503, not the deadline of the probe in flight", err)
+	}
+	if hits.Load() != 2 {
+		t.Fatalf("%d probes, want 2 (a 503, then one in flight at the deadline)", hits.Load())
 	}
 }
 
