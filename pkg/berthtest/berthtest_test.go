@@ -51,13 +51,13 @@ func inGoroutine(fn func()) {
 	<-done
 }
 
-func app(stopErr error, record *[]string) *lifespan.Group {
-	l := lifespan.New("api")
+func app(stopErr error, record *[]string) lifespan.Group {
+	l := &lifespan.App{Name: "api"}
 	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
 		*record = append(*record, "started")
 		return func(context.Context) error { *record = append(*record, "stopped"); return stopErr }, nil
 	}})
-	return lifespan.NewGroup(l)
+	return lifespan.Group{l}
 }
 
 func TestStartRunsStartupCleanupRunsShutdown(t *testing.T) {
@@ -65,7 +65,7 @@ func TestStartRunsStartupCleanupRunsShutdown(t *testing.T) {
 	ft := &fakeT{}
 	var a *berthtest.App
 	inGoroutine(func() {
-		a = berthtest.Start(ft, serve.Config{Group: app(nil, &record), API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hi") })})
+		a = berthtest.Start(ft, serve.Config{Apps: app(nil, &record), API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hi") })})
 	})
 	if ft.fatal != "" || strings.Join(record, ",") != "started" {
 		t.Fatalf("after Start: fatal=%q record=%q", ft.fatal, record)
@@ -86,7 +86,7 @@ func TestShutdownErrorFailsTheTest(t *testing.T) {
 	var record []string
 	ft := &fakeT{}
 	inGoroutine(func() {
-		berthtest.Start(ft, serve.Config{Group: app(errors.New("flush failed"), &record), API: http.NotFoundHandler()})
+		berthtest.Start(ft, serve.Config{Apps: app(errors.New("flush failed"), &record), API: http.NotFoundHandler()})
 	})
 	ft.cleanup()
 	if len(ft.errors) != 1 || !strings.Contains(ft.errors[0], `hook "db": stop: flush failed`) {
@@ -96,11 +96,11 @@ func TestShutdownErrorFailsTheTest(t *testing.T) {
 
 func TestFailedStartupFailsTheTest(t *testing.T) {
 	ft := &fakeT{}
-	l := lifespan.New("api")
+	l := &lifespan.App{Name: "api"}
 	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
 		return nil, errors.New("refused")
 	}})
-	inGoroutine(func() { berthtest.Start(ft, serve.Config{Group: lifespan.NewGroup(l), API: http.NotFoundHandler()}) })
+	inGoroutine(func() { berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler()}) })
 	if !strings.Contains(ft.fatal, `startup failed: lifespan "api": hook "db": start: refused`) {
 		t.Fatalf("fatal = %q", ft.fatal)
 	}

@@ -19,7 +19,7 @@ var greetingKey = lifespan.NewKey[string]("greeting")
 // runs the same steps against a fake T to check each of them.)
 func ExampleStart() {
 	testGreeting := func(t *testing.T) {
-		app := lifespan.New("api")
+		app := &lifespan.App{Name: "api"}
 		app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			greetingKey.Set(s, "hello")
 			return nil, nil
@@ -27,7 +27,7 @@ func ExampleStart() {
 		api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, greetingKey.MustGet(app.State()))
 		})
-		client := berthtest.Start(t, serve.Config{Group: lifespan.NewGroup(app), API: api})
+		client := berthtest.Start(t, serve.Config{Apps: lifespan.Group{app}, API: api})
 		if code, body := client.Get(t, "/"); code != 200 || body != "hello" {
 			t.Fatalf("GET / = %d %q", code, body)
 		}

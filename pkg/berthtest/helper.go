@@ -31,15 +31,21 @@ type App struct {
 	Server *serve.Server
 }
 
-// Start runs cfg's lifespan and servers on loopback ports and returns once
-// startup has completed; a failed startup fails the test. Unless set in cfg:
-// the drain delay is 0 (a test has no endpoints to propagate), signals are
-// not handled, and logs are discarded. The shutdown runs in t.Cleanup.
+// Start runs cfg's apps and servers on loopback ports and returns once
+// startup has completed (StartupComplete); a failed startup fails the test.
+// Unless set in cfg: there is no drain delay (a test has no endpoints to
+// propagate), OS signals are not handled, logs are discarded, and a forced
+// exit fails the test instead of exiting. The shutdown runs in t.Cleanup,
+// which fails the test if the shutdown reports an error or outlasts the
+// server's budget (plus 30s of slack).
 func Start(t TB, cfg serve.Config) *App {
 	t.Helper()
 	cfg.APIAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	if cfg.Signals == nil {
-		cfg.Signals = []os.Signal{}
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = -1
+	}
+	if cfg.ShutdownOn == nil {
+		cfg.ShutdownOn = []os.Signal{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -55,7 +61,7 @@ func Start(t TB, cfg serve.Config) *App {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background()) }()
 	select {
-	case <-srv.Ready():
+	case <-srv.Signals().StartupComplete.Done():
 	case err := <-done:
 		t.Fatalf("berthtest: %v", err)
 		return nil

@@ -29,7 +29,7 @@ func BenchmarkRequestPath(b *testing.B) {
 	bare.Use(gin.Recovery())
 	bare.GET("/api/v1/items/:key", itemHandler)
 
-	app := lifespan.New("bench")
+	app := &lifespan.App{Name: "bench"}
 	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
 	reg := metrics.NewRegistry()
 	httpMetrics, err := metrics.NewHTTP(reg)
@@ -39,7 +39,7 @@ func BenchmarkRequestPath(b *testing.B) {
 	engine := gin.New()
 	engine.Use(gin.Recovery(), ginberth.Metrics(httpMetrics), ginberth.State(app))
 	engine.GET("/api/v1/items/:key", itemHandler)
-	berth := berthtest.Start(b, serve.Config{Group: lifespan.NewGroup(app), API: engine}).Server.APIHandler()
+	berth := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: engine}).Server.APIHandler()
 
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
 	serveOnce := func(h http.Handler) {

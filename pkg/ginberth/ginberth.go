@@ -1,33 +1,59 @@
 package ginberth
 
 import (
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/gin-gonic/gin"
 )
 
-const stateKey = "github.com/berth-dev/berth/state"
+type stateKeyType struct{}
 
-// State returns middleware that gives each request the lifespan's state.
-// Mount it on the engine (or group) whose handlers read state. The state is
-// read when the request arrives, so handlers behind the serve gate always
-// see the complete, read-only state.
-func State(app *lifespan.Lifespan) gin.HandlerFunc {
+// stateKey is the gin.Context key holding the request's *lifespan.State.
+var stateKey = stateKeyType{}
+
+// keysPool holds gin.Context.Keys maps between requests. Gin gives every
+// request a nil Keys map and would allocate a new one for the state; State
+// lends one instead and takes it back when nothing else was stored in it.
+var keysPool = sync.Pool{New: func() any { return make(map[any]any, 1) }}
+
+// State returns middleware that gives each request the app's state, read
+// when the request arrives: handlers behind serve's gate always see the
+// complete, read-only state. The state can be read by handlers and by
+// middleware mounted after State, while the request runs; mount State
+// before the handlers that read it.
+func State(app *lifespan.App) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Set(stateKey, app.State())
+		if c.Keys != nil { // an earlier middleware made the map: share it
+			c.Set(stateKey, app.State())
+			c.Next()
+			return
+		}
+		keys := keysPool.Get().(map[any]any)
+		keys[stateKey] = app.State()
+		c.Keys = keys
 		c.Next()
+		// Take the map back only if it still holds nothing but the state:
+		// values handlers stored with c.Set stay for the middleware before
+		// this one, which may read them after its own c.Next.
+		if len(keys) == 1 && len(c.Keys) == 1 {
+			if _, ours := c.Keys[stateKey]; ours {
+				c.Keys = nil
+				clear(keys)
+				keysPool.Put(keys)
+			}
+		}
 	}
 }
 
 func current(c *gin.Context) *lifespan.State {
-	v, _ := c.Get(stateKey)
-	st, _ := v.(*lifespan.State)
+	st, _ := c.Keys[stateKey].(*lifespan.State)
 	return st
 }
 
 // Get returns the value of key for this request: one the request Set, or
-// else the lifespan's.
+// else the app's.
 func Get[T any](c *gin.Context, key lifespan.Key[T]) (T, bool) {
 	return key.Get(current(c))
 }
@@ -38,14 +64,14 @@ func MustGet[T any](c *gin.Context, key lifespan.Key[T]) T {
 	return key.MustGet(current(c))
 }
 
-// Set adds value under key for this request only.
+// Set adds value under key for this request only: a layer on top of the
+// app's state (see lifespan.Key.With) that no other request sees.
 func Set[T any](c *gin.Context, key lifespan.Key[T], value T) {
 	c.Set(stateKey, key.With(current(c), value))
 }
 
 // RequestObserver records finished requests; *metrics.HTTP is one.
 type RequestObserver interface {
-	Begin()
 	ObserveRequest(method, route string, code int, d time.Duration)
 }
 
@@ -55,7 +81,6 @@ type RequestObserver interface {
 func Metrics(obs RequestObserver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		begin := time.Now()
-		obs.Begin()
 		c.Next()
 		route := c.FullPath()
 		if route == "" {

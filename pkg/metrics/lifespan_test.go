@@ -1,0 +1,79 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestLifespanMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewLifespan(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []lifespan.Event{
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStarting},
+		{Kind: lifespan.HookStarted, App: "api", Hook: "db", Duration: 250 * time.Millisecond},
+		{Kind: lifespan.HookStarted, App: "api", Hook: "cache", Duration: 2 * time.Second},
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseReady, Duration: 2250 * time.Millisecond},
+		{Kind: lifespan.TaskExited, App: "api", Hook: "refresh", Err: errors.New("lost lease")},
+		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker", Err: context.Canceled}, // clean exit at shutdown
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStopping},
+		{Kind: lifespan.HookStopped, App: "api", Hook: "cache", Duration: 500 * time.Millisecond, Err: errors.New("flush")},
+		{Kind: lifespan.HookStopped, App: "api", Hook: "db", Duration: 100 * time.Millisecond},
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStopped, Duration: 7 * time.Second},
+	}
+	for _, e := range events {
+		m.OnEvent(e)
+	}
+	want := `
+# HELP berth_hook_duration_seconds How long each hook's start or stop took.
+# TYPE berth_hook_duration_seconds gauge
+berth_hook_duration_seconds{app="api",hook="cache",phase="start"} 2
+berth_hook_duration_seconds{app="api",hook="cache",phase="stop"} 0.5
+berth_hook_duration_seconds{app="api",hook="db",phase="start"} 0.25
+berth_hook_duration_seconds{app="api",hook="db",phase="stop"} 0.1
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out.
+# TYPE berth_hook_failures_total counter
+berth_hook_failures_total{app="api",hook="cache",phase="stop"} 1
+# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not.
+# TYPE berth_startup_duration_seconds gauge
+berth_startup_duration_seconds{app="api"} 2.25
+# HELP berth_task_failures_total Background tasks that ended with an error or a panic.
+# TYPE berth_task_failures_total counter
+berth_task_failures_total{app="api",task="refresh"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"berth_hook_duration_seconds", "berth_hook_failures_total", "berth_startup_duration_seconds", "berth_task_failures_total"); err != nil {
+		t.Fatal(err)
+	}
+	for phase, want := range map[string]float64{"stopped": 1, "ready": 0, "starting": 0} {
+		if got := testutil.ToFloat64(m.phase.WithLabelValues("api", phase)); got != want {
+			t.Errorf("berth_phase{phase=%q} = %v, want %v", phase, got, want)
+		}
+	}
+}
+
+func TestLifespanMetricsFromARealApp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, _ := NewLifespan(reg)
+	l := &lifespan.App{Name: "api", Observer: m.OnEvent}
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.phase.WithLabelValues("api", "ready")); got != 1 {
+		t.Fatalf("berth_phase{phase=ready} = %v after start", got)
+	}
+	if n := testutil.CollectAndCount(m.hookDuration); n != 1 {
+		t.Fatalf("hook duration series = %d", n)
+	}
+	_ = l.Stop(t.Context())
+}

@@ -1,0 +1,65 @@
+package metrics
+
+import (
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	signalTimeDesc = prometheus.NewDesc("berth_lifecycle_signal_timestamp_seconds",
+		"When each lifecycle signal was signalled (Unix time); absent until it is.", []string{"signal"}, nil)
+	readyDesc = prometheus.NewDesc("berth_ready",
+		"1 from StartupComplete until ReadinessFailing, else 0.", nil, nil)
+	inFlightDesc = prometheus.NewDesc("berth_http_requests_in_flight",
+		"API requests being served now.", nil, nil)
+	turnedAwayDesc = prometheus.NewDesc("berth_http_requests_turned_away_total",
+		"API requests answered 503 because startup had not completed.", nil, nil)
+	shutdownDurationDesc = prometheus.NewDesc("berth_shutdown_duration_seconds",
+		"How long the shutdown took, ShutdownInitiated to ShutdownComplete; absent until it completes.", nil, nil)
+	servedDuringDelayDesc = prometheus.NewDesc("berth_drain_served_during_delay",
+		"Requests that arrived during the shutdown's drain delay; absent until the shutdown completes.", nil, nil)
+	inFlightAtDrainDesc = prometheus.NewDesc("berth_drain_in_flight_at_drain_start",
+		"Requests in flight when the drain started (DrainStarted); absent until the shutdown completes.", nil, nil)
+	cutOffDesc = prometheus.NewDesc("berth_drain_cut_off_requests",
+		"Requests cut off by the drain timeout; absent until the shutdown completes.", nil, nil)
+)
+
+// server collects a serve.Server's figures at scrape time: nothing is
+// copied, so a scrape sees the signals and the gate as they are.
+type server struct{ srv *serve.Server }
+
+// RegisterServer registers a collector of srv's lifecycle with reg: the
+// signals' times, readiness, the requests in flight and those turned away
+// by the startup gate, and, once the shutdown is complete, its report.
+func RegisterServer(reg prometheus.Registerer, srv *serve.Server) error {
+	return reg.Register(server{srv})
+}
+
+func (c server) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{signalTimeDesc, readyDesc, inFlightDesc, turnedAwayDesc,
+		shutdownDurationDesc, servedDuringDelayDesc, inFlightAtDrainDesc, cutOffDesc} {
+		ch <- d
+	}
+}
+
+func (c server) Collect(ch chan<- prometheus.Metric) {
+	sig := c.srv.Signals()
+	for _, s := range sig.All() {
+		if s.Signalled() {
+			ch <- prometheus.MustNewConstMetric(signalTimeDesc, prometheus.GaugeValue, float64(s.At().UnixNano())/1e9, s.Name())
+		}
+	}
+	ready := 0.0
+	if sig.StartupComplete.Signalled() && !sig.ReadinessFailing.Signalled() {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
+	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(c.srv.InFlight()))
+	ch <- prometheus.MustNewConstMetric(turnedAwayDesc, prometheus.CounterValue, float64(c.srv.TurnedAway()))
+	if r, ok := c.srv.Report(); ok {
+		ch <- prometheus.MustNewConstMetric(shutdownDurationDesc, prometheus.GaugeValue, r.Total.Seconds())
+		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(r.ServedDuringDelay))
+		ch <- prometheus.MustNewConstMetric(inFlightAtDrainDesc, prometheus.GaugeValue, float64(r.InFlightAtDrainStart))
+		ch <- prometheus.MustNewConstMetric(cutOffDesc, prometheus.GaugeValue, float64(r.CutOff))
+	}
+}

@@ -1,0 +1,96 @@
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"testing"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// scrape gathers reg into name{label=value...} -> value.
+func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range mt.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			switch {
+			case mt.Gauge != nil:
+				out[name] = mt.GetGauge().GetValue()
+			case mt.Counter != nil:
+				out[name] = mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func TestServerMetricsFollowTheSignals(t *testing.T) {
+	release := make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "warm", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-release
+		return nil, nil
+	}})
+	srv, err := serve.New(serve.Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		DrainDelay: -1, ShutdownOn: []os.Signal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := RegisterServer(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(context.Background()) }()
+	<-srv.Signals().Listening.Done()
+	resp, err := http.Get("http://" + srv.APIAddr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	during := scrape(t, reg)
+	if during["berth_ready"] != 0 || during["berth_http_requests_turned_away_total"] != 1 {
+		t.Errorf("during startup: %v", during)
+	}
+	for _, absent := range []string{"berth_lifecycle_signal_timestamp_seconds{signal=StartupComplete}", "berth_shutdown_duration_seconds"} {
+		if _, ok := during[absent]; ok {
+			t.Errorf("%s present during startup", absent)
+		}
+	}
+	close(release)
+	<-srv.Signals().StartupComplete.Done()
+	if got := scrape(t, reg)["berth_ready"]; got != 1 {
+		t.Errorf("berth_ready after startup = %v", got)
+	}
+	srv.Shutdown()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	after := scrape(t, reg)
+	rep, _ := srv.Report()
+	if after["berth_ready"] != 0 || after["berth_shutdown_duration_seconds"] != rep.Total.Seconds() || rep.Total <= 0 || after["berth_drain_cut_off_requests"] != 0 {
+		t.Errorf("after the shutdown: %v (report %+v)", after, rep)
+	}
+	for _, s := range srv.Signals().All() {
+		got := after["berth_lifecycle_signal_timestamp_seconds{signal="+s.Name()+"}"]
+		if want := float64(s.At().UnixNano()) / 1e9; got != want {
+			t.Errorf("signal %s at %v, want %v", s.Name(), got, want)
+		}
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
+	}
+}
