@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/ginberth"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/gin-gonic/gin"
@@ -15,7 +16,8 @@ import (
 
 // newAPI builds the service's Gin engine. obs, when set, records request
 // metrics.
-func newAPI(cfg config, app *lifespan.Lifespan, obs ginberth.RequestObserver, started time.Time) *gin.Engine {
+func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver) *gin.Engine {
+	started := time.Now()
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
@@ -41,30 +43,7 @@ func newAPI(cfg config, app *lifespan.Lifespan, obs ginberth.RequestObserver, st
 			"cache":   gin.H{"keys": ginberth.MustGet(c, cacheKey).keys.Load(), "jobRuns": ginberth.MustGet(c, cacheKey).jobRuns.Load()},
 		})
 	})
-	v1.GET("/work", func(c *gin.Context) {
-		d := 100 * time.Millisecond
-		if q := c.Query("duration"); q != "" {
-			var err error
-			if d, err = time.ParseDuration(q); err != nil || d < 0 {
-				fail(c, http.StatusBadRequest, "duration=%q is not a non-negative Go duration such as 250ms or 1s", q)
-				return
-			}
-		}
-		if d > cfg.WorkMax {
-			fail(c, http.StatusBadRequest, "duration=%v is over the %v cap", d, cfg.WorkMax)
-			return
-		}
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-			c.JSON(http.StatusOK, gin.H{"worked": d.String(), "pod": cfg.PodName})
-		case <-c.Request.Context().Done():
-			// The client went away or the server cut the request off; no one
-			// reads an answer.
-			c.Abort()
-		}
-	})
+	workRoute(v1, cfg) // the demo's long requests
 	items := v1.Group("/items")
 	items.GET("/:key", func(c *gin.Context) {
 		v, ok, err := ginberth.MustGet(c, storeKey).get(c.Param("key"))

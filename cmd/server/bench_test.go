@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/gin-gonic/gin"
@@ -38,11 +39,11 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	bare := httptest.NewServer(bareEngine)
 	defer bare.Close()
 
-	cfg, err := loadConfig(map[string]string{"BERTH_DEMO_WARMUP": "0s"})
+	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	sc, err := newServerConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

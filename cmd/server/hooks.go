@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
@@ -54,14 +54,10 @@ func (s *store) delete(key string) (bool, error) {
 	return ok, nil
 }
 
-func (s *store) snapshot() map[string][]byte {
+func (s *store) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string][]byte, len(s.items))
-	for k, v := range s.items {
-		out[k] = v
-	}
-	return out
+	return len(s.items)
 }
 
 func (s *store) close() int {
@@ -79,7 +75,7 @@ type cache struct {
 }
 
 func (c *cache) load(s *store) {
-	c.keys.Store(int64(len(s.snapshot())))
+	c.keys.Store(int64(s.count()))
 	c.warmedAt.Store(time.Now().UnixNano())
 }
 
@@ -88,22 +84,11 @@ var (
 	cacheKey = lifespan.NewKey[*cache]("cache")
 )
 
-var errDemoFail = errors.New("failing as BERTH_DEMO_FAIL asks")
-
-// withDemoFailure makes the hook called name fail at start without doing
-// anything, so the rollback of the hooks before it can be watched.
-func withDemoFailure(hooks []lifespan.Hook, name string) []lifespan.Hook {
-	for i := range hooks {
-		if hooks[i].Name == name {
-			hooks[i].Start = func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, errDemoFail }
-		}
-	}
-	return hooks
-}
-
-// appHooks returns the service's hooks after the sidecar wait: the store,
-// the cache warmed from it, and the periodic job.
-func appHooks(cfg config, log *slog.Logger) []lifespan.Hook {
+// serviceHooks returns the service's hooks, in start order: the store, the
+// cache warmed from it, and the job that refreshes the cache in the
+// background. Each stop undoes its start; the job's task is cancelled
+// after the HTTP drain, before the cache and the store go.
+func serviceHooks(cfg config.Config, log *slog.Logger) []lifespan.Hook {
 	return []lifespan.Hook{
 		{Name: "store", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			st := &store{items: map[string][]byte{}}
@@ -114,13 +99,6 @@ func appHooks(cfg config, log *slog.Logger) []lifespan.Hook {
 			}, nil
 		}},
 		{Name: "cache", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			// Warming stands in for loading a real cache; it honours ctx so a
-			// shutdown during startup does not wait for it.
-			select {
-			case <-time.After(cfg.DemoWarmup):
-			case <-ctx.Done():
-				return nil, fmt.Errorf("warming the cache: %w", ctx.Err())
-			}
 			c := &cache{}
 			c.load(storeKey.MustGet(s))
 			cacheKey.Set(s, c)

@@ -1,34 +1,43 @@
-package main
+// Package config reads the reference service's configuration from BERTH_*
+// environment variables. The shutdown timeline's defaults come from package
+// serve's table (serve.DefaultDrainDelay and the rest), so the service, the
+// library and the Helm chart share one set of values.
+package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/berth-dev/berth/pkg/sidecar"
 	"github.com/caarlos0/env/v11"
 )
 
-// config is the service's configuration, read from the environment. The
-// README and the chart's values document every variable.
-type config struct {
+// Config is the service's configuration. The README and the chart's values
+// document every variable. Fields without an envDefault take theirs from
+// package serve (see Load).
+type Config struct {
 	HTTPAddr       string        `env:"BERTH_HTTP_ADDR" envDefault:":8080"`
 	AdminAddr      string        `env:"BERTH_ADMIN_ADDR" envDefault:":9090"`
 	SingleListener bool          `env:"BERTH_SINGLE_LISTENER" envDefault:"false"`
-	DrainDelay     time.Duration `env:"BERTH_DRAIN_DELAY" envDefault:"5s"`
-	DrainTimeout   time.Duration `env:"BERTH_DRAIN_TIMEOUT" envDefault:"20s"`
-	StopTimeout    time.Duration `env:"BERTH_STOP_TIMEOUT" envDefault:"10s"`
+	DrainDelay     time.Duration `env:"BERTH_DRAIN_DELAY"`
+	DrainQuiet     time.Duration `env:"BERTH_DRAIN_QUIET"`
+	DrainTimeout   time.Duration `env:"BERTH_DRAIN_TIMEOUT"`
+	StopTimeout    time.Duration `env:"BERTH_STOP_TIMEOUT"`
 	GracePeriod    time.Duration `env:"BERTH_GRACE_PERIOD"`
 	PreStopDelay   time.Duration `env:"BERTH_PRESTOP_DELAY"`
-	Margin         time.Duration `env:"BERTH_SHUTDOWN_MARGIN" envDefault:"2s"`
+	Margin         time.Duration `env:"BERTH_SHUTDOWN_MARGIN"`
 	Sidecars       []string      `env:"BERTH_SIDECARS" envSeparator:","`
 	SidecarTimeout time.Duration `env:"BERTH_SIDECAR_TIMEOUT" envDefault:"60s"`
 	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
-	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT" envDefault:"5s"`
+	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT"`
 	LogLevel       string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
 	LogFormat      string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
 	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
@@ -39,9 +48,9 @@ type config struct {
 	PodName        string        `env:"POD_NAME"`
 }
 
-// hookNames are the service's hooks, in start order ("sidecars" only when
+// HookNames are the service's hooks, in start order ("sidecars" only when
 // BERTH_SIDECARS is set); BERTH_DEMO_FAIL must name one of them.
-var hookNames = []string{"sidecars", "store", "cache", "jobs"}
+var HookNames = []string{"sidecars", "store", "cache", "jobs"}
 
 var accepted = map[reflect.Type]string{
 	reflect.TypeFor[time.Duration](): "a Go duration such as 250ms, 5s or 1m",
@@ -49,11 +58,18 @@ var accepted = map[reflect.Type]string{
 	reflect.TypeFor[int64]():         "a whole number",
 }
 
-// loadConfig reads the configuration from environ (os.Environ's shape as a
-// map) and checks it; every problem is reported, each naming the variable,
-// its value and what would be accepted.
-func loadConfig(environ map[string]string) (config, error) {
-	var cfg config
+// Load reads the configuration from environ (os.Environ's shape as a map)
+// and checks it; every problem is reported, each naming the variable, its
+// value and what would be accepted. The shutdown timeline's variables
+// default to package serve's values.
+func Load(environ map[string]string) (Config, error) {
+	cfg := Config{
+		DrainDelay:   serve.DefaultDrainDelay,
+		DrainTimeout: serve.DefaultDrainTimeout,
+		StopTimeout:  serve.DefaultStopTimeout,
+		Margin:       serve.DefaultMargin,
+		QuitTimeout:  serve.DefaultQuitTimeout,
+	}
 	var problems []string
 	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
 	var agg env.AggregateError
@@ -80,12 +96,12 @@ func loadConfig(environ map[string]string) (config, error) {
 		v        time.Duration
 		positive bool
 	}{
-		{"BERTH_DRAIN_DELAY", cfg.DrainDelay, false}, {"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout, true},
-		{"BERTH_STOP_TIMEOUT", cfg.StopTimeout, true}, {"BERTH_GRACE_PERIOD", cfg.GracePeriod, false},
-		{"BERTH_PRESTOP_DELAY", cfg.PreStopDelay, false}, {"BERTH_SHUTDOWN_MARGIN", cfg.Margin, true},
-		{"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout, true}, {"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true},
-		{"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false}, {"BERTH_JOB_INTERVAL", cfg.JobInterval, true},
-		{"BERTH_WORK_MAX", cfg.WorkMax, true},
+		{"BERTH_DRAIN_DELAY", cfg.DrainDelay, false}, {"BERTH_DRAIN_QUIET", cfg.DrainQuiet, false},
+		{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout, true}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout, true},
+		{"BERTH_GRACE_PERIOD", cfg.GracePeriod, false}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay, false},
+		{"BERTH_SHUTDOWN_MARGIN", cfg.Margin, true}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout, true},
+		{"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true}, {"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false},
+		{"BERTH_JOB_INTERVAL", cfg.JobInterval, true}, {"BERTH_WORK_MAX", cfg.WorkMax, true},
 	} {
 		switch {
 		case d.v < 0:
@@ -97,14 +113,14 @@ func loadConfig(environ map[string]string) (config, error) {
 	if cfg.BodyLimit <= 0 && environ["BERTH_BODY_LIMIT"] != "" {
 		bad("BERTH_BODY_LIMIT", environ["BERTH_BODY_LIMIT"], "must be a positive number of bytes")
 	}
-	if _, err := parseLevel(cfg.LogLevel); err != nil {
+	if _, err := ParseLevel(cfg.LogLevel); err != nil {
 		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
 	}
 	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
 		bad("BERTH_LOG_FORMAT", cfg.LogFormat, "want json or text")
 	}
-	if cfg.DemoFail != "" && !slices.Contains(hookNames, cfg.DemoFail) {
-		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "want the name of a hook: "+strings.Join(hookNames, ", "))
+	if cfg.DemoFail != "" && !slices.Contains(HookNames, cfg.DemoFail) {
+		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "want the name of a hook: "+strings.Join(HookNames, ", "))
 	}
 	if cfg.DemoFail == "sidecars" && len(cfg.Sidecars) == 0 {
 		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "the sidecars hook runs only when BERTH_SIDECARS is set")
@@ -121,16 +137,46 @@ func loadConfig(environ map[string]string) (config, error) {
 	return cfg, nil
 }
 
-// envName returns the variable behind a config field.
+// Serve returns the serve.Config the settings describe: addresses, the
+// shutdown timeline, the grace period and, with BERTH_SIDECAR_QUIT, the
+// call that tells classic sidecars to quit. The caller adds the apps, the
+// API, the probes and the metrics.
+func (c Config) Serve(log *slog.Logger) serve.Config {
+	sc := serve.Config{
+		APIAddr:        c.HTTPAddr,
+		AdminAddr:      c.AdminAddr,
+		SingleListener: c.SingleListener,
+		DrainDelay:     c.DrainDelay,
+		DrainQuiet:     c.DrainQuiet,
+		DrainTimeout:   c.DrainTimeout,
+		StopTimeout:    c.StopTimeout,
+		GracePeriod:    c.GracePeriod,
+		PreStopDelay:   c.PreStopDelay,
+		Margin:         c.Margin,
+		QuitTimeout:    c.QuitTimeout,
+		Logger:         log,
+	}
+	if c.DrainDelay == 0 {
+		sc.DrainDelay = -1 // BERTH_DRAIN_DELAY=0s means none; serve reads 0 as its default
+	}
+	if len(c.SidecarQuit) > 0 {
+		urls := c.SidecarQuit
+		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, &http.Client{}, log) }
+	}
+	return sc
+}
+
+// envName returns the variable behind a Config field.
 func envName(field string) string {
-	f, ok := reflect.TypeFor[config]().FieldByName(field)
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
 	if !ok {
 		return field
 	}
 	return f.Tag.Get("env")
 }
 
-func parseLevel(s string) (slog.Level, error) {
+// ParseLevel reads a BERTH_LOG_LEVEL value.
+func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	err := l.UnmarshalText([]byte(s))
 	return l, err

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/pkg/berthtest"
+)
+
+// startService runs the service on loopback through berthtest, with the
+// test's settings on top of a quick, quiet base.
+func startService(t *testing.T, extra map[string]string) *berthtest.App {
+	t.Helper()
+	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_LOG_FORMAT": "text", "BERTH_BODY_LIMIT": "64", "BERTH_WORK_MAX": "2s", "POD_NAME": "pod-a"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.DrainDelay = 0 // berthtest: none
+	return berthtest.Start(t, sc)
+}
+
+func do(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) > 0 && json.Unmarshal(b, &out) != nil {
+		t.Fatalf("%s %s: body is not a JSON object: %q", method, url, b)
+	}
+	return resp.StatusCode, out
+}
+
+func TestAPI(t *testing.T) {
+	app := startService(t, nil)
+	items := app.URL + "/api/v1/items/"
+	tests := []struct {
+		name, method, path, body string
+		code                     int
+		field, want              string
+	}{
+		{"missing item", "GET", items + "k", "", 404, "error", `no item "k"`},
+		{"create", "PUT", items + "k", `{"v":1}`, 201, "v", "1"},
+		{"read", "GET", items + "k", "", 200, "v", "1"},
+		{"replace", "PUT", items + "k", `{"v":2}`, 200, "v", "2"},
+		{"malformed", "PUT", items + "k", `{"v":`, 400, "error", "body is not valid JSON"},
+		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body over the 64-byte limit"},
+		{"delete", "DELETE", items + "k", "", 204, "", ""},
+		{"delete again", "DELETE", items + "k", "", 404, "error", `no item "k"`},
+		{"work", "GET", app.URL + "/api/v1/work?duration=10ms", "", 200, "worked", "10ms"},
+		{"work bad duration", "GET", app.URL + "/api/v1/work?duration=soon", "", 400, "error", `duration="soon" is not a non-negative Go duration`},
+		{"work over cap", "GET", app.URL + "/api/v1/work?duration=3s", "", 400, "error", "over the 2s cap"},
+		{"info", "GET", app.URL + "/api/v1/info", "", 200, "phase", "ready"},
+		{"unknown route", "GET", app.URL + "/nope", "", 404, "error", "no route GET /nope"},
+		{"wrong method", "POST", app.URL + "/api/v1/info", "", 405, "error", "method POST not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := do(t, tt.method, tt.path, tt.body)
+			if code != tt.code {
+				t.Fatalf("%s %s = %d %v, want %d", tt.method, tt.path, code, body, tt.code)
+			}
+			if tt.field != "" {
+				if got := fmt.Sprint(body[tt.field]); !strings.Contains(got, tt.want) {
+					t.Fatalf("%s = %q, want %q", tt.field, got, tt.want)
+				}
+			}
+		})
+	}
+	code, metricsText := app.GetAdmin(t, "/metrics")
+	for _, want := range []string{`berth_http_requests_total{code="201",method="PUT",route="/api/v1/items/:key"} 1`, `route="unmatched"`, `berth_hook_duration_seconds{app="berth",hook="cache",phase="start"}`} {
+		if code != 200 || !strings.Contains(metricsText, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestWorkHonoursCancellation(t *testing.T) {
+	app := startService(t, map[string]string{"BERTH_WORK_MAX": "1h", "BERTH_DRAIN_TIMEOUT": "1s"})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", app.URL+"/api/v1/work?duration=1h", nil)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	waitUntil(t, "the request to reach the handler", func() bool { return app.Server.InFlight() == 1 })
+	cancel()
+	<-done
+	// The handler must return once the client has gone, not an hour later.
+	waitUntil(t, "the handler to return after the client went away", func() bool { return app.Server.InFlight() == 0 })
+}
+
+// waitUntil polls cond every few milliseconds, failing the test after 5s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

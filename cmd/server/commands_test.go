@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestProbeCommand(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	for url, want := range map[string]int{ok.URL: 0, down.URL: 1, closed: 1, "::bad": 2} {
+		if got := run([]string{"probe", url}, nil, io.Discard, io.Discard); got != want {
+			t.Errorf("probe %s = %d, want %d", url, got, want)
+		}
+	}
+}
+
+func TestProbePrintsWholeBody(t *testing.T) {
+	big := strings.Repeat("berth_metric 1\n", 2000) // 30 kB, like /metrics
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) }))
+	defer srv.Close()
+	var out bytes.Buffer
+	if code := run([]string{"probe", srv.URL}, nil, &out, io.Discard); code != 0 || !strings.HasSuffix(out.String(), big) {
+		t.Fatalf("exit %d, printed %d bytes of %d", code, out.Len(), len(big))
+	}
+}
+
+func TestSidecarCommand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	var logs syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- serveSidecar(ln, sidecarConfig{ReadyDelay: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	}()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("/ready before the delay = %d", resp.StatusCode)
+	}
+	resp, err = client.Post("http://"+addr+"/quitquitquit", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("sidecar exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not exit after quit")
+	}
+	if !strings.Contains(logs.String(), "sidecar quit requested") || !strings.Contains(logs.String(), `"reason":"quit endpoint"`) {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/metrics"
+	"github.com/berth-dev/berth/pkg/probes"
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/berth-dev/berth/pkg/sidecar"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// newService wires the library together, the way a service of your own
+// would: metrics on their own registry, one app whose hooks open what the
+// API needs (after waiting for sidecars, when there are any), the probes,
+// the Gin API, and serve's runner around them.
+func newService(cfg config.Config, log *slog.Logger) (*serve.Server, error) {
+	sc, reg, err := newServeConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := serve.New(sc)
+	if err != nil {
+		return nil, err
+	}
+	return srv, metrics.RegisterServer(reg, srv)
+}
+
+// newServeConfig builds everything the server runs, and the registry its
+// metrics go to.
+func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometheus.Registry, error) {
+	reg := metrics.NewRegistry()
+	lifespanMetrics, err := metrics.NewLifespan(reg)
+	if err != nil {
+		return serve.Config{}, nil, err
+	}
+	httpMetrics, err := metrics.NewHTTP(reg)
+	if err != nil {
+		return serve.Config{}, nil, err
+	}
+	checks := probes.New()
+	if err := metrics.RegisterChecks(reg, checks); err != nil {
+		return serve.Config{}, nil, err
+	}
+
+	app := &lifespan.App{
+		Name:        "berth",
+		Observer:    lifespan.Observers(lifespan.LogObserver(log), lifespanMetrics.OnEvent),
+		StopTimeout: cfg.StopTimeout,
+	}
+	var hooks []lifespan.Hook
+	if len(cfg.Sidecars) > 0 {
+		targets, _ := sidecar.ParseTargets(cfg.Sidecars) // validated by config.Load
+		w := sidecar.NewWaiter(targets, sidecar.Options{Deadline: cfg.SidecarTimeout, Logger: log})
+		hooks = append(hooks, w.Hook())
+		for _, c := range w.Checks(5 * time.Second) {
+			checks.Add(probes.Readiness, c)
+		}
+	}
+	hooks = append(hooks, serviceHooks(cfg, log)...)
+	app.Append(withDemo(cfg, hooks)...)
+
+	sc := cfg.Serve(log)
+	sc.Apps = lifespan.Group{app}
+	sc.API = newAPI(cfg, app, httpMetrics)
+	sc.Probes = checks
+	sc.Metrics = metrics.Handler(reg)
+	return sc, reg, nil
+}

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/serve"
+)
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // substring of the error; "" = valid
+	}{
+		{"defaults", map[string]string{}, ""},
+		{"bad duration", map[string]string{"BERTH_DRAIN_DELAY": "5"}, `BERTH_DRAIN_DELAY="5" is not a Go duration such as 250ms, 5s or 1m`},
+		{"two bad values, both named", map[string]string{"BERTH_STOP_TIMEOUT": "soon", "BERTH_SINGLE_LISTENER": "yes"},
+			`BERTH_STOP_TIMEOUT="soon" is not a Go duration`},
+		{"negative", map[string]string{"BERTH_DRAIN_TIMEOUT": "-1s"}, `BERTH_DRAIN_TIMEOUT="-1s": must not be negative`},
+		{"zero timeout", map[string]string{"BERTH_STOP_TIMEOUT": "0s"}, `BERTH_STOP_TIMEOUT="0s": must be more than 0`},
+		{"zero margin", map[string]string{"BERTH_SHUTDOWN_MARGIN": "0s"}, `BERTH_SHUTDOWN_MARGIN="0s": must be more than 0`},
+		{"log level", map[string]string{"BERTH_LOG_LEVEL": "loud"}, `BERTH_LOG_LEVEL="loud": want debug, info, warn or error`},
+		{"log format", map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT="xml": want json or text`},
+		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, store, cache, jobs`},
+		{"demo fail sidecars without sidecars", map[string]string{"BERTH_DEMO_FAIL": "sidecars"}, "runs only when BERTH_SIDECARS is set"},
+		{"sidecars", map[string]string{"BERTH_SIDECARS": "ftp://x:1"}, `BERTH_SIDECARS="ftp://x:1": sidecar "ftp://x:1": scheme "ftp" not supported`},
+		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},
+		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.env)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.DrainDelay != serve.DefaultDrainDelay || cfg.DrainTimeout != serve.DefaultDrainTimeout || cfg.StopTimeout != serve.DefaultStopTimeout ||
+					cfg.Margin != serve.DefaultMargin || cfg.QuitTimeout != serve.DefaultQuitTimeout || cfg.DrainQuiet != 0 ||
+					cfg.HTTPAddr != ":8080" || cfg.AdminAddr != ":9090" || cfg.LogFormat != "json" {
+					t.Fatalf("defaults = %+v", cfg)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	_, err := Load(map[string]string{"BERTH_STOP_TIMEOUT": "soon", "BERTH_SINGLE_LISTENER": "yes"})
+	if !strings.Contains(err.Error(), `BERTH_SINGLE_LISTENER="yes" is not true or false`) {
+		t.Fatalf("second problem not reported: %v", err)
+	}
+}
+
+func TestServeMapsTheTimeline(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(serve.Config) bool
+	}{
+		{"defaults are serve's", nil, func(sc serve.Config) bool {
+			return sc.DrainDelay == serve.DefaultDrainDelay && sc.Budget() == 37*time.Second && sc.QuitSidecars == nil
+		}},
+		{"a drain delay of 0s is none", map[string]string{"BERTH_DRAIN_DELAY": "0s"}, func(sc serve.Config) bool {
+			return sc.DrainDelay < 0 && sc.Budget() == 32*time.Second
+		}},
+		{"quiet period", map[string]string{"BERTH_DRAIN_QUIET": "1s"}, func(sc serve.Config) bool { return sc.DrainQuiet == time.Second }},
+		{"sidecar quit", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_TIMEOUT": "3s"}, func(sc serve.Config) bool {
+			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sc := cfg.Serve(nil); !tt.check(sc) {
+				t.Fatalf("serve.Config = %+v", sc)
+			}
+		})
+	}
+}
