@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/e2e-framework/klient/wait"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/third_party/helm"
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 )
 
 // cluster bundles the clients a test needs.
@@ -253,17 +253,17 @@ func mustFind(t *testing.T, lines []logLine, text, msg string, kv ...any) logLin
 	return l
 }
 
-// exportLogs writes `kind export logs` and every e2e pod's logs (current and
-// previous) under e2e-artifacts/ and returns the folder.
-func exportLogs(cfg *envconf.Config) (string, error) {
-	dir, _ := filepath.Abs(filepath.Join("..", "e2e-artifacts", time.Now().UTC().Format("20060102-150405")))
+// exportLogs writes kind's node logs and every e2e pod's logs (current and
+// previous) under the artifacts folder and returns the folder.
+func exportLogs(cfg *envconf.Config, provider *kindcluster.Provider) (string, error) {
+	dir, _ := filepath.Abs(filepath.Join(artifacts, time.Now().UTC().Format("20060102-150405")))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return dir, err
 	}
 	var errs []string
-	if out, err := exec.Command("kind", "export", "logs", filepath.Join(dir, "kind"), "--name", clusterName).CombinedOutput(); err != nil {
+	if err := provider.CollectLogs(clusterName, filepath.Join(dir, "kind")); err != nil {
 		// Partial on nodes without crictl; the node logs are still written.
-		errs = append(errs, fmt.Sprintf("kind export logs (partial): %v: %s", err, out))
+		errs = append(errs, fmt.Sprintf("kind logs (partial): %v", err))
 	}
 	cs, err := kubernetes.NewForConfig(cfg.Client().RESTConfig())
 	if err != nil {

@@ -2,35 +2,61 @@
 
 // Package e2e proves berth on a real kind cluster: readiness gating, zero
 // failed requests through rolling updates and pod deletions under load
-// (beside a control run with the drain disabled), startup failure and
-// rollback, native and classic sidecars, metrics, and `helm test` in a Pod
-// Security "restricted" namespace. Run it with `make e2e`; it expects the
-// cluster, image and release that `make kind-up image kind-load deploy`
-// create. On failure it exports cluster and pod logs to e2e-artifacts/.
+// (beside a control run with the drain disabled, and the quiet-period
+// drain), startup failure and rollback, native and classic sidecars,
+// metrics, and `helm test` in a Pod Security "restricted" namespace.
+//
+// `go test -tags e2e .` (from this module) is the whole run: TestMain
+// creates a kind cluster from deploy/kind/cluster.yaml with kind's Go
+// package, builds the service image, loads it into the nodes, installs the
+// chart, runs the suite and deletes the cluster, also when a test fails or
+// the run is interrupted. Settings, from the environment:
+//
+//	KIND_NODE_IMAGE    node image (default kindest/node:v1.34.0)
+//	GO_IMAGE           builder image for the Dockerfile (default golang:1.26-bookworm)
+//	RUNTIME_IMAGE      runtime image for the Dockerfile (default distroless static:nonroot)
+//	E2E_CLUSTER        cluster name (default berth-e2e)
+//	E2E_REUSE_CLUSTER  name of an existing cluster to use and keep, for fast iteration
+//	E2E_IMAGE          an image already built to use instead of building one
+//	E2E_ARTIFACTS      where logs go on failure (default ../e2e-artifacts)
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindcmd "sigs.k8s.io/kind/pkg/cmd"
 )
 
 var (
 	testenv       env.Environment
-	imageRepo     = envOr("E2E_IMAGE_REPO", "berth")
-	imageTag      = envOr("E2E_IMAGE_TAG", "dev")
-	clusterName   = envOr("E2E_KIND_CLUSTER", "berth")
-	mainNamespace = envOr("E2E_NAMESPACE", "berth")
+	clusterName   = envOr("E2E_CLUSTER", "berth-e2e")
+	imageRepo     = "berth"
+	imageTag      = "e2e"
+	mainNamespace = "berth"
+	artifacts     = envOr("E2E_ARTIFACTS", filepath.Join("..", "e2e-artifacts"))
 	// apiURL is the release's NodePort, mapped to the host by deploy/kind.
-	apiURL = envOr("E2E_API_URL", "http://127.0.0.1:30080")
+	apiURL = "http://127.0.0.1:30080"
 )
 
 const (
+	repoRoot    = ".."
 	chartPath   = "../deploy/helm/berth"
+	kindConfig  = "../deploy/kind/cluster.yaml"
 	mainRelease = "berth"
 )
 
@@ -41,21 +67,187 @@ func envOr(k, def string) string {
 	return def
 }
 
-func TestMain(m *testing.M) {
-	kubeconfig := os.Getenv("KUBECONFIG")
-	if kubeconfig == "" {
-		home, _ := os.UserHomeDir()
-		kubeconfig = filepath.Join(home, ".kube", "config")
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+// run brings the cluster up, runs the suite and tears the cluster down.
+func run(m *testing.M) (code int) {
+	provider := kindcluster.NewProvider(kindcluster.ProviderWithLogger(kindcmd.NewLogger()))
+	reuse := os.Getenv("E2E_REUSE_CLUSTER")
+	if reuse != "" {
+		clusterName = reuse
+	}
+	teardown := func() {
+		if reuse == "" {
+			if err := provider.Delete(clusterName, ""); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: deleting cluster %s: %v\n", clusterName, err)
+			}
+		}
+	}
+	// An interrupt (Ctrl-C, or CI cancelling the job) still deletes the cluster.
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(interrupted)
+	go func() {
+		if sig, ok := <-interrupted; ok {
+			fmt.Fprintf(os.Stderr, "e2e: %v: deleting the cluster before exiting\n", sig)
+			teardown()
+			os.Exit(130)
+		}
+	}()
+
+	kubeconfig, err := up(provider, reuse)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: setting up: %v\n", err)
+		teardown()
+		return 1
 	}
 	cfg := envconf.NewWithKubeConfig(kubeconfig)
 	testenv = env.NewWithConfig(cfg)
-	code := testenv.Run(m)
+	code = testenv.Run(m)
 	if code != 0 {
-		dir, err := exportLogs(cfg)
+		dir, err := exportLogs(cfg, provider)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: exporting logs: %v\n", err)
 		}
 		fmt.Fprintf(os.Stderr, "e2e: FAILED; cluster and pod logs exported to %s\n", dir)
 	}
-	os.Exit(code)
+	teardown()
+	return code
 }
+
+// up creates (or reuses) the cluster while the image builds, loads the
+// image into every node, and installs the chart; it returns the path of
+// the cluster's kubeconfig.
+func up(provider *kindcluster.Provider, reuse string) (string, error) {
+	image := os.Getenv("E2E_IMAGE")
+	var wg sync.WaitGroup
+	var buildErr error
+	if image == "" {
+		image = imageRepo + ":" + imageTag
+		wg.Go(func() { buildErr = buildImage(image) })
+	}
+	imageRepo, imageTag, _ = strings.Cut(image, ":")
+	var clusterErr error
+	if reuse == "" {
+		_ = provider.Delete(clusterName, "") // a same-named cluster left by an earlier run
+		clusterErr = provider.Create(clusterName,
+			kindcluster.CreateWithConfigFile(kindConfig),
+			kindcluster.CreateWithNodeImage(envOr("KIND_NODE_IMAGE", "kindest/node:v1.34.0")),
+			kindcluster.CreateWithWaitForReady(3*time.Minute),
+			kindcluster.CreateWithDisplayUsage(false), kindcluster.CreateWithDisplaySalutation(false))
+	}
+	wg.Wait()
+	if err := errors.Join(buildErr, clusterErr); err != nil {
+		return "", err
+	}
+	kubeconfig, err := writeKubeconfig(provider)
+	if err != nil {
+		return "", err
+	}
+	if err := loadImage(provider, image); err != nil {
+		return "", err
+	}
+	return kubeconfig, installMain(kubeconfig)
+}
+
+// buildImage builds the service image from the repository's Dockerfile.
+func buildImage(image string) error {
+	args := []string{"build", "-t", image,
+		"--build-arg", "GO_IMAGE=" + envOr("GO_IMAGE", "golang:1.26-bookworm"),
+		"--build-arg", "RUNTIME_IMAGE=" + envOr("RUNTIME_IMAGE", "gcr.io/distroless/static-debian12:nonroot"),
+		"--build-arg", "VERSION=e2e", repoRoot}
+	return command(nil, "docker", args...)
+}
+
+// writeKubeconfig writes the cluster's kubeconfig to a file of the run's own.
+func writeKubeconfig(provider *kindcluster.Provider) (string, error) {
+	text, err := provider.KubeConfig(clusterName, false)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "berth-e2e-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, []byte(text), 0o600)
+}
+
+// loadImage copies image from the local Docker into every node's
+// containerd, as `kind load docker-image` does.
+func loadImage(provider *kindcluster.Provider, image string) error {
+	archive := filepath.Join(os.TempDir(), "berth-e2e-image.tar")
+	defer os.Remove(archive)
+	if err := command(nil, "docker", "save", "-o", archive, image); err != nil {
+		return err
+	}
+	nodes, err := provider.ListInternalNodes(clusterName)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			f, err := os.Open(archive)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer f.Close()
+			if err := nodeutils.LoadImageArchive(n, f); err != nil {
+				errs[i] = fmt.Errorf("loading %s into node %s: %w", image, n.String(), err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// installMain installs the release the zero-downtime scenarios use, in a
+// namespace that enforces the restricted Pod Security Standard, with the
+// API on NodePort 30080 (mapped to the host by deploy/kind).
+func installMain(kubeconfig string) error {
+	env := []string{"KUBECONFIG=" + kubeconfig}
+	if err := command(env, "helm", "lint", "--strict", chartPath); err != nil {
+		return err
+	}
+	if err := command(env, "kubectl", "create", "namespace", mainNamespace); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+		return err
+	}
+	if err := command(env, "kubectl", "label", "namespace", mainNamespace, "--overwrite", "pod-security.kubernetes.io/enforce=restricted"); err != nil {
+		return err
+	}
+	return command(env, "helm", "upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
+		"--set", "image.repository="+imageRepo, "--set", "image.tag="+imageTag,
+		"--set", "service.type=NodePort", "--set", "service.nodePort=30080")
+}
+
+// command runs a tool, its output going to ours; the error carries the
+// tail of what it printed.
+func command(env []string, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	fmt.Fprintf(os.Stderr, "e2e: %s %s\n", name, strings.Join(args, " "))
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return nil
+}
+
+// tailBuffer keeps the last 8 KiB written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 8<<10 {
+		t.b = t.b[len(t.b)-8<<10:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

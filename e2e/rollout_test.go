@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,6 +32,7 @@ const (
 func TestZeroDowntime(t *testing.T) {
 	var c *cluster
 	figures := map[string]loadReport{}
+	shutdowns := map[string][]time.Duration{}
 	f := features.New("zero-downtime rollouts").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			c = newCluster(t, cfg)
@@ -109,7 +111,7 @@ func TestZeroDowntime(t *testing.T) {
 			if startup < cache {
 				t.Errorf("whole startup %.3fs is shorter than the cache hook's %.3fs", startup, cache)
 			}
-			for _, series := range []string{`berth_ready{app="berth"} 1`, `berth_check_up{check="hook/berth/cache",probe="readyz"} 1`, `go_goroutines`, `process_cpu_seconds_total`} {
+			for _, series := range []string{"berth_ready 1", `berth_check_up{check="hook/berth/cache",probe="readyz"} 1`, `go_goroutines`, `process_cpu_seconds_total`} {
 				if !strings.Contains(out, series) {
 					t.Errorf("/metrics lacks %s", series)
 				}
@@ -128,7 +130,7 @@ func TestZeroDowntime(t *testing.T) {
 			return ctx
 		}).
 		Assess("rolling update under load: zero failed requests", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			figures["berth rolling update"] = c.rolloutUnderLoad(t, "berth-1")
+			figures["berth rolling update"], shutdowns["fixed delay (5s)"] = c.rolloutUnderLoad(t, "berth-1", false)
 			return ctx
 		}).
 		Assess("pod deletion under load: zero failed requests, in-flight requests complete", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -158,9 +160,9 @@ func TestZeroDowntime(t *testing.T) {
 			stopped := mustFind(t, lines, text, "lifespan stopped")
 			// How many requests still arrived during the delay depends on how
 			// fast kube-proxy learns of the deletion; it is reported, not asserted.
-			t.Logf("deleted pod's shutdown: %v served during the delay, %v in flight at T1, %v cut off, total %v; lifespan shutdown %v",
-				done.Fields["served_during_delay"], done.Fields["in_flight_at_t1"], done.Fields["cut_off"],
-				logDuration(done.Fields["total"]), logDuration(stopped.Fields["duration"]))
+			t.Logf("deleted pod's shutdown: %v served during the delay, %v in flight at the drain's start, %v cut off, total %vs; lifespan stop %vs",
+				done.Fields["served_during_delay"], done.Fields["in_flight_at_drain_start"], done.Fields["cut_off"],
+				done.Fields["total_seconds"], stopped.Fields["duration_seconds"])
 			return ctx
 		}).
 		Assess("control: the same rollout with the drain disabled", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -168,7 +170,19 @@ func TestZeroDowntime(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			figures["control rolling update (no drain delay)"] = c.rolloutUnderLoad(t, "control-1", true)
+			figures["control rolling update (no drain delay)"], _ = c.rolloutUnderLoad(t, "control-1", true)
+			return ctx
+		}).
+		Assess("quiet-period drain: a rolling update under load ends each shutdown sooner, with zero failed requests", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if err := c.upgrade(mainRelease, mainNamespace, "drain.delaySeconds=5", "drain.quietSeconds=1"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			figures["berth rolling update, quiet period"], shutdowns["quiet period (1s, delay 5s)"] = c.rolloutUnderLoad(t, "quiet-1", false)
+			fixed, quiet := median(shutdowns["fixed delay (5s)"]), median(shutdowns["quiet period (1s, delay 5s)"])
+			if quiet >= fixed {
+				t.Errorf("median SIGTERM-to-exit with the quiet period %v, not shorter than the fixed delay's %v", quiet, fixed)
+			}
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -181,16 +195,28 @@ func TestZeroDowntime(t *testing.T) {
 			for _, k := range names {
 				t.Logf("  %-42s %d failed of %d", k, figures[k].Failed, figures[k].Total)
 			}
+			t.Log("SIGTERM to exit of the replaced pods, under load:")
+			for _, k := range slices.Sorted(maps.Keys(shutdowns)) {
+				d := shutdowns[k]
+				t.Logf("  %-30s median %v, max %v (%d pods: %v)", k, median(d), slices.Max(d), len(d), d)
+			}
 			return ctx
 		}).
 		Feature()
 	testenv.Test(t, f)
 }
 
-// rolloutUnderLoad changes the pod template under load and reports; unless
-// control, any failed request fails the test.
-func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control ...bool) loadReport {
+// rolloutUnderLoad changes the pod template under load and reports the
+// load's figures and each replaced pod's SIGTERM-to-exit time (from its own
+// log: ShutdownInitiated to "exiting"); unless control, any failed request
+// fails the test.
+func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) (loadReport, []time.Duration) {
 	t.Helper()
+	old := c.waitSettled(t, mainNamespace, mainRelease, replicas)
+	logs := make([]<-chan string, len(old))
+	for i, p := range old {
+		logs[i] = c.followLogs(t, mainNamespace, p.Name, "server")
+	}
 	began := time.Now()
 	ld := startLoad(apiURL)
 	<-time.After(3 * time.Second) // a baseline before the rollout starts
@@ -201,10 +227,30 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control ...boo
 		t.Fatal(err)
 	}
 	t.Logf("rollout %s: %s", revision, rep)
-	if len(control) == 0 && rep.Failed != 0 {
+	if !control && rep.Failed != 0 {
 		t.Errorf("rolling update under load: %d of %d requests failed: %v", rep.Failed, rep.Total, rep.Reasons)
 	}
-	return rep
+	var took []time.Duration
+	for i, l := range logs {
+		text := <-l
+		lines := parseLogs(text)
+		t0, ok1 := find(lines, "ShutdownInitiated")
+		exit, ok2 := find(lines, "exiting")
+		if !ok1 || !ok2 {
+			t.Errorf("pod %s: no ShutdownInitiated or exiting line in its log:\n%s", old[i].Name, text)
+			continue
+		}
+		took = append(took, exit.Time.Sub(t0.Time).Round(time.Millisecond))
+	}
+	return rep, took
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(d))
+	return s[len(s)/2]
 }
 
 func (c *cluster) helmTest(release, ns string) error {
@@ -222,10 +268,4 @@ func metricValue(t *testing.T, text, series string) float64 {
 		t.Fatal(err)
 	}
 	return v
-}
-
-// logDuration reads a duration slog's JSON handler wrote (nanoseconds).
-func logDuration(v any) time.Duration {
-	f, _ := v.(float64)
-	return time.Duration(f)
 }

@@ -54,7 +54,7 @@ func TestSidecars(t *testing.T) {
 			pod := sidecarPod(t, c, ns, "native", "native")
 			app, sc, appText, scText, _ := deleteAndCollect(t, c, pod)
 			scUp := mustFind(t, sc, scText, "sidecar listening")
-			appUp := mustFind(t, app, appText, "listening")
+			appUp := mustFind(t, app, appText, "Listening")
 			if gap := appUp.Time.Sub(scUp.Time); gap < sidecarReadyDelay {
 				t.Errorf("the app started %v after the sidecar, before the sidecar's %v ready delay ended", gap, sidecarReadyDelay)
 			}

@@ -1,8 +1,8 @@
-// Package helm tests the berth chart: it renders templates with the Helm
+// Package chart tests the berth chart: it renders templates with the Helm
 // SDK, decodes every manifest strictly into Kubernetes types, and asserts
 // what a rollout depends on (probes, grace period, security context,
 // sidecar shapes).
-package helm
+package chart
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const chartDir = "berth"
+const chartDir = "../../deploy/helm/berth"
 
 type rendered struct {
 	deployment *appsv1.Deployment
