@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,12 +27,14 @@ type load struct {
 	total, failed, long, longFailed atomic.Int64
 	mu                              sync.Mutex
 	reasons                         map[string]int
+	failures                        []time.Time
 }
 
 // loadReport is what a load run saw.
 type loadReport struct {
 	Total, Failed, Long, LongFailed int64
 	Reasons                         map[string]int
+	Failures                        []time.Time // when each failed request was sent
 	Duration                        time.Duration
 }
 
@@ -82,6 +85,7 @@ func (l *load) one(client *http.Client, url string, long bool) {
 	if long {
 		l.long.Add(1)
 	}
+	sent := time.Now()
 	reason := ""
 	resp, err := client.Get(url)
 	if err != nil {
@@ -108,6 +112,7 @@ func (l *load) one(client *http.Client, url string, long bool) {
 	}
 	l.mu.Lock()
 	l.reasons[reason]++
+	l.failures = append(l.failures, sent)
 	l.mu.Unlock()
 }
 
@@ -123,5 +128,5 @@ func (l *load) stop(began time.Time) loadReport {
 		reasons[k] = v
 	}
 	return loadReport{Total: l.total.Load(), Failed: l.failed.Load(), Long: l.long.Load(), LongFailed: l.longFailed.Load(),
-		Reasons: reasons, Duration: time.Since(began)}
+		Reasons: reasons, Failures: slices.Clone(l.failures), Duration: time.Since(began)}
 }

@@ -241,6 +241,22 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) 
 			continue
 		}
 		took = append(took, exit.Time.Sub(t0.Time).Round(time.Millisecond))
+		if rep.Failed > 0 { // to place the failures on this pod's timeline
+			var marks []string
+			for _, name := range []string{"ShutdownInitiated", "DrainStarted", "InFlightDrained", "exiting"} {
+				if l, ok := find(lines, name); ok {
+					marks = append(marks, fmt.Sprintf("%s %s", name, l.Time.Format("15:04:05.000")))
+				}
+			}
+			t.Logf("pod %s: %s", old[i].Name, strings.Join(marks, ", "))
+		}
+	}
+	if rep.Failed > 0 {
+		var at []string
+		for _, f := range rep.Failures {
+			at = append(at, f.Format("15:04:05.000"))
+		}
+		t.Logf("failed requests sent at %s", strings.Join(at, ", "))
 	}
 	return rep, took
 }

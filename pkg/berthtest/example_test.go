@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"testing"
 
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -13,24 +12,38 @@ import (
 
 var greetingKey = lifespan.NewKey[string]("greeting")
 
-// In a test, Start runs the startup and t.Cleanup the whole shutdown,
-// failing the test if the shutdown reports an error. (An Example has no
-// *testing.T of its own, so this one is compiled, not run; berthtest_test.go
-// runs the same steps against a fake T to check each of them.)
-func ExampleStart() {
-	testGreeting := func(t *testing.T) {
-		app := &lifespan.App{Name: "api"}
-		app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			greetingKey.Set(s, "hello")
-			return nil, nil
-		}})
-		api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprint(w, greetingKey.MustGet(app.State()))
-		})
-		client := berthtest.Start(t, serve.Config{Apps: lifespan.Group{app}, API: api})
-		if code, body := client.Get(t, "/"); code != 200 || body != "hello" {
-			t.Fatalf("GET / = %d %q", code, body)
-		}
+// exampleT stands in for the *testing.T a real test has, so the example can
+// run the cleanups at its end and print what a test would report.
+type exampleT struct{ cleanups []func() }
+
+func (t *exampleT) Helper()                        {}
+func (t *exampleT) Cleanup(f func())               { t.cleanups = append(t.cleanups, f) }
+func (t *exampleT) Errorf(format string, a ...any) { fmt.Printf("test error: "+format+"\n", a...) }
+func (t *exampleT) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+func (t *exampleT) end() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
 	}
-	_ = testGreeting
+}
+
+// In a test, Start runs the startup and the test's cleanup the whole
+// shutdown, failing the test if the shutdown reports an error: here the
+// stop hook's error is what the test would be failed with.
+func ExampleStart() {
+	t := &exampleT{} // in a test: the *testing.T
+	app := &lifespan.App{Name: "api"}
+	app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		greetingKey.Set(s, "hello")
+		return func(context.Context) error { return fmt.Errorf("flush failed") }, nil
+	}})
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, greetingKey.MustGet(app.State()))
+	})
+	client := berthtest.Start(t, serve.Config{Apps: lifespan.Group{app}, API: api})
+	code, body := client.Get(t, "/")
+	fmt.Println(code, body)
+	t.end() // the testing package runs the cleanups when the test ends
+	// Output:
+	// 200 hello
+	// test error: berthtest: shutdown: lifespan "api": hook "greeting": stop: flush failed
 }

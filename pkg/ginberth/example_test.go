@@ -1,0 +1,37 @@
+package ginberth_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+
+	"github.com/berth-dev/berth/pkg/ginberth"
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/gin-gonic/gin"
+)
+
+var greetingKey = lifespan.NewKey[string]("greeting")
+
+// Handlers read the app's typed state through the Gin context; a request's
+// own additions stay with that request.
+func Example() {
+	app := &lifespan.App{Name: "api"}
+	app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		greetingKey.Set(s, "hello")
+		return nil, nil
+	}})
+	_ = app.Start(context.Background())
+	defer app.Stop(context.Background())
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(ginberth.State(app))
+	r.GET("/greet/:name", func(c *gin.Context) {
+		c.String(200, ginberth.MustGet(c, greetingKey)+", "+c.Param("name"))
+	})
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest("GET", "/greet/ann", nil))
+	fmt.Println(rec.Body.String())
+	// Output:
+	// hello, ann
+}
