@@ -1,6 +1,7 @@
 package ginberth
 
 import (
+	"reflect"
 	"sync"
 	"time"
 
@@ -8,10 +9,9 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-type stateKeyType struct{}
-
-// stateKey is the gin.Context key holding the request's *lifespan.State.
-var stateKey = stateKeyType{}
+// stateKey is the gin.Context key holding the request's *lifespan.State: a
+// pointer, so a lookup hashes one word.
+var stateKey = new(byte)
 
 // keysPool holds gin.Context.Keys maps between requests. Gin gives every
 // request a nil Keys map and would allocate a new one for the state; State
@@ -34,15 +34,14 @@ func State(app *lifespan.App) gin.HandlerFunc {
 		keys[stateKey] = app.State()
 		c.Keys = keys
 		c.Next()
-		// Take the map back only if it still holds nothing but the state:
-		// values handlers stored with c.Set stay for the middleware before
-		// this one, which may read them after its own c.Next.
-		if len(keys) == 1 && len(c.Keys) == 1 {
-			if _, ours := c.Keys[stateKey]; ours {
-				c.Keys = nil
-				clear(keys)
-				keysPool.Put(keys)
-			}
+		// Take the map back only if it is still the request's and holds
+		// nothing but the state: values handlers stored with c.Set stay for
+		// the middleware before this one, which may read them after its own
+		// c.Next. (delete, not clear: clearing a map reseeds its hash.)
+		if len(keys) == 1 && len(c.Keys) == 1 && reflect.ValueOf(c.Keys).UnsafePointer() == reflect.ValueOf(keys).UnsafePointer() {
+			c.Keys = nil
+			delete(keys, stateKey)
+			keysPool.Put(keys)
 		}
 	}
 }
@@ -80,12 +79,16 @@ type RequestObserver interface {
 // "unmatched", so a scan of random paths cannot grow the label set.
 func Metrics(obs RequestObserver) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		begin := time.Now()
+		begin := time.Since(epoch)
 		c.Next()
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
 		}
-		obs.ObserveRequest(c.Request.Method, route, c.Writer.Status(), time.Since(begin))
+		obs.ObserveRequest(c.Request.Method, route, c.Writer.Status(), time.Since(epoch)-begin)
 	}
 }
+
+// epoch anchors request timing on the monotonic clock: time.Since(epoch)
+// reads only that clock, where time.Now reads the wall clock too.
+var epoch = time.Now()

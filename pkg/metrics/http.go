@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +16,11 @@ type HTTP struct {
 	duration *prometheus.HistogramVec
 
 	// children caches each label set's counter and histogram, so a request
-	// costs one map read instead of two label hashes and a code string.
-	mu       sync.RWMutex
-	children map[childKey]child
+	// costs one map read instead of two label hashes and a code string. It
+	// is copied on write: requests read it without a lock, and a new label
+	// set (rare: routes, methods and codes are few) replaces it whole.
+	children atomic.Pointer[map[childKey]child]
+	mu       sync.Mutex // serialises writers of children
 }
 
 type childKey struct {
@@ -31,11 +34,11 @@ type child struct {
 }
 
 // knownMethods are labelled as themselves; any other method is "other", so
-// clients inventing methods cannot grow the series set.
-var knownMethods = map[string]string{
-	http.MethodGet: http.MethodGet, http.MethodHead: http.MethodHead, http.MethodPost: http.MethodPost,
-	http.MethodPut: http.MethodPut, http.MethodPatch: http.MethodPatch, http.MethodDelete: http.MethodDelete,
-	http.MethodConnect: http.MethodConnect, http.MethodOptions: http.MethodOptions, http.MethodTrace: http.MethodTrace,
+// clients inventing methods cannot grow the series set (or the cache).
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
+	http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true,
+	http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
 }
 
 // NewHTTP registers the HTTP request metrics with reg.
@@ -45,8 +48,8 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 			Help: "HTTP requests served, by route template."}, []string{"method", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_http_request_duration_seconds",
 			Help: "HTTP request latency, by route template.", Buckets: prometheus.DefBuckets}, []string{"method", "route"}),
-		children: map[childKey]child{},
 	}
+	h.children.Store(&map[childKey]child{})
 	if err := register(reg, h.requests, h.duration); err != nil {
 		return nil, err
 	}
@@ -57,28 +60,36 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 // ("/api/v1/items/:key"), never a raw path; methods outside the standard
 // nine are recorded as "other".
 func (h *HTTP) ObserveRequest(method, route string, code int, d time.Duration) {
-	m, ok := knownMethods[method]
+	c, ok := (*h.children.Load())[childKey{method, route, code}]
 	if !ok {
-		m = "other"
+		c = h.addChild(method, route, code)
 	}
-	c := h.child(childKey{m, route, code})
 	c.requests.Inc()
 	c.duration.Observe(d.Seconds())
 }
 
-func (h *HTTP) child(k childKey) child {
-	h.mu.RLock()
-	c, ok := h.children[k]
-	h.mu.RUnlock()
-	if ok {
+// addChild makes the counter and histogram of a label set not seen yet and
+// caches them; an unknown method is cached as "other".
+func (h *HTTP) addChild(method, route string, code int) child {
+	if !knownMethods[method] {
+		method = "other"
+	}
+	k := childKey{method, route, code}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *h.children.Load()
+	if c, ok := old[k]; ok {
 		return c
 	}
-	c = child{
+	c := child{
 		requests: h.requests.WithLabelValues(k.method, k.route, strconv.Itoa(k.code)),
 		duration: h.duration.WithLabelValues(k.method, k.route),
 	}
-	h.mu.Lock()
-	h.children[k] = c
-	h.mu.Unlock()
+	next := make(map[childKey]child, len(old)+1)
+	for key, v := range old {
+		next[key] = v
+	}
+	next[k] = c
+	h.children.Store(&next)
 	return c
 }
