@@ -1,0 +1,57 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrate brings the schema up to the newest migration embedded in the
+// binary, with goose. On PostgreSQL it holds an advisory lock meanwhile, so
+// replicas starting together migrate one at a time (the others find nothing
+// left to do). A database whose schema is newer than the binary knows is
+// refused: this binary would misread it.
+func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
+	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
+	if err != nil {
+		return err
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if s.d.name == "postgres" {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(goose.Dialect(s.d.name), s.db, dir, opts...)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	sources := p.ListSources()
+	known := sources[len(sources)-1].Version
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return s.failed("migrate", err)
+	}
+	if current > known {
+		return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d): run a newer berth, or restore the database", s.where, current, known)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return s.failed("migrate", err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "database", s.where, "version", r.Source.Version, "file", r.Source.Path, slog.Float64("took_seconds", r.Duration.Seconds()))
+	}
+	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results))
+	return nil
+}

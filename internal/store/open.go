@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+)
+
+// Config says which database to open.
+type Config struct {
+	// URL is a postgres:// (or postgresql://) URL; empty means SQLite.
+	URL string
+	// DataDir holds the SQLite file, berth.db (created if missing).
+	DataDir string
+	// Wait is how long Open retries a database that is not there yet
+	// (0: one attempt).
+	Wait   time.Duration
+	Limits Limits
+	Logger *slog.Logger
+}
+
+// dialect is what differs between the two databases.
+type dialect struct {
+	name        string // goose's dialect
+	now         string // the SQL for the current time, as updated_at stores it
+	placeholder func(n int) string
+}
+
+var (
+	postgres = dialect{name: "postgres", now: "now()", placeholder: func(n int) string { return "$" + strconv.Itoa(n) }}
+	sqlite   = dialect{name: "sqlite3", now: "unixepoch()", placeholder: func(int) string { return "?" }}
+)
+
+// q rewrites the ? placeholders of query for the dialect.
+func (d dialect) q(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString(d.placeholder(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Open opens the database cfg names and waits for it to answer, retrying
+// with backoff for up to cfg.Wait and logging each failed attempt with the
+// database's host (never its password). It returns the last failure once
+// the wait is over or ctx ends.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var s *DB
+	var err error
+	if cfg.URL != "" {
+		s, err = openPostgres(ctx, cfg)
+	} else {
+		s, err = openSQLite(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.wait(ctx, cfg.Wait, log); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", RedactURL(err, cfg.URL))
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 && cfg.Limits.Timeout > 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc) // connects lazily
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", pgWhere(pc), err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	return &DB{db: db, d: postgres, limits: cfg.Limits, where: pgWhere(pc), close: func() error {
+		err := db.Close()
+		pool.Close()
+		return err
+	}}, nil
+}
+
+func pgWhere(pc *pgxpool.Config) string {
+	c := pc.ConnConfig
+	return fmt.Sprintf("postgres %s/%s as %s", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), c.Database, c.User)
+}
+
+func openSQLite(cfg Config) (*DB, error) {
+	dir := cfg.DataDir
+	if dir == "" {
+		dir = "data"
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, "berth.db")
+	// WAL lets readers run beside the writer; synchronous=FULL makes a
+	// commit durable before it returns; immediate transactions take the
+	// write lock at BEGIN, so two writers wait (busy_timeout) instead of
+	// failing when one upgrades a read.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, close: db.Close}, nil
+}
+
+// wait pings the database until it answers, for up to wait.
+func (s *DB) wait(ctx context.Context, wait time.Duration, log *slog.Logger) error {
+	begin := time.Now()
+	deadline := begin.Add(wait)
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pingCtx, cancel := s.bound(ctx)
+		err := s.db.PingContext(pingCtx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info("database answered", "database", s.where, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+			}
+			return nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("database %s did not answer within %v (%d attempts): %w", s.where, wait, attempt, err)
+		}
+		log.Warn("waiting for the database", "database", s.where, "attempt", attempt, "error", err.Error())
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("waiting for database %s: %w (last failure: %v)", s.where, ctx.Err(), err)
+		case <-timer.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// RedactURL replaces the password of rawURL, wherever it appears in err's
+// message, with "xxxxx". pgx's parse errors quote the URL they were given.
+func RedactURL(err error, rawURL string) error {
+	i := strings.Index(rawURL, "://")
+	at := strings.LastIndex(rawURL, "@")
+	if i < 0 || at < i {
+		return err
+	}
+	userinfo := rawURL[i+3 : at]
+	_, pass, ok := strings.Cut(userinfo, ":")
+	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
+}

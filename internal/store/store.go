@@ -1,0 +1,258 @@
+// Package store keeps the reference service's items in a SQL database:
+// PostgreSQL through pgx's pool (pgxpool) when a postgres:// URL is given,
+// else an embedded, pure-Go SQLite file, so the service runs with nothing
+// else installed. One implementation over database/sql serves both; the
+// schema is migrated with goose from SQL embedded in the binary.
+//
+// A write is acknowledged only once its transaction has committed. SQLite
+// runs in WAL mode with synchronous=FULL: a committed write survives the
+// process being killed and the machine losing power.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Store is the items' interface; *DB implements it for both databases.
+type Store interface {
+	// Get returns the value stored under key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores value under key and reports whether the key is new. It
+	// returns only once the write has committed.
+	Put(ctx context.Context, key string, value []byte) (created bool, err error)
+	// Delete removes the item, or returns ErrNotFound.
+	Delete(ctx context.Context, key string) error
+	// Stats counts the items and their bytes.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Stats are the store's figures.
+type Stats struct {
+	Items int64 `json:"items"`
+	Bytes int64 `json:"bytes"`
+}
+
+// ErrNotFound is returned for a key with no item.
+var ErrNotFound = errors.New("no such item")
+
+// DefaultMaxKeyBytes bounds keys when Limits.MaxKeyBytes is 0.
+const DefaultMaxKeyBytes = 256
+
+// Limits bound what the store accepts, and how long an operation may take.
+type Limits struct {
+	// MaxItems bounds the number of items (0: no bound). A new key past it
+	// is refused with a *LimitError; replacing an existing item is not.
+	MaxItems int64
+	// MaxKeyBytes bounds a key's length in bytes (0: DefaultMaxKeyBytes).
+	MaxKeyBytes int
+	// MaxValueBytes bounds a value's length (0: no bound here; the HTTP
+	// layer bounds request bodies).
+	MaxValueBytes int64
+	// Timeout bounds each operation, so a request never waits longer on a
+	// database that does not answer (0: none beyond the caller's context).
+	Timeout time.Duration
+}
+
+// LimitError is a request refused because it passes a bound. Nothing was
+// written.
+type LimitError struct {
+	What  string // "items", "key length" or "value size"
+	Limit int64
+	Got   int64
+}
+
+func (e *LimitError) Error() string {
+	switch e.What {
+	case "items":
+		return fmt.Sprintf("the store is full: it holds its limit of %d items; delete some first", e.Limit)
+	case "key length":
+		return fmt.Sprintf("key of %d bytes is over the %d-byte limit", e.Got, e.Limit)
+	default:
+		return fmt.Sprintf("value of %d bytes is over the %d-byte limit", e.Got, e.Limit)
+	}
+}
+
+// KeyError is a key the store refuses because of what it contains.
+type KeyError struct{ Reason string }
+
+func (e *KeyError) Error() string { return "invalid key: " + e.Reason }
+
+// checkKey refuses empty, too long, non-UTF-8 and control-character keys.
+func (l Limits) checkKey(key string) error {
+	maxKey := l.MaxKeyBytes
+	if maxKey == 0 {
+		maxKey = DefaultMaxKeyBytes
+	}
+	switch {
+	case key == "":
+		return &KeyError{Reason: "empty"}
+	case len(key) > maxKey:
+		return &LimitError{What: "key length", Limit: int64(maxKey), Got: int64(len(key))}
+	case !utf8.ValidString(key):
+		return &KeyError{Reason: "not valid UTF-8"}
+	}
+	for _, r := range key {
+		if unicode.IsControl(r) {
+			return &KeyError{Reason: fmt.Sprintf("control character %U", r)}
+		}
+	}
+	return nil
+}
+
+func (l Limits) checkValue(value []byte) error {
+	if l.MaxValueBytes > 0 && int64(len(value)) > l.MaxValueBytes {
+		return &LimitError{What: "value size", Limit: l.MaxValueBytes, Got: int64(len(value))}
+	}
+	return nil
+}
+
+// DB is a Store on PostgreSQL or SQLite.
+type DB struct {
+	db     *sql.DB
+	d      dialect
+	limits Limits
+	where  string       // the host or the file, for logs; never a password
+	close  func() error // closes db, then the pool behind it
+}
+
+// Get returns the value stored under key, or ErrNotFound.
+func (s *DB) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := s.limits.checkKey(key); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var v []byte
+	err := s.db.QueryRowContext(ctx, s.d.q("SELECT value FROM items WHERE key = ?"), key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, s.failed("get", err)
+	}
+	return v, nil
+}
+
+// Put stores value under key in one transaction: replace the item if it
+// exists; else count it (refusing it past MaxItems) and insert it. Two
+// writers of one new key race at the insert; the loser replaces instead.
+func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
+	if err := s.limits.checkKey(key); err != nil {
+		return false, err
+	}
+	if err := s.limits.checkValue(value); err != nil {
+		return false, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	for {
+		created, raced, err := s.put(ctx, key, value)
+		if err != nil {
+			return false, err
+		}
+		if !raced {
+			return created, nil
+		}
+	}
+}
+
+func (s *DB) put(ctx context.Context, key string, value []byte) (created, raced bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, false, s.failed("put", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	res, err := tx.ExecContext(ctx, s.d.q("UPDATE items SET value = ?, updated_at = "+s.d.now+" WHERE key = ?"), value, key)
+	if err != nil {
+		return false, false, s.failed("put", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		res, err = tx.ExecContext(ctx, s.d.q("UPDATE item_count SET n = n + 1 WHERE id = 1 AND (? = 0 OR n < ?)"), s.limits.MaxItems, s.limits.MaxItems)
+		if err != nil {
+			return false, false, s.failed("put", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return false, false, &LimitError{What: "items", Limit: s.limits.MaxItems}
+		}
+		res, err = tx.ExecContext(ctx, s.d.q("INSERT INTO items (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"), key, value)
+		if err != nil {
+			return false, false, s.failed("put", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return false, true, nil // inserted by another writer meanwhile: replace it instead
+		}
+		created = true
+	}
+	if err := tx.Commit(); err != nil {
+		return false, false, s.failed("put", err)
+	}
+	return created, false, nil
+}
+
+// Delete removes the item and uncounts it, or returns ErrNotFound.
+func (s *DB) Delete(ctx context.Context, key string) error {
+	if err := s.limits.checkKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.failed("delete", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	res, err := tx.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
+	if err != nil {
+		return s.failed("delete", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE item_count SET n = n - 1 WHERE id = 1"); err != nil {
+		return s.failed("delete", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.failed("delete", err)
+	}
+	return nil
+}
+
+// Stats counts the items and their bytes.
+func (s *DB) Stats(ctx context.Context) (Stats, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var st Stats
+	err := s.db.QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
+	if err != nil {
+		return Stats{}, s.failed("stats", err)
+	}
+	return st, nil
+}
+
+// SQL returns the database/sql handle (over pgx's pool for PostgreSQL),
+// for health checks and for measuring the store against plain queries.
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Where names the database for logs: host, port and database, or the file.
+func (s *DB) Where() string { return s.where }
+
+// Close closes the database (and the pool behind it).
+func (s *DB) Close() error { return s.close() }
+
+func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.limits.Timeout > 0 {
+		return context.WithTimeout(ctx, s.limits.Timeout)
+	}
+	return ctx, func() {}
+}
+
+// failed wraps a database error, naming the operation and the database.
+func (s *DB) failed(op string, err error) error {
+	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
+}

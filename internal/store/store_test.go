@@ -1,0 +1,112 @@
+package store_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/storetest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("STORE_TEST_WRITER") != "" {
+		writeAndHang() // the child process of TestAcknowledgedWriteSurvivesKill
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func sqliteOpener(dir string) storetest.Opener {
+	return func(ctx context.Context, limits store.Limits) (*store.DB, error) {
+		db, err := store.Open(ctx, store.Config{DataDir: dir, Limits: limits, Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		if err := db.Migrate(ctx, quiet); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return db, nil
+	}
+}
+
+func TestSQLite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener { return sqliteOpener(t.TempDir()) })
+}
+
+// A write acknowledged by Put survives kill -9 of the process right after:
+// a child process puts an item, says so, and is killed before it can close
+// anything; the parent then finds the item.
+func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "STORE_TEST_WRITER="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "acked" {
+		t.Fatalf("child said %q, %v", buf, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.Get(t.Context(), "acked"); err != nil || string(got) != `{"v":1}` {
+		t.Fatalf("after kill -9: %q, %v", got, err)
+	}
+}
+
+func writeAndHang() {
+	dir := os.Getenv("STORE_TEST_WRITER")
+	db, err := sqliteOpener(dir)(context.Background(), store.Limits{})
+	if err != nil {
+		panic(err)
+	}
+	if _, err := db.Put(context.Background(), "acked", []byte(`{"v":1}`)); err != nil {
+		panic(err)
+	}
+	os.Stdout.WriteString("acked")
+	select {} // killed here, with the database still open
+}
+
+func TestOpenWaitsThenNamesTheDatabase(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Open(t.Context(), store.Config{DataDir: file, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "data directory") {
+		t.Fatalf("Open over a file = %v", err)
+	}
+	_, err = store.Open(t.Context(), store.Config{URL: "postgres://berth:s3cret@127.0.0.1:1/berth", Wait: 300e6, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "postgres 127.0.0.1:1/berth as berth did not answer within 300ms") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Open of a database that is not there = %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	_, err := store.Open(t.Context(), store.Config{URL: "postgres://berth:s3cret@host:notaport/db", Logger: quiet})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "database URL") {
+		t.Fatalf("a malformed URL's error = %v", err)
+	}
+}

@@ -1,0 +1,263 @@
+// Package storetest is the one test suite of package store, run against
+// SQLite by the store's own tests and against a real PostgreSQL by the e2e
+// module's: both backends must behave alike.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// Opener opens the same database every time it is called, with the limits
+// given, and migrates it.
+type Opener func(ctx context.Context, limits store.Limits) (*store.DB, error)
+
+// Run runs the suite. fresh returns an Opener of a new, empty database for
+// each test.
+func Run(t *testing.T, fresh func(t *testing.T) Opener) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, open Opener)
+	}{
+		{"CRUD", testCRUD},
+		{"Stats", testStats},
+		{"ItemLimitIsExactAndWritesNothing", testItemLimit},
+		{"ItemLimitUnderConcurrentWriters", testItemLimitConcurrent},
+		{"KeysAndValuesAreChecked", testKeysAndValues},
+		{"ConcurrentWritersOfOneKey", testOneKeyConcurrent},
+		{"CommittedWritesSurviveReopening", testReopen},
+		{"MigrationsAreIdempotentAndConcurrent", testMigrateConcurrent},
+		{"NewerSchemaIsRefused", testNewerSchema},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, fresh(t)) })
+	}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func mustOpen(t *testing.T, open Opener, limits store.Limits) *store.DB {
+	t.Helper()
+	db, err := open(t.Context(), limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func testCRUD(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	ctx := t.Context()
+	if _, err := db.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get of a missing key = %v, want ErrNotFound", err)
+	}
+	steps := []struct {
+		value   string
+		created bool
+	}{{`{"v":1}`, true}, {`{"v":2}`, false}}
+	for _, s := range steps {
+		created, err := db.Put(ctx, "k", []byte(s.value))
+		if err != nil || created != s.created {
+			t.Fatalf("Put %s = %v, %v; want created %v", s.value, created, err, s.created)
+		}
+		got, err := db.Get(ctx, "k")
+		if err != nil || string(got) != s.value {
+			t.Fatalf("Get after Put %s = %q, %v", s.value, got, err)
+		}
+	}
+	if err := db.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second Delete = %v, want ErrNotFound", err)
+	}
+	if _, err := db.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after Delete = %v", err)
+	}
+}
+
+func testStats(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	ctx := t.Context()
+	for i, v := range []string{`1`, `"ab"`, `[1,2]`} {
+		if _, err := db.Put(ctx, fmt.Sprint("k", i), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Put(ctx, "k0", []byte(`10`)); err != nil { // a replacement counts once
+		t.Fatal(err)
+	}
+	if err := db.Delete(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Stats(ctx)
+	if err != nil || st != (store.Stats{Items: 2, Bytes: int64(len(`10`) + len(`[1,2]`))}) {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+}
+
+func testItemLimit(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{MaxItems: 3})
+	ctx := t.Context()
+	for i := range 3 {
+		if _, err := db.Put(ctx, fmt.Sprint("k", i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := db.Put(ctx, "extra", []byte(`1`))
+	var le *store.LimitError
+	if !errors.As(err, &le) || le.What != "items" || le.Limit != 3 || !strings.Contains(err.Error(), "limit of 3 items") {
+		t.Fatalf("Put past the limit = %v", err)
+	}
+	if _, err := db.Get(ctx, "extra"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused item was written: %v", err)
+	}
+	if created, err := db.Put(ctx, "k1", []byte(`2`)); err != nil || created {
+		t.Fatalf("replacing at the limit = %v, %v; want allowed", created, err)
+	}
+	if err := db.Delete(ctx, "k0"); err != nil {
+		t.Fatal(err)
+	}
+	if created, err := db.Put(ctx, "extra", []byte(`1`)); err != nil || !created {
+		t.Fatalf("a new key after a delete = %v, %v", created, err)
+	}
+	if st, _ := db.Stats(ctx); st.Items != 3 {
+		t.Fatalf("items = %d, want 3", st.Items)
+	}
+}
+
+func testItemLimitConcurrent(t *testing.T, open Opener) {
+	const limit, writers = 10, 40
+	db := mustOpen(t, open, store.Limits{MaxItems: limit})
+	var created, refused atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			ok, err := db.Put(t.Context(), fmt.Sprint("w", i), []byte(`1`))
+			var le *store.LimitError
+			switch {
+			case errors.As(err, &le):
+				refused.Add(1)
+			case err != nil:
+				t.Error(err)
+			case ok:
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	st, err := db.Stats(t.Context())
+	if created.Load() != limit || refused.Load() != writers-limit || err != nil || st.Items != limit {
+		t.Fatalf("created %d, refused %d, stored %d (%v); want exactly %d created", created.Load(), refused.Load(), st.Items, err, limit)
+	}
+}
+
+func testKeysAndValues(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{MaxKeyBytes: 8, MaxValueBytes: 4})
+	tests := []struct {
+		key, value, want string
+	}{
+		{"", `1`, "invalid key: empty"},
+		{"123456789", `1`, "key of 9 bytes is over the 8-byte limit"},
+		{"a\xffb", `1`, "invalid key: not valid UTF-8"},
+		{"a\nb", `1`, "invalid key: control character U+000A"},
+		{"ok", `12345`, "value of 5 bytes is over the 4-byte limit"},
+		{"12345678", `1234`, ""},
+		{"ünï", `1`, ""},
+	}
+	for _, tt := range tests {
+		_, err := db.Put(t.Context(), tt.key, []byte(tt.value))
+		if (tt.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Put(%q, %q) = %v, want %q", tt.key, tt.value, err, tt.want)
+		}
+	}
+	if st, err := db.Stats(t.Context()); err != nil || st.Items != 2 {
+		t.Fatalf("stored %d items (%v); want only the 2 valid ones", st.Items, err)
+	}
+	if _, err := db.Get(t.Context(), "a\nb"); err == nil || !strings.Contains(err.Error(), "control character") {
+		t.Fatalf("Get of an invalid key = %v", err)
+	}
+}
+
+func testOneKeyConcurrent(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			ok, err := db.Put(t.Context(), "same", fmt.Appendf(nil, `%d`, i))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	st, _ := db.Stats(t.Context())
+	if created.Load() != 1 || st.Items != 1 {
+		t.Fatalf("20 writers of one new key: %d saw it created, %d items stored; want 1 and 1", created.Load(), st.Items)
+	}
+}
+
+func testReopen(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	value := bytes.Repeat([]byte("x"), 100<<10)
+	value[0], value[len(value)-1] = '"', '"'
+	if _, err := db.Put(t.Context(), "big", value); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := mustOpen(t, open, store.Limits{})
+	got, err := again.Get(t.Context(), "big")
+	if err != nil || !bytes.Equal(got, value) {
+		t.Fatalf("after reopening: %d bytes, %v", len(got), err)
+	}
+}
+
+func testMigrateConcurrent(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	var wg sync.WaitGroup
+	for range 3 { // three replicas starting at once
+		wg.Go(func() {
+			other, err := open(t.Context(), store.Limits{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer other.Close()
+			if err := other.Migrate(t.Context(), quiet); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := db.Put(t.Context(), "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testNewerSchema(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{})
+	if _, err := db.SQL().ExecContext(t.Context(), "INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)"); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Migrate(t.Context(), quiet)
+	if err == nil || !strings.Contains(err.Error(), "has schema version 999, newer than this binary knows (1)") {
+		t.Fatalf("Migrate over a newer schema = %v", err)
+	}
+}
