@@ -5,7 +5,8 @@ SHELL := /bin/bash
 KIND_NODE_IMAGE ?= kindest/node:v1.34.0
 GO_IMAGE        ?= golang:1.26-bookworm
 RUNTIME_IMAGE   ?= gcr.io/distroless/static-debian12:nonroot
-export KIND_NODE_IMAGE GO_IMAGE RUNTIME_IMAGE
+POSTGRES_IMAGE  ?= postgres:15
+export KIND_NODE_IMAGE GO_IMAGE RUNTIME_IMAGE POSTGRES_IMAGE
 
 KIND_CLUSTER    ?= berth
 IMAGE_REPO      ?= berth
@@ -22,17 +23,18 @@ help: ## list targets
 run: ## run the service locally with its embedded defaults (API :8080, admin :9090)
 	BERTH_LOG_FORMAT=text $(GO) run ./cmd/server
 
-test: lint ## unit, example and chart tests with -race (no cluster needed)
+test: lint ## unit, example, chart and store tests with -race (no cluster; the PostgreSQL half needs Docker)
 	$(GO) test -race -count=1 -timeout 300s ./...
-	cd e2e && $(GO) test -race -count=1 -timeout 300s ./chart/...
+	cd e2e && $(GO) test -race -count=1 -timeout 300s ./chart/... ./storepg/...
 
 lint: ## go vet (both modules, e2e tag included) and gofmt
 	$(GO) vet ./...
 	cd e2e && $(GO) vet ./... && $(GO) vet -tags e2e ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: ## benchmarks: berth's request path vs bare Gin, probes with a slow check, parallel startup, and a loopback load run
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./cmd/...
+bench: ## benchmarks: berth's request path vs bare Gin, probes with a slow check, parallel startup, loopback load, the items API on both databases
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./cmd/... ./internal/...
+	cd e2e && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./storepg/...
 
 image: ## build the service image
 	docker build --build-arg GO_IMAGE=$(GO_IMAGE) --build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE) \

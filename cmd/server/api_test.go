@@ -3,23 +3,28 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/berthtest"
+	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
 // startService runs the service on loopback through berthtest, with the
 // test's settings on top of a quick, quiet base.
 func startService(t *testing.T, extra map[string]string) *berthtest.App {
 	t.Helper()
-	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_LOG_FORMAT": "text", "BERTH_BODY_LIMIT": "64", "BERTH_WORK_MAX": "2s", "POD_NAME": "pod-a"}
+	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_LOG_FORMAT": "text", "BERTH_BODY_LIMIT": "64", "BERTH_WORK_MAX": "2s",
+		"BERTH_MAX_ITEMS": "3", "POD_NAME": "pod-a", "BERTH_DATA_DIR": t.TempDir()}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -64,7 +69,13 @@ func TestAPI(t *testing.T) {
 		{"read", "GET", items + "k", "", 200, "v", "1"},
 		{"replace", "PUT", items + "k", `{"v":2}`, 200, "v", "2"},
 		{"malformed", "PUT", items + "k", `{"v":`, 400, "error", "body is not valid JSON"},
-		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body over the 64-byte limit"},
+		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body over the 64-byte limit (BERTH_BODY_LIMIT)"},
+		{"key too long", "PUT", items + strings.Repeat("k", 257), `1`, 400, "error", "key of 257 bytes is over the 256-byte limit"},
+		{"key with a control character", "PUT", items + "a%0Ab", `1`, 400, "error", "invalid key: control character U+000A"},
+		{"second", "PUT", items + "k2", `{"v":2}`, 201, "", ""},
+		{"third", "PUT", items + "k3", `{"v":3}`, 201, "", ""},
+		{"past the item limit", "PUT", items + "k4", `{"v":4}`, 507, "error", "the store is full: it holds its limit of 3 items; delete some first (BERTH_MAX_ITEMS)"},
+		{"nothing half-written", "GET", items + "k4", "", 404, "error", `no item "k4"`},
 		{"delete", "DELETE", items + "k", "", 204, "", ""},
 		{"delete again", "DELETE", items + "k", "", 404, "error", `no item "k"`},
 		{"work", "GET", app.URL + "/api/v1/work?duration=10ms", "", 200, "worked", "10ms"},
@@ -88,7 +99,7 @@ func TestAPI(t *testing.T) {
 		})
 	}
 	code, metricsText := app.GetAdmin(t, "/metrics")
-	for _, want := range []string{`berth_http_requests_total{code="201",method="PUT",route="/api/v1/items/:key"} 1`, `route="unmatched"`, `berth_hook_duration_seconds{app="berth",hook="cache",phase="start"}`} {
+	for _, want := range []string{`berth_http_requests_total{code="201",method="PUT",route="/api/v1/items/:key"} 3`, `route="unmatched"`, `berth_hook_duration_seconds{app="berth",hook="cache",phase="start"}`} {
 		if code != 200 || !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -123,5 +134,58 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// failingStore is a database that does not answer.
+type failingStore struct{}
+
+var errNoAnswer = errors.New("dial tcp 10.96.0.10:5432: connect: connection refused")
+
+func (failingStore) Get(context.Context, string) ([]byte, error)       { return nil, errNoAnswer }
+func (failingStore) Put(context.Context, string, []byte) (bool, error) { return false, errNoAnswer }
+func (failingStore) Delete(context.Context, string) error              { return errNoAnswer }
+func (failingStore) Stats(context.Context) (store.Stats, error)        { return store.Stats{}, errNoAnswer }
+
+// With the database gone, requests that need it answer 503 with
+// Retry-After and a JSON error at once; the others keep answering 200.
+func TestDatabaseOutageIsA503(t *testing.T) {
+	app := &lifespan.App{Name: "berth"}
+	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		storeKey.Set(s, failingStore{})
+		c := &cache{}
+		c.stats.Store(&store.Stats{Items: 7})
+		cacheKey.Set(s, c)
+		return nil, nil
+	}})
+	if err := app.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop(context.Background())
+	cfg, err := config.Load(map[string]string{"BERTH_WORK_MAX": "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, tt := range []struct {
+		method, path, body string
+		code               int
+		retryAfter         string
+	}{
+		{"GET", "/api/v1/items/k", "", 503, "1"},
+		{"PUT", "/api/v1/items/k", `{"v":1}`, 503, "1"},
+		{"DELETE", "/api/v1/items/k", "", 503, "1"},
+		{"GET", "/api/v1/info", "", 200, ""},
+		{"GET", "/api/v1/work?duration=1ms", "", 200, ""},
+	} {
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
+		var out map[string]any
+		if rec.Code != tt.code || rec.Header().Get("Retry-After") != tt.retryAfter || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+			t.Errorf("%s %s = %d Retry-After=%q %s; want %d", tt.method, tt.path, rec.Code, rec.Header().Get("Retry-After"), rec.Body, tt.code)
+		}
+		if tt.code == 503 && out["error"] != "the database did not answer; retry later" {
+			t.Errorf("%s %s error = %v", tt.method, tt.path, out["error"])
+		}
 	}
 }

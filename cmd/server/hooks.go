@@ -4,106 +4,92 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
+	"github.com/berth-dev/berth/pkg/probes/heptio"
+	"github.com/heptiolabs/healthcheck"
 )
 
-// store is the service's key-value store: in memory, opened at startup and
-// closed at shutdown, like a database client would be.
-type store struct {
-	mu     sync.RWMutex
-	items  map[string][]byte
-	closed bool
-}
-
-var errStoreClosed = errors.New("store is closed")
-
-func (s *store) get(key string) ([]byte, bool, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, false, errStoreClosed
-	}
-	v, ok := s.items[key]
-	return v, ok, nil
-}
-
-func (s *store) put(key string, v []byte) (created bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false, errStoreClosed
-	}
-	_, existed := s.items[key]
-	s.items[key] = v
-	return !existed, nil
-}
-
-func (s *store) delete(key string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false, errStoreClosed
-	}
-	_, ok := s.items[key]
-	delete(s.items, key)
-	return ok, nil
-}
-
-func (s *store) count() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.items)
-}
-
-func (s *store) close() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	return len(s.items)
-}
-
-// cache is warmed from the store at startup and refreshed by the job.
+// cache holds the store's figures, warmed from the database at startup and
+// refreshed by the job, so /api/v1/info answers without the database.
 type cache struct {
-	keys     atomic.Int64
+	stats    atomic.Pointer[store.Stats]
 	warmedAt atomic.Int64
 	jobRuns  atomic.Int64
 }
 
-func (c *cache) load(s *store) {
-	c.keys.Store(int64(s.count()))
+func (c *cache) load(ctx context.Context, s store.Store) error {
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	c.stats.Store(&st)
 	c.warmedAt.Store(time.Now().UnixNano())
+	return nil
 }
 
 var (
-	storeKey = lifespan.NewKey[*store]("store")
+	storeKey = lifespan.NewKey[store.Store]("store")
 	cacheKey = lifespan.NewKey[*cache]("cache")
 )
 
-// serviceHooks returns the service's hooks, in start order: the store, the
-// cache warmed from it, and the job that refreshes the cache in the
-// background. Each stop undoes its start; the job's task is cancelled
-// after the HTTP drain, before the cache and the store go.
-func serviceHooks(cfg config.Config, log *slog.Logger) []lifespan.Hook {
+// dbCheck is the readiness check "db": a ping of the database through
+// heptiolabs/healthcheck's DatabasePingCheck, run in the background every
+// few seconds, so a probe reads the cached result and never waits on the
+// database. It fails until the db hook has opened the database.
+type dbCheck struct{ ping atomic.Pointer[probes.CheckFunc] }
+
+func (d *dbCheck) check(cfg config.Config) probes.Check {
+	return probes.Check{Name: "db", Interval: 5 * time.Second, Timeout: cfg.DBTimeout + time.Second,
+		Run: func(ctx context.Context) error {
+			ping := d.ping.Load()
+			if ping == nil {
+				return errors.New("database not open yet")
+			}
+			return (*ping)(ctx)
+		}}
+}
+
+// serviceHooks returns the service's hooks, in start order: the database
+// (waiting for it), its schema, the cache warmed from it, and the job that
+// refreshes the cache in the background. Each stop undoes its start; on
+// SIGTERM the job's task is cancelled after the HTTP drain, and the
+// database closes last, after every request has been answered.
+func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan.Hook {
 	return []lifespan.Hook{
-		{Name: "store", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			st := &store{items: map[string][]byte{}}
-			storeKey.Set(s, st)
+		{Name: "db", StartTimeout: cfg.DBWait + cfg.DBTimeout + 5*time.Second, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			db, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Wait: cfg.DBWait, Logger: log,
+				Limits: store.Limits{MaxItems: cfg.MaxItems, MaxValueBytes: cfg.BodyLimit, Timeout: cfg.DBTimeout}})
+			if err != nil {
+				return nil, err
+			}
+			log.Info("database open", "database", db.Where())
+			check := heptio.Check(healthcheck.DatabasePingCheck(db.SQL(), cfg.DBTimeout))
+			ping.ping.Store(&check)
+			storeKey.Set(s, db)
 			return func(context.Context) error {
-				log.Info("store closed", "items", st.close())
-				return nil
+				ping.ping.Store(nil)
+				err := db.Close()
+				log.Info("database closed", "database", db.Where())
+				return err
 			}, nil
 		}},
-		{Name: "cache", Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		{Name: "migrate", StartTimeout: time.Minute, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			return nil, storeKey.MustGet(s).(*store.DB).Migrate(ctx, log)
+		}},
+		{Name: "cache", StartTimeout: 30 * time.Second, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			c := &cache{}
-			c.load(storeKey.MustGet(s))
+			if err := c.load(ctx, storeKey.MustGet(s)); err != nil {
+				return nil, err
+			}
 			cacheKey.Set(s, c)
 			return func(context.Context) error {
-				log.Info("cache dropped", "keys", c.keys.Load())
+				log.Info("cache dropped", "items", c.stats.Load().Items)
 				return nil
 			}, nil
 		}},
@@ -118,7 +104,12 @@ func serviceHooks(cfg config.Config, log *slog.Logger) []lifespan.Hook {
 						log.Info("cache-refresh job stopped", "runs", c.jobRuns.Load())
 						return ctx.Err()
 					case <-tick.C:
-						c.load(st)
+						// A database outage is ridden out: the cache keeps its
+						// last figures and the job tries again next tick.
+						if err := c.load(ctx, st); err != nil {
+							log.Warn("cache refresh failed", "error", err.Error())
+							continue
+						}
 						c.jobRuns.Add(1)
 					}
 				}

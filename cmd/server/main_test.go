@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRunExitCodes(t *testing.T) {
-	loopback := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s"}
+	loopback := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
 		for k, v := range loopback {
@@ -36,6 +36,10 @@ func TestRunExitCodes(t *testing.T) {
 		{"demo failure", nil, with(map[string]string{"BERTH_DEMO_FAIL": "cache"}), 1, `hook \"cache\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
 			`hook \"sidecars\": start: failing as BERTH_DEMO_FAIL asks`},
+		{"database not there", nil, with(map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cret@127.0.0.1:1/berth", "BERTH_DB_WAIT": "200ms"}), 1,
+			`hook \"db\": start: database postgres 127.0.0.1:1/berth as berth did not answer within 200ms`},
+		{"database URL of another kind", nil, with(map[string]string{"BERTH_DATABASE_URL": "mysql://u:s3cret@h/db"}), 2,
+			`BERTH_DATABASE_URL="mysql://u:xxxxx@h/db": want a postgres:// or postgresql:// URL`},
 		{"unknown command", []string{"dance"}, nil, 2, `unknown command "dance"`},
 		{"probe without URL", []string{"probe"}, nil, 2, "usage: server probe URL"},
 	}
@@ -48,6 +52,9 @@ func TestRunExitCodes(t *testing.T) {
 			if !strings.Contains(stderr.String(), tt.inError) {
 				t.Fatalf("stderr lacks %q:\n%s", tt.inError, stderr.String())
 			}
+			if strings.Contains(stderr.String(), "s3cret") {
+				t.Fatalf("a password reached the log:\n%s", stderr.String())
+			}
 		})
 	}
 	var stdout bytes.Buffer
@@ -58,15 +65,15 @@ func TestRunExitCodes(t *testing.T) {
 
 func TestDemoFailureRollsBackEarlierHooks(t *testing.T) {
 	var stderr bytes.Buffer
-	env := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DEMO_FAIL": "jobs"}
+	env := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DEMO_FAIL": "jobs", "BERTH_DATA_DIR": t.TempDir()}
 	if code := run(nil, env, io.Discard, &stderr); code != serve.ExitStartup {
 		t.Fatalf("exit %d", code)
 	}
 	logs := stderr.String()
 	failed := strings.Index(logs, `"hook":"jobs"`)
 	cacheDropped := strings.Index(logs, `"msg":"cache dropped"`)
-	storeClosed := strings.Index(logs, `"msg":"store closed"`)
-	if failed < 0 || cacheDropped < failed || storeClosed < cacheDropped {
-		t.Fatalf("want jobs failure, then cache and store stopped in reverse:\n%s", logs)
+	dbClosed := strings.Index(logs, `"msg":"database closed"`)
+	if failed < 0 || cacheDropped < failed || dbClosed < cacheDropped {
+		t.Fatalf("want jobs failure, then the cache and the database closed in reverse:\n%s", logs)
 	}
 }

@@ -60,12 +60,14 @@ func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometh
 			checks.Add(probes.Readiness, c)
 		}
 	}
-	hooks = append(hooks, serviceHooks(cfg, log)...)
+	db := &dbCheck{}
+	checks.Add(probes.Readiness, db.check(cfg))
+	hooks = append(hooks, serviceHooks(cfg, log, db)...)
 	app.Append(withDemo(cfg, hooks)...)
 
 	sc := cfg.Serve(log)
 	sc.Apps = lifespan.Group{app}
-	sc.API = newAPI(cfg, app, httpMetrics)
+	sc.API = newAPI(cfg, app, httpMetrics, log)
 	sc.Probes = checks
 	sc.Metrics = metrics.Handler(reg)
 	return sc, reg, nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -45,12 +46,17 @@ type Config struct {
 	JobInterval    time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
 	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"30s"`
 	BodyLimit      int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
+	DatabaseURL    string        `env:"BERTH_DATABASE_URL"`
+	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
+	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
+	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"2s"`
+	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
 	PodName        string        `env:"POD_NAME"`
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
 // BERTH_SIDECARS is set); BERTH_DEMO_FAIL must name one of them.
-var HookNames = []string{"sidecars", "store", "cache", "jobs"}
+var HookNames = []string{"sidecars", "db", "migrate", "cache", "jobs"}
 
 var accepted = map[reflect.Type]string{
 	reflect.TypeFor[time.Duration](): "a Go duration such as 250ms, 5s or 1m",
@@ -102,6 +108,7 @@ func Load(environ map[string]string) (Config, error) {
 		{"BERTH_SHUTDOWN_MARGIN", cfg.Margin, true}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout, true},
 		{"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true}, {"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false},
 		{"BERTH_JOB_INTERVAL", cfg.JobInterval, true}, {"BERTH_WORK_MAX", cfg.WorkMax, true},
+		{"BERTH_DB_WAIT", cfg.DBWait, false}, {"BERTH_DB_TIMEOUT", cfg.DBTimeout, true},
 	} {
 		switch {
 		case d.v < 0:
@@ -112,6 +119,12 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if cfg.BodyLimit <= 0 && environ["BERTH_BODY_LIMIT"] != "" {
 		bad("BERTH_BODY_LIMIT", environ["BERTH_BODY_LIMIT"], "must be a positive number of bytes")
+	}
+	if cfg.MaxItems < 0 {
+		bad("BERTH_MAX_ITEMS", environ["BERTH_MAX_ITEMS"], "must be 0 (no bound) or more")
+	}
+	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		bad("BERTH_DATABASE_URL", redactURL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
 	}
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
 		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
@@ -164,6 +177,18 @@ func (c Config) Serve(log *slog.Logger) serve.Config {
 		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, &http.Client{}, log) }
 	}
 	return sc
+}
+
+// redactURL hides the password of a URL shown in an error.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 // envName returns the variable behind a Config field.

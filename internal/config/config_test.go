@@ -23,7 +23,7 @@ func TestLoad(t *testing.T) {
 		{"zero margin", map[string]string{"BERTH_SHUTDOWN_MARGIN": "0s"}, `BERTH_SHUTDOWN_MARGIN="0s": must be more than 0`},
 		{"log level", map[string]string{"BERTH_LOG_LEVEL": "loud"}, `BERTH_LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"log format", map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT="xml": want json or text`},
-		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, store, cache, jobs`},
+		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, db, migrate, cache, jobs`},
 		{"demo fail sidecars without sidecars", map[string]string{"BERTH_DEMO_FAIL": "sidecars"}, "runs only when BERTH_SIDECARS is set"},
 		{"sidecars", map[string]string{"BERTH_SIDECARS": "ftp://x:1"}, `BERTH_SIDECARS="ftp://x:1": sidecar "ftp://x:1": scheme "ftp" not supported`},
 		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},

@@ -110,3 +110,12 @@ func TestRedactURL(t *testing.T) {
 		t.Fatalf("a malformed URL's error = %v", err)
 	}
 }
+
+func BenchmarkItemsSQLite(b *testing.B) {
+	db, err := sqliteOpener(b.TempDir())(context.Background(), store.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	storetest.BenchmarkItems(b, db, "?")
+}

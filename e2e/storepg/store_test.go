@@ -1,0 +1,179 @@
+// Package storepg runs package store's test suite, and its benchmark,
+// against a real PostgreSQL: a container of POSTGRES_IMAGE (default
+// postgres:15) started with testcontainers-go. With BERTH_REQUIRE_POSTGRES
+// set (CI sets it), a Docker that cannot start one fails the run instead of
+// skipping it.
+package storepg
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/store/storetest"
+	"github.com/jackc/pgx/v5"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/modules/postgres"
+)
+
+var (
+	adminURL  string // the server's own database, to create one per test
+	container *postgres.PostgresContainer
+	startErr  error
+	quiet    = slog.New(slog.NewTextHandler(io.Discard, nil))
+)
+
+func TestMain(m *testing.M) {
+	// Ryuk, testcontainers' reaper, is an image these machines cannot pull;
+	// the container is terminated here instead.
+	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// With the Docker daemon on this machine (no DOCKER_HOST), its published
+	// ports are on localhost; testcontainers would otherwise guess a
+	// gateway address when it believes it runs inside a container.
+	if os.Getenv("DOCKER_HOST") == "" && os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
+	}
+	ctx := context.Background()
+	image := os.Getenv("POSTGRES_IMAGE")
+	if image == "" {
+		image = "postgres:15"
+	}
+	c, startErr := postgres.Run(ctx, image, postgres.WithDatabase("berth"), postgres.WithUsername("berth"),
+		postgres.WithPassword("berth-test"), postgres.BasicWaitStrategies())
+	if startErr == nil {
+		container = c
+		adminURL, startErr = c.ConnectionString(ctx, "sslmode=disable")
+	}
+	code := m.Run()
+	if c != nil {
+		if err := testcontainers.TerminateContainer(c); err != nil {
+			fmt.Fprintf(os.Stderr, "storepg: terminating the postgres container: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// requirePostgres skips (or, with BERTH_REQUIRE_POSTGRES, fails) the test
+// when no PostgreSQL could be started.
+func requirePostgres(t testing.TB) {
+	t.Helper()
+	if startErr == nil {
+		return
+	}
+	if os.Getenv("BERTH_REQUIRE_POSTGRES") != "" {
+		t.Fatalf("BERTH_REQUIRE_POSTGRES is set but no PostgreSQL could be started: %v", startErr)
+	}
+	t.Skipf("no PostgreSQL (set BERTH_REQUIRE_POSTGRES to fail instead): %v", startErr)
+}
+
+var databases atomic.Int64
+
+// freshDatabase creates an empty database on the server and returns its URL.
+func freshDatabase(t testing.TB) string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	name := fmt.Sprintf("t%d_%d", time.Now().UnixNano(), databases.Add(1))
+	if _, err := conn.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func opener(dbURL string) storetest.Opener {
+	return func(ctx context.Context, limits store.Limits) (*store.DB, error) {
+		db, err := store.Open(ctx, store.Config{URL: dbURL, Limits: limits, Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		if err := db.Migrate(ctx, quiet); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return db, nil
+	}
+}
+
+func TestPostgres(t *testing.T) {
+	requirePostgres(t)
+	storetest.Run(t, func(t *testing.T) storetest.Opener { return opener(freshDatabase(t)) })
+}
+
+// A database that stops answering costs a request no more than the store's
+// timeout, and the pool recovers by itself once it answers again.
+func TestOutageIsBoundedAndRidesOut(t *testing.T) {
+	requirePostgres(t)
+	const timeout = 500 * time.Millisecond
+	db, err := opener(freshDatabase(t))(t.Context(), store.Limits{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Put(t.Context(), "before", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	docker := func(verb string) {
+		t.Helper()
+		if out, err := exec.Command("docker", verb, container.GetContainerID()).CombinedOutput(); err != nil {
+			t.Fatalf("docker %s: %v: %s", verb, err, out)
+		}
+	}
+	docker("pause") // the server stops answering; connections hang
+	paused := true
+	defer func() {
+		if paused {
+			docker("unpause")
+		}
+	}()
+	for _, op := range []func() error{
+		func() error { _, err := db.Get(t.Context(), "before"); return err },
+		func() error { _, err := db.Put(t.Context(), "during", []byte(`1`)); return err },
+	} {
+		begin := time.Now()
+		err := op()
+		if took := time.Since(begin); err == nil || took > 4*timeout {
+			t.Fatalf("during the outage: %v after %v; want an error within the %v timeout", err, took, timeout)
+		}
+	}
+	docker("unpause")
+	paused = false
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := db.Put(t.Context(), "after", []byte(`1`))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write succeeded within 10s of the database answering again: %v", err)
+		}
+	}
+	if got, err := db.Get(t.Context(), "before"); err != nil || string(got) != "1" {
+		t.Fatalf("after the outage: %q, %v", got, err)
+	}
+}
+
+func BenchmarkItemsPostgres(b *testing.B) {
+	requirePostgres(b)
+	db, err := opener(freshDatabase(b))(context.Background(), store.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	storetest.BenchmarkItems(b, db, "$1")
+}
