@@ -58,9 +58,7 @@ func (c *cluster) deleteNamespace(name string) {
 	_ = c.cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 }
 
-func (c *cluster) imageArgs() []string {
-	return []string{"--set", "image.repository=" + imageRepo, "--set", "image.tag=" + imageTag}
-}
+func (c *cluster) imageArgs() []string { return setArgs(imageArgs()) }
 
 // install runs helm install; with wait, until every pod is Ready.
 func (c *cluster) install(t *testing.T, release, ns string, wait bool, sets ...string) {

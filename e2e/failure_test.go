@@ -23,7 +23,7 @@ func TestStartupFailure(t *testing.T) {
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			c = newCluster(t, cfg)
 			c.createNamespace(t, ns)
-			c.install(t, release, ns, false, "replicaCount=1", "config.demoFail=cache", "config.demoWarmup=500ms")
+			c.install(t, release, ns, false, "replicaCount=1", "postgresql.enabled=false", "config.demoFail=cache", "config.demoWarmup=500ms")
 			return ctx
 		}).
 		Assess("never Ready, rolls back, exits 1", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -68,16 +68,16 @@ func TestStartupFailure(t *testing.T) {
 			if e, _ := failed.Fields["error"].(string); !strings.Contains(e, `hook "cache": start: failing as BERTH_DEMO_FAIL asks`) {
 				t.Errorf("cache failure logged as %q", e)
 			}
-			closed := mustFind(t, lines, text, "store closed")
-			rolled := mustFind(t, lines, text, "hook-stopped", "hook", "store")
+			closed := mustFind(t, lines, text, "database closed")
+			rolled := mustFind(t, lines, text, "hook-stopped", "hook", "db")
 			exiting := mustFind(t, lines, text, "exiting", "code", 1)
 			if !(failed.Time.Before(closed.Time) || failed.Time.Equal(closed.Time)) || rolled.Time.Before(closed.Time) || exiting.Time.Before(rolled.Time) {
-				t.Errorf("want cache failure, then the store's rollback, then exit; got %v, %v, %v, %v", failed.Time, closed.Time, rolled.Time, exiting.Time)
+				t.Errorf("want cache failure, then the database's rollback, then exit; got %v, %v, %v, %v", failed.Time, closed.Time, rolled.Time, exiting.Time)
 			}
 			if _, ok := find(lines, "hook-started", "hook", "jobs"); ok {
 				t.Error("a hook after the failing one was started")
 			}
-			t.Logf("startup failure: exit %d, never Ready, store rolled back", exit.ExitCode)
+			t.Logf("startup failure: exit %d, never Ready, database closed in the rollback", exit.ExitCode)
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {

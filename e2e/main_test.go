@@ -15,6 +15,7 @@
 //	KIND_NODE_IMAGE    node image (default kindest/node:v1.34.0)
 //	GO_IMAGE           builder image for the Dockerfile (default golang:1.26-bookworm)
 //	RUNTIME_IMAGE      runtime image for the Dockerfile (default distroless static:nonroot)
+//	POSTGRES_IMAGE     the bundled PostgreSQL's image (default postgres:15)
 //	E2E_CLUSTER        cluster name (default berth-e2e)
 //	E2E_REUSE_CLUSTER  name of an existing cluster to use and keep, for fast iteration
 //	E2E_IMAGE          an image already built to use instead of building one
@@ -47,6 +48,7 @@ var (
 	clusterName   = envOr("E2E_CLUSTER", "berth-e2e")
 	imageRepo     = "berth"
 	imageTag      = "e2e"
+	postgresImage = envOr("POSTGRES_IMAGE", "postgres:15")
 	mainNamespace = "berth"
 	artifacts     = envOr("E2E_ARTIFACTS", filepath.Join("..", "e2e-artifacts"))
 	// apiURL is the release's NodePort, mapped to the host by deploy/kind.
@@ -147,6 +149,13 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	if err := loadImage(provider, image); err != nil {
 		return "", err
 	}
+	// Nodes that cannot pull get PostgreSQL's image from the local Docker;
+	// elsewhere, without it locally, the cluster pulls it as usual.
+	if command(nil, "docker", "image", "inspect", postgresImage) == nil {
+		if err := loadImage(provider, postgresImage); err != nil {
+			return "", err
+		}
+	}
 	return kubeconfig, installMain(kubeconfig)
 }
 
@@ -176,7 +185,7 @@ func writeKubeconfig(provider *kindcluster.Provider) (string, error) {
 // loadImage copies image from the local Docker into every node's
 // containerd, as `kind load docker-image` does.
 func loadImage(provider *kindcluster.Provider, image string) error {
-	archive := filepath.Join(os.TempDir(), "berth-e2e-image.tar")
+	archive := filepath.Join(os.TempDir(), "berth-e2e-"+strings.NewReplacer("/", "_", ":", "_").Replace(image)+".tar")
 	defer os.Remove(archive)
 	if err := command(nil, "docker", "save", "-o", archive, image); err != nil {
 		return err
@@ -218,9 +227,19 @@ func installMain(kubeconfig string) error {
 	if err := command(env, "kubectl", "label", "namespace", mainNamespace, "--overwrite", "pod-security.kubernetes.io/enforce=restricted"); err != nil {
 		return err
 	}
-	return command(env, "helm", "upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
-		"--set", "image.repository="+imageRepo, "--set", "image.tag="+imageTag,
-		"--set", "service.type=NodePort", "--set", "service.nodePort=30080")
+	args := []string{"upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
+		"--set", "service.type=NodePort", "--set", "service.nodePort=30080"}
+	for _, a := range imageArgs() {
+		args = append(args, "--set", a)
+	}
+	return command(env, "helm", args...)
+}
+
+// imageArgs are the chart values naming the images the e2e loaded.
+func imageArgs() []string {
+	pgRepo, pgTag, _ := strings.Cut(postgresImage, ":")
+	return []string{"image.repository=" + imageRepo, "image.tag=" + imageTag,
+		"postgresql.image.repository=" + pgRepo, "postgresql.image.tag=" + pgTag}
 }
 
 // command runs a tool, its output going to ours; the error carries the

@@ -20,7 +20,7 @@ const sidecarReadyDelay = 3 * time.Second
 func sidecarPod(t *testing.T, c *cluster, ns, release, mode string) corev1.Pod {
 	t.Helper()
 	c.createNamespace(t, ns)
-	c.install(t, release, ns, true, "replicaCount=1", "config.demoWarmup=0s", "sidecar.enabled=true",
+	c.install(t, release, ns, true, "replicaCount=1", "postgresql.enabled=false", "config.demoWarmup=0s", "sidecar.enabled=true",
 		"sidecar.mode="+mode, "sidecar.readyDelay="+sidecarReadyDelay.String())
 	return c.waitSettled(t, ns, release, 1)[0]
 }
@@ -81,7 +81,7 @@ func TestSidecars(t *testing.T) {
 			if ready := mustFind(t, app, appText, "sidecar ready"); ready.Fields["attempts"].(float64) < 2 {
 				t.Errorf("the app found the sidecar ready at once (%v attempts); it should have waited for it", ready.Fields["attempts"])
 			}
-			lastStop := mustFind(t, app, appText, "hook-stopped", "hook", "store")
+			lastStop := mustFind(t, app, appText, "hook-stopped", "hook", "db")
 			quit := mustFind(t, sc, scText, "sidecar quit requested")
 			if !quit.Time.After(lastStop.Time) {
 				t.Errorf("quit arrived at %v, before the app's last stop hook at %v", quit.Time, lastStop.Time)

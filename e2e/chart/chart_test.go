@@ -20,18 +20,31 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 )
 
 const chartDir = "../../deploy/helm/berth"
 
 type rendered struct {
-	deployment *appsv1.Deployment
-	services   []corev1.Service
-	pdb        *policyv1.PodDisruptionBudget
-	testPod    *corev1.Pod
-	kinds      []string
+	deployment  *appsv1.Deployment
+	statefulSet *appsv1.StatefulSet
+	services    []corev1.Service
+	secrets     []corev1.Secret
+	pvcs        []corev1.PersistentVolumeClaim
+	pdb         *policyv1.PodDisruptionBudget
+	testPod     *corev1.Pod
+	kinds       []string
+	// custom holds objects of kinds the Kubernetes API types do not know
+	// (a ServiceMonitor), decoded as YAML maps.
+	custom []map[string]any
 }
+
+// strict decodes manifests into the Kubernetes API types, refusing unknown
+// and duplicate fields.
+var strict = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 
 func render(t *testing.T, values map[string]any, apiVersions ...string) (*rendered, error) {
 	t.Helper()
@@ -71,34 +84,38 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 			if strings.TrimSpace(doc) == "" || isComments(doc) {
 				continue
 			}
-			var meta struct{ Kind string }
+			var meta struct{ Kind, APIVersion string }
 			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			r.kinds = append(r.kinds, meta.Kind)
-			var target any
-			switch meta.Kind {
-			case "Deployment":
-				r.deployment = &appsv1.Deployment{}
-				target = r.deployment
-			case "Service":
-				r.services = append(r.services, corev1.Service{})
-				target = &r.services[len(r.services)-1]
-			case "PodDisruptionBudget":
-				r.pdb = &policyv1.PodDisruptionBudget{}
-				target = r.pdb
-			case "Pod":
-				r.testPod = &corev1.Pod{}
-				target = r.testPod
-			case "ServiceAccount":
-				target = &corev1.ServiceAccount{}
-			case "ServiceMonitor":
+			if !scheme.Scheme.Recognizes(schema.FromAPIVersionAndKind(meta.APIVersion, meta.Kind)) {
+				var m map[string]any
+				if err := yaml.UnmarshalStrict([]byte(doc), &m); err != nil {
+					t.Fatalf("%s: %s: %v", name, meta.Kind, err)
+				}
+				r.custom = append(r.custom, m)
 				continue
-			default:
-				t.Fatalf("%s: unexpected kind %q", name, meta.Kind)
 			}
-			if err := yaml.UnmarshalStrict([]byte(doc), target); err != nil {
+			obj, _, err := strict.Decode([]byte(doc), nil, nil)
+			if err != nil {
 				t.Fatalf("%s: %s does not decode strictly: %v\n%s", name, meta.Kind, err, doc)
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				r.deployment = o
+			case *appsv1.StatefulSet:
+				r.statefulSet = o
+			case *corev1.Service:
+				r.services = append(r.services, *o)
+			case *corev1.Secret:
+				r.secrets = append(r.secrets, *o)
+			case *corev1.PersistentVolumeClaim:
+				r.pvcs = append(r.pvcs, *o)
+			case *policyv1.PodDisruptionBudget:
+				r.pdb = o
+			case *corev1.Pod:
+				r.testPod = o
 			}
 		}
 	}
@@ -122,6 +139,17 @@ func mustRender(t *testing.T, values map[string]any, apiVersions ...string) *ren
 		t.Fatal(err)
 	}
 	return r
+}
+
+func service(t *testing.T, r *rendered, name string) corev1.Service {
+	t.Helper()
+	for _, s := range r.services {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no Service %q", name)
+	return corev1.Service{}
 }
 
 func env(c corev1.Container) map[string]string {
@@ -155,7 +183,7 @@ func restricted(t *testing.T, where string, sc *corev1.SecurityContext) {
 
 func TestDefaults(t *testing.T) {
 	r := mustRender(t, nil)
-	if got, want := r.kinds, []string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"}; !slices.Equal(got, want) {
+	if got, want := r.kinds, []string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"}; !slices.Equal(got, want) {
 		t.Fatalf("kinds = %v, want %v", got, want)
 	}
 	d := r.deployment
@@ -180,7 +208,7 @@ func TestDefaults(t *testing.T) {
 	for _, p := range []struct {
 		probe *corev1.Probe
 		path  string
-	}{{app.StartupProbe, "/startupz"}, {app.ReadinessProbe, "/readyz"}, {app.LivenessProbe, "/livez"}} {
+	}{{app.StartupProbe, "/startupz"}, {app.ReadinessProbe, "/readyz?exclude=db"}, {app.LivenessProbe, "/livez"}} {
 		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "admin" {
 			t.Errorf("probe for %s: %+v", p.path, p.probe)
 		}
@@ -272,13 +300,18 @@ func TestOptionalResources(t *testing.T) {
 		apis   []string
 		want   []string
 	}{
-		{"one replica has no PDB", map[string]any{"replicaCount": 1}, nil, []string{"Deployment", "Pod", "Service", "Service", "ServiceAccount"}},
+		{"one replica has no PDB", map[string]any{"replicaCount": 1}, nil,
+			[]string{"Deployment", "Pod", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"}},
 		{"ServiceMonitor without its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, nil,
-			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"}},
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"}},
 		{"ServiceMonitor with its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, []string{"monitoring.coreos.com/v1/ServiceMonitor"},
-			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor"}},
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
 		{"no service account", map[string]any{"serviceAccount": map[string]any{"create": false}}, nil,
-			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service"}},
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "StatefulSet"}},
+		{"external database", map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}, nil,
+			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"}},
+		{"embedded database", map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}, nil,
+			[]string{"Deployment", "PersistentVolumeClaim", "Pod", "Service", "Service", "ServiceAccount"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,8 +324,9 @@ func TestOptionalResources(t *testing.T) {
 
 func TestNodePort(t *testing.T) {
 	r := mustRender(t, map[string]any{"service": map[string]any{"type": "NodePort", "nodePort": 30080}})
-	if p := r.services[0].Spec.Ports[0]; r.services[0].Spec.Type != corev1.ServiceTypeNodePort || p.NodePort != 30080 {
-		t.Fatalf("service %+v", r.services[0].Spec)
+	api := service(t, r, "rel-berth")
+	if p := api.Spec.Ports[0]; api.Spec.Type != corev1.ServiceTypeNodePort || p.NodePort != 30080 {
+		t.Fatalf("service %+v", api.Spec)
 	}
 }
 
@@ -304,7 +338,7 @@ func TestRejectedValues(t *testing.T) {
 	}{
 		{"unknown key", map[string]any{"replicas": 3}, "additional properties 'replicas' not allowed"},
 		{"unknown nested key", map[string]any{"drain": map[string]any{"delay": "5s"}}, "additional properties 'delay' not allowed"},
-		{"bad hook name", map[string]any{"config": map[string]any{"demoFail": "db"}}, "demoFail"},
+		{"bad hook name", map[string]any{"config": map[string]any{"demoFail": "store"}}, "demoFail"},
 		{"bad duration", map[string]any{"config": map[string]any{"demoWarmup": "5 seconds"}}, "demoWarmup"},
 		{"bad drain mode", map[string]any{"drain": map[string]any{"mode": "both"}}, "mode"},
 		{"zero margin", map[string]any{"drain": map[string]any{"marginSeconds": 0}}, "marginSeconds"},

@@ -28,7 +28,7 @@ var (
 	adminURL  string // the server's own database, to create one per test
 	container *postgres.PostgresContainer
 	startErr  error
-	quiet    = slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet     = slog.New(slog.NewTextHandler(io.Discard, nil))
 )
 
 func TestMain(m *testing.M) {

@@ -49,7 +49,7 @@ type Config struct {
 	DatabaseURL    string        `env:"BERTH_DATABASE_URL"`
 	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
 	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
-	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"2s"`
+	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
 	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
 	PodName        string        `env:"POD_NAME"`
 }

@@ -126,3 +126,66 @@ seccompProfile:
     limits:
       memory: 64Mi
 {{- end }}
+
+{{/* The database setup: "bundled", "external" or "embedded". */}}
+{{- define "berth.databaseMode" -}}
+{{- if .Values.postgresql.enabled }}bundled{{ else if .Values.database.existingSecret }}external{{ else }}embedded{{ end }}
+{{- end }}
+
+{{- define "berth.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "berth.postgresql.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "berth.name" . }}-postgresql
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "berth.postgresql.labels" -}}
+helm.sh/chart: {{ include "berth.chart" . }}
+{{ include "berth.postgresql.selectorLabels" . }}
+app.kubernetes.io/component: database
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The database's environment for the service container. */}}
+{{- define "berth.databaseEnv" -}}
+{{- $mode := include "berth.databaseMode" . }}
+{{- if eq $mode "bundled" }}
+- name: BERTH_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "berth.postgresql.fullname" . }}
+      key: password
+- name: BERTH_DATABASE_URL
+  value: "postgres://{{ .Values.postgresql.username }}:$(BERTH_DB_PASSWORD)@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable"
+{{- else if eq $mode "external" }}
+- name: BERTH_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.existingSecret }}
+      key: {{ .Values.database.existingSecretKey }}
+{{- else }}
+- name: BERTH_DATA_DIR
+  value: /data
+{{- end }}
+- name: BERTH_DB_WAIT
+  value: "{{ .Values.database.waitSeconds }}s"
+- name: BERTH_DB_TIMEOUT
+  value: {{ .Values.database.timeout | quote }}
+- name: BERTH_MAX_ITEMS
+  value: "{{ .Values.database.maxItems }}"
+{{- end }}
+
+{{/* PostgreSQL's container securityContext: restricted, as uid 999. */}}
+{{- define "berth.postgresql.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 999
+runAsGroup: 999
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}

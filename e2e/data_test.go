@@ -1,0 +1,295 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+)
+
+// window is a stretch of the run in which 503s with Retry-After are the
+// expected answer: the database is down.
+type window struct {
+	name     string
+	from, to time.Time
+}
+
+// TestDataSurvivesDisruptions writes unique keys at 60/s through the
+// Service while the release is rolled, a pod deleted, a worker drained,
+// the release scaled in, PostgreSQL restarted, PostgreSQL taken away for
+// 20s, and rolled twice more in preStop mode; then every acknowledged key
+// is read back.
+func TestDataSurvivesDisruptions(t *testing.T) {
+	var c *cluster
+	var w *writer
+	var logs *podLogs
+	var downs []window
+	outage := map[string]time.Duration{}
+	f := features.New("no acknowledged write is lost").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c = newCluster(t, cfg)
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			logs = c.followRelease(t, mainNamespace, mainRelease)
+			w = startWriter(apiURL, fmt.Sprintf("data-%d", time.Now().Unix()))
+			<-time.After(2 * time.Second) // a baseline of writes before the first disruption
+			return ctx
+		}).
+		Assess("a rolling update", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=data-1"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			return ctx
+		}).
+		Assess("a pod deletion", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			victim := c.waitSettled(t, mainNamespace, mainRelease, replicas)[0]
+			if err := c.cs.CoreV1().Pods(mainNamespace).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.waitGone(t, mainNamespace, victim.Name, 2*time.Minute)
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			return ctx
+		}).
+		Assess("a drain of a worker that does not host PostgreSQL", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.drainWorker(t, mainNamespace, mainRelease)
+			return ctx
+		}).
+		Assess("a scale-in from 3 to 2", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=2"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, 2)
+			return ctx
+		}).
+		Assess("a restart of the PostgreSQL pod", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := time.Now()
+			if err := c.cs.CoreV1().Pods(mainNamespace).Delete(ctx, pg.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			ready := c.waitPostgresReady(t, pg.UID)
+			downs = append(downs, window{"postgres restart", from, ready.Add(5 * time.Second)})
+			t.Logf("PostgreSQL restarted: Ready again %v after its deletion, on node %s", ready.Sub(from).Round(time.Millisecond), pg.Spec.NodeName)
+			return ctx
+		}).
+		Assess("a 20s database outage: no restart, every request answered within 2s, writes back within 5s", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := c.restarts(ctx, mainNamespace, mainRelease)
+			from := time.Now()
+			c.scalePostgres(t, 0)
+			c.waitGone(t, mainNamespace, pg.Name, 2*time.Minute)
+			gone := time.Now()
+			// The outage lasts 20s by design; meanwhile the pods must stay
+			// in the Service (the readiness probe leaves the database out).
+			for time.Since(gone) < 20*time.Second {
+				pods, err := c.pods(ctx, mainNamespace, mainRelease)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range pods {
+					if !podReady(p) {
+						t.Errorf("pod %s not Ready %v into the database outage", p.Name, time.Since(gone).Round(time.Second))
+					}
+				}
+				<-time.After(time.Second)
+			}
+			c.scalePostgres(t, 1)
+			ready := c.waitPostgresReady(t, pg.UID)
+			downs = append(downs, window{"database outage", from, ready.Add(5 * time.Second)})
+			if after, _ := c.restarts(ctx, mainNamespace, mainRelease); after != before {
+				t.Errorf("berth containers restarted %d times during the outage", after-before)
+			}
+			// Give the writer a few seconds of the recovered database, then
+			// find its first successful write after PostgreSQL was Ready.
+			waitFor(t, "a successful write after the outage", 30*time.Second, func(context.Context) (bool, error) {
+				return firstSuccessAfter(w.snapshot(), ready) != nil, nil
+			})
+			first := firstSuccessAfter(w.snapshot(), ready)
+			outage["outage"] = gone.Sub(from)
+			outage["first write after Ready"] = first.sent.Add(first.took).Sub(ready)
+			if d := outage["first write after Ready"]; d > 5*time.Second {
+				t.Errorf("the first successful write came %v after PostgreSQL was Ready; want within 5s", d)
+			}
+			var slow []answer
+			for _, a := range w.snapshot() {
+				if a.sent.After(from) && a.sent.Before(ready) && a.took > 2*time.Second {
+					slow = append(slow, a)
+				}
+			}
+			if len(slow) > 0 {
+				t.Errorf("%d requests during the outage took over 2s, the first: %+v", len(slow), slow[0])
+			}
+			return ctx
+		}).
+		Assess("back to 3 replicas, then preStop mode: rolled twice", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=preStop"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=data-prestop"); err != nil {
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			if err := c.upgrade(mainRelease, mainNamespace, "drain.mode=app"); err != nil { // as the other scenarios expect
+				t.Fatal(err)
+			}
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			return ctx
+		}).
+		Assess("every acknowledged write reads back; the only failures are quick 503s while the database was down", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			w.stop()
+			answers := w.snapshot()
+			checked, lost := w.readBack(ctx)
+			var failed, expected []answer
+			for _, a := range answers {
+				if a.reason == "" {
+					continue
+				}
+				in := slices.ContainsFunc(downs, func(d window) bool { return !a.sent.Before(d.from) && !a.sent.After(d.to) })
+				if in && a.status == 503 && a.retryAfter && a.took <= 2*time.Second {
+					expected = append(expected, a)
+				} else {
+					failed = append(failed, a)
+				}
+			}
+			t.Logf("%d writes, %d acknowledged and read back with %d lost; %d quick 503s with Retry-After while the database was down; %d other failures",
+				len(answers), checked, len(lost), len(expected), len(failed))
+			for k, d := range outage {
+				t.Logf("  %s: %v", k, d.Round(time.Millisecond))
+			}
+			if len(lost) > 0 {
+				t.Errorf("%d acknowledged writes lost, the first: %v", len(lost), lost[:min(len(lost), 5)])
+			}
+			for _, a := range failed[:min(len(failed), 10)] {
+				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond))
+			}
+			for name, text := range logs.stop(t) {
+				for _, bad := range []string{"closed pool", "database is closed", "sql: database is closed"} {
+					if strings.Contains(text, bad) {
+						t.Errorf("pod %s logged %q: a request reached the database after its pool closed", name, bad)
+					}
+				}
+			}
+			if n, err := c.restarts(ctx, mainNamespace, mainRelease); err != nil || n != 0 {
+				t.Errorf("berth containers restarted %d times (%v)", n, err)
+			}
+			return ctx
+		}).
+		Feature()
+	testenv.Test(t, f)
+}
+
+func firstSuccessAfter(answers []answer, t time.Time) *answer {
+	var first *answer
+	for i, a := range answers {
+		if a.reason == "" && a.sent.After(t) && (first == nil || a.sent.Before(first.sent)) {
+			first = &answers[i]
+		}
+	}
+	return first
+}
+
+// waitPostgresReady waits for a PostgreSQL pod other than the one with
+// uid old to be Ready and returns when it became so.
+func (c *cluster) waitPostgresReady(t *testing.T, old types.UID) time.Time {
+	t.Helper()
+	var ready time.Time
+	waitFor(t, "PostgreSQL to be Ready again", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
+		if err != nil || pg.UID == old || !podReady(pg) {
+			return false, nil
+		}
+		ready = readySince(pg)
+		return true, nil
+	})
+	// The condition's time has one-second resolution; never report a moment
+	// before it was observed true.
+	return ready
+}
+
+// scalePostgres sets the bundled PostgreSQL's StatefulSet to n replicas.
+func (c *cluster) scalePostgres(t *testing.T, n int32) {
+	t.Helper()
+	sts := mainRelease + "-postgresql"
+	s, err := c.cs.AppsV1().StatefulSets(mainNamespace).GetScale(t.Context(), sts, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Replicas = n
+	if _, err := c.cs.AppsV1().StatefulSets(mainNamespace).UpdateScale(t.Context(), sts, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drainWorker cordons a worker that hosts berth pods but not PostgreSQL,
+// evicts its berth pods through the Eviction API (which honours the
+// PodDisruptionBudget), waits for the replacements, and uncordons it.
+func (c *cluster) drainWorker(t *testing.T, ns, release string) {
+	t.Helper()
+	ctx := t.Context()
+	pg, err := c.postgresPod(ctx, ns, release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := c.waitSettled(t, ns, release, replicas)
+	var node string
+	for _, p := range pods {
+		if p.Spec.NodeName != pg.Spec.NodeName {
+			node = p.Spec.NodeName
+			break
+		}
+	}
+	if node == "" {
+		t.Fatalf("every berth pod shares PostgreSQL's node %s; nothing to drain", pg.Spec.NodeName)
+	}
+	cordon := func(on bool) {
+		patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
+		if _, err := c.cs.CoreV1().Nodes().Patch(context.Background(), node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cordon(true)
+	defer cordon(false)
+	var evicted []string
+	for _, p := range pods {
+		if p.Spec.NodeName != node {
+			continue
+		}
+		waitFor(t, "the eviction of "+p.Name+" to be allowed", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			err := c.cs.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns}})
+			var status apierrors.APIStatus
+			if errors.As(err, &status) && status.Status().Code == 429 {
+				return false, nil // the PodDisruptionBudget says not yet
+			}
+			return err == nil, err
+		})
+		evicted = append(evicted, p.Name)
+	}
+	for _, name := range evicted {
+		c.waitGone(t, ns, name, 2*time.Minute)
+	}
+	for _, p := range c.waitSettled(t, ns, release, replicas) {
+		if p.Spec.NodeName == node {
+			t.Errorf("pod %s scheduled on the cordoned node %s", p.Name, node)
+		}
+	}
+	t.Logf("drained %s: evicted %v, PostgreSQL stayed on %s", node, evicted, pg.Spec.NodeName)
+}

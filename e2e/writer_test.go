@@ -1,0 +1,161 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// writer puts unique keys at a constant rate through the Service (open
+// loop: a slow answer does not slow the rate) and records every answer.
+type writer struct {
+	base, run string
+	client    *http.Client
+	cancel    context.CancelFunc
+	done      chan struct{}
+	wg        sync.WaitGroup
+
+	mu      sync.Mutex
+	acked   []string // keys answered 2xx
+	answers []answer // every request, in the order they finished
+}
+
+// answer is what one write got.
+type answer struct {
+	key        string
+	sent       time.Time
+	took       time.Duration
+	status     int    // 0 when no HTTP answer came
+	retryAfter bool   // a Retry-After header came with it
+	reason     string // what failed, "" for a 2xx
+}
+
+const writeRate = 60 // writes per second
+
+func startWriter(base, run string) *writer {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writer{base: base, run: run, cancel: cancel, done: make(chan struct{}),
+		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 30 * time.Second}}}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(time.Second / writeRate)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			w.wg.Go(func() { w.put(fmt.Sprintf("%s-%06d", w.run, n), n) })
+		}
+	}()
+	return w
+}
+
+func (w *writer) put(key string, n int) {
+	a := answer{key: key, sent: time.Now()}
+	req, _ := http.NewRequest(http.MethodPut, w.base+"/api/v1/items/"+key, strings.NewReader(fmt.Sprintf(`{"n":%d}`, n)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := w.client.Do(req)
+	if err != nil {
+		a.reason = shortReason(err)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After") != ""
+		switch {
+		case err != nil:
+			a.reason = "reading body: " + err.Error()
+		case resp.StatusCode/100 != 2:
+			a.reason = resp.Status
+		}
+	}
+	a.took = time.Since(a.sent)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.answers = append(w.answers, a)
+	if a.reason == "" {
+		w.acked = append(w.acked, key)
+	}
+}
+
+// shortReason is an error without the URL ("connection refused", "EOF").
+func shortReason(err error) string {
+	reason := err.Error()
+	if i := strings.LastIndex(reason, ": "); i >= 0 {
+		reason = reason[i+2:]
+	}
+	return reason
+}
+
+// stop ends the writes and waits for those in flight.
+func (w *writer) stop() {
+	w.cancel()
+	<-w.done
+	w.wg.Wait()
+}
+
+// snapshot returns the answers so far.
+func (w *writer) snapshot() []answer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]answer(nil), w.answers...)
+}
+
+// readBack reads every acknowledged key through the Service and returns
+// those missing or wrong.
+func (w *writer) readBack(ctx context.Context) (checked int, lost []string) {
+	w.mu.Lock()
+	keys := append([]string(nil), w.acked...)
+	w.mu.Unlock()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan string)
+	for range 8 {
+		wg.Go(func() {
+			for key := range next {
+				if !w.holds(ctx, key) {
+					mu.Lock()
+					lost = append(lost, key)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return len(keys), lost
+}
+
+// holds reports whether key reads back with the value it was written with,
+// retrying a transport error or a 503 a few times.
+func (w *writer) holds(ctx context.Context, key string) bool {
+	var n int
+	fmt.Sscanf(key[strings.LastIndex(key, "-")+1:], "%d", &n)
+	want := fmt.Sprintf(`{"n":%d}`, n)
+	for range 5 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.base+"/api/v1/items/"+key, nil)
+		resp, err := w.client.Do(req)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return string(body) == want
+		case http.StatusNotFound:
+			return false
+		}
+	}
+	return false
+}
