@@ -42,7 +42,9 @@ var (
 // heptiolabs/healthcheck's DatabasePingCheck, run in the background every
 // few seconds, so a probe reads the cached result and never waits on the
 // database. It fails until the db hook has opened the database.
-type dbCheck struct{ ping atomic.Pointer[probes.CheckFunc] }
+type dbCheck struct {
+	ping atomic.Pointer[probes.CheckFunc]
+}
 
 func (d *dbCheck) check(cfg config.Config) probes.Check {
 	return probes.Check{Name: "db", Interval: 5 * time.Second, Timeout: cfg.DBTimeout + time.Second,
