@@ -6,7 +6,9 @@ KIND_NODE_IMAGE ?= kindest/node:v1.34.0
 GO_IMAGE        ?= golang:1.26-bookworm
 RUNTIME_IMAGE   ?= gcr.io/distroless/static-debian12:nonroot
 POSTGRES_IMAGE  ?= postgres:15
-export KIND_NODE_IMAGE GO_IMAGE RUNTIME_IMAGE POSTGRES_IMAGE
+PROMETHEUS_IMAGE ?= prom/prometheus:v3.16.0
+PUSHGATEWAY_IMAGE ?= prom/pushgateway:v1.5.1
+export KIND_NODE_IMAGE GO_IMAGE RUNTIME_IMAGE POSTGRES_IMAGE PROMETHEUS_IMAGE PUSHGATEWAY_IMAGE
 
 KIND_CLUSTER    ?= berth
 IMAGE_REPO      ?= berth
@@ -23,7 +25,7 @@ help: ## list targets
 run: ## run the service locally with its embedded defaults (API :8080, admin :9090)
 	BERTH_LOG_FORMAT=text $(GO) run ./cmd/server
 
-test: lint ## unit, example, chart and store tests with -race (no cluster; the PostgreSQL half needs Docker)
+test: lint ## unit, example, chart, store and alert-rule tests with -race (no cluster; the PostgreSQL and promtool parts need Docker)
 	$(GO) test -race -count=1 -timeout 300s ./...
 	cd e2e && $(GO) test -race -count=1 -timeout 300s ./chart/... ./storepg/...
 

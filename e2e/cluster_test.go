@@ -58,7 +58,14 @@ func (c *cluster) deleteNamespace(name string) {
 	_ = c.cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 }
 
-func (c *cluster) imageArgs() []string { return setArgs(imageArgs()) }
+// imageArgs are --set-string flags: a tag such as 15 is a string, not a number.
+func (c *cluster) imageArgs() []string {
+	var out []string
+	for _, a := range imageArgs() {
+		out = append(out, "--set-string", a)
+	}
+	return out
+}
 
 // install runs helm install; with wait, until every pod is Ready.
 func (c *cluster) install(t *testing.T, release, ns string, wait bool, sets ...string) {
@@ -92,7 +99,7 @@ func (c *cluster) uninstall(release, ns string) {
 }
 
 func selector(release string) string {
-	return "app.kubernetes.io/instance=" + release + ",app.kubernetes.io/component!=test"
+	return "app.kubernetes.io/name=berth,app.kubernetes.io/instance=" + release + ",app.kubernetes.io/component!=test"
 }
 
 func (c *cluster) pods(ctx context.Context, ns, release string) ([]corev1.Pod, error) {

@@ -230,7 +230,7 @@ func installMain(kubeconfig string) error {
 	args := []string{"upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
 		"--set", "service.type=NodePort", "--set", "service.nodePort=30080"}
 	for _, a := range imageArgs() {
-		args = append(args, "--set", a)
+		args = append(args, "--set-string", a) // a tag such as 15 is a string, not a number
 	}
 	return command(env, "helm", args...)
 }

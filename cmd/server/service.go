@@ -65,7 +65,7 @@ func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometh
 	hooks = append(hooks, serviceHooks(cfg, log, db)...)
 	app.Append(withDemo(cfg, hooks)...)
 
-	sc := cfg.Serve(log)
+	sc := cfg.Serve(log, reg)
 	sc.Apps = lifespan.Group{app}
 	sc.API = newAPI(cfg, app, httpMetrics, log)
 	sc.Probes = checks

@@ -34,6 +34,7 @@ type rendered struct {
 	services    []corev1.Service
 	secrets     []corev1.Secret
 	pvcs        []corev1.PersistentVolumeClaim
+	configMaps  []corev1.ConfigMap
 	pdb         *policyv1.PodDisruptionBudget
 	testPod     *corev1.Pod
 	kinds       []string
@@ -112,6 +113,8 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 				r.secrets = append(r.secrets, *o)
 			case *corev1.PersistentVolumeClaim:
 				r.pvcs = append(r.pvcs, *o)
+			case *corev1.ConfigMap:
+				r.configMaps = append(r.configMaps, *o)
 			case *policyv1.PodDisruptionBudget:
 				r.pdb = o
 			case *corev1.Pod:
@@ -245,7 +248,7 @@ func TestPreStopMode(t *testing.T) {
 		t.Fatalf("preStop = %+v", app.Lifecycle)
 	}
 	e := env(app)
-	if e["BERTH_DRAIN_DELAY"] != "0s" || e["BERTH_PRESTOP_DELAY"] != "8s" || *spec.TerminationGracePeriodSeconds != 40 || e["BERTH_GRACE_PERIOD"] != "40s" {
+	if e["BERTH_DRAIN_DELAY"] != "0s" || e["BERTH_PRESTOP_DELAY"] != "8s" || *spec.TerminationGracePeriodSeconds != 41 || e["BERTH_GRACE_PERIOD"] != "41s" {
 		t.Fatalf("delay %q prestop %q grace %d", e["BERTH_DRAIN_DELAY"], e["BERTH_PRESTOP_DELAY"], *spec.TerminationGracePeriodSeconds)
 	}
 }
@@ -302,10 +305,6 @@ func TestOptionalResources(t *testing.T) {
 	}{
 		{"one replica has no PDB", map[string]any{"replicaCount": 1}, nil,
 			[]string{"Deployment", "Pod", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"}},
-		{"ServiceMonitor without its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, nil,
-			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "StatefulSet"}},
-		{"ServiceMonitor with its CRD", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}, []string{"monitoring.coreos.com/v1/ServiceMonitor"},
-			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}},
 		{"no service account", map[string]any{"serviceAccount": map[string]any{"create": false}}, nil,
 			[]string{"Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "Service", "StatefulSet"}},
 		{"external database", map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}, nil,

@@ -8,6 +8,7 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
 	"helm.sh/helm/v3/pkg/chart/loader"
 )
 
@@ -65,7 +66,7 @@ func TestRenderedGracePeriodIsTheServicesBudget(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the service refuses the chart's environment: %v", err)
 			}
-			sc := cfg.Serve(nil)
+			sc := cfg.Serve(nil, prometheus.NewRegistry())
 			sc.Apps, sc.API = lifespan.Group{&lifespan.App{Name: "berth"}}, http.NotFoundHandler()
 			srv, err := serve.New(sc)
 			if err != nil {

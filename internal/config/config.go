@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/berth-dev/berth/pkg/sidecar"
 	"github.com/caarlos0/env/v11"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the service's configuration. The README and the chart's values
@@ -51,7 +53,10 @@ type Config struct {
 	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
 	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
 	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
+	PushgatewayURL string        `env:"BERTH_PUSHGATEWAY_URL"`
+	PushTimeout    time.Duration `env:"BERTH_PUSH_TIMEOUT"`
 	PodName        string        `env:"POD_NAME"`
+	PodNamespace   string        `env:"POD_NAMESPACE"`
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
@@ -75,6 +80,7 @@ func Load(environ map[string]string) (Config, error) {
 		StopTimeout:  serve.DefaultStopTimeout,
 		Margin:       serve.DefaultMargin,
 		QuitTimeout:  serve.DefaultQuitTimeout,
+		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
 	var problems []string
 	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
@@ -109,6 +115,7 @@ func Load(environ map[string]string) (Config, error) {
 		{"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true}, {"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false},
 		{"BERTH_JOB_INTERVAL", cfg.JobInterval, true}, {"BERTH_WORK_MAX", cfg.WorkMax, true},
 		{"BERTH_DB_WAIT", cfg.DBWait, false}, {"BERTH_DB_TIMEOUT", cfg.DBTimeout, true},
+		{"BERTH_PUSH_TIMEOUT", cfg.PushTimeout, true},
 	} {
 		switch {
 		case d.v < 0:
@@ -122,6 +129,9 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if cfg.MaxItems < 0 {
 		bad("BERTH_MAX_ITEMS", environ["BERTH_MAX_ITEMS"], "must be 0 (no bound) or more")
+	}
+	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		bad("BERTH_PUSHGATEWAY_URL", redactURL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		bad("BERTH_DATABASE_URL", redactURL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
@@ -152,9 +162,10 @@ func Load(environ map[string]string) (Config, error) {
 
 // Serve returns the serve.Config the settings describe: addresses, the
 // shutdown timeline, the grace period and, with BERTH_SIDECAR_QUIT, the
-// call that tells classic sidecars to quit. The caller adds the apps, the
-// API, the probes and the metrics.
-func (c Config) Serve(log *slog.Logger) serve.Config {
+// call that tells classic sidecars to quit, and, with BERTH_PUSHGATEWAY_URL,
+// the push of the final figures gathered from figures at exit. The caller
+// adds the apps, the API, the probes and the metrics handler.
+func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Config {
 	sc := serve.Config{
 		APIAddr:        c.HTTPAddr,
 		AdminAddr:      c.AdminAddr,
@@ -169,6 +180,18 @@ func (c Config) Serve(log *slog.Logger) serve.Config {
 		QuitTimeout:    c.QuitTimeout,
 		Logger:         log,
 	}
+	if c.PushgatewayURL != "" {
+		// The shutdown's figures are known only as the process exits; a
+		// Pushgateway keeps them for Prometheus, one group per pod.
+		sc.OnShutdownTimeout = c.PushTimeout
+		sc.OnShutdown = func(ctx context.Context, _ serve.ShutdownReport) error {
+			group := map[string]string{"pod": c.PodName}
+			if c.PodNamespace != "" {
+				group["namespace"] = c.PodNamespace
+			}
+			return metrics.Push(ctx, nil, c.PushgatewayURL, PushJob, group, figures)
+		}
+	}
 	if c.DrainDelay == 0 {
 		sc.DrainDelay = -1 // BERTH_DRAIN_DELAY=0s means none; serve reads 0 as its default
 	}
@@ -178,6 +201,10 @@ func (c Config) Serve(log *slog.Logger) serve.Config {
 	}
 	return sc
 }
+
+// PushJob is the job label of the figures pushed at exit; Prometheus keeps
+// them apart from the live ones it scrapes.
+const PushJob = "berth-exit"
 
 // redactURL hides the password of a URL shown in an error.
 func redactURL(raw string) string {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestLoad(t *testing.T) {
@@ -70,6 +71,9 @@ func TestServeMapsTheTimeline(t *testing.T) {
 		{"sidecar quit", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_TIMEOUT": "3s"}, func(sc serve.Config) bool {
 			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second
 		}},
+		{"push at exit", map[string]string{"BERTH_PUSHGATEWAY_URL": "http://pushgateway:9091", "BERTH_PUSH_TIMEOUT": "3s"}, func(sc serve.Config) bool {
+			return sc.OnShutdown != nil && sc.OnShutdownTimeout == 3*time.Second && sc.Budget() == 40*time.Second
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,7 +81,7 @@ func TestServeMapsTheTimeline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sc := cfg.Serve(nil); !tt.check(sc) {
+			if sc := cfg.Serve(nil, prometheus.NewRegistry()); !tt.check(sc) {
 				t.Fatalf("serve.Config = %+v", sc)
 			}
 		})

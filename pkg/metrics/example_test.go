@@ -30,9 +30,10 @@ func Example() {
 	httpMetrics.ObserveRequest("GET", "/api/v1/items/:key", 200, 3*time.Millisecond)
 
 	err = testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out.
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out; 0 from the hook's start.
 # TYPE berth_hook_failures_total counter
 berth_hook_failures_total{app="api",hook="cache",phase="start"} 1
+berth_hook_failures_total{app="api",hook="cache",phase="stop"} 0
 # HELP berth_http_requests_total HTTP requests served, by route template.
 # TYPE berth_http_requests_total counter
 berth_http_requests_total{code="200",method="GET",route="/api/v1/items/:key"} 1

@@ -23,9 +23,9 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 		hookDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_hook_duration_seconds",
 			Help: "How long each hook's start or stop took."}, []string{"app", "hook", "phase"}),
 		hookFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_hook_failures_total",
-			Help: "Hook starts or stops that failed, panicked or timed out."}, []string{"app", "hook", "phase"}),
+			Help: "Hook starts or stops that failed, panicked or timed out; 0 from the hook's start."}, []string{"app", "hook", "phase"}),
 		taskFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_task_failures_total",
-			Help: "Background tasks that ended with an error or a panic."}, []string{"app", "task"}),
+			Help: "Background tasks that ended with an error or a panic; 0 from the task's start."}, []string{"app", "task"}),
 		startupDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_startup_duration_seconds",
 			Help: "How long the app's whole startup took, successful or not."}, []string{"app"}),
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_phase",
@@ -40,6 +40,13 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 // OnEvent records one lifespan event; it is a lifespan.Observer.
 func (m *Lifespan) OnEvent(e lifespan.Event) {
 	switch e.Kind {
+	case lifespan.HookStarting:
+		// The failure counters exist at 0 before anything can fail, so
+		// rate() and increase() see the first failure.
+		m.hookFailures.WithLabelValues(e.App, e.Hook, "start")
+		m.hookFailures.WithLabelValues(e.App, e.Hook, "stop")
+	case lifespan.TaskStarted:
+		m.taskFailures.WithLabelValues(e.App, e.Hook)
 	case lifespan.HookStarted, lifespan.HookStopped:
 		phase := "start"
 		if e.Kind == lifespan.HookStopped {

@@ -20,8 +20,11 @@ func TestLifespanMetrics(t *testing.T) {
 	}
 	events := []lifespan.Event{
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStarting},
+		{Kind: lifespan.HookStarting, App: "api", Hook: "db"},
 		{Kind: lifespan.HookStarted, App: "api", Hook: "db", Duration: 250 * time.Millisecond},
+		{Kind: lifespan.HookStarting, App: "api", Hook: "cache"},
 		{Kind: lifespan.HookStarted, App: "api", Hook: "cache", Duration: 2 * time.Second},
+		{Kind: lifespan.TaskStarted, App: "api", Hook: "refresh"},
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseReady, Duration: 2250 * time.Millisecond},
 		{Kind: lifespan.TaskExited, App: "api", Hook: "refresh", Err: errors.New("lost lease")},
 		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker", Err: context.Canceled}, // clean exit at shutdown
@@ -40,13 +43,16 @@ berth_hook_duration_seconds{app="api",hook="cache",phase="start"} 2
 berth_hook_duration_seconds{app="api",hook="cache",phase="stop"} 0.5
 berth_hook_duration_seconds{app="api",hook="db",phase="start"} 0.25
 berth_hook_duration_seconds{app="api",hook="db",phase="stop"} 0.1
-# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out.
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out; 0 from the hook's start.
 # TYPE berth_hook_failures_total counter
+berth_hook_failures_total{app="api",hook="cache",phase="start"} 0
 berth_hook_failures_total{app="api",hook="cache",phase="stop"} 1
+berth_hook_failures_total{app="api",hook="db",phase="start"} 0
+berth_hook_failures_total{app="api",hook="db",phase="stop"} 0
 # HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not.
 # TYPE berth_startup_duration_seconds gauge
 berth_startup_duration_seconds{app="api"} 2.25
-# HELP berth_task_failures_total Background tasks that ended with an error or a panic.
+# HELP berth_task_failures_total Background tasks that ended with an error or a panic; 0 from the task's start.
 # TYPE berth_task_failures_total counter
 berth_task_failures_total{app="api",task="refresh"} 1
 `

@@ -8,6 +8,8 @@ import (
 var (
 	signalTimeDesc = prometheus.NewDesc("berth_lifecycle_signal_timestamp_seconds",
 		"When each lifecycle signal was signalled (Unix time); absent until it is.", []string{"signal"}, nil)
+	currentSignalDesc = prometheus.NewDesc("berth_lifecycle_signal",
+		"1 for the lifecycle signal signalled last, 0 for the others.", []string{"signal"}, nil)
 	readyDesc = prometheus.NewDesc("berth_ready",
 		"1 from StartupComplete until ReadinessFailing, else 0.", nil, nil)
 	inFlightDesc = prometheus.NewDesc("berth_http_requests_in_flight",
@@ -22,6 +24,12 @@ var (
 		"Requests in flight when the drain started (DrainStarted); absent until the shutdown completes.", nil, nil)
 	cutOffDesc = prometheus.NewDesc("berth_drain_cut_off_requests",
 		"Requests cut off by the drain timeout; absent until the shutdown completes.", nil, nil)
+	budgetDesc = prometheus.NewDesc("berth_shutdown_budget_seconds",
+		"The longest the shutdown can take with the server's settings: preStop + drain delay + drain timeout + stop timeout (+ sidecar quit, + final report) + margin.", nil, nil)
+	graceDesc = prometheus.NewDesc("berth_grace_period_seconds",
+		"The pod's terminationGracePeriodSeconds, as the server was told (BERTH_GRACE_PERIOD); absent when it was not.", nil, nil)
+	drainDurationDesc = prometheus.NewDesc("berth_drain_duration_seconds",
+		"How long the wait for in-flight requests took, DrainStarted to InFlightDrained; absent until the shutdown completes.", nil, nil)
 )
 
 // server collects a serve.Server's figures at scrape time: nothing is
@@ -36,18 +44,24 @@ func RegisterServer(reg prometheus.Registerer, srv *serve.Server) error {
 }
 
 func (c server) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{signalTimeDesc, readyDesc, inFlightDesc, turnedAwayDesc,
-		shutdownDurationDesc, servedDuringDelayDesc, inFlightAtDrainDesc, cutOffDesc} {
+	for _, d := range []*prometheus.Desc{signalTimeDesc, currentSignalDesc, readyDesc, inFlightDesc, turnedAwayDesc,
+		budgetDesc, graceDesc, shutdownDurationDesc, servedDuringDelayDesc, inFlightAtDrainDesc, cutOffDesc, drainDurationDesc} {
 		ch <- d
 	}
 }
 
 func (c server) Collect(ch chan<- prometheus.Metric) {
 	sig := c.srv.Signals()
+	latest := sig.Latest()
 	for _, s := range sig.All() {
 		if s.Signalled() {
 			ch <- prometheus.MustNewConstMetric(signalTimeDesc, prometheus.GaugeValue, float64(s.At().UnixNano())/1e9, s.Name())
 		}
+		current := 0.0
+		if s == latest {
+			current = 1
+		}
+		ch <- prometheus.MustNewConstMetric(currentSignalDesc, prometheus.GaugeValue, current, s.Name())
 	}
 	ready := 0.0
 	if sig.StartupComplete.Signalled() && !sig.ReadinessFailing.Signalled() {
@@ -56,10 +70,15 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(c.srv.InFlight()))
 	ch <- prometheus.MustNewConstMetric(turnedAwayDesc, prometheus.CounterValue, float64(c.srv.TurnedAway()))
+	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, c.srv.Budget().Seconds())
+	if g := c.srv.GracePeriod(); g > 0 {
+		ch <- prometheus.MustNewConstMetric(graceDesc, prometheus.GaugeValue, g.Seconds())
+	}
 	if r, ok := c.srv.Report(); ok {
 		ch <- prometheus.MustNewConstMetric(shutdownDurationDesc, prometheus.GaugeValue, r.Total.Seconds())
 		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(r.ServedDuringDelay))
 		ch <- prometheus.MustNewConstMetric(inFlightAtDrainDesc, prometheus.GaugeValue, float64(r.InFlightAtDrainStart))
 		ch <- prometheus.MustNewConstMetric(cutOffDesc, prometheus.GaugeValue, float64(r.CutOff))
+		ch <- prometheus.MustNewConstMetric(drainDurationDesc, prometheus.GaugeValue, r.Drain.Seconds())
 	}
 }

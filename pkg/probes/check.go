@@ -79,6 +79,8 @@ type Result struct {
 	Duration             time.Duration
 	ConsecutiveFailures  int
 	ConsecutiveSuccesses int
+	// Runs and Failures count every run of the check and the failed ones.
+	Runs, Failures int64
 }
 
 // ErrNotRun is the reason a background check gives before its first run.
@@ -156,6 +158,7 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 	r := &c.result
 	first := !r.Ran
 	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
+	r.Runs++
 	if err == nil {
 		r.ConsecutiveSuccesses++
 		r.ConsecutiveFailures = 0
@@ -163,6 +166,7 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 			r.Passing = true
 		}
 	} else {
+		r.Failures++
 		r.ConsecutiveFailures++
 		r.ConsecutiveSuccesses = 0
 		if first || r.ConsecutiveFailures >= c.FailureThreshold {

@@ -26,6 +26,9 @@ const (
 	DefaultMargin       = 2 * time.Second
 	DefaultQuitTimeout  = 5 * time.Second
 	DefaultRetryAfter   = time.Second
+	// DefaultOnShutdownTimeout bounds Config.OnShutdown (a push of the
+	// final figures, say).
+	DefaultOnShutdownTimeout = 2 * time.Second
 )
 
 // Config is what a Server needs. API is required; every other field has a
@@ -94,9 +97,15 @@ type Config struct {
 
 	// Logger receives the server's logs (nil: slog.Default()).
 	Logger *slog.Logger
-	// OnShutdown receives the shutdown's report just before Run returns
-	// (package metrics records it).
-	OnShutdown func(ShutdownReport)
+	// OnShutdown, when set, runs once the shutdown is complete, just before
+	// the admin server stops, bounded by OnShutdownTimeout (0:
+	// DefaultOnShutdownTimeout), which the budget counts: the place to push
+	// the final figures somewhere that outlives the process (see
+	// metrics.Push). Its error, or its running past the timeout, is logged;
+	// it does not make the shutdown unclean, and Run does not wait for it
+	// past the timeout.
+	OnShutdown        func(ctx context.Context, r ShutdownReport) error
+	OnShutdownTimeout time.Duration
 	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM
 	// and SIGINT; an empty, non-nil slice handles none). Another one, more
 	// than a second after the first, forces an exit through Exit (nil:
@@ -119,7 +128,8 @@ func (c *Config) defaultDurations() {
 		field *time.Duration
 		def   time.Duration
 	}{{&c.DrainDelay, DefaultDrainDelay}, {&c.DrainTimeout, DefaultDrainTimeout}, {&c.StopTimeout, DefaultStopTimeout},
-		{&c.Margin, DefaultMargin}, {&c.QuitTimeout, DefaultQuitTimeout}, {&c.RetryAfter, DefaultRetryAfter}} {
+		{&c.Margin, DefaultMargin}, {&c.QuitTimeout, DefaultQuitTimeout}, {&c.RetryAfter, DefaultRetryAfter},
+		{&c.OnShutdownTimeout, DefaultOnShutdownTimeout}} {
 		if *d.field == 0 {
 			*d.field = d.def
 		}
@@ -151,16 +161,38 @@ func (c *Config) setDefaults() {
 // delay is the drain delay in effect: 0 when none.
 func (c *Config) delay() time.Duration { return max(c.DrainDelay, 0) }
 
+// With a preStop sleep and no drain delay, the keep-alive connections still
+// in use are closed gracefully after SIGTERM: responses carry "Connection:
+// close" until no request has come for preStopQuiet, for at most
+// preStopCloseWindow (which the budget counts).
+const (
+	preStopCloseWindow = time.Second
+	preStopQuiet       = 250 * time.Millisecond
+)
+
+// closeWindow is the time the budget counts for closing keep-alive
+// connections after a preStop sleep.
+func (c *Config) closeWindow() time.Duration {
+	if c.delay() <= 0 && c.PreStopDelay > 0 {
+		return preStopCloseWindow
+	}
+	return 0
+}
+
 // Budget is the longest a shutdown can take with these settings, from the
 // kubelet's first action (the preStop sleep, or SIGTERM) to the process
-// exit: preStop + drain delay + drain timeout + stop timeout (+ sidecar quit
-// timeout) + margin. The sum saturates instead of overflowing. Zero fields
+// exit: preStop + drain delay (or, after a preStop sleep, 1s to close
+// keep-alive connections) + drain timeout + stop timeout (+ sidecar quit
+// timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of overflowing. Zero fields
 // count as their defaults.
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
-	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.DrainTimeout, c.StopTimeout, c.Margin}
+	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}
 	if c.QuitSidecars != nil {
 		parts = append(parts, c.QuitTimeout)
+	}
+	if c.OnShutdown != nil {
+		parts = append(parts, c.OnShutdownTimeout)
 	}
 	var b time.Duration
 	for _, p := range parts {
@@ -182,7 +214,7 @@ func (c *Config) validate() error {
 		v    time.Duration
 	}{{"DrainQuiet", c.DrainQuiet}, {"DrainTimeout", c.DrainTimeout}, {"StopTimeout", c.StopTimeout},
 		{"GracePeriod", c.GracePeriod}, {"PreStopDelay", c.PreStopDelay}, {"Margin", c.Margin},
-		{"QuitTimeout", c.QuitTimeout}, {"RetryAfter", c.RetryAfter}} {
+		{"QuitTimeout", c.QuitTimeout}, {"RetryAfter", c.RetryAfter}, {"OnShutdownTimeout", c.OnShutdownTimeout}} {
 		if d.v < 0 {
 			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 (the default) or more", d.name, d.v))
 		}
@@ -201,9 +233,12 @@ func (c *Config) validate() error {
 		if c.QuitSidecars != nil {
 			quit = fmt.Sprintf(" + sidecar quit %v", c.QuitTimeout)
 		}
+		if c.OnShutdown != nil {
+			quit += fmt.Sprintf(" + final report %v", c.OnShutdownTimeout)
+		}
 		problems = append(problems, fmt.Sprintf(
 			"shutdown needs up to %v (preStop %v + drain delay %v + drain timeout %v + stop timeout %v%s + margin %v) but the grace period is %v; raise terminationGracePeriodSeconds to at least %d or shorten the delays",
-			b, max(c.PreStopDelay, 0), c.delay(), c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
+			b, max(c.PreStopDelay, 0), c.delay()+c.closeWindow(), c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
 	}
 	if len(problems) > 0 {
 		return &ConfigError{Problems: problems}

@@ -28,7 +28,10 @@ func TestConfigValidation(t *testing.T) {
 			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but the grace period is 30s; raise terminationGracePeriodSeconds to at least 37"},
 		{"sidecar quit counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecars: quit},
 			"+ sidecar quit 5s + margin 2s) but the grace period is 37s; raise terminationGracePeriodSeconds to at least 42"},
-		{"preStop counts", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 36 * time.Second}, "at least 37"},
+		{"preStop counts, and the second that closes keep-alive connections", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 37 * time.Second},
+			"shutdown needs up to 38s (preStop 5s + drain delay 1s + drain timeout 20s"},
+		{"final report counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, OnShutdown: func(context.Context, ShutdownReport) error { return nil }, OnShutdownTimeout: 3 * time.Second},
+			"+ final report 3s + margin 2s) but the grace period is 37s; raise terminationGracePeriodSeconds to at least 40"},
 		{"rounds up", Config{Apps: g, API: h, DrainDelay: 1500 * time.Millisecond, GracePeriod: 30 * time.Second}, "at least 34"},
 		{"both delays", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second, DrainDelay: time.Second}, "both a drain delay (1s) and a preStop delay (5s) are set"},
 		{"preStop with the default delay", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second}, "both a drain delay (5s)"},
@@ -62,9 +65,10 @@ func TestBudget(t *testing.T) {
 	}{
 		{"defaults", Config{}, 37 * time.Second}, // 5s delay + 20s + 10s + 2s margin
 		{"no delay", Config{DrainDelay: -1}, 32 * time.Second},
-		{"preStop instead", Config{DrainDelay: -1, PreStopDelay: 8 * time.Second}, 40 * time.Second},
+		{"preStop instead, and 1s to close keep-alive connections", Config{DrainDelay: -1, PreStopDelay: 8 * time.Second}, 41 * time.Second},
 		{"sidecar quit", Config{QuitSidecars: func(context.Context) error { return nil }, QuitTimeout: 3 * time.Second}, 40 * time.Second},
 		{"saturates", Config{DrainTimeout: math.MaxInt64 - time.Second, StopTimeout: time.Hour}, math.MaxInt64},
+		{"final report", Config{OnShutdown: func(context.Context, ShutdownReport) error { return nil }}, 39 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -85,6 +85,9 @@ func (s *Server) AdminAddr() net.Addr {
 // (see Config.Budget).
 func (s *Server) Budget() time.Duration { return s.cfg.Budget() }
 
+// GracePeriod is Config.GracePeriod: the pod's grace period, 0 when unknown.
+func (s *Server) GracePeriod() time.Duration { return s.cfg.GracePeriod }
+
 // APIHandler returns the handler the API listener serves: Config.API behind
 // the request gate (503 until StartupComplete, the drain's accounting).
 // Use it to mount berth's API in another server, or to measure its cost.

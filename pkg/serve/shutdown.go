@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -37,20 +38,30 @@ func (s *Server) failReadiness() {
 // Service's endpoints. A fixed delay waits it out; with a quiet period the
 // wait ends once no request has arrived for that long (counting from T0),
 // and never later than the delay.
+//
+// With the delay in a preStop sleep instead, the endpoints were updated
+// during the sleep, but keep-alive connections opened before it still
+// carry requests (the client reuses them; conntrack routes them here). The
+// server then answers with "Connection: close" until they go quiet
+// (preStopQuiet without a request, at most preStopCloseWindow), so that it
+// does not close them under a client that is sending on them.
 func (s *Server) waitForEndpoints() {
-	delay := s.cfg.delay()
+	delay, quiet := s.cfg.delay(), s.cfg.DrainQuiet
+	if delay <= 0 && s.cfg.PreStopDelay > 0 {
+		delay, quiet = preStopCloseWindow, preStopQuiet
+	}
 	if delay <= 0 {
 		return
 	}
 	t0 := s.sig.ShutdownInitiated.At()
 	deadline := t0.Add(delay)
-	if s.cfg.DrainQuiet <= 0 {
+	if quiet <= 0 {
 		<-s.after(time.Until(deadline))
 		return
 	}
 	for {
 		last := s.lastArrivalSince(t0)
-		quietAt := last.Add(s.cfg.DrainQuiet)
+		quietAt := last.Add(quiet)
 		if !quietAt.Before(deadline) {
 			<-s.after(time.Until(deadline))
 			return
@@ -157,13 +168,34 @@ func (s *Server) complete() ShutdownReport {
 	s.report.Store(&rep) // before the signal: Report reads it once signalled
 	s.mark(sig.ShutdownComplete)
 	rep, _ = s.Report()
-	if s.cfg.OnShutdown != nil {
-		s.cfg.OnShutdown(rep)
-	}
 	if rep.Err != nil {
 		s.cfg.Logger.Error("shutdown complete with errors", append(rep.logAttrs(), "error", rep.Err)...)
 	} else {
 		s.cfg.Logger.Info("shutdown complete", rep.logAttrs()...)
 	}
+	s.onShutdown(rep)
 	return rep
+}
+
+// onShutdown runs Config.OnShutdown, waiting for it no longer than its
+// timeout: a slow push never delays the exit past what the budget counts.
+func (s *Server) onShutdown(rep ShutdownReport) {
+	if s.cfg.OnShutdown == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OnShutdownTimeout)
+	defer cancel()
+	begin := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- s.cfg.OnShutdown(ctx, rep) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.cfg.Logger.Error("final report failed", "error", err.Error(), slog.Float64("took_seconds", time.Since(begin).Seconds()))
+			return
+		}
+		s.cfg.Logger.Info("final report sent", slog.Float64("took_seconds", time.Since(begin).Seconds()))
+	case <-ctx.Done():
+		s.cfg.Logger.Error("final report abandoned: it did not return within its timeout", slog.Float64("timeout_seconds", s.cfg.OnShutdownTimeout.Seconds()))
+	}
 }

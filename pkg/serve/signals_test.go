@@ -116,7 +116,7 @@ func TestContextEndStartsTheShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var report ShutdownReport
-	srv.cfg.OnShutdown = func(r ShutdownReport) { report = r }
+	srv.cfg.OnShutdown = func(_ context.Context, r ShutdownReport) error { report = r; return nil }
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")

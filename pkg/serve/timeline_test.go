@@ -2,11 +2,14 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,7 +42,7 @@ func TestShutdownTimeline(t *testing.T) {
 	f := start(t, Config{
 		Apps: lifespan.Group{a}, API: mux, DrainTimeout: 10 * time.Second,
 		QuitSidecars: func(context.Context) error { j.add("quit sidecars"); return nil },
-		OnShutdown:   func(r ShutdownReport) { report = r },
+		OnShutdown:   func(_ context.Context, r ShutdownReport) error { report = r; return nil },
 	})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 200 {
@@ -136,7 +139,7 @@ func TestDrainTimeoutCutsOff(t *testing.T) {
 	})
 	var report ShutdownReport
 	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
-		OnShutdown: func(r ShutdownReport) { report = r }})
+		OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	go func() {
 		resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
@@ -236,5 +239,85 @@ func TestQuietPeriodWithoutTrafficWaitsTheQuietPeriodOnce(t *testing.T) {
 	took := f.sig.DrainStarted.At().Sub(f.sig.ShutdownInitiated.At())
 	if took < quiet || took >= delay {
 		t.Errorf("with no traffic the drain started %v after T0; want the %v quiet period, not the %v delay", took, quiet, delay)
+	}
+}
+
+// OnShutdown runs after ShutdownComplete, while the admin server still
+// answers; one that does not return in time is abandoned, and Run returns
+// cleanly, bounded by its timeout.
+func TestOnShutdownRunsLastAndIsBounded(t *testing.T) {
+	release := make(chan struct{}) // the hanging report ignores its context until the test ends
+	tests := []struct {
+		name    string
+		run     func(ctx context.Context) error
+		wantLog string
+	}{
+		{"returns", func(context.Context) error { return nil }, "final report sent"},
+		{"fails", func(context.Context) error { return errors.New("pushgateway: 503") }, `final report failed" error="pushgateway: 503"`},
+		{"hangs", func(context.Context) error { <-release; return nil }, "final report abandoned: it did not return within its timeout"},
+	}
+	var reports sync.WaitGroup
+	defer func() { close(release); reports.Wait() }()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			var sawComplete, adminUp atomic.Bool
+			var srv atomic.Pointer[Server]
+			f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)), OnShutdownTimeout: 100 * time.Millisecond,
+				OnShutdown: func(ctx context.Context, r ShutdownReport) error {
+					reports.Add(1)
+					defer reports.Done()
+					s := srv.Load()
+					sawComplete.Store(s.Signals().ShutdownComplete.Signalled() && r.Total > 0)
+					conn, err := net.DialTimeout("tcp", s.AdminAddr().String(), time.Second)
+					if err == nil {
+						adminUp.Store(true)
+						conn.Close()
+					}
+					return tt.run(ctx)
+				}})
+			srv.Store(f.srv)
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			f.srv.Shutdown()
+			if err := within(t, f.runErr, "Run"); err != nil {
+				t.Fatalf("Run = %v; a final report never makes the shutdown unclean", err)
+			}
+			if !sawComplete.Load() || !adminUp.Load() {
+				t.Errorf("OnShutdown saw ShutdownComplete %v, the admin server up %v; want both", sawComplete.Load(), adminUp.Load())
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs.String())
+			}
+		})
+	}
+}
+
+// With the delay in a preStop sleep, the server still closes the keep-alive
+// connections in use gracefully after SIGTERM: their responses carry
+// "Connection: close" until they go quiet, within a second.
+func TestPreStopModeClosesKeepAliveConnectionsFirst(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1, PreStopDelay: 5 * time.Second})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	keepAlive := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer keepAlive.CloseIdleConnections()
+	f.srv.Shutdown()
+	within(t, f.sig.ReadinessFailing.Done(), "ReadinessFailing")
+	resp, err := keepAlive.Get("http://" + f.srv.APIAddr().String() + "/")
+	if err != nil {
+		t.Fatalf("a request right after SIGTERM in preStop mode: %v", err)
+	}
+	resp.Body.Close()
+	if !resp.Close {
+		t.Error("a response after SIGTERM did not ask the client to close its connection")
+	}
+	within(t, f.runErr, "Run")
+	last := time.Unix(0, f.srv.gate.lastArrival.Load())
+	t0, t1 := f.sig.ShutdownInitiated.At(), f.sig.DrainStarted.At()
+	if gap := t1.Sub(last); gap < preStopQuiet {
+		t.Errorf("the drain started %v after the last request, before %v of quiet", gap, preStopQuiet)
+	}
+	if took := t1.Sub(t0); took > preStopCloseWindow+time.Second {
+		t.Errorf("the drain started %v after SIGTERM; the close window is %v", took, preStopCloseWindow)
 	}
 }

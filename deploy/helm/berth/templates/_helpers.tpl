@@ -62,12 +62,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The shutdown budget, the same sum the service checks against
 BERTH_GRACE_PERIOD: delay (app or preStop) + drain timeout + stop timeout +
-margin, + the sidecar quit timeout when a classic sidecar is told to quit.
+margin, + 1 in preStop mode (the second the app takes after SIGTERM to
+close the keep-alive connections still in use), + the sidecar quit timeout when a classic sidecar is told to quit,
++ the push timeout when the final figures go to a Pushgateway.
 */}}
 {{- define "berth.shutdownBudget" -}}
 {{- $d := .Values.drain }}
 {{- $b := add $d.delaySeconds $d.timeoutSeconds $d.stopTimeoutSeconds $d.marginSeconds }}
+{{- if eq $d.mode "preStop" }}{{ $b = add $b 1 }}{{ end }}
 {{- if include "berth.classicSidecar" . }}{{ $b = add $b .Values.sidecar.quitTimeoutSeconds }}{{ end }}
+{{- if .Values.metrics.pushgateway.url }}{{ $b = add $b .Values.metrics.pushgateway.timeoutSeconds }}{{ end }}
 {{- $b }}
 {{- end }}
 

@@ -1,0 +1,282 @@
+package chart
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/metrics"
+	"github.com/berth-dev/berth/pkg/probes"
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	serviceMonitorAPI = "monitoring.coreos.com/v1/ServiceMonitor"
+	prometheusRuleAPI = "monitoring.coreos.com/v1/PrometheusRule"
+)
+
+func TestScrapeAnnotationsAndPushAtExit(t *testing.T) {
+	r := mustRender(t, nil)
+	tmpl := r.deployment.Spec.Template
+	for k, v := range map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9090", "prometheus.io/path": "/metrics"} {
+		if tmpl.Annotations[k] != v {
+			t.Errorf("pod annotation %s = %q, want %q", k, tmpl.Annotations[k], v)
+		}
+	}
+	e := env(container(t, tmpl.Spec.Containers, "server"))
+	if _, ok := e["BERTH_PUSHGATEWAY_URL"]; ok {
+		t.Error("a push configured by default")
+	}
+	r = mustRender(t, map[string]any{"metrics": map[string]any{"scrapeAnnotations": false,
+		"pushgateway": map[string]any{"url": "http://pushgateway.monitoring:9091", "timeoutSeconds": 3}}})
+	tmpl = r.deployment.Spec.Template
+	e = env(container(t, tmpl.Spec.Containers, "server"))
+	if e["BERTH_PUSHGATEWAY_URL"] != "http://pushgateway.monitoring:9091" || e["BERTH_PUSH_TIMEOUT"] != "3s" {
+		t.Errorf("push env %v", e)
+	}
+	if *tmpl.Spec.TerminationGracePeriodSeconds != 40 {
+		t.Errorf("grace %d, want 37 + the 3s push", *tmpl.Spec.TerminationGracePeriodSeconds)
+	}
+	if _, ok := tmpl.Annotations["prometheus.io/scrape"]; ok {
+		t.Error("scrape annotations without metrics.scrapeAnnotations")
+	}
+}
+
+func TestMonitoringObjectsNeedTheirCRDs(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		apis   []string
+		want   string // an error, or "" for the kind that must render
+		kind   string
+	}{
+		{"ServiceMonitor without its CRD", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, nil,
+			"metrics.serviceMonitor.enabled=true, but the cluster has no monitoring.coreos.com/v1 ServiceMonitor CRD", ""},
+		{"ServiceMonitor", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, []string{serviceMonitorAPI}, "", "ServiceMonitor"},
+		{"PrometheusRule without its CRD", map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}, nil,
+			"metrics.prometheusRule.enabled=true, but the cluster has no monitoring.coreos.com/v1 PrometheusRule CRD", ""},
+		{"PrometheusRule", map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}, []string{prometheusRuleAPI}, "", "PrometheusRule"},
+		{"dashboard", map[string]any{"metrics": map[string]any{"dashboard": map[string]any{"enabled": true}}}, nil, "", "ConfigMap"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := render(t, tt.values, tt.apis...)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(r.kinds, tt.kind) {
+				t.Fatalf("kinds %v lack %s", r.kinds, tt.kind)
+			}
+		})
+	}
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap"} {
+		if slices.Contains(mustRender(t, nil, serviceMonitorAPI, prometheusRuleAPI).kinds, kind) {
+			t.Errorf("%s rendered by default", kind)
+		}
+	}
+}
+
+// renderedRules returns the PrometheusRule's groups as a Prometheus rule
+// file.
+func renderedRules(t *testing.T) []byte {
+	t.Helper()
+	r := mustRender(t, map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}, prometheusRuleAPI)
+	for _, obj := range r.custom {
+		if obj["kind"] == "PrometheusRule" {
+			b, err := yaml.Marshal(obj["spec"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatal("no PrometheusRule rendered")
+	return nil
+}
+
+// dashboardQueries returns every PromQL expression of the dashboard, with
+// its $namespace variable filled in.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	r := mustRender(t, map[string]any{"metrics": map[string]any{"dashboard": map[string]any{"enabled": true}}})
+	if len(r.configMaps) != 1 || r.configMaps[0].Labels["grafana_dashboard"] != "1" {
+		t.Fatalf("dashboard ConfigMaps %+v, want one labelled grafana_dashboard=1", r.configMaps)
+	}
+	text := r.configMaps[0].Data["berth.json"]
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct{ Name, Query string }
+		}
+	}
+	if err := json.Unmarshal([]byte(text), &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	var out []string
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			out = append(out, strings.ReplaceAll(q.Expr, "$namespace", "berth"))
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if strings.HasPrefix(v.Query, "label_values(") { // label_values(berth_ready, namespace)
+			metric, _, _ := strings.Cut(strings.TrimPrefix(v.Query, "label_values("), ",")
+			out = append(out, metric)
+		}
+	}
+	return out
+}
+
+// exported gathers every series family berth exports, from a server run
+// through a whole shutdown, with a check run and a request observed.
+func exported(t *testing.T) map[string]bool {
+	t.Helper()
+	reg := metrics.NewRegistry()
+	lm, err := metrics.NewLifespan(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm, err := metrics.NewHTTP(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm.ObserveRequest("GET", "/api/v1/info", 200, time.Millisecond)
+	checks := probes.New()
+	if err := metrics.RegisterChecks(reg, checks); err != nil {
+		t.Fatal(err)
+	}
+	app := &lifespan.App{Name: "berth", Observer: lm.OnEvent}
+	app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		s.Go("job", func(ctx context.Context) error { <-ctx.Done(); return nil })
+		return nil, nil
+	}})
+	srv, err := serve.New(serve.Config{Apps: lifespan.Group{app}, API: http.NotFoundHandler(), Probes: checks, APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		DrainDelay: -1, GracePeriod: time.Minute, ShutdownOn: []os.Signal{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := metrics.RegisterServer(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(context.Background()) }()
+	<-srv.Signals().StartupComplete.Done()
+	checks.Evaluate(t.Context(), probes.Readiness, "", nil)
+	srv.Shutdown()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+		if f.GetType().String() == "HISTOGRAM" {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				names[f.GetName()+suffix] = true
+			}
+		}
+	}
+	return names
+}
+
+// Every rule and dashboard query parses with Prometheus's own parser and
+// names only series berth exports.
+func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
+	names := exported(t)
+	p := parser.NewParser(parser.Options{})
+	groups, errs := rulefmt.Parse(renderedRules(t), false, model.UTF8Validation, p, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if len(errs) > 0 {
+		t.Fatalf("the rules do not parse: %v", errs)
+	}
+	var queries []string
+	var alerts []string
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			queries = append(queries, r.Expr)
+			alerts = append(alerts, r.Alert)
+		}
+	}
+	if want := []string{"BerthShutdownNearGracePeriod", "BerthRequestsCutOff", "BerthHookFailed", "BerthStartupSlow", "BerthNotReady"}; !slices.Equal(alerts, want) {
+		t.Errorf("alerts %v, want %v", alerts, want)
+	}
+	queries = append(queries, dashboardQueries(t)...)
+	for _, q := range queries {
+		expr, err := p.ParseExpr(q)
+		if err != nil {
+			t.Errorf("%q does not parse: %v", q, err)
+			continue
+		}
+		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+			if vs, ok := node.(*parser.VectorSelector); ok && !names[vs.Name] {
+				t.Errorf("%q names %s, which berth does not export", q, vs.Name)
+			}
+			return nil
+		})
+	}
+}
+
+// Each alert fires on the series that should fire it and not on the rest:
+// promtool's own rule unit tests (testdata/rules_test.yaml), run with the
+// promtool of PROMETHEUS_IMAGE (default prom/prometheus:v3.16.0). With
+// BERTH_REQUIRE_PROMTOOL set (CI sets it), no Docker fails the test instead
+// of skipping it.
+func TestAlertRulesUnitTests(t *testing.T) {
+	image := os.Getenv("PROMETHEUS_IMAGE")
+	if image == "" {
+		image = "prom/prometheus:v3.16.0"
+	}
+	if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
+		if os.Getenv("BERTH_REQUIRE_PROMTOOL") != "" {
+			t.Fatalf("BERTH_REQUIRE_PROMTOOL is set but %s is not available to docker: %v", image, err)
+		}
+		t.Skipf("no %s image to run promtool from (set BERTH_REQUIRE_PROMTOOL to fail instead): %v", image, err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile(filepath.Join("testdata", "rules_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"rules.yaml": renderedRules(t), "rules_test.yaml": tests} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("docker", "run", "--rm", "-v", dir+":/rules:ro", "--entrypoint", "/bin/promtool", image,
+		"test", "rules", "/rules/rules_test.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+	t.Logf("promtool test rules:\n%s", out)
+}
