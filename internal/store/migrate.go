@@ -18,7 +18,8 @@ var migrations embed.FS
 // binary, with goose. On PostgreSQL it holds an advisory lock meanwhile, so
 // replicas starting together migrate one at a time (the others find nothing
 // left to do). A database whose schema is newer than the binary knows is
-// refused: this binary would misread it.
+// refused: this binary would misread it. It then records the item bound
+// (Limits.MaxItems) that the database enforces.
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
 	if err != nil {
@@ -52,6 +53,10 @@ func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	for _, r := range results {
 		log.Info("migration applied", "database", s.where, "version", r.Source.Version, "file", r.Source.Path, slog.Float64("took_seconds", r.Duration.Seconds()))
 	}
-	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results))
+	// The item bound lives beside the count it bounds, for the triggers.
+	if _, err := s.db.ExecContext(ctx, s.d.q("UPDATE item_count SET max = ? WHERE id = 1"), s.limits.MaxItems); err != nil {
+		return s.failed("migrate", err)
+	}
+	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results), "max_items", s.limits.MaxItems)
 	return nil
 }

@@ -34,13 +34,12 @@ type Config struct {
 // dialect is what differs between the two databases.
 type dialect struct {
 	name        string // goose's dialect
-	now         string // the SQL for the current time, as updated_at stores it
 	placeholder func(n int) string
 }
 
 var (
-	postgres = dialect{name: "postgres", now: "now()", placeholder: func(n int) string { return "$" + strconv.Itoa(n) }}
-	sqlite   = dialect{name: "sqlite3", now: "unixepoch()", placeholder: func(int) string { return "?" }}
+	postgres = dialect{name: "postgres", placeholder: func(n int) string { return "$" + strconv.Itoa(n) }}
+	sqlite   = dialect{name: "sqlite3", placeholder: func(int) string { return "?" }}
 )
 
 // q rewrites the ? placeholders of query for the dialect.
@@ -92,16 +91,51 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 && cfg.Limits.Timeout > 0 {
 		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
 	}
+	// A few connections are opened before the pod is Ready (see warm), so
+	// its first requests do not each wait for a connection's handshake;
+	// pool_min_conns and pool_max_conns in the URL override these.
+	if !strings.Contains(cfg.URL, "pool_min_conns") {
+		pc.MinConns = warmConnections
+	}
+	if !strings.Contains(cfg.URL, "pool_max_conns") {
+		pc.MaxConns = max(pc.MaxConns, 16)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc) // connects lazily
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", pgWhere(pc), err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	return &DB{db: db, d: postgres, limits: cfg.Limits, where: pgWhere(pc), close: func() error {
+	return &DB{db: db, d: postgres, limits: cfg.Limits, where: pgWhere(pc), pool: pool, close: func() error {
 		err := db.Close()
 		pool.Close()
 		return err
 	}}, nil
+}
+
+// warmConnections are opened before Open returns.
+const warmConnections = 4
+
+// warm opens the pool's first connections at once, so the handshakes
+// (SCRAM authentication, a server process each) happen before the pod is
+// Ready rather than on its first requests.
+func (s *DB) warm(ctx context.Context) error {
+	if s.pool == nil {
+		return nil
+	}
+	conns := make([]*pgxpool.Conn, 0, warmConnections)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range warmConnections {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	return nil
 }
 
 func pgWhere(pc *pgxpool.Config) string {
@@ -139,6 +173,9 @@ func (s *DB) wait(ctx context.Context, wait time.Duration, log *slog.Logger) err
 	for attempt := 1; ; attempt++ {
 		pingCtx, cancel := s.bound(ctx)
 		err := s.db.PingContext(pingCtx)
+		if err == nil {
+			err = s.warm(pingCtx)
+		}
 		cancel()
 		if err == nil {
 			if attempt > 1 {

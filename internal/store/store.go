@@ -14,9 +14,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Store is the items' interface; *DB implements it for both databases.
@@ -117,8 +120,9 @@ type DB struct {
 	db     *sql.DB
 	d      dialect
 	limits Limits
-	where  string       // the host or the file, for logs; never a password
-	close  func() error // closes db, then the pool behind it
+	where  string        // the host or the file, for logs; never a password
+	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
+	close  func() error  // closes db, then the pool behind it
 }
 
 // Get returns the value stored under key, or ErrNotFound.
@@ -139,9 +143,8 @@ func (s *DB) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
-// Put stores value under key in one transaction: replace the item if it
-// exists; else count it (refusing it past MaxItems) and insert it. Two
-// writers of one new key race at the insert; the loser replaces instead.
+// Put stores value under key: a replacement, or an insert that the
+// database counts (and refuses past MaxItems) in the same statement.
 func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	if err := s.limits.checkKey(key); err != nil {
 		return false, err
@@ -151,74 +154,61 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	for {
-		created, raced, err := s.put(ctx, key, value)
-		if err != nil {
-			return false, err
-		}
-		if !raced {
-			return created, nil
-		}
+	var created bool
+	var err error
+	if s.d.name == postgres.name {
+		// One statement: the insert's trigger takes the counter's lock
+		// inside the server, never across a round trip to this client.
+		err = s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+			RETURNING (xmax = 0)`, key, value).Scan(&created)
+	} else {
+		created, err = s.putSQLite(ctx, key, value)
 	}
+	switch {
+	case err != nil && strings.Contains(err.Error(), "berth: item limit"):
+		return false, &LimitError{What: "items", Limit: s.limits.MaxItems}
+	case err != nil:
+		return false, s.failed("put", err)
+	}
+	return created, nil
 }
 
-func (s *DB) put(ctx context.Context, key string, value []byte) (created, raced bool, err error) {
+// putSQLite replaces or inserts in one transaction; SQLite has one writer
+// at a time, so nothing can insert the key in between.
+func (s *DB) putSQLite(ctx context.Context, key string, value []byte) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return false, false, s.failed("put", err)
+		return false, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	res, err := tx.ExecContext(ctx, s.d.q("UPDATE items SET value = ?, updated_at = "+s.d.now+" WHERE key = ?"), value, key)
+	res, err := tx.ExecContext(ctx, "UPDATE items SET value = ?, updated_at = unixepoch() WHERE key = ?", value, key)
 	if err != nil {
-		return false, false, s.failed("put", err)
+		return false, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		res, err = tx.ExecContext(ctx, s.d.q("UPDATE item_count SET n = n + 1 WHERE id = 1 AND (? = 0 OR n < ?)"), s.limits.MaxItems, s.limits.MaxItems)
-		if err != nil {
-			return false, false, s.failed("put", err)
+	n, _ := res.RowsAffected()
+	if n == 0 {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO items (key, value) VALUES (?, ?)", key, value); err != nil {
+			return false, err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return false, false, &LimitError{What: "items", Limit: s.limits.MaxItems}
-		}
-		res, err = tx.ExecContext(ctx, s.d.q("INSERT INTO items (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"), key, value)
-		if err != nil {
-			return false, false, s.failed("put", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return false, true, nil // inserted by another writer meanwhile: replace it instead
-		}
-		created = true
 	}
-	if err := tx.Commit(); err != nil {
-		return false, false, s.failed("put", err)
-	}
-	return created, false, nil
+	return n == 0, tx.Commit()
 }
 
-// Delete removes the item and uncounts it, or returns ErrNotFound.
+// Delete removes the item (its trigger uncounts it), or returns
+// ErrNotFound.
 func (s *DB) Delete(ctx context.Context, key string) error {
 	if err := s.limits.checkKey(key); err != nil {
 		return err
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return s.failed("delete", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	res, err := tx.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
+	res, err := s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
 	if err != nil {
 		return s.failed("delete", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE item_count SET n = n - 1 WHERE id = 1"); err != nil {
-		return s.failed("delete", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return s.failed("delete", err)
 	}
 	return nil
 }
