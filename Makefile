@@ -17,7 +17,12 @@ NAMESPACE       ?= berth
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO              ?= go
 
-.PHONY: help run test lint bench image e2e kind-up kind-load deploy undeploy kind-down
+.PHONY: help run test lint bench fuzz image e2e kind-up kind-load deploy undeploy kind-down
+
+FUZZTIME ?= 30s
+# Each fuzz target and its package; make test runs their seed corpora.
+FUZZ_TARGETS := FuzzLoad:./internal/config FuzzPutGet:./internal/store FuzzPutItem:./cmd/server \
+                FuzzHandler:./pkg/probes FuzzParseTargets:./pkg/sidecar
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +42,12 @@ lint: ## go vet (both modules, e2e tag included) and gofmt
 bench: ## benchmarks: berth's request path vs bare Gin, probes with a slow check, parallel startup, loopback load, the items API on both databases
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./cmd/... ./internal/...
 	cd e2e && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./storepg/...
+
+fuzz: ## run every fuzz target for FUZZTIME each (outside input: configuration, probe queries, item keys and bodies, sidecar addresses)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done
 
 image: ## build the service image
 	docker build --build-arg GO_IMAGE=$(GO_IMAGE) --build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE) \

@@ -37,6 +37,15 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 	var logs *podLogs
 	var downs []window
 	outage := map[string]time.Duration{}
+	// disruption plots one step: the writer's answers and the pods around it.
+	disruption := func(name string, run func(ctx context.Context, t *testing.T)) features.Func {
+		return func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			tl := c.recordTimeline("data: " + name)
+			run(ctx, t)
+			tl.finish(t, outcomesOf(w.snapshot(), tl.began, time.Now()))
+			return ctx
+		}
+	}
 	f := features.New("no acknowledged write is lost").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			c = newCluster(t, cfg)
@@ -46,34 +55,30 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			<-time.After(2 * time.Second) // a baseline of writes before the first disruption
 			return ctx
 		}).
-		Assess("a rolling update", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		Assess("a rolling update", disruption("a rolling update", func(ctx context.Context, t *testing.T) {
 			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=data-1"); err != nil {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			return ctx
-		}).
-		Assess("a pod deletion", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("a pod deletion", disruption("a pod deletion", func(ctx context.Context, t *testing.T) {
 			victim := c.waitSettled(t, mainNamespace, mainRelease, replicas)[0]
 			if err := c.cs.CoreV1().Pods(mainNamespace).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			c.waitGone(t, mainNamespace, victim.Name, 2*time.Minute)
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			return ctx
-		}).
-		Assess("a drain of a worker that does not host PostgreSQL", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("a drain of a worker that does not host PostgreSQL", disruption("a drain of a worker that does not host PostgreSQL", func(ctx context.Context, t *testing.T) {
 			c.drainWorker(t, mainNamespace, mainRelease)
-			return ctx
-		}).
-		Assess("a scale-in from 3 to 2", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("a scale-in from 3 to 2", disruption("a scale-in from 3 to 2", func(ctx context.Context, t *testing.T) {
 			if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=2"); err != nil {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, 2)
-			return ctx
-		}).
-		Assess("a restart of the PostgreSQL pod", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("a restart of the PostgreSQL pod", disruption("a restart of the PostgreSQL pod", func(ctx context.Context, t *testing.T) {
 			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
 			if err != nil {
 				t.Fatal(err)
@@ -85,9 +90,8 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			ready := c.waitPostgresReady(t, pg.UID)
 			downs = append(downs, window{"postgres restart", from, ready.Add(5 * time.Second)})
 			t.Logf("PostgreSQL restarted: Ready again %v after its deletion, on node %s", ready.Sub(from).Round(time.Millisecond), pg.Spec.NodeName)
-			return ctx
-		}).
-		Assess("a 20s database outage: no restart, every request answered within 2s, writes back within 5s", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("a 20s database outage: no restart, every request answered within 2s, writes back within 5s", disruption("a 20s database outage", func(ctx context.Context, t *testing.T) {
 			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
 			if err != nil {
 				t.Fatal(err)
@@ -137,9 +141,8 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			if len(slow) > 0 {
 				t.Errorf("%d requests during the outage took over 2s, the first: %+v", len(slow), slow[0])
 			}
-			return ctx
-		}).
-		Assess("back to 3 replicas, then preStop mode: rolled twice", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		})).
+		Assess("back to 3 replicas, then preStop mode: rolled twice", disruption("back to 3 replicas, then preStop mode", func(ctx context.Context, t *testing.T) {
 			if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=preStop"); err != nil {
 				t.Fatal(err)
 			}
@@ -152,8 +155,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			return ctx
-		}).
+		})).
 		Assess("every acknowledged write reads back; the only failures are quick 503s while the database was down", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			w.stop()
 			answers := w.snapshot()

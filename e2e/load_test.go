@@ -28,6 +28,7 @@ type load struct {
 	mu                              sync.Mutex
 	reasons                         map[string]int
 	failures                        []time.Time
+	outcomes                        []outcome
 }
 
 // loadReport is what a load run saw.
@@ -35,6 +36,7 @@ type loadReport struct {
 	Total, Failed, Long, LongFailed int64
 	Reasons                         map[string]int
 	Failures                        []time.Time // when each failed request was sent
+	Outcomes                        []outcome   // every request, when it was answered
 	Duration                        time.Duration
 }
 
@@ -103,6 +105,9 @@ func (l *load) one(client *http.Client, url string, long bool) {
 			reason = resp.Status
 		}
 	}
+	l.mu.Lock()
+	l.outcomes = append(l.outcomes, outcome{at: time.Now(), ok: reason == ""})
+	l.mu.Unlock()
 	if reason == "" {
 		return
 	}
@@ -128,5 +133,5 @@ func (l *load) stop(began time.Time) loadReport {
 		reasons[k] = v
 	}
 	return loadReport{Total: l.total.Load(), Failed: l.failed.Load(), Long: l.long.Load(), LongFailed: l.longFailed.Load(),
-		Reasons: reasons, Failures: slices.Clone(l.failures), Duration: time.Since(began)}
+		Reasons: reasons, Failures: slices.Clone(l.failures), Outcomes: slices.Clone(l.outcomes), Duration: time.Since(began)}
 }

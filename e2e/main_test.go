@@ -16,6 +16,8 @@
 //	GO_IMAGE           builder image for the Dockerfile (default golang:1.26-bookworm)
 //	RUNTIME_IMAGE      runtime image for the Dockerfile (default distroless static:nonroot)
 //	POSTGRES_IMAGE     the bundled PostgreSQL's image (default postgres:15)
+//	PROMETHEUS_IMAGE   the e2e's Prometheus (default prom/prometheus:v3.16.0)
+//	PUSHGATEWAY_IMAGE  the e2e's Pushgateway (default prom/pushgateway:v1.5.1)
 //	E2E_CLUSTER        cluster name (default berth-e2e)
 //	E2E_REUSE_CLUSTER  name of an existing cluster to use and keep, for fast iteration
 //	E2E_IMAGE          an image already built to use instead of building one
@@ -26,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -44,11 +47,17 @@ import (
 )
 
 var (
-	testenv       env.Environment
-	clusterName   = envOr("E2E_CLUSTER", "berth-e2e")
-	imageRepo     = "berth"
-	imageTag      = "e2e"
-	postgresImage = envOr("POSTGRES_IMAGE", "postgres:15")
+	testenv          env.Environment
+	clusterName      = envOr("E2E_CLUSTER", "berth-e2e")
+	imageRepo        = "berth"
+	imageTag         = "e2e"
+	postgresImage    = envOr("POSTGRES_IMAGE", "postgres:15")
+	prometheusImage  = envOr("PROMETHEUS_IMAGE", "prom/prometheus:v3.16.0")
+	pushgatewayImage = envOr("PUSHGATEWAY_IMAGE", "prom/pushgateway:v1.5.1")
+	// pushgatewayURL is where berth's pods push their final figures.
+	pushgatewayURL = "http://pushgateway.monitoring.svc:9091"
+	// prometheusURL is the e2e's Prometheus, on its NodePort.
+	prometheusURL = "http://127.0.0.1:30090"
 	mainNamespace = "berth"
 	artifacts     = envOr("E2E_ARTIFACTS", filepath.Join("..", "e2e-artifacts"))
 	// apiURL is the release's NodePort, mapped to the host by deploy/kind.
@@ -106,6 +115,9 @@ func run(m *testing.M) (code int) {
 	cfg := envconf.NewWithKubeConfig(kubeconfig)
 	testenv = env.NewWithConfig(cfg)
 	code = testenv.Run(m)
+	if dir, err := filepath.Abs(artifacts); err == nil {
+		fmt.Fprintf(os.Stderr, "e2e: plots of every disruption in %s\n", dir)
+	}
 	if code != 0 {
 		dir, err := exportLogs(cfg, provider)
 		if err != nil {
@@ -149,12 +161,17 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	if err := loadImage(provider, image); err != nil {
 		return "", err
 	}
-	// Nodes that cannot pull get PostgreSQL's image from the local Docker;
-	// elsewhere, without it locally, the cluster pulls it as usual.
-	if command(nil, "docker", "image", "inspect", postgresImage) == nil {
-		if err := loadImage(provider, postgresImage); err != nil {
-			return "", err
+	// Nodes that cannot pull get the other images from the local Docker;
+	// elsewhere, without them locally, the cluster pulls them as usual.
+	for _, img := range []string{postgresImage, prometheusImage, pushgatewayImage} {
+		if command(nil, "docker", "image", "inspect", img) == nil {
+			if err := loadImage(provider, img); err != nil {
+				return "", err
+			}
 		}
+	}
+	if err := deployMonitoring(kubeconfig); err != nil {
+		return "", err
 	}
 	return kubeconfig, installMain(kubeconfig)
 }
@@ -228,7 +245,7 @@ func installMain(kubeconfig string) error {
 		return err
 	}
 	args := []string{"upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
-		"--set", "service.type=NodePort", "--set", "service.nodePort=30080"}
+		"--set", "service.type=NodePort", "--set", "service.nodePort=30080", "--set", "metrics.pushgateway.url=" + pushgatewayURL}
 	for _, a := range imageArgs() {
 		args = append(args, "--set-string", a) // a tag such as 15 is a string, not a number
 	}
@@ -242,13 +259,18 @@ func imageArgs() []string {
 		"postgresql.image.repository=" + pgRepo, "postgresql.image.tag=" + pgTag}
 }
 
-// command runs a tool, its output going to ours; the error carries the
-// tail of what it printed.
+// command runs a tool; the error carries the tail of what it printed.
 func command(env []string, name string, args ...string) error {
+	return commandIn(env, nil, name, args...)
+}
+
+// commandIn is command with stdin.
+func commandIn(env []string, stdin io.Reader, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = stdin
 	var out tailBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	fmt.Fprintf(os.Stderr, "e2e: %s %s\n", name, strings.Join(args, " "))

@@ -136,6 +136,7 @@ func TestZeroDowntime(t *testing.T) {
 		Assess("pod deletion under load: zero failed requests, in-flight requests complete", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			victim := c.waitSettled(t, mainNamespace, mainRelease, replicas)[0]
 			logs := c.followLogs(t, mainNamespace, victim.Name, "server")
+			tl := c.recordTimeline("pod deletion")
 			began := time.Now()
 			ld := startLoad(apiURL)
 			// Let the load reach every pod before one goes.
@@ -146,6 +147,7 @@ func TestZeroDowntime(t *testing.T) {
 			c.waitGone(t, mainNamespace, victim.Name, 2*time.Minute)
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			rep := ld.stop(began)
+			tl.finish(t, rep.Outcomes)
 			figures["berth pod deletion"] = rep
 			t.Logf("pod deletion: %s", rep)
 			if rep.Failed != 0 {
@@ -217,12 +219,14 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) 
 	for i, p := range old {
 		logs[i] = c.followLogs(t, mainNamespace, p.Name, "server")
 	}
+	tl := c.recordTimeline("rolling update " + revision)
 	began := time.Now()
 	ld := startLoad(apiURL)
 	<-time.After(3 * time.Second) // a baseline before the rollout starts
 	err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout="+revision)
 	c.waitSettled(t, mainNamespace, mainRelease, replicas)
 	rep := ld.stop(began)
+	tl.finish(t, rep.Outcomes)
 	if err != nil {
 		t.Fatal(err)
 	}

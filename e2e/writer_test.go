@@ -62,6 +62,11 @@ func (w *writer) put(key string, n int) {
 	a := answer{key: key, sent: time.Now()}
 	req, _ := http.NewRequest(http.MethodPut, w.base+"/api/v1/items/"+key, strings.NewReader(fmt.Sprintf(`{"n":%d}`, n)))
 	req.Header.Set("Content-Type", "application/json")
+	// A PUT is idempotent (RFC 9110 9.2.2); this header tells Go's client
+	// so, and it then retries a request whose keep-alive connection the
+	// server closed as it drained, as HTTP asks clients to (RFC 9112
+	// 9.3.1). Without it, Go retries only GET, HEAD, OPTIONS and TRACE.
+	req.Header.Set("Idempotency-Key", key)
 	resp, err := w.client.Do(req)
 	if err != nil {
 		a.reason = shortReason(err)
@@ -158,4 +163,15 @@ func (w *writer) holds(ctx context.Context, key string) bool {
 		}
 	}
 	return false
+}
+
+// outcomes are the writes answered between from and to.
+func outcomesOf(answers []answer, from, to time.Time) []outcome {
+	var out []outcome
+	for _, a := range answers {
+		if at := a.sent.Add(a.took); !at.Before(from) && !at.After(to) {
+			out = append(out, outcome{at: at, ok: a.reason == ""})
+		}
+	}
+	return out
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
@@ -22,7 +24,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	started := time.Now()
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(gin.Recovery())
+	r.Use(gin.Recovery(), noSniff)
 	if obs != nil {
 		r.Use(ginberth.Metrics(obs))
 	}
@@ -38,7 +40,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	v1 := r.Group("/api/v1")
 	// info answers from the cache: it needs no database, so it keeps
 	// answering through a database outage.
-	v1.GET("/info", func(c *gin.Context) {
+	getOrHead(v1, "/info", func(c *gin.Context) {
 		ca := ginberth.MustGet(c, cacheKey)
 		c.JSON(http.StatusOK, gin.H{
 			"version": version,
@@ -50,7 +52,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	})
 	workRoute(v1, cfg) // the demo's long requests
 	items := v1.Group("/items")
-	items.GET("/:key", func(c *gin.Context) {
+	getOrHead(items, "/:key", func(c *gin.Context) {
 		v, err := ginberth.MustGet(c, storeKey).Get(c.Request.Context(), c.Param("key"))
 		if err != nil {
 			storeFailed(c, log, err)
@@ -59,6 +61,16 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		c.Data(http.StatusOK, "application/json", v)
 	})
 	items.PUT("/:key", func(c *gin.Context) {
+		if ct := c.GetHeader("Content-Type"); ct != "" && !isJSON(ct) {
+			fail(c, http.StatusUnsupportedMediaType, "Content-Type %q is not JSON; send application/json", ct)
+			return
+		}
+		// A body announced as too large is refused before it is read, so a
+		// client that sent "Expect: 100-continue" never sends it.
+		if c.Request.ContentLength > cfg.BodyLimit {
+			fail(c, http.StatusRequestEntityTooLarge, "body of %d bytes is over the %d-byte limit (BERTH_BODY_LIMIT)", c.Request.ContentLength, cfg.BodyLimit)
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, cfg.BodyLimit))
 		var tooBig *http.MaxBytesError
 		switch {
@@ -114,6 +126,25 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 		c.Header("Retry-After", "1")
 		fail(c, http.StatusServiceUnavailable, "the database did not answer; retry later")
 	}
+}
+
+// getOrHead serves GET and HEAD on one route: HEAD works wherever GET does
+// (net/http sends the headers and drops the body).
+func getOrHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
+	r.GET(path, h)
+	r.HEAD(path, h)
+}
+
+// noSniff tells browsers not to guess a response's type from its bytes.
+func noSniff(c *gin.Context) {
+	c.Header("X-Content-Type-Options", "nosniff")
+}
+
+// isJSON reports whether a Content-Type is JSON (application/json, or a
+// +json type such as application/merge-patch+json).
+func isJSON(contentType string) bool {
+	t, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (t == "application/json" || strings.HasSuffix(t, "+json"))
 }
 
 func fail(c *gin.Context, code int, format string, args ...any) {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,7 +71,7 @@ func TestAPI(t *testing.T) {
 		{"read", "GET", items + "k", "", 200, "v", "1"},
 		{"replace", "PUT", items + "k", `{"v":2}`, 200, "v", "2"},
 		{"malformed", "PUT", items + "k", `{"v":`, 400, "error", "body is not valid JSON"},
-		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body over the 64-byte limit (BERTH_BODY_LIMIT)"},
+		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body of 108 bytes is over the 64-byte limit (BERTH_BODY_LIMIT)"},
 		{"key too long", "PUT", items + strings.Repeat("k", 257), `1`, 400, "error", "key of 257 bytes is over the 256-byte limit"},
 		{"key with a control character", "PUT", items + "a%0Ab", `1`, 400, "error", "invalid key: control character U+000A"},
 		{"second", "PUT", items + "k2", `{"v":2}`, 201, "", ""},
@@ -107,9 +109,9 @@ func TestAPI(t *testing.T) {
 }
 
 func TestWorkHonoursCancellation(t *testing.T) {
-	app := startService(t, map[string]string{"BERTH_WORK_MAX": "1h", "BERTH_DRAIN_TIMEOUT": "1s"})
+	app := startService(t, map[string]string{"BERTH_WORK_MAX": "30s", "BERTH_DRAIN_TIMEOUT": "30s"})
 	ctx, cancel := context.WithCancel(t.Context())
-	req, _ := http.NewRequestWithContext(ctx, "GET", app.URL+"/api/v1/work?duration=1h", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", app.URL+"/api/v1/work?duration=30s", nil)
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
@@ -188,4 +190,71 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 			t.Errorf("%s %s error = %v", tt.method, tt.path, out["error"])
 		}
 	}
+}
+
+// HEAD works wherever GET does; a PUT that is not JSON gets 415; a body
+// announced too large gets 413 before it is sent, one that turns out too
+// large while it streams gets 413 too; every response says nosniff.
+func TestHTTPDetails(t *testing.T) {
+	app := startService(t, map[string]string{"BERTH_MAX_ITEMS": "100"})
+	items := app.URL + "/api/v1/items/"
+	if code, _ := do(t, "PUT", items+"k", `{"v":1}`); code != 201 {
+		t.Fatalf("seeding: %d", code)
+	}
+	send := func(method, url, body, contentType string, chunked bool) *http.Response {
+		t.Helper()
+		var r io.Reader = strings.NewReader(body)
+		if chunked {
+			r = io.MultiReader(strings.NewReader(body)) // no length known: sent chunked
+		}
+		req, _ := http.NewRequest(method, url, r)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	tests := []struct {
+		name, method, url, body, contentType string
+		chunked                              bool
+		code                                 int
+	}{
+		{"HEAD of an item", "HEAD", items + "k", "", "", false, 200},
+		{"HEAD of a missing item", "HEAD", items + "nope", "", "", false, 404},
+		{"HEAD of info", "HEAD", app.URL + "/api/v1/info", "", "", false, 200},
+		{"HEAD of work", "HEAD", app.URL + "/api/v1/work?duration=1ms", "", "", false, 200},
+		{"JSON", "PUT", items + "j", `{"v":1}`, "application/json; charset=utf-8", false, 201},
+		{"a +json type", "PUT", items + "p", `{"v":1}`, "application/merge-patch+json", false, 201},
+		{"no content type", "PUT", items + "n", `{"v":1}`, "", false, 201},
+		{"not JSON", "PUT", items + "t", `{"v":1}`, "text/plain", false, 415},
+		{"a form", "PUT", items + "f", `v=1`, "application/x-www-form-urlencoded", false, 415},
+		{"too large, streamed", "PUT", items + "s", `{"v":"` + strings.Repeat("x", 100) + `"}`, "application/json", true, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := send(tt.method, tt.url, tt.body, tt.contentType, tt.chunked)
+			if resp.StatusCode != tt.code || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Fatalf("%s %s = %d (nosniff %q), want %d", tt.method, tt.url, resp.StatusCode, resp.Header.Get("X-Content-Type-Options"), tt.code)
+			}
+		})
+	}
+
+	t.Run("Expect: 100-continue with a body over the limit", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(app.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "PUT /api/v1/items/big HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || !strings.Contains(line, "413") {
+			t.Fatalf("the answer to the headers alone: %q, %v; want 413, not 100 Continue", line, err)
+		}
+	})
 }

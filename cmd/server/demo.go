@@ -53,7 +53,7 @@ func warmingFor(d time.Duration, start lifespan.StartFunc) lifespan.StartFunc {
 // during a drain. It honours cancellation: when the client goes away or the
 // server cuts the request off, it returns at once.
 func workRoute(r gin.IRoutes, cfg config.Config) {
-	r.GET("/work", func(c *gin.Context) {
+	getOrHead(r, "/work", func(c *gin.Context) {
 		d := 100 * time.Millisecond
 		if q := c.Query("duration"); q != "" {
 			var err error

@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -92,10 +93,15 @@ func runServe(env map[string]string, stderr io.Writer) int {
 	log := newLogger(stderr, level, cfg.LogFormat == "json").With("pod", cfg.PodName)
 	srv, err := newService(cfg, log)
 	if err != nil {
-		log.Error("refusing to start", "error", err)
+		log.Error("refusing to start", "error", config.Explain(err))
 		return serve.ExitCode(err)
 	}
-	code := serve.ExitCode(srv.Run(context.Background()))
+	err = srv.Run(context.Background())
+	code := serve.ExitCode(err)
+	var refused *serve.ConfigError
+	if errors.As(err, &refused) {
+		log.Error("cannot start", "error", config.Explain(err))
+	}
 	log.Info("exiting", "code", code)
 	return code
 }

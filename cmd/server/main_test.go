@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -13,6 +14,12 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRunExitCodes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
 	loopback := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -40,6 +47,10 @@ func TestRunExitCodes(t *testing.T) {
 			`hook \"db\": start: database postgres 127.0.0.1:1/berth as berth did not answer within 200ms`},
 		{"database URL of another kind", nil, with(map[string]string{"BERTH_DATABASE_URL": "mysql://u:s3cret@h/db"}), 2,
 			`BERTH_DATABASE_URL="mysql://u:xxxxx@h/db": want a postgres:// or postgresql:// URL`},
+		{"port in use", nil, with(map[string]string{"BERTH_HTTP_ADDR": busy}), 2,
+			`BERTH_HTTP_ADDR=\"` + busy + `\": listen tcp ` + busy + `: bind: address already in use`},
+		{"refused by serve, in the service's words", nil, with(map[string]string{"BERTH_DRAIN_QUIET": "6s"}), 2,
+			`BERTH_DRAIN_QUIET 6s must be shorter than the drain delay (5s)`},
 		{"unknown command", []string{"dance"}, nil, 2, `unknown command "dance"`},
 		{"probe without URL", []string{"probe"}, nil, 2, "usage: server probe URL"},
 	}

@@ -46,7 +46,7 @@ type Config struct {
 	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
 	DemoFail       string        `env:"BERTH_DEMO_FAIL"`
 	JobInterval    time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
-	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"30s"`
+	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"15s"`
 	BodyLimit      int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
 	DatabaseURL    string        `env:"BERTH_DATABASE_URL"`
 	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
@@ -101,34 +101,10 @@ func Load(environ map[string]string) (Config, error) {
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
-	// Every duration must not be negative; the timeouts and periods marked
-	// positive must not be 0 either when set explicitly.
-	for _, d := range []struct {
-		name     string
-		v        time.Duration
-		positive bool
-	}{
-		{"BERTH_DRAIN_DELAY", cfg.DrainDelay, false}, {"BERTH_DRAIN_QUIET", cfg.DrainQuiet, false},
-		{"BERTH_DRAIN_TIMEOUT", cfg.DrainTimeout, true}, {"BERTH_STOP_TIMEOUT", cfg.StopTimeout, true},
-		{"BERTH_GRACE_PERIOD", cfg.GracePeriod, false}, {"BERTH_PRESTOP_DELAY", cfg.PreStopDelay, false},
-		{"BERTH_SHUTDOWN_MARGIN", cfg.Margin, true}, {"BERTH_SIDECAR_QUIT_TIMEOUT", cfg.QuitTimeout, true},
-		{"BERTH_SIDECAR_TIMEOUT", cfg.SidecarTimeout, true}, {"BERTH_DEMO_WARMUP", cfg.DemoWarmup, false},
-		{"BERTH_JOB_INTERVAL", cfg.JobInterval, true}, {"BERTH_WORK_MAX", cfg.WorkMax, true},
-		{"BERTH_DB_WAIT", cfg.DBWait, false}, {"BERTH_DB_TIMEOUT", cfg.DBTimeout, true},
-		{"BERTH_PUSH_TIMEOUT", cfg.PushTimeout, true},
-	} {
-		switch {
-		case d.v < 0:
-			bad(d.name, environ[d.name], "must not be negative")
-		case d.positive && d.v == 0 && environ[d.name] != "":
-			bad(d.name, environ[d.name], "must be more than 0")
-		}
-	}
-	if cfg.BodyLimit <= 0 && environ["BERTH_BODY_LIMIT"] != "" {
-		bad("BERTH_BODY_LIMIT", environ["BERTH_BODY_LIMIT"], "must be a positive number of bytes")
-	}
-	if cfg.MaxItems < 0 {
-		bad("BERTH_MAX_ITEMS", environ["BERTH_MAX_ITEMS"], "must be 0 (no bound) or more")
+	problems = append(problems, unknownVariables(environ)...)
+	problems = append(problems, outOfBounds(cfg, environ)...)
+	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
+		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
 	}
 	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		bad("BERTH_PUSHGATEWAY_URL", redactURL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")

@@ -19,9 +19,19 @@ func TestLoad(t *testing.T) {
 		{"bad duration", map[string]string{"BERTH_DRAIN_DELAY": "5"}, `BERTH_DRAIN_DELAY="5" is not a Go duration such as 250ms, 5s or 1m`},
 		{"two bad values, both named", map[string]string{"BERTH_STOP_TIMEOUT": "soon", "BERTH_SINGLE_LISTENER": "yes"},
 			`BERTH_STOP_TIMEOUT="soon" is not a Go duration`},
-		{"negative", map[string]string{"BERTH_DRAIN_TIMEOUT": "-1s"}, `BERTH_DRAIN_TIMEOUT="-1s": must not be negative`},
-		{"zero timeout", map[string]string{"BERTH_STOP_TIMEOUT": "0s"}, `BERTH_STOP_TIMEOUT="0s": must be more than 0`},
-		{"zero margin", map[string]string{"BERTH_SHUTDOWN_MARGIN": "0s"}, `BERTH_SHUTDOWN_MARGIN="0s": must be more than 0`},
+		{"negative", map[string]string{"BERTH_DRAIN_TIMEOUT": "-1s"}, `BERTH_DRAIN_TIMEOUT="-1s": want between 100ms and 1h0m0s`},
+		{"zero timeout", map[string]string{"BERTH_STOP_TIMEOUT": "0s"}, `BERTH_STOP_TIMEOUT="0s": want between 100ms and 1h0m0s`},
+		{"zero margin", map[string]string{"BERTH_SHUTDOWN_MARGIN": "0s"}, `BERTH_SHUTDOWN_MARGIN="0s": want between 100ms and 10m0s`},
+		{"absurdly short", map[string]string{"BERTH_JOB_INTERVAL": "1ns"}, `BERTH_JOB_INTERVAL="1ns": want between 100ms and 24h0m0s`},
+		{"absurdly long", map[string]string{"BERTH_DRAIN_DELAY": "8760h"}, `BERTH_DRAIN_DELAY="8760h": want between 100ms and 10m0s (or 0)`},
+		{"a zero that means none", map[string]string{"BERTH_DRAIN_DELAY": "0s", "BERTH_MAX_ITEMS": "0"}, ""},
+		{"absurd body limit", map[string]string{"BERTH_BODY_LIMIT": "0"}, `BERTH_BODY_LIMIT="0": want between 1 and 1073741824`},
+		{"a typo", map[string]string{"BERTH_DRAIN_DELY": "5s"}, "BERTH_DRAIN_DELY is not a berth variable; did you mean BERTH_DRAIN_DELAY?"},
+		{"not even close", map[string]string{"BERTH_COLOUR": "blue"}, "BERTH_COLOUR is not a berth variable; the README lists them"},
+		{"another program's variable", map[string]string{"HOME": "/root", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}, ""},
+		{"long requests cut off by the drain", map[string]string{"BERTH_WORK_MAX": "30s"},
+			"BERTH_WORK_MAX (30s) is longer than BERTH_DRAIN_TIMEOUT (20s): a request the service accepted could be cut off by its own drain"},
+		{"pushgateway URL", map[string]string{"BERTH_PUSHGATEWAY_URL": "pushgateway:9091"}, `BERTH_PUSHGATEWAY_URL="pushgateway:9091": want the Pushgateway's http:// or https:// URL`},
 		{"log level", map[string]string{"BERTH_LOG_LEVEL": "loud"}, `BERTH_LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"log format", map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT="xml": want json or text`},
 		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, db, migrate, cache, jobs`},
@@ -36,6 +46,9 @@ func TestLoad(t *testing.T) {
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
+				}
+				if len(tt.env) > 0 {
+					return
 				}
 				if cfg.DrainDelay != serve.DefaultDrainDelay || cfg.DrainTimeout != serve.DefaultDrainTimeout || cfg.StopTimeout != serve.DefaultStopTimeout ||
 					cfg.Margin != serve.DefaultMargin || cfg.QuitTimeout != serve.DefaultQuitTimeout || cfg.DrainQuiet != 0 ||

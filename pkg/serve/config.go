@@ -50,6 +50,11 @@ type Config struct {
 	APIAddr        string
 	AdminAddr      string
 	SingleListener bool
+	// Limits bound what clients can hold of the API server (zero fields
+	// take the defaults; see Limits). The admin server has fixed, small
+	// limits and a listener of its own, so probes answer while the API is
+	// saturated.
+	Limits Limits
 
 	// Probes receives the lifespan's checks; pass one to add checks of your
 	// own (dependencies, sidecars). Nil makes a new registry.
@@ -106,10 +111,13 @@ type Config struct {
 	// past the timeout.
 	OnShutdown        func(ctx context.Context, r ShutdownReport) error
 	OnShutdownTimeout time.Duration
-	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM
-	// and SIGINT; an empty, non-nil slice handles none). Another one, more
-	// than a second after the first, forces an exit through Exit (nil:
-	// os.Exit) with ExitForced.
+	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM,
+	// SIGINT and SIGHUP, so a hung-up terminal or a process manager's HUP
+	// drains like a SIGTERM instead of killing the process; an empty,
+	// non-nil slice handles none). Another one, more than a second after the
+	// first, forces an exit through Exit (nil: os.Exit) with ExitForced.
+	// SIGQUIT keeps Go's meaning: the goroutines' stacks are printed and the
+	// process exits with code 2, without a drain.
 	ShutdownOn []os.Signal
 	Exit       func(code int)
 }
@@ -144,6 +152,7 @@ func (c *Config) setDefaults() {
 	if c.AdminAddr == "" {
 		c.AdminAddr = ":9090"
 	}
+	c.Limits = c.Limits.orDefaults(apiLimits)
 	if c.Probes == nil {
 		c.Probes = probes.New()
 	}
@@ -151,7 +160,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.ShutdownOn == nil {
-		c.ShutdownOn = []os.Signal{syscall.SIGTERM, os.Interrupt}
+		c.ShutdownOn = []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP}
 	}
 	if c.Exit == nil {
 		c.Exit = os.Exit
@@ -218,6 +227,18 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 (the default) or more", d.name, d.v))
 		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Limits.ReadHeaderTimeout", c.Limits.ReadHeaderTimeout}, {"Limits.ReadTimeout", c.Limits.ReadTimeout},
+		{"Limits.WriteTimeout", c.Limits.WriteTimeout}, {"Limits.IdleTimeout", c.Limits.IdleTimeout}} {
+		if d.v < 0 {
+			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 (the default) or more", d.name, d.v))
+		}
+	}
+	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
+		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
 	}
 	if c.delay() > 0 && c.PreStopDelay > 0 {
 		problems = append(problems, fmt.Sprintf("both a drain delay (%v) and a preStop delay (%v) are set; the propagation delay belongs in one place: set DrainDelay negative (none) when the pod has a preStop sleep, or drop the preStop", c.DrainDelay, c.PreStopDelay))

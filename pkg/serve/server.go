@@ -194,8 +194,9 @@ func (s *Server) serve() {
 		apiHandler = adminMux
 	}
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)
-	s.apiSrv = &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: errLog}
-	s.adminSrv = &http.Server{Handler: adminMux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	s.apiSrv = s.cfg.Limits.server(apiHandler)
+	s.adminSrv = adminLimits.server(adminMux)
+	s.apiSrv.ErrorLog, s.adminSrv.ErrorLog = errLog, errLog
 	// DrainStarted is signalled once http.Server.Shutdown has closed the
 	// listener; the drain step signals it again (a no-op) in case this
 	// callback has not run by the time Shutdown returns.
@@ -209,9 +210,9 @@ func (s *Server) serve() {
 		})
 	}
 	if !s.cfg.SingleListener {
-		serveOn("admin", s.adminSrv, s.adminLn)
+		serveOn("admin", s.adminSrv, adminLimits.listener(s.adminLn))
 	}
-	serveOn("api", s.apiSrv, s.apiLn)
+	serveOn("api", s.apiSrv, s.cfg.Limits.listener(s.apiLn))
 	var probeCtx context.Context
 	probeCtx, s.stopProbes = context.WithCancel(context.Background())
 	s.cfg.Probes.Start(probeCtx)

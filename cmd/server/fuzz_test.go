@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+// mapStore is an in-memory store for the fuzz test's speed.
+type mapStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *mapStore) Get(_ context.Context, k string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[k]; ok {
+		return v, nil
+	}
+	return nil, store.ErrNotFound
+}
+
+func (s *mapStore) Put(_ context.Context, k string, v []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, had := s.m[k]
+	s.m[k] = v
+	return !had, nil
+}
+
+func (s *mapStore) Delete(context.Context, string) error       { return nil }
+func (s *mapStore) Stats(context.Context) (store.Stats, error) { return store.Stats{}, nil }
+
+// Whatever key, body and Content-Type a PUT carries, it is stored only as
+// valid JSON with a JSON (or no) Content-Type, every refusal is a JSON
+// error with a 4xx status, and nothing panics.
+func FuzzPutItem(f *testing.F) {
+	for _, seed := range []struct{ key, body, ct string }{
+		{"k", `{"v":1}`, "application/json"}, {"k", `{"v":`, ""}, {"a b", `[]`, "application/merge-patch+json"},
+		{"k", `1`, "text/plain"}, {"%00", `null`, ""}, {"k", strings.Repeat("x", 200), "application/json"},
+	} {
+		f.Add(seed.key, seed.body, seed.ct)
+	}
+	app := &lifespan.App{Name: "berth"}
+	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		storeKey.Set(s, &mapStore{m: map[string][]byte{}})
+		cacheKey.Set(s, &cache{})
+		return nil, nil
+	}})
+	if err := app.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	defer app.Stop(context.Background())
+	cfg, err := config.Load(map[string]string{"BERTH_BODY_LIMIT": "128"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.Fuzz(func(t *testing.T, key, body, contentType string) {
+		req := httptest.NewRequest(http.MethodPut, "/", strings.NewReader(body))
+		req.URL = &url.URL{Path: "/api/v1/items/" + url.PathEscape(key)}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		switch {
+		case rec.Code/100 == 2:
+			if !json.Valid([]byte(body)) || len(body) > 128 || (contentType != "" && !isJSON(contentType)) {
+				t.Fatalf("PUT %q %q (%q) stored with %d", key, body, contentType, rec.Code)
+			}
+		case rec.Code/100 == 4:
+			var e map[string]string
+			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e["error"] == "" {
+				t.Fatalf("PUT %q refused with %d but no JSON error: %q", key, rec.Code, rec.Body)
+			}
+		default:
+			t.Fatalf("PUT %q %q (%q): %d", key, body, contentType, rec.Code)
+		}
+	})
+}

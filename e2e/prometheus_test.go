@@ -1,0 +1,182 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+)
+
+// TestPrometheusSeesEveryFigure asks a real Prometheus, in PromQL, for the
+// figures berth records: the startup gate's 503s, and, after a rolling
+// update under load, every replaced pod's shutdown (pushed at exit), every
+// new pod's startup and hooks, and the requests served, which must equal
+// the load generator's own count.
+func TestPrometheusSeesEveryFigure(t *testing.T) {
+	var c *cluster
+	var p *prom
+	var fresh []corev1.Pod
+	f := features.New("Prometheus has every figure").
+		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c, p = newCluster(t, cfg), newProm(t)
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			waitFor(t, "Prometheus to scrape every berth pod", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				v, err := p.query(ctx, `count(up{job="berth", namespace="berth"} == 1)`)
+				return err == nil && sum(v) == replicas, nil
+			})
+			return ctx
+		}).
+		Assess("the startup gate's 503s are counted", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			before, err := c.pods(ctx, mainNamespace, mainRelease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upgraded := make(chan error, 1)
+			go func() {
+				upgraded <- c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-fresh", "config.demoWarmup=4s")
+			}()
+			warming := c.catchWarmingPod(t, before)
+			const turnedAway = 3
+			for range turnedAway {
+				if out, err := c.exec(ctx, mainNamespace, warming.Name, "server", "/server", "probe", "http://127.0.0.1:8080/api/v1/info"); err == nil || !strings.Contains(out, "503") {
+					t.Fatalf("during the warm-up: %v\n%s", err, out)
+				}
+			}
+			if err := <-upgraded; err != nil {
+				t.Fatal(err)
+			}
+			fresh = c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			q := fmt.Sprintf(`berth_http_requests_turned_away_total{job="berth", pod=%q}`, warming.Name)
+			waitFor(t, q+" to be 3", time.Minute, func(ctx context.Context) (bool, error) {
+				v, err := p.query(ctx, q)
+				return err == nil && sum(v) == turnedAway, nil
+			})
+			return ctx
+		}).
+		Assess("a rolling update under load: shutdowns pushed, startups scraped, requests served equal to the load's", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			old := podNames(fresh) // pods that have served nothing yet
+			tl := c.recordTimeline("rolling update, figures in Prometheus")
+			began := time.Now()
+			ld := startLoad(apiURL)
+			<-time.After(3 * time.Second)
+			err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-1")
+			current := c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			rep := ld.stop(began)
+			defer tl.finish(t, rep.Outcomes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed != 0 {
+				t.Errorf("rolling update under load: %d of %d requests failed: %v", rep.Failed, rep.Total, rep.Reasons)
+			}
+			born := podNames(current)
+			oldRe, bornRe := strings.Join(old, "|"), strings.Join(born, "|")
+
+			pushed := fmt.Sprintf(`berth_shutdown_duration_seconds{job="berth-exit", pod=~%q}`, oldRe)
+			waitFor(t, "every replaced pod's shutdown in Prometheus", time.Minute, func(ctx context.Context) (bool, error) {
+				v, err := p.query(ctx, pushed)
+				return err == nil && len(v) == len(old), nil
+			})
+			durations, _ := p.query(ctx, pushed)
+			grace, _ := p.query(ctx, fmt.Sprintf(`berth_grace_period_seconds{job="berth-exit", pod=~%q}`, oldRe))
+			for pod, d := range byPod(durations) {
+				if g := byPod(grace)[pod]; g == 0 || d <= 0 || d > g {
+					t.Errorf("pod %s: shutdown %.3fs, grace period %.0fs", pod, d, g)
+				}
+			}
+			for _, check := range []struct {
+				what, q string
+				want    int
+			}{
+				{"nothing cut off", fmt.Sprintf(`berth_drain_cut_off_requests{job="berth-exit", pod=~%q} == 0`, oldRe), len(old)},
+				{"every lifecycle signal's time", fmt.Sprintf(`berth_lifecycle_signal_timestamp_seconds{job="berth-exit", pod=~%q}`, oldRe), 9 * len(old)},
+				{"each stop hook's duration", fmt.Sprintf(`berth_hook_duration_seconds{job="berth-exit", phase="stop", pod=~%q}`, oldRe), 4 * len(old)},
+				{"each stop hook's outcome", fmt.Sprintf(`berth_hook_failures_total{job="berth-exit", phase="stop", pod=~%q} == 0`, oldRe), 4 * len(old)},
+				{"each new pod's startup", fmt.Sprintf(`berth_startup_duration_seconds{job="berth", pod=~%q} > 0`, bornRe), len(born)},
+				{"each new pod's hooks", fmt.Sprintf(`berth_hook_duration_seconds{job="berth", phase="start", pod=~%q}`, bornRe), 4 * len(born)},
+			} {
+				v, err := p.query(ctx, check.q)
+				if err != nil || len(v) != check.want {
+					t.Errorf("%s: %s gave %d series (%v), want %d", check.what, check.q, len(v), err, check.want)
+				}
+			}
+			served := fmt.Sprintf(`sum(berth_http_requests_total{job="berth-exit", code=~"2..", pod=~%q}) + sum(berth_http_requests_total{job="berth", code=~"2..", pod=~%q})`, oldRe, bornRe)
+			succeeded := float64(rep.Total - rep.Failed)
+			var got float64
+			waitFor(t, "Prometheus's count of requests served to reach the load's", time.Minute, func(ctx context.Context) (bool, error) {
+				v, err := p.query(ctx, served)
+				got = sum(v)
+				return err == nil && got == succeeded, nil
+			})
+			t.Logf("the load saw %v requests succeed; berth's pods report %v served (%d replaced pods, pushed at exit, and %d new ones, scraped)", succeeded, got, len(old), len(born))
+			return ctx
+		}).
+		Assess("the chart's alert rules are loaded and none fires", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			rules, err := p.api.Rules(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var healthy []string
+			for _, g := range rules.Groups {
+				for _, r := range g.Rules {
+					if a, ok := r.(promv1.AlertingRule); ok {
+						if a.Health != promv1.RuleHealthGood {
+							t.Errorf("rule %s: health %s, %s", a.Name, a.Health, a.LastError)
+						}
+						if a.State == "firing" {
+							t.Errorf("alert %s firing: %v", a.Name, a.Alerts)
+						}
+						healthy = append(healthy, a.Name)
+					}
+				}
+			}
+			if want := []string{"BerthShutdownNearGracePeriod", "BerthRequestsCutOff", "BerthHookFailed", "BerthStartupSlow", "BerthNotReady"}; !slices.Equal(healthy, want) {
+				t.Errorf("alerting rules %v, want %v", healthy, want)
+			}
+			return ctx
+		}).
+		Feature()
+	testenv.Test(t, f)
+}
+
+// catchWarmingPod waits for a pod not in before whose server container
+// runs, while its startup is still under way.
+func (c *cluster) catchWarmingPod(t *testing.T, before []corev1.Pod) corev1.Pod {
+	t.Helper()
+	var fresh corev1.Pod
+	waitFor(t, "a new pod's server container to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		pods, err := c.pods(ctx, mainNamespace, mainRelease)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods {
+			isNew := !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.Name == p.Name })
+			for _, s := range p.Status.ContainerStatuses {
+				if isNew && s.Name == "server" && s.State.Running != nil && !s.Ready {
+					fresh = p
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	return fresh
+}
+
+func podNames(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,172 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// bounds are the values each duration and number may take: past them a
+// value is a mistake (BERTH_JOB_INTERVAL=1ns would spin; a drain timeout of
+// a year would never fit a grace period), refused with the valid range.
+var bounds = []struct {
+	name     string
+	min, max int64 // nanoseconds for durations, units for numbers
+	zeroOK   bool  // 0 means something (none, unset, no bound) besides the range
+	duration bool
+}{
+	{"BERTH_DRAIN_DELAY", int64(100 * time.Millisecond), int64(10 * time.Minute), true, true},
+	{"BERTH_DRAIN_QUIET", int64(10 * time.Millisecond), int64(10 * time.Minute), true, true},
+	{"BERTH_DRAIN_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
+	{"BERTH_STOP_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
+	{"BERTH_GRACE_PERIOD", int64(time.Second), int64(24 * time.Hour), true, true},
+	{"BERTH_PRESTOP_DELAY", int64(100 * time.Millisecond), int64(10 * time.Minute), true, true},
+	{"BERTH_SHUTDOWN_MARGIN", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
+	{"BERTH_SIDECAR_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
+	{"BERTH_SIDECAR_QUIT_TIMEOUT", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
+	{"BERTH_DEMO_WARMUP", int64(time.Millisecond), int64(10 * time.Minute), true, true},
+	{"BERTH_JOB_INTERVAL", int64(100 * time.Millisecond), int64(24 * time.Hour), false, true},
+	{"BERTH_WORK_MAX", int64(time.Millisecond), int64(time.Hour), false, true},
+	{"BERTH_DB_WAIT", int64(100 * time.Millisecond), int64(time.Hour), true, true},
+	{"BERTH_DB_TIMEOUT", int64(10 * time.Millisecond), int64(time.Minute), false, true},
+	{"BERTH_PUSH_TIMEOUT", int64(100 * time.Millisecond), int64(time.Minute), false, true},
+	{"BERTH_BODY_LIMIT", 1, 1 << 30, false, false},
+	{"BERTH_MAX_ITEMS", 1, 1_000_000_000, true, false},
+}
+
+// outOfBounds names every value outside its range.
+func outOfBounds(cfg Config, environ map[string]string) []string {
+	v := reflect.ValueOf(cfg)
+	var problems []string
+	for _, b := range bounds {
+		got := v.FieldByName(fieldOf(b.name)).Int()
+		if (got == 0 && b.zeroOK) || (got >= b.min && got <= b.max) {
+			continue
+		}
+		show := func(n int64) string {
+			if b.duration {
+				return time.Duration(n).String()
+			}
+			return fmt.Sprint(n)
+		}
+		want := fmt.Sprintf("want between %s and %s", show(b.min), show(b.max))
+		if b.zeroOK {
+			want += " (or 0)"
+		}
+		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.name, environ[b.name], want))
+	}
+	return problems
+}
+
+// fieldOf returns the Config field read from the variable name.
+func fieldOf(name string) string {
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("env") == name {
+			return t.Field(i).Name
+		}
+	}
+	panic("config: no field reads " + name)
+}
+
+// otherVariables are BERTH_ variables read elsewhere: by `server sidecar`,
+// and by the chart (a password the URL expands).
+var otherVariables = []string{"BERTH_SIDECAR_ADDR", "BERTH_SIDECAR_READY_DELAY", "BERTH_SIDECAR_HOLD", "BERTH_DB_PASSWORD"}
+
+// Variables returns every BERTH_ variable the service knows, sorted.
+func Variables() []string {
+	var names []string
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if name := t.Field(i).Tag.Get("env"); strings.HasPrefix(name, "BERTH_") {
+			names = append(names, name)
+		}
+	}
+	return slices.Sorted(slices.Values(append(names, otherVariables...)))
+}
+
+// unknownVariables refuses BERTH_ variables the service does not know, a
+// typo being the likeliest cause, and suggests the closest known name.
+func unknownVariables(environ map[string]string) []string {
+	known := Variables()
+	var problems []string
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range environ {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		if !strings.HasPrefix(name, "BERTH_") || slices.Contains(known, name) {
+			continue
+		}
+		msg := fmt.Sprintf("%s is not a berth variable", name)
+		if closest, d := nearest(name, known); d <= 3 {
+			msg += fmt.Sprintf("; did you mean %s?", closest)
+		} else {
+			msg += "; the README lists them"
+		}
+		problems = append(problems, msg)
+	}
+	return problems
+}
+
+// nearest returns the name in names closest to s, and its edit distance.
+func nearest(s string, names []string) (string, int) {
+	best, bestD := "", int(^uint(0)>>1)
+	for _, n := range names {
+		if d := distance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best, bestD
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// serveFields maps serve.Config's field names, as serve's errors name them,
+// to the variables that set them.
+var serveFields = []struct {
+	field    *regexp.Regexp
+	variable string
+}{
+	{regexp.MustCompile(`\bAPIAddr `), "BERTH_HTTP_ADDR="}, {regexp.MustCompile(`\bAdminAddr `), "BERTH_ADMIN_ADDR="},
+	{regexp.MustCompile(`\bDrainQuiet\b`), "BERTH_DRAIN_QUIET"}, {regexp.MustCompile(`\bDrainDelay\b`), "BERTH_DRAIN_DELAY"},
+	{regexp.MustCompile(`\bDrainTimeout\b`), "BERTH_DRAIN_TIMEOUT"}, {regexp.MustCompile(`\bStopTimeout\b`), "BERTH_STOP_TIMEOUT"},
+	{regexp.MustCompile(`\bGracePeriod\b`), "BERTH_GRACE_PERIOD"}, {regexp.MustCompile(`\bPreStopDelay\b`), "BERTH_PRESTOP_DELAY"},
+	{regexp.MustCompile(`\bOnShutdownTimeout\b`), "BERTH_PUSH_TIMEOUT"}, {regexp.MustCompile(`\bQuitTimeout\b`), "BERTH_SIDECAR_QUIT_TIMEOUT"},
+	{regexp.MustCompile(`\bMargin\b`), "BERTH_SHUTDOWN_MARGIN"},
+}
+
+// Explain rewrites an error of package serve in the service's terms: the
+// variable to change instead of the field it sets
+// (`BERTH_HTTP_ADDR=":8080": listen tcp :8080: bind: address already in use`).
+func Explain(err error) string {
+	msg := err.Error()
+	for _, f := range serveFields {
+		msg = f.field.ReplaceAllString(msg, f.variable)
+	}
+	return msg
+}

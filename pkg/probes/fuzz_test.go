@@ -1,0 +1,45 @@
+package probes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+)
+
+// Whatever the path, query and Accept header, the handler answers with a
+// probe status, 404 or 405, never panics, and its JSON parses.
+func FuzzHandler(f *testing.F) {
+	for _, seed := range []struct{ path, query, accept string }{
+		{"/readyz", "verbose", ""}, {"/readyz/db", "", "application/json"}, {"/livez", "exclude=ping&exclude=x", ""},
+		{"/startupz", "format=json&verbose=1", ""}, {"/readyz//", "exclude=", "*/*"}, {"/nope", "", ""}, {"/readyz/a/b", "%zz", ""},
+	} {
+		f.Add(seed.path, seed.query, seed.accept)
+	}
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: func(context.Context) error { return nil }})
+	r.Add(Readiness, Check{Name: "db", Run: func(context.Context) error { return errors.New("down") }})
+	r.Add(Readiness|Startup, Check{Name: "a/b", Run: func(context.Context) error { return nil }})
+	h := r.Handler(HandlerOptions{ShowReasons: true})
+	f.Fuzz(func(t *testing.T, path, query, accept string) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL = &url.URL{Path: "/" + path, RawQuery: query}
+		req.Header.Set("Accept", accept)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200, 503, 404, 405:
+		default:
+			t.Fatalf("%q?%q: status %d", path, query, rec.Code)
+		}
+		if rec.Header().Get("Content-Type") == "application/json" {
+			var out map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("%q?%q: JSON does not parse: %v\n%s", path, query, err, rec.Body)
+			}
+		}
+	})
+}

@@ -1,0 +1,87 @@
+package serve
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+)
+
+// rawGet sends a GET on conn with an extra header of n bytes and returns
+// the status line.
+func rawGet(t *testing.T, conn net.Conn, n int) string {
+	t.Helper()
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", strings.Repeat("a", n))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), DrainDelay: -1,
+		Limits: Limits{ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10, MaxConnections: 2}})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	api := f.srv.APIAddr().String()
+	dial := func() net.Conn {
+		c, err := net.DialTimeout("tcp", api, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	t.Run("oversized headers are refused", func(t *testing.T) {
+		if got := rawGet(t, dial(), 8<<10); !strings.Contains(got, "431") {
+			t.Fatalf("headers over the limit: %q, want 431", got)
+		}
+	})
+	t.Run("a request that trickles in is cut off at the read timeout", func(t *testing.T) {
+		c := dial()
+		fmt.Fprintf(c, "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		begin := time.Now()
+		for {
+			if _, err := c.Write([]byte("a")); err != nil {
+				break // the server closed the connection
+			}
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				break
+			}
+		}
+		if took := time.Since(begin); took > 5*time.Second {
+			t.Fatalf("a trickling body held its connection for %v", took)
+		}
+	})
+	t.Run("connections past the cap wait; the probes still answer", func(t *testing.T) {
+		held := []net.Conn{dial(), dial()} // the cap: two open connections
+		for _, c := range held {
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			bufio.NewReader(c).ReadString('\n')
+		}
+		third := dial() // the kernel accepts it; the server does not yet
+		fmt.Fprintf(third, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		third.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := bufio.NewReader(third).ReadString('\n'); err == nil {
+			t.Fatal("a connection past the cap was served")
+		}
+		if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 200 {
+			t.Fatalf("readyz while the API is at its connection cap = %d", code)
+		}
+		held[0].Close() // a slot frees: the waiting connection is served
+		third.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := bufio.NewReader(third).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+			t.Fatalf("once a slot freed: %q, %v", line, err)
+		}
+	})
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+}
