@@ -63,4 +63,6 @@ func (l Limits) server(h http.Handler) *http.Server {
 }
 
 // listener bounds ln's open connections.
-func (l Limits) listener(ln net.Listener) net.Listener { return netutil.LimitListener(ln, l.MaxConnections) }
+func (l Limits) listener(ln net.Listener) net.Listener {
+	return netutil.LimitListener(ln, l.MaxConnections)
+}
