@@ -54,6 +54,11 @@ type Check struct {
 	// result and report the check failing until its first run passes.
 	// Without it the check runs inline on every probe.
 	Interval time.Duration
+	// Instant marks a check that only reads memory (a flag, a signal, a
+	// status) and never blocks: it runs in the probe's own goroutine, with
+	// no timeout and no goroutine of its own, so a probe stays cheap when
+	// the process is busy. A check that can block must not set it.
+	Instant bool
 	// FailureThreshold is how many consecutive failures turn a passing check
 	// failing (default 1); SuccessThreshold how many consecutive successes
 	// turn a failing check passing again (default 1). A check's first result
@@ -122,6 +127,11 @@ func (c *check) init() {
 // run runs the check once under its timeout and folds the outcome into the
 // thresholded result.
 func (c *check) run(ctx context.Context) Result {
+	if c.Instant {
+		begin := time.Now()
+		err := c.callInstant(ctx)
+		return c.record(err, begin, time.Since(begin))
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	begin := time.Now()
@@ -130,6 +140,16 @@ func (c *check) run(ctx context.Context) Result {
 		err = ctx.Err() // finished, but too late to count
 	}
 	return c.record(err, begin, time.Since(begin))
+}
+
+// callInstant runs an instant check in the caller's goroutine.
+func (c *check) callInstant(ctx context.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("check panicked: %v", v)
+		}
+	}()
+	return c.Run(ctx)
 }
 
 // call runs the check in its own goroutine so that a check ignoring its

@@ -246,3 +246,60 @@ func TestHandlerOverHTTP(t *testing.T) {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 }
+
+// An instant check runs in the probe's goroutine, without a deadline of its
+// own; an ordinary inline check gets its timeout. A panic is a failure
+// either way.
+func TestInstantChecks(t *testing.T) {
+	r := New()
+	var instantDeadline, inlineDeadline bool
+	r.Add(Readiness, Check{Name: "flag", Instant: true, Run: func(ctx context.Context) error {
+		_, instantDeadline = ctx.Deadline()
+		return nil
+	}})
+	r.Add(Readiness, Check{Name: "dial", Run: func(ctx context.Context) error {
+		_, inlineDeadline = ctx.Deadline()
+		return nil
+	}})
+	r.Add(Liveness, Check{Name: "bad", Instant: true, Run: func(context.Context) error { panic("nil map") }})
+	rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+	if !rep.Passing || instantDeadline || !inlineDeadline {
+		t.Fatalf("passing %v; instant check had a deadline %v, inline check %v", rep.Passing, instantDeadline, inlineDeadline)
+	}
+	rep, _ = r.Evaluate(t.Context(), Liveness, "", nil)
+	if rep.Passing || rep.Checks[0].Err == nil || !strings.Contains(rep.Checks[0].Err.Error(), "check panicked: nil map") {
+		t.Fatalf("a panicking instant check: %+v", rep.Checks)
+	}
+}
+
+// Refresh brings a background check's result up to date at once and
+// leaves its schedule alone.
+func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var open atomic.Bool
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Run: func(context.Context) error {
+			runs.Add(1)
+			if !open.Load() {
+				return errors.New("not open yet")
+			}
+			return nil
+		}})
+		r.Add(Readiness, Check{Name: "inline", Run: func(context.Context) error { runs.Add(100); return nil }})
+		r.Start(t.Context())
+		defer r.Stop()
+		synctest.Wait()
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); rep.Passing {
+			t.Fatal("db passing before it opened")
+		}
+		open.Store(true)
+		r.Refresh(t.Context())
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing {
+			t.Fatalf("db after Refresh: %+v", rep.Checks)
+		}
+		if got := runs.Load(); got != 2 {
+			t.Fatalf("runs = %d; want the first run and the refresh, and no inline check", got)
+		}
+	})
+}

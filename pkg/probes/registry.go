@@ -78,6 +78,27 @@ func (r *Registry) Start(ctx context.Context) {
 	}
 }
 
+// Refresh runs every background check now, concurrently, each under its
+// timeout, and waits for them; their next scheduled runs keep their pace.
+// Call it when what the checks watch has just changed, such as at the end
+// of startup, so the next probe reads a result from after the change rather
+// than one up to an Interval old.
+func (r *Registry) Refresh(ctx context.Context) {
+	r.mu.RLock()
+	var background []*check
+	for _, c := range r.checks {
+		if c.Interval > 0 {
+			background = append(background, c)
+		}
+	}
+	r.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, c := range background {
+		wg.Go(func() { c.run(ctx) })
+	}
+	wg.Wait()
+}
+
 // Stop ends the background checks and waits for them.
 func (r *Registry) Stop() {
 	r.mu.Lock()
@@ -110,8 +131,9 @@ type Report struct {
 	Excluded []string // names given to exclude that matched no check
 }
 
-// Evaluate reports the probe of kind: inline checks run now (concurrently,
-// each under its timeout), background checks give their cached result.
+// Evaluate reports the probe of kind: instant checks run now in the
+// caller's goroutine, other inline checks run now concurrently, each under
+// its timeout, and background checks give their cached result.
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
@@ -138,11 +160,14 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 	rep = Report{Kind: kind, Passing: true, Checks: make([]Result, len(selected))}
 	var wg sync.WaitGroup
 	for i, c := range selected {
-		if c.Interval > 0 {
+		switch {
+		case c.Interval > 0:
 			rep.Checks[i] = c.cached()
-			continue
+		case c.Instant:
+			rep.Checks[i] = c.run(ctx)
+		default:
+			wg.Go(func() { rep.Checks[i] = c.run(ctx) })
 		}
-		wg.Go(func() { rep.Checks[i] = c.run(ctx) })
 	}
 	wg.Wait()
 	for _, res := range rep.Checks {

@@ -16,10 +16,10 @@ import (
 // readiness, passing from StartupComplete on).
 func (s *Server) registerChecks() {
 	reg := s.cfg.Probes
-	reg.Add(probes.Liveness, probes.Check{Name: "ping", Run: func(context.Context) error { return nil }})
+	reg.Add(probes.Liveness, probes.Check{Name: "ping", Instant: true, Run: func(context.Context) error { return nil }})
 	for _, app := range s.cfg.Apps {
 		for _, hook := range app.Hooks() {
-			reg.Add(probes.Readiness, probes.Check{Name: "hook/" + app.Name + "/" + hook, Run: func(context.Context) error {
+			reg.Add(probes.Readiness, probes.Check{Name: "hook/" + app.Name + "/" + hook, Instant: true, Run: func(context.Context) error {
 				if st := app.HookStatus(hook); st != lifespan.HookUp {
 					return fmt.Errorf("hook %s", st)
 				}
@@ -27,13 +27,13 @@ func (s *Server) registerChecks() {
 			}})
 		}
 	}
-	reg.Add(probes.Readiness, probes.Check{Name: "shutdown", Run: func(context.Context) error {
+	reg.Add(probes.Readiness, probes.Check{Name: "shutdown", Instant: true, Run: func(context.Context) error {
 		if s.sig.ReadinessFailing.Signalled() {
 			return errors.New("shutting down")
 		}
 		return nil
 	}})
-	reg.Add(probes.Startup|probes.Readiness, probes.Check{Name: "lifespan", Run: func(context.Context) error {
+	reg.Add(probes.Startup|probes.Readiness, probes.Check{Name: "lifespan", Instant: true, Run: func(context.Context) error {
 		if s.sig.StartupComplete.Signalled() {
 			return nil
 		}

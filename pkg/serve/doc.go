@@ -6,7 +6,7 @@
 // gate, the logs, the metrics and the [ShutdownReport] read. In order:
 //
 //	Listening          probes answer; API routes answer 503 + Retry-After
-//	StartupComplete    every hook started; the API serves
+//	StartupComplete    every hook started, background checks refreshed; the API serves
 //	ShutdownInitiated  T0: SIGTERM, SIGINT, Server.Shutdown or ctx done
 //	ReadinessFailing   /readyz 503, /livez 200, responses carry
 //	                   "Connection: close"; requests still served

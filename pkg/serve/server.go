@@ -292,6 +292,9 @@ func (s *Server) startup() error {
 		s.cfg.Logger.Error("startup failed; every hook that started was stopped", "error", err)
 		return &StartupError{Err: err}
 	}
+	// The background checks ran while the hooks were starting; run them
+	// again so the first readiness verdict describes the started service.
+	s.cfg.Probes.Refresh(context.Background())
 	// Every hook may have finished even as the shutdown began; then the
 	// shutdown runs as usual, from a complete startup.
 	s.mark(s.sig.StartupComplete, "apps", len(s.cfg.Apps))

@@ -53,8 +53,9 @@ func (s *Signal) signal() bool {
 //
 //	Listening          both listeners are bound; probes answer, the API
 //	                   answers 503 with Retry-After
-//	StartupComplete    every hook of every app has started; the API serves,
-//	                   /startupz passes and /readyz may
+//	StartupComplete    every hook of every app has started and the
+//	                   background checks have run once since; the API
+//	                   serves, /startupz passes and /readyz may
 //	ShutdownInitiated  T0: SIGTERM, SIGINT, Server.Shutdown or the Run
 //	                   context ending (during startup: the startup is
 //	                   abandoned and rolled back)

@@ -7,21 +7,35 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
 )
 
 func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
 	release := make(chan struct{})
+	var warmed atomic.Bool
 	a := &lifespan.App{Name: "api"}
 	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
 		<-release
+		warmed.Store(true)
 		return nil, nil
 	}})
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), RetryAfter: 1500 * time.Millisecond})
+	// A background check that passes only once the hook has run; its
+	// interval is far longer than the test, so only the refresh at the end
+	// of startup can bring its result up to date.
+	checks := probes.New()
+	checks.Add(probes.Readiness, probes.Check{Name: "db", Interval: time.Hour, Run: func(context.Context) error {
+		if !warmed.Load() {
+			return errors.New("not open yet")
+		}
+		return nil
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, Probes: checks, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), RetryAfter: 1500 * time.Millisecond})
 	code, hdr, body := f.get(f.srv.APIAddr(), "/anything")
 	if code != 503 || hdr.Get("Retry-After") != "2" || !strings.Contains(body, "starting") {
 		t.Errorf("API before ready: %d Retry-After=%q %q", code, hdr.Get("Retry-After"), body)
@@ -45,7 +59,7 @@ func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
 	}
 	close(release)
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	for _, p := range []string{"/readyz", "/startupz", "/readyz/hook/api/warm"} {
+	for _, p := range []string{"/readyz", "/startupz", "/readyz/hook/api/warm", "/readyz/db"} {
 		if code, _, _ := f.get(f.srv.AdminAddr(), p); code != 200 {
 			t.Errorf("%s after startup = %d", p, code)
 		}
