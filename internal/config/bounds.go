@@ -88,6 +88,22 @@ func Variables() []string {
 	return slices.Sorted(slices.Values(append(names, otherVariables...)))
 }
 
+// serviceLink matches the variables the kubelet writes for every Service in
+// the namespace (enableServiceLinks): a Service named berth or berth-admin
+// gives BERTH_SERVICE_HOST, BERTH_ADMIN_PORT_9090_TCP_ADDR and the like.
+// They always come with the Service's <NAME>_SERVICE_HOST, which is how a
+// typo such as BERTH_HTTP_PORT is still told apart from them.
+var serviceLink = regexp.MustCompile(`^([A-Z0-9_]+?)_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_ADDR|_PORT|_PROTO)?)?)$`)
+
+func isServiceLink(name string, environ map[string]string) bool {
+	m := serviceLink.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	_, ok := environ[m[1]+"_SERVICE_HOST"]
+	return ok
+}
+
 // unknownVariables refuses BERTH_ variables the service does not know, a
 // typo being the likeliest cause, and suggests the closest known name.
 func unknownVariables(environ map[string]string) []string {
@@ -100,7 +116,7 @@ func unknownVariables(environ map[string]string) []string {
 			}
 		}
 	}) {
-		if !strings.HasPrefix(name, "BERTH_") || slices.Contains(known, name) {
+		if !strings.HasPrefix(name, "BERTH_") || slices.Contains(known, name) || isServiceLink(name, environ) {
 			continue
 		}
 		msg := fmt.Sprintf("%s is not a berth variable", name)
