@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -71,7 +71,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 			fail(c, http.StatusRequestEntityTooLarge, "body of %d bytes is over the %d-byte limit (BERTH_BODY_LIMIT)", c.Request.ContentLength, cfg.BodyLimit)
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, cfg.BodyLimit))
+		body, err := readBody(c, cfg.BodyLimit)
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
@@ -126,6 +126,17 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 		c.Header("Retry-After", "1")
 		fail(c, http.StatusServiceUnavailable, "the database did not answer; retry later")
 	}
+}
+
+// readBody reads the request's body, up to limit bytes, into a buffer sized
+// from Content-Length when the client sent one (no regrowing, no garbage).
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := c.Request.ContentLength; n > 0 {
+		buf.Grow(int(min(n, limit)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	return buf.Bytes(), err
 }
 
 // getOrHead serves GET and HEAD on one route: HEAD works wherever GET does

@@ -1,18 +1,23 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/gin-gonic/gin"
+	"github.com/heptiolabs/healthcheck"
 )
 
 // BenchmarkLoopbackLoad is the load run of `make bench`: eight concurrent
@@ -39,7 +44,7 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	bare := httptest.NewServer(bareEngine)
 	defer bare.Close()
 
-	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s"})
+	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,4 +92,125 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	b.ReportMetric(float64(b.N)/r.Baseline.Seconds(), "bare-req/s")
 	b.ReportMetric(float64(b.N)/r.Candidate.Seconds(), "berth-req/s")
 	b.ReportMetric(1/r.Ratio(), "berth/bare-throughput")
+}
+
+// BenchmarkProbesUnderLoad is the probe half of make bench: sixteen
+// keep-alive clients saturate GET /api/v1/info while a probe asks /readyz
+// every 20ms, against the reference service and against a control (a bare
+// Gin server beside heptiolabs/healthcheck's handler on its own port, with
+// as many checks), in alternating phases; it reports each side's probe
+// latency percentiles and API throughput.
+func BenchmarkProbesUnderLoad(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode)
+	control := gin.New()
+	control.Use(gin.Recovery())
+	control.GET("/api/v1/info", func(c *gin.Context) {
+		c.JSON(200, gin.H{"version": "dev", "pod": "control", "phase": "ready", "uptime": "1s", "cache": gin.H{"items": 0, "bytes": 0, "jobRuns": 0}})
+	})
+	controlAPI := httptest.NewServer(control)
+	defer controlAPI.Close()
+	hc := healthcheck.NewHandler()
+	for i := range 8 {
+		hc.AddReadinessCheck(fmt.Sprint("check", i), func() error { return nil })
+	}
+	controlAdmin := httptest.NewServer(hc)
+	defer controlAdmin.Close()
+
+	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc.DrainDelay = 0
+	berth := berthtest.Start(b, sc)
+	type result struct {
+		probes   []time.Duration
+		requests int64
+		elapsed  time.Duration
+	}
+	phase := func(api, probe string) result {
+		stop := make(chan struct{})
+		var requests atomic.Int64
+		var workers sync.WaitGroup
+		for range 16 {
+			workers.Go(func() {
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+				defer client.CloseIdleConnections()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := client.Get(api + "/api/v1/info")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					requests.Add(1)
+				}
+			})
+		}
+		prober := &http.Client{Timeout: 5 * time.Second}
+		defer prober.CloseIdleConnections()
+		var r result
+		var failure error
+		begin := time.Now()
+		tick := time.NewTicker(20 * time.Millisecond)
+		for range 150 { // 3s of probes
+			<-tick.C
+			t0 := time.Now()
+			resp, err := prober.Get(probe)
+			if err != nil {
+				failure = err
+				break
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failure = fmt.Errorf("%s: %s", probe, resp.Status)
+				break
+			}
+			r.probes = append(r.probes, time.Since(t0))
+		}
+		tick.Stop()
+		close(stop)
+		workers.Wait()
+		if failure != nil {
+			b.Fatal(failure)
+		}
+		r.elapsed, r.requests = time.Since(begin), requests.Load()
+		return r
+	}
+	var berthR, controlR result
+	b.ResetTimer()
+	for range b.N {
+		for _, side := range []struct {
+			into       *result
+			api, probe string
+		}{{&controlR, controlAPI.URL, controlAdmin.URL + "/ready"}, {&berthR, berth.URL, berth.AdminURL + "/readyz"},
+			{&berthR, berth.URL, berth.AdminURL + "/readyz"}, {&controlR, controlAPI.URL, controlAdmin.URL + "/ready"}} {
+			r := phase(side.api, side.probe)
+			side.into.probes = append(side.into.probes, r.probes...)
+			side.into.requests += r.requests
+			side.into.elapsed += r.elapsed
+		}
+	}
+	b.StopTimer()
+	pct := func(d []time.Duration, p float64) float64 {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(berthR.probes, 0.5), "berth-p50-ms")
+	b.ReportMetric(pct(berthR.probes, 0.99), "berth-p99-ms")
+	b.ReportMetric(pct(controlR.probes, 0.5), "control-p50-ms")
+	b.ReportMetric(pct(controlR.probes, 0.99), "control-p99-ms")
+	b.ReportMetric(float64(berthR.requests)/berthR.elapsed.Seconds(), "berth-api-req/s")
+	b.ReportMetric(float64(controlR.requests)/controlR.elapsed.Seconds(), "control-api-req/s")
 }

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// chartMemoryLimit reads the chart's default memory limit for the service
+// container (resources.limits.memory in values.yaml, in Mi or Gi).
+func chartMemoryLimit(t *testing.T) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/helm/berth/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Resources struct {
+			Limits struct {
+				Memory string `yaml:"memory"`
+			} `yaml:"limits"`
+		} `yaml:"resources"`
+	}
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	q := values.Resources.Limits.Memory
+	for suffix, unit := range map[string]int64{"Mi": 1 << 20, "Gi": 1 << 30} {
+		if n, err := strconv.ParseInt(strings.TrimSuffix(q, suffix), 10, 64); strings.HasSuffix(q, suffix) && err == nil {
+			return n * unit
+		}
+	}
+	t.Fatalf("values.yaml resources.limits.memory = %q; want a quantity in Mi or Gi", q)
+	return 0
+}
+
+// serverProcess is the service built and run as a process of its own, so
+// its memory can be read from /proc.
+type serverProcess struct {
+	cmd        *exec.Cmd
+	api, admin string
+	stderr     *syncBuffer
+	exited     chan error
+}
+
+func startProcess(t *testing.T, env ...string) *serverProcess {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	p := &serverProcess{stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin)
+	p.cmd.Env = append([]string{"BERTH_HTTP_ADDR=127.0.0.1:0", "BERTH_ADMIN_ADDR=127.0.0.1:0", "BERTH_DRAIN_DELAY=0s",
+		"BERTH_DEMO_WARMUP=0s", "BERTH_DATA_DIR=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}, env...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for p.api == "" {
+		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+		for sc.Scan() {
+			var line struct{ Msg, API, Admin string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "Listening" {
+				p.api, p.admin = line.API, line.Admin
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not listen:\n%s", p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling its log for the addresses
+	}
+	waitUntil(t, "the server to be ready", func() bool {
+		resp, err := http.Get("http://" + p.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+// peakRSS is the process's peak resident memory (VmHWM), in bytes.
+func (p *serverProcess) peakRSS(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// Slow bodies, idle connections, oversized headers, a crowd of connections
+// and large PUTs, all at once: the process stays well under the chart's
+// memory limit, the probes keep answering, and every acknowledged write
+// reads back.
+func TestAbuseOnLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the service")
+	}
+	p := startProcess(t)
+	stop := make(chan struct{})
+	var abusers sync.WaitGroup
+	var conns []net.Conn
+	var connsMu sync.Mutex
+	dial := func() net.Conn {
+		c, err := net.DialTimeout("tcp", p.api, 5*time.Second)
+		if err != nil {
+			return nil
+		}
+		connsMu.Lock()
+		conns = append(conns, c)
+		connsMu.Unlock()
+		return c
+	}
+	// A crowd of idle connections, some with half a request.
+	for i := range 1500 {
+		if c := dial(); c != nil && i%3 == 0 {
+			fmt.Fprintf(c, "GET /api/v1/info HTTP/1.1\r\nHost: x\r\n")
+		}
+	}
+	// Bodies that trickle in, a byte at a time.
+	for range 50 {
+		abusers.Go(func() {
+			c := dial()
+			if c == nil {
+				return
+			}
+			fmt.Fprintf(c, "PUT /api/v1/items/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		})
+	}
+	// Oversized headers.
+	var refused431 atomic.Int32
+	for range 20 {
+		abusers.Go(func() {
+			c := dial()
+			if c == nil {
+				return
+			}
+			fmt.Fprintf(c, "GET /api/v1/info HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", strings.Repeat("a", 256<<10))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if line, _ := bufio.NewReader(c).ReadString('\n'); strings.Contains(line, "431") {
+				refused431.Add(1)
+			}
+		})
+	}
+	// The probes, meanwhile.
+	var probes, probeFailures atomic.Int32
+	var slowest atomic.Int64
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		client := &http.Client{Timeout: 5 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			begin := time.Now()
+			resp, err := client.Get("http://" + p.admin + "/readyz")
+			probes.Add(1)
+			if err != nil || resp.StatusCode != 200 {
+				probeFailures.Add(1)
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+			if d := int64(time.Since(begin)); d > slowest.Load() {
+				slowest.Store(d)
+			}
+		}
+	}()
+	// 400 PUTs of 100 KB, eight at a time.
+	value := append(append([]byte(`{"v":"`), bytes.Repeat([]byte("x"), 100<<10-8)...), `"}`...)
+	var acked sync.Map
+	var puts sync.WaitGroup
+	next := make(chan int)
+	client := &http.Client{Timeout: 30 * time.Second}
+	for range 8 {
+		puts.Go(func() {
+			for i := range next {
+				req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/api/v1/items/big-%03d", p.api, i), bytes.NewReader(value))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusCreated {
+					acked.Store(i, true)
+				}
+			}
+		})
+	}
+	for i := range 400 {
+		next <- i
+	}
+	close(next)
+	puts.Wait()
+	close(stop)
+	abusers.Wait()
+	<-probing
+
+	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
+	t.Logf("peak RSS %d MiB (chart limit %d MiB); %d probes, %d failed, slowest %v; %d oversized headers refused with 431",
+		rss>>20, limit>>20, probes.Load(), probeFailures.Load(), time.Duration(slowest.Load()).Round(time.Millisecond), refused431.Load())
+	if rss > limit*3/4 {
+		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
+	}
+	if probeFailures.Load() > 0 || probes.Load() == 0 {
+		t.Errorf("%d of %d probes failed while the API was abused", probeFailures.Load(), probes.Load())
+	}
+	if refused431.Load() != 20 {
+		t.Errorf("%d of 20 oversized headers were refused with 431", refused431.Load())
+	}
+	connsMu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	connsMu.Unlock()
+	n := 0
+	acked.Range(func(k, _ any) bool {
+		n++
+		resp, err := client.Get(fmt.Sprintf("http://%s/api/v1/items/big-%03d", p.api, k))
+		if err != nil {
+			t.Errorf("reading back big-%03d: %v", k, err)
+			return true
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(got, value) {
+			t.Errorf("big-%03d read back as %d, %d bytes", k, resp.StatusCode, len(got))
+		}
+		return true
+	})
+	if n != 400 {
+		t.Errorf("%d of 400 large PUTs acknowledged", n)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		t.Errorf("the server's exit after the abuse: %v\n%s", err, p.stderr.String())
+	}
+	p.exited <- nil // for the cleanup
+}
