@@ -72,12 +72,26 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 const usage = `usage: server [serve | sidecar | probe URL | version]
 configuration: BERTH_* environment variables (see the README)`
 
+// newLogger returns the service's logger. Every duration is logged in
+// seconds, as a float, under a key ending in _seconds, in both formats (a
+// time.Duration would otherwise be an integer of nanoseconds in JSON).
 func newLogger(w io.Writer, level slog.Level, json bool) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsInSeconds}
 	if json {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func durationsInSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := a.Key
+	if !strings.HasSuffix(key, "_seconds") {
+		key += "_seconds"
+	}
+	return slog.Float64(key, a.Value.Duration().Seconds())
 }
 
 func runServe(env map[string]string, stderr io.Writer) int {

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/pkg/serve"
 	"go.uber.org/goleak"
@@ -86,5 +88,24 @@ func TestDemoFailureRollsBackEarlierHooks(t *testing.T) {
 	dbClosed := strings.Index(logs, `"msg":"database closed"`)
 	if failed < 0 || cacheDropped < failed || dbClosed < cacheDropped {
 		t.Fatalf("want jobs failure, then the cache and the database closed in reverse:\n%s", logs)
+	}
+}
+
+// Durations are logged as seconds under a _seconds key, whatever the
+// format, and whatever the code that logged them passed.
+func TestLogsGiveDurationsInSeconds(t *testing.T) {
+	for _, json := range []bool{true, false} {
+		var out strings.Builder
+		log := newLogger(&out, slog.LevelInfo, json)
+		log.Info("waiting", "hold", 1500*time.Millisecond, "delay_seconds", 2*time.Second, "count", 3)
+		want := []string{`"hold_seconds":1.5`, `"delay_seconds":2`, `"count":3`}
+		if !json {
+			want = []string{"hold_seconds=1.5", "delay_seconds=2", "count=3"}
+		}
+		for _, w := range want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("json=%v: %q lacks %s", json, out.String(), w)
+			}
+		}
 	}
 }
