@@ -156,6 +156,11 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 		QuitTimeout:    c.QuitTimeout,
 		Logger:         log,
 	}
+	// The API's write timeout must not cut off the longest request the
+	// service allows.
+	if need := c.WorkMax + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
+		sc.Limits.WriteTimeout = need
+	}
 	if c.PushgatewayURL != "" {
 		// The shutdown's figures are known only as the process exits; a
 		// Pushgateway keeps them for Prometheus, one group per pod.

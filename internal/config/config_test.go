@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,36 @@ func TestServeMapsTheTimeline(t *testing.T) {
 				t.Fatalf("serve.Config = %+v", sc)
 			}
 		})
+	}
+}
+
+// The API's write timeout never cuts off a request the service allows.
+func TestWriteTimeoutCoversTheLongestRequest(t *testing.T) {
+	for _, workMax := range []string{"1s", "15s", "2m", "50m"} {
+		cfg, err := Load(map[string]string{"BERTH_WORK_MAX": workMax, "BERTH_DRAIN_TIMEOUT": "1h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := cfg.Serve(nil, nil)
+		got := sc.Limits.WriteTimeout
+		if got == 0 {
+			got = serve.DefaultLimits.WriteTimeout
+		}
+		if got <= cfg.WorkMax {
+			t.Errorf("BERTH_WORK_MAX=%s: write timeout %v would cut off /api/v1/work", workMax, got)
+		}
+	}
+}
+
+// The README's configuration table lists every variable the service reads.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(Variables(), "POD_NAME", "POD_NAMESPACE") {
+		if !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("README.md does not document %s", name)
+		}
 	}
 }

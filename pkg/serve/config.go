@@ -152,7 +152,7 @@ func (c *Config) setDefaults() {
 	if c.AdminAddr == "" {
 		c.AdminAddr = ":9090"
 	}
-	c.Limits = c.Limits.orDefaults(apiLimits)
+	c.Limits = c.Limits.orDefaults(DefaultLimits)
 	if c.Probes == nil {
 		c.Probes = probes.New()
 	}

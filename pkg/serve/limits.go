@@ -27,12 +27,12 @@ type Limits struct {
 	MaxConnections int
 }
 
-// The API server's defaults, and the admin server's fixed limits: probes and
-// scrapes are small and quick, and a slow client of the API never holds a
-// connection the kubelet needs.
+// DefaultLimits are the API server's defaults; adminLimits the admin
+// server's fixed limits: probes and scrapes are small and quick, and a slow
+// client of the API never holds a connection the kubelet needs.
 var (
-	apiLimits   = Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10, MaxConnections: 4096}
-	adminLimits = Limits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, MaxConnections: 256}
+	DefaultLimits = Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10, MaxConnections: 4096}
+	adminLimits   = Limits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, MaxConnections: 256}
 )
 
 // orDefaults fills l's zero fields from d.
