@@ -12,12 +12,16 @@ export KIND_NODE_IMAGE GO_IMAGE RUNTIME_IMAGE POSTGRES_IMAGE PROMETHEUS_IMAGE PU
 
 KIND_CLUSTER    ?= berth
 IMAGE_REPO      ?= berth
-IMAGE_TAG       ?= dev
+# The chart's appVersion, so the chart's default image is the one make image builds.
+IMAGE_TAG       ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' deploy/helm/berth/Chart.yaml)
 NAMESPACE       ?= berth
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO              ?= go
+# POSTGRES_IMAGE split at its last colon, for the chart's postgresql.image.
+PG_TAG          := $(lastword $(subst :, ,$(POSTGRES_IMAGE)))
+PG_REPO         := $(patsubst %:$(PG_TAG),%,$(POSTGRES_IMAGE))
 
-.PHONY: help run test lint bench fuzz image e2e kind-up kind-load deploy undeploy kind-down
+.PHONY: help run test lint bench fuzz image image-ref chart-docs e2e kind-up kind-load deploy undeploy kind-down
 
 FUZZTIME ?= 30s
 # Each fuzz target and its package; make test runs their seed corpora.
@@ -53,6 +57,12 @@ image: ## build the service image
 	docker build --build-arg GO_IMAGE=$(GO_IMAGE) --build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE) \
 	  --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO):$(IMAGE_TAG) .
 
+image-ref: ## print the image make image builds (repository:tag)
+	@echo $(IMAGE_REPO):$(IMAGE_TAG)
+
+chart-docs: ## regenerate the chart README's values table from the comments in values.yaml
+	cd e2e && $(GO) test ./chart -run TestValuesAreDocumented -count=1 -update
+
 e2e: ## the kind e2e suite: its TestMain creates the cluster, builds and loads the image, installs the chart, runs, deletes the cluster
 	set -o pipefail; cd e2e && $(GO) test -tags e2e -count=1 -v -timeout 60m . 2>&1 | tee ../e2e.log
 
@@ -60,14 +70,16 @@ kind-up: ## a kind cluster of your own to try the chart on (deleting a same-name
 	kind delete cluster --name $(KIND_CLUSTER) >/dev/null 2>&1 || true
 	kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml --image $(KIND_NODE_IMAGE) --wait 180s
 
-kind-load: ## load the image into the kind nodes
+kind-load: ## load the image (and POSTGRES_IMAGE, when Docker has it) into the kind nodes
 	kind load docker-image $(IMAGE_REPO):$(IMAGE_TAG) --name $(KIND_CLUSTER)
+	if docker image inspect $(POSTGRES_IMAGE) >/dev/null 2>&1; then kind load docker-image $(POSTGRES_IMAGE) --name $(KIND_CLUSTER); fi
 
 deploy: ## helm install into a Pod Security "restricted" namespace, API on 127.0.0.1:30080, then helm test
 	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
 	kubectl label namespace $(NAMESPACE) --overwrite pod-security.kubernetes.io/enforce=restricted
 	helm upgrade --install berth deploy/helm/berth -n $(NAMESPACE) --wait --timeout 5m \
 	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
+	  --set postgresql.image.repository=$(PG_REPO) --set-string postgresql.image.tag=$(PG_TAG) \
 	  --set service.type=NodePort --set service.nodePort=30080
 	helm test berth -n $(NAMESPACE)
 

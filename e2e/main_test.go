@@ -254,7 +254,11 @@ func installMain(kubeconfig string) error {
 
 // imageArgs are the chart values naming the images the e2e loaded.
 func imageArgs() []string {
-	pgRepo, pgTag, _ := strings.Cut(postgresImage, ":")
+	// The tag follows the last colon: a registry may carry a port.
+	pgRepo, pgTag := postgresImage, "latest"
+	if i := strings.LastIndex(postgresImage, ":"); i > strings.LastIndex(postgresImage, "/") {
+		pgRepo, pgTag = postgresImage[:i], postgresImage[i+1:]
+	}
 	return []string{"image.repository=" + imageRepo, "image.tag=" + imageTag,
 		"postgresql.image.repository=" + pgRepo, "postgresql.image.tag=" + pgTag}
 }

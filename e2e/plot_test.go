@@ -133,9 +133,10 @@ func (tl *timeline) draw(outcomes []outcome, inFlight model.Value, signals model
 	secs := func(at time.Time) float64 { return at.Sub(tl.began).Seconds() }
 	span := end.Sub(tl.began).Seconds()
 
-	// Requests per second by outcome, in half-second buckets.
+	// Requests per second by outcome, in half-second buckets; a last,
+	// partial bucket would draw a false dip, so only whole ones are drawn.
 	const bucket = 0.5
-	n := int(span/bucket) + 1
+	n := max(int(span/bucket), 1)
 	okPerBucket, failedPerBucket := make([]float64, n), make([]float64, n)
 	for _, o := range outcomes {
 		i := int(secs(o.at) / bucket)
@@ -267,7 +268,7 @@ func (tl *timeline) draw(outcomes []outcome, inFlight model.Value, signals model
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	path, _ := filepath.Abs(filepath.Join(dir, strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(tl.name)+".png"))
+	path, _ := filepath.Abs(filepath.Join(dir, strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "", ":", "").Replace(tl.name)+".png"))
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err

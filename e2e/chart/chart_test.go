@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Masterminds/semver/v3"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -18,8 +19,11 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -37,7 +41,14 @@ type rendered struct {
 	configMaps  []corev1.ConfigMap
 	pdb         *policyv1.PodDisruptionBudget
 	testPod     *corev1.Pod
-	kinds       []string
+	ingress     *networkingv1.Ingress
+	hpa         *autoscalingv2.HorizontalPodAutoscaler
+	policies    []networkingv1.NetworkPolicy
+	accounts    []corev1.ServiceAccount
+	// objects holds every decoded object's metadata, for checks that
+	// apply to all of them (labels).
+	objects []metav1.Object
+	kinds   []string
 	// custom holds objects of kinds the Kubernetes API types do not know
 	// (a ServiceMonitor), decoded as YAML maps.
 	custom []map[string]any
@@ -47,7 +58,19 @@ type rendered struct {
 // and duplicate fields.
 var strict = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 
+// kindVersion is the Kubernetes version of the e2e's kind nodes, the one
+// the chart tests render for unless they say otherwise.
+const kindVersion = "v1.34.4"
+
 func render(t *testing.T, values map[string]any, apiVersions ...string) (*rendered, error) {
+	t.Helper()
+	return renderAt(t, kindVersion, values, apiVersions...)
+}
+
+// renderAt renders the chart as helm install would for a cluster of
+// Kubernetes version kube serving apiVersions besides the built-in ones,
+// refusing a version outside the chart's kubeVersion as helm does.
+func renderAt(t *testing.T, kube string, values map[string]any, apiVersions ...string) (*rendered, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
@@ -62,7 +85,14 @@ func render(t *testing.T, values map[string]any, apiVersions ...string) (*render
 	}
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.APIVersions = append(caps.APIVersions, apiVersions...)
-	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.34.4", Major: "1", Minor: "34"}
+	v, err := semver.NewVersion(kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps.KubeVersion = chartutil.KubeVersion{Version: kube, Major: fmt.Sprint(v.Major()), Minor: fmt.Sprint(v.Minor())}
+	if !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, kube) {
+		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", ch.Metadata.KubeVersion, kube)
+	}
 	rv, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "rel", Namespace: "ns", IsInstall: true}, caps)
 	if err != nil {
 		return nil, err
@@ -102,7 +132,18 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 			if err != nil {
 				t.Fatalf("%s: %s does not decode strictly: %v\n%s", name, meta.Kind, err, doc)
 			}
+			if m, ok := obj.(metav1.Object); ok {
+				r.objects = append(r.objects, m)
+			}
 			switch o := obj.(type) {
+			case *networkingv1.Ingress:
+				r.ingress = o
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				r.hpa = o
+			case *networkingv1.NetworkPolicy:
+				r.policies = append(r.policies, *o)
+			case *corev1.ServiceAccount:
+				r.accounts = append(r.accounts, *o)
 			case *appsv1.Deployment:
 				r.deployment = o
 			case *appsv1.StatefulSet:
@@ -124,6 +165,36 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 	}
 	slices.Sort(r.kinds)
 	return r
+}
+
+// podSpecs returns every pod template the chart rendered, by owner.
+func (r *rendered) podSpecs() map[string]corev1.PodSpec {
+	specs := map[string]corev1.PodSpec{}
+	if r.deployment != nil {
+		specs["Deployment"] = r.deployment.Spec.Template.Spec
+	}
+	if r.statefulSet != nil {
+		specs["StatefulSet"] = r.statefulSet.Spec.Template.Spec
+	}
+	if r.testPod != nil {
+		specs["test Pod"] = r.testPod.Spec
+	}
+	return specs
+}
+
+// podMetas returns every pod template's metadata, by owner.
+func (r *rendered) podMetas() map[string]metav1.ObjectMeta {
+	metas := map[string]metav1.ObjectMeta{}
+	if r.deployment != nil {
+		metas["Deployment"] = r.deployment.Spec.Template.ObjectMeta
+	}
+	if r.statefulSet != nil {
+		metas["StatefulSet"] = r.statefulSet.Spec.Template.ObjectMeta
+	}
+	if r.testPod != nil {
+		metas["test Pod"] = r.testPod.ObjectMeta
+	}
+	return metas
 }
 
 func isComments(doc string) bool {

@@ -57,10 +57,17 @@ func TestRenderedGracePeriodIsTheServicesBudget(t *testing.T) {
 		{"classic sidecar", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "quitTimeoutSeconds": 3}}},
 		{"native sidecar", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "native"}}},
 		{"longer everything", map[string]any{"drain": map[string]any{"delaySeconds": 12, "timeoutSeconds": 45, "stopTimeoutSeconds": 30, "marginSeconds": 3}}},
+		{"preStop with no delay", map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 0}}},
+	}
+	for name, values := range ciValues(t) {
+		tests = append(tests, struct {
+			name   string
+			values map[string]any
+		}{"ci/" + name, values})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := mustRender(t, tt.values).deployment.Spec.Template.Spec
+			spec := mustRender(t, tt.values, crdAPIs...).deployment.Spec.Template.Spec
 			env := env(container(t, spec.Containers, "server"))
 			cfg, err := config.Load(env)
 			if err != nil {

@@ -26,6 +26,14 @@ helm.sh/chart: {{ include "berth.chart" . }}
 {{ include "berth.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "berth.commonLabels" . }}
+{{- end }}
+
+{{/* The user's commonLabels, on a line each (with a leading newline). */}}
+{{- define "berth.commonLabels" -}}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "berth.selectorLabels" -}}
@@ -62,34 +70,80 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The shutdown budget, the same sum the service checks against
 BERTH_GRACE_PERIOD: delay (app or preStop) + drain timeout + stop timeout +
-margin, + 1 in preStop mode (the second the app takes after SIGTERM to
+margin, + 1 after a preStop sleep (the second the app takes after SIGTERM to
 close the keep-alive connections still in use), + the sidecar quit timeout when a classic sidecar is told to quit,
 + the push timeout when the final figures go to a Pushgateway.
 */}}
 {{- define "berth.shutdownBudget" -}}
 {{- $d := .Values.drain }}
 {{- $b := add $d.delaySeconds $d.timeoutSeconds $d.stopTimeoutSeconds $d.marginSeconds }}
-{{- if eq $d.mode "preStop" }}{{ $b = add $b 1 }}{{ end }}
+{{- if include "berth.hasPreStop" . }}{{ $b = add $b 1 }}{{ end }}
 {{- if include "berth.classicSidecar" . }}{{ $b = add $b .Values.sidecar.quitTimeoutSeconds }}{{ end }}
 {{- if .Values.metrics.pushgateway.url }}{{ $b = add $b .Values.metrics.pushgateway.timeoutSeconds }}{{ end }}
 {{- $b }}
+{{- end }}
+
+{{/* Pods that run at least: the autoscaler's floor, or replicaCount. */}}
+{{- define "berth.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* The service's preStop sleep, rendered only when it sleeps. */}}
+{{- define "berth.hasPreStop" -}}
+{{- if and (eq .Values.drain.mode "preStop") (gt (int .Values.drain.delaySeconds) 0) }}true{{ end }}
+{{- end }}
+
+{{/*
+Refusals the schema cannot express, each naming the values involved. Every
+template that renders the service includes it.
+*/}}
+{{- define "berth.validate" -}}
+{{- $v := .Values }}
+{{- if eq (int $v.ports.http) (int $v.ports.admin) }}
+{{- fail (printf "ports.http and ports.admin are both %d: each server needs a port of its own" (int $v.ports.http)) }}
+{{- end }}
+{{- if $v.sidecar.enabled }}
+{{- range $name, $port := dict "ports.http" $v.ports.http "ports.admin" $v.ports.admin }}
+{{- if eq (int $v.sidecar.port) (int $port) }}
+{{- fail (printf "sidecar.port=%d is also %s: the sidecar and the service share the pod's network, so each needs a port of its own" (int $v.sidecar.port) $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $key, $labels := dict "podLabels" $v.podLabels "commonLabels" $v.commonLabels }}
+{{- range $label := list "app.kubernetes.io/name" "app.kubernetes.io/instance" }}
+{{- if hasKey ($labels | default dict) $label }}
+{{- fail (printf "%s sets %s, one of the selector's labels: the Deployment would lose its pods; choose another label" $key $label) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $ru := $v.rollingUpdate }}
+{{- if and (eq (toString $ru.maxSurge | trimSuffix "%") "0") (eq (toString $ru.maxUnavailable | trimSuffix "%") "0") }}
+{{- fail "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod; raise one of them" }}
+{{- end }}
+{{- $min := int (include "berth.minReplicas" .) }}
+{{- if and $v.podDisruptionBudget.enabled (gt $min 1) }}
+{{- $mu := toString $v.podDisruptionBudget.maxUnavailable }}
+{{- if or (eq $mu "100%") (and (not (hasSuffix "%" $mu)) (ge (atoi $mu) $min)) }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets all %d pods be evicted at once; keep it below %s" $mu $min (ternary "autoscaling.minReplicas" "replicaCount" $v.autoscaling.enabled)) }}
+{{- end }}
+{{- end }}
+{{- if $v.autoscaling.enabled }}
+{{- if eq (include "berth.databaseMode" .) "embedded" }}
+{{- fail "the embedded SQLite database serves one replica only: autoscaling.enabled would start more; use PostgreSQL (bundled or external) to autoscale" }}
+{{- end }}
+{{- if gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas) }}
+{{- fail (printf "autoscaling.minReplicas=%d is above autoscaling.maxReplicas=%d" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "berth.gracePeriod" -}}
 {{- if .Values.terminationGracePeriodSeconds }}{{ .Values.terminationGracePeriodSeconds }}{{ else }}{{ include "berth.shutdownBudget" . }}{{ end }}
 {{- end }}
 
-{{/* Pod Security "restricted" container securityContext. */}}
+{{/* The service's container securityContext (restricted by default). */}}
 {{- define "berth.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.securityContext }}
 {{- end }}
 
 {{/* The sidecar container, in either shape. */}}
@@ -124,11 +178,7 @@ seccompProfile:
   securityContext:
     {{- include "berth.containerSecurityContext" . | nindent 4 }}
   resources:
-    requests:
-      cpu: 10m
-      memory: 16Mi
-    limits:
-      memory: 64Mi
+    {{- toYaml .Values.sidecar.resources | nindent 4 }}
 {{- end }}
 
 {{/* The database setup: "bundled", "external" or "embedded". */}}
@@ -150,6 +200,7 @@ helm.sh/chart: {{ include "berth.chart" . }}
 {{ include "berth.postgresql.selectorLabels" . }}
 app.kubernetes.io/component: database
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "berth.commonLabels" . }}
 {{- end }}
 
 {{/* The database's environment for the service container. */}}

@@ -1,0 +1,432 @@
+package chart
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// crdAPIs are the API versions of the custom resources the chart can
+// render (the Prometheus Operator's and the Gateway API's), for renders
+// that enable them.
+var crdAPIs = []string{"monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule",
+	"gateway.networking.k8s.io/v1/HTTPRoute"}
+
+// ciValues returns the chart's ci/*-values.yaml variants by file name.
+func ciValues(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(chartDir + "/ci/*-values.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no ci/*-values.yaml in the chart (%v)", err)
+	}
+	out := map[string]map[string]any{}
+	for _, f := range files {
+		v, err := chartutil.ReadValuesFile(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[filepath.Base(f)] = v.AsMap()
+	}
+	return out
+}
+
+// TestCIValuesRenderStrictly renders every ci/ variant; render decodes
+// each object strictly into the Kubernetes API types, so an unknown or
+// misspelt field fails. The variants together cover every object the
+// chart can render.
+func TestCIValuesRenderStrictly(t *testing.T) {
+	seen := map[string]bool{}
+	for name, values := range ciValues(t) {
+		t.Run(name, func(t *testing.T) {
+			r := mustRender(t, values, crdAPIs...)
+			for _, k := range r.kinds {
+				seen[k] = true
+			}
+		})
+	}
+	want := []string{"ConfigMap", "Deployment", "HTTPRoute", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
+		"PersistentVolumeClaim", "Pod", "PodDisruptionBudget", "PrometheusRule", "Secret", "Service", "ServiceAccount",
+		"ServiceMonitor", "StatefulSet"}
+	for _, k := range want {
+		if !seen[k] {
+			t.Errorf("no ci/ variant renders a %s", k)
+		}
+	}
+}
+
+// claimedMinors are the Kubernetes minor versions the tests render for:
+// the chart's floor up to one past the kind nodes' version.
+var claimedMinors = []int{30, 31, 32, 33, 34, 35}
+
+// TestEveryClaimedKubernetesVersion renders every ci/ variant for every
+// minor version the chart claims, and checks that no object uses a field
+// that version does not accept. Below the floor, the install is refused.
+func TestEveryClaimedKubernetesVersion(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ch.Metadata.KubeVersion; got != ">=1.30.0-0" {
+		t.Fatalf("kubeVersion %q: the tests below render for 1.30 and later", got)
+	}
+	if _, err := renderAt(t, "v1.29.9", nil); err == nil || !strings.Contains(err.Error(), "incompatible with Kubernetes v1.29.9") {
+		t.Errorf("rendering for 1.29: %v; want it refused", err)
+	}
+	variants := ciValues(t)
+	variants["preStop with no delay"] = map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 0}}
+	for _, minor := range claimedMinors {
+		for name, values := range variants {
+			t.Run(fmt.Sprintf("1.%d/%s", minor, name), func(t *testing.T) {
+				r, err := renderAt(t, fmt.Sprintf("v1.%d.0", minor), values, crdAPIs...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for owner, spec := range r.podSpecs() {
+					for _, problem := range unsupported(spec, minor) {
+						t.Errorf("%s on Kubernetes 1.%d: %s", owner, minor, problem)
+					}
+				}
+			})
+		}
+	}
+}
+
+// unsupported lists the fields of spec that Kubernetes 1.minor rejects or
+// ignores (features off by default there).
+func unsupported(spec corev1.PodSpec, minor int) []string {
+	var problems []string
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		if c.Lifecycle == nil {
+			continue
+		}
+		for hook, h := range map[string]*corev1.LifecycleHandler{"preStop": c.Lifecycle.PreStop, "postStart": c.Lifecycle.PostStart} {
+			switch {
+			case h == nil || h.Sleep == nil:
+			case minor < 30:
+				problems = append(problems, fmt.Sprintf("container %s: a %s sleep action needs 1.30", c.Name, hook))
+			case h.Sleep.Seconds == 0 && minor < 33:
+				problems = append(problems, fmt.Sprintf("container %s: a %s sleep of 0 seconds needs 1.33", c.Name, hook))
+			}
+		}
+	}
+	for _, c := range spec.InitContainers {
+		if c.RestartPolicy != nil && minor < 29 {
+			problems = append(problems, fmt.Sprintf("init container %s: restartPolicy (native sidecars) needs 1.29", c.Name))
+		}
+	}
+	return problems
+}
+
+// TestPreStopWithNoDelayRendersNoHook: a sleep of 0 would be refused
+// before 1.33, and sleeps for nothing anyway.
+func TestPreStopWithNoDelayRendersNoHook(t *testing.T) {
+	r := mustRender(t, map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 0}})
+	app := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+	if app.Lifecycle != nil {
+		t.Fatalf("lifecycle %+v; want none for a zero delay", app.Lifecycle)
+	}
+	if e := env(app); e["BERTH_DRAIN_DELAY"] != "0s" || e["BERTH_PRESTOP_DELAY"] != "0s" {
+		t.Fatalf("env %v", e)
+	}
+}
+
+// TestNullIsRefused sets every key of values.yaml the templates read to
+// null in turn (what --set key=null does: it deletes the default) and
+// expects the schema to refuse it, naming the key. Keys whose default is
+// null, empty or a map the user fills (labels, annotations) may be null.
+func TestNullIsRefused(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths [][]string
+	var walk func(prefix []string, v map[string]any, schema map[string]any)
+	walk = func(prefix []string, v map[string]any, schema map[string]any) {
+		props, _ := schema["properties"].(map[string]any)
+		for key, def := range v {
+			sub, declared := props[key].(map[string]any)
+			if !declared || empty(def) {
+				continue
+			}
+			path := append(slices.Clone(prefix), key)
+			paths = append(paths, path)
+			if m, ok := def.(map[string]any); ok {
+				walk(path, m, sub)
+			}
+		}
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(ch.Schema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	walk(nil, ch.Values, schema)
+	if len(paths) < 50 {
+		t.Fatalf("only %d keys found; the walk is broken", len(paths))
+	}
+	sort.Slice(paths, func(i, j int) bool { return strings.Join(paths[i], ".") < strings.Join(paths[j], ".") })
+	for _, path := range paths {
+		key := strings.Join(path, ".")
+		t.Run(key, func(t *testing.T) {
+			values := map[string]any{path[len(path)-1]: nil}
+			for i := len(path) - 2; i >= 0; i-- {
+				values = map[string]any{path[i]: values}
+			}
+			_, err := render(t, values)
+			if err == nil || !strings.Contains(err.Error(), path[len(path)-1]) {
+				t.Fatalf("--set %s=null: %v; want the schema to refuse it, naming %s", key, err, path[len(path)-1])
+			}
+		})
+	}
+}
+
+// empty reports whether a default leaves the key optional: null, "", or
+// an empty map or list.
+func empty(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case map[string]any:
+		return len(v) == 0
+	case []any:
+		return len(v) == 0
+	}
+	return false
+}
+
+// TestRefusedAtInstall: values a user would plausibly write that cannot
+// work are refused by helm install with a message that names them.
+func TestRefusedAtInstall(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		want   string
+	}{
+		{"maxSurge neither a count nor a percentage", map[string]any{"rollingUpdate": map[string]any{"maxSurge": "25"}}, "maxSurge"},
+		{"negative maxUnavailable", map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": -1}}, "maxUnavailable"},
+		{"a rollout that can make no progress", map[string]any{"rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": "0%"}},
+			"rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod"},
+		{"PDB neither a count nor a percentage", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "half"}}, "maxUnavailable"},
+		{"PDB that lets every pod go", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": 3}},
+			"podDisruptionBudget.maxUnavailable=3 lets all 3 pods be evicted at once"},
+		{"PDB of 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "100%"}},
+			"podDisruptionBudget.maxUnavailable=100% lets all 3 pods be evicted at once"},
+		{"PDB against the autoscaler's floor", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 2}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2}},
+			"podDisruptionBudget.maxUnavailable=2 lets all 2 pods be evicted at once"},
+		{"API and admin on one port", map[string]any{"ports": map[string]any{"http": 9090, "admin": 9090}},
+			"ports.http and ports.admin are both 9090: each server needs a port of its own"},
+		{"sidecar on the API's port", map[string]any{"sidecar": map[string]any{"enabled": true, "port": 8080}},
+			"sidecar.port=8080 is also ports.http"},
+		{"sidecar on the admin port", map[string]any{"sidecar": map[string]any{"enabled": true, "port": 9090}},
+			"sidecar.port=9090 is also ports.admin"},
+		{"podLabels over the selector", map[string]any{"podLabels": map[string]any{"app.kubernetes.io/name": "web"}},
+			"podLabels sets app.kubernetes.io/name, one of the selector's labels: the Deployment would lose its pods"},
+		{"commonLabels over the selector", map[string]any{"commonLabels": map[string]any{"app.kubernetes.io/instance": "x"}},
+			"commonLabels sets app.kubernetes.io/instance, one of the selector's labels"},
+		{"an autoscaled embedded database", map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}, "autoscaling": map[string]any{"enabled": true}},
+			"the embedded SQLite database serves one replica only: autoscaling.enabled would start more"},
+		{"autoscaler bounds reversed", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 5, "maxReplicas": 3}},
+			"autoscaling.minReplicas=5 is above autoscaling.maxReplicas=3"},
+		{"autoscaler with no target", map[string]any{"autoscaling": map[string]any{"enabled": true, "targetCPUUtilizationPercentage": nil}},
+			"targetCPUUtilizationPercentage"},
+		{"an HTTPRoute without the Gateway API", map[string]any{"httpRoute": map[string]any{"enabled": true, "parentRefs": []any{map[string]any{"name": "gw"}}}},
+			"httpRoute.enabled=true, but the cluster has no gateway.networking.k8s.io/v1 HTTPRoute CRD"}, // rendered without the CRDs
+		{"an HTTPRoute attached to nothing", map[string]any{"httpRoute": map[string]any{"enabled": true}}, "httpRoute.enabled=true needs httpRoute.parentRefs"},
+		{"ingress without hosts", map[string]any{"ingress": map[string]any{"enabled": true, "hosts": []any{}}}, "hosts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			apis := crdAPIs
+			if strings.HasSuffix(tt.name, "without the Gateway API") {
+				apis = nil
+			}
+			_, err := render(t, tt.values, apis...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestIntOrPercentAccepted: counts and percentages both work where
+// Kubernetes takes either.
+func TestIntOrPercentAccepted(t *testing.T) {
+	r := mustRender(t, map[string]any{"rollingUpdate": map[string]any{"maxSurge": "25%", "maxUnavailable": 0},
+		"podDisruptionBudget": map[string]any{"maxUnavailable": "34%"}})
+	ru := r.deployment.Spec.Strategy.RollingUpdate
+	if ru.MaxSurge.String() != "25%" || ru.MaxUnavailable.IntValue() != 0 || r.pdb.Spec.MaxUnavailable.String() != "34%" {
+		t.Fatalf("maxSurge %v maxUnavailable %v pdb %v", ru.MaxSurge, ru.MaxUnavailable, r.pdb.Spec.MaxUnavailable)
+	}
+}
+
+// TestEveryContainerRequestsResources: a namespace with a ResourceQuota
+// (which demands requests, and ephemeral-storage ones when it bounds
+// them) accepts every pod the chart renders, the helm test pod included.
+func TestEveryContainerRequestsResources(t *testing.T) {
+	for name, values := range ciValues(t) {
+		t.Run(name, func(t *testing.T) {
+			r := mustRender(t, values, crdAPIs...)
+			var extra []string // the user's own containers are theirs to size
+			for _, key := range []string{"extraContainers", "initContainers"} {
+				list, _ := values[key].([]any)
+				for _, c := range list {
+					extra = append(extra, c.(map[string]any)["name"].(string))
+				}
+			}
+			for owner, spec := range r.podSpecs() {
+				for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+					if slices.Contains(extra, c.Name) {
+						continue
+					}
+					for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+						if q, ok := c.Resources.Requests[res]; !ok || q.IsZero() {
+							t.Errorf("%s container %s: no %s request", owner, c.Name, res)
+						}
+					}
+					for _, res := range []corev1.ResourceName{corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+						if q, ok := c.Resources.Limits[res]; !ok || q.IsZero() {
+							t.Errorf("%s container %s: no %s limit", owner, c.Name, res)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestImageTagIsWhatTheBuildTags: the chart's default image is the one
+// make image builds, so the chart README's install works as written.
+func TestImageTagIsWhatTheBuildTags(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "-s", "--no-print-directory", "-C", "../..", "image-ref")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "IMAGE_REPO=") || strings.HasPrefix(kv, "IMAGE_TAG=")
+	})
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make image-ref: %v", err)
+	}
+	built := strings.TrimSpace(string(out))
+	r := mustRender(t, nil)
+	app := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+	if app.Image != built || built != "berth:"+ch.Metadata.AppVersion {
+		t.Fatalf("the chart runs %s, make image builds %s, appVersion is %s", app.Image, built, ch.Metadata.AppVersion)
+	}
+}
+
+// TestOptionalKeys checks what each optional key of the "everything"
+// variant renders.
+func TestOptionalKeys(t *testing.T) {
+	values := ciValues(t)["everything-values.yaml"]
+	r := mustRender(t, values, crdAPIs...)
+	for _, o := range r.objects {
+		if o.GetLabels()["team"] != "platform" {
+			t.Errorf("%T %s lacks commonLabels", o, o.GetName())
+		}
+	}
+	for _, m := range r.custom {
+		labels, _ := m["metadata"].(map[string]any)["labels"].(map[string]any)
+		if labels["team"] != "platform" {
+			t.Errorf("%s lacks commonLabels", m["kind"])
+		}
+	}
+	for owner, meta := range r.podMetas() {
+		if meta.Annotations["example.com/owner"] != "platform" {
+			t.Errorf("%s pods lack podAnnotations", owner)
+		}
+		if meta.Labels["team"] != "platform" {
+			t.Errorf("%s pods lack commonLabels", owner)
+		}
+	}
+	d := r.deployment
+	spec := d.Spec.Template.Spec
+	if d.Spec.Replicas != nil {
+		t.Errorf("replicas %d set beside an autoscaler: each helm upgrade would undo its scaling", *d.Spec.Replicas)
+	}
+	if h := r.hpa; h == nil || *h.Spec.MinReplicas != 3 || h.Spec.MaxReplicas != 6 || h.Spec.ScaleTargetRef.Name != d.Name || len(h.Spec.Metrics) != 2 {
+		t.Errorf("hpa %+v", r.hpa)
+	}
+	if r.pdb == nil {
+		t.Error("no PodDisruptionBudget for an autoscaler with a floor of 3")
+	}
+	if *d.Spec.RevisionHistoryLimit != 5 || *r.statefulSet.Spec.RevisionHistoryLimit != 5 {
+		t.Error("revisionHistoryLimit not applied")
+	}
+	if spec.PriorityClassName != "system-cluster-critical" || r.statefulSet.Spec.Template.Spec.PriorityClassName != "system-cluster-critical" {
+		t.Error("priorityClassName not applied")
+	}
+	if d.Spec.Template.Labels["tier"] != "api" {
+		t.Error("podLabels not applied")
+	}
+	api := service(t, r, "rel-berth")
+	if api.Annotations["example.com/lb"] != "internal" || api.Labels["exposure"] != "internal" {
+		t.Errorf("service metadata %+v", api.ObjectMeta)
+	}
+	if ing := r.ingress; ing == nil || *ing.Spec.IngressClassName != "nginx" || ing.Spec.Rules[0].Host != "berth.example.com" ||
+		ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name != api.Name || ing.Spec.TLS[0].SecretName != "berth-tls" {
+		t.Errorf("ingress %+v", r.ingress)
+	}
+	var names []string
+	for _, c := range spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	if !slices.Equal(names, []string{"sidecar", "migrate-check"}) {
+		t.Errorf("init containers %v: the native sidecar must start first", names)
+	}
+	names = nil
+	for _, c := range spec.Containers {
+		names = append(names, c.Name)
+	}
+	if !slices.Equal(names, []string{"server", "logger"}) {
+		t.Errorf("containers %v", names)
+	}
+	app := container(t, spec.Containers, "server")
+	if len(app.EnvFrom) != 1 || app.EnvFrom[0].ConfigMapRef.Name != "berth-extra" || env(app)["EXTRA"] != "1" {
+		t.Errorf("envFrom %+v", app.EnvFrom)
+	}
+	if len(app.VolumeMounts) != 1 || app.VolumeMounts[0].MountPath != "/scratch" || len(spec.Volumes) != 1 || spec.Volumes[0].Name != "scratch" {
+		t.Errorf("volumes %+v mounts %+v", spec.Volumes, app.VolumeMounts)
+	}
+	if len(r.policies) != 2 {
+		t.Fatalf("%d NetworkPolicies, want the service's and PostgreSQL's", len(r.policies))
+	}
+	for _, p := range r.policies {
+		switch p.Name {
+		case "rel-berth":
+			if len(p.Spec.Ingress) != 2 || p.Spec.Ingress[0].Ports[0].Port.String() != "http" || p.Spec.Ingress[1].Ports[0].Port.String() != "admin" ||
+				p.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+				t.Errorf("service policy %+v", p.Spec)
+			}
+		case "rel-berth-postgresql":
+			if from := p.Spec.Ingress[0].From; len(from) != 1 || from[0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "berth" {
+				t.Errorf("PostgreSQL policy %+v", p.Spec)
+			}
+		default:
+			t.Errorf("unexpected NetworkPolicy %s", p.Name)
+		}
+	}
+	var route map[string]any
+	for _, m := range r.custom {
+		if m["kind"] == "HTTPRoute" {
+			route = m
+		}
+	}
+	backend := route["spec"].(map[string]any)["rules"].([]any)[0].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)
+	if backend["name"] != api.Name || backend["port"] != float64(80) {
+		t.Errorf("HTTPRoute backend %v", backend)
+	}
+}
