@@ -30,16 +30,23 @@ func startService(t *testing.T, extra map[string]string) *berthtest.App {
 	for k, v := range extra {
 		env[k] = v
 	}
+	return startWith(t, env)
+}
+
+// startWith runs the reference service on loopback with the environment
+// env, through berthtest (no drain delay; shutdown in Cleanup).
+func startWith(tb testing.TB, env map[string]string) *berthtest.App {
+	tb.Helper()
 	cfg, err := config.Load(env)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sc.DrainDelay = 0 // berthtest: none
-	return berthtest.Start(t, sc)
+	return berthtest.Start(tb, sc)
 }
 
 func do(t *testing.T, method, url, body string) (int, map[string]any) {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
-	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/gin-gonic/gin"
 	"github.com/heptiolabs/healthcheck"
 )
@@ -44,16 +41,7 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	bare := httptest.NewServer(bareEngine)
 	defer bare.Close()
 
-	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc.DrainDelay = 0
-	berth := berthtest.Start(b, sc)
+	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections) // before the servers stop
 	req, _ := http.NewRequest(http.MethodPut, berth.URL+"/api/v1/items/k", strings.NewReader(`{"v":1}`))
@@ -116,16 +104,7 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 	controlAdmin := httptest.NewServer(hc)
 	defer controlAdmin.Close()
 
-	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc.DrainDelay = 0
-	berth := berthtest.Start(b, sc)
+	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
 	type result struct {
 		probes   []time.Duration
 		requests int64

@@ -167,34 +167,19 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 	return r
 }
 
-// podSpecs returns every pod template the chart rendered, by owner.
-func (r *rendered) podSpecs() map[string]corev1.PodSpec {
-	specs := map[string]corev1.PodSpec{}
+// pods returns every pod template the chart rendered, by owner.
+func (r *rendered) pods() map[string]corev1.PodTemplateSpec {
+	pods := map[string]corev1.PodTemplateSpec{}
 	if r.deployment != nil {
-		specs["Deployment"] = r.deployment.Spec.Template.Spec
+		pods["Deployment"] = r.deployment.Spec.Template
 	}
 	if r.statefulSet != nil {
-		specs["StatefulSet"] = r.statefulSet.Spec.Template.Spec
+		pods["StatefulSet"] = r.statefulSet.Spec.Template
 	}
 	if r.testPod != nil {
-		specs["test Pod"] = r.testPod.Spec
+		pods["test Pod"] = corev1.PodTemplateSpec{ObjectMeta: r.testPod.ObjectMeta, Spec: r.testPod.Spec}
 	}
-	return specs
-}
-
-// podMetas returns every pod template's metadata, by owner.
-func (r *rendered) podMetas() map[string]metav1.ObjectMeta {
-	metas := map[string]metav1.ObjectMeta{}
-	if r.deployment != nil {
-		metas["Deployment"] = r.deployment.Spec.Template.ObjectMeta
-	}
-	if r.statefulSet != nil {
-		metas["StatefulSet"] = r.statefulSet.Spec.Template.ObjectMeta
-	}
-	if r.testPod != nil {
-		metas["test Pod"] = r.testPod.ObjectMeta
-	}
-	return metas
+	return pods
 }
 
 func isComments(doc string) bool {

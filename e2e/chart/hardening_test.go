@@ -91,8 +91,8 @@ func TestEveryClaimedKubernetesVersion(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for owner, spec := range r.podSpecs() {
-					for _, problem := range unsupported(spec, minor) {
+				for owner, pod := range r.pods() {
+					for _, problem := range unsupported(pod.Spec, minor) {
 						t.Errorf("%s on Kubernetes 1.%d: %s", owner, minor, problem)
 					}
 				}
@@ -284,8 +284,8 @@ func TestEveryContainerRequestsResources(t *testing.T) {
 					extra = append(extra, c.(map[string]any)["name"].(string))
 				}
 			}
-			for owner, spec := range r.podSpecs() {
-				for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			for owner, pod := range r.pods() {
+				for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 					if slices.Contains(extra, c.Name) {
 						continue
 					}
@@ -344,7 +344,8 @@ func TestOptionalKeys(t *testing.T) {
 			t.Errorf("%s lacks commonLabels", m["kind"])
 		}
 	}
-	for owner, meta := range r.podMetas() {
+	for owner, pod := range r.pods() {
+		meta := pod.ObjectMeta
 		if meta.Annotations["example.com/owner"] != "platform" {
 			t.Errorf("%s pods lack podAnnotations", owner)
 		}

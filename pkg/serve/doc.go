@@ -7,7 +7,7 @@
 //
 //	Listening          probes answer; API routes answer 503 + Retry-After
 //	StartupComplete    every hook started, background checks refreshed; the API serves
-//	ShutdownInitiated  T0: SIGTERM, SIGINT, Server.Shutdown or ctx done
+//	ShutdownInitiated  T0: SIGTERM, SIGINT, SIGHUP, Server.Shutdown or ctx done
 //	ReadinessFailing   /readyz 503, /livez 200, responses carry
 //	                   "Connection: close"; requests still served
 //	DrainStarted       T1: after the drain delay, or once no request has
@@ -20,14 +20,24 @@
 //	                   the admin server (probes, metrics) stops last
 //
 // A second OS signal, more than a second after the first, exits at once
-// with ExitForced, logging what was still running.
+// with ExitForced, logging what was still running; one within the second
+// is ignored, so a runtime and a process manager that both forward a
+// SIGTERM do not skip the drain. SIGQUIT keeps Go's meaning (stacks, exit
+// 2, no drain). With OnShutdown set, a last function sees the report before
+// the admin server stops, within OnShutdownTimeout (counted in the budget):
+// the reference service pushes its final figures to a Pushgateway there.
+//
+// Both servers bound what a client can hold ([Limits]: read, write and
+// idle timeouts, header size, open connections); the admin server's limits
+// are fixed and tighter, so a flood on the API cannot starve the probes.
 //
 // The API and admin servers listen separately by default; with
 // SingleListener the probes and /metrics share the API port (and withhold
 // failure reasons). With Config.GracePeriod set (the pod's
-// terminationGracePeriodSeconds), New refuses settings whose preStop +
-// drain delay + drain timeout + stop timeout (+ sidecar quit timeout) +
-// margin cannot fit in it.
+// terminationGracePeriodSeconds), New refuses settings whose preStop (+ 1s
+// to close keep-alive connections after it) + drain delay + drain timeout +
+// stop timeout (+ sidecar quit timeout) (+ OnShutdownTimeout) + margin
+// cannot fit in it.
 //
 // What serve does not do: it does not retry failed requests, does not make
 // a handler honour its request context, and cannot shorten a stop function
