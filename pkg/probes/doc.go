@@ -6,9 +6,13 @@
 //
 // A [Check] has a name, a context-aware function and a timeout. A check with
 // an Interval runs in the background on its own schedule and probes read its
-// cached result, so a probe never waits on a slow dependency; checks without
-// one run inline and must be cheap (reading a channel, a flag). Failure and
-// success thresholds keep a flapping dependency from flapping the probe.
+// cached result, so a probe never waits on a slow dependency;
+// [Registry.Refresh] runs them all at once when what they watch has just
+// changed (package serve calls it as startup completes). Checks without an
+// Interval run inline, concurrently, each under its timeout; one marked
+// Instant only reads memory (a channel, a flag) and runs in the probe's own
+// goroutine, with no timer. Failure and success thresholds keep a flapping
+// dependency from flapping the probe.
 // Every check's last result is kept, so metrics read results and never run
 // a check.
 //
