@@ -106,7 +106,7 @@ func (l *load) one(client *http.Client, url string, long bool) {
 		}
 	}
 	l.mu.Lock()
-	l.outcomes = append(l.outcomes, outcome{at: time.Now(), ok: reason == ""})
+	l.outcomes = append(l.outcomes, outcome{at: sent, ok: reason == ""})
 	l.mu.Unlock()
 	if reason == "" {
 		return

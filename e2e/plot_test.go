@@ -26,7 +26,7 @@ import (
 // outcome is one request the load or the writer made: when it was
 // answered, and whether it succeeded.
 type outcome struct {
-	at time.Time
+	at time.Time // when the request was sent
 	ok bool
 }
 
@@ -133,10 +133,15 @@ func (tl *timeline) draw(outcomes []outcome, inFlight model.Value, signals model
 	secs := func(at time.Time) float64 { return at.Sub(tl.began).Seconds() }
 	span := end.Sub(tl.began).Seconds()
 
-	// Requests per second by outcome, in half-second buckets; a last,
-	// partial bucket would draw a false dip, so only whole ones are drawn.
+	// Requests per second by outcome and time sent, in half-second
+	// buckets, up to the last request sent: a last, partial bucket would
+	// draw a false dip, so only whole ones are drawn.
 	const bucket = 0.5
-	n := max(int(span/bucket), 1)
+	sentSpan := 0.0
+	for _, o := range outcomes {
+		sentSpan = max(sentSpan, secs(o.at))
+	}
+	n := max(int(min(span, sentSpan)/bucket), 1)
 	okPerBucket, failedPerBucket := make([]float64, n), make([]float64, n)
 	for _, o := range outcomes {
 		i := int(secs(o.at) / bucket)

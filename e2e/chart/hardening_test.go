@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -346,8 +347,9 @@ func TestOptionalKeys(t *testing.T) {
 	}
 	for owner, pod := range r.pods() {
 		meta := pod.ObjectMeta
-		if meta.Annotations["example.com/owner"] != "platform" {
-			t.Errorf("%s pods lack podAnnotations", owner)
+		want := map[bool]string{true: "example.com/backup", false: "example.com/owner"}[owner == "StatefulSet"]
+		if _, ok := meta.Annotations[want]; !ok || len(meta.Annotations) != 1 && owner == "StatefulSet" {
+			t.Errorf("%s pods: annotations %v, want %s", owner, meta.Annotations, want)
 		}
 		if meta.Labels["team"] != "platform" {
 			t.Errorf("%s pods lack commonLabels", owner)
@@ -429,5 +431,26 @@ func TestOptionalKeys(t *testing.T) {
 	backend := route["spec"].(map[string]any)["rules"].([]any)[0].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)
 	if backend["name"] != api.Name || backend["port"] != float64(80) {
 		t.Errorf("HTTPRoute backend %v", backend)
+	}
+}
+
+// TestRollingTheServiceLeavesTheDatabaseAlone: the usual way to roll the
+// service (a pod annotation, as the e2e does) must not change PostgreSQL's
+// pod template, or every rollout of the service would restart its database.
+func TestRollingTheServiceLeavesTheDatabaseAlone(t *testing.T) {
+	before := mustRender(t, nil).statefulSet.Spec.Template
+	for _, values := range []map[string]any{
+		{"podAnnotations": map[string]any{"rollout": "2"}},
+		{"podLabels": map[string]any{"tier": "api"}},
+		{"config": map[string]any{"demoWarmup": "2s"}},
+		{"image": map[string]any{"tag": "0.2.0"}},
+	} {
+		r := mustRender(t, values)
+		if !reflect.DeepEqual(r.statefulSet.Spec.Template, before) {
+			t.Errorf("%v changes PostgreSQL's pod template: the upgrade would restart the database", values)
+		}
+		if reflect.DeepEqual(r.deployment.Spec.Template, mustRender(t, nil).deployment.Spec.Template) {
+			t.Errorf("%v does not roll the service", values)
+		}
 	}
 }
