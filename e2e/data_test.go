@@ -127,7 +127,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				return firstSuccessAfter(w.snapshot(), ready) != nil, nil
 			})
 			first := firstSuccessAfter(w.snapshot(), ready)
-			outage["outage"] = gone.Sub(from)
+			outage["PostgreSQL gone, after its scale-down"] = gone.Sub(from)
 			outage["first write after Ready"] = first.sent.Add(first.took).Sub(ready)
 			if d := outage["first write after Ready"]; d > 5*time.Second {
 				t.Errorf("the first successful write came %v after PostgreSQL was Ready; want within 5s", d)
