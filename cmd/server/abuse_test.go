@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/goccy/go-yaml"
 )
 
@@ -149,14 +150,20 @@ func TestAbuseOnLoopback(t *testing.T) {
 			fmt.Fprintf(c, "GET /api/v1/info HTTP/1.1\r\nHost: x\r\n")
 		}
 	}
-	// Bodies that trickle in, a byte at a time.
-	for range 50 {
+	// Bodies that trickle in, a byte at a time, each announcing the largest
+	// body the service accepts: what it reserves for them before they
+	// arrive must not add up.
+	defaults, err := config.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 300 {
 		abusers.Go(func() {
 			c := dial()
 			if c == nil {
 				return
 			}
-			fmt.Fprintf(c, "PUT /api/v1/items/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+			fmt.Fprintf(c, "PUT /api/v1/items/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", defaults.BodyLimit)
 			tick := time.NewTicker(100 * time.Millisecond)
 			defer tick.Stop()
 			for {

@@ -128,16 +128,21 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 	}
 }
 
-// readBody reads the request's body, up to limit bytes, into a buffer sized
-// from Content-Length when the client sent one (no regrowing, no garbage).
+// readBody reads the request's body, up to limit bytes. The buffer starts
+// at the announced Content-Length, but never above readAhead: a client that
+// announces a large body and sends nothing must not make the service
+// reserve it (a few hundred such connections would exceed the pod's memory).
 func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
 	if n := c.Request.ContentLength; n > 0 {
-		buf.Grow(int(min(n, limit)) + bytes.MinRead)
+		buf.Grow(int(min(n, limit, readAhead)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	return buf.Bytes(), err
 }
+
+// readAhead bounds what readBody reserves before the body arrives.
+const readAhead = 4 << 10
 
 // getOrHead serves GET and HEAD on one route: HEAD works wherever GET does
 // (net/http sends the headers and drops the body).

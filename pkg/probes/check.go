@@ -111,6 +111,8 @@ func (c *check) validate() error {
 		return fmt.Errorf("check %q: no probe kind (use Liveness, Readiness and/or Startup)", c.Name)
 	case c.Timeout < 0 || c.Interval < 0 || c.FailureThreshold < 0 || c.SuccessThreshold < 0:
 		return fmt.Errorf("check %q: timeouts, intervals and thresholds must not be negative", c.Name)
+	case c.Instant && c.Interval > 0:
+		return fmt.Errorf("check %q: Instant and Interval exclude each other: an instant check only reads memory and runs in the probe; a background check runs on its own schedule, under its timeout", c.Name)
 	}
 	return nil
 }
@@ -176,6 +178,11 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.result
+	if r.Ran && at.Before(r.LastRun) {
+		// A run that started later (a Refresh overtaking a slow scheduled
+		// run, say) is already recorded; this older outcome is stale.
+		return *r
+	}
 	first := !r.Ran
 	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
 	r.Runs++

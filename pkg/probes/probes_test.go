@@ -210,6 +210,7 @@ func TestAddPanicsOnMistakes(t *testing.T) {
 		{"no kind", 0, Check{Name: "a", Run: pass}},
 		{"negative", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},
 		{"duplicate", Readiness, Check{Name: "dup", Run: pass}},
+		{"instant in the background", Readiness, Check{Name: "a", Run: pass, Instant: true, Interval: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,6 +301,33 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 		}
 		if got := runs.Load(); got != 2 {
 			t.Fatalf("runs = %d; want the first run and the refresh, and no inline check", got)
+		}
+	})
+}
+
+// A scheduled run that started before a Refresh and ends after it does not
+// overwrite the refreshed, newer result.
+func TestRefreshIsNotUndoneByAnOlderRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+			if calls.Add(1) == 1 {
+				<-release // the first scheduled run, begun before the database opened
+				return errors.New("not open yet")
+			}
+			return nil
+		}})
+		r.Start(t.Context())
+		defer r.Stop()
+		synctest.Wait()              // the first run is in flight
+		time.Sleep(time.Millisecond) // fake time: the refresh begins strictly later
+		r.Refresh(t.Context())
+		close(release)
+		synctest.Wait()
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing || calls.Load() != 2 {
+			t.Fatalf("after the stale run ended: %+v (%d calls); want the refresh's passing result", rep.Checks, calls.Load())
 		}
 	})
 }

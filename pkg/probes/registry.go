@@ -79,7 +79,9 @@ func (r *Registry) Start(ctx context.Context) {
 }
 
 // Refresh runs every background check now, concurrently, each under its
-// timeout, and waits for them; their next scheduled runs keep their pace.
+// timeout (and ctx), and waits for them; their next scheduled runs keep
+// their pace. A scheduled run that started before the refresh and ends
+// after it does not overwrite the refreshed result.
 // Call it when what the checks watch has just changed, such as at the end
 // of startup, so the next probe reads a result from after the change rather
 // than one up to an Interval old.

@@ -294,7 +294,17 @@ func (s *Server) startup() error {
 	}
 	// The background checks ran while the hooks were starting; run them
 	// again so the first readiness verdict describes the started service.
-	s.cfg.Probes.Refresh(context.Background())
+	// A shutdown meanwhile cancels them rather than waiting them out.
+	refresh, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.sig.ShutdownInitiated.Done():
+			cancel()
+		case <-refresh.Done():
+		}
+	}()
+	s.cfg.Probes.Refresh(refresh)
+	cancel()
 	// Every hook may have finished even as the shutdown began; then the
 	// shutdown runs as usual, from a complete startup.
 	s.mark(s.sig.StartupComplete, "apps", len(s.cfg.Apps))

@@ -119,3 +119,49 @@ func TestSignalDuringStartupAbandonsIt(t *testing.T) {
 		t.Fatal("want ShutdownInitiated and no StartupComplete")
 	}
 }
+
+// StartupComplete waits for the refresh of the background checks, and a
+// shutdown during that refresh cancels it instead of waiting it out.
+func TestStartupCompleteWaitsForTheRefresh(t *testing.T) {
+	for _, shutdown := range []bool{false, true} {
+		t.Run(map[bool]string{false: "refresh ends", true: "shutdown during the refresh"}[shutdown], func(t *testing.T) {
+			scheduled, refreshing, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			var calls atomic.Int32
+			checks := probes.New()
+			checks.Add(probes.Readiness, probes.Check{Name: "db", Interval: time.Hour, Timeout: time.Hour, Run: func(ctx context.Context) error {
+				switch calls.Add(1) {
+				case 1: // the scheduled run, during startup (the hook waits for it)
+					close(scheduled)
+				case 2: // the refresh
+					close(refreshing)
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return nil
+			}})
+			a := &lifespan.App{Name: "api"}
+			a.Append(lifespan.Hook{Name: "open", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				<-scheduled
+				return nil, nil
+			}})
+			f := start(t, Config{Apps: lifespan.Group{a}, Probes: checks, DrainDelay: -1, API: http.NotFoundHandler()})
+			within(t, refreshing, "the refresh")
+			if f.sig.StartupComplete.Signalled() {
+				t.Fatal("StartupComplete before the refresh of the background checks ended")
+			}
+			if shutdown {
+				f.srv.Shutdown() // the check's timeout is an hour: only the cancellation ends it
+			} else {
+				close(release)
+				within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+				f.srv.Shutdown()
+			}
+			if err := within(t, f.runErr, "Run"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
