@@ -165,12 +165,13 @@ func (w *writer) holds(ctx context.Context, key string) bool {
 	return false
 }
 
-// outcomes are the writes answered between from and to.
+// outcomes are the writes sent between from and to, by the time sent
+// (as the load's are).
 func outcomesOf(answers []answer, from, to time.Time) []outcome {
 	var out []outcome
 	for _, a := range answers {
-		if at := a.sent.Add(a.took); !at.Before(from) && !at.After(to) {
-			out = append(out, outcome{at: at, ok: a.reason == ""})
+		if !a.sent.Before(from) && !a.sent.After(to) {
+			out = append(out, outcome{at: a.sent, ok: a.reason == ""})
 		}
 	}
 	return out

@@ -43,7 +43,8 @@ var (
 // few seconds, so a probe reads the cached result and never waits on the
 // database. It fails until the db hook has opened the database.
 type dbCheck struct {
-	ping atomic.Pointer[probes.CheckFunc]
+	ping    atomic.Pointer[probes.CheckFunc]
+	refresh func(context.Context) // runs the check now (set by the wiring)
 }
 
 func (d *dbCheck) check(cfg config.Config) probes.Check {
@@ -73,6 +74,9 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 			log.Info("database open", "database", db.Where())
 			check := heptio.Check(healthcheck.DatabasePingCheck(db.SQL(), cfg.DBTimeout))
 			ping.ping.Store(&check)
+			if ping.refresh != nil {
+				ping.refresh(ctx) // not "not open yet" for up to 5s more
+			}
 			storeKey.Set(s, db)
 			return func(context.Context) error {
 				ping.ping.Store(nil)

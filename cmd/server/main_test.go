@@ -68,6 +68,9 @@ func TestRunExitCodes(t *testing.T) {
 			if strings.Contains(stderr.String(), "s3cret") {
 				t.Fatalf("a password reached the log:\n%s", stderr.String())
 			}
+			if n := strings.Count(stderr.String(), `"level":"ERROR"`); tt.code == 2 && n > 1 {
+				t.Fatalf("the refusal is logged %d times:\n%s", n, stderr.String())
+			}
 		})
 	}
 	var stdout bytes.Buffer

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -60,7 +61,7 @@ func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometh
 			checks.Add(probes.Readiness, c)
 		}
 	}
-	db := &dbCheck{}
+	db := &dbCheck{refresh: func(ctx context.Context) { checks.Refresh(ctx, "db") }}
 	checks.Add(probes.Readiness, db.check(cfg))
 	hooks = append(hooks, serviceHooks(cfg, log, db)...)
 	app.Append(withDemo(cfg, hooks)...)

@@ -399,7 +399,9 @@ func TestRejectedValues(t *testing.T) {
 		{"zero margin", map[string]any{"drain": map[string]any{"marginSeconds": 0}}, "marginSeconds"},
 		{"grace too short", map[string]any{"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds=30 cannot fit the shutdown budget of 37 seconds"},
 		{"grace too short for classic quit", map[string]any{"terminationGracePeriodSeconds": 37, "sidecar": map[string]any{"enabled": true, "mode": "classic"}},
-			"budget of 42 seconds (drain delay + timeout + stop timeout + margin + sidecar quit timeout)"},
+			"budget of 42 seconds (drain delay 5 + drain timeout 20 + stop timeout 10 + sidecar quit timeout 5 + margin 2)"},
+		{"grace too short after a preStop sleep", map[string]any{"terminationGracePeriodSeconds": 37, "drain": map[string]any{"mode": "preStop"}},
+			"budget of 38 seconds (preStop sleep 5 + 1 to close keep-alive connections after the preStop sleep + drain timeout 20 + stop timeout 10 + margin 2)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

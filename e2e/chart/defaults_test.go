@@ -1,7 +1,10 @@
 package chart
 
 import (
+	"fmt"
+	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +87,140 @@ func TestRenderedGracePeriodIsTheServicesBudget(t *testing.T) {
 				t.Fatalf("chart grace period %v (BERTH_GRACE_PERIOD %v), service budget %v: they must be one number", grace, cfg.GracePeriod, srv.Budget())
 			}
 		})
+	}
+}
+
+// TestChartRangesAreTheServices: every chart value that becomes a bounded
+// BERTH_ variable accepts exactly the service's range (internal/config's
+// bounds): at each edge the chart renders and the service's configuration
+// loader and serve.New accept the pod's environment; just past it, helm
+// install refuses, naming the key. A value the chart accepts never
+// crash-loops the pod.
+func TestChartRangesAreTheServices(t *testing.T) {
+	type unit int
+	const (
+		seconds  unit = iota // an integer of seconds
+		fraction             // a number of seconds
+		duration             // a Go duration string, given in ms
+		count                // a plain number
+	)
+	tests := []struct {
+		key, env string
+		unit     unit
+		skipMax  bool // the edge is out of reach for another, tested reason
+	}{
+		{"drain.delaySeconds", "BERTH_DRAIN_DELAY", seconds, false},
+		{"drain.quietSeconds", "BERTH_DRAIN_QUIET", fraction, true}, // must also be shorter than the delay (max 600)
+		{"drain.timeoutSeconds", "BERTH_DRAIN_TIMEOUT", seconds, false},
+		{"drain.stopTimeoutSeconds", "BERTH_STOP_TIMEOUT", seconds, false},
+		{"drain.marginSeconds", "BERTH_SHUTDOWN_MARGIN", seconds, false},
+		{"sidecar.quitTimeoutSeconds", "BERTH_SIDECAR_QUIT_TIMEOUT", seconds, false},
+		{"database.waitSeconds", "BERTH_DB_WAIT", seconds, false},
+		{"database.maxItems", "BERTH_MAX_ITEMS", count, false},
+		{"database.timeout", "BERTH_DB_TIMEOUT", duration, false},
+		{"metrics.pushgateway.timeoutSeconds", "BERTH_PUSH_TIMEOUT", seconds, false},
+		{"config.workMaxSeconds", "BERTH_WORK_MAX", seconds, false},
+		{"config.demoWarmup", "BERTH_DEMO_WARMUP", duration, false},
+		{"config.jobInterval", "BERTH_JOB_INTERVAL", duration, false},
+	}
+	// Room for every edge: a long drain timeout (the work cap's ceiling), a
+	// classic sidecar and a Pushgateway (so their timeouts reach the pod).
+	base := func() map[string]any {
+		return map[string]any{
+			"drain":   map[string]any{"timeoutSeconds": 3600, "delaySeconds": 600},
+			"config":  map[string]any{"workMaxSeconds": 1},
+			"sidecar": map[string]any{"enabled": true, "mode": "classic"},
+			"metrics": map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091"}},
+		}
+	}
+	set := func(values map[string]any, key string, v any) map[string]any {
+		parts := strings.Split(key, ".")
+		m := values
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = v
+		return values
+	}
+	for _, tt := range tests {
+		b, ok := config.BoundOf(tt.env)
+		if !ok {
+			t.Fatalf("%s has no bound in internal/config", tt.env)
+		}
+		// Values in the chart's unit at the edges and just past them.
+		var lo, hi, under, over any
+		switch tt.unit {
+		case seconds:
+			lo, hi = int(math.Ceil(float64(b.Min)/1e9)), int(b.Max/1e9)
+			under, over = lo.(int)-1, hi.(int)+1
+		case fraction:
+			lo, hi = float64(b.Min)/1e9, float64(b.Max)/1e9
+			under, over = lo.(float64)/2, hi.(float64)+0.5
+		case duration:
+			lo, hi = fmt.Sprintf("%gms", float64(b.Min)/1e6), fmt.Sprintf("%dms", b.Max/1e6)
+			under, over = fmt.Sprintf("%gms", float64(b.Min)/2e6), fmt.Sprintf("%dms", b.Max/1e6+1)
+		case count:
+			lo, hi, under, over = int(b.Min), int(b.Max), int(b.Min)-1, int(b.Max)+1
+		}
+		if b.ZeroOK {
+			under = nil // 0 is accepted; there is nothing just below the range
+			t.Run(tt.key+"=0", func(t *testing.T) { accepted(t, set(base(), tt.key, zeroOf(lo)), "") })
+		}
+		t.Run(fmt.Sprint(tt.key, "=", lo), func(t *testing.T) { accepted(t, set(base(), tt.key, lo), tt.env) })
+		if under != nil {
+			t.Run(fmt.Sprint(tt.key, "=", under), func(t *testing.T) { refused(t, set(base(), tt.key, under), tt.key) })
+		}
+		if !tt.skipMax {
+			t.Run(fmt.Sprint(tt.key, "=", hi), func(t *testing.T) { accepted(t, set(base(), tt.key, hi), tt.env) })
+		}
+		t.Run(fmt.Sprint(tt.key, "=", over), func(t *testing.T) { refused(t, set(base(), tt.key, over), tt.key) })
+	}
+}
+
+func zeroOf(v any) any {
+	switch v.(type) {
+	case string:
+		return "0"
+	case float64:
+		return 0.0
+	}
+	return 0
+}
+
+// accepted renders values and hands the pod's environment to the service;
+// name, unless empty, must be in it (a 0 may be rendered as no variable).
+func accepted(t *testing.T, values map[string]any, name string) {
+	t.Helper()
+	r, err := render(t, values)
+	if err != nil {
+		t.Fatalf("helm refuses a value the service accepts: %v", err)
+	}
+	e := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))
+	if _, ok := e[name]; name != "" && !ok {
+		t.Fatalf("the pod has no %s", name)
+	}
+	cfg, err := config.Load(e)
+	if err != nil {
+		t.Fatalf("the service refuses what the chart rendered (%s=%q): %v", name, e[name], err)
+	}
+	sc := cfg.Serve(nil, prometheus.NewRegistry())
+	sc.Apps, sc.API = lifespan.Group{&lifespan.App{Name: "berth"}}, http.NotFoundHandler()
+	if _, err := serve.New(sc); err != nil {
+		t.Fatalf("serve.New refuses what the chart rendered: %v", err)
+	}
+}
+
+// refused expects helm to refuse values, naming key's last part.
+func refused(t *testing.T, values map[string]any, key string) {
+	t.Helper()
+	_, err := render(t, values)
+	leaf := key[strings.LastIndex(key, ".")+1:]
+	if err == nil || !strings.Contains(err.Error(), leaf) {
+		t.Fatalf("err = %v; want helm to refuse it, naming %s", err, leaf)
 	}
 }

@@ -223,6 +223,8 @@ func TestRefusedAtInstall(t *testing.T) {
 			"podDisruptionBudget.maxUnavailable=3 lets all 3 pods be evicted at once"},
 		{"PDB of 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "100%"}},
 			"podDisruptionBudget.maxUnavailable=100% lets all 3 pods be evicted at once"},
+		{"PDB percentage that rounds up to every pod", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "67%"}},
+			"podDisruptionBudget.maxUnavailable=67% lets all 3 pods be evicted at once"},
 		{"PDB against the autoscaler's floor", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 2}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2}},
 			"podDisruptionBudget.maxUnavailable=2 lets all 2 pods be evicted at once"},
 		{"API and admin on one port", map[string]any{"ports": map[string]any{"http": 9090, "admin": 9090}},

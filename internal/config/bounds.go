@@ -9,15 +9,28 @@ import (
 	"time"
 )
 
-// bounds are the values each duration and number may take: past them a
-// value is a mistake (BERTH_JOB_INTERVAL=1ns would spin; a drain timeout of
-// a year would never fit a grace period), refused with the valid range.
-var bounds = []struct {
-	name     string
-	min, max int64 // nanoseconds for durations, units for numbers
-	zeroOK   bool  // 0 means something (none, unset, no bound) besides the range
-	duration bool
-}{
+// Bound is the range of values one variable may take: past it a value is a
+// mistake (BERTH_JOB_INTERVAL=1ns would spin; a drain timeout of a year
+// would never fit a grace period), refused with the valid range.
+type Bound struct {
+	Name     string
+	Min, Max int64 // nanoseconds for durations, units for numbers
+	ZeroOK   bool  // 0 means something (none, unset, no bound) besides the range
+	Duration bool
+}
+
+// BoundOf returns the range of the variable name, if it has one. The chart
+// tests check the chart's own limits against these.
+func BoundOf(name string) (Bound, bool) {
+	for _, b := range bounds {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Bound{}, false
+}
+
+var bounds = []Bound{
 	{"BERTH_DRAIN_DELAY", int64(100 * time.Millisecond), int64(10 * time.Minute), true, true},
 	{"BERTH_DRAIN_QUIET", int64(10 * time.Millisecond), int64(10 * time.Minute), true, true},
 	{"BERTH_DRAIN_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
@@ -42,21 +55,21 @@ func outOfBounds(cfg Config, environ map[string]string) []string {
 	v := reflect.ValueOf(cfg)
 	var problems []string
 	for _, b := range bounds {
-		got := v.FieldByName(fieldOf(b.name)).Int()
-		if (got == 0 && b.zeroOK) || (got >= b.min && got <= b.max) {
+		got := v.FieldByName(fieldOf(b.Name)).Int()
+		if (got == 0 && b.ZeroOK) || (got >= b.Min && got <= b.Max) {
 			continue
 		}
 		show := func(n int64) string {
-			if b.duration {
+			if b.Duration {
 				return time.Duration(n).String()
 			}
 			return fmt.Sprint(n)
 		}
-		want := fmt.Sprintf("want between %s and %s", show(b.min), show(b.max))
-		if b.zeroOK {
+		want := fmt.Sprintf("want between %s and %s", show(b.Min), show(b.Max))
+		if b.ZeroOK {
 			want += " (or 0)"
 		}
-		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.name, environ[b.name], want))
+		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.Name, environ[b.Name], want))
 	}
 	return problems
 }

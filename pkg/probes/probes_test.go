@@ -302,6 +302,14 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 		if got := runs.Load(); got != 2 {
 			t.Fatalf("runs = %d; want the first run and the refresh, and no inline check", got)
 		}
+		r.Refresh(t.Context(), "other")
+		if got := runs.Load(); got != 2 {
+			t.Fatalf("a refresh of another check ran db (runs = %d)", got)
+		}
+		r.Refresh(t.Context(), "db")
+		if got := runs.Load(); got != 3 {
+			t.Fatalf("a refresh of db by name: runs = %d, want 3", got)
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -78,18 +79,18 @@ func (r *Registry) Start(ctx context.Context) {
 	}
 }
 
-// Refresh runs every background check now, concurrently, each under its
-// timeout (and ctx), and waits for them; their next scheduled runs keep
-// their pace. A scheduled run that started before the refresh and ends
-// after it does not overwrite the refreshed result.
-// Call it when what the checks watch has just changed, such as at the end
-// of startup, so the next probe reads a result from after the change rather
-// than one up to an Interval old.
-func (r *Registry) Refresh(ctx context.Context) {
+// Refresh runs the background checks named (every one, without names)
+// now, concurrently, each under its timeout (and ctx), and waits for them;
+// their next scheduled runs keep their pace. A scheduled run that started
+// before the refresh and ends after it does not overwrite the refreshed
+// result. Call it when what the checks watch has just changed, such as a
+// database just opened or the end of startup, so the next probe reads a
+// result from after the change rather than one up to an Interval old.
+func (r *Registry) Refresh(ctx context.Context, names ...string) {
 	r.mu.RLock()
 	var background []*check
 	for _, c := range r.checks {
-		if c.Interval > 0 {
+		if c.Interval > 0 && (len(names) == 0 || slices.Contains(names, c.Name)) {
 			background = append(background, c)
 		}
 	}

@@ -147,8 +147,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
 	}
 	if err := s.listen(); err != nil {
-		s.cfg.Logger.Error("cannot listen", "error", err)
-		return err
+		return err // the caller reports it once, in its own words
 	}
 	defer s.watch(ctx)()
 	s.serve()

@@ -93,12 +93,30 @@ close the keep-alive connections still in use), + the sidecar quit timeout when 
 {{- if and (eq .Values.drain.mode "preStop") (gt (int .Values.drain.delaySeconds) 0) }}true{{ end }}
 {{- end }}
 
+{{/* A duration value ("1500ms", "10s", "2m", "1h" or "0") in milliseconds. */}}
+{{- define "berth.ms" -}}
+{{- $d := toString . }}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" $d }}
+{{- $unit := trimPrefix $n $d }}
+{{- if eq $d "0" }}0{{ else }}{{ mulf (float64 $n) (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit) }}{{ end }}
+{{- end }}
+
 {{/*
 Refusals the schema cannot express, each naming the values involved. Every
 template that renders the service includes it.
 */}}
 {{- define "berth.validate" -}}
 {{- $v := .Values }}
+{{- /* The service's own ranges (internal/config/bounds.go) for the values given as durations. */}}
+{{- range $r := list (list "config.demoWarmup" $v.config.demoWarmup 1 600000 true "1ms" "10m") (list "config.jobInterval" $v.config.jobInterval 100 86400000 false "100ms" "24h") (list "database.timeout" $v.database.timeout 10 60000 false "10ms" "1m") }}
+{{- $ms := float64 (include "berth.ms" (index $r 1)) }}
+{{- if not (or (and (eq $ms 0.0) (index $r 4)) (and (ge $ms (float64 (index $r 2))) (le $ms (float64 (index $r 3))))) }}
+{{- fail (printf "%s=%v: want between %s and %s%s" (index $r 0) (index $r 1) (index $r 5) (index $r 6) (ternary " (or 0)" "" (index $r 4))) }}
+{{- end }}
+{{- end }}
+{{- if gt (int $v.config.workMaxSeconds) (int $v.drain.timeoutSeconds) }}
+{{- fail (printf "config.workMaxSeconds (%d) is longer than drain.timeoutSeconds (%d): a request the service accepted could be cut off by its own drain; lower the one or raise the other" (int $v.config.workMaxSeconds) (int $v.drain.timeoutSeconds)) }}
+{{- end }}
 {{- if eq (int $v.ports.http) (int $v.ports.admin) }}
 {{- fail (printf "ports.http and ports.admin are both %d: each server needs a port of its own" (int $v.ports.http)) }}
 {{- end }}
@@ -123,7 +141,10 @@ template that renders the service includes it.
 {{- $min := int (include "berth.minReplicas" .) }}
 {{- if and $v.podDisruptionBudget.enabled (gt $min 1) }}
 {{- $mu := toString $v.podDisruptionBudget.maxUnavailable }}
-{{- if or (eq $mu "100%") (and (not (hasSuffix "%" $mu)) (ge (atoi $mu) $min)) }}
+{{- /* Kubernetes rounds a percentage up: ceil(p*n/100) pods may go. */}}
+{{- $pct := hasSuffix "%" $mu }}
+{{- $n := atoi (trimSuffix "%" $mu) }}
+{{- if or (and $pct (gt (mul $n $min) (mul 100 (sub $min 1)))) (and (not $pct) (ge $n $min)) }}
 {{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets all %d pods be evicted at once; keep it below %s" $mu $min (ternary "autoscaling.minReplicas" "replicaCount" $v.autoscaling.enabled)) }}
 {{- end }}
 {{- end }}
@@ -135,6 +156,19 @@ template that renders the service includes it.
 {{- fail (printf "autoscaling.minReplicas=%d is above autoscaling.maxReplicas=%d" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The budget's terms, in words, for messages: "drain delay 5 + ... ". */}}
+{{- define "berth.budgetTerms" -}}
+{{- $d := .Values.drain }}
+{{- $terms := list (printf "%s %v" (ternary "preStop sleep" "drain delay" (eq $d.mode "preStop")) $d.delaySeconds) }}
+{{- if include "berth.hasPreStop" . }}{{ $terms = append $terms "1 to close keep-alive connections after the preStop sleep" }}{{ end }}
+{{- $terms = append $terms (printf "drain timeout %v" $d.timeoutSeconds) }}
+{{- $terms = append $terms (printf "stop timeout %v" $d.stopTimeoutSeconds) }}
+{{- if include "berth.classicSidecar" . }}{{ $terms = append $terms (printf "sidecar quit timeout %v" .Values.sidecar.quitTimeoutSeconds) }}{{ end }}
+{{- if .Values.metrics.pushgateway.url }}{{ $terms = append $terms (printf "push timeout %v" .Values.metrics.pushgateway.timeoutSeconds) }}{{ end }}
+{{- $terms = append $terms (printf "margin %v" $d.marginSeconds) }}
+{{- join " + " $terms }}
 {{- end }}
 
 {{- define "berth.gracePeriod" -}}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
+)
+
+// The db readiness check runs in the background every few seconds; the db
+// hook refreshes it as soon as the database is open, so /readyz stops
+// saying "not open yet" at once rather than up to an interval later.
+func TestDBCheckFollowsTheDBHook(t *testing.T) {
+	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := probes.New()
+	db := &dbCheck{refresh: func(ctx context.Context) { checks.Refresh(ctx, "db") }}
+	check := db.check(cfg)
+	check.Interval = time.Hour // only a refresh can bring it up to date within the test
+	checks.Add(probes.Readiness, check)
+	checks.Start(t.Context())
+	defer checks.Stop()
+	passing := func() bool {
+		rep, _ := checks.Evaluate(t.Context(), probes.Readiness, "db", nil)
+		return rep.Passing
+	}
+	checks.Refresh(t.Context()) // the scheduled first run, settled
+	if passing() {
+		t.Fatal("db passing before the database was opened")
+	}
+	app := &lifespan.App{Name: "berth"}
+	app.Append(serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), db)[:1]...) // the db hook alone
+	if err := app.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !passing() {
+		t.Errorf("db still failing right after the db hook opened the database: %+v", checks.Results())
+	}
+	if err := app.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
