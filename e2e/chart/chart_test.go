@@ -44,7 +44,6 @@ type rendered struct {
 	ingress     *networkingv1.Ingress
 	hpa         *autoscalingv2.HorizontalPodAutoscaler
 	policies    []networkingv1.NetworkPolicy
-	accounts    []corev1.ServiceAccount
 	// objects holds every decoded object's metadata, for checks that
 	// apply to all of them (labels).
 	objects []metav1.Object
@@ -142,8 +141,6 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 				r.hpa = o
 			case *networkingv1.NetworkPolicy:
 				r.policies = append(r.policies, *o)
-			case *corev1.ServiceAccount:
-				r.accounts = append(r.accounts, *o)
 			case *appsv1.Deployment:
 				r.deployment = o
 			case *appsv1.StatefulSet:
