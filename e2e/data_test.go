@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -102,7 +103,10 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			c.waitGone(t, mainNamespace, pg.Name, 2*time.Minute)
 			gone := time.Now()
 			// The outage lasts 20s by design; meanwhile the pods must stay
-			// in the Service (the readiness probe leaves the database out).
+			// in the Service (the readiness probe leaves the database out),
+			// and what needs no database keeps answering 200.
+			info := &http.Client{Timeout: 2 * time.Second}
+			var infoOK int
 			for time.Since(gone) < 20*time.Second {
 				pods, err := c.pods(ctx, mainNamespace, mainRelease)
 				if err != nil {
@@ -113,8 +117,20 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 						t.Errorf("pod %s not Ready %v into the database outage", p.Name, time.Since(gone).Round(time.Second))
 					}
 				}
+				resp, err := info.Get(apiURL + "/api/v1/info")
+				if err != nil {
+					t.Errorf("GET /api/v1/info %v into the database outage: %v", time.Since(gone).Round(time.Second), err)
+				} else {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Errorf("GET /api/v1/info %v into the database outage: %s", time.Since(gone).Round(time.Second), resp.Status)
+					} else {
+						infoOK++
+					}
+				}
 				<-time.After(time.Second)
 			}
+			t.Logf("GET /api/v1/info answered 200 %d times through the outage", infoOK)
 			c.scalePostgres(t, 1)
 			ready := c.waitPostgresReady(t, pg.UID)
 			downs = append(downs, window{"database outage", from, ready.Add(5 * time.Second)})
