@@ -1,0 +1,58 @@
+package sidebyside
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRatioIsTheMedianOfThePairs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    Result
+		want float64
+	}{
+		{"odd count", Result{ratios: []float64{1.5, 0.9, 1.1}}, 1.1},
+		{"even count", Result{ratios: []float64{1.5, 1.0, 1.25, 9}}, 1.375},
+		{"one burst of noise moves it little", Result{ratios: []float64{1.0, 1.02, 0.98, 1.01, 40}}, 1.01},
+		{"no pairs: the totals", Result{Baseline: 2 * time.Second, Candidate: 3 * time.Second}, 1.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.Ratio(); got != tc.want {
+				t.Errorf("Ratio() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunAlternatesWhichSideGoesFirst(t *testing.T) {
+	var order []string
+	var baseOps, candOps int
+	var r Result
+	var n int
+	testing.Benchmark(func(b *testing.B) {
+		order, baseOps, candOps = nil, 0, 0
+		r = Run(b, 10, func(k int) {
+			order = append(order, "base")
+			baseOps += k
+		}, func(k int) {
+			order = append(order, "cand")
+			candOps += k
+		})
+		n = b.N
+	})
+	if baseOps != n || candOps != n {
+		t.Fatalf("baseline did %d and candidate %d operations, want b.N = %d each", baseOps, candOps, n)
+	}
+	if len(r.ratios) != (n+9)/10 {
+		t.Fatalf("%d ratios for %d operations in batches of 10", len(r.ratios), n)
+	}
+	for pair := 0; 2*pair+1 < len(order); pair++ {
+		want := "base"
+		if pair%2 == 1 {
+			want = "cand"
+		}
+		if got := order[2*pair]; got != want {
+			t.Fatalf("pair %d started with %s, want %s (order %v)", pair, got, want, order[:min(len(order), 8)])
+		}
+	}
+}
