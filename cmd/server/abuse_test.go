@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/goccy/go-yaml"
 )
 
@@ -292,4 +293,119 @@ func TestAbuseOnLoopback(t *testing.T) {
 		t.Errorf("the server's exit after the abuse: %v\n%s", err, p.stderr.String())
 	}
 	p.exited <- nil // for the cleanup
+}
+
+// openFiles is the number of file descriptors the process holds: its
+// sockets, listeners and database files.
+func (p *serverProcess) openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// Ten thousand clients connect to the API at once and hold their
+// connections open: the service holds no more of them than its cap (the
+// rest wait in the kernel, or time out dialling), its memory stays well
+// under the chart's limit, the probes on the admin port answer throughout,
+// and when the crowd leaves the API serves again.
+func TestTenThousandConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the service")
+	}
+	p := startProcess(t)
+	idle := p.openFiles(t)
+	const crowd = 10_000
+	var (
+		mu        sync.Mutex
+		conns     []net.Conn
+		dialers   sync.WaitGroup
+		attempts  = make(chan struct{})
+		connected atomic.Int32
+	)
+	for range 500 {
+		dialers.Go(func() {
+			for range attempts {
+				c, err := net.DialTimeout("tcp", p.api, 2*time.Second)
+				if err != nil {
+					continue // the kernel's queue is full: the dial waits, then gives up
+				}
+				connected.Add(1)
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		})
+	}
+	// The probes, while the crowd arrives and stays.
+	stopProbing := make(chan struct{})
+	var probes, probeFailures atomic.Int32
+	var slowest atomic.Int64
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		client := &http.Client{Timeout: 5 * time.Second}
+		defer client.CloseIdleConnections()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopProbing:
+				return
+			case <-tick.C:
+			}
+			begin := time.Now()
+			resp, err := client.Get("http://" + p.admin + "/readyz")
+			probes.Add(1)
+			if err != nil || resp.StatusCode != 200 {
+				probeFailures.Add(1)
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+			if d := int64(time.Since(begin)); d > slowest.Load() {
+				slowest.Store(d)
+			}
+		}
+	}()
+	for range crowd {
+		attempts <- struct{}{}
+	}
+	close(attempts)
+	dialers.Wait()
+	held := p.openFiles(t) - idle
+	close(stopProbing)
+	<-probing
+
+	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
+	t.Logf("%d of %d dials connected; the service holds %d more descriptors than idle (cap %d); peak RSS %d MiB (chart limit %d MiB); %d probes, %d failed, slowest %v",
+		connected.Load(), crowd, held, serve.DefaultLimits.MaxConnections, rss>>20, limit>>20, probes.Load(), probeFailures.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	if held > serve.DefaultLimits.MaxConnections {
+		t.Errorf("the service holds %d connections' descriptors, over its cap of %d", held, serve.DefaultLimits.MaxConnections)
+	}
+	if held < serve.DefaultLimits.MaxConnections/2 {
+		t.Errorf("the service holds only %d connections: the crowd did not reach it", held)
+	}
+	if rss > limit*3/4 {
+		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
+	}
+	if probeFailures.Load() > 0 || probes.Load() == 0 {
+		t.Errorf("%d of %d probes failed while the crowd held the API", probeFailures.Load(), probes.Load())
+	}
+
+	mu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	waitUntil(t, "the API to serve after the crowd left", func() bool {
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + p.api + "/api/v1/info")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 }
