@@ -65,3 +65,47 @@ func BenchmarkRequestPath(b *testing.B) {
 	b.ReportMetric(r.Ratio(), "berth/bare")
 	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(berth) })-testing.AllocsPerRun(200, func() { serveOnce(bare) }), "extra-allocs/req")
 }
+
+// BenchmarkRequestPathLayers splits BenchmarkRequestPath's overhead by
+// layer: each sub-benchmark serves the same handler behind one layer of
+// berth's stack (or an empty middleware, the cost of one more Gin step)
+// beside the bare engine, and reports layer/bare.
+func BenchmarkRequestPathLayers(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode)
+	engine := func(mw ...gin.HandlerFunc) *gin.Engine {
+		e := gin.New()
+		e.Use(gin.Recovery())
+		e.Use(mw...)
+		e.GET("/api/v1/items/:key", itemHandler)
+		return e
+	}
+	app := &lifespan.App{Name: "bench"}
+	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
+	httpMetrics, err := metrics.NewHTTP(metrics.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	gated := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: engine()}).Server.APIHandler()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
+	loop := func(h http.Handler) func(int) {
+		return func(n int) {
+			for range n {
+				h.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		}
+	}
+	for _, layer := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"empty-middleware", engine(func(c *gin.Context) { c.Next() })},
+		{"gate", gated},
+		{"metrics", engine(ginberth.Metrics(httpMetrics))},
+		{"state", engine(ginberth.State(app))},
+	} {
+		b.Run(layer.name, func(b *testing.B) {
+			r := sidebyside.Run(b, 256, loop(engine()), loop(layer.h))
+			b.ReportMetric(r.Ratio(), "layer/bare")
+		})
+	}
+}

@@ -16,6 +16,9 @@ var stateKey = new(byte)
 // keysPool holds gin.Context.Keys maps between requests. Gin gives every
 // request a nil Keys map and would allocate a new one for the state; State
 // lends one instead and takes it back when nothing else was stored in it.
+// A map in the pool keeps its one entry (stateKey and the state it last
+// carried): writing the same entry again is skipped, and deleting and
+// re-adding it on every request cost about as much as the rest of State.
 var keysPool = sync.Pool{New: func() any { return make(map[any]any, 1) }}
 
 // State returns middleware that gives each request the app's state, read
@@ -31,16 +34,17 @@ func State(app *lifespan.App) gin.HandlerFunc {
 			return
 		}
 		keys := keysPool.Get().(map[any]any)
-		keys[stateKey] = app.State()
+		if st := app.State(); keys[stateKey] != st {
+			keys[stateKey] = st
+		}
 		c.Keys = keys
 		c.Next()
 		// Take the map back only if it is still the request's and holds
 		// nothing but the state: values handlers stored with c.Set stay for
 		// the middleware before this one, which may read them after its own
-		// c.Next. (delete, not clear: clearing a map reseeds its hash.)
+		// c.Next.
 		if len(keys) == 1 && len(c.Keys) == 1 && reflect.ValueOf(c.Keys).UnsafePointer() == reflect.ValueOf(keys).UnsafePointer() {
 			c.Keys = nil
-			delete(keys, stateKey)
 			keysPool.Put(keys)
 		}
 	}

@@ -66,6 +66,37 @@ func TestStateAndRequestLayer(t *testing.T) {
 	}
 }
 
+// State lends each request a pooled map that keeps its last entry; two
+// apps served in turn from one process each see their own state, never the
+// other's left in a reused map.
+func TestStateOfTwoAppsNeverCrosses(t *testing.T) {
+	engines := map[string]*gin.Engine{}
+	for _, dsn := range []string{"postgres://one", "postgres://two"} {
+		l := &lifespan.App{Name: dsn}
+		l.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			dsnKey.Set(s, dsn)
+			return nil, nil
+		}})
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Stop(context.Background()) })
+		r := gin.New()
+		r.Use(State(l))
+		r.GET("/dsn", func(c *gin.Context) { c.String(200, MustGet(c, dsnKey)) })
+		engines[dsn] = r
+	}
+	for i := range 200 {
+		for dsn, r := range engines {
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, httptest.NewRequest("GET", "/dsn", nil))
+			if rec.Body.String() != dsn {
+				t.Fatalf("request %d to the app of %s saw %q", i, dsn, rec.Body.String())
+			}
+		}
+	}
+}
+
 // Values a handler stores with c.Set stay readable by the middleware in
 // front of State after the request; the state itself is readable wherever
 // State is in front.
