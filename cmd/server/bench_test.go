@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/sidebyside"
+	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/gin-gonic/gin"
 	"github.com/heptiolabs/healthcheck"
 )
@@ -29,6 +30,31 @@ func bareInfo() *gin.Engine {
 	return e
 }
 
+// loopbackLoad sends n GETs of url from eight concurrent clients sharing
+// client's keep-alive connections, and fails b on any error or non-200.
+func loopbackLoad(b *testing.B, client *http.Client, url string, n int) {
+	const workers = 8
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // BenchmarkLoopbackLoad is the load run of `make bench`: eight concurrent
 // clients send GET /api/v1/info over loopback to the full reference service
 // (gate, drain accounting, route metrics, lifespan state; the route needs
@@ -43,32 +69,41 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections) // before the servers stop
 
-	const workers = 8
-	hammer := func(url string, n int) {
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				for i := w; i < n; i += workers {
-					resp, err := client.Get(url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
-	r := sidebyside.Run(b, 400, func(n int) { hammer(bare.URL+"/api/v1/info", n) }, func(n int) { hammer(berth.URL+"/api/v1/info", n) })
+	r := sidebyside.Run(b, 400, func(n int) { loopbackLoad(b, client, bare.URL+"/api/v1/info", n) },
+		func(n int) { loopbackLoad(b, client, berth.URL+"/api/v1/info", n) })
 	b.ReportMetric(float64(b.N)/r.Baseline.Seconds(), "bare-req/s")
 	b.ReportMetric(float64(b.N)/r.Candidate.Seconds(), "berth-req/s")
 	b.ReportMetric(1/r.Ratio(), "berth/bare-throughput")
+}
+
+// BenchmarkLoopbackLayers splits BenchmarkLoopbackLoad's gap: each
+// sub-benchmark runs the same eight clients against the bare Gin server and
+// against one part of berth: "limits" is the bare server behind an
+// http.Server with serve.DefaultLimits' timeouts and header cap (net/http
+// then moves each connection's deadlines three or four times a request);
+// "stack" is the reference service's API handler (gate, metrics, state,
+// its own /api/v1/info) on a server without limits.
+func BenchmarkLoopbackLayers(b *testing.B) {
+	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+	bare := httptest.NewServer(bareInfo())
+	defer bare.Close()
+	limited := httptest.NewUnstartedServer(bareInfo())
+	l := serve.DefaultLimits
+	limited.Config.ReadHeaderTimeout, limited.Config.ReadTimeout = l.ReadHeaderTimeout, l.ReadTimeout
+	limited.Config.WriteTimeout, limited.Config.IdleTimeout, limited.Config.MaxHeaderBytes = l.WriteTimeout, l.IdleTimeout, l.MaxHeaderBytes
+	limited.Start()
+	defer limited.Close()
+	stack := httptest.NewServer(berth.Server.APIHandler())
+	defer stack.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	b.Cleanup(client.CloseIdleConnections)
+	for _, layer := range []struct{ name, url string }{{"limits", limited.URL}, {"stack", stack.URL}} {
+		b.Run(layer.name, func(b *testing.B) {
+			r := sidebyside.Run(b, 400, func(n int) { loopbackLoad(b, client, bare.URL+"/api/v1/info", n) },
+				func(n int) { loopbackLoad(b, client, layer.url+"/api/v1/info", n) })
+			b.ReportMetric(1/r.Ratio(), "layer/bare-throughput")
+		})
+	}
 }
 
 // BenchmarkProbesUnderLoad is the probe half of make bench: sixteen
