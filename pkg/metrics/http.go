@@ -61,6 +61,13 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 // nine are recorded as "other".
 func (h *HTTP) ObserveRequest(method, route string, code int, d time.Duration) {
 	c, ok := (*h.children.Load())[childKey{method, route, code}]
+	if !ok && !knownMethods[method] {
+		// An invented method is cached as "other": look that up before
+		// taking the writers' lock, so a client sending random methods
+		// does not serialise every request on it.
+		method = "other"
+		c, ok = (*h.children.Load())[childKey{method, route, code}]
+	}
 	if !ok {
 		c = h.addChild(method, route, code)
 	}
@@ -69,11 +76,8 @@ func (h *HTTP) ObserveRequest(method, route string, code int, d time.Duration) {
 }
 
 // addChild makes the counter and histogram of a label set not seen yet and
-// caches them; an unknown method is cached as "other".
+// caches them; method is one of knownMethods or "other".
 func (h *HTTP) addChild(method, route string, code int) child {
-	if !knownMethods[method] {
-		method = "other"
-	}
 	k := childKey{method, route, code}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -48,3 +48,29 @@ func TestHTTPAndRegistry(t *testing.T) {
 		t.Error("registering twice succeeded")
 	}
 }
+
+// Once an invented method has been recorded as "other", the next invented
+// method is recorded without the writers' lock: a client sending random
+// methods cannot serialise requests on it.
+func TestInventedMethodsSkipTheWritersLock(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ObserveRequest("FOO1", "unmatched", 405, time.Millisecond)
+	h.mu.Lock() // a writer holds the lock
+	defer h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ObserveRequest("FOO2", "unmatched", 405, time.Millisecond)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("recording a second invented method waited for the writers' lock")
+	}
+	if got := testutil.ToFloat64(h.requests.WithLabelValues("other", "unmatched", "405")); got != 2 {
+		t.Fatalf("other-method requests = %v, want 2", got)
+	}
+}
