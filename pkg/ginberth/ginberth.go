@@ -33,17 +33,25 @@ func State(app *lifespan.App) gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		st := app.State()
 		keys := keysPool.Get().(map[any]any)
-		if st := app.State(); keys[stateKey] != st {
+		if keys[stateKey] != st {
 			keys[stateKey] = st
 		}
 		c.Keys = keys
 		c.Next()
 		// Take the map back only if it is still the request's and holds
-		// nothing but the state: values handlers stored with c.Set stay for
-		// the middleware before this one, which may read them after its own
-		// c.Next.
-		if len(keys) == 1 && len(c.Keys) == 1 && reflect.ValueOf(c.Keys).UnsafePointer() == reflect.ValueOf(keys).UnsafePointer() {
+		// nothing but the state's entry: values handlers stored with c.Set
+		// stay for the middleware before this one, which may read them
+		// after its own c.Next. It goes back carrying the app's state, not
+		// a layer a handler Set, whose values the pool would keep alive.
+		if len(keys) != 1 || len(c.Keys) != 1 || reflect.ValueOf(c.Keys).UnsafePointer() != reflect.ValueOf(keys).UnsafePointer() {
+			return
+		}
+		if v, ok := keys[stateKey]; ok {
+			if v != st {
+				keys[stateKey] = st
+			}
 			c.Keys = nil
 			keysPool.Put(keys)
 		}

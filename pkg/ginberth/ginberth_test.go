@@ -97,6 +97,35 @@ func TestStateOfTwoAppsNeverCrosses(t *testing.T) {
 	}
 }
 
+// A handler that deletes the state's entry and stores a value of its own
+// leaves a one-entry map that is not State's: it must not go back to the
+// pool, or the next request would read the value.
+func TestStateDoesNotPoolAMapAHandlerRefilled(t *testing.T) {
+	r := gin.New()
+	r.Use(State(startedApp(t)))
+	r.GET("/refill", func(c *gin.Context) {
+		for k := range c.Keys {
+			c.Delete(k)
+		}
+		c.Set("user", "ann")
+	})
+	r.GET("/peek", func(c *gin.Context) {
+		if u, ok := c.Get("user"); ok {
+			c.String(200, "leaked %v", u)
+			return
+		}
+		c.String(200, "clean")
+	})
+	for i := range 50 {
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/refill", nil))
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, httptest.NewRequest("GET", "/peek", nil))
+		if rec.Body.String() != "clean" {
+			t.Fatalf("request %d after a refilled map: %s", i, rec.Body)
+		}
+	}
+}
+
 // Values a handler stores with c.Set stay readable by the middleware in
 // front of State after the request; the state itself is readable wherever
 // State is in front.
