@@ -32,10 +32,14 @@ func TestRunAlternatesWhichSideGoesFirst(t *testing.T) {
 	testing.Benchmark(func(b *testing.B) {
 		order, baseOps, candOps = nil, 0, 0
 		r = Run(b, 10, func(k int) {
-			order = append(order, "base")
+			if len(order) < 16 {
+				order = append(order, "base")
+			}
 			baseOps += k
 		}, func(k int) {
-			order = append(order, "cand")
+			if len(order) < 16 {
+				order = append(order, "cand")
+			}
 			candOps += k
 		})
 		n = b.N
@@ -54,5 +58,35 @@ func TestRunAlternatesWhichSideGoesFirst(t *testing.T) {
 		if got := order[2*pair]; got != want {
 			t.Fatalf("pair %d started with %s, want %s (order %v)", pair, got, want, order[:min(len(order), 8)])
 		}
+	}
+}
+
+// spin busy-waits for d: work that takes a known time, unlike a sleep, which
+// the scheduler may stretch.
+func spin(d time.Duration) {
+	for t0 := time.Now(); time.Since(t0) < d; {
+	}
+}
+
+// A candidate that does three times the baseline's work reads about 3 in
+// Ratio and in the totals, whichever side of each pair runs first.
+func TestRunMeasuresEachSideAsItself(t *testing.T) {
+	var r Result
+	testing.Benchmark(func(b *testing.B) {
+		r = Run(b, 4, func(k int) {
+			for range k {
+				spin(20 * time.Microsecond)
+			}
+		}, func(k int) {
+			for range k {
+				spin(60 * time.Microsecond)
+			}
+		})
+	})
+	if got := r.Ratio(); got < 2.5 || got > 3.5 {
+		t.Errorf("Ratio() = %.2f for a candidate three times as slow, want about 3", got)
+	}
+	if total := float64(r.Candidate) / float64(r.Baseline); total < 2.5 || total > 3.5 {
+		t.Errorf("candidate/baseline totals = %.2f (%v / %v), want about 3", total, r.Candidate, r.Baseline)
 	}
 }
