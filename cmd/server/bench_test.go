@@ -78,11 +78,13 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 
 // BenchmarkLoopbackLayers splits BenchmarkLoopbackLoad's gap: each
 // sub-benchmark runs the same eight clients against the bare Gin server and
-// against one part of berth: "limits" is the bare server behind an
+// against one part of berth: "bare" is a second bare server, the harness's
+// noise floor (it should read 1.00); "limits" is the bare server behind an
 // http.Server with serve.DefaultLimits' timeouts and header cap (net/http
-// then moves each connection's deadlines three or four times a request);
-// "stack" is the reference service's API handler (gate, metrics, state,
-// its own /api/v1/info) on a server without limits.
+// then arms timers for each connection's deadlines on every request, where
+// without limits it only clears them); "stack" is the reference service's
+// API handler (gate, metrics, state, its own /api/v1/info) on a server
+// without limits.
 func BenchmarkLoopbackLayers(b *testing.B) {
 	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
 	bare := httptest.NewServer(bareInfo())
@@ -95,9 +97,11 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	defer limited.Close()
 	stack := httptest.NewServer(berth.Server.APIHandler())
 	defer stack.Close()
+	bare2 := httptest.NewServer(bareInfo())
+	defer bare2.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections)
-	for _, layer := range []struct{ name, url string }{{"limits", limited.URL}, {"stack", stack.URL}} {
+	for _, layer := range []struct{ name, url string }{{"bare", bare2.URL}, {"limits", limited.URL}, {"stack", stack.URL}} {
 		b.Run(layer.name, func(b *testing.B) {
 			r := sidebyside.Run(b, 400, func(n int) { loopbackLoad(b, client, bare.URL+"/api/v1/info", n) },
 				func(n int) { loopbackLoad(b, client, layer.url+"/api/v1/info", n) })
