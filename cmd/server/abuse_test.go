@@ -124,6 +124,53 @@ func (p *serverProcess) peakRSS(t *testing.T) int64 {
 	return 0
 }
 
+// probeResult is what probeReadyz saw.
+type probeResult struct {
+	probes, failures int
+	slowest          time.Duration
+}
+
+func (r probeResult) String() string {
+	return fmt.Sprintf("%d probes, %d failed, slowest %v", r.probes, r.failures, r.slowest.Round(time.Millisecond))
+}
+
+// probeReadyz asks the service's /readyz every 50ms, as the kubelet would,
+// until the returned stop is called. stop waits for the probe in flight and
+// closes the prober's connections, so none is open once it returns.
+func (p *serverProcess) probeReadyz() (stop func() probeResult) {
+	done := make(chan struct{})
+	result := make(chan probeResult)
+	go func() {
+		var r probeResult
+		client := &http.Client{Timeout: 5 * time.Second}
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				client.CloseIdleConnections()
+				result <- r
+				return
+			case <-tick.C:
+			}
+			begin := time.Now()
+			resp, err := client.Get("http://" + p.admin + "/readyz")
+			r.probes++
+			if err != nil || resp.StatusCode != 200 {
+				r.failures++
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+			r.slowest = max(r.slowest, time.Since(begin))
+		}
+	}()
+	return func() probeResult {
+		close(done)
+		return <-result
+	}
+}
+
 // Slow bodies, idle connections, oversized headers, a crowd of connections
 // and large PUTs, all at once: the process stays well under the chart's
 // memory limit, the probes keep answering, and every acknowledged write
@@ -197,32 +244,7 @@ func TestAbuseOnLoopback(t *testing.T) {
 		})
 	}
 	// The probes, meanwhile.
-	var probes, probeFailures atomic.Int32
-	var slowest atomic.Int64
-	probing := make(chan struct{})
-	go func() {
-		defer close(probing)
-		client := &http.Client{Timeout: 5 * time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			begin := time.Now()
-			resp, err := client.Get("http://" + p.admin + "/readyz")
-			probes.Add(1)
-			if err != nil || resp.StatusCode != 200 {
-				probeFailures.Add(1)
-			}
-			if err == nil {
-				resp.Body.Close()
-			}
-			if d := int64(time.Since(begin)); d > slowest.Load() {
-				slowest.Store(d)
-			}
-		}
-	}()
+	stopProbing := p.probeReadyz()
 	// 400 PUTs of 100 KB, eight at a time.
 	value := append(append([]byte(`{"v":"`), bytes.Repeat([]byte("x"), 100<<10-8)...), `"}`...)
 	var acked sync.Map
@@ -252,17 +274,17 @@ func TestAbuseOnLoopback(t *testing.T) {
 	close(next)
 	puts.Wait()
 	close(stop)
+	probed := stopProbing()
 	abusers.Wait()
-	<-probing
 
 	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
-	t.Logf("peak RSS %d MiB (chart limit %d MiB); %d probes, %d failed, slowest %v; %d oversized headers refused with 431",
-		rss>>20, limit>>20, probes.Load(), probeFailures.Load(), time.Duration(slowest.Load()).Round(time.Millisecond), refused431.Load())
+	t.Logf("peak RSS %d MiB (chart limit %d MiB); %v; %d oversized headers refused with 431",
+		rss>>20, limit>>20, probed, refused431.Load())
 	if rss > limit*3/4 {
 		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
 	}
-	if probeFailures.Load() > 0 || probes.Load() == 0 {
-		t.Errorf("%d of %d probes failed while the API was abused", probeFailures.Load(), probes.Load())
+	if probed.failures > 0 || probed.probes == 0 {
+		t.Errorf("%d of %d probes failed while the API was abused", probed.failures, probed.probes)
 	}
 	if refused431.Load() != 20 {
 		t.Errorf("%d of 20 oversized headers were refused with 431", refused431.Load())
@@ -369,51 +391,21 @@ func TestTenThousandConnections(t *testing.T) {
 		})
 	}
 	// The probes, while the crowd arrives and stays.
-	stopProbing := make(chan struct{})
-	var probes, probeFailures atomic.Int32
-	var slowest atomic.Int64
-	probing := make(chan struct{})
-	go func() {
-		defer close(probing)
-		client := &http.Client{Timeout: 5 * time.Second}
-		defer client.CloseIdleConnections()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopProbing:
-				return
-			case <-tick.C:
-			}
-			begin := time.Now()
-			resp, err := client.Get("http://" + p.admin + "/readyz")
-			probes.Add(1)
-			if err != nil || resp.StatusCode != 200 {
-				probeFailures.Add(1)
-			}
-			if err == nil {
-				resp.Body.Close()
-			}
-			if d := int64(time.Since(begin)); d > slowest.Load() {
-				slowest.Store(d)
-			}
-		}
-	}()
+	stopProbing := p.probeReadyz()
 	for range crowd {
 		attempts <- struct{}{}
 	}
 	close(attempts)
 	dialers.Wait()
-	close(stopProbing)
-	<-probing // no probe connection is open while the descriptors are counted
+	probed := stopProbing() // no probe connection is open while the descriptors are counted
 	held := p.openFiles(t) - idle
 	if err, _ := otherErr.Load().(error); err != nil {
 		t.Fatalf("a dial failed other than by timing out (the test's own limits?): %v", err)
 	}
 
 	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
-	t.Logf("%d of %d dials connected, %d timed out; the service holds %d more descriptors than idle (cap %d); peak RSS %d MiB (chart limit %d MiB); %d probes, %d failed, slowest %v",
-		connected.Load(), crowd, timedOut.Load(), held, serve.DefaultLimits.MaxConnections, rss>>20, limit>>20, probes.Load(), probeFailures.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	t.Logf("%d of %d dials connected, %d timed out; the service holds %d more descriptors than idle (cap %d); peak RSS %d MiB (chart limit %d MiB); %v",
+		connected.Load(), crowd, timedOut.Load(), held, serve.DefaultLimits.MaxConnections, rss>>20, limit>>20, probed)
 	// A few descriptors of slack: the service's own (a database file, a
 	// log) may come and go while it serves; without the cap it holds
 	// thousands more.
@@ -426,8 +418,8 @@ func TestTenThousandConnections(t *testing.T) {
 	if rss > limit*3/4 {
 		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
 	}
-	if probeFailures.Load() > 0 || probes.Load() == 0 {
-		t.Errorf("%d of %d probes failed while the crowd held the API", probeFailures.Load(), probes.Load())
+	if probed.failures > 0 || probed.probes == 0 {
+		t.Errorf("%d of %d probes failed while the crowd held the API", probed.failures, probed.probes)
 	}
 
 	mu.Lock()
