@@ -97,17 +97,7 @@ func freshDatabase(t testing.TB) string {
 }
 
 func opener(dbURL string) storetest.Opener {
-	return func(ctx context.Context, limits store.Limits) (*store.DB, error) {
-		db, err := store.Open(ctx, store.Config{URL: dbURL, Limits: limits, Logger: quiet})
-		if err != nil {
-			return nil, err
-		}
-		if err := db.Migrate(ctx, quiet); err != nil {
-			db.Close()
-			return nil, err
-		}
-		return db, nil
-	}
+	return storetest.Opens(store.Config{URL: dbURL, Logger: quiet})
 }
 
 func TestPostgres(t *testing.T) {

@@ -27,17 +27,7 @@ func TestMain(m *testing.M) {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func sqliteOpener(dir string) storetest.Opener {
-	return func(ctx context.Context, limits store.Limits) (*store.DB, error) {
-		db, err := store.Open(ctx, store.Config{DataDir: dir, Limits: limits, Logger: quiet})
-		if err != nil {
-			return nil, err
-		}
-		if err := db.Migrate(ctx, quiet); err != nil {
-			db.Close()
-			return nil, err
-		}
-		return db, nil
-	}
+	return storetest.Opens(store.Config{DataDir: dir, Logger: quiet})
 }
 
 func TestSQLite(t *testing.T) {

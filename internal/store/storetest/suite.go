@@ -22,6 +22,28 @@ import (
 // given, and migrates it.
 type Opener func(ctx context.Context, limits store.Limits) (*store.DB, error)
 
+// Opens returns the Opener of the database cfg names: each call opens it
+// with the limits given (in place of cfg.Limits) and migrates it; it logs
+// nowhere unless cfg.Logger is set.
+func Opens(cfg store.Config) Opener {
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	return func(ctx context.Context, limits store.Limits) (*store.DB, error) {
+		c := cfg // calls may run at once: each sets the limits on its own copy
+		c.Limits = limits
+		db, err := store.Open(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.Migrate(ctx, c.Logger); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return db, nil
+	}
+}
+
 // Run runs the suite. fresh returns an Opener of a new, empty database for
 // each test.
 func Run(t *testing.T, fresh func(t *testing.T) Opener) {
