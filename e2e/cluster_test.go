@@ -137,6 +137,32 @@ func readySince(p corev1.Pod) time.Time {
 	return time.Time{}
 }
 
+// catchWarmingPod waits for a pod not in before whose server container
+// runs: with a warm-up, one whose startup is still under way. It does not
+// look at readiness, so a pod Ready too early is caught too, and the
+// caller's checks of the warm-up fail on it.
+func (c *cluster) catchWarmingPod(t *testing.T, before []corev1.Pod) corev1.Pod {
+	t.Helper()
+	var fresh corev1.Pod
+	waitFor(t, "a new pod's server container to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		pods, err := c.pods(ctx, mainNamespace, mainRelease)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods {
+			isNew := !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.Name == p.Name })
+			for _, s := range p.Status.ContainerStatuses {
+				if isNew && s.Name == "server" && s.State.Running != nil {
+					fresh = p
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	return fresh
+}
+
 // waitSettled waits until the release has exactly n pods, all Ready and
 // none terminating: a rollout or replacement is over and every old pod has
 // finished its shutdown.

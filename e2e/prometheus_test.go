@@ -166,30 +166,6 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 	testenv.Test(t, f)
 }
 
-// catchWarmingPod waits for a pod not in before whose server container
-// runs, while its startup is still under way.
-func (c *cluster) catchWarmingPod(t *testing.T, before []corev1.Pod) corev1.Pod {
-	t.Helper()
-	var fresh corev1.Pod
-	waitFor(t, "a new pod's server container to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		pods, err := c.pods(ctx, mainNamespace, mainRelease)
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods {
-			isNew := !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.Name == p.Name })
-			for _, s := range p.Status.ContainerStatuses {
-				if isNew && s.Name == "server" && s.State.Running != nil && !s.Ready {
-					fresh = p
-					return true, nil
-				}
-			}
-		}
-		return false, nil
-	})
-	return fresh
-}
-
 func podNames(pods []corev1.Pod) []string {
 	var out []string
 	for _, p := range pods {

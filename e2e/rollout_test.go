@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
@@ -48,23 +47,7 @@ func TestZeroDowntime(t *testing.T) {
 			go func() { upgraded <- c.upgrade(mainRelease, mainNamespace, "config.demoWarmup="+warmup.String()) }()
 
 			// Catch the first new pod while its cache is still warming.
-			var fresh corev1.Pod
-			waitFor(t, "a new pod's server container to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
-				pods, err := c.pods(ctx, mainNamespace, mainRelease)
-				if err != nil {
-					return false, err
-				}
-				for _, p := range pods {
-					isNew := !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.Name == p.Name })
-					for _, s := range p.Status.ContainerStatuses {
-						if isNew && s.Name == "server" && s.State.Running != nil {
-							fresh = p
-							return true, nil
-						}
-					}
-				}
-				return false, nil
-			})
+			fresh := c.catchWarmingPod(t, before)
 			for _, probe := range []struct{ url, want string }{
 				{"http://127.0.0.1:8080/api/v1/info", "503 Service Unavailable"},
 				{"http://127.0.0.1:9090/startupz?verbose", "[-]lifespan failed"},
