@@ -24,46 +24,18 @@ func itemHandler(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"key": c.Param("k
 // difference. The two run in alternating batches in one benchmark, so
 // machine noise hits both alike; berth/bare is the figure that matters.
 func BenchmarkRequestPath(b *testing.B) {
-	gin.SetMode(gin.ReleaseMode)
-	bare := gin.New()
-	bare.Use(gin.Recovery())
-	bare.GET("/api/v1/items/:key", itemHandler)
+	bare := benchEngine()
+	app, httpMetrics := benchApp(b)
+	berth := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app},
+		API: benchEngine(ginberth.Metrics(httpMetrics), ginberth.State(app))}).Server.APIHandler()
 
-	app := &lifespan.App{Name: "bench"}
-	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
-	reg := metrics.NewRegistry()
-	httpMetrics, err := metrics.NewHTTP(reg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	engine := gin.New()
-	engine.Use(gin.Recovery(), ginberth.Metrics(httpMetrics), ginberth.State(app))
-	engine.GET("/api/v1/items/:key", itemHandler)
-	berth := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: engine}).Server.APIHandler()
-
-	req := httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
-	serveOnce := func(h http.Handler) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("status %d", rec.Code)
-		}
-	}
 	b.ReportAllocs()
-	r := sidebyside.Run(b, 256, func(n int) {
-		for range n {
-			serveOnce(bare)
-		}
-	}, func(n int) {
-		for range n {
-			serveOnce(berth)
-		}
-	})
+	r := sidebyside.Run(b, 256, serving(b, bare), serving(b, berth))
 	bareNs, berthNs := r.PerOp(b.N)
 	b.ReportMetric(bareNs, "bare-ns/req")
 	b.ReportMetric(berthNs, "berth-ns/req")
 	b.ReportMetric(r.Ratio(), "berth/bare")
-	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(berth) })-testing.AllocsPerRun(200, func() { serveOnce(bare) }), "extra-allocs/req")
+	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(b, berth) })-testing.AllocsPerRun(200, func() { serveOnce(b, bare) }), "extra-allocs/req")
 }
 
 // BenchmarkRequestPathLayers splits BenchmarkRequestPath's overhead by
@@ -71,41 +43,64 @@ func BenchmarkRequestPath(b *testing.B) {
 // berth's stack (or an empty middleware, the cost of one more Gin step)
 // beside the bare engine, and reports layer/bare.
 func BenchmarkRequestPathLayers(b *testing.B) {
-	gin.SetMode(gin.ReleaseMode)
-	engine := func(mw ...gin.HandlerFunc) *gin.Engine {
-		e := gin.New()
-		e.Use(gin.Recovery())
-		e.Use(mw...)
-		e.GET("/api/v1/items/:key", itemHandler)
-		return e
+	app, httpMetrics := benchApp(b)
+	gated := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: benchEngine()}).Server.APIHandler()
+	for _, layer := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"empty-middleware", benchEngine(func(c *gin.Context) { c.Next() })},
+		{"gate", gated},
+		{"metrics", benchEngine(ginberth.Metrics(httpMetrics))},
+		{"state", benchEngine(ginberth.State(app))},
+	} {
+		b.Run(layer.name, func(b *testing.B) {
+			r := sidebyside.Run(b, 256, serving(b, benchEngine()), serving(b, layer.h))
+			b.ReportMetric(r.Ratio(), "layer/bare")
+		})
 	}
+}
+
+// benchEngine serves itemHandler at /api/v1/items/:key behind gin.Recovery
+// and then mw: with no mw, the bare engine the benchmarks measure against.
+func benchEngine(mw ...gin.HandlerFunc) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	e.Use(mw...)
+	e.GET("/api/v1/items/:key", itemHandler)
+	return e
+}
+
+// benchApp is an app of one hook that does nothing, and route metrics on a
+// registry of their own.
+func benchApp(b *testing.B) (*lifespan.App, *metrics.HTTP) {
 	app := &lifespan.App{Name: "bench"}
 	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
 	httpMetrics, err := metrics.NewHTTP(metrics.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
-	gated := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: engine()}).Server.APIHandler()
-	req := httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
-	loop := func(h http.Handler) func(int) {
-		return func(n int) {
-			for range n {
-				h.ServeHTTP(httptest.NewRecorder(), req)
-			}
-		}
+	return app, httpMetrics
+}
+
+var itemRequest = httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
+
+// serveOnce serves one GET of an item with h and fails b unless it answers
+// 200.
+func serveOnce(b *testing.B, h http.Handler) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, itemRequest)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("status %d", rec.Code)
 	}
-	for _, layer := range []struct {
-		name string
-		h    http.Handler
-	}{
-		{"empty-middleware", engine(func(c *gin.Context) { c.Next() })},
-		{"gate", gated},
-		{"metrics", engine(ginberth.Metrics(httpMetrics))},
-		{"state", engine(ginberth.State(app))},
-	} {
-		b.Run(layer.name, func(b *testing.B) {
-			r := sidebyside.Run(b, 256, loop(engine()), loop(layer.h))
-			b.ReportMetric(r.Ratio(), "layer/bare")
-		})
+}
+
+// serving is a batch for sidebyside.Run: n requests to h.
+func serving(b *testing.B, h http.Handler) func(n int) {
+	return func(n int) {
+		for range n {
+			serveOnce(b, h)
+		}
 	}
 }
