@@ -30,29 +30,10 @@ func bareInfo() *gin.Engine {
 	return e
 }
 
-// loopbackLoad sends n GETs of url from eight concurrent clients sharing
-// client's keep-alive connections, and fails b on any error or non-200.
-func loopbackLoad(b *testing.B, client *http.Client, url string, n int) {
-	const workers = 8
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				resp, err := client.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Errorf("status %d", resp.StatusCode)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+// loopbackLoad is a batch for sidebyside.Run: n GETs of url from eight
+// clients sharing client's keep-alive connections.
+func loopbackLoad(b *testing.B, client *http.Client, url string) func(n int) {
+	return func(n int) { sidebyside.Get(b, client, n, func(int) string { return url }) }
 }
 
 // BenchmarkLoopbackLoad is the load run of `make bench`: eight concurrent
@@ -69,8 +50,7 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections) // before the servers stop
 
-	r := sidebyside.Run(b, 400, func(n int) { loopbackLoad(b, client, bare.URL+"/api/v1/info", n) },
-		func(n int) { loopbackLoad(b, client, berth.URL+"/api/v1/info", n) })
+	r := sidebyside.Run(b, 400, loopbackLoad(b, client, bare.URL+"/api/v1/info"), loopbackLoad(b, client, berth.URL+"/api/v1/info"))
 	b.ReportMetric(float64(b.N)/r.Baseline.Seconds(), "bare-req/s")
 	b.ReportMetric(float64(b.N)/r.Candidate.Seconds(), "berth-req/s")
 	b.ReportMetric(1/r.Ratio(), "berth/bare-throughput")
@@ -103,8 +83,7 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	b.Cleanup(client.CloseIdleConnections)
 	for _, layer := range []struct{ name, url string }{{"bare", bare2.URL}, {"limits", limited.URL}, {"stack", stack.URL}} {
 		b.Run(layer.name, func(b *testing.B) {
-			r := sidebyside.Run(b, 400, func(n int) { loopbackLoad(b, client, bare.URL+"/api/v1/info", n) },
-				func(n int) { loopbackLoad(b, client, layer.url+"/api/v1/info", n) })
+			r := sidebyside.Run(b, 400, loopbackLoad(b, client, bare.URL+"/api/v1/info"), loopbackLoad(b, client, layer.url+"/api/v1/info"))
 			b.ReportMetric(1/r.Ratio(), "layer/bare-throughput")
 		})
 	}

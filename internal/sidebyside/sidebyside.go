@@ -11,7 +11,10 @@
 package sidebyside
 
 import (
+	"io"
+	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -71,4 +74,30 @@ func Run(b *testing.B, batch int, baseline, candidate func(n int)) Result {
 	}
 	b.StopTimer()
 	return r
+}
+
+// Get is a batch of HTTP load for Run: eight concurrent clients, sharing
+// client's keep-alive connections, GET url(i) for each i in [0, n), read
+// each body whole and fail b on an error or an answer other than 200.
+func Get(b *testing.B, client *http.Client, n int, url func(i int) string) {
+	const workers = 8
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				resp, err := client.Get(url(i))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("GET %s: status %d", url(i), resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/sidebyside"
@@ -92,29 +91,12 @@ func BenchmarkItems(b *testing.B, db *store.DB, placeholder string) {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections)
-	const workers = 8
-	hammer := func(base string, n int) {
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				for i := w; i < n; i += workers {
-					resp, err := client.Get(fmt.Sprintf("%s/items/k%d", base, i%keys))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
+	load := func(base string) func(n int) {
+		return func(n int) {
+			sidebyside.Get(b, client, n, func(i int) string { return fmt.Sprintf("%s/items/k%d", base, i%keys) })
 		}
-		wg.Wait()
 	}
-	r := sidebyside.Run(b, 400, func(n int) { hammer(bare, n) }, func(n int) { hammer(berth, n) })
+	r := sidebyside.Run(b, 400, load(bare), load(berth))
 	b.ReportMetric(float64(b.N)/r.Baseline.Seconds(), "bare-req/s")
 	b.ReportMetric(float64(b.N)/r.Candidate.Seconds(), "berth-req/s")
 	b.ReportMetric(1/r.Ratio(), "berth/bare-throughput")
