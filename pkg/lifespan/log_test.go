@@ -96,3 +96,70 @@ func TestEventsCarryAppHookPhaseDurationError(t *testing.T) {
 		}
 	})
 }
+
+// TestLogObserverLogsEachErrorOnce runs apps whose startups fail and
+// counts, in the log, each error's text and the panic stack: a failed
+// start, its rollback's failed stop and a panic are each logged once, by
+// the event where they happened, and the phase change gathers only what no
+// event logged (a setting error), even when two apps share the observer.
+func TestLogObserverLogsEachErrorOnce(t *testing.T) {
+	failing := func(name string) *App {
+		a := &App{Name: name}
+		a.Append(Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
+			return func(context.Context) error { return errors.New("flush refused") }, nil
+		}})
+		a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+			return nil, errors.New("connection refused")
+		}})
+		return a
+	}
+	panicking := &App{Name: "panicking"}
+	panicking.Append(Hook{Name: "boom", Start: func(context.Context, *Scope) (StopFunc, error) { panic("kaboom") }})
+	badSetting := &App{Name: "bad", StopTimeout: -time.Second}
+	badSetting.Append(Hook{Name: "noop", Start: func(context.Context, *Scope) (StopFunc, error) { return nil, nil }})
+
+	var buf bytes.Buffer
+	obs := LogObserver(slog.New(slog.NewTextHandler(&buf, nil)))
+	for _, a := range []*App{failing("one"), failing("two"), panicking, badSetting} {
+		a.Observer = obs
+		if err := a.Start(t.Context()); err == nil {
+			t.Fatalf("app %s started", a.Name)
+		}
+	}
+	log := buf.String()
+	for _, tt := range []struct {
+		text string
+		want int
+	}{
+		{"connection refused", 2},    // one per app
+		{"flush refused", 2},         // the rollback's, one per app
+		{"kaboom", 1},                // the panic
+		{"[running]", 1},             // its stack
+		{"StopTimeout is -1s", 1},    // no event logged it before the phase change
+		{`msg="lifespan failed"`, 4}, // every failure is still reported
+	} {
+		if got := strings.Count(log, tt.text); got != tt.want {
+			t.Errorf("%q logged %d times, want %d:\n%s", tt.text, got, tt.want, log)
+		}
+	}
+}
+
+// TestLoggedErrorsForgetAtEachPhaseChange: the errors an app's events
+// logged hide only the phase change that follows them, so the observer
+// holds no error past it.
+func TestLoggedErrorsForgetAtEachPhaseChange(t *testing.T) {
+	var l loggedErrors
+	refused := errors.New("refused")
+	l.note("api", refused)
+	if got := l.fresh("api", errors.Join(refused)); got != nil {
+		t.Fatalf("fresh after note = %v, want nil", got)
+	}
+	l.note("api", refused)
+	_ = l.fresh("api", nil) // a phase change without an error
+	if got := l.fresh("api", refused); got != refused {
+		t.Fatalf("fresh after the phase change = %v, want %v", got, refused)
+	}
+	if len(l.byApp) != 0 {
+		t.Fatalf("errors held after the phase changes: %v", l.byApp)
+	}
+}
