@@ -392,6 +392,7 @@ func TestRejectedValues(t *testing.T) {
 		{"unknown nested key", map[string]any{"drain": map[string]any{"delay": "5s"}}, "additional properties 'delay' not allowed"},
 		{"bad hook name", map[string]any{"config": map[string]any{"demoFail": "store"}}, "demoFail"},
 		{"bad duration", map[string]any{"config": map[string]any{"demoWarmup": "5 seconds"}}, "demoWarmup"},
+		{"duration ending without a unit", map[string]any{"config": map[string]any{"jobInterval": "1m30"}}, "jobInterval"},
 		{"bad drain mode", map[string]any{"drain": map[string]any{"mode": "both"}}, "mode"},
 		{"zero margin", map[string]any{"drain": map[string]any{"marginSeconds": 0}}, "marginSeconds"},
 		{"grace too short", map[string]any{"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds=30 cannot fit the shutdown budget of 37 seconds"},

@@ -179,6 +179,22 @@ func TestChartRangesAreTheServices(t *testing.T) {
 			t.Run(fmt.Sprint(tt.key, "=", hi), func(t *testing.T) { accepted(t, set(base(), tt.key, hi), tt.env) })
 		}
 		t.Run(fmt.Sprint(tt.key, "=", over), func(t *testing.T) { refused(t, set(base(), tt.key, over), tt.key) })
+		if tt.unit == duration {
+			// The same edges as Go writes them ("24h0m0s", "500µs"): the
+			// chart takes any duration the service does.
+			for _, e := range []struct {
+				d  time.Duration
+				ok bool
+			}{{time.Duration(b.Min), true}, {time.Duration(b.Max), true}, {time.Duration(b.Min) / 2, false}, {time.Duration(b.Max) + time.Millisecond, false}} {
+				t.Run(fmt.Sprint(tt.key, "=", e.d), func(t *testing.T) {
+					if e.ok {
+						accepted(t, set(base(), tt.key, e.d.String()), tt.env)
+					} else {
+						refused(t, set(base(), tt.key, e.d.String()), tt.key)
+					}
+				})
+			}
+		}
 	}
 }
 
