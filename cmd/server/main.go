@@ -105,6 +105,7 @@ func runServe(env map[string]string, stderr io.Writer) int {
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := newLogger(stderr, level, cfg.LogFormat == "json").With("pod", cfg.PodName)
+	applyMemoryLimit(log, env)
 	srv, err := newService(cfg, log)
 	if err != nil {
 		log.Error("refusing to start", "error", config.Explain(err))
