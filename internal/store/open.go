@@ -167,31 +167,41 @@ func openSQLite(cfg Config) (*DB, error) {
 
 // wait pings the database until it answers, for up to wait.
 func (s *DB) wait(ctx context.Context, wait time.Duration, log *slog.Logger) error {
+	return retry(ctx, s.where, wait, log, func() error {
+		pingCtx, cancel := s.bound(ctx)
+		defer cancel()
+		if err := s.db.PingContext(pingCtx); err != nil {
+			return err
+		}
+		return s.warm(pingCtx)
+	})
+}
+
+// retry calls try until it succeeds, backing off from 100ms to 2s between
+// attempts, for up to wait: the last pause is cut short so that a last
+// attempt comes when wait is up, not a backoff before it.
+func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logger, try func() error) error {
 	begin := time.Now()
 	deadline := begin.Add(wait)
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		pingCtx, cancel := s.bound(ctx)
-		err := s.db.PingContext(pingCtx)
-		if err == nil {
-			err = s.warm(pingCtx)
-		}
-		cancel()
+		err := try()
 		if err == nil {
 			if attempt > 1 {
-				log.Info("database answered", "database", s.where, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+				log.Info("database answered", "database", where, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 			}
 			return nil
 		}
-		if time.Now().Add(backoff).After(deadline) {
-			return fmt.Errorf("database %s did not answer within %v (%d attempts): %w", s.where, wait, attempt, err)
+		pause := min(backoff, time.Until(deadline))
+		if pause <= 0 {
+			return fmt.Errorf("database %s did not answer within %v (%d attempts): %w", where, wait, attempt, err)
 		}
-		log.Warn("waiting for the database", "database", s.where, "attempt", attempt, "error", err.Error())
-		timer := time.NewTimer(backoff)
+		log.Warn("waiting for the database", "database", where, "attempt", attempt, "error", err.Error())
+		timer := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("waiting for database %s: %w (last failure: %v)", s.where, ctx.Err(), err)
+			return fmt.Errorf("waiting for database %s: %w (last failure: %v)", where, ctx.Err(), err)
 		case <-timer.C:
 		}
 		backoff = min(backoff*2, 2*time.Second)

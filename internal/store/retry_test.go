@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestRetryUsesTheWholeWait: attempts back off from 100ms, and the last
+// comes when the wait is up rather than a backoff before it, so a
+// database that answers just inside BERTH_DB_WAIT is found.
+func TestRetryUsesTheWholeWait(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, n := range v {
+			out = append(out, time.Duration(n)*time.Millisecond)
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		wait      time.Duration
+		answersAt int // the attempt that succeeds; 0: none
+		cancelAt  time.Duration
+		attempts  []time.Duration
+		err       string
+	}{
+		{"never answers", 2 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 2000), "did not answer within 2s (6 attempts): refused"},
+		{"answers at the last moment", 2 * time.Second, 6, 0, ms(0, 100, 300, 700, 1500, 2000), ""},
+		{"backoff capped at 2s", 8 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100, 8000), "(9 attempts)"},
+		{"answers at once", time.Second, 1, 0, ms(0), ""},
+		{"no wait: one attempt", 0, 0, 0, ms(0), "within 0s (1 attempts)"},
+		{"cancelled while waiting", 2 * time.Second, 0, 200 * time.Millisecond, ms(0, 100), "context canceled (last failure: refused)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				if tt.cancelAt > 0 {
+					time.AfterFunc(tt.cancelAt, cancel)
+				}
+				begin := time.Now()
+				var at []time.Duration
+				err := retry(ctx, "db", tt.wait, slog.New(slog.NewTextHandler(io.Discard, nil)), func() error {
+					at = append(at, time.Since(begin))
+					if len(at) == tt.answersAt {
+						return nil
+					}
+					return errors.New("refused")
+				})
+				if !slices.Equal(at, tt.attempts) {
+					t.Errorf("attempts at %v, want %v", at, tt.attempts)
+				}
+				if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+					t.Errorf("err = %v, want %q", err, tt.err)
+				}
+			})
+		})
+	}
+}
