@@ -106,14 +106,19 @@ func TestZeroDowntime(t *testing.T) {
 			}
 			// The Go runtime's soft memory limit is nine tenths of the
 			// container's, read from its cgroup.
+			checked := false
 			for _, ctr := range pods[0].Spec.Containers {
 				if ctr.Name != "server" {
 					continue
 				}
+				checked = true
 				want := float64(int64(float64(ctr.Resources.Limits.Memory().Value()) * 0.9))
 				if got := metricValue(t, out, "go_gc_gomemlimit_bytes"); ctr.Resources.Limits.Memory().IsZero() || got != want {
 					t.Errorf("go_gc_gomemlimit_bytes = %.0f; want %.0f, 0.9 of the container's memory limit %v", got, want, ctr.Resources.Limits.Memory())
 				}
+			}
+			if !checked {
+				t.Errorf("pod %s has no container named server", pods[0].Name)
 			}
 			t.Logf("cache hook start %.3fs, whole startup %.3fs", cache, startup)
 			return ctx
