@@ -21,23 +21,38 @@ import (
 const memLimitRatio = 0.9
 
 // applyMemoryLimit gives the Go runtime a soft memory limit of
-// memLimitRatio of the container's, so the garbage collector works harder
-// before the kernel would kill the process for its memory. GOMEMLIMIT, when
-// set (GOMEMLIMIT=off included), is the runtime's own setting and wins.
+// memLimitRatio of the container's (see memoryLimit), so the garbage
+// collector works harder before the kernel would kill the process for its
+// memory, and logs what it set.
 func applyMemoryLimit(log *slog.Logger, env map[string]string) {
-	if v, ok := env["GOMEMLIMIT"]; ok {
-		log.Info("memory limit from GOMEMLIMIT", "gomemlimit", v)
-		return
-	}
-	limit, ok, err := cgroupMemoryLimit(os.DirFS("/"), "proc/self/cgroup", "sys/fs/cgroup")
+	soft, limit, err := memoryLimit(env, os.DirFS("/"))
 	switch {
 	case err != nil:
 		log.Warn("memory limit unknown; the Go runtime has none", "error", err)
-	case ok:
-		soft := int64(float64(limit) * memLimitRatio)
+	case env["GOMEMLIMIT"] != "":
+		log.Info("memory limit from GOMEMLIMIT", "gomemlimit", env["GOMEMLIMIT"])
+	case soft > 0:
 		debug.SetMemoryLimit(soft)
 		log.Info("memory limit", "cgroup_limit_bytes", limit, "gomemlimit_bytes", soft)
+	default:
+		log.Info("no memory limit: the process's cgroups set none")
 	}
+}
+
+// memoryLimit returns the soft memory limit the Go runtime should get,
+// memLimitRatio of the cgroup memory limit that applies to this process
+// (cgroupMemoryLimit, read in fsys), with that limit; soft is 0 when no
+// limit applies, or when GOMEMLIMIT is set (GOMEMLIMIT=off included): that
+// is the runtime's own setting, and it wins.
+func memoryLimit(env map[string]string, fsys fs.FS) (soft, limit int64, err error) {
+	if env["GOMEMLIMIT"] != "" {
+		return 0, 0, nil
+	}
+	limit, ok, err := cgroupMemoryLimit(fsys, "proc/self/cgroup", "sys/fs/cgroup")
+	if err != nil || !ok {
+		return 0, 0, err
+	}
+	return int64(float64(limit) * memLimitRatio), limit, nil
 }
 
 // cgroupMemoryLimit returns the memory limit that applies to this process:
@@ -68,7 +83,12 @@ func cgroupMemoryLimit(fsys fs.FS, procSelfCgroup, root string) (limit int64, ok
 	}
 	// Walk up to the mount's top: in a container that does not see its
 	// own cgroup's path, only the top exists, and it is the container's.
+	// A path outside the mount (a cgroup namespace shows one as "/../x")
+	// reads the top alone.
 	dir := path.Join(mount, cgroup)
+	if dir != mount && !strings.HasPrefix(dir, mount+"/") {
+		dir = mount
+	}
 	limit = math.MaxInt64
 	for {
 		raw, err := fs.ReadFile(fsys, path.Join(dir, file))

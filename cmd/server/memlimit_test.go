@@ -41,6 +41,9 @@ func TestCgroupMemoryLimit(t *testing.T) {
 		{"v1, memory among other controllers", v1("3:cpu,memory:/x\n", map[string]string{"x/memory.limit_in_bytes": "4096\n"}), 4096, ""},
 		{"no cgroup information", fstest.MapFS{}, 0, ""},
 		{"no memory controller", v1("9:pids:/\n", nil), 0, ""},
+		{"v2, a path outside the mount", v2("0::/../../x\n", map[string]string{"memory.max": "4096\n"}), 4096, ""},
+		{"v1, a path outside the mount", v1("4:memory:/../x\n", map[string]string{"memory.limit_in_bytes": "4096\n"}), 4096, ""},
+		{"a limit of zero", v2("0::/\n", map[string]string{"memory.max": "0\n"}), 0, `sys/fs/cgroup/memory.max: "0" is not a byte count`},
 		{"a limit that is not a number", v2("0::/\n", map[string]string{"memory.max": "12abc\n"}), 0, `sys/fs/cgroup/memory.max: "12abc" is not a byte count`},
 	}
 	for _, tt := range tests {
@@ -57,6 +60,39 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			}
 			if ok != (tt.limit != 0) || (ok && limit != tt.limit) {
 				t.Fatalf("limit = %d, %v; want %d", limit, ok, tt.limit)
+			}
+		})
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	limited := fstest.MapFS{
+		"proc/self/cgroup":                 {Data: []byte("0::/\n")},
+		"sys/fs/cgroup/cgroup.controllers": {Data: []byte("memory\n")},
+		"sys/fs/cgroup/memory.max":         {Data: []byte("134217728\n")},
+	}
+	unlimited := fstest.MapFS{
+		"proc/self/cgroup":                 {Data: []byte("0::/\n")},
+		"sys/fs/cgroup/cgroup.controllers": {Data: []byte("memory\n")},
+		"sys/fs/cgroup/memory.max":         {Data: []byte("max\n")},
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		fsys        fstest.MapFS
+		soft, limit int64
+	}{
+		{"nine tenths of the cgroup's", nil, limited, 120795955, 134217728},
+		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "64MiB"}, limited, 0, 0},
+		{"GOMEMLIMIT=off wins too", map[string]string{"GOMEMLIMIT": "off"}, limited, 0, 0},
+		{"an empty GOMEMLIMIT is unset, as the runtime reads it", map[string]string{"GOMEMLIMIT": ""}, limited, 120795955, 134217728},
+		{"no cgroup limit", nil, unlimited, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			soft, limit, err := memoryLimit(tt.env, tt.fsys)
+			if err != nil || soft != tt.soft || limit != tt.limit {
+				t.Fatalf("memoryLimit = %d, %d, %v; want %d, %d", soft, limit, err, tt.soft, tt.limit)
 			}
 		})
 	}
