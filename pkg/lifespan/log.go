@@ -12,15 +12,23 @@ import (
 // durations and phase changes at Info, the begin events at Debug, failures
 // at Error with the panic stack when there is one. A task that ends with
 // its context's cancellation at shutdown is not a failure. An error is
-// logged once: a phase change (a failed startup, a stop with errors)
-// carries only the errors that no hook or task event of its app logged
-// already. Durations are logged as seconds, in a "duration_seconds"
-// attribute. A nil logger uses slog.Default().
+// logged once: a phase change that gathers errors (a failed startup, a
+// stop with errors) is logged at Error with only the errors no hook or
+// task event of its app logged already, and with no error attribute when
+// they all were. Apps are told apart by name, so apps sharing an observer
+// need names of their own. Durations are logged as seconds, in a
+// "duration_seconds" attribute. A nil logger uses slog.Default().
 func LogObserver(log *slog.Logger) Observer {
+	obs, _ := logObserver(log)
+	return obs
+}
+
+// logObserver is LogObserver, and the errors it remembers.
+func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var seen loggedErrors
+	seen := &loggedErrors{}
 	return func(e Event) {
 		attrs := []slog.Attr{slog.String("app", e.App)}
 		if e.Hook != "" {
@@ -44,11 +52,13 @@ func LogObserver(log *slog.Logger) Observer {
 		}
 		err := e.Err
 		if e.Kind == PhaseChanged {
-			err = seen.fresh(e.App, err)
+			err = seen.fresh(e.App, e.Phase, err)
 		}
 		if e.Err != nil && !(e.Kind == TaskExited && errors.Is(e.Err, context.Canceled)) {
 			level = slog.LevelError
-			if e.Kind != PhaseChanged {
+			// After the app stopped or failed no phase change will gather
+			// an error (a late stop's, say): it need not be remembered.
+			if e.Kind != PhaseChanged && e.Phase != PhaseStopped && e.Phase != PhaseFailed {
 				seen.note(e.App, err)
 			}
 		}
@@ -60,12 +70,13 @@ func LogObserver(log *slog.Logger) Observer {
 			}
 		}
 		log.LogAttrs(context.Background(), level, msg, attrs...)
-	}
+	}, seen
 }
 
 // loggedErrors remembers, per app, the errors its hook and task events
-// logged since the app's last phase change, so the phase change that
-// gathers them (errors.Join) does not log them again.
+// logged, until the phase change that gathers them (Failed or Stopped; a
+// task's error, from any time in the app's life, is gathered at its stop),
+// so that one does not log them again.
 type loggedErrors struct {
 	mu    sync.Mutex
 	byApp map[string][]error
@@ -81,28 +92,42 @@ func (l *loggedErrors) note(app string, err error) {
 	l.byApp[app] = append(l.byApp[app], err)
 }
 
-// fresh forgets app's logged errors and returns the parts of err (a phase
-// change's, nil or not) that were not among them: nil when every part was.
-func (l *loggedErrors) fresh(app string, err error) error {
+// fresh returns the errors within err, a phase change's (nil or not),
+// that were not logged: err itself when none was, nil when all were.
+// PhaseFailed and PhaseStopped, after which nothing gathers errors, forget
+// app's logged errors.
+func (l *loggedErrors) fresh(app string, phase Phase, err error) error {
 	l.mu.Lock()
 	logged := l.byApp[app]
-	delete(l.byApp, app)
+	if phase == PhaseFailed || phase == PhaseStopped {
+		delete(l.byApp, app)
+	}
 	l.mu.Unlock()
 	if err == nil || len(logged) == 0 {
 		return err
 	}
-	parts := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		parts = j.Unwrap()
-	}
+	all := leaves(err)
 	var fresh []error
-	for _, p := range parts {
-		if !slices.ContainsFunc(logged, func(done error) bool { return errors.Is(p, done) }) {
-			fresh = append(fresh, p)
+	for _, e := range all {
+		if !slices.ContainsFunc(logged, func(done error) bool { return errors.Is(e, done) }) {
+			fresh = append(fresh, e)
 		}
 	}
-	if len(fresh) == len(parts) {
+	if len(fresh) == len(all) {
 		return err
 	}
 	return errors.Join(fresh...)
+}
+
+// leaves flattens the errors errors.Join gathered, at every depth.
+func leaves(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -144,22 +146,114 @@ func TestLogObserverLogsEachErrorOnce(t *testing.T) {
 	}
 }
 
-// TestLoggedErrorsForgetAtEachPhaseChange: the errors an app's events
-// logged hide only the phase change that follows them, so the observer
-// holds no error past it.
-func TestLoggedErrorsForgetAtEachPhaseChange(t *testing.T) {
-	var l loggedErrors
-	refused := errors.New("refused")
-	l.note("api", refused)
-	if got := l.fresh("api", errors.Join(refused)); got != nil {
-		t.Fatalf("fresh after note = %v, want nil", got)
+// TestLogObserverLogsAStopsErrorsOnce stops an app directly (no
+// StopTasks first): a task that failed while the app was starting, one
+// that failed while it was ready, a task still running past the stop
+// timeout and a failed stop hook are each logged once, and "lifespan
+// stopped" carries the one no event logged. The stuck task's late error,
+// after the stop, is logged and not remembered.
+func TestLogObserverLogsAStopsErrorsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		obs, seen := logObserver(slog.New(slog.NewTextHandler(&buf, nil)))
+		a := &App{Name: "api", StopTimeout: time.Second, Observer: obs}
+		stuckEnded := make(chan struct{})
+		a.Append(Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("early", func(context.Context) error { return errors.New("early broke") })
+			s.Go("flaky", func(context.Context) error { time.Sleep(2 * time.Second); return errors.New("flaky broke") })
+			s.Go("stuck", func(ctx context.Context) error {
+				defer close(stuckEnded)
+				<-ctx.Done()
+				time.Sleep(time.Minute)
+				return errors.New("stuck gave up")
+			})
+			time.Sleep(time.Second) // early fails while the app starts
+			return func(context.Context) error { return errors.New("close refused") }, nil
+		}})
+		if err := a.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // flaky fails while the app is ready
+		if err := a.Stop(t.Context()); err == nil {
+			t.Fatal("Stop = nil, want the tasks' and the hook's errors")
+		}
+		<-stuckEnded
+		synctest.Wait() // its exit is logged too
+		log := buf.String()
+		for text, want := range map[string]int{"early broke": 1, "flaky broke": 1, "close refused": 1, "still running": 1, "stuck gave up": 1} {
+			if got := strings.Count(log, text); got != want {
+				t.Errorf("%q logged %d times, want %d:\n%s", text, got, want, log)
+			}
+		}
+		if !regexp.MustCompile(`msg="lifespan stopped".*still running`).MatchString(log) {
+			t.Errorf("the stop's own error is not on its line:\n%s", log)
+		}
+		if len(seen.byApp) != 0 {
+			t.Errorf("errors remembered after the app stopped: %v", seen.byApp)
+		}
+	})
+}
+
+// TestLogObserverFromConcurrentHooks: hooks that start at once report
+// their failures at once, each logged once (a hook whose failure lost the
+// race to the startup's cancellation reports that instead); run with -race.
+func TestLogObserverFromConcurrentHooks(t *testing.T) {
+	var buf syncBuffer
+	a := &App{Name: "api", Concurrency: 4, Observer: LogObserver(slog.New(slog.NewTextHandler(&buf, nil)))}
+	var started sync.WaitGroup
+	started.Add(4)
+	for i := range 4 {
+		a.Append(Hook{Name: fmt.Sprint("h", i), Start: func(context.Context, *Scope) (StopFunc, error) {
+			started.Done()
+			started.Wait() // all four are running: they fail together
+			return nil, fmt.Errorf("refused %d", i)
+		}})
 	}
+	if err := a.Start(t.Context()); err == nil {
+		t.Fatal("Start = nil")
+	}
+	log, total := buf.String(), 0
+	for i := range 4 {
+		n := strings.Count(log, fmt.Sprint("refused ", i))
+		if n > 1 {
+			t.Errorf("refused %d logged %d times, want at most 1:\n%s", i, n, log)
+		}
+		total += n
+	}
+	if total == 0 || !strings.Contains(log, `msg="lifespan failed"`) {
+		t.Errorf("no failure logged:\n%s", log)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestLoggedErrorsForgetWhenTheAppEnds: the errors an app's events logged
+// hide themselves within the phase change that gathers them, at any depth
+// of errors.Join, and are forgotten once the app failed or stopped.
+func TestLoggedErrorsForgetWhenTheAppEnds(t *testing.T) {
+	var l loggedErrors
+	refused, stuck := errors.New("refused"), errors.New("stuck")
 	l.note("api", refused)
-	_ = l.fresh("api", nil) // a phase change without an error
-	if got := l.fresh("api", refused); got != refused {
-		t.Fatalf("fresh after the phase change = %v, want %v", got, refused)
+	if got := l.fresh("api", PhaseStopping, nil); got != nil {
+		t.Fatalf("fresh(stopping) = %v", got)
+	}
+	if got := l.fresh("api", PhaseStopped, errors.Join(errors.Join(refused, stuck), nil)); got == nil || got.Error() != "stuck" {
+		t.Fatalf("fresh(stopped) = %v, want only stuck", got)
+	}
+	if got := l.fresh("api", PhaseStopped, refused); got != refused {
+		t.Fatalf("fresh after the app stopped = %v, want %v", got, refused)
 	}
 	if len(l.byApp) != 0 {
-		t.Fatalf("errors held after the phase changes: %v", l.byApp)
+		t.Fatalf("errors held after the app stopped: %v", l.byApp)
 	}
 }
