@@ -180,17 +180,24 @@ func TestChartRangesAreTheServices(t *testing.T) {
 		}
 		t.Run(fmt.Sprint(tt.key, "=", over), func(t *testing.T) { refused(t, set(base(), tt.key, over), tt.key) })
 		if tt.unit == duration {
-			// The same edges as Go writes them ("24h0m0s", "500µs"): the
-			// chart takes any duration the service does.
+			// The same edges as Go writes them ("24h0m0s", "500µs") and in
+			// each small unit: the chart takes any duration the service does.
+			lo, hi := time.Duration(b.Min), time.Duration(b.Max)
 			for _, e := range []struct {
-				d  time.Duration
-				ok bool
-			}{{time.Duration(b.Min), true}, {time.Duration(b.Max), true}, {time.Duration(b.Min) / 2, false}, {time.Duration(b.Max) + time.Millisecond, false}} {
-				t.Run(fmt.Sprint(tt.key, "=", e.d), func(t *testing.T) {
+				value string
+				ok    bool
+			}{
+				{lo.String(), true}, {hi.String(), true}, {(lo / 2).String(), false}, {(hi + time.Millisecond).String(), false},
+				{fmt.Sprintf("%dns", lo), true}, {fmt.Sprintf("%dns", lo-1), false},
+				{fmt.Sprintf("%dus", hi/time.Microsecond), true}, {fmt.Sprintf("%dus", hi/time.Microsecond+1), false},
+				{fmt.Sprintf("%dµs", lo/time.Microsecond), true}, {fmt.Sprintf("%dμs", lo/time.Microsecond), true}, // micro sign, Greek mu
+				{fmt.Sprintf("%gs", lo.Seconds())[1:], true}, // ".1s", without the leading 0
+			} {
+				t.Run(fmt.Sprint(tt.key, "=", e.value), func(t *testing.T) {
 					if e.ok {
-						accepted(t, set(base(), tt.key, e.d.String()), tt.env)
+						accepted(t, set(base(), tt.key, e.value), tt.env)
 					} else {
-						refused(t, set(base(), tt.key, e.d.String()), tt.key)
+						refused(t, set(base(), tt.key, e.value), tt.key)
 					}
 				})
 			}

@@ -93,12 +93,12 @@ close the keep-alive connections still in use), + the sidecar quit timeout when 
 {{- if and (eq .Values.drain.mode "preStop") (gt (int .Values.drain.delaySeconds) 0) }}true{{ end }}
 {{- end }}
 
-{{/* A duration value (Go's syntax without a sign: "1500ms", "10s", "1m30s", "0") in milliseconds. */}}
+{{/* A duration value (Go's syntax without a sign: "1500ms", "10s", "1m30s", ".5s", "0") in milliseconds. */}}
 {{- define "berth.ms" -}}
 {{- $ms := 0.0 }}
-{{- range $part := regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 }}
-{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" $part }}
-{{- $ms = addf $ms (mulf (float64 $n) (get (dict "ns" 0.000001 "us" 0.001 "µs" 0.001 "ms" 1 "s" 1000 "m" 60000 "h" 3600000) (trimPrefix $n $part))) }}
+{{- range $part := regexFindAll "([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)" (toString .) -1 }}
+{{- $n := regexFind "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)" $part }}
+{{- $ms = addf $ms (mulf (float64 $n) (get (dict "ns" 0.000001 "us" 0.001 "µs" 0.001 "μs" 0.001 "ms" 1 "s" 1000 "m" 60000 "h" 3600000) (trimPrefix $n $part))) }}
 {{- end }}
 {{- $ms }}
 {{- end }}
