@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/goccy/go-yaml"
 )
@@ -59,7 +60,7 @@ func chartMemoryLimit(t *testing.T) int64 {
 type serverProcess struct {
 	cmd        *exec.Cmd
 	api, admin string
-	stderr     *syncBuffer
+	stderr     *logbuf.Buffer
 	exited     chan error
 }
 
@@ -69,7 +70,7 @@ func startProcess(t *testing.T, env ...string) *serverProcess {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	p := &serverProcess{stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &serverProcess{stderr: &logbuf.Buffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append([]string{"BERTH_HTTP_ADDR=127.0.0.1:0", "BERTH_ADMIN_ADDR=127.0.0.1:0", "BERTH_DRAIN_DELAY=0s",
 		"BERTH_DEMO_WARMUP=0s", "BERTH_DATA_DIR=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}, env...)

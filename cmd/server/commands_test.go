@@ -8,9 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/logbuf"
 )
 
 func TestProbeCommand(t *testing.T) {
@@ -44,7 +45,7 @@ func TestSidecarCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- serveSidecar(ln, sidecarConfig{ReadyDelay: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
@@ -75,15 +76,3 @@ func TestSidecarCommand(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs.String())
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

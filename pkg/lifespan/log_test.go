@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/berth-dev/berth/internal/logbuf"
 )
 
 func TestLogObserver(t *testing.T) {
@@ -198,7 +200,7 @@ func TestLogObserverLogsAStopsErrorsOnce(t *testing.T) {
 // their failures at once, each logged once (a hook whose failure lost the
 // race to the startup's cancellation reports that instead); run with -race.
 func TestLogObserverFromConcurrentHooks(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	a := &App{Name: "api", Concurrency: 4, Observer: LogObserver(slog.New(slog.NewTextHandler(&buf, nil)))}
 	var started sync.WaitGroup
 	started.Add(4)
@@ -224,18 +226,6 @@ func TestLogObserverFromConcurrentHooks(t *testing.T) {
 		t.Errorf("no failure logged:\n%s", log)
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestLoggedErrorsForgetWhenTheAppEnds: the errors an app's events logged
 // hide themselves within the phase change that gathers them, at any depth

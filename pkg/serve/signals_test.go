@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
@@ -59,7 +60,7 @@ func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
 		return func(context.Context) error { close(stopping); <-release; return nil }, nil
 	}})
 	exited := make(chan int, 1)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { exited <- code; close(release) }})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
@@ -260,7 +261,7 @@ func TestOnShutdownRunsLastAndIsBounded(t *testing.T) {
 	defer func() { close(release); reports.Wait() }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			var sawComplete, adminUp atomic.Bool
 			var srv atomic.Pointer[Server]
 			f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1,
