@@ -61,7 +61,10 @@ func ParseTargets(specs []string) ([]Target, error) {
 }
 
 // Options tunes the wait. The zero value means: 100ms first backoff,
-// doubling to 2s, 60s deadline, 1s per attempt.
+// doubling to 2s, 60s deadline, 1s per attempt. A pause that would pass
+// the moment AttemptTimeout before the deadline is cut short, so one
+// attempt starts then with its full timeout: a sidecar that is ready by
+// then is found, however the backoff falls.
 type Options struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
@@ -127,13 +130,16 @@ func (w *Waiter) probe(ctx context.Context, t Target) error {
 
 // Wait returns once every target answered ready, or with an error naming
 // those that did not before the deadline (or ctx) ended.
-func (w *Waiter) Wait(ctx context.Context) error {
+func (w *Waiter) Wait(ctx context.Context) error { return w.wait(ctx, w.probe) }
+
+// wait is Wait with probe in place of w.probe, for tests.
+func (w *Waiter) wait(ctx context.Context, probe func(context.Context, Target) error) error {
 	ctx, cancel := context.WithTimeout(ctx, w.opts.Deadline)
 	defer cancel()
 	errs := make([]error, len(w.targets))
 	var wg sync.WaitGroup
 	for i, t := range w.targets {
-		wg.Go(func() { errs[i] = w.waitOne(ctx, t) })
+		wg.Go(func() { errs[i] = w.waitOne(ctx, t, probe) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -143,12 +149,19 @@ func (w *Waiter) Wait(ctx context.Context) error {
 // then carries the sidecar's last real failure (a 503, a refused
 // connection): a probe cut short by the deadline itself says nothing about
 // why the sidecar was not ready, so it never replaces an earlier answer.
-func (w *Waiter) waitOne(ctx context.Context, t Target) error {
+func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Context, Target) error) error {
 	begin := time.Now()
+	// lastCall is the latest moment an attempt can start and still run its
+	// whole AttemptTimeout before ctx's deadline (Wait's own, or an earlier
+	// one of the caller's).
+	var lastCall time.Time
+	if deadline, ok := ctx.Deadline(); ok {
+		lastCall = deadline.Add(-w.opts.AttemptTimeout)
+	}
 	backoff := w.opts.InitialBackoff
 	var last error
 	for attempt := 1; ; attempt++ {
-		err := w.probe(ctx, t)
+		err := probe(ctx, t)
 		if err == nil {
 			w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 			return nil
@@ -156,7 +169,11 @@ func (w *Waiter) waitOne(ctx context.Context, t Target) error {
 		if last == nil || ctx.Err() == nil {
 			last = err
 		}
-		timer := time.NewTimer(backoff)
+		pause := backoff
+		if now := time.Now(); now.Before(lastCall) && now.Add(pause).After(lastCall) {
+			pause = lastCall.Sub(now)
+		}
+		timer := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			timer.Stop()

@@ -2,14 +2,17 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -188,5 +191,69 @@ func TestValidateQuitURLs(t *testing.T) {
 	}
 	if err := ValidateQuitURLs([]string{"127.0.0.1:15020"}); err == nil || !strings.Contains(err.Error(), "want http://host:port/path") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestWaitAttemptsBeforeTheDeadline: attempts back off from 100ms to 2s,
+// and a pause that would pass the moment AttemptTimeout before the
+// deadline ends there instead, so a sidecar ready by then is found.
+func TestWaitAttemptsBeforeTheDeadline(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, n := range v {
+			out = append(out, time.Duration(n)*time.Millisecond)
+		}
+		return out
+	}
+	tests := []struct {
+		name           string
+		deadline       time.Duration
+		attemptTimeout time.Duration
+		callerDeadline time.Duration // 0: none
+		readyAt        int           // the attempt that succeeds; 0: none
+		attempts       []time.Duration
+		err            string
+	}{
+		{"never ready", 10 * time.Second, time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100, 9000), "not ready after 10s and 9 attempts; last failure: 503"},
+		{"ready at the last call", 10 * time.Second, time.Second, 0, 9, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100, 9000), ""},
+		{"last call on the backoff's own beat", 8100 * time.Millisecond, time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100), "after 8.1s and 8 attempts"},
+		{"the caller's deadline is earlier", time.Minute, time.Second, 3 * time.Second, 0, ms(0, 100, 300, 700, 1500, 2000), "after 3s and 6 attempts"},
+		{"attempt timeout longer than the wait", time.Second, 2 * time.Second, 0, 0, ms(0, 100, 300, 700), "after 1s and 4 attempts"},
+		{"ready at once", time.Second, time.Second, 0, 1, ms(0), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				if tt.callerDeadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.callerDeadline)
+					defer cancel()
+				}
+				targets, err := ParseTargets([]string{"127.0.0.1:15021"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := NewWaiter(targets, Options{Deadline: tt.deadline, AttemptTimeout: tt.attemptTimeout, Logger: quiet})
+				begin := time.Now()
+				var at []time.Duration
+				err = w.wait(ctx, func(context.Context, Target) error {
+					at = append(at, time.Since(begin))
+					if len(at) > 100 {
+						t.Fatalf("more than 100 attempts, at %v", at[len(at)-3:])
+					}
+					if len(at) == tt.readyAt {
+						return nil
+					}
+					return errors.New("503")
+				})
+				if !slices.Equal(at, tt.attempts) {
+					t.Errorf("attempts at %v, want %v", at, tt.attempts)
+				}
+				if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+					t.Errorf("err = %v, want %q", err, tt.err)
+				}
+			})
+		})
 	}
 }
