@@ -42,12 +42,13 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	// answering through a database outage.
 	getOrHead(v1, "/info", func(c *gin.Context) {
 		ca := ginberth.MustGet(c, cacheKey)
-		c.JSON(http.StatusOK, gin.H{
-			"version": version,
-			"pod":     cfg.PodName,
-			"phase":   app.Phase().String(),
-			"uptime":  time.Since(started).Round(time.Millisecond).String(),
-			"cache":   gin.H{"items": ca.stats.Load().Items, "bytes": ca.stats.Load().Bytes, "jobRuns": ca.jobRuns.Load()},
+		stats := ca.stats.Load() // items and bytes from one refresh
+		c.JSON(http.StatusOK, info{
+			Version: version,
+			Pod:     cfg.PodName,
+			Phase:   app.Phase().String(),
+			Uptime:  time.Since(started).Round(time.Millisecond).String(),
+			Cache:   infoCache{Items: stats.Items, Bytes: stats.Bytes, JobRuns: ca.jobRuns.Load()},
 		})
 	})
 	workRoute(v1, cfg) // the demo's long requests
@@ -104,6 +105,24 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	return r
 }
 
+// info is the body of GET /api/v1/info. A typed body, where a gin.H map
+// would box each value and sort its keys on every request; the fields are
+// in the keys' sorted order, so the bytes are what the map gave.
+type info struct {
+	Cache   infoCache `json:"cache"`
+	Phase   string    `json:"phase"`
+	Pod     string    `json:"pod"`
+	Uptime  string    `json:"uptime"`
+	Version string    `json:"version"`
+}
+
+// infoCache is info's view of the cache the refresh job keeps.
+type infoCache struct {
+	Bytes   int64 `json:"bytes"`
+	Items   int64 `json:"items"`
+	JobRuns int64 `json:"jobRuns"`
+}
+
 // storeFailed answers a store error: the item's absence, a bound the
 // request passes, or a database that did not answer in time (503 with
 // Retry-After: the client may retry, here or on another pod).
@@ -153,8 +172,13 @@ func getOrHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
 
 // noSniff tells browsers not to guess a response's type from its bytes.
 func noSniff(c *gin.Context) {
-	c.Header("X-Content-Type-Options", "nosniff")
+	c.Writer.Header()["X-Content-Type-Options"] = nosniff
 }
+
+// nosniff is the header's one value, shared by every response: Header.Set
+// would canonicalise the key and allocate a slice on each. net/http never
+// writes into a header's slice (Set replaces it, Add appends to a full one).
+var nosniff = []string{"nosniff"}
 
 // isJSON reports whether a Content-Type is JSON (application/json, or a
 // +json type such as application/merge-patch+json).

@@ -17,15 +17,15 @@ import (
 	"github.com/heptiolabs/healthcheck"
 )
 
-// bareInfo is a bare Gin server answering GET /api/v1/info with a body
-// of the reference service's shape: the baseline the benchmarks measure
-// berth's whole stack against.
+// bareInfo is a bare Gin server answering GET /api/v1/info with the
+// reference service's body type, encoded the same way: the baseline the
+// benchmarks measure berth's whole stack against.
 func bareInfo() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.GET("/api/v1/info", func(c *gin.Context) {
-		c.JSON(200, gin.H{"version": "dev", "pod": "bare", "phase": "ready", "uptime": "1s", "cache": gin.H{"items": 0, "bytes": 0, "jobRuns": 0}})
+		c.JSON(200, info{Version: "dev", Pod: "bare", Phase: "ready", Uptime: "1s"})
 	})
 	return e
 }
