@@ -219,7 +219,7 @@ func (s *Server) serve() {
 }
 
 // watch turns OS signals and the end of ctx into ShutdownInitiated, and an
-// OS signal more than forceDebounce after it into a forced exit. It
+// OS signal more than forceDebounce after the first into a forced exit. It
 // returns the function that stops watching.
 func (s *Server) watch(ctx context.Context) (stop func()) {
 	sigs := make(chan os.Signal, 2)
@@ -229,8 +229,13 @@ func (s *Server) watch(ctx context.Context) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		// first is when the first OS signal came: zero while the shutdown,
+		// if any, began otherwise (Shutdown, ctx, a failed server), so the
+		// first signal only joins it and never forces an exit.
+		var first time.Time
 		select {
 		case sig := <-sigs:
+			first = time.Now()
 			s.fire(sig.String())
 		case <-ctx.Done():
 			s.fire("context done")
@@ -241,8 +246,13 @@ func (s *Server) watch(ctx context.Context) (stop func()) {
 		for {
 			select {
 			case sig := <-sigs:
-				if since := time.Since(s.sig.ShutdownInitiated.At()); since < forceDebounce {
-					s.cfg.Logger.Warn("signal ignored: it came too soon after the first to force an exit", "signal", sig.String(), slog.Float64("since_shutdown_seconds", since.Seconds()))
+				if first.IsZero() {
+					first = time.Now()
+					s.cfg.Logger.Info("signal received: the shutdown is under way already; another one forces an exit", "signal", sig.String())
+					continue
+				}
+				if since := time.Since(first); since < forceDebounce {
+					s.cfg.Logger.Warn("signal ignored: it came too soon after the first to force an exit", "signal", sig.String(), slog.Float64("since_first_signal_seconds", since.Seconds()))
 					continue
 				}
 				s.force(sig)

@@ -56,8 +56,9 @@ func (s *Signal) signal() bool {
 //	StartupComplete    every hook of every app has started and the
 //	                   background checks have run once since; the API
 //	                   serves, /startupz passes and /readyz may
-//	ShutdownInitiated  T0: SIGTERM, SIGINT, Server.Shutdown or the Run
-//	                   context ending (during startup: the startup is
+//	ShutdownInitiated  T0: a signal of Config.ShutdownOn (SIGTERM, SIGINT,
+//	                   SIGHUP), Server.Shutdown, the Run context ending or
+//	                   a server failing (during startup: the startup is
 //	                   abandoned and rolled back)
 //	ReadinessFailing   /readyz fails from here on; /livez stays 200; API
 //	                   responses carry "Connection: close"; requests are

@@ -96,6 +96,75 @@ func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
 	}
 }
 
+// A shutdown that began without a signal (Shutdown, the Run context) is
+// joined by the first OS signal, however late: only a second one forces
+// the exit.
+func TestFirstSignalJoinsAShutdownBegunOtherwise(t *testing.T) {
+	stopping, release := make(chan struct{}), make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "stuck", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { close(stopping); <-release; return nil }, nil
+	}})
+	exited := make(chan int, 1)
+	var logs logbuf.Buffer
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { exited <- code; close(release) }})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, stopping, "stop hook")
+	for time.Since(f.sig.ShutdownInitiated.At()) < forceDebounce {
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "the shutdown is under way already") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first signal was not logged as joining the shutdown:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a log; the condition, not the sleep, is the wait
+	}
+	select {
+	case code := <-exited:
+		t.Fatalf("the first signal, during a shutdown begun by Shutdown, forced exit %d", code)
+	default:
+	}
+	joined := time.Now()
+	for time.Since(joined) < forceDebounce {
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	if code := within(t, exited, "forced exit"); code != ExitForced {
+		t.Fatalf("exit code %d, want %d", code, ExitForced)
+	}
+	within(t, f.runErr, "Run")
+}
+
+// With ShutdownOn left nil, SIGTERM, SIGINT and SIGHUP each start the
+// drain. Were one of them not handled, its default action would kill the
+// test binary: the test cannot pass by accident.
+func TestDefaultSignalsDrain(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			var logs logbuf.Buffer
+			srv, err := New(Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+				DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Exit: func(code int) { t.Errorf("exit %d", code) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runErr := make(chan error, 1)
+			go func() { runErr <- srv.Run(context.Background()) }()
+			within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")
+			syscall.Kill(os.Getpid(), sig)
+			if err := within(t, runErr, "Run"); err != nil {
+				t.Fatalf("Run = %v, want a clean shutdown", err)
+			}
+			if !strings.Contains(logs.String(), "msg=ShutdownInitiated reason="+sig.String()+" ") {
+				t.Fatalf("the shutdown's reason is not %q:\n%s", sig.String(), logs.String())
+			}
+		})
+	}
+}
+
 func TestRunTwiceIsRefused(t *testing.T) {
 	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
