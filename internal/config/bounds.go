@@ -176,12 +176,16 @@ func distance(a, b string) int {
 }
 
 // serveFields maps serve.Config's field names, as serve's errors name them,
-// to the variables that set them.
+// to the variables that set them. Advice given in serve's terms comes
+// first, where the service's setting differs: serve's "no drain delay" is
+// a negative DrainDelay, the service's is BERTH_DRAIN_DELAY=0s.
 var serveFields = []struct {
 	field    *regexp.Regexp
 	variable string
 }{
-	{regexp.MustCompile(`\bAPIAddr `), "BERTH_HTTP_ADDR="}, {regexp.MustCompile(`\bAdminAddr `), "BERTH_ADMIN_ADDR="},
+	{regexp.MustCompile(`\bset DrainDelay negative \(none\)`), "set BERTH_DRAIN_DELAY=0s (none)"},
+	{regexp.MustCompile(`\bset SingleListener\b`), "set BERTH_SINGLE_LISTENER=true"},
+	{regexp.MustCompile(`\bAPIAddr\b`), "BERTH_HTTP_ADDR"}, {regexp.MustCompile(`\bAdminAddr\b`), "BERTH_ADMIN_ADDR"},
 	{regexp.MustCompile(`\bDrainQuiet\b`), "BERTH_DRAIN_QUIET"}, {regexp.MustCompile(`\bDrainDelay\b`), "BERTH_DRAIN_DELAY"},
 	{regexp.MustCompile(`\bDrainTimeout\b`), "BERTH_DRAIN_TIMEOUT"}, {regexp.MustCompile(`\bStopTimeout\b`), "BERTH_STOP_TIMEOUT"},
 	{regexp.MustCompile(`\bGracePeriod\b`), "BERTH_GRACE_PERIOD"}, {regexp.MustCompile(`\bPreStopDelay\b`), "BERTH_PRESTOP_DELAY"},

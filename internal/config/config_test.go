@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -138,5 +140,55 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+name+"`") {
 			t.Errorf("README.md does not document %s", name)
 		}
+	}
+}
+
+// serve's refusals reach the operator in the service's terms, and the
+// advice works: the same settings with the advice followed start.
+func TestExplainedAdviceWorks(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    map[string]string
+		want   string
+		advice map[string]string // what the message says to set
+	}{
+		{"one port for both servers", map[string]string{"BERTH_HTTP_ADDR": ":18080", "BERTH_ADMIN_ADDR": ":18080"},
+			`BERTH_HTTP_ADDR and BERTH_ADMIN_ADDR are both ":18080"; give them different ports or set BERTH_SINGLE_LISTENER=true`,
+			map[string]string{"BERTH_SINGLE_LISTENER": "true"}},
+		{"a drain delay beside a preStop sleep", map[string]string{"BERTH_PRESTOP_DELAY": "5s"},
+			"set BERTH_DRAIN_DELAY=0s (none) when the pod has a preStop sleep",
+			map[string]string{"BERTH_DRAIN_DELAY": "0s"}},
+		{"a quiet period as long as the delay", map[string]string{"BERTH_DRAIN_QUIET": "5s"},
+			"BERTH_DRAIN_QUIET 5s must be shorter than the drain delay (5s)",
+			map[string]string{"BERTH_DRAIN_QUIET": "4s"}},
+		{"a grace period too short", map[string]string{"BERTH_GRACE_PERIOD": "30s"},
+			"raise terminationGracePeriodSeconds to at least 37",
+			map[string]string{"BERTH_GRACE_PERIOD": "37s"}},
+	}
+	newServer := func(env map[string]string) error {
+		cfg, err := Load(env)
+		if err != nil {
+			return err
+		}
+		sc := cfg.Serve(nil, nil)
+		sc.API = http.NotFoundHandler()
+		_, err = serve.New(sc)
+		return err
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := newServer(tt.env)
+			if err == nil {
+				t.Fatal("serve.New accepted it")
+			}
+			if got := Explain(err); !strings.Contains(got, tt.want) {
+				t.Fatalf("Explain = %s\nwant it to say %s", got, tt.want)
+			}
+			followed := maps.Clone(tt.env)
+			maps.Copy(followed, tt.advice)
+			if err := newServer(followed); err != nil {
+				t.Fatalf("with the advice followed (%v): %s", tt.advice, Explain(err))
+			}
+		})
 	}
 }

@@ -109,8 +109,8 @@ func TestListenFailureIsConfigError(t *testing.T) {
 	}
 	defer ln.Close()
 	for _, tt := range []struct{ api, admin, want string }{
-		{ln.Addr().String(), "127.0.0.1:0", `APIAddr "` + ln.Addr().String() + `": listen tcp`},
-		{"127.0.0.1:0", ln.Addr().String(), `AdminAddr "` + ln.Addr().String() + `": listen tcp`},
+		{ln.Addr().String(), "127.0.0.1:0", `APIAddr="` + ln.Addr().String() + `": listen tcp`},
+		{"127.0.0.1:0", ln.Addr().String(), `AdminAddr="` + ln.Addr().String() + `": listen tcp`},
 	} {
 		srv, err := New(Config{API: http.NotFoundHandler(), APIAddr: tt.api, AdminAddr: tt.admin, Logger: quietLogger()})
 		if err != nil {

@@ -162,13 +162,13 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) listen() error {
 	apiLn, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
-		return &ConfigError{Problems: []string{fmt.Sprintf("APIAddr %q: %v", s.cfg.APIAddr, err)}}
+		return &ConfigError{Problems: []string{fmt.Sprintf("APIAddr=%q: %v", s.cfg.APIAddr, err)}}
 	}
 	adminLn := apiLn
 	if !s.cfg.SingleListener {
 		if adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 			apiLn.Close()
-			return &ConfigError{Problems: []string{fmt.Sprintf("AdminAddr %q: %v", s.cfg.AdminAddr, err)}}
+			return &ConfigError{Problems: []string{fmt.Sprintf("AdminAddr=%q: %v", s.cfg.AdminAddr, err)}}
 		}
 	}
 	s.apiLn, s.adminLn = apiLn, adminLn
