@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,10 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	defer ln.Close()
 	busy := ln.Addr().String()
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	loopback := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -46,7 +52,9 @@ func TestRunExitCodes(t *testing.T) {
 		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
 			`hook \"sidecars\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"database not there", nil, with(map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cret@127.0.0.1:1/berth", "BERTH_DB_WAIT": "200ms"}), 1,
-			`hook \"db\": start: database postgres 127.0.0.1:1/berth as berth did not answer within 200ms`},
+			`hook \"db\": start: database postgres 127.0.0.1:1/berth as berth did not answer within BERTH_DB_WAIT=200ms`},
+		{"data directory that cannot be made", nil, with(map[string]string{"BERTH_DATA_DIR": notADir + "/data"}), 1,
+			`hook \"db\": start: data directory (BERTH_DATA_DIR): mkdir ` + notADir + `: not a directory`},
 		{"database URL of another kind", nil, with(map[string]string{"BERTH_DATABASE_URL": "mysql://u:s3cret@h/db"}), 2,
 			`BERTH_DATABASE_URL="mysql://u:xxxxx@h/db": want a postgres:// or postgresql:// URL`},
 		{"port in use", nil, with(map[string]string{"BERTH_HTTP_ADDR": busy}), 2,

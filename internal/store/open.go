@@ -18,7 +18,9 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 )
 
-// Config says which database to open.
+// Config says which database to open. Its fields are the service's
+// BERTH_DATABASE_URL, BERTH_DATA_DIR and BERTH_DB_WAIT, and Open's errors
+// name those variables, the settings an operator would change.
 type Config struct {
 	// URL is a postgres:// (or postgresql://) URL; empty means SQLite.
 	URL string
@@ -86,7 +88,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("database URL: %w", RedactURL(err, cfg.URL))
+		return nil, fmt.Errorf("BERTH_DATABASE_URL: %w", RedactURL(err, cfg.URL))
 	}
 	if pc.ConnConfig.ConnectTimeout == 0 && cfg.Limits.Timeout > 0 {
 		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
@@ -149,7 +151,7 @@ func openSQLite(cfg Config) (*DB, error) {
 		dir = "data"
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", err)
 	}
 	path := filepath.Join(dir, "berth.db")
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
@@ -194,7 +196,7 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 		}
 		pause := min(backoff, time.Until(deadline))
 		if pause <= 0 {
-			return fmt.Errorf("database %s did not answer within %v (%d attempts): %w", where, wait, attempt, err)
+			return fmt.Errorf("database %s did not answer within BERTH_DB_WAIT=%v (%d attempts): %w", where, wait, attempt, err)
 		}
 		log.Warn("waiting for the database", "database", where, "attempt", attempt, "error", err.Error())
 		timer := time.NewTimer(pause)

@@ -31,11 +31,11 @@ func TestRetryUsesTheWholeWait(t *testing.T) {
 		attempts  []time.Duration
 		err       string
 	}{
-		{"never answers", 2 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 2000), "did not answer within 2s (6 attempts): refused"},
+		{"never answers", 2 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 2000), "did not answer within BERTH_DB_WAIT=2s (6 attempts): refused"},
 		{"answers at the last moment", 2 * time.Second, 6, 0, ms(0, 100, 300, 700, 1500, 2000), ""},
 		{"backoff capped at 2s", 8 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100, 8000), "(9 attempts)"},
 		{"answers at once", time.Second, 1, 0, ms(0), ""},
-		{"no wait: one attempt", 0, 0, 0, ms(0), "within 0s (1 attempts)"},
+		{"no wait: one attempt", 0, 0, 0, ms(0), "within BERTH_DB_WAIT=0s (1 attempts)"},
 		{"cancelled while waiting", 2 * time.Second, 0, 200 * time.Millisecond, ms(0, 100), "context canceled (last failure: refused)"},
 	}
 	for _, tt := range tests {

@@ -85,18 +85,18 @@ func TestOpenWaitsThenNamesTheDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := store.Open(t.Context(), store.Config{DataDir: file, Logger: quiet})
-	if err == nil || !strings.Contains(err.Error(), "data directory") {
+	if err == nil || !strings.Contains(err.Error(), "data directory (BERTH_DATA_DIR): mkdir "+file) {
 		t.Fatalf("Open over a file = %v", err)
 	}
 	_, err = store.Open(t.Context(), store.Config{URL: "postgres://berth:s3cret@127.0.0.1:1/berth", Wait: 300e6, Logger: quiet})
-	if err == nil || !strings.Contains(err.Error(), "postgres 127.0.0.1:1/berth as berth did not answer within 300ms") || strings.Contains(err.Error(), "s3cret") {
+	if err == nil || !strings.Contains(err.Error(), "postgres 127.0.0.1:1/berth as berth did not answer within BERTH_DB_WAIT=300ms") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("Open of a database that is not there = %v", err)
 	}
 }
 
 func TestRedactURL(t *testing.T) {
 	_, err := store.Open(t.Context(), store.Config{URL: "postgres://berth:s3cret@host:notaport/db", Logger: quiet})
-	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "database URL") {
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "BERTH_DATABASE_URL: ") {
 		t.Fatalf("a malformed URL's error = %v", err)
 	}
 }
