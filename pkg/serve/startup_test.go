@@ -37,8 +37,8 @@ func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
 	}})
 	f := start(t, Config{Apps: lifespan.Group{a}, Probes: checks, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), RetryAfter: 1500 * time.Millisecond})
 	code, hdr, body := f.get(f.srv.APIAddr(), "/anything")
-	if code != 503 || hdr.Get("Retry-After") != "2" || !strings.Contains(body, "starting") {
-		t.Errorf("API before ready: %d Retry-After=%q %q", code, hdr.Get("Retry-After"), body)
+	if code != 503 || hdr.Get("Retry-After") != "2" || !strings.Contains(body, "starting") || hdr.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("API before ready: %d Retry-After=%q nosniff=%q %q", code, hdr.Get("Retry-After"), hdr.Get("X-Content-Type-Options"), body)
 	}
 	if got := f.srv.TurnedAway(); got != 1 {
 		t.Errorf("TurnedAway = %d, want 1", got)
