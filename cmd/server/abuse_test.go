@@ -27,9 +27,17 @@ import (
 	"github.com/goccy/go-yaml"
 )
 
-// chartMemoryLimit reads the chart's default memory limit for the service
-// container (resources.limits.memory in values.yaml, in Mi or Gi).
-func chartMemoryLimit(t *testing.T) int64 {
+// chartLimits are what the abuse tests hold the service to, read from the
+// chart's values.yaml: the service container's memory limit
+// (resources.limits.memory, in Mi or Gi) and the readiness probe's
+// timeout, past which the kubelet counts a probe as failed (and with the
+// chart's failureThreshold of 1, takes the pod out of its Service).
+type chartLimits struct {
+	memory           int64
+	readinessTimeout time.Duration
+}
+
+func chartValues(t *testing.T) chartLimits {
 	t.Helper()
 	raw, err := os.ReadFile("../../deploy/helm/berth/values.yaml")
 	if err != nil {
@@ -41,18 +49,28 @@ func chartMemoryLimit(t *testing.T) int64 {
 				Memory string `yaml:"memory"`
 			} `yaml:"limits"`
 		} `yaml:"resources"`
+		Probes struct {
+			Readiness struct {
+				TimeoutSeconds int `yaml:"timeoutSeconds"`
+			} `yaml:"readiness"`
+		} `yaml:"probes"`
 	}
 	if err := yaml.Unmarshal(raw, &values); err != nil {
 		t.Fatal(err)
 	}
+	if values.Probes.Readiness.TimeoutSeconds <= 0 {
+		t.Fatalf("values.yaml probes.readiness.timeoutSeconds = %d; want a positive number", values.Probes.Readiness.TimeoutSeconds)
+	}
+	limits := chartLimits{readinessTimeout: time.Duration(values.Probes.Readiness.TimeoutSeconds) * time.Second}
 	q := values.Resources.Limits.Memory
 	for suffix, unit := range map[string]int64{"Mi": 1 << 20, "Gi": 1 << 30} {
 		if n, err := strconv.ParseInt(strings.TrimSuffix(q, suffix), 10, 64); strings.HasSuffix(q, suffix) && err == nil {
-			return n * unit
+			limits.memory = n * unit
+			return limits
 		}
 	}
 	t.Fatalf("values.yaml resources.limits.memory = %q; want a quantity in Mi or Gi", q)
-	return 0
+	return limits
 }
 
 // serverProcess is the service built and run as a process of its own, so
@@ -135,15 +153,16 @@ func (r probeResult) String() string {
 	return fmt.Sprintf("%d probes, %d failed, slowest %v", r.probes, r.failures, r.slowest.Round(time.Millisecond))
 }
 
-// probeReadyz asks the service's /readyz every 50ms, as the kubelet would,
-// until the returned stop is called. stop waits for the probe in flight and
-// closes the prober's connections, so none is open once it returns.
-func (p *serverProcess) probeReadyz() (stop func() probeResult) {
+// probeReadyz asks the service's /readyz every 50ms until the returned stop
+// is called, as the kubelet would: a probe that takes longer than timeout
+// fails. stop waits for the probe in flight and closes the prober's
+// connections, so none is open once it returns.
+func (p *serverProcess) probeReadyz(timeout time.Duration) (stop func() probeResult) {
 	done := make(chan struct{})
 	result := make(chan probeResult)
 	go func() {
 		var r probeResult
-		client := &http.Client{Timeout: 5 * time.Second}
+		client := &http.Client{Timeout: timeout}
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -180,6 +199,7 @@ func TestAbuseOnLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service")
 	}
+	chart := chartValues(t)
 	p := startProcess(t)
 	stop := make(chan struct{})
 	var abusers sync.WaitGroup
@@ -245,7 +265,7 @@ func TestAbuseOnLoopback(t *testing.T) {
 		})
 	}
 	// The probes, meanwhile.
-	stopProbing := p.probeReadyz()
+	stopProbing := p.probeReadyz(chart.readinessTimeout)
 	// 400 PUTs of 100 KB, eight at a time.
 	value := append(append([]byte(`{"v":"`), bytes.Repeat([]byte("x"), 100<<10-8)...), `"}`...)
 	var acked sync.Map
@@ -278,14 +298,14 @@ func TestAbuseOnLoopback(t *testing.T) {
 	probed := stopProbing()
 	abusers.Wait()
 
-	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
+	rss, limit := p.peakRSS(t), chart.memory
 	t.Logf("peak RSS %d MiB (chart limit %d MiB); %v; %d oversized headers refused with 431",
 		rss>>20, limit>>20, probed, refused431.Load())
 	if rss > limit*3/4 {
 		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
 	}
 	if probed.failures > 0 || probed.probes == 0 {
-		t.Errorf("%d of %d probes failed while the API was abused", probed.failures, probed.probes)
+		t.Errorf("%d of %d probes failed or took over the chart's readiness timeout (%v) while the API was abused", probed.failures, probed.probes, chart.readinessTimeout)
 	}
 	if refused431.Load() != 20 {
 		t.Errorf("%d of 20 oversized headers were refused with 431", refused431.Load())
@@ -353,6 +373,7 @@ func TestTenThousandConnections(t *testing.T) {
 	if lim.Cur < crowd+500 {
 		t.Skipf("this process may open %d files; the test needs %d (raise the hard limit: ulimit -Hn)", lim.Cur, crowd+500)
 	}
+	chart := chartValues(t)
 	p := startProcess(t)
 	idle := p.openFiles(t)
 	var (
@@ -392,7 +413,7 @@ func TestTenThousandConnections(t *testing.T) {
 		})
 	}
 	// The probes, while the crowd arrives and stays.
-	stopProbing := p.probeReadyz()
+	stopProbing := p.probeReadyz(chart.readinessTimeout)
 	for range crowd {
 		attempts <- struct{}{}
 	}
@@ -404,7 +425,7 @@ func TestTenThousandConnections(t *testing.T) {
 		t.Fatalf("a dial failed other than by timing out (the test's own limits?): %v", err)
 	}
 
-	rss, limit := p.peakRSS(t), chartMemoryLimit(t)
+	rss, limit := p.peakRSS(t), chart.memory
 	t.Logf("%d of %d dials connected, %d timed out; the service holds %d more descriptors than idle (cap %d); peak RSS %d MiB (chart limit %d MiB); %v",
 		connected.Load(), crowd, timedOut.Load(), held, serve.DefaultLimits.MaxConnections, rss>>20, limit>>20, probed)
 	// A few descriptors of slack: the service's own (a database file, a
@@ -420,7 +441,7 @@ func TestTenThousandConnections(t *testing.T) {
 		t.Errorf("peak RSS %d MiB, not well under the chart's %d MiB limit", rss>>20, limit>>20)
 	}
 	if probed.failures > 0 || probed.probes == 0 {
-		t.Errorf("%d of %d probes failed while the crowd held the API", probed.failures, probed.probes)
+		t.Errorf("%d of %d probes failed or took over the chart's readiness timeout (%v) while the crowd held the API", probed.failures, probed.probes, chart.readinessTimeout)
 	}
 
 	mu.Lock()
