@@ -192,8 +192,8 @@ func (c *Config) closeWindow() time.Duration {
 // kubelet's first action (the preStop sleep, or SIGTERM) to the process
 // exit: preStop + drain delay (or, after a preStop sleep, 1s to close
 // keep-alive connections) + drain timeout + stop timeout (+ sidecar quit
-// timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of overflowing. Zero fields
-// count as their defaults.
+// timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of
+// overflowing. Zero fields count as their defaults.
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
 	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}

@@ -85,3 +85,90 @@ func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
 }
+
+// Both servers carry their limits: the API's from Config.Limits, each zero
+// field filled from DefaultLimits, and the admin server's fixed ones. Both
+// sets are the figures Limits' doc and the README give.
+func TestServersCarryTheirLimits(t *testing.T) {
+	documented := Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
+		IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10, MaxConnections: 4096}
+	if DefaultLimits != documented {
+		t.Fatalf("DefaultLimits = %+v, documented as %+v", DefaultLimits, documented)
+	}
+	idleOnly := DefaultLimits
+	idleOnly.IdleTimeout = time.Second
+	for _, tt := range []struct {
+		name    string
+		limits  Limits
+		wantAPI Limits
+	}{
+		{"defaults", Limits{}, DefaultLimits},
+		{"one field set, the others default", Limits{IdleTimeout: time.Second}, idleOnly},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1, Limits: tt.limits})
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			for _, srv := range []struct {
+				name string
+				got  *http.Server
+				want Limits
+			}{
+				{"api", f.srv.apiSrv, tt.wantAPI},
+				{"admin", f.srv.adminSrv, Limits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
+					IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}},
+			} {
+				got := Limits{ReadHeaderTimeout: srv.got.ReadHeaderTimeout, ReadTimeout: srv.got.ReadTimeout, WriteTimeout: srv.got.WriteTimeout,
+					IdleTimeout: srv.got.IdleTimeout, MaxHeaderBytes: srv.got.MaxHeaderBytes}
+				srv.want.MaxConnections = 0 // a listener's, checked below
+				if got != srv.want {
+					t.Errorf("%s server: %+v, want %+v", srv.name, got, srv.want)
+				}
+			}
+			f.srv.Shutdown()
+			within(t, f.runErr, "Run")
+		})
+	}
+}
+
+// The admin server refuses oversized headers and caps its connections:
+// a client that opens hundreds of connections to the probe port cannot
+// make the server hold more than 256.
+func TestAdminServerIsBounded(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	admin := f.srv.AdminAddr().String()
+	dial := func() net.Conn {
+		c, err := net.DialTimeout("tcp", admin, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	if got := rawGet(t, dial(), 20<<10); !strings.Contains(got, "431") {
+		t.Fatalf("admin headers over 16 KiB: %q, want 431", got)
+	}
+	held := make([]net.Conn, 0, 256)
+	for range 256 { // the cap: each served once, then held open
+		c := dial()
+		fmt.Fprintf(c, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+			t.Fatalf("connection %d of the cap: %q, %v", len(held)+1, line, err)
+		}
+		held = append(held, c)
+	}
+	past := dial() // the kernel accepts it; the server does not yet
+	fmt.Fprintf(past, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+	past.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := bufio.NewReader(past).ReadString('\n'); err == nil {
+		t.Fatal("an admin connection past the cap of 256 was served")
+	}
+	held[0].Close() // a slot frees: the waiting connection is served
+	past.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(past).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("once a slot freed: %q, %v", line, err)
+	}
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+}
