@@ -97,7 +97,10 @@ func durationsInSeconds(_ []string, a slog.Attr) slog.Attr {
 func runServe(env map[string]string, stderr io.Writer) int {
 	cfg, err := config.Load(env)
 	if err != nil {
-		fmt.Fprintf(stderr, "server: %v\n", err)
+		// Logged like every other refusal, in the format asked for if that
+		// much is valid, so a log pipeline parses this line too.
+		log := newLogger(stderr, slog.LevelInfo, env["BERTH_LOG_FORMAT"] != "text")
+		log.Error("refusing to start", "error", err.Error())
 		return serve.ExitConfig
 	}
 	if cfg.PodName == "" {

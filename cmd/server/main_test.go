@@ -46,7 +46,8 @@ func TestRunExitCodes(t *testing.T) {
 		code    int
 		inError string
 	}{
-		{"bad config", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x"}), 2, `BERTH_DRAIN_DELAY="x"`},
+		{"bad config", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x"}), 2, `"msg":"refusing to start","error":"configuration: BERTH_DRAIN_DELAY=\"x\"`},
+		{"bad config, text logs", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_LOG_FORMAT": "text"}), 2, `msg="refusing to start" error="configuration: BERTH_DRAIN_DELAY=\"x\"`},
 		{"budget does not fit", nil, with(map[string]string{"BERTH_GRACE_PERIOD": "30s"}), 2, "raise terminationGracePeriodSeconds to at least 37"},
 		{"demo failure", nil, with(map[string]string{"BERTH_DEMO_FAIL": "cache"}), 1, `hook \"cache\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
@@ -56,7 +57,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"data directory that cannot be made", nil, with(map[string]string{"BERTH_DATA_DIR": notADir + "/data"}), 1,
 			`hook \"db\": start: data directory (BERTH_DATA_DIR): mkdir ` + notADir + `: not a directory`},
 		{"database URL of another kind", nil, with(map[string]string{"BERTH_DATABASE_URL": "mysql://u:s3cret@h/db"}), 2,
-			`BERTH_DATABASE_URL="mysql://u:xxxxx@h/db": want a postgres:// or postgresql:// URL`},
+			`BERTH_DATABASE_URL=\"mysql://u:xxxxx@h/db\": want a postgres:// or postgresql:// URL`},
 		{"port in use", nil, with(map[string]string{"BERTH_HTTP_ADDR": busy}), 2,
 			`BERTH_HTTP_ADDR=\"` + busy + `\": listen tcp ` + busy + `: bind: address already in use`},
 		{"refused by serve, in the service's words", nil, with(map[string]string{"BERTH_DRAIN_QUIET": "6s"}), 2,
