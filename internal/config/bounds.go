@@ -50,26 +50,33 @@ var bounds = []Bound{
 	{"BERTH_MAX_ITEMS", 1, 1_000_000_000, true, false},
 }
 
-// outOfBounds names every value outside its range.
-func outOfBounds(cfg Config, environ map[string]string) []string {
+// want says what the variable accepts: "want between 100ms and 10m0s (or 0)".
+func (b Bound) want() string {
+	show := func(n int64) string {
+		if b.Duration {
+			return time.Duration(n).String()
+		}
+		return fmt.Sprint(n)
+	}
+	want := fmt.Sprintf("want between %s and %s", show(b.Min), show(b.Max))
+	if b.ZeroOK {
+		want += " (or 0)"
+	}
+	return want
+}
+
+// outOfBounds names every value outside its range, except those of the
+// variables in unread, whose values could not be read at all (and were
+// reported as such).
+func outOfBounds(cfg Config, environ map[string]string, unread map[string]bool) []string {
 	v := reflect.ValueOf(cfg)
 	var problems []string
 	for _, b := range bounds {
 		got := v.FieldByName(fieldOf(b.Name)).Int()
-		if (got == 0 && b.ZeroOK) || (got >= b.Min && got <= b.Max) {
+		if unread[b.Name] || (got == 0 && b.ZeroOK) || (got >= b.Min && got <= b.Max) {
 			continue
 		}
-		show := func(n int64) string {
-			if b.Duration {
-				return time.Duration(n).String()
-			}
-			return fmt.Sprint(n)
-		}
-		want := fmt.Sprintf("want between %s and %s", show(b.Min), show(b.Max))
-		if b.ZeroOK {
-			want += " (or 0)"
-		}
-		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.Name, environ[b.Name], want))
+		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.Name, environ[b.Name], b.want()))
 	}
 	return problems
 }

@@ -83,6 +83,7 @@ func Load(environ map[string]string) (Config, error) {
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
 	var problems []string
+	unread := map[string]bool{} // variables whose values could not be read
 	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
 	var agg env.AggregateError
 	if errors.As(err, &agg) {
@@ -90,7 +91,12 @@ func Load(environ map[string]string) (Config, error) {
 			var pe env.ParseError
 			if errors.As(e, &pe) {
 				name := envName(pe.Name)
-				problems = append(problems, fmt.Sprintf("%s=%q is not %s", name, environ[name], accepted[pe.Type]))
+				unread[name] = true
+				msg := fmt.Sprintf("%s=%q is not %s", name, environ[name], accepted[pe.Type])
+				if b, ok := BoundOf(name); ok {
+					msg += "; " + b.want()
+				}
+				problems = append(problems, msg)
 				continue
 			}
 			problems = append(problems, e.Error())
@@ -102,7 +108,7 @@ func Load(environ map[string]string) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
 	problems = append(problems, unknownVariables(environ)...)
-	problems = append(problems, outOfBounds(cfg, environ)...)
+	problems = append(problems, outOfBounds(cfg, environ, unread)...)
 	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
 		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
 	}

@@ -49,7 +49,11 @@ func TestLoad(t *testing.T) {
 		{"demo fail sidecars without sidecars", map[string]string{"BERTH_DEMO_FAIL": "sidecars"}, "runs only when BERTH_SIDECARS is set"},
 		{"sidecars", map[string]string{"BERTH_SIDECARS": "ftp://x:1"}, `BERTH_SIDECARS="ftp://x:1": sidecar "ftp://x:1": scheme "ftp" not supported`},
 		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},
-		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number`},
+		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number; want between 1 and 1073741824`},
+		{"a number too large to read", map[string]string{"BERTH_BODY_LIMIT": "99999999999999999999"},
+			`BERTH_BODY_LIMIT="99999999999999999999" is not a whole number; want between 1 and 1073741824`},
+		{"a duration too long to read", map[string]string{"BERTH_DRAIN_TIMEOUT": "9999999h"},
+			`BERTH_DRAIN_TIMEOUT="9999999h" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 1h0m0s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +74,11 @@ func TestLoad(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			for name := range tt.env { // one problem, one message
+				if n := strings.Count(err.Error(), name+"="); n > 1 {
+					t.Fatalf("%s is named %d times: %v", name, n, err)
+				}
 			}
 		})
 	}
