@@ -89,7 +89,7 @@ func TestAPI(t *testing.T) {
 		{"delete again", "DELETE", items + "k", "", 404, "error", `no item "k"`},
 		{"work", "GET", app.URL + "/api/v1/work?duration=10ms", "", 200, "worked", "10ms"},
 		{"work bad duration", "GET", app.URL + "/api/v1/work?duration=soon", "", 400, "error", `duration="soon" is not a non-negative Go duration`},
-		{"work over cap", "GET", app.URL + "/api/v1/work?duration=3s", "", 400, "error", "over the 2s cap"},
+		{"work over cap", "GET", app.URL + "/api/v1/work?duration=3s", "", 400, "error", "duration=3s is over the 2s cap (BERTH_WORK_MAX)"},
 		{"info", "GET", app.URL + "/api/v1/info", "", 200, "phase", "ready"},
 		{"unknown route", "GET", app.URL + "/nope", "", 404, "error", "no route GET /nope"},
 		{"wrong method", "POST", app.URL + "/api/v1/info", "", 405, "error", "method POST not allowed"},

@@ -63,7 +63,7 @@ func workRoute(r gin.IRoutes, cfg config.Config) {
 			}
 		}
 		if d > cfg.WorkMax {
-			fail(c, http.StatusBadRequest, "duration=%v is over the %v cap", d, cfg.WorkMax)
+			fail(c, http.StatusBadRequest, "duration=%v is over the %v cap (BERTH_WORK_MAX)", d, cfg.WorkMax)
 			return
 		}
 		timer := time.NewTimer(d)
