@@ -105,6 +105,33 @@ func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener { return opener(freshDatabase(t)) })
 }
 
+// Open returns with four connections open, so a pod's first requests do
+// not each wait for a handshake (SCRAM, a server process each). The URL
+// sets pool_min_conns=0: the pool's own background top-up then opens none,
+// and what the server counts is Open's work alone.
+func TestOpenWarmsConnections(t *testing.T) {
+	requirePostgres(t)
+	u, err := url.Parse(freshDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_min_conns", "0")
+	u.RawQuery = q.Encode()
+	db, err := store.Open(t.Context(), store.Config{URL: u.String(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var open int // the query borrows one of the idle connections it counts
+	if err := db.SQL().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").Scan(&open); err != nil {
+		t.Fatal(err)
+	}
+	if open != 4 {
+		t.Fatalf("%d connections open to the database after Open, want 4", open)
+	}
+}
+
 // A database that stops answering costs a request no more than the store's
 // timeout, and the pool recovers by itself once it answers again.
 func TestOutageIsBoundedAndRidesOut(t *testing.T) {
