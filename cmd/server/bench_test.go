@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
+	"github.com/berth-dev/berth/pkg/berthtest"
+	"github.com/berth-dev/berth/pkg/probes"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/gin-gonic/gin"
 	"github.com/heptiolabs/healthcheck"
@@ -195,4 +199,44 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 	b.ReportMetric(pct(controlR.probes, 0.99), "control-p99-ms")
 	b.ReportMetric(float64(berthR.requests)/berthR.elapsed.Seconds(), "berth-api-req/s")
 	b.ReportMetric(float64(controlR.requests)/controlR.elapsed.Seconds(), "control-api-req/s")
+}
+
+// BenchmarkReadyzHandler is the in-process half of the probe comparison:
+// the reference service's /readyz handler (its readiness checks: one per
+// hook, shutdown, lifespan, the cached database ping) against
+// heptiolabs/healthcheck's /ready with eight checks, each called directly
+// with no network, in alternating batches.
+func BenchmarkReadyzHandler(b *testing.B) {
+	hc := healthcheck.NewHandler()
+	for i := range 8 {
+		hc.AddReadinessCheck(fmt.Sprint("check", i), func() error { return nil })
+	}
+	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc.DrainDelay = 0 // berthtest: none
+	berthtest.Start(b, sc)
+	readyz := sc.Probes.Handler(probes.HandlerOptions{ShowReasons: true})
+	probe := func(h http.Handler, path string) func(n int) {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		return func(n int) {
+			for range n {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+				}
+			}
+		}
+	}
+	r := sidebyside.Run(b, 256, probe(hc, "/ready"), probe(readyz, "/readyz"))
+	controlNs, berthNs := r.PerOp(b.N)
+	b.ReportMetric(controlNs, "heptio-ns/probe")
+	b.ReportMetric(berthNs, "berth-ns/probe")
+	b.ReportMetric(r.Ratio(), "berth/heptio")
 }

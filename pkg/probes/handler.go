@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -19,6 +20,17 @@ type HandlerOptions struct {
 func (r *Registry) Handler(opts HandlerOptions) http.Handler {
 	return &handler{r: r, opts: opts}
 }
+
+// The headers' values, shared by every response: net/http never writes
+// into a header's slice, and setting them this way skips canonicalising
+// the key and allocating a slice per response, on the path the kubelet
+// calls every few seconds and a busy process must still answer quickly.
+var (
+	noStore   = []string{"no-store"}
+	nosniff   = []string{"nosniff"}
+	textPlain = []string{"text/plain; charset=utf-8"}
+	okBody    = []byte("ok\n")
+)
 
 type handler struct {
 	r    *Registry
@@ -56,14 +68,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
 		return
 	}
-	q := req.URL.Query()
+	var q url.Values // nil, which reads as empty, when there is no query
+	if req.URL.RawQuery != "" {
+		q = req.URL.Query()
+	}
 	rep, ok := h.r.Evaluate(req.Context(), kind, only, q["exclude"])
 	if !ok {
 		http.Error(w, fmt.Sprintf("%s has no check %q", probe, only), http.StatusNotFound)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	hdr := w.Header()
+	hdr["Cache-Control"], hdr["X-Content-Type-Options"] = noStore, nosniff
 	code := http.StatusOK
 	if !rep.Passing {
 		code = http.StatusServiceUnavailable
@@ -72,11 +87,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.writeJSON(w, code, probe, rep)
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	hdr["Content-Type"] = textPlain
 	w.WriteHeader(code)
 	_, verbose := q["verbose"]
 	if rep.Passing && !verbose {
-		fmt.Fprintln(w, "ok")
+		_, _ = w.Write(okBody)
 		return
 	}
 	var b strings.Builder

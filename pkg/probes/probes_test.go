@@ -273,6 +273,44 @@ func TestInstantChecks(t *testing.T) {
 	}
 }
 
+// A probe times its instant checks back to back from one reading of the
+// clock: each one's duration and start are its own, whatever runs beside
+// it (here an inline check that ends last, and a background check).
+// synctest's clock stands still except while a check sleeps, so the
+// figures are exact.
+func TestInstantChecksAreTimed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New()
+		sleeps := func(d time.Duration) CheckFunc {
+			return func(context.Context) error { time.Sleep(d); return nil }
+		}
+		r.Add(Readiness, Check{Name: "a", Instant: true, Run: sleeps(5 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "inline", Run: sleeps(30 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "b", Instant: true, Run: sleeps(7 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "c", Instant: true, Run: pass})
+		begin := time.Now()
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		want := map[string]struct{ start, took time.Duration }{
+			"a": {0, 5 * time.Millisecond}, "inline": {0, 30 * time.Millisecond},
+			"b": {5 * time.Millisecond, 7 * time.Millisecond}, "c": {12 * time.Millisecond, 0},
+		}
+		for _, res := range rep.Checks {
+			w := want[res.Name]
+			if got := res.LastRun.Sub(begin); got != w.start || res.Duration != w.took {
+				t.Errorf("%s: started %v, took %v; want %v and %v", res.Name, got, res.Duration, w.start, w.took)
+			}
+		}
+		if time.Since(begin) != 30*time.Millisecond {
+			t.Errorf("the probe took %v; want the inline check's 30ms, the instants (12ms) running beside it", time.Since(begin))
+		}
+		for _, res := range r.Results() { // the registry keeps what the probe saw
+			if w := want[res.Name]; res.Duration != w.took {
+				t.Errorf("%s: recorded %v, want %v", res.Name, res.Duration, w.took)
+			}
+		}
+	})
+}
+
 // Refresh brings a background check's result up to date at once and
 // leaves its schedule alone.
 func TestRefreshRunsBackgroundChecksNow(t *testing.T) {

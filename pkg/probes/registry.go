@@ -140,12 +140,16 @@ type Report struct {
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
-	skip := map[string]bool{}
-	for _, e := range exclude {
-		skip[e] = true
+	var skip map[string]bool // nil, and never written, without excludes
+	if len(exclude) > 0 {
+		skip = make(map[string]bool, len(exclude))
+		for _, e := range exclude {
+			skip[e] = true
+		}
 	}
 	r.mu.RLock()
-	var selected []*check
+	var buf [16]*check // a probe of up to 16 checks selects without allocating
+	selected := buf[:0]
 	for _, c := range r.checks {
 		if c.kind&kind == 0 || (only != "" && c.Name != only) {
 			continue
@@ -160,19 +164,29 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 	if only != "" && len(selected) == 0 {
 		return Report{}, false
 	}
-	rep = Report{Kind: kind, Passing: true, Checks: make([]Result, len(selected))}
+	results := make([]Result, len(selected))
 	var wg sync.WaitGroup
+	instant := false
 	for i, c := range selected {
 		switch {
 		case c.Interval > 0:
-			rep.Checks[i] = c.cached()
+			results[i] = c.cached()
 		case c.Instant:
-			rep.Checks[i] = c.run(ctx)
+			instant = true
 		default:
-			wg.Go(func() { rep.Checks[i] = c.run(ctx) })
+			wg.Go(func() { results[i] = c.run(ctx) })
+		}
+	}
+	if instant { // back to back, timed from one reading (see runInstant)
+		epoch, mark := time.Now(), time.Duration(0)
+		for i, c := range selected {
+			if c.Instant {
+				results[i], mark = c.runInstant(ctx, epoch, mark)
+			}
 		}
 	}
 	wg.Wait()
+	rep = Report{Kind: kind, Passing: true, Checks: results}
 	for _, res := range rep.Checks {
 		rep.Passing = rep.Passing && res.Passing
 	}
