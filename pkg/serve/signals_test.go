@@ -123,12 +123,26 @@ func TestFirstSignalJoinsAShutdownBegunOtherwise(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a log; the condition, not the sleep, is the wait
 	}
+	joined := time.Now()
 	select {
 	case code := <-exited:
 		t.Fatalf("the first signal, during a shutdown begun by Shutdown, forced exit %d", code)
 	default:
 	}
-	joined := time.Now()
+	// A second signal at once (two forwarders of that SIGTERM) comes over a
+	// second after the shutdown began but not after the first signal: it
+	// is ignored.
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	for !strings.Contains(logs.String(), "signal ignored") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second signal, right after the first, was not logged as ignored:\n%s", logs.String())
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("a second signal %v after the first forced exit %d", time.Since(joined), code)
+		case <-time.After(5 * time.Millisecond): // polling a log; the condition, not the sleep, is the wait
+		}
+	}
 	for time.Since(joined) < forceDebounce {
 		time.Sleep(10 * time.Millisecond)
 	}
