@@ -63,6 +63,13 @@ func (l Limits) server(h http.Handler) *http.Server {
 }
 
 // listener bounds ln's open connections.
-func (l Limits) listener(ln net.Listener) net.Listener {
-	return netutil.LimitListener(ln, l.MaxConnections)
+func (l Limits) listener(ln net.Listener) capped {
+	return capped{netutil.LimitListener(ln, l.MaxConnections), l.MaxConnections}
+}
+
+// capped is a listener that holds at most max connections open; it says
+// what its cap is, which the listener netutil returns does not.
+type capped struct {
+	net.Listener
+	max int
 }

@@ -86,9 +86,10 @@ func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
 	within(t, f.runErr, "Run")
 }
 
-// Both servers carry their limits: the API's from Config.Limits, each zero
-// field filled from DefaultLimits, and the admin server's fixed ones. Both
-// sets are the figures Limits' doc and the README give.
+// Both servers carry their limits, on the server and on the listener it
+// accepts from: the API's from Config.Limits, each zero field filled from
+// DefaultLimits, and the admin server's fixed ones. Both sets are the
+// figures Limits' doc and the README give.
 func TestServersCarryTheirLimits(t *testing.T) {
 	documented := Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
 		IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10, MaxConnections: 4096}
@@ -111,15 +112,15 @@ func TestServersCarryTheirLimits(t *testing.T) {
 			for _, srv := range []struct {
 				name string
 				got  *http.Server
+				ln   capped
 				want Limits
 			}{
-				{"api", f.srv.apiSrv, tt.wantAPI},
-				{"admin", f.srv.adminSrv, Limits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
-					IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}},
+				{"api", f.srv.apiSrv, f.srv.apiServed, tt.wantAPI},
+				{"admin", f.srv.adminSrv, f.srv.adminServed, Limits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
+					IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, MaxConnections: 256}},
 			} {
 				got := Limits{ReadHeaderTimeout: srv.got.ReadHeaderTimeout, ReadTimeout: srv.got.ReadTimeout, WriteTimeout: srv.got.WriteTimeout,
-					IdleTimeout: srv.got.IdleTimeout, MaxHeaderBytes: srv.got.MaxHeaderBytes}
-				srv.want.MaxConnections = 0 // a listener's, checked below
+					IdleTimeout: srv.got.IdleTimeout, MaxHeaderBytes: srv.got.MaxHeaderBytes, MaxConnections: srv.ln.max}
 				if got != srv.want {
 					t.Errorf("%s server: %+v, want %+v", srv.name, got, srv.want)
 				}

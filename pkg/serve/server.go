@@ -32,10 +32,13 @@ type Server struct {
 	fireOnce sync.Once
 	reason   string // what fired ShutdownInitiated; read after it is signalled
 
-	apiLn, adminLn   net.Listener
-	apiSrv, adminSrv *http.Server
-	serving          sync.WaitGroup
-	stopProbes       context.CancelFunc
+	apiLn, adminLn net.Listener
+	// apiServed and adminServed are what the servers accept from: the
+	// listeners above, each under its connection cap.
+	apiServed, adminServed capped
+	apiSrv, adminSrv       *http.Server
+	serving                sync.WaitGroup
+	stopProbes             context.CancelFunc
 
 	// The shutdown's figures, each written once by the step that knows it.
 	drainOnce       sync.Once
@@ -209,9 +212,11 @@ func (s *Server) serve() {
 		})
 	}
 	if !s.cfg.SingleListener {
-		serveOn("admin", s.adminSrv, adminLimits.listener(s.adminLn))
+		s.adminServed = adminLimits.listener(s.adminLn)
+		serveOn("admin", s.adminSrv, s.adminServed)
 	}
-	serveOn("api", s.apiSrv, s.cfg.Limits.listener(s.apiLn))
+	s.apiServed = s.cfg.Limits.listener(s.apiLn)
+	serveOn("api", s.apiSrv, s.apiServed)
 	var probeCtx context.Context
 	probeCtx, s.stopProbes = context.WithCancel(context.Background())
 	s.cfg.Probes.Start(probeCtx)
