@@ -153,17 +153,18 @@ func (r probeResult) String() string {
 	return fmt.Sprintf("%d probes, %d failed, slowest %v", r.probes, r.failures, r.slowest.Round(time.Millisecond))
 }
 
-// probeReadyz asks the service's /readyz every 50ms until the returned stop
-// is called, as the kubelet would: a probe that takes longer than timeout
-// fails. stop waits for the probe in flight and closes the prober's
-// connections, so none is open once it returns.
+// probeReadyz asks the service's /readyz every 10ms until the returned stop
+// is called: far more often than the kubelet, so a probe that is only now
+// and then slow is caught. As the kubelet does, it counts a probe that
+// takes longer than timeout as failed. stop waits for the probe in flight
+// and closes the prober's connections, so none is open once it returns.
 func (p *serverProcess) probeReadyz(timeout time.Duration) (stop func() probeResult) {
 	done := make(chan struct{})
 	result := make(chan probeResult)
 	go func() {
 		var r probeResult
 		client := &http.Client{Timeout: timeout}
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
