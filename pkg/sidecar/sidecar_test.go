@@ -194,6 +194,28 @@ func TestValidateQuitURLs(t *testing.T) {
 	}
 }
 
+// Wait stops when the caller's context ends, whatever its own deadline:
+// a lifespan hook's start timeout bounds the wait.
+func TestWaitHonoursTheCallersContext(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := gone.Addr().String()
+	gone.Close() // nothing listens there: every attempt is refused
+	targets, err := ParseTargets([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWaiter(targets, Options{InitialBackoff: time.Second, Deadline: 3 * time.Second, Logger: quiet})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err = w.Wait(ctx)
+	if err == nil || !strings.Contains(err.Error(), "and 1 attempts") {
+		t.Fatalf("Wait with an ended context = %v, want it to give up after its first attempt", err)
+	}
+}
+
 // TestWaitAttemptsBeforeTheDeadline: attempts back off from 100ms to 2s,
 // and a pause that would pass the moment AttemptTimeout before the
 // deadline ends there instead, so a sidecar ready by then is found.
