@@ -151,8 +151,8 @@ func (c *check) run(ctx context.Context) Result {
 // back, each from the end of the one before: one read of the monotonic
 // clock a check, where timing each alone would take three (time.Now and
 // time.Since), the larger part of a cheap probe's cost. Each duration then
-// also holds the few tens of nanoseconds the previous result took to
-// record.
+// also holds the time the previous result took to record (tens of
+// nanoseconds, more when concurrent probes contend for that check's lock).
 func (c *check) runInstant(ctx context.Context, epoch time.Time, begin time.Duration) (Result, time.Duration) {
 	err := c.callInstant(ctx)
 	end := time.Since(epoch)

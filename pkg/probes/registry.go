@@ -140,25 +140,30 @@ type Report struct {
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
-	var skip map[string]bool // nil, and never written, without excludes
-	if len(exclude) > 0 {
-		skip = make(map[string]bool, len(exclude))
-		for _, e := range exclude {
-			skip[e] = true
-		}
+	// Small fixed buffers: a probe of up to 16 checks with up to 8 excludes
+	// (the chart's probe has one) selects without allocating.
+	var buf [16]*check
+	var usedBuf [8]bool
+	selected, used := buf[:0], usedBuf[:0]
+	if len(exclude) > len(usedBuf) {
+		used = make([]bool, len(exclude))
+	} else {
+		used = usedBuf[:len(exclude)]
 	}
 	r.mu.RLock()
-	var buf [16]*check // a probe of up to 16 checks selects without allocating
-	selected := buf[:0]
 	for _, c := range r.checks {
 		if c.kind&kind == 0 || (only != "" && c.Name != only) {
 			continue
 		}
-		if skip[c.Name] {
-			delete(skip, c.Name)
-			continue
+		excluded := false
+		for i, e := range exclude {
+			if e == c.Name {
+				used[i], excluded = true, true
+			}
 		}
-		selected = append(selected, c)
+		if !excluded {
+			selected = append(selected, c)
+		}
 	}
 	r.mu.RUnlock()
 	if only != "" && len(selected) == 0 {
@@ -190,8 +195,10 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 	for _, res := range rep.Checks {
 		rep.Passing = rep.Passing && res.Passing
 	}
-	for name := range skip {
-		rep.Excluded = append(rep.Excluded, name)
+	for i, name := range exclude {
+		if !used[i] && !slices.Contains(rep.Excluded, name) {
+			rep.Excluded = append(rep.Excluded, name)
+		}
 	}
 	sort.Strings(rep.Excluded)
 	return rep, true
