@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,7 +93,11 @@ func Load(environ map[string]string) (Config, error) {
 			if errors.As(e, &pe) {
 				name := envName(pe.Name)
 				unread[name] = true
-				msg := fmt.Sprintf("%s=%q is not %s", name, environ[name], accepted[pe.Type])
+				what := "is not " + accepted[pe.Type]
+				if errors.Is(pe.Err, strconv.ErrRange) {
+					what = "is too large" // a whole number, past what any setting takes
+				}
+				msg := fmt.Sprintf("%s=%q %s", name, environ[name], what)
 				if b, ok := BoundOf(name); ok {
 					msg += "; " + b.want()
 				}

@@ -51,7 +51,7 @@ func TestLoad(t *testing.T) {
 		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},
 		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number; want between 1 and 1073741824`},
 		{"a number too large to read", map[string]string{"BERTH_BODY_LIMIT": "99999999999999999999"},
-			`BERTH_BODY_LIMIT="99999999999999999999" is not a whole number; want between 1 and 1073741824`},
+			`BERTH_BODY_LIMIT="99999999999999999999" is too large; want between 1 and 1073741824`},
 		{"a duration too long to read", map[string]string{"BERTH_DRAIN_TIMEOUT": "9999999h"},
 			`BERTH_DRAIN_TIMEOUT="9999999h" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 1h0m0s`},
 	}
