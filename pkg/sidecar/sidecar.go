@@ -64,7 +64,9 @@ func ParseTargets(specs []string) ([]Target, error) {
 // doubling to 2s, 60s deadline, 1s per attempt. A pause that would pass
 // the moment AttemptTimeout before the deadline is cut short, so one
 // attempt starts then with its full timeout: a sidecar that is ready by
-// then is found, however the backoff falls.
+// then is found, however the backoff falls. (With a deadline no longer
+// than AttemptTimeout, that moment has passed at the start, and the
+// backoff runs as it falls.)
 type Options struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
