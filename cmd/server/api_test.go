@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/serve"
 )
 
 // startService runs the service on loopback through berthtest, with the
@@ -37,6 +38,13 @@ func startService(t *testing.T, extra map[string]string) *berthtest.App {
 // env, through berthtest (no drain delay; shutdown in Cleanup).
 func startWith(tb testing.TB, env map[string]string) *berthtest.App {
 	tb.Helper()
+	return berthtest.Start(tb, serveConfigWith(tb, env))
+}
+
+// serveConfigWith is the service's serve.Config for env, logging nowhere,
+// with no drain delay (berthtest's default).
+func serveConfigWith(tb testing.TB, env map[string]string) serve.Config {
+	tb.Helper()
 	cfg, err := config.Load(env)
 	if err != nil {
 		tb.Fatal(err)
@@ -45,8 +53,8 @@ func startWith(tb testing.TB, env map[string]string) *berthtest.App {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sc.DrainDelay = 0 // berthtest: none
-	return berthtest.Start(tb, sc)
+	sc.DrainDelay = 0
+	return sc
 }
 
 func do(t *testing.T, method, url, body string) (int, map[string]any) {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -213,15 +211,7 @@ func BenchmarkReadyzHandler(b *testing.B) {
 	for i := range 8 {
 		hc.AddReadinessCheck(fmt.Sprint("check", i), func() error { return nil })
 	}
-	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, _, err := newServeConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc.DrainDelay = 0 // berthtest: none
+	sc := serveConfigWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
 	berthtest.Start(b, sc)
 	readyz := sc.Probes.Handler(probes.HandlerOptions{ShowReasons: true})
 	probe := func(h http.Handler, path string) func(n int) {

@@ -2,27 +2,20 @@ package store
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/berth-dev/berth/internal/retrytest"
 )
 
 // TestRetryUsesTheWholeWait: attempts back off from 100ms, and the last
 // comes when the wait is up rather than a backoff before it, so a
 // database that answers just inside BERTH_DB_WAIT is found.
 func TestRetryUsesTheWholeWait(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		var out []time.Duration
-		for _, n := range v {
-			out = append(out, time.Duration(n)*time.Millisecond)
-		}
-		return out
-	}
+	ms := retrytest.Ms
 	tests := []struct {
 		name      string
 		wait      time.Duration
@@ -46,24 +39,9 @@ func TestRetryUsesTheWholeWait(t *testing.T) {
 				if tt.cancelAt > 0 {
 					time.AfterFunc(tt.cancelAt, cancel)
 				}
-				begin := time.Now()
-				var at []time.Duration
-				err := retry(ctx, "db", tt.wait, slog.New(slog.NewTextHandler(io.Discard, nil)), func() error {
-					at = append(at, time.Since(begin))
-					if len(at) > 100 {
-						t.Fatalf("more than 100 attempts, at %v", at[len(at)-3:])
-					}
-					if len(at) == tt.answersAt {
-						return nil
-					}
-					return errors.New("refused")
-				})
-				if !slices.Equal(at, tt.attempts) {
-					t.Errorf("attempts at %v, want %v", at, tt.attempts)
-				}
-				if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-					t.Errorf("err = %v, want %q", err, tt.err)
-				}
+				attempts := retrytest.Record(t, tt.answersAt, "refused")
+				err := retry(ctx, "db", tt.wait, slog.New(slog.NewTextHandler(io.Discard, nil)), attempts.Try)
+				attempts.Check(tt.attempts, err, tt.err)
 			})
 		})
 	}

@@ -25,19 +25,41 @@ func rawGet(t *testing.T, conn net.Conn, n int) string {
 	return strings.TrimSpace(line)
 }
 
-func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
-	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), DrainDelay: -1,
-		Limits: Limits{ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10, MaxConnections: 2}})
-	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	api := f.srv.APIAddr().String()
-	dial := func() net.Conn {
-		c, err := net.DialTimeout("tcp", api, time.Second)
+// dialer returns a function that opens a connection to addr, closed when
+// the test ends.
+func dialer(t *testing.T, addr net.Addr) func() net.Conn {
+	return func() net.Conn {
+		c, err := net.DialTimeout("tcp", addr.String(), time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
+}
+
+// waitsPastTheCap checks a server at its connection cap: past, a
+// connection the kernel accepted beyond it, gets no answer to a GET of
+// path until held[0] closes and frees a slot.
+func waitsPastTheCap(t *testing.T, held []net.Conn, past net.Conn, path string) {
+	t.Helper()
+	fmt.Fprintf(past, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	past.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := bufio.NewReader(past).ReadString('\n'); err == nil {
+		t.Fatalf("a connection past the cap of %d was served", len(held))
+	}
+	held[0].Close() // a slot frees: the waiting connection is served
+	past.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(past).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("once a slot freed: %q, %v", line, err)
+	}
+}
+
+func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), DrainDelay: -1,
+		Limits: Limits{ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4 << 10, MaxConnections: 2}})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	dial := dialer(t, f.srv.APIAddr())
 
 	t.Run("oversized headers are refused", func(t *testing.T) {
 		if got := rawGet(t, dial(), 8<<10); !strings.Contains(got, "431") {
@@ -67,20 +89,10 @@ func TestLimitsBoundWhatAClientCanHold(t *testing.T) {
 			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			bufio.NewReader(c).ReadString('\n')
 		}
-		third := dial() // the kernel accepts it; the server does not yet
-		fmt.Fprintf(third, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		third.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, err := bufio.NewReader(third).ReadString('\n'); err == nil {
-			t.Fatal("a connection past the cap was served")
-		}
 		if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 200 {
 			t.Fatalf("readyz while the API is at its connection cap = %d", code)
 		}
-		held[0].Close() // a slot frees: the waiting connection is served
-		third.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if line, err := bufio.NewReader(third).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
-			t.Fatalf("once a slot freed: %q, %v", line, err)
-		}
+		waitsPastTheCap(t, held, dial(), "/")
 	})
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
@@ -137,15 +149,7 @@ func TestServersCarryTheirLimits(t *testing.T) {
 func TestAdminServerIsBounded(t *testing.T) {
 	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	admin := f.srv.AdminAddr().String()
-	dial := func() net.Conn {
-		c, err := net.DialTimeout("tcp", admin, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := dialer(t, f.srv.AdminAddr())
 	if got := rawGet(t, dial(), 20<<10); !strings.Contains(got, "431") {
 		t.Fatalf("admin headers over 16 KiB: %q, want 431", got)
 	}
@@ -159,17 +163,7 @@ func TestAdminServerIsBounded(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	past := dial() // the kernel accepts it; the server does not yet
-	fmt.Fprintf(past, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-	past.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := bufio.NewReader(past).ReadString('\n'); err == nil {
-		t.Fatal("an admin connection past the cap of 256 was served")
-	}
-	held[0].Close() // a slot frees: the waiting connection is served
-	past.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if line, err := bufio.NewReader(past).ReadString('\n'); err != nil || !strings.Contains(line, "200") {
-		t.Fatalf("once a slot freed: %q, %v", line, err)
-	}
+	waitsPastTheCap(t, held, dial(), "/livez")
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
 }

@@ -53,46 +53,73 @@ func TestSignalIsOneShot(t *testing.T) {
 	}
 }
 
-func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
-	stopping, release := make(chan struct{}), make(chan struct{})
+// stuckStop is a server on SIGUSR1 whose one hook's stop hangs until the
+// server calls Exit, so a shutdown stays under way while a test sends
+// signals; exited receives the exit code.
+type stuckStop struct {
+	*fixture
+	logs     *logbuf.Buffer
+	stopping chan struct{} // closed when the stop hook runs
+	exited   chan int
+}
+
+func startStuckStop(t *testing.T) *stuckStop {
+	st := &stuckStop{logs: &logbuf.Buffer{}, stopping: make(chan struct{}), exited: make(chan int, 1)}
+	release := make(chan struct{})
 	a := &lifespan.App{Name: "api"}
 	a.Append(lifespan.Hook{Name: "stuck", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-		return func(context.Context) error { close(stopping); <-release; return nil }, nil
+		return func(context.Context) error { close(st.stopping); <-release; return nil }, nil
 	}})
-	exited := make(chan int, 1)
-	var logs logbuf.Buffer
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { exited <- code; close(release) }})
-	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	within(t, f.sig.ShutdownInitiated.Done(), "T0")
-	within(t, stopping, "stop hook")
-	// A second signal right after the first (two forwarders of one SIGTERM)
-	// is ignored; one after the debounce forces the exit.
+	st.fixture = start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(st.logs, nil)),
+		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { st.exited <- code; close(release) }})
+	within(t, st.sig.StartupComplete.Done(), "StartupComplete")
+	return st
+}
+
+// signalAndLog sends SIGUSR1 and waits until the log says logged, failing
+// if the process is made to exit meanwhile.
+func (st *stuckStop) signalAndLog(what, logged string) {
+	st.t.Helper()
 	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "signal ignored") {
+	for !strings.Contains(st.logs.String(), logged) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the early second signal was not logged as ignored:\n%s", logs.String())
+			st.t.Fatalf("%s: the log never said %q:\n%s", what, logged, st.logs.String())
 		}
-		time.Sleep(5 * time.Millisecond) // polling a log; the condition, not the sleep, is the wait
+		select {
+		case code := <-st.exited:
+			st.t.Fatalf("%s forced exit %d", what, code)
+		case <-time.After(5 * time.Millisecond): // polling a log; the condition, not the sleep, is the wait
+		}
 	}
-	select {
-	case code := <-exited:
-		t.Fatalf("a second signal %v after the first forced exit %d", time.Since(f.sig.ShutdownInitiated.At()), code)
-	default:
-	}
-	for time.Since(f.sig.ShutdownInitiated.At()) < forceDebounce {
+}
+
+// forceAfter waits until a second has passed since from, then sends
+// SIGUSR1, which must force exit code 4.
+func (st *stuckStop) forceAfter(from time.Time) {
+	st.t.Helper()
+	for time.Since(from) < forceDebounce {
 		time.Sleep(10 * time.Millisecond)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	if code := within(t, exited, "forced exit"); code != ExitForced {
-		t.Fatalf("exit code %d, want %d", code, ExitForced)
+	if code := within(st.t, st.exited, "forced exit"); code != ExitForced {
+		st.t.Fatalf("exit code %d, want %d", code, ExitForced)
 	}
-	within(t, f.runErr, "Run")
-	if !strings.Contains(logs.String(), "second signal: exiting at once") || !strings.Contains(logs.String(), "running=[api/hook:stuck]") ||
-		!strings.Contains(logs.String(), "last_signal=TasksStopped") {
-		t.Fatalf("forced-exit log lacks what was running or the last signal:\n%s", logs.String())
+	within(st.t, st.runErr, "Run")
+}
+
+func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
+	st := startStuckStop(t)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	within(t, st.sig.ShutdownInitiated.Done(), "T0")
+	within(t, st.stopping, "stop hook")
+	// A second signal right after the first (two forwarders of one SIGTERM)
+	// is ignored; one after the debounce forces the exit.
+	st.signalAndLog("a second signal right after the first", "signal ignored")
+	st.forceAfter(st.sig.ShutdownInitiated.At())
+	if logs := st.logs.String(); !strings.Contains(logs, "second signal: exiting at once") || !strings.Contains(logs, "running=[api/hook:stuck]") ||
+		!strings.Contains(logs, "last_signal=TasksStopped") {
+		t.Fatalf("forced-exit log lacks what was running or the last signal:\n%s", logs)
 	}
 }
 
@@ -100,57 +127,19 @@ func TestSecondSignalForcesExitAfterTheDebounce(t *testing.T) {
 // joined by the first OS signal, however late: only a second one forces
 // the exit.
 func TestFirstSignalJoinsAShutdownBegunOtherwise(t *testing.T) {
-	stopping, release := make(chan struct{}), make(chan struct{})
-	a := &lifespan.App{Name: "api"}
-	a.Append(lifespan.Hook{Name: "stuck", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-		return func(context.Context) error { close(stopping); <-release; return nil }, nil
-	}})
-	exited := make(chan int, 1)
-	var logs logbuf.Buffer
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1}, Exit: func(code int) { exited <- code; close(release) }})
-	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	f.srv.Shutdown()
-	within(t, stopping, "stop hook")
-	for time.Since(f.sig.ShutdownInitiated.At()) < forceDebounce {
+	st := startStuckStop(t)
+	st.srv.Shutdown()
+	within(t, st.stopping, "stop hook")
+	for time.Since(st.sig.ShutdownInitiated.At()) < forceDebounce {
 		time.Sleep(10 * time.Millisecond)
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "the shutdown is under way already") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first signal was not logged as joining the shutdown:\n%s", logs.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling a log; the condition, not the sleep, is the wait
-	}
+	st.signalAndLog("the first signal, during a shutdown begun by Shutdown,", "the shutdown is under way already")
 	joined := time.Now()
-	select {
-	case code := <-exited:
-		t.Fatalf("the first signal, during a shutdown begun by Shutdown, forced exit %d", code)
-	default:
-	}
 	// A second signal at once (two forwarders of that SIGTERM) comes over a
 	// second after the shutdown began but not after the first signal: it
 	// is ignored.
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	for !strings.Contains(logs.String(), "signal ignored") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the second signal, right after the first, was not logged as ignored:\n%s", logs.String())
-		}
-		select {
-		case code := <-exited:
-			t.Fatalf("a second signal %v after the first forced exit %d", time.Since(joined), code)
-		case <-time.After(5 * time.Millisecond): // polling a log; the condition, not the sleep, is the wait
-		}
-	}
-	for time.Since(joined) < forceDebounce {
-		time.Sleep(10 * time.Millisecond)
-	}
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	if code := within(t, exited, "forced exit"); code != ExitForced {
-		t.Fatalf("exit code %d, want %d", code, ExitForced)
-	}
-	within(t, f.runErr, "Run")
+	st.signalAndLog("a second signal right after the first", "signal ignored")
+	st.forceAfter(joined)
 }
 
 // With ShutdownOn left nil, SIGTERM, SIGINT and SIGHUP each start the

@@ -2,19 +2,18 @@ package sidecar
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/berth-dev/berth/internal/retrytest"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 	"go.uber.org/goleak"
@@ -220,13 +219,7 @@ func TestWaitHonoursTheCallersContext(t *testing.T) {
 // and a pause that would pass the moment AttemptTimeout before the
 // deadline ends there instead, so a sidecar ready by then is found.
 func TestWaitAttemptsBeforeTheDeadline(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		var out []time.Duration
-		for _, n := range v {
-			out = append(out, time.Duration(n)*time.Millisecond)
-		}
-		return out
-	}
+	ms := retrytest.Ms
 	tests := []struct {
 		name           string
 		deadline       time.Duration
@@ -257,24 +250,9 @@ func TestWaitAttemptsBeforeTheDeadline(t *testing.T) {
 					t.Fatal(err)
 				}
 				w := NewWaiter(targets, Options{Deadline: tt.deadline, AttemptTimeout: tt.attemptTimeout, Logger: quiet})
-				begin := time.Now()
-				var at []time.Duration
-				err = w.wait(ctx, func(context.Context, Target) error {
-					at = append(at, time.Since(begin))
-					if len(at) > 100 {
-						t.Fatalf("more than 100 attempts, at %v", at[len(at)-3:])
-					}
-					if len(at) == tt.readyAt {
-						return nil
-					}
-					return errors.New("503")
-				})
-				if !slices.Equal(at, tt.attempts) {
-					t.Errorf("attempts at %v, want %v", at, tt.attempts)
-				}
-				if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-					t.Errorf("err = %v, want %q", err, tt.err)
-				}
+				attempts := retrytest.Record(t, tt.readyAt, "503")
+				err = w.wait(ctx, func(context.Context, Target) error { return attempts.Try() })
+				attempts.Check(tt.attempts, err, tt.err)
 			})
 		})
 	}
