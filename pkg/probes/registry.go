@@ -143,13 +143,13 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 	// Small fixed buffers: a probe of up to 16 checks with up to 8 excludes
 	// (the chart's probe has one) selects without allocating.
 	var buf [16]*check
-	var usedBuf [8]bool
-	selected, used := buf[:0], usedBuf[:0]
+	selected := buf[:0]
+	var usedBuf [8]bool // used[i]: exclude[i] matched a check
+	used := usedBuf[:]
 	if len(exclude) > len(usedBuf) {
 		used = make([]bool, len(exclude))
-	} else {
-		used = usedBuf[:len(exclude)]
 	}
+	used = used[:len(exclude)]
 	r.mu.RLock()
 	for _, c := range r.checks {
 		if c.kind&kind == 0 || (only != "" && c.Name != only) {
