@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/backoff"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -184,29 +185,22 @@ func (s *DB) wait(ctx context.Context, wait time.Duration, log *slog.Logger) err
 // attempt comes when wait is up, not a backoff before it.
 func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logger, try func() error) error {
 	begin := time.Now()
-	deadline := begin.Add(wait)
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := try()
-		if err == nil {
-			if attempt > 1 {
-				log.Info("database answered", "database", where, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
-			}
-			return nil
+	attempts, err := backoff.Schedule{
+		Initial: 100 * time.Millisecond, Max: 2 * time.Second, Aim: begin.Add(wait), Final: true,
+		Retrying: func(attempt int, err error) {
+			log.Warn("waiting for the database", "database", where, "attempt", attempt, "error", err.Error())
+		},
+	}.Retry(ctx, try)
+	switch {
+	case err == nil:
+		if attempts > 1 {
+			log.Info("database answered", "database", where, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 		}
-		pause := min(backoff, time.Until(deadline))
-		if pause <= 0 {
-			return fmt.Errorf("database %s did not answer within BERTH_DB_WAIT=%v (%d attempts): %w", where, wait, attempt, err)
-		}
-		log.Warn("waiting for the database", "database", where, "attempt", attempt, "error", err.Error())
-		timer := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("waiting for database %s: %w (last failure: %v)", where, ctx.Err(), err)
-		case <-timer.C:
-		}
-		backoff = min(backoff*2, 2*time.Second)
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for database %s: %w (last failure: %v)", where, ctx.Err(), err)
+	default:
+		return fmt.Errorf("database %s did not answer within BERTH_DB_WAIT=%v (%d attempts): %w", where, wait, attempts, err)
 	}
 }
 

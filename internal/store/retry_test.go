@@ -11,9 +11,11 @@ import (
 	"github.com/berth-dev/berth/internal/retrytest"
 )
 
-// TestRetryUsesTheWholeWait: attempts back off from 100ms, and the last
-// comes when the wait is up rather than a backoff before it, so a
-// database that answers just inside BERTH_DB_WAIT is found.
+// TestRetryUsesTheWholeWait: attempts back off from 100ms to 2s, and the
+// last comes when the wait is up rather than a backoff before it, so a
+// database that answers just inside BERTH_DB_WAIT is found (the schedule's
+// own rules are internal/backoff's tests; these pin the store's settings
+// of it and its errors).
 func TestRetryUsesTheWholeWait(t *testing.T) {
 	ms := retrytest.Ms
 	tests := []struct {
@@ -25,9 +27,7 @@ func TestRetryUsesTheWholeWait(t *testing.T) {
 		err       string
 	}{
 		{"never answers", 2 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 2000), "did not answer within BERTH_DB_WAIT=2s (6 attempts): refused"},
-		{"answers at the last moment", 2 * time.Second, 6, 0, ms(0, 100, 300, 700, 1500, 2000), ""},
 		{"backoff capped at 2s", 8 * time.Second, 0, 0, ms(0, 100, 300, 700, 1500, 3100, 5100, 7100, 8000), "(9 attempts)"},
-		{"answers at once", time.Second, 1, 0, ms(0), ""},
 		{"no wait: one attempt", 0, 0, 0, ms(0), "within BERTH_DB_WAIT=0s (1 attempts)"},
 		{"cancelled while waiting", 2 * time.Second, 0, 200 * time.Millisecond, ms(0, 100), "context canceled (last failure: refused)"},
 	}

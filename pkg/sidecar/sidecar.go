@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/internal/backoff"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
@@ -153,37 +154,20 @@ func (w *Waiter) wait(ctx context.Context, probe func(context.Context, Target) e
 // why the sidecar was not ready, so it never replaces an earlier answer.
 func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Context, Target) error) error {
 	begin := time.Now()
-	// lastCall is the latest moment an attempt can start and still run its
-	// whole AttemptTimeout before ctx's deadline (Wait's own, or an earlier
-	// one of the caller's).
-	var lastCall time.Time
+	// The aim is the latest moment an attempt can start and still run its
+	// whole AttemptTimeout before ctx's deadline (Wait's own, or an
+	// earlier one of the caller's).
+	var aim time.Time
 	if deadline, ok := ctx.Deadline(); ok {
-		lastCall = deadline.Add(-w.opts.AttemptTimeout)
+		aim = deadline.Add(-w.opts.AttemptTimeout)
 	}
-	backoff := w.opts.InitialBackoff
-	var last error
-	for attempt := 1; ; attempt++ {
-		err := probe(ctx, t)
-		if err == nil {
-			w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempt, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
-			return nil
-		}
-		if last == nil || ctx.Err() == nil {
-			last = err
-		}
-		pause := backoff
-		if now := time.Now(); now.Before(lastCall) && now.Add(pause).After(lastCall) {
-			pause = lastCall.Sub(now)
-		}
-		timer := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempt, last)
-		case <-timer.C:
-		}
-		backoff = min(backoff*2, w.opts.MaxBackoff)
+	attempts, err := backoff.Schedule{Initial: w.opts.InitialBackoff, Max: w.opts.MaxBackoff, Aim: aim}.
+		Retry(ctx, func() error { return probe(ctx, t) })
+	if err != nil {
+		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempts, err)
 	}
+	w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+	return nil
 }
 
 // Hook returns the lifespan hook "sidecars" that waits for every target.
