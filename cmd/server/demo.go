@@ -18,7 +18,8 @@ import (
 var errDemoFail = errors.New("failing as BERTH_DEMO_FAIL asks")
 
 // withDemo applies the demo's settings to the hooks: the cache hook takes
-// BERTH_DEMO_WARMUP longer (so readiness gating can be watched), and the
+// BERTH_DEMO_WARMUP longer (so readiness gating can be watched; its start
+// timeout grows by as much), and the
 // hook BERTH_DEMO_FAIL names fails at start without doing anything (so the
 // rollback of the hooks before it can be watched).
 func withDemo(cfg config.Config, hooks []lifespan.Hook) []lifespan.Hook {
@@ -28,6 +29,7 @@ func withDemo(cfg config.Config, hooks []lifespan.Hook) []lifespan.Hook {
 			h.Start = func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, errDemoFail }
 		case h.Name == "cache" && cfg.DemoWarmup > 0:
 			h.Start = warmingFor(cfg.DemoWarmup, h.Start)
+			h.StartTimeout += cfg.DemoWarmup
 		}
 	}
 	return hooks

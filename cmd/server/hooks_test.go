@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
@@ -45,5 +46,35 @@ func TestDBCheckFollowsTheDBHook(t *testing.T) {
 	}
 	if err := app.Stop(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The demo's warm-up runs inside the cache hook's start, so its start
+// timeout grows by the warm-up: any BERTH_DEMO_WARMUP the configuration
+// accepts (up to 10m) finishes, where a fixed 30s cap failed every start
+// from 30s on.
+func TestDemoWarmupFitsTheCacheHook(t *testing.T) {
+	for _, warmup := range []string{"1s", "31s", "10m"} {
+		t.Run(warmup, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": warmup, "BERTH_DATA_DIR": t.TempDir()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				app := &lifespan.App{Name: "berth"}
+				quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+				app.Append(withDemo(cfg, serviceHooks(cfg, quiet, &dbCheck{})[:3])...) // db, migrate, cache
+				begin := time.Now()
+				if err := app.Start(t.Context()); err != nil {
+					t.Fatalf("start with BERTH_DEMO_WARMUP=%s: %v", warmup, err)
+				}
+				if took := time.Since(begin); took < cfg.DemoWarmup {
+					t.Errorf("start took %v, less than the warm-up %v", took, cfg.DemoWarmup)
+				}
+				if err := app.Stop(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
 	}
 }
