@@ -240,10 +240,16 @@ func (c *Config) validate() error {
 	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
 		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
 	}
+	problems = append(problems, c.appProblems()...)
 	if c.delay() > 0 && c.PreStopDelay > 0 {
 		problems = append(problems, fmt.Sprintf("both a drain delay (%v) and a preStop delay (%v) are set; the propagation delay belongs in one place: set DrainDelay negative (none) when the pod has a preStop sleep, or drop the preStop", c.DrainDelay, c.PreStopDelay))
 	}
-	if c.DrainQuiet > 0 && c.DrainQuiet >= c.delay() {
+	switch {
+	case c.DrainQuiet > 0 && c.delay() == 0 && c.PreStopDelay > 0:
+		problems = append(problems, fmt.Sprintf("DrainQuiet %v needs a drain delay to end early, and the delay here is the pod's preStop sleep (%v), which the process cannot shorten: move the delay into DrainDelay (and drop the preStop) to use a quiet period", c.DrainQuiet, c.PreStopDelay))
+	case c.DrainQuiet > 0 && c.delay() == 0:
+		problems = append(problems, fmt.Sprintf("DrainQuiet %v needs a drain delay to end early, and DrainDelay is none: set a DrainDelay longer than DrainQuiet", c.DrainQuiet))
+	case c.DrainQuiet > 0 && c.DrainQuiet >= c.delay():
 		problems = append(problems, fmt.Sprintf("DrainQuiet %v must be shorter than the drain delay (%v): the quiet period ends the delay early once no request has arrived for that long", c.DrainQuiet, c.delay()))
 	}
 	if _, port, _ := net.SplitHostPort(c.APIAddr); !c.SingleListener && c.APIAddr == c.AdminAddr && port != "0" {
@@ -257,14 +263,54 @@ func (c *Config) validate() error {
 		if c.OnShutdown != nil {
 			quit += fmt.Sprintf(" + final report %v", c.OnShutdownTimeout)
 		}
+		delay := fmt.Sprintf("drain delay %v", c.delay())
+		if w := c.closeWindow(); w > 0 {
+			delay = fmt.Sprintf("keep-alive close %v", w)
+		}
 		problems = append(problems, fmt.Sprintf(
-			"shutdown needs up to %v (preStop %v + drain delay %v + drain timeout %v + stop timeout %v%s + margin %v) but the grace period is %v; raise terminationGracePeriodSeconds to at least %d or shorten the delays",
-			b, max(c.PreStopDelay, 0), c.delay()+c.closeWindow(), c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
+			"shutdown needs up to %v (preStop %v + %s + drain timeout %v + stop timeout %v%s + margin %v) but GracePeriod is %v; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least %ds, or shorten DrainDelay, DrainTimeout or StopTimeout",
+			b, max(c.PreStopDelay, 0), delay, c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
 	}
 	if len(problems) > 0 {
 		return &ConfigError{Problems: problems}
 	}
 	return nil
+}
+
+// appProblems refuses what would stop the server from naming its probe
+// checks: a nil app, two apps of one name, and app or hook names that a
+// check name cannot hold. Each hook becomes the readiness check
+// "hook/APP/HOOK", and probe check names have no spaces, '?' or '#' (they
+// are URL paths: /readyz/hook/APP/HOOK). It refuses, too, a check already
+// in Probes under one of the names the server gives its own checks.
+func (c *Config) appProblems() []string {
+	var problems []string
+	own := map[string]bool{"ping": true, "shutdown": true, "lifespan": true}
+	apps := map[string]bool{}
+	for i, app := range c.Apps {
+		if app == nil {
+			problems = append(problems, fmt.Sprintf("Apps[%d] is nil", i))
+			continue
+		}
+		if apps[app.Name] {
+			problems = append(problems, fmt.Sprintf("two apps are named %q; give each app its own Name", app.Name))
+			continue
+		}
+		apps[app.Name] = true
+		for _, hook := range app.Hooks() {
+			name := "hook/" + app.Name + "/" + hook
+			own[name] = true
+			if strings.ContainsAny(name, " \t\n?#") {
+				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check would be named %q, and check names must not contain spaces, '?' or '#'", app.Name, hook, name))
+			}
+		}
+	}
+	for _, r := range c.Probes.Results() {
+		if own[r.Name] {
+			problems = append(problems, fmt.Sprintf("Probes already has a check named %q, a name the server gives a check of its own (ping, shutdown, lifespan, hook/APP/HOOK); rename that check", r.Name))
+		}
+	}
+	return problems
 }
 
 // ceilSeconds is d in whole seconds, rounded up.

@@ -10,12 +10,21 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
 )
 
 func TestConfigValidation(t *testing.T) {
 	g := lifespan.Group{&lifespan.App{Name: "api"}}
 	h := http.NotFoundHandler()
 	quit := func(context.Context) error { return nil }
+	noop := func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }
+	withHook := func(app, hook string) *lifespan.App {
+		a := &lifespan.App{Name: app}
+		a.Append(lifespan.Hook{Name: hook, Start: noop})
+		return a
+	}
+	taken := probes.New()
+	taken.Add(probes.Readiness, probes.Check{Name: "shutdown", Run: func(context.Context) error { return nil }})
 	tests := []struct {
 		name string
 		cfg  Config
@@ -25,22 +34,30 @@ func TestConfigValidation(t *testing.T) {
 		{"no apps", Config{API: h}, ""},
 		{"no grace period, no check", Config{Apps: g, API: h, DrainDelay: time.Hour}, ""},
 		{"does not fit", Config{Apps: g, API: h, GracePeriod: 30 * time.Second},
-			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but the grace period is 30s; raise terminationGracePeriodSeconds to at least 37"},
+			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout or StopTimeout"},
 		{"sidecar quit counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecars: quit},
-			"+ sidecar quit 5s + margin 2s) but the grace period is 37s; raise terminationGracePeriodSeconds to at least 42"},
+			"+ sidecar quit 5s + margin 2s) but GracePeriod is 37s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 42s"},
 		{"preStop counts, and the second that closes keep-alive connections", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 37 * time.Second},
-			"shutdown needs up to 38s (preStop 5s + drain delay 1s + drain timeout 20s"},
+			"shutdown needs up to 38s (preStop 5s + keep-alive close 1s + drain timeout 20s"},
 		{"final report counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, OnShutdown: func(context.Context, ShutdownReport) error { return nil }, OnShutdownTimeout: 3 * time.Second},
-			"+ final report 3s + margin 2s) but the grace period is 37s; raise terminationGracePeriodSeconds to at least 40"},
-		{"rounds up", Config{Apps: g, API: h, DrainDelay: 1500 * time.Millisecond, GracePeriod: 30 * time.Second}, "at least 34"},
+			"+ final report 3s + margin 2s) but GracePeriod is 37s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 40s"},
+		{"rounds up", Config{Apps: g, API: h, DrainDelay: 1500 * time.Millisecond, GracePeriod: 30 * time.Second}, "at least 34s"},
 		{"both delays", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second, DrainDelay: time.Second}, "both a drain delay (1s) and a preStop delay (5s) are set"},
 		{"preStop with the default delay", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second}, "both a drain delay (5s)"},
 		{"negative", Config{Apps: g, API: h, DrainTimeout: -time.Second}, "DrainTimeout is -1s; it must be 0 (the default) or more"},
 		{"quiet as long as the delay", Config{Apps: g, API: h, DrainQuiet: 5 * time.Second}, "DrainQuiet 5s must be shorter than the drain delay (5s)"},
-		{"quiet without a delay", Config{Apps: g, API: h, DrainDelay: -1, DrainQuiet: time.Second}, "DrainQuiet 1s must be shorter than the drain delay (0s)"},
+		{"quiet without a delay", Config{Apps: g, API: h, DrainDelay: -1, DrainQuiet: time.Second}, "DrainQuiet 1s needs a drain delay to end early, and DrainDelay is none"},
+		{"quiet with a preStop sleep", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, DrainQuiet: time.Second},
+			"DrainQuiet 1s needs a drain delay to end early, and the delay here is the pod's preStop sleep (5s)"},
 		{"quiet", Config{Apps: g, API: h, DrainQuiet: time.Second}, ""},
 		{"same ports", Config{Apps: g, API: h, APIAddr: ":80", AdminAddr: ":80"}, `APIAddr and AdminAddr are both ":80"`},
 		{"missing", Config{}, "API handler is nil"},
+		{"a nil app", Config{Apps: lifespan.Group{g[0], nil}, API: h}, "Apps[1] is nil"},
+		{"two apps of one name", Config{Apps: lifespan.Group{withHook("api", "db"), withHook("api", "cache")}, API: h}, `two apps are named "api"`},
+		{"a hook name a check cannot hold", Config{Apps: lifespan.Group{withHook("api", "warm cache")}, API: h},
+			`app "api", hook "warm cache": its readiness check would be named "hook/api/warm cache"`},
+		{"an app name a check cannot hold", Config{Apps: lifespan.Group{withHook("api?v=2", "db")}, API: h}, `app "api?v=2", hook "db"`},
+		{"a check under a name the server takes", Config{Apps: g, API: h, Probes: taken}, `Probes already has a check named "shutdown"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
