@@ -1,6 +1,7 @@
 package ginberth
 
 import (
+	"net/http"
 	"reflect"
 	"sync"
 	"time"
@@ -88,16 +89,27 @@ type RequestObserver interface {
 
 // Metrics returns middleware that reports every request to obs with its
 // route template; requests that match no route are reported as
-// "unmatched", so a scan of random paths cannot grow the label set.
+// "unmatched", so a scan of random paths cannot grow the label set. A
+// request whose handler panics is reported too, on the panic's way to a
+// recovering middleware mounted before Metrics (gin.Recovery): as a 500,
+// the answer that middleware gives, unless the handler had already
+// written its status.
 func Metrics(obs RequestObserver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		begin := time.Since(epoch)
+		panicked := true
+		defer func() {
+			route, code := c.FullPath(), c.Writer.Status()
+			if route == "" {
+				route = "unmatched"
+			}
+			if panicked && !c.Writer.Written() {
+				code = http.StatusInternalServerError
+			}
+			obs.ObserveRequest(c.Request.Method, route, code, time.Since(epoch)-begin)
+		}()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
-		obs.ObserveRequest(c.Request.Method, route, c.Writer.Status(), time.Since(epoch)-begin)
+		panicked = false
 	}
 }
 

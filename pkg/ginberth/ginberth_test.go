@@ -2,6 +2,7 @@ package ginberth
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -199,5 +200,35 @@ func TestMetricsUseRouteTemplate(t *testing.T) {
 		if obs.routes[i] != tt.route || obs.codes[i] != tt.code {
 			t.Errorf("%s recorded as %q %d, want %q %d", tt.path, obs.routes[i], obs.codes[i], tt.route, tt.code)
 		}
+	}
+}
+
+// A handler that panics (a MustGet of a missing value, say) is answered
+// 500 by gin.Recovery, mounted before Metrics as the reference service
+// mounts it; the panic passes through Metrics on its way there, and the
+// request is still recorded, as the 500 the client gets. A panic after the
+// handler wrote its status is recorded with that status.
+func TestMetricsRecordRequestsThatPanic(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler gin.HandlerFunc
+		code    int
+	}{
+		{"before writing", func(c *gin.Context) { panic("no store in the state") }, http.StatusInternalServerError},
+		{"after writing", func(c *gin.Context) { c.Status(http.StatusAccepted); c.Writer.WriteHeaderNow(); panic("late") }, http.StatusAccepted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obs := &recorded{}
+			gin.SetMode(gin.ReleaseMode)
+			r := gin.New()
+			r.Use(gin.RecoveryWithWriter(io.Discard), Metrics(obs))
+			r.GET("/boom", tt.handler)
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/boom", nil))
+			if len(obs.codes) != 1 || obs.routes[0] != "GET /boom" || obs.codes[0] != tt.code {
+				t.Fatalf("client got %d; recorded %v %v, want one GET /boom %d", rec.Code, obs.routes, obs.codes, tt.code)
+			}
+		})
 	}
 }
