@@ -179,7 +179,12 @@ func (w *Waiter) Hook() lifespan.Hook {
 
 // Checks returns a readiness check per target, "sidecar/NAME", probing it
 // every interval in the background and failing after three misses in a row.
+// An interval of 0 or less means 5s: the checks always run in the
+// background, so a probe never waits on a slow sidecar.
 func (w *Waiter) Checks(interval time.Duration) []probes.Check {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
 	out := make([]probes.Check, 0, len(w.targets))
 	for _, t := range w.targets {
 		out = append(out, probes.Check{

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -129,7 +130,7 @@ func TestWaitDeadlineKeepsLastRealFailure(t *testing.T) {
 	}
 }
 
-func TestChecksProbeInBackground(t *testing.T) {
+func TestChecksFollowTheSidecar(t *testing.T) {
 	var up atomic.Bool
 	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !up.Load() {
@@ -150,6 +151,33 @@ func TestChecksProbeInBackground(t *testing.T) {
 	up.Store(true)
 	if rep, _ = reg.Evaluate(t.Context(), probes.Readiness, "", nil); !rep.Passing {
 		t.Fatalf("ready sidecar: %+v", rep)
+	}
+}
+
+// Whatever the interval asked for, a sidecar check runs in the background
+// (an interval of 0 or less means the default): a probe reads its cached
+// result and never calls the sidecar itself, however slow it is.
+func TestChecksNeverRunInTheProbe(t *testing.T) {
+	var hits atomic.Int32
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer sc.Close()
+	targets, _ := ParseTargets([]string{sc.URL})
+	for _, tt := range []struct {
+		interval, want time.Duration
+	}{{0, 5 * time.Second}, {-time.Second, 5 * time.Second}, {2 * time.Second, 2 * time.Second}} {
+		t.Run(tt.interval.String(), func(t *testing.T) {
+			reg := probes.New() // never started: only a probe could run a check
+			for _, c := range NewWaiter(targets, Options{Logger: quiet}).Checks(tt.interval) {
+				if c.Interval != tt.want {
+					t.Errorf("Checks(%v): interval %v, want %v", tt.interval, c.Interval, tt.want)
+				}
+				reg.Add(probes.Readiness, c)
+			}
+			rep, _ := reg.Evaluate(t.Context(), probes.Readiness, "", nil)
+			if hits.Load() != 0 || !errors.Is(rep.Checks[0].Err, probes.ErrNotRun) {
+				t.Fatalf("the probe called the sidecar %d times (result %v); want it to read the background result", hits.Load(), rep.Checks[0].Err)
+			}
+		})
 	}
 }
 
