@@ -11,8 +11,8 @@
 // tasks hooks started ([Scope.Go]), then calls every started hook's stop in
 // reverse, best effort: each stop has its own timeout, a failing stop never
 // skips the others, and once the overall deadline has passed the remaining
-// stops are still called, with a context that says so. Errors are joined
-// with [errors.Join].
+// stops are still called, with a context that says so, and share a 100ms
+// grace to return in. Errors are joined with [errors.Join].
 //
 // Hooks publish typed values with [Key.Set] during startup; once the app is
 // ready they form a read-only [State]. A request layers its own values on

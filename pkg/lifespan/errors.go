@@ -30,6 +30,9 @@ type TimeoutError struct {
 }
 
 func (t *TimeoutError) Error() string {
+	if t.Timeout <= 0 {
+		return fmt.Sprintf("%s, called after the deadline, did not return", t.Op)
+	}
 	return fmt.Sprintf("%s did not return within %v", t.Op, t.Timeout)
 }
 

@@ -16,9 +16,11 @@ import (
 // earlier of the hook's stop timeout and ctx's deadline; a stop that fails,
 // panics or passes its deadline is recorded and the next one still runs.
 // Once ctx's deadline has passed the remaining stops are still called, with
-// a context that is already done, and each is given a moment (100ms) to
-// return so that the order holds for stops that finish at once. The errors
-// are joined, each naming app, hook and step.
+// a context that is already done, and are waited for so that the order
+// holds for stops that finish at once: together for 100ms past the
+// deadline, and each for at least a tenth of that, so a stop that ignores
+// its context delays the next by no more. The errors are joined, each
+// naming app, hook and step.
 //
 // If Start is still running, Stop abandons it and returns once its rollback
 // is done; the rollback's errors are Start's to report, so Stop then
@@ -105,11 +107,14 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
 		done := make(chan error, 1)
 		go func() { done <- callStop(ctx, s.stop) }()
-		wait := time.NewTimer(max(time.Until(deadline), 0) + a.lateGrace)
+		// Stops called after ctx's deadline share one grace window past
+		// it, each with a floor: n stops that ignore their context
+		// overrun the deadline by the window and n floors, not n windows.
+		wait := time.NewTimer(max(time.Until(deadline.Add(a.lateGrace)), a.lateGrace/10))
 		select {
 		case err = <-done:
 		case <-wait.C:
-			err = &TimeoutError{Op: "stop", Timeout: deadline.Sub(begin)}
+			err = &TimeoutError{Op: "stop", Timeout: max(deadline.Sub(begin), 0)}
 			go func() {
 				if late := <-done; late != nil {
 					a.emit(Event{Kind: HookStopped, Hook: h.Name, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", a.Name, h.Name, late)})

@@ -90,3 +90,34 @@ func TestStopAfterDeadlineStillCallsEveryStop(t *testing.T) {
 		}
 	})
 }
+
+// Stops that ignore their context, past the deadline, share one grace
+// window (each with a tenth of it as a floor) instead of a window each, so
+// twenty of them overrun the deadline by 100ms + 19 × 10ms, not 20 × 100ms
+// (which ate the whole default shutdown margin). Their errors say they
+// were called after the deadline, not "within -1.9s".
+func TestStuckStopsShareTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		l := &App{Name: "api", StopTimeout: time.Minute}
+		for i := range 20 {
+			l.Append(Hook{Name: "stuck" + strings.Repeat("x", i), Start: func(context.Context, *Scope) (StopFunc, error) {
+				return func(context.Context) error { <-release; return nil }, nil
+			}})
+		}
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		begin := time.Now()
+		err := l.Stop(ctx)
+		if took, want := time.Since(begin), 500*time.Millisecond+lateStopGrace+19*lateStopGrace/10; took != want {
+			t.Errorf("Stop took %v, want %v: the deadline, one grace window, and a floor for each later stop", took, want)
+		}
+		if err == nil || strings.Contains(err.Error(), "within -") || strings.Count(err.Error(), "stop, called after the deadline, did not return") != 19 {
+			t.Errorf("Stop = %v\nwant the first stop timed out within 500ms and 19 called after the deadline", err)
+		}
+	})
+}
