@@ -69,7 +69,11 @@ type Event struct {
 	// Duration is how long the hook's start or stop, the task, or the whole
 	// startup or stop took; zero for events that begin something.
 	Duration time.Duration
-	Err      error
+	// Err is what failed; nil for success. A task that returns its
+	// context's cancellation once the app's tasks are stopping exits
+	// cleanly (Err nil); one that returns context.Canceled at any other
+	// time failed, like any other error.
+	Err error
 	Time     time.Time
 }
 

@@ -96,8 +96,10 @@ func (s *Scope) close(late bool) {
 // Go runs fn as a background task of the app. Its context is cancelled when
 // the app's tasks are stopped (by [Group.StopTasks] or, at the latest, by
 // [App.Stop]) and the stop waits for fn to return, before any stop hook
-// runs. A task that returns an error other than its context's, or panics,
-// is reported as a TaskExited event and in the stop's error.
+// runs. A task that returns an error or panics is reported as a TaskExited
+// event and in the stop's error; returning its context's cancellation
+// once the stop cancelled it is a clean exit, and returning
+// context.Canceled at any other time is not.
 func (s *Scope) Go(name string, fn func(ctx context.Context) error) {
 	s.app.tasks.start(s.app, name, fn)
 }

@@ -10,8 +10,7 @@ import (
 
 // LogObserver logs every event with log: hook starts and stops with their
 // durations and phase changes at Info, the begin events at Debug, failures
-// at Error with the panic stack when there is one. A task that ends with
-// its context's cancellation at shutdown is not a failure. An error is
+// at Error with the panic stack when there is one. An error is
 // logged once: a phase change that gathers errors (a failed startup, a
 // stop with errors) is logged at Error with only the errors no hook or
 // task event of its app logged already, and with no error attribute when
@@ -54,7 +53,7 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 		if e.Kind == PhaseChanged {
 			err = seen.fresh(e.App, e.Phase, err)
 		}
-		if e.Err != nil && !(e.Kind == TaskExited && errors.Is(e.Err, context.Canceled)) {
+		if e.Err != nil {
 			level = slog.LevelError
 			// After the app stopped or failed no phase change will gather
 			// an error (a late stop's, say): it need not be remembered.

@@ -30,8 +30,10 @@ func TestLogObserver(t *testing.T) {
 			[]string{"level=ERROR", `error="panic: boom"`, "stack=", "main.start()"}, nil},
 		{"phase failed", Event{Kind: PhaseChanged, App: "api", Phase: PhaseFailed, Err: errors.New("x")},
 			[]string{"level=ERROR", `msg="lifespan failed"`}, nil},
-		{"task cancelled at shutdown is not an error", Event{Kind: TaskExited, App: "api", Hook: "tick", Err: context.Canceled},
+		{"task cancelled at shutdown is not an error", Event{Kind: TaskExited, App: "api", Hook: "tick"},
 			[]string{"level=INFO", "msg=task-exited"}, []string{"ERROR"}},
+		{"a task's own cancellation is", Event{Kind: TaskExited, App: "api", Hook: "consumer", Err: fmt.Errorf("consume: %w", context.Canceled)},
+			[]string{"level=ERROR", "msg=task-exited", `error="consume: context canceled"`}, nil},
 		{"begin events are debug", Event{Kind: HookStopping, App: "api", Hook: "db"}, []string{"level=DEBUG", "msg=hook-stopping"}, nil},
 	}
 	for _, tt := range tests {
@@ -90,7 +92,7 @@ func TestEventsCarryAppHookPhaseDurationError(t *testing.T) {
 			{HookStarted, "db", PhaseStarting, 2 * time.Second, false},
 			{PhaseChanged, "", PhaseReady, 2 * time.Second, false},
 			{PhaseChanged, "", PhaseStopping, 0, false},
-			{TaskExited, "refresh", PhaseStopping, 2 * time.Second, true}, // context.Canceled, which observers count as clean
+			{TaskExited, "refresh", PhaseStopping, 2 * time.Second, false}, // it returned the stop's cancellation: clean
 			{HookStopping, "db", PhaseStopping, 0, false},
 			{HookStopped, "db", PhaseStopping, time.Second, true},
 			{PhaseChanged, "", PhaseStopped, 2 * time.Second, true}, // the task's second, then the hook's

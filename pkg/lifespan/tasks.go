@@ -53,7 +53,11 @@ func (t *tasks) start(a *App, name string, fn func(context.Context) error) {
 			delete(t.running, name)
 		}
 		t.mu.Unlock()
-		if err != nil && !(errors.Is(err, context.Canceled) && t.ctx.Err() != nil) {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled) && t.ctx.Err() != nil:
+			err = nil // the stop cancelled it: a clean exit
+		default:
 			err = fmt.Errorf("lifespan %q: task %q: %w", a.Name, name, err)
 			t.recordErr(err)
 		}

@@ -3,6 +3,7 @@ package lifespan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -152,7 +153,11 @@ func TestTaskFailuresReachStop(t *testing.T) {
 		l.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
 			s.Go("crasher", func(context.Context) error { panic("bad tick") })
 			s.Go("failer", func(context.Context) error { return errors.New("lost lease") })
+			// A context.Canceled of the task's own, before the stop, is a
+			// failure too: only the stop's cancellation is a clean exit.
+			s.Go("consumer", func(context.Context) error { return fmt.Errorf("consume: %w", context.Canceled) })
 			s.Go("deaf", func(context.Context) error { <-block; return nil })
+			s.Go("ticker", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
 			return nil, nil
 		}})
 		if err := l.Start(t.Context()); err != nil {
@@ -160,10 +165,13 @@ func TestTaskFailuresReachStop(t *testing.T) {
 		}
 		synctest.Wait()
 		err := l.Stop(t.Context())
-		for _, s := range []string{`task "crasher": panic: bad tick`, `task "failer": lost lease`, `background tasks still running 1s after cancellation: [deaf]`} {
+		for _, s := range []string{`task "crasher": panic: bad tick`, `task "failer": lost lease`, `task "consumer": consume: context canceled`, `background tasks still running 1s after cancellation: [deaf]`} {
 			if err == nil || !strings.Contains(err.Error(), s) {
 				t.Errorf("Stop = %v, want it to contain %q", err, s)
 			}
+		}
+		if err != nil && strings.Contains(err.Error(), "ticker") {
+			t.Errorf("Stop = %v; the ticker returned the stop's own cancellation, a clean exit", err)
 		}
 		close(block)
 	})

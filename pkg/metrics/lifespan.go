@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,8 +57,8 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 			m.hookFailures.WithLabelValues(e.App, e.Hook, phase).Inc()
 		}
 	case lifespan.TaskExited:
-		// A task ending with its context's cancellation at shutdown is clean.
-		if e.Err != nil && !errors.Is(e.Err, context.Canceled) {
+		if e.Err != nil { // nil for a task the stop cancelled
+
 			m.taskFailures.WithLabelValues(e.App, e.Hook).Inc()
 		}
 	case lifespan.PhaseChanged:

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,9 @@ func TestLifespanMetrics(t *testing.T) {
 		{Kind: lifespan.TaskStarted, App: "api", Hook: "refresh"},
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseReady, Duration: 2250 * time.Millisecond},
 		{Kind: lifespan.TaskExited, App: "api", Hook: "refresh", Err: errors.New("lost lease")},
-		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker", Err: context.Canceled}, // clean exit at shutdown
+		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker"}, // clean exit at shutdown
+		{Kind: lifespan.TaskStarted, App: "api", Hook: "consumer"},
+		{Kind: lifespan.TaskExited, App: "api", Hook: "consumer", Err: fmt.Errorf("consume: %w", context.Canceled)}, // its own cancellation: a failure
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStopping},
 		{Kind: lifespan.HookStopped, App: "api", Hook: "cache", Duration: 500 * time.Millisecond, Err: errors.New("flush")},
 		{Kind: lifespan.HookStopped, App: "api", Hook: "db", Duration: 100 * time.Millisecond},
@@ -54,6 +57,7 @@ berth_hook_failures_total{app="api",hook="db",phase="stop"} 0
 berth_startup_duration_seconds{app="api"} 2.25
 # HELP berth_task_failures_total Background tasks that ended with an error or a panic; 0 from the task's start.
 # TYPE berth_task_failures_total counter
+berth_task_failures_total{app="api",task="consumer"} 1
 berth_task_failures_total{app="api",task="refresh"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
