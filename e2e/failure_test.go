@@ -64,7 +64,7 @@ func TestStartupFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			lines := parseLogs(text)
-			failed := mustFind(t, lines, text, "hook-started", "hook", "cache")
+			failed := mustFind(t, lines, text, "hook-start-failed", "hook", "cache")
 			if e, _ := failed.Fields["error"].(string); !strings.Contains(e, `hook "cache": start: failing as BERTH_DEMO_FAIL asks`) {
 				t.Errorf("cache failure logged as %q", e)
 			}

@@ -34,7 +34,9 @@ func (p Phase) String() string {
 type EventKind int
 
 // The kinds of event. A HookStarting is always followed by a HookStarted
-// (with Err set when it failed), and a HookStopping by a HookStopped.
+// (with Err set when it failed), and a HookStopping by a HookStopped. A
+// start or stop reported as timed out may send one more HookStopped, with
+// Late set, when it finally returns.
 const (
 	// PhaseChanged: the app entered Event.Phase. Entering PhaseReady or
 	// PhaseFailed carries the whole startup's duration; entering
@@ -74,7 +76,12 @@ type Event struct {
 	// cleanly (Err nil); one that returns context.Canceled at any other
 	// time failed, like any other error.
 	Err error
-	Time     time.Time
+	// Late marks the outcome of a start or stop already reported as timed
+	// out: the late stop's own error, or the stop of a start that returned
+	// after its timeout (there was no HookStopping for it). The timeout's
+	// event counted the failure; a late event adds what happened after.
+	Late bool
+	Time time.Time
 }
 
 // Observer receives an app's events. It is called synchronously, never

@@ -8,9 +8,12 @@ import (
 	"sync"
 )
 
-// LogObserver logs every event with log: hook starts and stops with their
-// durations and phase changes at Info, the begin events at Debug, failures
-// at Error with the panic stack when there is one. An error is
+// LogObserver logs every event with log, its kind as the message
+// ("hook-started"): hook starts and stops with their durations and phase
+// changes at Info, the begin events at Debug, failures at Error with the
+// panic stack when there is one, as "hook-start-failed",
+// "hook-stop-failed" and "task-failed". A late event (Event.Late) carries
+// late=true. An error is
 // logged once: a phase change that gathers errors (a failed startup, a
 // stop with errors) is logged at Error with only the errors no hook or
 // task event of its app logged already, and with no error attribute when
@@ -37,6 +40,9 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 		if e.Duration > 0 {
 			attrs = append(attrs, slog.Float64("duration_seconds", e.Duration.Seconds()))
 		}
+		if e.Late {
+			attrs = append(attrs, slog.Bool("late", true))
+		}
 		level, msg := slog.LevelInfo, ""
 		switch e.Kind {
 		case PhaseChanged:
@@ -55,6 +61,14 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 		}
 		if e.Err != nil {
 			level = slog.LevelError
+			switch e.Kind {
+			case HookStarted:
+				msg = "hook-start-failed"
+			case HookStopped:
+				msg = "hook-stop-failed"
+			case TaskExited:
+				msg = "task-failed"
+			}
 			// After the app stopped or failed no phase change will gather
 			// an error (a late stop's, say): it need not be remembered.
 			if e.Kind != PhaseChanged && e.Phase != PhaseStopped && e.Phase != PhaseFailed {

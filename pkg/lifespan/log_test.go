@@ -27,13 +27,15 @@ func TestLogObserver(t *testing.T) {
 		{"hook started", Event{Kind: HookStarted, App: "api", Hook: "db", Phase: PhaseStarting, Duration: 1500 * time.Millisecond},
 			[]string{"level=INFO", "msg=hook-started", "app=api", "hook=db", "phase=starting", "duration_seconds=1.5"}, []string{"error="}},
 		{"failure with a panic stack", Event{Kind: HookStarted, App: "api", Hook: "db", Err: &PanicError{Value: "boom", Stack: []byte("goroutine 7 [running]:\nmain.start()")}},
-			[]string{"level=ERROR", `error="panic: boom"`, "stack=", "main.start()"}, nil},
+			[]string{"level=ERROR", "msg=hook-start-failed", `error="panic: boom"`, "stack=", "main.start()"}, []string{"msg=hook-started"}},
 		{"phase failed", Event{Kind: PhaseChanged, App: "api", Phase: PhaseFailed, Err: errors.New("x")},
 			[]string{"level=ERROR", `msg="lifespan failed"`}, nil},
 		{"task cancelled at shutdown is not an error", Event{Kind: TaskExited, App: "api", Hook: "tick"},
 			[]string{"level=INFO", "msg=task-exited"}, []string{"ERROR"}},
 		{"a task's own cancellation is", Event{Kind: TaskExited, App: "api", Hook: "consumer", Err: fmt.Errorf("consume: %w", context.Canceled)},
-			[]string{"level=ERROR", "msg=task-exited", `error="consume: context canceled"`}, nil},
+			[]string{"level=ERROR", "msg=task-failed", `error="consume: context canceled"`}, nil},
+		{"a late stop's failure", Event{Kind: HookStopped, App: "api", Hook: "db", Late: true, Err: errors.New("late stop: flush")},
+			[]string{"level=ERROR", "msg=hook-stop-failed", "late=true", `error="late stop: flush"`}, nil},
 		{"begin events are debug", Event{Kind: HookStopping, App: "api", Hook: "db"}, []string{"level=DEBUG", "msg=hook-stopping"}, nil},
 	}
 	for _, tt := range tests {

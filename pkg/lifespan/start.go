@@ -246,5 +246,5 @@ func (a *App) reapLateStart(h Hook, done <-chan startResult) {
 	if err != nil {
 		err = fmt.Errorf("lifespan %q: hook %q: stop after late start: %w", a.Name, h.Name, err)
 	}
-	a.emit(Event{Kind: HookStopped, Hook: h.Name, Err: err})
+	a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: err})
 }

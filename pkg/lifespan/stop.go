@@ -117,7 +117,7 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 			err = &TimeoutError{Op: "stop", Timeout: max(deadline.Sub(begin), 0)}
 			go func() {
 				if late := <-done; late != nil {
-					a.emit(Event{Kind: HookStopped, Hook: h.Name, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", a.Name, h.Name, late)})
+					a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", a.Name, h.Name, late)})
 				}
 			}()
 		}

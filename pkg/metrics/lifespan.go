@@ -1,7 +1,6 @@
 package metrics
 
 import (
-
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,6 +45,9 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 	case lifespan.TaskStarted:
 		m.taskFailures.WithLabelValues(e.App, e.Hook)
 	case lifespan.HookStarted, lifespan.HookStopped:
+		if e.Late {
+			return // its timeout was counted; a late outcome is no second start or stop
+		}
 		phase := "start"
 		if e.Kind == lifespan.HookStopped {
 			phase = "stop"

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -86,4 +88,65 @@ func TestLifespanMetricsFromARealApp(t *testing.T) {
 		t.Fatalf("hook duration series = %d", n)
 	}
 	_ = l.Stop(t.Context())
+}
+
+// A stop that times out and fails later, and a start that times out and
+// is stopped when it finally returns, each send a late HookStopped. The
+// timeouts are the failures; the late events add no second failure and no
+// stop duration for a hook that never started.
+func TestLateEventsCountOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		m, _ := NewLifespan(reg)
+		var mu sync.Mutex
+		var late []lifespan.Event
+		record := func(e lifespan.Event) {
+			if e.Late {
+				mu.Lock()
+				late = append(late, e)
+				mu.Unlock()
+			}
+		}
+		release := make(chan struct{})
+		stuckStop := &lifespan.App{Name: "api", StopTimeout: time.Second, Observer: lifespan.Observers(m.OnEvent, record)}
+		stuckStop.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { <-release; return errors.New("flush") }, nil
+		}})
+		if err := stuckStop.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := stuckStop.Stop(t.Context()); err == nil {
+			t.Fatal("Stop = nil, want the stop's timeout")
+		}
+		lateStart := &lifespan.App{Name: "jobs", Observer: lifespan.Observers(m.OnEvent, record)}
+		lateStart.Append(lifespan.Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			<-release
+			return func(context.Context) error { return nil }, nil
+		}})
+		if err := lateStart.Start(t.Context()); err == nil {
+			t.Fatal("Start = nil, want the start's timeout")
+		}
+		close(release)
+		synctest.Wait() // the late stop failed; the late start was stopped
+		if len(late) != 2 || late[0].Hook == late[1].Hook {
+			t.Fatalf("late events %+v, want one for db's stop and one for slow's start", late)
+		}
+		for _, tt := range []struct {
+			app, hook, phase string
+			failures         float64
+		}{{"api", "db", "stop", 1}, {"jobs", "slow", "start", 1}, {"jobs", "slow", "stop", 0}} {
+			if got := testutil.ToFloat64(m.hookFailures.WithLabelValues(tt.app, tt.hook, tt.phase)); got != tt.failures {
+				t.Errorf("berth_hook_failures_total{app=%q,hook=%q,phase=%q} = %v, want %v", tt.app, tt.hook, tt.phase, got, tt.failures)
+			}
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP berth_hook_duration_seconds How long each hook's start or stop took.
+# TYPE berth_hook_duration_seconds gauge
+berth_hook_duration_seconds{app="api",hook="db",phase="start"} 0
+berth_hook_duration_seconds{app="api",hook="db",phase="stop"} 1.1
+berth_hook_duration_seconds{app="jobs",hook="slow",phase="start"} 1
+`), "berth_hook_duration_seconds"); err != nil {
+			t.Error(err)
+		}
+	})
 }
