@@ -14,7 +14,8 @@
 //	                   arrived for the quiet period: stop accepting, wait
 //	                   for in-flight requests (bounded by the drain timeout)
 //	InFlightDrained    T2: the last request finished (or was cut off)
-//	TasksStopped       background tasks cancelled and awaited
+//	TasksStopped       cut-off requests given a tenth of the stop timeout
+//	                   to return; background tasks cancelled and awaited
 //	HooksStopped       T3: stop hooks run in reverse order of start
 //	ShutdownComplete   classic sidecars told to quit; the report is made;
 //	                   the admin server (probes, metrics) stops last

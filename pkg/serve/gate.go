@@ -3,6 +3,7 @@ package serve
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,6 +19,9 @@ type gate struct {
 	retryAfter string
 
 	inFlight    atomic.Int64
+	awaited     atomic.Bool   // awaitIdle is waiting: the last request out closes idle
+	idle        chan struct{} // closed when no request is in flight, once awaited
+	idleOnce    sync.Once
 	turnedAway  atomic.Int64 // answered 503 before startup completed
 	duringDelay atomic.Int64 // arrived between ReadinessFailing and DrainStarted
 	lastArrival atomic.Int64 // unix nanos of the last such arrival
@@ -25,7 +29,7 @@ type gate struct {
 
 func newGate(next http.Handler, sig *Signals, retryAfter time.Duration) *gate {
 	secs := max(ceilSeconds(retryAfter), 1)
-	return &gate{next: next, sig: sig, retryAfter: strconv.FormatInt(secs, 10)}
+	return &gate{next: next, sig: sig, retryAfter: strconv.FormatInt(secs, 10), idle: make(chan struct{})}
 }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +45,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.inFlight.Add(1)
-	defer g.inFlight.Add(-1)
+	defer g.left()
 	if g.sig.ReadinessFailing.Signalled() {
 		// Each response closes its connection, so the client's next request
 		// opens a new one, which the Service routes to a pod that stays.
@@ -52,4 +56,30 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+// left counts a request out; the last one out while awaitIdle waits wakes
+// it.
+func (g *gate) left() {
+	if g.inFlight.Add(-1) == 0 && g.awaited.Load() {
+		g.idleOnce.Do(func() { close(g.idle) })
+	}
+}
+
+// awaitIdle waits until no request is in flight, for at most d, and
+// returns how many still are. (It and left each write before they read
+// what the other writes, so one of them sees the other's write: the
+// request that empties the gate closes idle, or awaitIdle sees it empty.)
+func (g *gate) awaitIdle(d time.Duration) int64 {
+	g.awaited.Store(true)
+	if g.inFlight.Load() == 0 {
+		return 0
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-g.idle:
+	case <-t.C:
+	}
+	return g.inFlight.Load()
 }

@@ -108,10 +108,19 @@ func (s *Server) drainStarted() {
 
 // stopTasks cancels the apps' background tasks and waits for them, before
 // any stop hook runs, so they end while what they use is still open. It
-// shares the stop timeout with stopHooks.
+// shares the stop timeout with stopHooks. When the drain cut requests off,
+// it first gives them up to a tenth of the stop timeout to return (their
+// contexts are cancelled), so that none still runs when the hooks close
+// what it uses.
 func (s *Server) stopTasks() {
 	ctx, cancel := s.stopContext()
 	defer cancel()
+	if s.cutOff > 0 {
+		if n := s.gate.awaitIdle(s.cfg.StopTimeout / 10); n > 0 {
+			s.cfg.Logger.Warn("requests cut off at the drain timeout are still running; stopping the tasks and hooks anyway",
+				"still_running", n, slog.Float64("waited_seconds", (s.cfg.StopTimeout/10).Seconds()))
+		}
+	}
 	if err := s.cfg.Apps.StopTasks(ctx); err != nil {
 		s.errs = append(s.errs, err)
 	}

@@ -68,8 +68,10 @@ func (s *Signal) signal() bool {
 //	                   waited for, bounded by the drain timeout
 //	InFlightDrained    T2: every request has finished, or was cut off at
 //	                   the drain timeout
-//	TasksStopped       the apps' background tasks were cancelled and have
-//	                   returned (or were abandoned at the stop timeout)
+//	TasksStopped       requests cut off at T2 were given up to a tenth of
+//	                   the stop timeout to return, and the apps' background
+//	                   tasks were cancelled and have returned (or were
+//	                   abandoned at the stop timeout)
 //	HooksStopped       T3: every stop hook has run, in reverse order of start
 //	ShutdownComplete   classic sidecars were told to quit (when configured)
 //	                   and the report is made; the admin server (probes,

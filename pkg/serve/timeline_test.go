@@ -132,30 +132,78 @@ func TestShutdownTimeline(t *testing.T) {
 	}
 }
 
+// Requests still running at the drain timeout are cut off then: their
+// contexts end before the stop hooks run (a request must not outlive the
+// database it uses), and the report counts each of them.
 func TestDrainTimeoutCutsOff(t *testing.T) {
-	entered := make(chan struct{})
+	const held = 2
+	j := &journal{}
+	var entered sync.WaitGroup
+	entered.Add(held)
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
+		entered.Done()
 		<-r.Context().Done() // held until the connection is cut
+		j.add("request cut")
 	})
 	var report ShutdownReport
-	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
+	f := start(t, Config{Apps: lifespan.Group{app(j, "db")}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
 		OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	for range held {
+		go func() {
+			resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	allIn := make(chan struct{})
+	go func() { entered.Wait(); close(allIn) }()
+	within(t, allIn, "requests to start")
+	f.srv.Shutdown()
+	err := within(t, f.runErr, "Run")
+	if err == nil || !strings.Contains(err.Error(), "2 requests still running after the 50ms drain timeout were cut off") {
+		t.Fatalf("Run = %v", err)
+	}
+	if ExitCode(err) != ExitUnclean || report.CutOff != held || report.Delay > 40*time.Millisecond {
+		t.Fatalf("exit %d, report %+v (a negative DrainDelay means no delay)", ExitCode(err), report)
+	}
+	if got, want := j.list(), []string{"request cut", "request cut", "stop db"}; !slices.Equal(got, want) {
+		t.Fatalf("journal %q, want %q: the cut-off requests end before the stop hooks", got, want)
+	}
+}
+
+// A cut-off request that ignores its context is waited for only a tenth
+// of the stop timeout: the tasks and hooks then stop anyway, within their
+// budget, and the log says how many requests still ran.
+func TestCutOffRequestsIgnoringTheirContextWaitATenth(t *testing.T) {
+	j := &journal{}
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release // deaf to its context
+	})
+	var logs logbuf.Buffer
+	f := start(t, Config{Apps: lifespan.Group{app(j, "db")}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
+		StopTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	go func() {
-		resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
-		if err == nil {
+		if resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/"); err == nil {
 			resp.Body.Close()
 		}
 	}()
 	within(t, entered, "request to start")
 	f.srv.Shutdown()
-	err := within(t, f.runErr, "Run")
-	if err == nil || !strings.Contains(err.Error(), "1 requests still running after the 50ms drain timeout were cut off") {
-		t.Fatalf("Run = %v", err)
+	within(t, f.runErr, "Run") // returns although the request never does
+	if got := j.list(); !slices.Equal(got, []string{"stop db"}) {
+		t.Fatalf("journal %q, want the hooks stopped", got)
 	}
-	if ExitCode(err) != ExitUnclean || report.CutOff != 1 || report.Delay > 40*time.Millisecond {
-		t.Fatalf("exit %d, report %+v (a negative DrainDelay means no delay)", ExitCode(err), report)
+	if waited := f.sig.TasksStopped.At().Sub(f.sig.InFlightDrained.At()); waited < 100*time.Millisecond {
+		t.Errorf("the stop step began %v after the drain; want it to wait a tenth of the 1s stop timeout first", waited)
+	}
+	if !strings.Contains(logs.String(), "still_running=1") {
+		t.Errorf("log lacks still_running=1:\n%s", logs.String())
 	}
 }
 
