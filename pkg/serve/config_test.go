@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net"
 	"net/http"
@@ -103,17 +104,24 @@ func TestBudget(t *testing.T) {
 	}
 }
 
+// One listener serves the API, the probes and the metrics; the probes, on
+// the public port then, never show why a check fails.
 func TestSingleListener(t *testing.T) {
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "vault", Instant: true, Run: func(context.Context) error { return errors.New("token expired at vault.internal:8200") }})
 	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("api")) }), SingleListener: true,
-		DrainDelay: -1, Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("metrics")) })})
+		DrainDelay: -1, Probes: checks, Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("metrics")) })})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	if f.srv.APIAddr().String() != f.srv.AdminAddr().String() {
 		t.Fatal("two listeners in single-listener mode")
 	}
-	for path, want := range map[string]string{"/livez": "ok\n", "/metrics": "metrics", "/x": "api"} {
+	for path, want := range map[string]string{"/livez/ping": "ok\n", "/metrics": "metrics", "/x": "api"} {
 		if _, _, body := f.get(f.srv.APIAddr(), path); body != want {
 			t.Errorf("%s = %q, want %q", path, body, want)
 		}
+	}
+	if code, _, body := f.get(f.srv.APIAddr(), "/livez?verbose"); code != http.StatusServiceUnavailable || strings.Contains(body, "vault.internal") || !strings.Contains(body, "vault") {
+		t.Errorf("/livez?verbose on the public port = %d %q; want 503 naming the check and not its reason", code, body)
 	}
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")

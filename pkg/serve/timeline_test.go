@@ -370,3 +370,26 @@ func TestPreStopModeClosesKeepAliveConnectionsFirst(t *testing.T) {
 		t.Errorf("the drain started %v after SIGTERM; the close window is %v", took, preStopCloseWindow)
 	}
 }
+
+// The background tasks and the stop hooks share one stop timeout, counted
+// from InFlightDrained: a hook stops with what the tasks left of it, not a
+// fresh one (its deadline is the same instant, whatever the tasks took).
+func TestTasksAndHooksShareTheStopTimeout(t *testing.T) {
+	deadline := make(chan time.Time, 1)
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		s.Go("refresh", func(ctx context.Context) error { <-ctx.Done(); return nil })
+		return func(ctx context.Context) error {
+			d, _ := ctx.Deadline()
+			deadline <- d
+			return nil
+		}, nil
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, StopTimeout: 5 * time.Second})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	if got, want := within(t, deadline, "the stop hook"), f.sig.InFlightDrained.At().Add(5*time.Second); !got.Equal(want) {
+		t.Fatalf("the stop hook's deadline is %v after InFlightDrained, want the stop timeout's 5s", got.Sub(f.sig.InFlightDrained.At()))
+	}
+}
