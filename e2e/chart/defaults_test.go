@@ -124,9 +124,12 @@ func TestChartRangesAreTheServices(t *testing.T) {
 		{"config.jobInterval", "BERTH_JOB_INTERVAL", duration, false},
 	}
 	// Room for every edge: a long drain timeout (the work cap's ceiling), a
-	// classic sidecar and a Pushgateway (so their timeouts reach the pod).
+	// classic sidecar and a Pushgateway (so their timeouts reach the pod),
+	// and a startup probe that waits out the longest database wait and
+	// warm-up.
 	base := func() map[string]any {
 		return map[string]any{
+			"probes":  map[string]any{"startup": map[string]any{"failureThreshold": 5000}},
 			"drain":   map[string]any{"timeoutSeconds": 3600, "delaySeconds": 600},
 			"config":  map[string]any{"workMaxSeconds": 1},
 			"sidecar": map[string]any{"enabled": true, "mode": "classic"},

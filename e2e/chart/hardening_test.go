@@ -3,18 +3,24 @@ package chart
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/config"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // crdAPIs are the API versions of the custom resources the chart can
@@ -247,6 +253,17 @@ func TestRefusedAtInstall(t *testing.T) {
 			"httpRoute.enabled=true, but the cluster has no gateway.networking.k8s.io/v1 HTTPRoute CRD"}, // rendered without the CRDs
 		{"an HTTPRoute attached to nothing", map[string]any{"httpRoute": map[string]any{"enabled": true}}, "httpRoute.enabled=true needs httpRoute.parentRefs"},
 		{"ingress without hosts", map[string]any{"ingress": map[string]any{"enabled": true, "hosts": []any{}}}, "hosts"},
+		{"a database wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 1200}},
+			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + config.demoWarmup 1s + sidecar wait 0s + 30s for the migrations and the cache = 1231s"},
+		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 390"},
+		{"a sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "readyDelay": "5m"}},
+			"sidecar.readyDelay=5m: the service waits 60s for its sidecars and would exit 1"},
+		{"failing a hook that does not run", map[string]any{"config": map[string]any{"demoFail": "sidecars"}},
+			"config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true"},
+		{"extraEnv over a variable the chart sets", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELAY", "value": "30s"}}},
+			"extraEnv sets BERTH_DRAIN_DELAY, which the chart already sets from drain.mode and drain.delaySeconds"},
+		{"extraEnv with a misspelt variable", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELY", "value": "1s"}}},
+			"extraEnv sets BERTH_DRAIN_DELY, which is not a berth variable: the service would refuse to start"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,6 +470,114 @@ func TestRollingTheServiceLeavesTheDatabaseAlone(t *testing.T) {
 		}
 		if reflect.DeepEqual(r.deployment.Spec.Template, mustRender(t, nil).deployment.Spec.Template) {
 			t.Errorf("%v does not roll the service", values)
+		}
+	}
+}
+
+// extraEnv may set what the chart leaves alone (BERTH_SIDECAR_TIMEOUT,
+// GOMEMLIMIT); every variable the chart sets, in any of the ci/ variants,
+// is refused there with the values that set it named.
+func TestExtraEnvLeavesTheChartsVariablesAlone(t *testing.T) {
+	extra := func(name string) map[string]any {
+		return map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": "1"}}}
+	}
+	for _, name := range []string{"BERTH_SIDECAR_TIMEOUT", "GOMEMLIMIT", "TZ"} {
+		if _, err := render(t, extra(name)); err != nil {
+			t.Errorf("extraEnv %s refused: %v", name, err)
+		}
+	}
+	set := map[string]map[string]any{} // a name the chart sets -> values that render it
+	for file, values := range ciValues(t) {
+		r, err := render(t, values, crdAPIs...)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, e := range r.deployment.Spec.Template.Spec.Containers[0].Env {
+			if _, ok := set[e.Name]; !ok && !slices.ContainsFunc(extraEnvOf(values), func(x string) bool { return x == e.Name }) {
+				set[e.Name] = values
+			}
+		}
+	}
+	if len(set) < 20 {
+		t.Fatalf("only %d variables found in the ci/ variants", len(set))
+	}
+	for name, values := range set {
+		with := maps.Clone(values)
+		maps.Copy(with, extra(name))
+		_, err := render(t, with, crdAPIs...)
+		if err == nil || !strings.Contains(err.Error(), "extraEnv sets "+name+", which the chart already sets from ") || strings.Contains(err.Error(), "from the chart's values") {
+			t.Errorf("extraEnv %s: err = %v; want it refused, naming the values that set it", name, err)
+		}
+	}
+}
+
+// extraEnvOf lists the names a values map's extraEnv sets.
+func extraEnvOf(values map[string]any) []string {
+	var names []string
+	list, _ := values["extraEnv"].([]any)
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			names = append(names, fmt.Sprint(m["name"]))
+		}
+	}
+	return names
+}
+
+// The chart's list of the service's variables (berth.variables, what
+// extraEnv may set) is internal/config's.
+func TestChartKnowsTheServicesVariables(t *testing.T) {
+	raw, err := os.ReadFile(chartDir + "/templates/_helpers.tpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)define "berth.variables" -\}\}\n(.*?)\n\{\{- end`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatal("no berth.variables in _helpers.tpl")
+	}
+	if got, want := strings.Fields(string(m[1])), config.Variables(); !slices.Equal(got, want) {
+		t.Fatalf("berth.variables = %v\nthe service reads %v", got, want)
+	}
+}
+
+// With NetworkPolicy peers set, the chart's helm test pod still reaches
+// both ports; and imagePullSecrets reach every pod the chart makes.
+func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
+	r := mustRender(t, map[string]any{
+		"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
+		"networkPolicy": map[string]any{"enabled": true,
+			"apiFrom":   []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"ingress": "true"}}}},
+			"adminFrom": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"monitoring": "true"}}}}},
+	})
+	testLabels := labels.Set(r.testPod.Labels)
+	var service *networkingv1.NetworkPolicy
+	for i := range r.policies {
+		if r.policies[i].Name == r.deployment.Name {
+			service = &r.policies[i]
+		}
+	}
+	if service == nil {
+		t.Fatal("no NetworkPolicy for the service")
+	}
+	for _, rule := range service.Spec.Ingress {
+		admitted := slices.ContainsFunc(rule.From, func(p networkingv1.NetworkPolicyPeer) bool {
+			if p.PodSelector == nil || p.NamespaceSelector != nil {
+				return false
+			}
+			sel, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+			return err == nil && sel.Matches(testLabels)
+		})
+		if !admitted {
+			t.Errorf("rule for port %v does not admit the helm test pod (labels %v): %+v", rule.Ports[0].Port, r.testPod.Labels, rule.From)
+		}
+	}
+	pods := map[string][]corev1.LocalObjectReference{
+		"Deployment":  r.deployment.Spec.Template.Spec.ImagePullSecrets,
+		"StatefulSet": r.statefulSet.Spec.Template.Spec.ImagePullSecrets,
+		"test Pod":    r.testPod.Spec.ImagePullSecrets,
+	}
+	for what, secrets := range pods {
+		if len(secrets) != 1 || secrets[0].Name != "regcred" {
+			t.Errorf("%s: imagePullSecrets %v, want regcred", what, secrets)
 		}
 	}
 }

@@ -136,6 +136,37 @@ template that renders the service includes it.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* extraEnv: neither what the chart sets (the later entry would win over the chart's value, and its budget) nor what the service does not read (it would refuse to start). */}}
+{{- $set := list }}
+{{- range $m := regexFindAll "(?m)^- name: [A-Z0-9_]+" (include "berth.env" .) -1 }}{{ $set = append $set (trimPrefix "- name: " $m) }}{{ end }}
+{{- $known := splitList " " (include "berth.variables" .) }}
+{{- range $e := $v.extraEnv }}
+{{- if has $e.name $set }}
+{{- $from := get (include "berth.envValues" $ | fromYaml) $e.name | default "the chart's values" }}
+{{- fail (printf "extraEnv sets %s, which the chart already sets from %s; a second entry would override it past the chart's checks (the grace period's, say): remove it from extraEnv" $e.name $from) }}
+{{- end }}
+{{- if and (hasPrefix "BERTH_" $e.name) (not (has $e.name $known)) }}
+{{- fail (printf "extraEnv sets %s, which is not a berth variable: the service would refuse to start; the README lists them" $e.name) }}
+{{- end }}
+{{- end }}
+{{- if and (eq $v.config.demoFail "sidecars") (not $v.sidecar.enabled) }}
+{{- fail "config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true: enable the sidecar or choose another hook" }}
+{{- end }}
+{{- if $v.sidecar.enabled }}
+{{- /* The app waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT); a native sidecar's own startupProbe allows 120s. */}}
+{{- $delay := float64 (include "berth.ms" $v.sidecar.readyDelay) }}
+{{- if ge $delay 60000.0 }}
+{{- fail (printf "sidecar.readyDelay=%v: the service waits 60s for its sidecars and would exit 1; keep it under 60s" $v.sidecar.readyDelay) }}
+{{- end }}
+{{- end }}
+{{- /* The startup probe allows what the service may wait while starting, and 30s for the migrations and the cache. */}}
+{{- $allowed := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) }}
+{{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
+{{- $sidecarWait := ternary 60 0 (and $v.sidecar.enabled true) }}
+{{- $need := add (int $v.database.waitSeconds) $warmup $sidecarWait 30 }}
+{{- if lt $allowed $need }}
+{{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the migrations and the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
+{{- end }}
 {{- $ru := $v.rollingUpdate }}
 {{- if and (eq (toString $ru.maxSurge | trimSuffix "%") "0") (eq (toString $ru.maxUnavailable | trimSuffix "%") "0") }}
 {{- fail "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod; raise one of them" }}
@@ -279,4 +310,109 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/*
+The service container's environment, from the chart's values (extraEnv
+comes after it, and may not set any of these names: see berth.validate).
+*/}}
+{{- define "berth.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: BERTH_HTTP_ADDR
+  value: ":{{ .Values.ports.http }}"
+- name: BERTH_ADMIN_ADDR
+  value: ":{{ .Values.ports.admin }}"
+- name: BERTH_DRAIN_DELAY
+  value: "{{ include "berth.appDelay" . }}s"
+{{- if and (eq .Values.drain.mode "app") .Values.drain.quietSeconds }}
+- name: BERTH_DRAIN_QUIET
+  value: "{{ .Values.drain.quietSeconds }}s"
+{{- end }}
+- name: BERTH_PRESTOP_DELAY
+  value: "{{ include "berth.preStopDelay" . }}s"
+- name: BERTH_DRAIN_TIMEOUT
+  value: "{{ .Values.drain.timeoutSeconds }}s"
+- name: BERTH_STOP_TIMEOUT
+  value: "{{ .Values.drain.stopTimeoutSeconds }}s"
+- name: BERTH_SHUTDOWN_MARGIN
+  value: "{{ .Values.drain.marginSeconds }}s"
+- name: BERTH_GRACE_PERIOD
+  value: "{{ include "berth.gracePeriod" . }}s"
+- name: BERTH_LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: BERTH_LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
+- name: BERTH_DEMO_WARMUP
+  value: {{ .Values.config.demoWarmup | quote }}
+- name: BERTH_DEMO_FAIL
+  value: {{ .Values.config.demoFail | quote }}
+- name: BERTH_JOB_INTERVAL
+  value: {{ .Values.config.jobInterval | quote }}
+- name: BERTH_WORK_MAX
+  value: "{{ .Values.config.workMaxSeconds }}s"
+{{- include "berth.databaseEnv" . | nindent 0 }}
+{{- with .Values.metrics.pushgateway.url }}
+- name: BERTH_PUSHGATEWAY_URL
+  value: {{ . | quote }}
+- name: BERTH_PUSH_TIMEOUT
+  value: "{{ $.Values.metrics.pushgateway.timeoutSeconds }}s"
+{{- end }}
+{{- if .Values.sidecar.enabled }}
+- name: BERTH_SIDECARS
+  value: "http://127.0.0.1:{{ .Values.sidecar.port }}/ready"
+{{- end }}
+{{- if include "berth.classicSidecar" . }}
+- name: BERTH_SIDECAR_QUIT
+  value: "http://127.0.0.1:{{ .Values.sidecar.port }}/quitquitquit"
+- name: BERTH_SIDECAR_QUIT_TIMEOUT
+  value: "{{ .Values.sidecar.quitTimeoutSeconds }}s"
+{{- end }}
+{{- end }}
+
+{{/*
+Every variable the service reads (internal/config's Variables; a chart test
+keeps the two lists equal): extraEnv may set only these, beyond what the
+chart sets, or the service would refuse to start.
+*/}}
+{{- define "berth.variables" -}}
+BERTH_ADMIN_ADDR BERTH_BODY_LIMIT BERTH_DATABASE_URL BERTH_DATA_DIR BERTH_DB_PASSWORD BERTH_DB_TIMEOUT BERTH_DB_WAIT BERTH_DEMO_FAIL BERTH_DEMO_WARMUP BERTH_DRAIN_DELAY BERTH_DRAIN_QUIET BERTH_DRAIN_TIMEOUT BERTH_GRACE_PERIOD BERTH_HTTP_ADDR BERTH_JOB_INTERVAL BERTH_LOG_FORMAT BERTH_LOG_LEVEL BERTH_MAX_ITEMS BERTH_PRESTOP_DELAY BERTH_PUSHGATEWAY_URL BERTH_PUSH_TIMEOUT BERTH_SHUTDOWN_MARGIN BERTH_SIDECARS BERTH_SIDECAR_ADDR BERTH_SIDECAR_HOLD BERTH_SIDECAR_QUIT BERTH_SIDECAR_QUIT_TIMEOUT BERTH_SIDECAR_READY_DELAY BERTH_SIDECAR_TIMEOUT BERTH_SINGLE_LISTENER BERTH_STOP_TIMEOUT BERTH_WORK_MAX
+{{- end }}
+
+{{/* Which values set each variable of berth.env, for messages. */}}
+{{- define "berth.envValues" -}}
+POD_NAME: the downward API (metadata.name)
+POD_NAMESPACE: the downward API (metadata.namespace)
+BERTH_HTTP_ADDR: ports.http
+BERTH_ADMIN_ADDR: ports.admin
+BERTH_DRAIN_DELAY: drain.mode and drain.delaySeconds
+BERTH_DRAIN_QUIET: drain.quietSeconds
+BERTH_PRESTOP_DELAY: drain.mode and drain.delaySeconds
+BERTH_DRAIN_TIMEOUT: drain.timeoutSeconds
+BERTH_STOP_TIMEOUT: drain.stopTimeoutSeconds
+BERTH_SHUTDOWN_MARGIN: drain.marginSeconds
+BERTH_GRACE_PERIOD: terminationGracePeriodSeconds (or the drain values)
+BERTH_LOG_LEVEL: config.logLevel
+BERTH_LOG_FORMAT: config.logFormat
+BERTH_DEMO_WARMUP: config.demoWarmup
+BERTH_DEMO_FAIL: config.demoFail
+BERTH_JOB_INTERVAL: config.jobInterval
+BERTH_WORK_MAX: config.workMaxSeconds
+BERTH_DB_PASSWORD: the bundled PostgreSQL's Secret
+BERTH_DATABASE_URL: postgresql.* or database.existingSecret
+BERTH_DATA_DIR: the embedded database's volume (database.embedded.*)
+BERTH_DB_WAIT: database.waitSeconds
+BERTH_DB_TIMEOUT: database.timeout
+BERTH_MAX_ITEMS: database.maxItems
+BERTH_PUSHGATEWAY_URL: metrics.pushgateway.url
+BERTH_PUSH_TIMEOUT: metrics.pushgateway.timeoutSeconds
+BERTH_SIDECARS: sidecar.enabled
+BERTH_SIDECAR_QUIT: sidecar.mode
+BERTH_SIDECAR_QUIT_TIMEOUT: sidecar.quitTimeoutSeconds
 {{- end }}
