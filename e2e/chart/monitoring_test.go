@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -98,9 +99,14 @@ func TestMonitoringObjectsNeedTheirCRDs(t *testing.T) {
 
 // renderedRules returns the PrometheusRule's groups as a Prometheus rule
 // file.
-func renderedRules(t *testing.T) []byte {
+func renderedRules(t *testing.T, values map[string]any) []byte {
 	t.Helper()
-	r := mustRender(t, map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}, prometheusRuleAPI)
+	values = maps.Clone(values)
+	if values == nil {
+		values = map[string]any{}
+	}
+	values["metrics"] = map[string]any{"prometheusRule": map[string]any{"enabled": true}}
+	r := mustRender(t, values, prometheusRuleAPI)
 	for _, obj := range r.custom {
 		if obj["kind"] == "PrometheusRule" {
 			b, err := yaml.Marshal(obj["spec"])
@@ -213,7 +219,7 @@ func exported(t *testing.T) map[string]bool {
 func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 	names := exported(t)
 	p := parser.NewParser(parser.Options{})
-	groups, errs := rulefmt.Parse(renderedRules(t), false, model.UTF8Validation, p, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	groups, errs := rulefmt.Parse(renderedRules(t, nil), false, model.UTF8Validation, p, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if len(errs) > 0 {
 		t.Fatalf("the rules do not parse: %v", errs)
 	}
@@ -260,23 +266,36 @@ func TestAlertRulesUnitTests(t *testing.T) {
 		}
 		t.Skipf("no %s image to run promtool from (set BERTH_REQUIRE_PROMTOOL to fail instead): %v", image, err)
 	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
+	// Each suite runs against the rules rendered with its values: the
+	// defaults, and a 5s preStop sleep (which the grace period counts and
+	// berth's shutdown figure, from SIGTERM, does not).
+	for _, suite := range []struct {
+		tests  string
+		values map[string]any
+	}{
+		{"rules_test.yaml", nil},
+		{"rules_prestop_test.yaml", map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 5}}},
+	} {
+		t.Run(suite.tests, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tests, err := os.ReadFile(filepath.Join("testdata", suite.tests))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, b := range map[string][]byte{"rules.yaml": renderedRules(t, suite.values), "rules_test.yaml": tests} {
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := exec.Command("docker", "run", "--rm", "-v", dir+":/rules:ro", "--entrypoint", "/bin/promtool", image,
+				"test", "rules", "/rules/rules_test.yaml").CombinedOutput()
+			if err != nil {
+				t.Fatalf("promtool test rules: %v\n%s", err, out)
+			}
+			t.Logf("promtool test rules:\n%s", out)
+		})
 	}
-	tests, err := os.ReadFile(filepath.Join("testdata", "rules_test.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{"rules.yaml": renderedRules(t), "rules_test.yaml": tests} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := exec.Command("docker", "run", "--rm", "-v", dir+":/rules:ro", "--entrypoint", "/bin/promtool", image,
-		"test", "rules", "/rules/rules_test.yaml").CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool test rules: %v\n%s", err, out)
-	}
-	t.Logf("promtool test rules:\n%s", out)
 }
