@@ -17,10 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/berth-dev/berth/pkg/sidecar"
 	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -122,6 +124,8 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		bad("BERTH_DATABASE_URL", redactURL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
+	} else if _, err := pgxpool.ParseConfig(u); u != "" && err != nil {
+		bad("BERTH_DATABASE_URL", redactURL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters percent-encoded", store.RedactURL(err, u)))
 	}
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
 		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
@@ -201,7 +205,20 @@ const PushJob = "berth-exit"
 // redactURL hides the password of a URL shown in an error.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		// Unparseable (a space in the password, say): cut the password out
+		// of the text between "://" and the host's "@".
+		i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+		if i < 0 || at < i {
+			return raw
+		}
+		user, _, hasPass := strings.Cut(raw[i+3:at], ":")
+		if !hasPass {
+			return raw
+		}
+		return raw[:i+3] + user + ":xxxxx" + raw[at:]
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {

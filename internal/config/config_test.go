@@ -52,6 +52,11 @@ func TestLoad(t *testing.T) {
 		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number; want between 1 and 1073741824`},
 		{"a number too large to read", map[string]string{"BERTH_BODY_LIMIT": "99999999999999999999"},
 			`BERTH_BODY_LIMIT="99999999999999999999" is too large; want between 1 and 1073741824`},
+		{"a database URL pgx cannot read, its password hidden", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cr3t pw@db:5432/berth"},
+			`BERTH_DATABASE_URL="postgres://berth:xxxxx@db:5432/berth": cannot be read (`},
+		{"a database URL with a bad port", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cr3t@db:port/berth"},
+			`BERTH_DATABASE_URL="postgres://berth:xxxxx@db:port/berth": cannot be read (`},
+		{"a database URL that is fine", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:pw@db:5432/berth?sslmode=disable&pool_max_conns=8"}, ""},
 		{"a duration too long to read", map[string]string{"BERTH_DRAIN_TIMEOUT": "9999999h"},
 			`BERTH_DRAIN_TIMEOUT="9999999h" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 1h0m0s`},
 	}
@@ -74,6 +79,9 @@ func TestLoad(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Fatalf("err = %v shows the password", err)
 			}
 			for name := range tt.env { // one problem, one message
 				if n := strings.Count(err.Error(), name+"="); n > 1 {
