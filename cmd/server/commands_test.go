@@ -76,3 +76,37 @@ func TestSidecarCommand(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs.String())
 	}
 }
+
+// Every way the commands can be misused exits 2, the code for what the
+// caller must fix, and says why: arguments where none are taken (they
+// used to be ignored), a sidecar address already taken (it exited 1, a
+// failed start), a sidecar setting that is not a duration.
+func TestMisuseExits2(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"serve with arguments", []string{"serve", "--port=80"}, nil, `server: serve takes no arguments, got ["--port=80"]`},
+		{"version with arguments", []string{"version", "x"}, nil, `server: version takes no arguments`},
+		{"sidecar with arguments", []string{"sidecar", "x"}, nil, `server: sidecar takes no arguments`},
+		{"probe without a URL", []string{"probe"}, nil, "usage: server probe URL"},
+		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},
+			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},
+		{"sidecar delay not a duration", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_READY_DELAY": "soon"}, "BERTH_SIDECAR_READY_DELAY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, tt.env, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tt.want)
+			}
+		})
+	}
+}

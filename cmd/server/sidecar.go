@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/pkg/serve"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,13 +33,14 @@ type sidecarConfig struct {
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
-		fmt.Fprintf(os.Stderr, "server sidecar: configuration: %v (durations are Go durations such as 250ms, 5s or 1m)\n", err)
-		return 2
+		log.Error("refusing to start", "error", "configuration: "+sidecarProblems(err, environ))
+		return serve.ExitConfig
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		log.Error("sidecar cannot listen", "addr", cfg.Addr, "error", err)
-		return 1
+		// Like serve's: a listen failure is the configuration's to fix.
+		log.Error("refusing to start", "error", fmt.Sprintf("BERTH_SIDECAR_ADDR=%q: %v", cfg.Addr, err))
+		return serve.ExitConfig
 	}
 	return serveSidecar(ln, cfg, log)
 }
@@ -98,4 +102,27 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 	}
 	log.Info("sidecar exiting", "reason", reason)
 	return 0
+}
+
+// sidecarProblems says which variables could not be read, by name: the
+// sidecar's settings are all durations.
+func sidecarProblems(err error, environ map[string]string) string {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err.Error()
+	}
+	var problems []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			problems = append(problems, e.Error())
+			continue
+		}
+		name := pe.Name
+		if f, ok := reflect.TypeFor[sidecarConfig]().FieldByName(pe.Name); ok {
+			name = f.Tag.Get("env")
+		}
+		problems = append(problems, fmt.Sprintf("%s=%q is not a Go duration such as 250ms, 5s or 1m", name, environ[name]))
+	}
+	return strings.Join(problems, "; ")
 }
