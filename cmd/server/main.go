@@ -104,7 +104,7 @@ func runServe(env map[string]string, stderr io.Writer) int {
 		// Logged like every other refusal, in the format asked for if that
 		// much is valid, so a log pipeline parses this line too.
 		log := newLogger(stderr, slog.LevelInfo, env["BERTH_LOG_FORMAT"] != "text")
-		log.Error("refusing to start", "error", err.Error())
+		log.Error("refusing to start", refusal(err)...)
 		return serve.ExitConfig
 	}
 	if cfg.PodName == "" {
@@ -112,18 +112,41 @@ func runServe(env map[string]string, stderr io.Writer) int {
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := newLogger(stderr, level, cfg.LogFormat == "json").With("pod", cfg.PodName)
-	applyMemoryLimit(log, env)
 	srv, err := newService(cfg, log)
 	if err != nil {
-		log.Error("refusing to start", "error", config.Explain(err))
+		log.Error("refusing to start", refusal(err)...)
 		return serve.ExitCode(err)
 	}
+	applyMemoryLimit(log, env)
 	err = srv.Run(context.Background())
 	code := serve.ExitCode(err)
 	var refused *serve.ConfigError
 	if errors.As(err, &refused) {
-		log.Error("cannot start", "error", config.Explain(err))
+		log.Error("refusing to start", refusal(err)...)
 	}
 	log.Info("exiting", "code", code)
 	return code
+}
+
+// refusal is the log attributes of a refusal to start: the error, in the
+// service's terms (config.Explain), and, when it holds several problems,
+// the list of them, one string each, where a reader need not find where
+// one ends and the next begins.
+func refusal(err error) []any {
+	var problems []string
+	var bad *config.Error
+	var refused *serve.ConfigError
+	switch {
+	case errors.As(err, &bad):
+		problems = bad.Problems
+	case errors.As(err, &refused):
+		for _, p := range refused.Problems {
+			problems = append(problems, config.Explain(errors.New(p)))
+		}
+	}
+	attrs := []any{"error", config.Explain(err)}
+	if len(problems) > 1 {
+		attrs = append(attrs, "problems", problems)
+	}
+	return attrs
 }

@@ -62,6 +62,10 @@ func TestRunExitCodes(t *testing.T) {
 			`BERTH_HTTP_ADDR=\"` + busy + `\": listen tcp ` + busy + `: bind: address already in use`},
 		{"refused by serve, in the service's words", nil, with(map[string]string{"BERTH_DRAIN_QUIET": "6s"}), 2,
 			`BERTH_DRAIN_QUIET 6s must be shorter than the drain delay (5s)`},
+		{"several problems, listed one by one", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_FOO": "1", "BERTH_WORK_MAX": "30s"}), 2,
+			`"problems":["BERTH_DRAIN_DELAY=\"x\" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 10m0s (or 0)","BERTH_FOO is not a berth variable; the README lists them","BERTH_WORK_MAX (30s) is longer than BERTH_DRAIN_TIMEOUT (20s)`},
+		{"several of serve's problems, listed", nil, with(map[string]string{"BERTH_DRAIN_QUIET": "6s", "BERTH_GRACE_PERIOD": "30s"}), 2,
+			`"problems":["BERTH_DRAIN_QUIET 6s must be shorter than the drain delay (5s)`},
 		{"unknown command", []string{"dance"}, nil, 2, `unknown command "dance"`},
 		{"probe without URL", []string{"probe"}, nil, 2, "usage: server probe URL"},
 	}
@@ -79,6 +83,13 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			if n := strings.Count(stderr.String(), `"level":"ERROR"`); tt.code == 2 && n > 1 {
 				t.Fatalf("the refusal is logged %d times:\n%s", n, stderr.String())
+			}
+			// A refusal of the settings, before the server runs (no
+			// "exiting" line then), is the first line of the log.
+			out := stderr.String()
+			if first, _, _ := strings.Cut(out, "\n"); tt.code == 2 && strings.Contains(out, "refusing to start") &&
+				!strings.Contains(out, `"msg":"exiting"`) && !strings.Contains(first, "refusing to start") {
+				t.Fatalf("a refusal of the settings comes after other lines:\n%s", out)
 			}
 		})
 	}

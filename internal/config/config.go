@@ -146,10 +146,18 @@ func Load(environ map[string]string) (Config, error) {
 		bad("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err.Error())
 	}
 	if len(problems) > 0 {
-		return cfg, fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
+		return cfg, &Error{Problems: problems}
 	}
 	return cfg, nil
 }
+
+// Error is Load's refusal: every problem found, each naming its variable,
+// the value and what is accepted.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string { return "configuration: " + strings.Join(e.Problems, "; ") }
 
 // Serve returns the serve.Config the settings describe: addresses, the
 // shutdown timeline, the grace period and, with BERTH_SIDECAR_QUIT, the
