@@ -5,9 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/gin-gonic/gin"
@@ -124,6 +126,28 @@ func TestStateDoesNotPoolAMapAHandlerRefilled(t *testing.T) {
 		if rec.Body.String() != "clean" {
 			t.Fatalf("request %d after a refilled map: %s", i, rec.Body)
 		}
+	}
+}
+
+// A map goes back to the pool carrying the app's state, not the layer a
+// handler added with Set: the pool must not keep a request's values (a
+// user's session, a large body) alive after the request.
+func TestStatePoolsNoRequestValues(t *testing.T) {
+	bodyKey := lifespan.NewKey[*[1 << 20]byte]("body")
+	var held weak.Pointer[[1 << 20]byte]
+	r := gin.New()
+	r.Use(State(startedApp(t)))
+	r.GET("/layer", func(c *gin.Context) {
+		body := new([1 << 20]byte)
+		held = weak.Make(body)
+		Set(c, bodyKey, body)
+	})
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/layer", nil))
+	// One collection moves the pool's maps to its victim cache, which
+	// still holds them: the body survives it only if a pooled map does.
+	runtime.GC()
+	if held.Value() != nil {
+		t.Fatal("the request's value outlived it: a pooled map still holds the request's layer")
 	}
 }
 
