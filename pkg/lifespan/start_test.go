@@ -68,6 +68,9 @@ func TestFailedStartRollsBack(t *testing.T) {
 				if err := l.Stop(t.Context()); err != nil {
 					t.Errorf("Stop after failed Start = %v, want nil", err)
 				}
+				if l.Phase() != PhaseFailed || len(j.list()) != len(want) {
+					t.Errorf("after Stop: phase %v, journal %q; want failed (the end of a failed app's life) and nothing stopped twice", l.Phase(), j.list())
+				}
 				time.Sleep(2 * time.Hour) // fake clock: lets the abandoned start return so the bubble ends clean
 			})
 		})
