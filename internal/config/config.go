@@ -115,6 +115,7 @@ func Load(environ map[string]string) (Config, error) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
 	problems = append(problems, unknownVariables(environ)...)
+	problems = append(problems, setButEmpty(cfg, environ)...)
 	problems = append(problems, outOfBounds(cfg, environ, unread)...)
 	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
 		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
@@ -249,4 +250,23 @@ func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	err := l.UnmarshalText([]byte(s))
 	return l, err
+}
+
+// setButEmpty refuses a duration, number or switch that is set to nothing
+// (BERTH_DRAIN_DELAY=): the environment parser reads it as unset, so it
+// would silently take its default, which is rarely what an empty value in
+// a manifest meant. An empty text setting (BERTH_DATABASE_URL=) is its
+// default, as documented.
+func setButEmpty(cfg Config, environ map[string]string) []string {
+	var problems []string
+	v := reflect.ValueOf(cfg)
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		name := f.Tag.Get("env")
+		what, typed := accepted[f.Type]
+		if value, set := environ[name]; !typed || !set || value != "" {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.Field(i).Interface(), what))
+	}
+	return problems
 }
