@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/berth-dev/berth/pkg/sidecar"
@@ -125,8 +124,12 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		bad("BERTH_DATABASE_URL", redactURL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
-	} else if _, err := pgxpool.ParseConfig(u); u != "" && err != nil {
-		bad("BERTH_DATABASE_URL", redactURL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters percent-encoded", store.RedactURL(err, u)))
+	} else if u != "" {
+		// pgx parses the URL as Open will (its error hides the password);
+		// it also reads the PG* variables and any TLS files the URL names.
+		if _, err := pgxpool.ParseConfig(u); err != nil {
+			bad("BERTH_DATABASE_URL", redactURL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters percent-encoded", err))
+		}
 	}
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
 		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
