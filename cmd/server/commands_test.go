@@ -97,6 +97,7 @@ func TestMisuseExits2(t *testing.T) {
 		{"version with arguments", []string{"version", "x"}, nil, `server: version takes no arguments`},
 		{"sidecar with arguments", []string{"sidecar", "x"}, nil, `server: sidecar takes no arguments`},
 		{"probe without a URL", []string{"probe"}, nil, "usage: server probe URL"},
+		{"an unknown command with arguments", []string{"dance", "x"}, nil, `unknown command "dance"`},
 		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},
 			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},
 		{"sidecar delay not a duration", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_READY_DELAY": "soon"}, "BERTH_SIDECAR_READY_DELAY"},

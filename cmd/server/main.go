@@ -50,7 +50,7 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if cmd != "probe" && len(args) > 0 {
+	if (cmd == "serve" || cmd == "sidecar" || cmd == "version") && len(args) > 0 {
 		fmt.Fprintf(stderr, "server: %s takes no arguments, got %q (configuration is BERTH_* environment variables)\n%s\n", cmd, args, usage)
 		return serve.ExitConfig
 	}

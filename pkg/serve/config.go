@@ -299,10 +299,13 @@ func (c *Config) appProblems() []string {
 		apps[app.Name] = true
 		for _, hook := range app.Hooks() {
 			name := "hook/" + app.Name + "/" + hook
-			own[name] = true
-			if strings.ContainsAny(name, " \t\n?#") {
+			switch {
+			case strings.ContainsAny(name, " \t\n?#"):
 				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check would be named %q, and check names must not contain spaces, '?' or '#'", app.Name, hook, name))
+			case own[name]:
+				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check %q has the name of another app's hook's; a '/' in an app or hook name can do that: rename one", app.Name, hook, name))
 			}
+			own[name] = true
 		}
 	}
 	for _, r := range c.Probes.Results() {

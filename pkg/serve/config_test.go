@@ -57,6 +57,8 @@ func TestConfigValidation(t *testing.T) {
 		{"two apps of one name", Config{Apps: lifespan.Group{withHook("api", "db"), withHook("api", "cache")}, API: h}, `two apps are named "api"`},
 		{"a hook name a check cannot hold", Config{Apps: lifespan.Group{withHook("api", "warm cache")}, API: h},
 			`app "api", hook "warm cache": its readiness check would be named "hook/api/warm cache"`},
+		{"two hooks' checks of one name", Config{Apps: lifespan.Group{withHook("a", "b/c"), withHook("a/b", "c")}, API: h},
+			`app "a/b", hook "c": its readiness check "hook/a/b/c" has the name of another app's hook's`},
 		{"an app name a check cannot hold", Config{Apps: lifespan.Group{withHook("api?v=2", "db")}, API: h}, `app "api?v=2", hook "db"`},
 		{"a check under a name the server takes", Config{Apps: g, API: h, Probes: taken}, `Probes already has a check named "shutdown"`},
 	}
