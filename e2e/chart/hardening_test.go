@@ -256,8 +256,13 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"a database wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 1200}},
 			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + config.demoWarmup 1s + sidecar wait 0s + 30s for the migrations and the cache = 1231s"},
 		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 390"},
-		{"a sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "readyDelay": "5m"}},
-			"sidecar.readyDelay=5m: the service waits 60s for its sidecars and would exit 1"},
+		{"a classic sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "61s"}},
+			"sidecar.readyDelay=61s: the service waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1"},
+		{"a native sidecar slower than its startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "readyDelay": "2m"}},
+			"sidecar.readyDelay=2m: the native sidecar's startupProbe allows 120s"},
+		{"a classic sidecar's wait past the startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"},
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "10m"}}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 160}}},
+			"database.waitSeconds 60 + config.demoWarmup 1s + sidecar wait 600s + 30s for the migrations and the cache = 691s"},
 		{"failing a hook that does not run", map[string]any{"config": map[string]any{"demoFail": "sidecars"}},
 			"config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true"},
 		{"extraEnv over a variable the chart sets", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELAY", "value": "30s"}}},
@@ -578,6 +583,24 @@ func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
 	for what, secrets := range pods {
 		if len(secrets) != 1 || secrets[0].Name != "regcred" {
 			t.Errorf("%s: imagePullSecrets %v, want regcred", what, secrets)
+		}
+	}
+}
+
+// Sidecar delays that work are accepted: a native sidecar's up to its own
+// startup probe (the service starts after it is ready, and waits for it no
+// more), a classic one's up to the service's wait, which extraEnv may
+// lengthen; and a native sidecar adds no wait to the service's startup.
+func TestSidecarDelaysThatWork(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"native, 90s": {"sidecar": map[string]any{"enabled": true, "readyDelay": "90s"}},
+		"classic, 90s with a 120s wait": {"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "90s"},
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "120s"}}},
+		"native, a startup probe without room for a sidecar wait": {"sidecar": map[string]any{"enabled": true},
+			"database": map[string]any{"waitSeconds": 30}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 70}}},
+	} {
+		if _, err := render(t, values); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

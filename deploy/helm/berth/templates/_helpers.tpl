@@ -152,17 +152,20 @@ template that renders the service includes it.
 {{- if and (eq $v.config.demoFail "sidecars") (not $v.sidecar.enabled) }}
 {{- fail "config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true: enable the sidecar or choose another hook" }}
 {{- end }}
-{{- if $v.sidecar.enabled }}
-{{- /* The app waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT); a native sidecar's own startupProbe allows 120s. */}}
-{{- $delay := float64 (include "berth.ms" $v.sidecar.readyDelay) }}
-{{- if ge $delay 60000.0 }}
-{{- fail (printf "sidecar.readyDelay=%v: the service waits 60s for its sidecars and would exit 1; keep it under 60s" $v.sidecar.readyDelay) }}
+{{- /* How long the service waits for a classic sidecar: BERTH_SIDECAR_TIMEOUT, 60s unless extraEnv sets it. */}}
+{{- $sidecarTimeout := 60.0 }}
+{{- range $e := $v.extraEnv }}{{ if eq $e.name "BERTH_SIDECAR_TIMEOUT" }}{{ $sidecarTimeout = divf (float64 (include "berth.ms" $e.value)) 1000.0 }}{{ end }}{{ end }}
+{{- $delay := divf (float64 (include "berth.ms" $v.sidecar.readyDelay)) 1000.0 }}
+{{- if and $v.sidecar.enabled (eq $v.sidecar.mode "native") (ge $delay 120.0) }}
+{{- fail (printf "sidecar.readyDelay=%v: the native sidecar's startupProbe allows 120s, and the kubelet would restart it before it is ready; keep it under 120s" $v.sidecar.readyDelay) }}
 {{- end }}
+{{- if and (include "berth.classicSidecar" .) (ge $delay $sidecarTimeout) }}
+{{- fail (printf "sidecar.readyDelay=%v: the service waits %vs for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1; keep it under that" $v.sidecar.readyDelay $sidecarTimeout) }}
 {{- end }}
-{{- /* The startup probe allows what the service may wait while starting, and 30s for the migrations and the cache. */}}
+{{- /* The startup probe allows what the service may wait while starting, and 30s for the migrations and the cache. A native sidecar is ready before the service starts; a classic one is waited for. */}}
 {{- $allowed := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) }}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
-{{- $sidecarWait := ternary 60 0 (and $v.sidecar.enabled true) }}
+{{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 (eq (include "berth.classicSidecar" .) "true") }}
 {{- $need := add (int $v.database.waitSeconds) $warmup $sidecarWait 30 }}
 {{- if lt $allowed $need }}
 {{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the migrations and the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
