@@ -267,8 +267,8 @@ func TestAlertRulesUnitTests(t *testing.T) {
 		t.Skipf("no %s image to run promtool from (set BERTH_REQUIRE_PROMTOOL to fail instead): %v", image, err)
 	}
 	// Each suite runs against the rules rendered with its values: the
-	// defaults, and a 5s preStop sleep (which the grace period counts and
-	// berth's shutdown figure, from SIGTERM, does not).
+	// defaults, and a 5s preStop sleep (which must not change the rules:
+	// they judge every release's pods, each by the sleep it reports).
 	for _, suite := range []struct {
 		tests  string
 		values map[string]any

@@ -19,7 +19,7 @@ var finalFamilies = []string{
 	"berth_shutdown_duration_seconds", "berth_drain_", "berth_lifecycle_signal_timestamp_seconds",
 	"berth_hook_duration_seconds", "berth_hook_failures_total", "berth_task_failures_total",
 	"berth_startup_duration_seconds", "berth_http_requests_total",
-	"berth_shutdown_budget_seconds", "berth_grace_period_seconds",
+	"berth_shutdown_budget_seconds", "berth_grace_period_seconds", "berth_prestop_delay_seconds",
 }
 
 // final is a Gatherer of g's final figures only.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/serve"
 )
 
 // Push sends the final figures, and only those, to the group that names
@@ -34,6 +35,13 @@ func TestPushSendsTheFinalFiguresToThePodsGroup(t *testing.T) {
 	h, _ := NewHTTP(reg)
 	lm.OnEvent(lifespan.Event{Kind: lifespan.HookStopped, App: "berth", Hook: "db", Duration: 3 * time.Millisecond})
 	h.ObserveRequest("GET", "/api/v1/info", 200, time.Millisecond)
+	srv, err := serve.New(serve.Config{API: http.NotFoundHandler(), DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 38 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterServer(reg, srv); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := Push(context.Background(), nil, gw.URL, "berth-exit", map[string]string{"pod": "berth-7d9-x2"}, reg); err != nil {
 		t.Fatal(err)
@@ -43,7 +51,7 @@ func TestPushSendsTheFinalFiguresToThePodsGroup(t *testing.T) {
 	if method != http.MethodPut || path != "/metrics/job/berth-exit/pod/berth-7d9-x2" {
 		t.Fatalf("%s %s, want PUT to the pod's group", method, path)
 	}
-	for _, want := range []string{"berth_hook_duration_seconds", "berth_http_requests_total"} {
+	for _, want := range []string{"berth_hook_duration_seconds", "berth_http_requests_total", "berth_grace_period_seconds", "berth_prestop_delay_seconds"} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("the push lacks %s", want)
 		}

@@ -28,6 +28,8 @@ var (
 		"The longest the shutdown can take with the server's settings: preStop + drain delay + drain timeout + stop timeout (+ sidecar quit, + final report) + margin.", nil, nil)
 	graceDesc = prometheus.NewDesc("berth_grace_period_seconds",
 		"The pod's terminationGracePeriodSeconds, as the server was told (BERTH_GRACE_PERIOD); absent when it was not.", nil, nil)
+	preStopDesc = prometheus.NewDesc("berth_prestop_delay_seconds",
+		"The pod's preStop sleep, as the server was told (BERTH_PRESTOP_DELAY): the grace period counts it, the shutdown duration (from SIGTERM) does not; 0 for none.", nil, nil)
 	drainDurationDesc = prometheus.NewDesc("berth_drain_duration_seconds",
 		"How long the wait for in-flight requests took, DrainStarted to InFlightDrained; absent until the shutdown completes.", nil, nil)
 )
@@ -45,7 +47,7 @@ func RegisterServer(reg prometheus.Registerer, srv *serve.Server) error {
 
 func (c server) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{signalTimeDesc, currentSignalDesc, readyDesc, inFlightDesc, turnedAwayDesc,
-		budgetDesc, graceDesc, shutdownDurationDesc, servedDuringDelayDesc, inFlightAtDrainDesc, cutOffDesc, drainDurationDesc} {
+		budgetDesc, graceDesc, preStopDesc, shutdownDurationDesc, servedDuringDelayDesc, inFlightAtDrainDesc, cutOffDesc, drainDurationDesc} {
 		ch <- d
 	}
 }
@@ -74,6 +76,7 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 	if g := c.srv.GracePeriod(); g > 0 {
 		ch <- prometheus.MustNewConstMetric(graceDesc, prometheus.GaugeValue, g.Seconds())
 	}
+	ch <- prometheus.MustNewConstMetric(preStopDesc, prometheus.GaugeValue, c.srv.PreStopDelay().Seconds())
 	if r, ok := c.srv.Report(); ok {
 		ch <- prometheus.MustNewConstMetric(shutdownDurationDesc, prometheus.GaugeValue, r.Total.Seconds())
 		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(r.ServedDuringDelay))

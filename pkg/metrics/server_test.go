@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
@@ -92,5 +93,41 @@ func TestServerMetricsFollowTheSignals(t *testing.T) {
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("promlint: %v %v", problems, err)
+	}
+}
+
+// The grace period and the preStop sleep are published as the server was
+// told them, so an alert can add the sleep (which the grace period counts)
+// back to the shutdown duration (which starts at SIGTERM, after it).
+func TestServerPublishesItsGraceAndPreStop(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		cfg     serve.Config
+		grace   float64 // 0: absent
+		preStop float64
+	}{
+		{"preStop sleep", serve.Config{DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 38 * time.Second}, 38, 5},
+		{"app-side delay", serve.Config{GracePeriod: 37 * time.Second}, 37, 0},
+		{"nothing told", serve.Config{}, 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.API = http.NotFoundHandler()
+			srv, err := serve.New(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := prometheus.NewRegistry()
+			if err := RegisterServer(reg, srv); err != nil {
+				t.Fatal(err)
+			}
+			got := scrape(t, reg)
+			grace, told := got["berth_grace_period_seconds"]
+			if told != (tt.grace > 0) || grace != tt.grace || got["berth_prestop_delay_seconds"] != tt.preStop {
+				t.Fatalf("grace %v (present %v), preStop %v; want %v and %v", grace, told, got["berth_prestop_delay_seconds"], tt.grace, tt.preStop)
+			}
+			if _, ok := got["berth_prestop_delay_seconds"]; !ok {
+				t.Fatal("berth_prestop_delay_seconds absent; the alert needs it from every pod")
+			}
+		})
 	}
 }

@@ -91,6 +91,11 @@ func (s *Server) Budget() time.Duration { return s.cfg.Budget() }
 // GracePeriod is Config.GracePeriod: the pod's grace period, 0 when unknown.
 func (s *Server) GracePeriod() time.Duration { return s.cfg.GracePeriod }
 
+// PreStopDelay is Config.PreStopDelay: the pod's preStop sleep, which the
+// grace period counts and the shutdown (from SIGTERM, after it) does not;
+// 0 for none.
+func (s *Server) PreStopDelay() time.Duration { return max(s.cfg.PreStopDelay, 0) }
+
 // APIHandler returns the handler the API listener serves: Config.API behind
 // the request gate (503 until StartupComplete, the drain's accounting).
 // Use it to mount berth's API in another server, or to measure its cost.
