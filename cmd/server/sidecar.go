@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/berth-dev/berth/pkg/serve"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/caarlos0/env/v11"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/pkg/serve"
 )
 
 // sidecarConfig configures `server sidecar`, a tiny proxy-like sidecar for
@@ -32,8 +30,8 @@ type sidecarConfig struct {
 
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
-		log.Error("refusing to start", "error", "configuration: "+sidecarProblems(err, environ))
+	if problems, _ := config.Parse(&cfg, environ); len(problems) > 0 {
+		log.Error("refusing to start", refusal(&config.Error{Problems: problems})...)
 		return serve.ExitConfig
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -102,27 +100,4 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 	}
 	log.Info("sidecar exiting", "reason", reason)
 	return 0
-}
-
-// sidecarProblems says which variables could not be read, by name: the
-// sidecar's settings are all durations.
-func sidecarProblems(err error, environ map[string]string) string {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err.Error()
-	}
-	var problems []string
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if !errors.As(e, &pe) {
-			problems = append(problems, e.Error())
-			continue
-		}
-		name := pe.Name
-		if f, ok := reflect.TypeFor[sidecarConfig]().FieldByName(pe.Name); ok {
-			name = f.Tag.Get("env")
-		}
-		problems = append(problems, fmt.Sprintf("%s=%q is not a Go duration such as 250ms, 5s or 1m", name, environ[name]))
-	}
-	return strings.Join(problems, "; ")
 }

@@ -84,32 +84,7 @@ func Load(environ map[string]string) (Config, error) {
 		QuitTimeout:  serve.DefaultQuitTimeout,
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
-	var problems []string
-	unread := map[string]bool{} // variables whose values could not be read
-	err := env.ParseWithOptions(&cfg, env.Options{Environment: environ})
-	var agg env.AggregateError
-	if errors.As(err, &agg) {
-		for _, e := range agg.Errors {
-			var pe env.ParseError
-			if errors.As(e, &pe) {
-				name := envName(pe.Name)
-				unread[name] = true
-				what := "is not " + accepted[pe.Type]
-				if errors.Is(pe.Err, strconv.ErrRange) {
-					what = "is too large" // a whole number, past what any setting takes
-				}
-				msg := fmt.Sprintf("%s=%q %s", name, environ[name], what)
-				if b, ok := BoundOf(name); ok {
-					msg += "; " + b.want()
-				}
-				problems = append(problems, msg)
-				continue
-			}
-			problems = append(problems, e.Error())
-		}
-	} else if err != nil {
-		problems = append(problems, err.Error())
-	}
+	problems, unread := Parse(&cfg, environ)
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
@@ -239,13 +214,43 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-// envName returns the variable behind a Config field.
-func envName(field string) string {
-	f, ok := reflect.TypeFor[Config]().FieldByName(field)
-	if !ok {
-		return field
+// Parse reads environ into the fields of *cfg that name a variable in an
+// env tag, and returns one problem for each value it could not read, naming
+// the variable, its value and what is accepted (with the variable's range,
+// when it has one), and the variables it could not read. Load uses it for
+// the service's settings; the sidecar command, for its own.
+func Parse[T any](cfg *T, environ map[string]string) (problems []string, unread map[string]bool) {
+	unread = map[string]bool{}
+	err := env.ParseWithOptions(cfg, env.Options{Environment: environ})
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		return problems, unread
 	}
-	return f.Tag.Get("env")
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			problems = append(problems, e.Error())
+			continue
+		}
+		name := pe.Name
+		if f, ok := reflect.TypeFor[T]().FieldByName(pe.Name); ok {
+			name = f.Tag.Get("env")
+		}
+		unread[name] = true
+		what := "is not " + accepted[pe.Type]
+		if errors.Is(pe.Err, strconv.ErrRange) {
+			what = "is too large" // a whole number, past what any setting takes
+		}
+		msg := fmt.Sprintf("%s=%q %s", name, environ[name], what)
+		if b, ok := BoundOf(name); ok {
+			msg += "; " + b.want()
+		}
+		problems = append(problems, msg)
+	}
+	return problems, unread
 }
 
 // ParseLevel reads a BERTH_LOG_LEVEL value.
