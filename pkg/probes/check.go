@@ -101,12 +101,23 @@ type check struct {
 	result Result
 }
 
-func (c *check) validate() error {
+// CheckName refuses what cannot name a check: an empty name, or one with
+// spaces, '?' or '#' (a check's name is a URL path: /readyz/NAME).
+func CheckName(name string) error {
 	switch {
-	case c.Name == "":
+	case name == "":
 		return errors.New("check without a name")
-	case strings.ContainsAny(c.Name, " \t\n?#"):
-		return fmt.Errorf("check %q: name must not contain spaces, '?' or '#'", c.Name)
+	case strings.ContainsAny(name, " \t\n?#"):
+		return fmt.Errorf("check %q: name must not contain spaces, '?' or '#'", name)
+	}
+	return nil
+}
+
+func (c *check) validate() error {
+	if err := CheckName(c.Name); err != nil {
+		return err
+	}
+	switch {
 	case c.Run == nil:
 		return fmt.Errorf("check %q: no Run function", c.Name)
 	case c.kind&(Liveness|Readiness|Startup) == 0:

@@ -279,9 +279,8 @@ func (c *Config) validate() error {
 
 // appProblems refuses what would stop the server from naming its probe
 // checks: a nil app, two apps of one name, and app or hook names that a
-// check name cannot hold. Each hook becomes the readiness check
-// "hook/APP/HOOK", and probe check names have no spaces, '?' or '#' (they
-// are URL paths: /readyz/hook/APP/HOOK). It refuses, too, a check already
+// check name cannot hold (probes.CheckName): each hook becomes the
+// readiness check "hook/APP/HOOK". It refuses, too, a check already
 // in Probes under one of the names the server gives its own checks.
 func (c *Config) appProblems() []string {
 	var problems []string
@@ -299,9 +298,9 @@ func (c *Config) appProblems() []string {
 		apps[app.Name] = true
 		for _, hook := range app.Hooks() {
 			name := "hook/" + app.Name + "/" + hook
-			switch {
-			case strings.ContainsAny(name, " \t\n?#"):
-				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check would be named %q, and check names must not contain spaces, '?' or '#'", app.Name, hook, name))
+			switch err := probes.CheckName(name); {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check would be named %q: %v", app.Name, hook, name, err))
 			case own[name]:
 				problems = append(problems, fmt.Sprintf("app %q, hook %q: its readiness check %q has the name of another app's hook's; a '/' in an app or hook name can do that: rename one", app.Name, hook, name))
 			}
