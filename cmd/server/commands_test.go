@@ -80,7 +80,9 @@ func TestSidecarCommand(t *testing.T) {
 // Every way the commands can be misused exits 2, the code for what the
 // caller must fix, and says why: arguments where none are taken (they
 // used to be ignored), a sidecar address already taken (it exited 1, a
-// failed start), a sidecar setting that is not a duration.
+// failed start), and sidecar settings the service itself would refuse: not
+// a duration, a typo, a duration set to nothing (it meant the default), a
+// duration out of range (the sidecar took all of these once).
 func TestMisuseExits2(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,6 +103,12 @@ func TestMisuseExits2(t *testing.T) {
 		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},
 			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},
 		{"sidecar delay not a duration", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_READY_DELAY": "soon"}, "BERTH_SIDECAR_READY_DELAY"},
+		{"sidecar variable misspelt", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_HLOD": "5s"},
+			"BERTH_SIDECAR_HLOD is not a berth variable; did you mean BERTH_SIDECAR_HOLD?"},
+		{"sidecar hold set but empty", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_HOLD": ""},
+			"BERTH_SIDECAR_HOLD is set but empty: unset it for its default (0s)"},
+		{"sidecar delay negative", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_READY_DELAY": "-1s"},
+			`BERTH_SIDECAR_READY_DELAY=\"-1s\": want between 1ns and 1h0m0s (or 0)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

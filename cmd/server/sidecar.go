@@ -30,7 +30,7 @@ type sidecarConfig struct {
 
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
-	if problems, _ := config.Parse(&cfg, environ); len(problems) > 0 {
+	if problems := config.Parse(&cfg, environ); len(problems) > 0 {
 		log.Error("refusing to start", refusal(&config.Error{Problems: problems})...)
 		return serve.ExitConfig
 	}

@@ -40,6 +40,10 @@ var bounds = []Bound{
 	{"BERTH_SHUTDOWN_MARGIN", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
 	{"BERTH_SIDECAR_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
 	{"BERTH_SIDECAR_QUIT_TIMEOUT", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
+	// The demo sidecar's: any delay the service would wait for (at most
+	// BERTH_SIDECAR_TIMEOUT), any hold a grace period allows.
+	{"BERTH_SIDECAR_READY_DELAY", 1, int64(time.Hour), true, true},
+	{"BERTH_SIDECAR_HOLD", 1, int64(24 * time.Hour), true, true},
 	{"BERTH_DEMO_WARMUP", int64(time.Millisecond), int64(10 * time.Minute), true, true},
 	{"BERTH_JOB_INTERVAL", int64(100 * time.Millisecond), int64(24 * time.Hour), false, true},
 	{"BERTH_WORK_MAX", int64(time.Millisecond), int64(time.Hour), false, true},
@@ -65,31 +69,24 @@ func (b Bound) want() string {
 	return want
 }
 
-// outOfBounds names every value outside its range, except those of the
-// variables in unread, whose values could not be read at all (and were
-// reported as such).
-func outOfBounds(cfg Config, environ map[string]string, unread map[string]bool) []string {
+// outOfBounds names every value of cfg's variables outside its range,
+// except those of the variables in unread, whose values could not be read
+// at all (and were reported as such).
+func outOfBounds[T any](cfg T, environ map[string]string, unread map[string]bool) []string {
 	v := reflect.ValueOf(cfg)
 	var problems []string
-	for _, b := range bounds {
-		got := v.FieldByName(fieldOf(b.Name)).Int()
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		b, ok := BoundOf(f.Tag.Get("env"))
+		if !ok {
+			continue
+		}
+		got := v.FieldByIndex(f.Index).Int()
 		if unread[b.Name] || (got == 0 && b.ZeroOK) || (got >= b.Min && got <= b.Max) {
 			continue
 		}
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", b.Name, environ[b.Name], b.want()))
 	}
 	return problems
-}
-
-// fieldOf returns the Config field read from the variable name.
-func fieldOf(name string) string {
-	t := reflect.TypeFor[Config]()
-	for i := range t.NumField() {
-		if t.Field(i).Tag.Get("env") == name {
-			return t.Field(i).Name
-		}
-	}
-	panic("config: no field reads " + name)
 }
 
 // otherVariables are BERTH_ variables read elsewhere: by `server sidecar`,

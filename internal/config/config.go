@@ -84,13 +84,10 @@ func Load(environ map[string]string) (Config, error) {
 		QuitTimeout:  serve.DefaultQuitTimeout,
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
-	problems, unread := Parse(&cfg, environ)
+	problems := Parse(&cfg, environ)
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
-	problems = append(problems, unknownVariables(environ)...)
-	problems = append(problems, setButEmpty(cfg, environ)...)
-	problems = append(problems, outOfBounds(cfg, environ, unread)...)
 	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
 		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
 	}
@@ -215,11 +212,23 @@ func redactURL(raw string) string {
 }
 
 // Parse reads environ into the fields of *cfg that name a variable in an
-// env tag, and returns one problem for each value it could not read, naming
-// the variable, its value and what is accepted (with the variable's range,
-// when it has one), and the variables it could not read. Load uses it for
-// the service's settings; the sidecar command, for its own.
-func Parse[T any](cfg *T, environ map[string]string) (problems []string, unread map[string]bool) {
+// env tag and returns every problem it finds, each naming the variable, its
+// value and what is accepted: a value it cannot read, a BERTH_ variable no
+// command of the service knows (with the closest known name), a duration,
+// number or switch set to nothing, and a value outside its variable's
+// range. Load uses it for the service's settings; the sidecar command, for
+// its own.
+func Parse[T any](cfg *T, environ map[string]string) []string {
+	problems, unread := parseValues(cfg, environ)
+	problems = append(problems, unknownVariables(environ)...)
+	problems = append(problems, setButEmpty(*cfg, environ)...)
+	return append(problems, outOfBounds(*cfg, environ, unread)...)
+}
+
+// parseValues reads environ into *cfg and returns one problem for each value
+// it could not read (with the variable's range, when it has one), and the
+// variables it could not read.
+func parseValues[T any](cfg *T, environ map[string]string) (problems []string, unread map[string]bool) {
 	unread = map[string]bool{}
 	err := env.ParseWithOptions(cfg, env.Options{Environment: environ})
 	var agg env.AggregateError
@@ -265,7 +274,7 @@ func ParseLevel(s string) (slog.Level, error) {
 // would silently take its default, which is rarely what an empty value in
 // a manifest meant. An empty text setting (BERTH_DATABASE_URL=) is its
 // default, as documented.
-func setButEmpty(cfg Config, environ map[string]string) []string {
+func setButEmpty[T any](cfg T, environ map[string]string) []string {
 	var problems []string
 	v := reflect.ValueOf(cfg)
 	for i, f := range reflect.VisibleFields(v.Type()) {
