@@ -587,6 +587,40 @@ func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
 	}
 }
 
+// No selector of the service's matches the helm test pod: a Service would
+// route to it, the PodDisruptionBudget would count it among the pods it
+// guards, and the NetworkPolicy for the service would govern it.
+func TestHelmTestPodIsNotTheService(t *testing.T) {
+	r := mustRender(t, map[string]any{
+		"podDisruptionBudget": map[string]any{"enabled": true},
+		"networkPolicy":       map[string]any{"enabled": true},
+		"commonLabels":        map[string]any{"team": "payments"},
+	})
+	testLabels := labels.Set(r.testPod.Labels)
+	selectors := map[string]*metav1.LabelSelector{
+		"Deployment " + r.deployment.Name: r.deployment.Spec.Selector,
+		"PodDisruptionBudget":             r.pdb.Spec.Selector,
+	}
+	for _, s := range r.services {
+		selectors["Service "+s.Name] = &metav1.LabelSelector{MatchLabels: s.Spec.Selector}
+	}
+	for _, p := range r.policies {
+		selectors["NetworkPolicy "+p.Name] = &p.Spec.PodSelector
+	}
+	for what, ls := range selectors {
+		sel, err := metav1.LabelSelectorAsSelector(ls)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if sel.Matches(testLabels) {
+			t.Errorf("%s selects the helm test pod (selector %v, its labels %v)", what, sel, r.testPod.Labels)
+		}
+	}
+	if r.testPod.Labels["app.kubernetes.io/instance"] == "" || r.testPod.Labels["team"] != "payments" {
+		t.Errorf("test pod labels %v: want the release's instance label and commonLabels", r.testPod.Labels)
+	}
+}
+
 // Sidecar delays that work are accepted: a native sidecar's up to its own
 // startup probe (the service starts after it is ready, and waits for it no
 // more), a classic one's up to the service's wait, which extraEnv may

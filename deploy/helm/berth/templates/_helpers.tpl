@@ -29,6 +29,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
+{{/*
+The helm test pod's labels: the release's, without app.kubernetes.io/name,
+so no selector of the service's (its Services, Deployment,
+PodDisruptionBudget, NetworkPolicy) takes the test pod for one of its pods.
+*/}}
+{{- define "berth.testLabels" -}}
+helm.sh/chart: {{ include "berth.chart" . }}
+app.kubernetes.io/part-of: {{ include "berth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "berth.commonLabels" . }}
+{{- end }}
+
+{{/* The labels the NetworkPolicy admits the helm test pod by. */}}
+{{- define "berth.testSelectorLabels" -}}
+app.kubernetes.io/part-of: {{ include "berth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
 {{/* The user's commonLabels, on a line each (with a leading newline). */}}
 {{- define "berth.commonLabels" -}}
 {{- with .Values.commonLabels }}
