@@ -173,6 +173,38 @@ func TestDrainTimeoutCutsOff(t *testing.T) {
 	}
 }
 
+// A connection that never sent a request (a client opened it ahead of
+// one) holds http.Server.Shutdown for up to 5s; when the drain timeout
+// ends that wait with no request running, nothing was cut off and the
+// shutdown is clean. It used to fail, with "0 requests still running".
+func TestSilentConnectionIsNotCutOff(t *testing.T) {
+	var report ShutdownReport
+	f := start(t, Config{API: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
+		OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	silent, err := net.Dial("tcp", f.srv.APIAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The server accepts in order and tracks a connection as new before
+	// serving it, so once a later connection is served, the silent one is
+	// the server's.
+	if code, _, _ := f.get(f.srv.APIAddr(), "/"); code != http.StatusOK {
+		t.Fatalf("GET / = %d", code)
+	}
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatalf("Run = %v (exit %d), want a clean shutdown", err, ExitCode(err))
+	}
+	if report.CutOff != 0 {
+		t.Fatalf("report %+v, want nothing cut off", report)
+	}
+	if n, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the silent connection is still open (read %d bytes)", n)
+	}
+}
+
 // A cut-off request that ignores its context is waited for only a tenth
 // of the stop timeout: the tasks and hooks then stop anyway, within their
 // budget, and the log says how many requests still ran.
