@@ -20,9 +20,11 @@ const lateStopGrace = 100 * time.Millisecond
 
 // App is one app's lifespan: hooks started once, in order, and stopped once,
 // in reverse. Set its fields, [App.Append] hooks, call [App.Start], and
-// [App.Stop] when done. The zero value is an app with default settings; the
-// fields are read when Start begins. An App must not be copied after first
-// use.
+// [App.Stop] when done. The zero value is an app with default settings.
+// Set the fields before Start and leave them alone afterwards: they are
+// read as they are needed (the stop timeout when Stop runs, the observer
+// at each event), so a change made while the app runs is a data race. An
+// App must not be copied after first use.
 type App struct {
 	// Name identifies the app in errors, events, metrics and probe checks.
 	Name string

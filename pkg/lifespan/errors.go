@@ -21,9 +21,11 @@ func recovered(v any) error {
 }
 
 // TimeoutError reports a start or stop that had not returned by its
-// deadline. The hook's function may still be running; when it returns, its
-// outcome is reported as a late event (and, for a start, the stop it
-// returned is called).
+// deadline. The hook's function may still be running. When it returns, a
+// HookStopped event with Late set reports what followed, if anything did:
+// a late stop's error, or, for a start that succeeded after all, the call
+// of the stop it returned. A late stop that succeeds, or a late start that
+// fails, adds no event: the timeout already counted the failure.
 type TimeoutError struct {
 	Op      string // "start" or "stop"
 	Timeout time.Duration

@@ -8,13 +8,13 @@ import (
 	"sync"
 )
 
-// LogObserver logs every event with log, its kind as the message
-// ("hook-started"): hook starts and stops with their durations and phase
-// changes at Info, the begin events at Debug, failures at Error with the
-// panic stack when there is one, as "hook-start-failed",
-// "hook-stop-failed" and "task-failed". A late event (Event.Late) carries
-// late=true. An error is
-// logged once: a phase change that gathers errors (a failed startup, a
+// LogObserver logs every event with log: a hook or task event with its
+// kind as the message ("hook-started"), a phase change as "lifespan " and
+// the phase ("lifespan ready"). Hook starts and stops, with their
+// durations, and phase changes are logged at Info, the begin events at
+// Debug, failures at Error with the panic stack when there is one, as
+// "hook-start-failed", "hook-stop-failed" and "task-failed". A late event
+// (Event.Late) carries late=true. An error is logged once: a phase change that gathers errors (a failed startup, a
 // stop with errors) is logged at Error with only the errors no hook or
 // task event of its app logged already, and with no error attribute when
 // they all were. Apps are told apart by name, so apps sharing an observer

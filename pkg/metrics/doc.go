@@ -8,6 +8,7 @@
 //	berth_startup_duration_seconds{app}                          gauge
 //	berth_phase{app,phase}                                       gauge (1 for the current phase)
 //	berth_lifecycle_signal_timestamp_seconds{signal}             gauge (when each serve signal fired)
+//	berth_lifecycle_signal{signal}                               gauge (1 for the signal fired last)
 //	berth_ready                                                  gauge
 //	berth_http_requests_in_flight                                gauge
 //	berth_http_requests_turned_away_total                        counter (503 before startup completed)
@@ -15,17 +16,19 @@
 //	berth_prestop_delay_seconds                                  gauge (the preStop sleep the grace period counts)
 //	berth_shutdown_budget_seconds                                gauge
 //	berth_shutdown_duration_seconds                              gauge
+//	berth_drain_duration_seconds                                 gauge (DrainStarted to InFlightDrained)
 //	berth_drain_served_during_delay                              gauge
 //	berth_drain_in_flight_at_drain_start                         gauge
 //	berth_drain_cut_off_requests                                 gauge
 //	berth_check_up{check,probe}                                  gauge (cached result)
+//	berth_check_failures_total{check}                            counter
 //	berth_check_duration_seconds{check}                          gauge
 //	berth_check_last_run_timestamp_seconds{check}                gauge
 //	berth_http_requests_total{method,route,code}                 counter
 //	berth_http_request_duration_seconds{method,route}            histogram
 //
-// [Lifespan] observes apps (its OnEvent is a lifespan.Observer); [Server]
-// reads a serve.Server's signals and gate at scrape time and records its
+// [Lifespan] observes apps (its OnEvent is a lifespan.Observer);
+// [RegisterServer] reads a serve.Server's signals and gate at scrape time and records its
 // shutdown report; [RegisterChecks] reads each probe check's last result,
 // never running a check; [HTTP] records requests by route template (Gin's
 // FullPath, through package ginberth), never the raw path, and by method
