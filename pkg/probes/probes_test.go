@@ -65,6 +65,8 @@ func TestHandler(t *testing.T) {
 		{"more excludes than the small buffer", public, "GET", "/readyz?verbose&exclude=a&exclude=b&exclude=c&exclude=d&exclude=e&exclude=f&exclude=g&exclude=h&exclude=db", nil, 200,
 			"warn: some checks cannot be excluded: no matches for a, b, c, d, e, f, g, h\nreadyz check passed\n", ""},
 		{"sub-path of a passing check", public, "GET", "/readyz/hook/api/warm", nil, 200, "ok\n", ""},
+		{"sub-path beside an exclude of another check: no warning", public, "GET", "/readyz/hook/api/warm?verbose&exclude=db", nil, 200,
+			"[+]hook/api/warm ok\n", "cannot be excluded"},
 		{"sub-path of a failing check", public, "GET", "/readyz/db", nil, 503, "[-]db failed", ""},
 		{"sub-path of another probe's check", public, "GET", "/livez/db", nil, 404, `livez has no check "db"`, ""},
 		{"startupz", public, "GET", "/startupz", nil, 200, "ok\n", ""},

@@ -131,7 +131,7 @@ type Report struct {
 	Kind     Kind
 	Passing  bool
 	Checks   []Result
-	Excluded []string // names given to exclude that matched no check
+	Excluded []string // names given to exclude that name no check of the probe
 }
 
 // Evaluate reports the probe of kind: instant checks run now in the
@@ -152,7 +152,7 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 	used = used[:len(exclude)]
 	r.mu.RLock()
 	for _, c := range r.checks {
-		if c.kind&kind == 0 || (only != "" && c.Name != only) {
+		if c.kind&kind == 0 {
 			continue
 		}
 		excluded := false
@@ -161,7 +161,7 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 				used[i], excluded = true, true
 			}
 		}
-		if !excluded {
+		if !excluded && (only == "" || c.Name == only) {
 			selected = append(selected, c)
 		}
 	}
