@@ -158,6 +158,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err // the caller reports it once, in its own words
 	}
 	defer s.watch(ctx)()
+	if ctx.Err() != nil { // done already: begin the shutdown now, not when watch's goroutine runs
+		s.fire("context done")
+	}
 	s.serve()
 	if err := s.startup(); err != nil {
 		s.stopServers()
@@ -295,6 +298,10 @@ func (s *Server) force(sig os.Signal) {
 // startup starts the apps and signals StartupComplete, unless a start fails
 // or ShutdownInitiated comes first, which abandons it (after the rollback).
 func (s *Server) startup() error {
+	if s.sig.ShutdownInitiated.Signalled() {
+		s.cfg.Logger.Warn("shutdown requested before startup; starting no app", "reason", s.reason)
+		return &StartupError{Err: fmt.Errorf("the shutdown (%s) began before the startup; no app was started", s.reason)}
+	}
 	ctx, abort := context.WithCancel(context.Background())
 	defer abort()
 	started := make(chan error, 1)

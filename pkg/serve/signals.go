@@ -14,8 +14,13 @@ type Signal struct {
 	name string
 	once sync.Once
 	done chan struct{}
-	at   atomic.Int64 // unix nanoseconds; 0 until signalled
+	at   atomic.Int64  // unix nanoseconds; 0 until signalled
+	seq  atomic.Uint64 // its place among all signals signalled; 0 until signalled
 }
+
+// signalled counts the signals signalled, for Latest: two signals may share
+// a clock reading, never a count.
+var signalled atomic.Uint64
 
 func newSignal(name string) *Signal { return &Signal{name: name, done: make(chan struct{})} }
 
@@ -41,6 +46,7 @@ func (s *Signal) At() time.Time {
 func (s *Signal) signal() bool {
 	fired := false
 	s.once.Do(func() {
+		s.seq.Store(signalled.Add(1))
 		s.at.Store(time.Now().UnixNano())
 		close(s.done)
 		fired = true
@@ -48,8 +54,9 @@ func (s *Signal) signal() bool {
 	return fired
 }
 
-// Signals are a server's lifecycle signals, in the order they are
-// signalled. Together they are the shutdown timeline:
+// Signals are a server's lifecycle signals, in timeline order: the order in
+// which a server whose shutdown begins after its startup signals them.
+// Together they are the shutdown timeline:
 //
 //	Listening          both listeners are bound; probes answer, the API
 //	                   answers 503 with Retry-After
@@ -78,7 +85,9 @@ func (s *Signal) signal() bool {
 //	                   metrics) stops last, and Run returns
 //
 // A startup that fails stops after Listening; one abandoned by a signal
-// stops after ShutdownInitiated.
+// stops after ShutdownInitiated. A shutdown that begins before Run (a
+// Shutdown call, a context already done) signals ShutdownInitiated before
+// Listening, and Run then starts no app.
 type Signals struct {
 	Listening         *Signal
 	StartupComplete   *Signal
@@ -105,17 +114,20 @@ func newSignals() *Signals {
 	}
 }
 
-// All returns the signals in the order they are signalled.
+// All returns the signals in timeline order.
 func (s *Signals) All() []*Signal {
 	return []*Signal{s.Listening, s.StartupComplete, s.ShutdownInitiated, s.ReadinessFailing,
 		s.DrainStarted, s.InFlightDrained, s.TasksStopped, s.HooksStopped, s.ShutdownComplete}
 }
 
-// Latest returns the last signal signalled so far, nil before the first.
+// Latest returns the signal signalled last so far, nil before the first.
+// It is the latest in time, which is not always the latest in timeline
+// order: a shutdown that begins during startup can be followed by
+// StartupComplete.
 func (s *Signals) Latest() *Signal {
 	var latest *Signal
 	for _, sig := range s.All() {
-		if sig.Signalled() {
+		if sig.seq.Load() > 0 && (latest == nil || sig.seq.Load() > latest.seq.Load()) {
 			latest = sig
 		}
 	}

@@ -120,6 +120,44 @@ func TestSignalDuringStartupAbandonsIt(t *testing.T) {
 	}
 }
 
+// A shutdown that begins before Run (a context done already, a Shutdown
+// call) starts no app and exits as an abandoned startup, every time: it
+// used to race watch's goroutine, and 10 runs in 30 started the apps,
+// signalled StartupComplete after ShutdownInitiated and exited 0.
+func TestShutdownBeforeRunStartsNothing(t *testing.T) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		name   string
+		ctx    context.Context
+		before func(*Server)
+		reason string
+	}{
+		{"context done", done, func(*Server) {}, "context done"},
+		{"Shutdown called", context.Background(), (*Server).Shutdown, "shutdown called"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			srv, err := New(Config{Apps: lifespan.Group{app(j, "db")}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+				Logger: quietLogger(), ShutdownOn: []os.Signal{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.before(srv)
+			err = srv.Run(tt.ctx)
+			if ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), "the shutdown ("+tt.reason+") began before the startup") {
+				t.Fatalf("Run = %v (exit %d)", err, ExitCode(err))
+			}
+			if got := j.list(); len(got) != 0 {
+				t.Fatalf("journal %q: an app started", got)
+			}
+			if srv.Signals().StartupComplete.Signalled() || srv.Signals().Latest() != srv.Signals().Listening {
+				t.Fatalf("StartupComplete %v, latest %v; want no StartupComplete, Listening last", srv.Signals().StartupComplete.Signalled(), srv.Signals().Latest().Name())
+			}
+		})
+	}
+}
+
 // StartupComplete waits for the refresh of the background checks, and a
 // shutdown during that refresh cancels it instead of waiting it out.
 func TestStartupCompleteWaitsForTheRefresh(t *testing.T) {
