@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -127,6 +128,25 @@ func TestSingleListener(t *testing.T) {
 	}
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
+}
+
+// Every response of the admin server, and of the single listener, is
+// marked nosniff: /metrics and the 404s were not.
+func TestAdminResponsesAreNosniff(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("metrics")) })
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single listener %v", single), func(t *testing.T) {
+			f := start(t, Config{API: http.NotFoundHandler(), SingleListener: single, DrainDelay: -1, Metrics: metrics})
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			for _, path := range []string{"/metrics", "/livez", "/nope/x"} {
+				if code, hdr, _ := f.get(f.srv.AdminAddr(), path); hdr.Get("X-Content-Type-Options") != "nosniff" {
+					t.Errorf("%s: %d without nosniff", path, code)
+				}
+			}
+			f.srv.Shutdown()
+			within(t, f.runErr, "Run")
+		})
+	}
 }
 
 func TestListenFailureIsConfigError(t *testing.T) {

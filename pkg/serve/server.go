@@ -198,14 +198,15 @@ func (s *Server) serve() {
 	if s.cfg.Metrics != nil {
 		adminMux.Handle("/metrics", s.cfg.Metrics)
 	}
+	admin := nosniff(adminMux)
 	apiHandler := http.Handler(s.gate)
 	if s.cfg.SingleListener {
 		adminMux.Handle("/", s.gate)
-		apiHandler = adminMux
+		apiHandler = admin
 	}
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)
 	s.apiSrv = s.cfg.Limits.server(apiHandler)
-	s.adminSrv = adminLimits.server(adminMux)
+	s.adminSrv = adminLimits.server(admin)
 	s.apiSrv.ErrorLog, s.adminSrv.ErrorLog = errLog, errLog
 	// DrainStarted is signalled once http.Server.Shutdown has closed the
 	// listener; the drain step signals it again (a no-op) in case this
@@ -348,3 +349,16 @@ func (s *Server) stopServers() {
 	_ = s.apiSrv.Close()
 	s.serving.Wait()
 }
+
+// nosniff marks every response of h X-Content-Type-Options: nosniff: the
+// admin server's /metrics and its 404s, as the probes and the gate mark
+// theirs.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Content-Type-Options"] = nosniffValue
+		h.ServeHTTP(w, r)
+	})
+}
+
+// nosniffValue is the header's one value, shared by every response.
+var nosniffValue = []string{"nosniff"}
