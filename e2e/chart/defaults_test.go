@@ -129,11 +129,12 @@ func TestChartRangesAreTheServices(t *testing.T) {
 	// warm-up.
 	base := func() map[string]any {
 		return map[string]any{
-			"probes":  map[string]any{"startup": map[string]any{"failureThreshold": 5000}},
-			"drain":   map[string]any{"timeoutSeconds": 3600, "delaySeconds": 600},
-			"config":  map[string]any{"workMaxSeconds": 1},
-			"sidecar": map[string]any{"enabled": true, "mode": "classic"},
-			"metrics": map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091"}},
+			"probes":   map[string]any{"startup": map[string]any{"failureThreshold": 5000}},
+			"drain":    map[string]any{"timeoutSeconds": 3600, "delaySeconds": 600},
+			"database": map[string]any{"timeout": "1s"}, // at most the shortest drain timeout
+			"config":   map[string]any{"workMaxSeconds": 1},
+			"sidecar":  map[string]any{"enabled": true, "mode": "classic"},
+			"metrics":  map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091"}},
 		}
 	}
 	set := func(values map[string]any, key string, v any) map[string]any {

@@ -269,6 +269,10 @@ func TestRefusedAtInstall(t *testing.T) {
 			"extraEnv sets BERTH_DRAIN_DELAY, which the chart already sets from drain.mode and drain.delaySeconds"},
 		{"extraEnv with a misspelt variable", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELY", "value": "1s"}}},
 			"extraEnv sets BERTH_DRAIN_DELY, which is not a berth variable: the service would refuse to start"},
+		{"extraEnv with one listener for the admin port the probes use", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_SINGLE_LISTENER", "value": "true"}}},
+			"extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port"},
+		{"a drain timeout shorter than a database call", map[string]any{"drain": map[string]any{"timeoutSeconds": 1}, "config": map[string]any{"workMaxSeconds": 1}},
+			"drain.timeoutSeconds (1) is shorter than database.timeout (1500ms)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

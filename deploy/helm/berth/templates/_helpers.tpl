@@ -141,6 +141,10 @@ template that renders the service includes it.
 {{- if gt (int $v.config.workMaxSeconds) (int $v.drain.timeoutSeconds) }}
 {{- fail (printf "config.workMaxSeconds (%d) is longer than drain.timeoutSeconds (%d): a request the service accepted could be cut off by its own drain; lower the one or raise the other" (int $v.config.workMaxSeconds) (int $v.drain.timeoutSeconds)) }}
 {{- end }}
+{{- $dbTimeout := divf (float64 (include "berth.ms" $v.database.timeout)) 1000.0 }}
+{{- if lt (float64 $v.drain.timeoutSeconds) $dbTimeout }}
+{{- fail (printf "drain.timeoutSeconds (%d) is shorter than database.timeout (%v): an items request waiting on the database could be cut off by the service's own drain; raise the one or lower the other" (int $v.drain.timeoutSeconds) $v.database.timeout) }}
+{{- end }}
 {{- if eq (int $v.ports.http) (int $v.ports.admin) }}
 {{- fail (printf "ports.http and ports.admin are both %d: each server needs a port of its own" (int $v.ports.http)) }}
 {{- end }}
@@ -166,6 +170,9 @@ template that renders the service includes it.
 {{- if has $e.name $set }}
 {{- $from := get (include "berth.envValues" $ | fromYaml) $e.name | default "the chart's values" }}
 {{- fail (printf "extraEnv sets %s, which the chart already sets from %s; a second entry would override it past the chart's checks (the grace period's, say): remove it from extraEnv" $e.name $from) }}
+{{- end }}
+{{- if eq $e.name "BERTH_SINGLE_LISTENER" }}
+{{- fail "extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port while the chart's probes and Services use the admin port (ports.admin): remove it from extraEnv" }}
 {{- end }}
 {{- if and (hasPrefix "BERTH_" $e.name) (not (has $e.name $known)) }}
 {{- fail (printf "extraEnv sets %s, which is not a berth variable: the service would refuse to start; the README lists them" $e.name) }}
