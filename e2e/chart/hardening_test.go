@@ -269,6 +269,12 @@ func TestRefusedAtInstall(t *testing.T) {
 			"extraEnv sets BERTH_DRAIN_DELAY, which the chart already sets from drain.mode and drain.delaySeconds"},
 		{"extraEnv with a misspelt variable", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELY", "value": "1s"}}},
 			"extraEnv sets BERTH_DRAIN_DELY, which is not a berth variable: the service would refuse to start"},
+		{"commonLabels over a label the chart sets", map[string]any{"commonLabels": map[string]any{"app.kubernetes.io/component": "x"}},
+			"commonLabels sets app.kubernetes.io/component, which the chart sets itself"},
+		{"podLabels over a label the chart sets", map[string]any{"podLabels": map[string]any{"app.kubernetes.io/version": "x"}},
+			"podLabels sets app.kubernetes.io/version, which the chart sets itself"},
+		{"a label in podLabels and commonLabels", map[string]any{"podLabels": map[string]any{"team": "b"}, "commonLabels": map[string]any{"team": "a"}},
+			"podLabels and commonLabels both set team"},
 		{"extraEnv with one listener for the admin port the probes use", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_SINGLE_LISTENER", "value": "true"}}},
 			"extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port"},
 		{"a drain timeout shorter than a database call", map[string]any{"drain": map[string]any{"timeoutSeconds": 1}, "config": map[string]any{"workMaxSeconds": 1}},
@@ -549,9 +555,12 @@ func TestChartKnowsTheServicesVariables(t *testing.T) {
 }
 
 // With NetworkPolicy peers set, the chart's helm test pod still reaches
-// both ports; and imagePullSecrets reach every pod the chart makes.
+// both ports, also when commonLabels adds a label of the app.kubernetes.io
+// family (part-of once replaced the one it was admitted by); and
+// imagePullSecrets reach every pod the chart makes.
 func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
 	r := mustRender(t, map[string]any{
+		"commonLabels":     map[string]any{"app.kubernetes.io/part-of": "platform"},
 		"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
 		"networkPolicy": map[string]any{"enabled": true,
 			"apiFrom":   []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"ingress": "true"}}}},

@@ -30,13 +30,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The helm test pod's labels: the release's, without app.kubernetes.io/name,
-so no selector of the service's (its Services, Deployment,
+The helm test pod's labels: the release's, with component "test" and
+without app.kubernetes.io/name, so no selector of the service's (its Services, Deployment,
 PodDisruptionBudget, NetworkPolicy) takes the test pod for one of its pods.
 */}}
 {{- define "berth.testLabels" -}}
 helm.sh/chart: {{ include "berth.chart" . }}
-app.kubernetes.io/part-of: {{ include "berth.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: test
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -46,7 +45,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The labels the NetworkPolicy admits the helm test pod by. */}}
 {{- define "berth.testSelectorLabels" -}}
-app.kubernetes.io/part-of: {{ include "berth.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: test
 {{- end }}
@@ -160,6 +158,16 @@ template that renders the service includes it.
 {{- if hasKey ($labels | default dict) $label }}
 {{- fail (printf "%s sets %s, one of the selector's labels: the Deployment would lose its pods; choose another label" $key $label) }}
 {{- end }}
+{{- end }}
+{{- range $label := list "helm.sh/chart" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/component" }}
+{{- if hasKey ($labels | default dict) $label }}
+{{- fail (printf "%s sets %s, which the chart sets itself: objects would carry the label twice; choose another label" $key $label) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $label, $_ := $v.podLabels | default dict }}
+{{- if hasKey ($v.commonLabels | default dict) $label }}
+{{- fail (printf "podLabels and commonLabels both set %s: the pod template would carry it twice; set it in one of them" $label) }}
 {{- end }}
 {{- end }}
 {{- /* extraEnv: neither what the chart sets (the later entry would win over the chart's value, and its budget) nor what the service does not read (it would refuse to start). */}}
