@@ -222,6 +222,9 @@ func TestRefusedAtInstall(t *testing.T) {
 	}{
 		{"maxSurge neither a count nor a percentage", map[string]any{"rollingUpdate": map[string]any{"maxSurge": "25"}}, "maxSurge"},
 		{"negative maxUnavailable", map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": -1}}, "maxUnavailable"},
+		{"maxUnavailable over 100%", map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": "150%"}}, "maxUnavailable"},
+		{"a percentage with a leading zero", map[string]any{"rollingUpdate": map[string]any{"maxSurge": "00%", "maxUnavailable": 0}}, "maxSurge"},
+		{"a budget over 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "101%"}}, "maxUnavailable"},
 		{"a rollout that can make no progress", map[string]any{"rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": "0%"}},
 			"rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod"},
 		{"PDB neither a count nor a percentage", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "half"}}, "maxUnavailable"},
