@@ -52,6 +52,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"demo failure", nil, with(map[string]string{"BERTH_DEMO_FAIL": "cache"}), 1, `hook \"cache\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
 			`hook \"sidecars\": start: failing as BERTH_DEMO_FAIL asks`},
+		{"sidecar never ready, the settings named", nil, with(map[string]string{"BERTH_SIDECARS": "127.0.0.1:1", "BERTH_SIDECAR_TIMEOUT": "200ms"}), 1,
+			`connection refused (waited BERTH_SIDECAR_TIMEOUT=200ms for BERTH_SIDECARS: raise it`},
 		{"database not there", nil, with(map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cret@127.0.0.1:1/berth", "BERTH_DB_WAIT": "200ms"}), 1,
 			`hook \"db\": start: database postgres 127.0.0.1:1/berth as berth did not answer within BERTH_DB_WAIT=200ms`},
 		{"data directory that cannot be made", nil, with(map[string]string{"BERTH_DATA_DIR": notADir + "/data"}), 1,

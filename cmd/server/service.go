@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -56,7 +57,7 @@ func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometh
 	if len(cfg.Sidecars) > 0 {
 		targets, _ := sidecar.ParseTargets(cfg.Sidecars) // validated by config.Load
 		w := sidecar.NewWaiter(targets, sidecar.Options{Deadline: cfg.SidecarTimeout, Logger: log})
-		hooks = append(hooks, w.Hook())
+		hooks = append(hooks, namingTheWait(w.Hook(), cfg.SidecarTimeout))
 		for _, c := range w.Checks(5 * time.Second) {
 			checks.Add(probes.Readiness, c)
 		}
@@ -72,4 +73,19 @@ func newServeConfig(cfg config.Config, log *slog.Logger) (serve.Config, *prometh
 	sc.Probes = checks
 	sc.Metrics = metrics.Handler(reg)
 	return sc, reg, nil
+}
+
+// namingTheWait makes the sidecar wait's failure name the settings behind
+// it, as the database wait's names BERTH_DB_WAIT: the library's error says
+// which sidecar and why, not which variable would change it.
+func namingTheWait(h lifespan.Hook, timeout time.Duration) lifespan.Hook {
+	start := h.Start
+	h.Start = func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		stop, err := start(ctx, s)
+		if err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (waited BERTH_SIDECAR_TIMEOUT=%v for BERTH_SIDECARS: raise it, or see why the sidecar is not ready)", err, timeout)
+		}
+		return stop, err
+	}
+	return h
 }
