@@ -56,7 +56,7 @@ func warmingFor(d time.Duration, start lifespan.StartFunc) lifespan.StartFunc {
 // server cuts the request off, it returns at once.
 func workRoute(r gin.IRoutes, cfg config.Config) {
 	getOrHead(r, "/work", func(c *gin.Context) {
-		d := 100 * time.Millisecond
+		d := min(100*time.Millisecond, cfg.WorkMax) // the default never passes the cap
 		if q := c.Query("duration"); q != "" {
 			var err error
 			if d, err = time.ParseDuration(q); err != nil || d < 0 {

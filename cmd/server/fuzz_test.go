@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/store"
@@ -88,6 +89,43 @@ func FuzzPutItem(f *testing.F) {
 			}
 		default:
 			t.Fatalf("PUT %q %q (%q): %d", key, body, contentType, rec.Code)
+		}
+	})
+}
+
+// Whatever ?duration= a work request carries, it works only for a
+// non-negative Go duration within BERTH_WORK_MAX, refuses anything else
+// with a JSON 400, and nothing panics.
+func FuzzWorkDuration(f *testing.F) {
+	for _, seed := range []string{"", "1ms", "0", "-1s", "1h", "1.5µs", "9223372036854775807ns", "1e3s", "ms", "0x10s"} {
+		f.Add(seed)
+	}
+	app := &lifespan.App{Name: "berth"}
+	if err := app.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	defer app.Stop(context.Background())
+	cfg, err := config.Load(map[string]string{"BERTH_WORK_MAX": "1ms"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.Fuzz(func(t *testing.T, q string) {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/work?"+url.Values{"duration": {q}}.Encode(), nil)
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		d, perr := time.ParseDuration(q)
+		ok := q == "" || (perr == nil && d >= 0 && d <= cfg.WorkMax)
+		switch {
+		case ok && rec.Code != http.StatusOK:
+			t.Fatalf("duration=%q: %d %q, want 200", q, rec.Code, rec.Body)
+		case !ok && rec.Code != http.StatusBadRequest:
+			t.Fatalf("duration=%q: %d, want 400", q, rec.Code)
+		case !ok:
+			var e map[string]string
+			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e["error"] == "" {
+				t.Fatalf("duration=%q refused with no JSON error: %q", q, rec.Body)
+			}
 		}
 	})
 }
