@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +76,34 @@ func TestSidecarCommand(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "sidecar quit requested") || !strings.Contains(logs.String(), `"reason":"quit endpoint"`) {
 		t.Fatalf("logs:\n%s", logs.String())
+	}
+}
+
+// SIGHUP ends the sidecar as SIGTERM does (a classic one holds first), as
+// it drains the service; it used to kill the process with no log line.
+func TestSidecarHangUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logbuf.Buffer
+	exited := make(chan int, 1)
+	go func() { exited <- serveSidecar(ln, sidecarConfig{}, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 || !strings.Contains(logs.String(), `"reason":"hangup"`) {
+			t.Fatalf("exit %d, logs:\n%s", code, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not exit after SIGHUP")
 	}
 }
 

@@ -46,6 +46,11 @@ func runSidecar(environ map[string]string, log *slog.Logger) int {
 // serveSidecar serves on ln until the quit endpoint is called or a signal
 // (plus the hold) ends it.
 func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
+	// Watch the signals before serving: once the sidecar answers, a signal
+	// ends it as documented. SIGHUP drains like the service's.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	readyAt := time.Now().Add(cfg.ReadyDelay)
 	quit := make(chan string, 1)
 	mux := http.NewServeMux()
@@ -73,9 +78,6 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 	go func() { failed <- srv.Serve(ln) }()
 	log.Info("sidecar listening", "addr", ln.Addr().String(), "ready_delay", cfg.ReadyDelay, "hold", cfg.Hold)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
 	var reason string
 	select {
 	case err := <-failed:
