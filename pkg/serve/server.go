@@ -189,21 +189,7 @@ func (s *Server) listen() error {
 // serve starts the admin and API servers and the background probe checks,
 // and signals Listening.
 func (s *Server) serve() {
-	adminMux := http.NewServeMux()
-	probeHandler := s.cfg.Probes.Handler(probes.HandlerOptions{ShowReasons: !s.cfg.SingleListener})
-	for _, p := range []string{"/livez", "/readyz", "/startupz"} {
-		adminMux.Handle(p, probeHandler)
-		adminMux.Handle(p+"/", probeHandler)
-	}
-	if s.cfg.Metrics != nil {
-		adminMux.Handle("/metrics", s.cfg.Metrics)
-	}
-	admin := nosniff(adminMux)
-	apiHandler := http.Handler(s.gate)
-	if s.cfg.SingleListener {
-		adminMux.Handle("/", s.gate)
-		apiHandler = admin
-	}
+	admin, apiHandler := s.handlers()
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)
 	s.apiSrv = s.cfg.Limits.server(apiHandler)
 	s.adminSrv = adminLimits.server(admin)
@@ -232,6 +218,27 @@ func (s *Server) serve() {
 	s.mark(s.sig.Listening, "api", s.apiLn.Addr().String(), "admin", s.adminLn.Addr().String(), "single_listener", s.cfg.SingleListener)
 }
 
+// handlers returns the admin server's handler (the probes and /metrics)
+// and the API server's (the gate; with SingleListener, the admin handler
+// with the gate at "/").
+func (s *Server) handlers() (admin, api http.Handler) {
+	mux := http.NewServeMux()
+	probeHandler := s.cfg.Probes.Handler(probes.HandlerOptions{ShowReasons: !s.cfg.SingleListener})
+	for _, p := range []string{"/livez", "/readyz", "/startupz"} {
+		mux.Handle(p, probeHandler)
+		mux.Handle(p+"/", probeHandler)
+	}
+	if s.cfg.Metrics != nil {
+		mux.Handle("/metrics", s.cfg.Metrics)
+	}
+	admin = nosniff(mux)
+	if !s.cfg.SingleListener {
+		return admin, s.gate
+	}
+	mux.Handle("/", s.gate)
+	return admin, admin
+}
+
 // watch turns OS signals and the end of ctx into ShutdownInitiated, and an
 // OS signal more than forceDebounce after the first into a forced exit. It
 // returns the function that stops watching.
@@ -243,43 +250,56 @@ func (s *Server) watch(ctx context.Context) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		// first is when the first OS signal came: zero while the shutdown,
-		// if any, began otherwise (Shutdown, ctx, a failed server), so the
-		// first signal only joins it and never forces an exit.
-		var first time.Time
-		select {
-		case sig := <-sigs:
-			first = time.Now()
-			s.fire(sig.String())
-		case <-ctx.Done():
-			s.fire("context done")
-		case <-s.sig.ShutdownInitiated.Done():
-		case <-done:
-			return
-		}
-		for {
-			select {
-			case sig := <-sigs:
-				if first.IsZero() {
-					first = time.Now()
-					s.cfg.Logger.Info("signal received: the shutdown is under way already; another one forces an exit", "signal", sig.String())
-					continue
-				}
-				if since := time.Since(first); since < forceDebounce {
-					s.cfg.Logger.Warn("signal ignored: it came too soon after the first to force an exit", "signal", sig.String(), slog.Float64("since_first_signal_seconds", since.Seconds()))
-					continue
-				}
-				s.force(sig)
-				return
-			case <-done:
-				return
-			}
+		if first, watching := s.awaitShutdown(ctx, sigs, done); watching {
+			s.awaitForce(first, sigs, done)
 		}
 	})
 	return func() {
 		signal.Stop(sigs)
 		close(done)
 		wg.Wait()
+	}
+}
+
+// awaitShutdown waits for the first of an OS signal, the end of ctx and a
+// shutdown begun otherwise, and begins the shutdown. first is when the OS
+// signal came: zero for a shutdown begun otherwise (Shutdown, ctx, a failed
+// server), so that the first signal only joins it and never forces an
+// exit. watching is false when done closed first.
+func (s *Server) awaitShutdown(ctx context.Context, sigs <-chan os.Signal, done <-chan struct{}) (first time.Time, watching bool) {
+	select {
+	case sig := <-sigs:
+		first = time.Now()
+		s.fire(sig.String())
+	case <-ctx.Done():
+		s.fire("context done")
+	case <-s.sig.ShutdownInitiated.Done():
+	case <-done:
+		return first, false
+	}
+	return first, true
+}
+
+// awaitForce forces an exit on an OS signal more than forceDebounce after
+// the first (see awaitShutdown), until done closes.
+func (s *Server) awaitForce(first time.Time, sigs <-chan os.Signal, done <-chan struct{}) {
+	for {
+		select {
+		case sig := <-sigs:
+			if first.IsZero() {
+				first = time.Now()
+				s.cfg.Logger.Info("signal received: the shutdown is under way already; another one forces an exit", "signal", sig.String())
+				continue
+			}
+			if since := time.Since(first); since < forceDebounce {
+				s.cfg.Logger.Warn("signal ignored: it came too soon after the first to force an exit", "signal", sig.String(), slog.Float64("since_first_signal_seconds", since.Seconds()))
+				continue
+			}
+			s.force(sig)
+			return
+		case <-done:
+			return
+		}
 	}
 }
 
