@@ -1,0 +1,132 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestKindString(t *testing.T) {
+	if got := (Readiness | Startup).String(); got != "readyz|startupz" {
+		t.Fatal(got)
+	}
+}
+
+func TestThresholdsStopFlapping(t *testing.T) {
+	var outcomes []error
+	var i int
+	r := New()
+	r.Add(Readiness, Check{Name: "dep", FailureThreshold: 3, SuccessThreshold: 2, Run: func(context.Context) error {
+		err := outcomes[i]
+		i++
+		return err
+	}})
+	e := errors.New("down")
+	outcomes = []error{nil, e, e, nil, e, e, e, nil, nil}
+	want := []bool{true, true, true, true, true, true, false, false, true}
+	for step, w := range want {
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		if rep.Passing != w {
+			t.Fatalf("step %d (outcome %v): passing = %v, want %v", step, outcomes[step], rep.Passing, w)
+		}
+	}
+	res := r.Results()[0]
+	if res.ConsecutiveSuccesses != 2 || res.ConsecutiveFailures != 0 || res.Err != nil {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
+func TestFirstResultCountsAtOnce(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "dep", FailureThreshold: 5, Run: fail("down")})
+	if rep, _ := r.Evaluate(t.Context(), Readiness, "", nil); rep.Passing {
+		t.Fatal("a check failing from the start reported passing")
+	}
+}
+
+func TestInlineCheckTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		r := New()
+		r.Add(Readiness, Check{Name: "deaf", Timeout: 2 * time.Second, Run: func(context.Context) error {
+			<-release // ignores its context
+			return nil
+		}})
+		begin := time.Now()
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		if took := time.Since(begin); took != 2*time.Second {
+			t.Errorf("probe took %v, want the 2s timeout", took)
+		}
+		if rep.Passing || !errors.Is(rep.Checks[0].Err, context.DeadlineExceeded) {
+			t.Errorf("report = %+v", rep)
+		}
+		close(release)
+	})
+}
+
+// An instant check runs in the probe's goroutine, without a deadline of its
+// own; an ordinary inline check gets its timeout. A panic is a failure
+// either way.
+func TestInstantChecks(t *testing.T) {
+	r := New()
+	var instantDeadline, inlineDeadline bool
+	r.Add(Readiness, Check{Name: "flag", Instant: true, Run: func(ctx context.Context) error {
+		_, instantDeadline = ctx.Deadline()
+		return nil
+	}})
+	r.Add(Readiness, Check{Name: "dial", Run: func(ctx context.Context) error {
+		_, inlineDeadline = ctx.Deadline()
+		return nil
+	}})
+	r.Add(Liveness, Check{Name: "bad", Instant: true, Run: func(context.Context) error { panic("nil map") }})
+	rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+	if !rep.Passing || instantDeadline || !inlineDeadline {
+		t.Fatalf("passing %v; instant check had a deadline %v, inline check %v", rep.Passing, instantDeadline, inlineDeadline)
+	}
+	rep, _ = r.Evaluate(t.Context(), Liveness, "", nil)
+	if rep.Passing || rep.Checks[0].Err == nil || !strings.Contains(rep.Checks[0].Err.Error(), "check panicked: nil map") {
+		t.Fatalf("a panicking instant check: %+v", rep.Checks)
+	}
+}
+
+// A probe runs its instant checks back to back, timing each from the end
+// of the one before: each one's start and duration are still its own,
+// whatever runs beside it (here an inline check that ends last). synctest's
+// clock stands still except while a check sleeps, so the figures are
+// exact. (That each takes one clock read, not three, is a cost, which
+// BenchmarkReadyzHandler in cmd/server measures.)
+func TestInstantChecksAreTimed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New()
+		sleeps := func(d time.Duration) CheckFunc {
+			return func(context.Context) error { time.Sleep(d); return nil }
+		}
+		r.Add(Readiness, Check{Name: "a", Instant: true, Run: sleeps(5 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "inline", Run: sleeps(30 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "b", Instant: true, Run: sleeps(7 * time.Millisecond)})
+		r.Add(Readiness, Check{Name: "c", Instant: true, Run: pass})
+		begin := time.Now()
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		want := map[string]struct{ start, took time.Duration }{
+			"a": {0, 5 * time.Millisecond}, "inline": {0, 30 * time.Millisecond},
+			"b": {5 * time.Millisecond, 7 * time.Millisecond}, "c": {12 * time.Millisecond, 0},
+		}
+		for _, res := range rep.Checks {
+			w := want[res.Name]
+			if got := res.LastRun.Sub(begin); got != w.start || res.Duration != w.took {
+				t.Errorf("%s: started %v, took %v; want %v and %v", res.Name, got, res.Duration, w.start, w.took)
+			}
+		}
+		if time.Since(begin) != 30*time.Millisecond {
+			t.Errorf("the probe took %v; want the inline check's 30ms, the instants (12ms) running beside it", time.Since(begin))
+		}
+		for _, res := range r.Results() { // the registry keeps what the probe saw
+			if w := want[res.Name]; res.Duration != w.took {
+				t.Errorf("%s: recorded %v, want %v", res.Name, res.Duration, w.took)
+			}
+		}
+	})
+}

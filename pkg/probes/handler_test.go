@@ -1,0 +1,102 @@
+package probes
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHandler(t *testing.T) {
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: pass})
+	r.Add(Readiness, Check{Name: "db", Run: fail("dial tcp 10.0.0.1:5432: refused")})
+	r.Add(Readiness|Startup, Check{Name: "hook/api/warm", Run: pass})
+	public := r.Handler(HandlerOptions{})
+	admin := r.Handler(HandlerOptions{ShowReasons: true})
+
+	tests := []struct {
+		name     string
+		h        http.Handler
+		method   string
+		target   string
+		hdr      []string
+		wantCode int
+		wantBody string
+		notBody  string
+	}{
+		{"livez ok", public, "GET", "/livez", nil, 200, "ok\n", ""},
+		{"livez verbose", public, "GET", "/livez?verbose", nil, 200, "[+]ping ok\nlivez check passed\n", ""},
+		{"readyz failing lists checks, withholds reason", public, "GET", "/readyz", nil, 503,
+			"[-]db failed: reason withheld\n[+]hook/api/warm ok\nreadyz check failed\n", "refused"},
+		{"admin shows reason", admin, "GET", "/readyz?verbose", nil, 503, "[-]db failed: dial tcp 10.0.0.1:5432: refused\n", ""},
+		{"exclude the failing check", public, "GET", "/readyz?exclude=db", nil, 200, "ok\n", ""},
+		{"exclude repeatable, unknown warned", public, "GET", "/readyz?verbose&exclude=db&exclude=nope&exclude=hook/api/warm", nil, 200,
+			"warn: some checks cannot be excluded: no matches for nope\nreadyz check passed\n", ""},
+		{"exclude named twice, unknown named twice: each once", public, "GET", "/readyz?verbose&exclude=db&exclude=db&exclude=zz&exclude=nope&exclude=zz", nil, 200,
+			"[+]hook/api/warm ok\nwarn: some checks cannot be excluded: no matches for nope, zz\nreadyz check passed\n", ""},
+		{"more excludes than the small buffer", public, "GET", "/readyz?verbose&exclude=a&exclude=b&exclude=c&exclude=d&exclude=e&exclude=f&exclude=g&exclude=h&exclude=db", nil, 200,
+			"warn: some checks cannot be excluded: no matches for a, b, c, d, e, f, g, h\nreadyz check passed\n", ""},
+		{"sub-path of a passing check", public, "GET", "/readyz/hook/api/warm", nil, 200, "ok\n", ""},
+		{"sub-path beside an exclude of another check: no warning", public, "GET", "/readyz/hook/api/warm?verbose&exclude=db", nil, 200,
+			"[+]hook/api/warm ok\n", "cannot be excluded"},
+		{"sub-path of a failing check", public, "GET", "/readyz/db", nil, 503, "[-]db failed", ""},
+		{"sub-path of another probe's check", public, "GET", "/livez/db", nil, 404, `livez has no check "db"`, ""},
+		{"startupz", public, "GET", "/startupz", nil, 200, "ok\n", ""},
+		{"HEAD", public, "HEAD", "/livez", nil, 200, "", ""},
+		{"POST refused", public, "POST", "/livez", nil, 405, "use GET or HEAD", ""},
+		{"unknown probe", public, "GET", "/healthz", nil, 404, "not found", ""},
+		{"json by query", public, "GET", "/readyz?format=json", nil, 503,
+			`{"probe":"readyz","status":"failed","checks":[{"name":"db","ok":false,"reason":"reason withheld"},{"name":"hook/api/warm","ok":true}]}`, "refused"},
+		{"json by Accept", admin, "GET", "/livez", []string{"Accept", "application/json"}, 200,
+			`{"probe":"livez","status":"ok","checks":[{"name":"ping","ok":true}]}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body, hdr := serve(tt.h, tt.method, tt.target, tt.hdr...)
+			if code != tt.wantCode {
+				t.Errorf("code = %d, want %d (body %q)", code, tt.wantCode, body)
+			}
+			if !strings.Contains(body, tt.wantBody) {
+				t.Errorf("body = %q, want it to contain %q", body, tt.wantBody)
+			}
+			if tt.notBody != "" && strings.Contains(body, tt.notBody) {
+				t.Errorf("body %q leaks %q", body, tt.notBody)
+			}
+			if code < 400 && hdr.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q", hdr.Get("Cache-Control"))
+			}
+		})
+	}
+}
+
+func TestJSONIsValid(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "db", Run: fail("x")})
+	_, body, hdr := serve(r.Handler(HandlerOptions{ShowReasons: true}), "GET", "/readyz?format=json")
+	var rep jsonReport
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("json %q: %v", body, err)
+	}
+	if rep.Status != "failed" || len(rep.Checks) != 1 || rep.Checks[0].Reason != "x" {
+		t.Fatalf("report = %+v", rep)
+	}
+}
+
+func TestHandlerOverHTTP(t *testing.T) {
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: pass})
+	srv := httptest.NewServer(r.Handler(HandlerOptions{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}

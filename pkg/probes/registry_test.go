@@ -1,0 +1,147 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestAddPanicsOnMistakes(t *testing.T) {
+	tests := []struct {
+		name string
+		kind Kind
+		c    Check
+	}{
+		{"no name", Readiness, Check{Run: pass}},
+		{"space", Readiness, Check{Name: "a b", Run: pass}},
+		{"no run", Readiness, Check{Name: "a"}},
+		{"no kind", 0, Check{Name: "a", Run: pass}},
+		{"negative", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},
+		{"duplicate", Readiness, Check{Name: "dup", Run: pass}},
+		{"instant in the background", Readiness, Check{Name: "a", Run: pass, Instant: true, Interval: time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			r.Add(Liveness, Check{Name: "dup", Run: pass})
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			r.Add(tt.kind, tt.c)
+		})
+	}
+}
+
+func TestBackgroundCheckNeverBlocksProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "slow-db", Interval: 10 * time.Second, Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
+			runs.Add(1)
+			select {
+			case <-time.After(5 * time.Second): // a slow dependency
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}})
+		r.Start(t.Context())
+		defer r.Stop()
+
+		probe := func() (bool, time.Duration) {
+			begin := time.Now()
+			rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+			return rep.Passing, time.Since(begin)
+		}
+		synctest.Wait()
+		if ok, took := probe(); ok || took != 0 {
+			t.Fatalf("before first result: passing=%v took=%v; want failing at once", ok, took)
+		}
+		if res := r.Results()[0]; !errors.Is(res.Err, ErrNotRun) {
+			t.Fatalf("reason before first run = %v", res.Err)
+		}
+		time.Sleep(6 * time.Second)
+		if ok, took := probe(); !ok || took != 0 {
+			t.Fatalf("after first result: passing=%v took=%v; want passing at once", ok, took)
+		}
+		time.Sleep(20 * time.Second)
+		for range 50 {
+			probe()
+		}
+		if got := runs.Load(); got != 3 {
+			t.Fatalf("check ran %d times in 26s at a 10s interval (probes must not run it), want 3", got)
+		}
+	})
+}
+
+// Refresh brings a background check's result up to date at once and
+// leaves its schedule alone.
+func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var open atomic.Bool
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Run: func(context.Context) error {
+			runs.Add(1)
+			if !open.Load() {
+				return errors.New("not open yet")
+			}
+			return nil
+		}})
+		r.Add(Readiness, Check{Name: "inline", Run: func(context.Context) error { runs.Add(100); return nil }})
+		r.Start(t.Context())
+		defer r.Stop()
+		synctest.Wait()
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); rep.Passing {
+			t.Fatal("db passing before it opened")
+		}
+		open.Store(true)
+		r.Refresh(t.Context())
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing {
+			t.Fatalf("db after Refresh: %+v", rep.Checks)
+		}
+		if got := runs.Load(); got != 2 {
+			t.Fatalf("runs = %d; want the first run and the refresh, and no inline check", got)
+		}
+		r.Refresh(t.Context(), "other")
+		if got := runs.Load(); got != 2 {
+			t.Fatalf("a refresh of another check ran db (runs = %d)", got)
+		}
+		r.Refresh(t.Context(), "db")
+		if got := runs.Load(); got != 3 {
+			t.Fatalf("a refresh of db by name: runs = %d, want 3", got)
+		}
+	})
+}
+
+// A scheduled run that started before a Refresh and ends after it does not
+// overwrite the refreshed, newer result.
+func TestRefreshIsNotUndoneByAnOlderRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+			if calls.Add(1) == 1 {
+				<-release // the first scheduled run, begun before the database opened
+				return errors.New("not open yet")
+			}
+			return nil
+		}})
+		r.Start(t.Context())
+		defer r.Stop()
+		synctest.Wait()              // the first run is in flight
+		time.Sleep(time.Millisecond) // fake time: the refresh begins strictly later
+		r.Refresh(t.Context())
+		close(release)
+		synctest.Wait()
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing || calls.Load() != 2 {
+			t.Fatalf("after the stale run ended: %+v (%d calls); want the refresh's passing result", rep.Checks, calls.Load())
+		}
+	})
+}
