@@ -6,11 +6,14 @@
 // drain), startup failure and rollback, native and classic sidecars,
 // metrics, and `helm test` in a Pod Security "restricted" namespace.
 //
-// `go test -tags e2e .` (from this module) is the whole run: TestMain
-// creates a kind cluster from deploy/kind/cluster.yaml with kind's Go
-// package, builds the service image, loads it into the nodes, installs the
-// chart, runs the suite and deletes the cluster, also when a test fails or
-// the run is interrupted. Settings, from the environment:
+// `go test -tags e2e -timeout 60m .` (from this module) is the whole run
+// (go test's default timeout of 10m is too short for it): TestMain creates
+// a kind cluster from deploy/kind/cluster.yaml with kind's Go package,
+// builds the service image, loads it into the nodes, installs the chart,
+// runs the suite and deletes the cluster, also when a test fails, when the
+// run is interrupted, and shortly before the -timeout would end it. A test
+// that panics leaves the cluster; the next run deletes a same-named one
+// first. Settings, from the environment:
 //
 //	KIND_NODE_IMAGE    node image (default kindest/node:v1.34.0)
 //	GO_IMAGE           builder image for the Dockerfile (default golang:1.26-bookworm)
@@ -27,6 +30,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -94,6 +98,19 @@ func run(m *testing.M) (code int) {
 			}
 		}
 	}
+	// go test's -timeout panics the binary, past any teardown: stop the run
+	// a little before it, deleting the cluster. (A test that panics still
+	// leaves it; the next run deletes a same-named cluster first.)
+	flag.Parse()
+	if limit := testTimeout(); limit > 0 {
+		margin := min(limit/10, 2*time.Minute)
+		stop := time.AfterFunc(limit-margin, func() {
+			fmt.Fprintf(os.Stderr, "e2e: the run is %v from go test's -timeout (%v): deleting the cluster and stopping\n", margin, limit)
+			teardown()
+			os.Exit(1)
+		})
+		defer stop.Stop()
+	}
 	// An interrupt (Ctrl-C, or CI cancelling the job) still deletes the cluster.
 	interrupted := make(chan os.Signal, 1)
 	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
@@ -127,6 +144,16 @@ func run(m *testing.M) (code int) {
 	}
 	teardown()
 	return code
+}
+
+// testTimeout is go test's -timeout for this run, 0 for none.
+func testTimeout() time.Duration {
+	f := flag.Lookup("test.timeout")
+	if f == nil {
+		return 0
+	}
+	d, _ := f.Value.(flag.Getter).Get().(time.Duration)
+	return d
 }
 
 // up creates (or reuses) the cluster while the image builds, loads the
