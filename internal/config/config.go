@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"reflect"
 	"slices"
@@ -183,7 +182,7 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 	}
 	if len(c.SidecarQuit) > 0 {
 		urls := c.SidecarQuit
-		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, &http.Client{}, log) }
+		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, sidecar.Options{Logger: log}) }
 	}
 	return sc
 }

@@ -39,7 +39,7 @@ func Example() {
 		fmt.Println(err)
 	}
 	_ = app.Stop(context.Background())
-	_ = sidecar.Quit(context.Background(), []string{proxy.URL + "/quitquitquit"}, nil, quiet)
+	_ = sidecar.Quit(context.Background(), []string{proxy.URL + "/quitquitquit"}, sidecar.Options{Logger: quiet})
 	// Output:
 	// db opened, the network is up
 	// sidecar told to quit

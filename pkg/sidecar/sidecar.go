@@ -61,20 +61,24 @@ func ParseTargets(specs []string) ([]Target, error) {
 	return out, nil
 }
 
-// Options tunes the wait. The zero value means: 100ms first backoff,
-// doubling to 2s, 60s deadline, 1s per attempt. A pause that would pass
-// the moment AttemptTimeout before the deadline is cut short, so one
+// Options tunes the wait ([NewWaiter]) and the quit calls ([Quit]). The
+// zero value means: 100ms first backoff, doubling to 2s, 60s deadline, 1s
+// per attempt, a plain http.Client and slog.Default. A pause that would
+// pass the moment AttemptTimeout before the deadline is cut short, so one
 // attempt starts then with its full timeout: a sidecar that is ready by
 // then is found, however the backoff falls. (With a deadline no longer
 // than AttemptTimeout, that moment has passed at the start, and the
 // backoff runs as it falls.)
 type Options struct {
+	// The wait's schedule; Quit, bounded by its context, uses none of them.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	Deadline       time.Duration
 	AttemptTimeout time.Duration
-	Client         *http.Client
-	Logger         *slog.Logger
+	// Client makes the HTTP probes and the quit calls.
+	Client *http.Client
+	// Logger logs the wait's progress and each quit call's outcome.
+	Logger *slog.Logger
 }
 
 // Waiter waits for sidecars and reports them as checks.
@@ -196,9 +200,11 @@ func (w *Waiter) Checks(interval time.Duration) []probes.Check {
 }
 
 // Quit POSTs to every quit URL at once (Istio /quitquitquit, Linkerd
-// /shutdown), logs each outcome, and returns the failures joined. A
-// connection refused counts as success: the sidecar is already gone.
-func Quit(ctx context.Context, urls []string, client *http.Client, log *slog.Logger) error {
+// /shutdown) with opts.Client, bounded by ctx, logs each outcome to
+// opts.Logger, and returns the failures joined. A connection refused
+// counts as success: the sidecar is already gone.
+func Quit(ctx context.Context, urls []string, opts Options) error {
+	client, log := opts.Client, opts.Logger
 	if client == nil {
 		client = &http.Client{}
 	}

@@ -195,19 +195,19 @@ func TestQuit(t *testing.T) {
 	goneURL := "http://" + gone.Addr().String() + "/shutdown"
 	gone.Close()
 
-	if err := Quit(t.Context(), []string{ok.URL + "/quitquitquit", goneURL}, nil, quiet); err != nil {
+	if err := Quit(t.Context(), []string{ok.URL + "/quitquitquit", goneURL}, Options{Logger: quiet}); err != nil {
 		t.Fatalf("Quit = %v (a sidecar already gone is not an error)", err)
 	}
 	if posts.Load() != 1 {
 		t.Fatalf("posts = %d", posts.Load())
 	}
-	err := Quit(t.Context(), []string{bad.URL + "/quitquitquit"}, nil, quiet)
+	err := Quit(t.Context(), []string{bad.URL + "/quitquitquit"}, Options{Logger: quiet})
 	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") {
 		t.Fatalf("Quit = %v", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := Quit(ctx, []string{ok.URL + "/quitquitquit"}, nil, quiet); err == nil {
+	if err := Quit(ctx, []string{ok.URL + "/quitquitquit"}, Options{Logger: quiet}); err == nil {
 		t.Fatal("Quit with a done context succeeded")
 	}
 }
