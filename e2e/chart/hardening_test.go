@@ -224,7 +224,7 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"negative maxUnavailable", map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": -1}}, "maxUnavailable"},
 		{"maxUnavailable over 100%", map[string]any{"rollingUpdate": map[string]any{"maxUnavailable": "150%"}}, "maxUnavailable"},
 		{"a percentage with a leading zero", map[string]any{"rollingUpdate": map[string]any{"maxSurge": "00%", "maxUnavailable": 0}}, "maxSurge"},
-		{"a budget over 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "101%"}}, "maxUnavailable"},
+		{"a budget over 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "101%"}}, "'101%' does not match pattern"},
 		{"a rollout that can make no progress", map[string]any{"rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": "0%"}},
 			"rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod"},
 		{"PDB neither a count nor a percentage", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "half"}}, "maxUnavailable"},
@@ -278,6 +278,10 @@ func TestRefusedAtInstall(t *testing.T) {
 			"podLabels sets app.kubernetes.io/version, which the chart sets itself"},
 		{"a label in podLabels and commonLabels", map[string]any{"podLabels": map[string]any{"team": "b"}, "commonLabels": map[string]any{"team": "a"}},
 			"podLabels and commonLabels both set team"},
+		{"a label in service.labels and commonLabels", map[string]any{"service": map[string]any{"labels": map[string]any{"team": "b"}}, "commonLabels": map[string]any{"team": "a"}},
+			"service.labels and commonLabels both set team"},
+		{"serviceMonitor labels over a label the chart sets", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"helm.sh/chart": "x"}}}},
+			"metrics.serviceMonitor.labels sets helm.sh/chart, which the chart sets itself"},
 		{"extraEnv with one listener for the admin port the probes use", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_SINGLE_LISTENER", "value": "true"}}},
 			"extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port"},
 		{"a drain timeout shorter than a database call", map[string]any{"drain": map[string]any{"timeoutSeconds": 1}, "config": map[string]any{"workMaxSeconds": 1}},
@@ -611,7 +615,12 @@ func TestHelmTestPodIsNotTheService(t *testing.T) {
 		"podDisruptionBudget": map[string]any{"enabled": true},
 		"networkPolicy":       map[string]any{"enabled": true},
 		"commonLabels":        map[string]any{"team": "payments"},
+		// A label the pods do not carry otherwise is theirs to set.
+		"podLabels": map[string]any{"app.kubernetes.io/component": "api"},
 	})
+	if got := r.deployment.Spec.Template.Labels["app.kubernetes.io/component"]; got != "api" {
+		t.Errorf("pod template component %q, want podLabels' api", got)
+	}
 	testLabels := labels.Set(r.testPod.Labels)
 	selectors := map[string]*metav1.LabelSelector{
 		"Deployment " + r.deployment.Name: r.deployment.Spec.Selector,

@@ -30,14 +30,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The helm test pod's labels: the release's, with component "test" and
-without app.kubernetes.io/name, so no selector of the service's (its Services, Deployment,
-PodDisruptionBudget, NetworkPolicy) takes the test pod for one of its pods.
+The helm test pod's labels: the release's, with an app.kubernetes.io/name
+of its own (NAME-test) and component "test", so no selector of the
+service's (its Services, Deployment, PodDisruptionBudget, NetworkPolicy)
+takes the test pod for one of its pods, and the NetworkPolicy admits no
+other chart's test pod.
 */}}
 {{- define "berth.testLabels" -}}
 helm.sh/chart: {{ include "berth.chart" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: test
+{{ include "berth.testSelectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
@@ -45,6 +46,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The labels the NetworkPolicy admits the helm test pod by. */}}
 {{- define "berth.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" .) | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: test
 {{- end }}
@@ -159,15 +161,23 @@ template that renders the service includes it.
 {{- fail (printf "%s sets %s, one of the selector's labels: the Deployment would lose its pods; choose another label" $key $label) }}
 {{- end }}
 {{- end }}
-{{- range $label := list "helm.sh/chart" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/component" }}
-{{- if hasKey ($labels | default dict) $label }}
-{{- fail (printf "%s sets %s, which the chart sets itself: objects would carry the label twice; choose another label" $key $label) }}
+{{- end }}
+{{- /* Labels the chart writes on every object (berth.labels), and on some (component). */}}
+{{- $own := list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" }}
+{{- $common := $v.commonLabels | default dict }}
+{{- range $label := append $own "app.kubernetes.io/component" }}
+{{- if hasKey $common $label }}
+{{- fail (printf "commonLabels sets %s, which the chart sets itself: objects would carry the label twice; choose another label" $label) }}
 {{- end }}
 {{- end }}
+{{- $extra := dict "podLabels" $v.podLabels "service.labels" $v.service.labels "metrics.serviceMonitor.labels" $v.metrics.serviceMonitor.labels "metrics.prometheusRule.labels" $v.metrics.prometheusRule.labels "metrics.dashboard.labels" $v.metrics.dashboard.labels }}
+{{- range $key := keys $extra | sortAlpha }}
+{{- range $label, $_ := get $extra $key | default dict }}
+{{- if has $label $own }}
+{{- fail (printf "%s sets %s, which the chart sets itself: the object would carry the label twice; choose another label" $key $label) }}
+{{- else if hasKey $common $label }}
+{{- fail (printf "%s and commonLabels both set %s: the object would carry it twice; set it in one of them" $key $label) }}
 {{- end }}
-{{- range $label, $_ := $v.podLabels | default dict }}
-{{- if hasKey ($v.commonLabels | default dict) $label }}
-{{- fail (printf "podLabels and commonLabels both set %s: the pod template would carry it twice; set it in one of them" $label) }}
 {{- end }}
 {{- end }}
 {{- /* extraEnv: neither what the chart sets (the later entry would win over the chart's value, and its budget) nor what the service does not read (it would refuse to start). */}}
