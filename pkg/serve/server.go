@@ -24,9 +24,10 @@ const forceDebounce = time.Second
 // Server runs a group of apps behind an API server and an admin server, and
 // follows the shutdown timeline its [Signals] name.
 type Server struct {
-	cfg  Config
-	sig  *Signals
-	gate *gate
+	cfg   Config
+	sig   *Signals
+	gate  *gate
+	conns conns // the API server's connections with a request under way
 
 	ran      atomic.Bool
 	fireOnce sync.Once
@@ -211,7 +212,8 @@ func (s *Server) serve() {
 		serveOn("admin", s.adminSrv, s.adminServed)
 	}
 	s.apiServed = s.cfg.Limits.listener(s.apiLn)
-	serveOn("api", s.apiSrv, s.apiServed)
+	s.apiSrv.ConnState = s.conns.track
+	serveOn("api", s.apiSrv, s.conns.listener(s.apiServed))
 	var probeCtx context.Context
 	probeCtx, s.stopProbes = context.WithCancel(context.Background())
 	s.cfg.Probes.Start(probeCtx)
