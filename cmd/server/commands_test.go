@@ -137,14 +137,23 @@ func TestMisuseExits2(t *testing.T) {
 			"BERTH_SIDECAR_HLOD is not a berth variable; did you mean BERTH_SIDECAR_HOLD?"},
 		{"sidecar hold set but empty", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_HOLD": ""},
 			"BERTH_SIDECAR_HOLD is set but empty: unset it for its default (0s)"},
+		{"sidecar hold negative", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_HOLD": "-5s"},
+			`BERTH_SIDECAR_HOLD=\"-5s\": want between 1ns and 24h0m0s (or 0)`},
 		{"sidecar delay negative", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_READY_DELAY": "-1s"},
 			`BERTH_SIDECAR_READY_DELAY=\"-1s\": want between 1ns and 1h0m0s (or 0)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := run(tt.args, tt.env, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) {
-				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tt.want)
+			exited := make(chan int, 1)
+			go func() { exited <- run(tt.args, tt.env, &stdout, &stderr) }()
+			select {
+			case code := <-exited:
+				if code != 2 || !strings.Contains(stderr.String(), tt.want) {
+					t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tt.want)
+				}
+			case <-time.After(30 * time.Second): // a regression starts the command instead of refusing it
+				t.Fatalf("still running after 30s; want it refused with exit 2 and %q", tt.want)
 			}
 		})
 	}

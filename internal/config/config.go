@@ -93,7 +93,7 @@ func Load(environ map[string]string) (Config, error) {
 	if cfg.DBTimeout > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
 		problems = append(problems, fmt.Sprintf("BERTH_DB_TIMEOUT (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): an items request waiting on the database could be cut off by the service's own drain; make BERTH_DB_TIMEOUT at most the drain timeout, or raise the drain timeout", cfg.DBTimeout, cfg.DrainTimeout))
 	}
-	if admin, set := environ["BERTH_ADMIN_ADDR"]; set && cfg.SingleListener && admin != cfg.HTTPAddr {
+	if admin := environ["BERTH_ADMIN_ADDR"]; admin != "" && cfg.SingleListener && admin != cfg.HTTPAddr { // empty is the default, as for every text setting
 		problems = append(problems, fmt.Sprintf("BERTH_ADMIN_ADDR=%q is not listened on with BERTH_SINGLE_LISTENER=true, which serves the probes and /metrics on BERTH_HTTP_ADDR (%q): unset one of them", admin, cfg.HTTPAddr))
 	}
 	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {

@@ -49,6 +49,8 @@ func TestLoad(t *testing.T) {
 			"BERTH_DB_TIMEOUT (2s) is longer than BERTH_DRAIN_TIMEOUT (1s): an items request waiting on the database could be cut off by the service's own drain"},
 		{"one listener and an admin address", map[string]string{"BERTH_SINGLE_LISTENER": "true", "BERTH_ADMIN_ADDR": ":9091"},
 			`BERTH_ADMIN_ADDR=":9091" is not listened on with BERTH_SINGLE_LISTENER=true, which serves the probes and /metrics on BERTH_HTTP_ADDR (":8080")`},
+		{"one listener, the admin address empty (its default)", map[string]string{"BERTH_SINGLE_LISTENER": "true", "BERTH_ADMIN_ADDR": ""}, ""},
+		{"one listener, the admin address the same", map[string]string{"BERTH_SINGLE_LISTENER": "true", "BERTH_ADMIN_ADDR": ":8080"}, ""},
 		{"pushgateway URL", map[string]string{"BERTH_PUSHGATEWAY_URL": "pushgateway:9091"}, `BERTH_PUSHGATEWAY_URL="pushgateway:9091": want the Pushgateway's http:// or https:// URL`},
 		{"log level", map[string]string{"BERTH_LOG_LEVEL": "loud"}, `BERTH_LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"log format", map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT="xml": want json or text`},

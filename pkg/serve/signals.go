@@ -46,8 +46,8 @@ func (s *Signal) At() time.Time {
 func (s *Signal) signal() bool {
 	fired := false
 	s.once.Do(func() {
+		s.at.Store(time.Now().UnixNano()) // before seq: Latest never returns a signal without its time
 		s.seq.Store(signalled.Add(1))
-		s.at.Store(time.Now().UnixNano())
 		close(s.done)
 		fired = true
 	})
