@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/gin-gonic/gin"
 )
 
 // startService runs the service on loopback through berthtest, with the
@@ -167,23 +168,9 @@ func (failingStore) Stats(context.Context) (store.Stats, error)        { return 
 // With the database gone, requests that need it answer 503 with
 // Retry-After and a JSON error at once; the others keep answering 200.
 func TestDatabaseOutageIsA503(t *testing.T) {
-	app := &lifespan.App{Name: "berth"}
-	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-		storeKey.Set(s, failingStore{})
-		c := &cache{}
-		c.stats.Store(&store.Stats{Items: 7})
-		cacheKey.Set(s, c)
-		return nil, nil
-	}})
-	if err := app.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer app.Stop(context.Background())
-	cfg, err := config.Load(map[string]string{"BERTH_WORK_MAX": "1s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := &cache{}
+	c.stats.Store(&store.Stats{Items: 7})
+	_, api := apiOver(t, failingStore{}, c, map[string]string{"BERTH_WORK_MAX": "1s"})
 	for _, tt := range []struct {
 		method, path, body string
 		code               int
@@ -272,4 +259,30 @@ func TestHTTPDetails(t *testing.T) {
 			t.Fatalf("the answer to the headers alone: %q, %v; want 413, not 100 Continue", line, err)
 		}
 	})
+}
+
+// apiOver is the service's API with the settings env, over a started app
+// whose one hook provides st and c (when not nil); the app stops when the
+// test ends.
+func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (config.Config, *gin.Engine) {
+	tb.Helper()
+	app := &lifespan.App{Name: "berth"}
+	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		if st != nil {
+			storeKey.Set(s, st)
+		}
+		if c != nil {
+			cacheKey.Set(s, c)
+		}
+		return nil, nil
+	}})
+	if err := app.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { app.Stop(context.Background()) })
+	cfg, err := config.Load(env)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg, newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
 // mapStore is an in-memory store for the fuzz test's speed.
@@ -54,21 +50,7 @@ func FuzzPutItem(f *testing.F) {
 	} {
 		f.Add(seed.key, seed.body, seed.ct)
 	}
-	app := &lifespan.App{Name: "berth"}
-	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-		storeKey.Set(s, &mapStore{m: map[string][]byte{}})
-		cacheKey.Set(s, &cache{})
-		return nil, nil
-	}})
-	if err := app.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	defer app.Stop(context.Background())
-	cfg, err := config.Load(map[string]string{"BERTH_BODY_LIMIT": "128"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, api := apiOver(f, &mapStore{m: map[string][]byte{}}, &cache{}, map[string]string{"BERTH_BODY_LIMIT": "128"})
 	f.Fuzz(func(t *testing.T, key, body, contentType string) {
 		req := httptest.NewRequest(http.MethodPut, "/", strings.NewReader(body))
 		req.URL = &url.URL{Path: "/api/v1/items/" + url.PathEscape(key)}
@@ -100,16 +82,7 @@ func FuzzWorkDuration(f *testing.F) {
 	for _, seed := range []string{"", "1ms", "0", "-1s", "1h", "1.5µs", "9223372036854775807ns", "1e3s", "ms", "0x10s"} {
 		f.Add(seed)
 	}
-	app := &lifespan.App{Name: "berth"}
-	if err := app.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	defer app.Stop(context.Background())
-	cfg, err := config.Load(map[string]string{"BERTH_WORK_MAX": "1ms"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg, api := apiOver(f, nil, nil, map[string]string{"BERTH_WORK_MAX": "1ms"})
 	f.Fuzz(func(t *testing.T, q string) {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/work?"+url.Values{"duration": {q}}.Encode(), nil)
 		rec := httptest.NewRecorder()
