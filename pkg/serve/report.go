@@ -13,8 +13,9 @@ type ShutdownReport struct {
 	Reason string
 	// ServedDuringDelay counts requests that arrived between
 	// ReadinessFailing and DrainStarted; InFlightAtDrainStart those still
-	// running at DrainStarted; CutOff those still running when the drain
-	// timeout ended the wait.
+	// running at DrainStarted; CutOff those still running, or still
+	// arriving, when the drain timeout ended the wait (a connection that
+	// had sent nothing is not counted).
 	ServedDuringDelay    int64
 	InFlightAtDrainStart int64
 	CutOff               int64
