@@ -13,9 +13,9 @@ type ShutdownReport struct {
 	Reason string
 	// ServedDuringDelay counts requests that arrived between
 	// ReadinessFailing and DrainStarted; InFlightAtDrainStart those still
-	// running at DrainStarted; CutOff those still running, or still
-	// arriving, when the drain timeout ended the wait (a connection that
-	// had sent nothing is not counted).
+	// running at DrainStarted; CutOff those whose handlers still ran when
+	// the drain timeout ended the wait (a request net/http dropped before
+	// its handler began is not counted: see the README's shutdown timeline).
 	ServedDuringDelay    int64
 	InFlightAtDrainStart int64
 	CutOff               int64

@@ -24,10 +24,9 @@ const forceDebounce = time.Second
 // Server runs a group of apps behind an API server and an admin server, and
 // follows the shutdown timeline its [Signals] name.
 type Server struct {
-	cfg   Config
-	sig   *Signals
-	gate  *gate
-	conns conns // the API server's connections with a request under way
+	cfg  Config
+	sig  *Signals
+	gate *gate
 
 	ran      atomic.Bool
 	fireOnce sync.Once
@@ -212,8 +211,7 @@ func (s *Server) serve() {
 		serveOn("admin", s.adminSrv, s.adminServed)
 	}
 	s.apiServed = s.cfg.Limits.listener(s.apiLn)
-	s.apiSrv.ConnState = s.conns.track
-	serveOn("api", s.apiSrv, s.conns.listener(s.apiServed))
+	serveOn("api", s.apiSrv, s.apiServed)
 	var probeCtx context.Context
 	probeCtx, s.stopProbes = context.WithCancel(context.Background())
 	s.cfg.Probes.Start(probeCtx)

@@ -84,19 +84,18 @@ func (s *Server) lastArrivalSince(t0 time.Time) time.Time {
 // drainInFlight is T1..T2: stop accepting and wait for the requests in
 // flight, bounded by the drain timeout; the rest are cut off.
 //
-// A request is cut off if its handler still runs or its connection is
-// still receiving it. http.Server.Shutdown also waits, for up to 5s from
-// its accept, on a connection that has sent nothing yet (a client may
-// have opened it ahead of a request); when the drain timeout ends that
-// wait with no request under way, nothing is cut off: the drain is clean,
-// and such connections are closed.
+// http.Server.Shutdown also waits, for up to 5s from its accept, on a
+// connection that has sent nothing yet (a client may have opened it ahead
+// of a request). When the drain timeout ends that wait with no request
+// running, nothing is cut off: the drain is clean, and such connections
+// are closed.
 func (s *Server) drainInFlight() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	err := s.apiSrv.Shutdown(ctx)
 	s.drainStarted() // normally done already, by the server's shutdown callback
 	if err != nil {
-		s.cutOff = max(s.gate.inFlight.Load(), s.conns.underWay())
+		s.cutOff = s.gate.inFlight.Load()
 		_ = s.apiSrv.Close()
 		if s.cutOff > 0 {
 			s.errs = append(s.errs, fmt.Errorf("drain: %d requests still running after the %v drain timeout were cut off: %w", s.cutOff, s.cfg.DrainTimeout, err))
