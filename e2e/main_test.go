@@ -39,6 +39,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,6 +99,30 @@ func run(m *testing.M) (code int) {
 			}
 		}
 	}
+	// go test panics the binary at -timeout after m.Run begins, and its go
+	// command kills it a minute past -timeout from the binary's start, the
+	// setup included; both go past any teardown. Stop the run a few
+	// minutes before the earlier of the two, exporting the logs (once the
+	// cluster is up) and deleting the cluster. (A test that panics still
+	// leaves the cluster; the next run deletes a same-named one first.)
+	var ready atomic.Pointer[envconf.Config]
+	flag.Parse()
+	if limit := testTimeout(); limit > 0 {
+		margin := min(limit/10, 3*time.Minute)
+		stop := time.AfterFunc(limit-margin, func() {
+			fmt.Fprintf(os.Stderr, "e2e: the run is %v from go test's -timeout (%v): exporting logs, deleting the cluster and stopping\n", margin, limit)
+			if cfg := ready.Load(); cfg != nil {
+				if dir, err := exportLogs(cfg, provider); err != nil {
+					fmt.Fprintf(os.Stderr, "e2e: exporting logs: %v\n", err)
+				} else {
+					fmt.Fprintf(os.Stderr, "e2e: cluster and pod logs exported to %s\n", dir)
+				}
+			}
+			teardown()
+			os.Exit(1)
+		})
+		defer stop.Stop()
+	}
 	// An interrupt (Ctrl-C, or CI cancelling the job) still deletes the cluster.
 	interrupted := make(chan os.Signal, 1)
 	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
@@ -117,26 +142,8 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	cfg := envconf.NewWithKubeConfig(kubeconfig)
+	ready.Store(cfg)
 	testenv = env.NewWithConfig(cfg)
-	// go test's -timeout, counted from here (m.Run), panics the binary past
-	// any teardown: stop the run a little before it, with the logs exported
-	// and the cluster deleted. (A test that panics still leaves the
-	// cluster; the next run deletes a same-named one first.)
-	flag.Parse()
-	if limit := testTimeout(); limit > 0 {
-		margin := min(limit/10, 2*time.Minute)
-		stop := time.AfterFunc(limit-margin, func() {
-			fmt.Fprintf(os.Stderr, "e2e: the tests are %v from go test's -timeout (%v): exporting logs, deleting the cluster and stopping\n", margin, limit)
-			if dir, err := exportLogs(cfg, provider); err != nil {
-				fmt.Fprintf(os.Stderr, "e2e: exporting logs: %v\n", err)
-			} else {
-				fmt.Fprintf(os.Stderr, "e2e: cluster and pod logs exported to %s\n", dir)
-			}
-			teardown()
-			os.Exit(1)
-		})
-		defer stop.Stop()
-	}
 	code = testenv.Run(m)
 	if dir, err := filepath.Abs(artifacts); err == nil {
 		fmt.Fprintf(os.Stderr, "e2e: plots of every disruption in %s\n", dir)

@@ -280,7 +280,7 @@ func TestRefusedAtInstall(t *testing.T) {
 			"podLabels and commonLabels both set team"},
 		{"a label in service.labels and commonLabels", map[string]any{"service": map[string]any{"labels": map[string]any{"team": "b"}}, "commonLabels": map[string]any{"team": "a"}},
 			"service.labels and commonLabels both set team"},
-		{"serviceMonitor labels over a label the chart sets", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"helm.sh/chart": "x"}}}},
+		{"serviceMonitor labels over a label the chart sets", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"helm.sh/chart": "x"}}}},
 			"metrics.serviceMonitor.labels sets helm.sh/chart, which the chart sets itself"},
 		{"extraEnv with one listener for the admin port the probes use", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_SINGLE_LISTENER", "value": "true"}}},
 			"extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port"},
@@ -609,40 +609,65 @@ func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
 
 // No selector of the service's matches the helm test pod: a Service would
 // route to it, the PodDisruptionBudget would count it among the pods it
-// guards, and the NetworkPolicy for the service would govern it.
+// guards, and the NetworkPolicy for the service would govern it. Also
+// with the longest name, whose "-test" suffix truncation once cut off.
 func TestHelmTestPodIsNotTheService(t *testing.T) {
-	r := mustRender(t, map[string]any{
-		"podDisruptionBudget": map[string]any{"enabled": true},
-		"networkPolicy":       map[string]any{"enabled": true},
-		"commonLabels":        map[string]any{"team": "payments"},
-		// A label the pods do not carry otherwise is theirs to set.
-		"podLabels": map[string]any{"app.kubernetes.io/component": "api"},
-	})
-	if got := r.deployment.Spec.Template.Labels["app.kubernetes.io/component"]; got != "api" {
-		t.Errorf("pod template component %q, want podLabels' api", got)
-	}
-	testLabels := labels.Set(r.testPod.Labels)
-	selectors := map[string]*metav1.LabelSelector{
-		"Deployment " + r.deployment.Name: r.deployment.Spec.Selector,
-		"PodDisruptionBudget":             r.pdb.Spec.Selector,
-	}
-	for _, s := range r.services {
-		selectors["Service "+s.Name] = &metav1.LabelSelector{MatchLabels: s.Spec.Selector}
-	}
-	for _, p := range r.policies {
-		selectors["NetworkPolicy "+p.Name] = &p.Spec.PodSelector
-	}
-	for what, ls := range selectors {
-		sel, err := metav1.LabelSelectorAsSelector(ls)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if sel.Matches(testLabels) {
-			t.Errorf("%s selects the helm test pod (selector %v, its labels %v)", what, sel, r.testPod.Labels)
+	base := func() map[string]any {
+		return map[string]any{
+			"podDisruptionBudget": map[string]any{"enabled": true},
+			"networkPolicy":       map[string]any{"enabled": true},
+			"commonLabels":        map[string]any{"team": "payments"},
+			// A label the pods do not carry otherwise is theirs to set.
+			"podLabels": map[string]any{"app.kubernetes.io/component": "api"},
 		}
 	}
-	if r.testPod.Labels["app.kubernetes.io/instance"] == "" || r.testPod.Labels["team"] != "payments" {
-		t.Errorf("test pod labels %v: want the release's instance label and commonLabels", r.testPod.Labels)
+	longest := base()
+	longest["nameOverride"] = strings.Repeat("a", 63)
+	longest["postgresql"] = map[string]any{"enabled": false} // its own names outgrow 63 first
+	longest["replicaCount"] = 1
+	longest["podDisruptionBudget"] = map[string]any{"enabled": false}
+	for name, values := range map[string]map[string]any{"defaults": base(), "a 63-character name": longest} {
+		t.Run(name, func(t *testing.T) {
+			r := mustRender(t, values)
+			if got := r.deployment.Spec.Template.Labels["app.kubernetes.io/component"]; got != "api" {
+				t.Errorf("pod template component %q, want podLabels' api", got)
+			}
+			testLabels := labels.Set(r.testPod.Labels)
+			selectors := map[string]*metav1.LabelSelector{"Deployment " + r.deployment.Name: r.deployment.Spec.Selector}
+			if r.pdb != nil {
+				selectors["PodDisruptionBudget"] = r.pdb.Spec.Selector
+			}
+			for _, s := range r.services {
+				selectors["Service "+s.Name] = &metav1.LabelSelector{MatchLabels: s.Spec.Selector}
+			}
+			for _, p := range r.policies {
+				selectors["NetworkPolicy "+p.Name] = &p.Spec.PodSelector
+			}
+			for what, ls := range selectors {
+				sel, err := metav1.LabelSelectorAsSelector(ls)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if sel.Matches(testLabels) {
+					t.Errorf("%s selects the helm test pod (selector %v, its labels %v)", what, sel, r.testPod.Labels)
+				}
+			}
+			if r.testPod.Labels["app.kubernetes.io/instance"] == "" || r.testPod.Labels["team"] != "payments" {
+				t.Errorf("test pod labels %v: want the release's instance label and commonLabels", r.testPod.Labels)
+			}
+		})
+	}
+}
+
+// A label map of an object the chart does not render is not checked
+// against commonLabels: the dashboard's default grafana_dashboard label
+// does not stop a commonLabels grafana_dashboard while the dashboard is off.
+func TestLabelsOfObjectsNotRendered(t *testing.T) {
+	mustRender(t, map[string]any{"commonLabels": map[string]any{"grafana_dashboard": "x"}})
+	if _, err := render(t, map[string]any{"commonLabels": map[string]any{"grafana_dashboard": "x"},
+		"metrics": map[string]any{"dashboard": map[string]any{"enabled": true}}}); err == nil ||
+		!strings.Contains(err.Error(), "metrics.dashboard.labels and commonLabels both set grafana_dashboard") {
+		t.Fatalf("dashboard on, grafana_dashboard in both: err = %v", err)
 	}
 }
 

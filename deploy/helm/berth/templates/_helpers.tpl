@@ -46,7 +46,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The labels the NetworkPolicy admits the helm test pod by. */}}
 {{- define "berth.testSelectorLabels" -}}
-app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" . | trunc 58 | trimSuffix "-") }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: test
 {{- end }}
@@ -170,7 +170,11 @@ template that renders the service includes it.
 {{- fail (printf "commonLabels sets %s, which the chart sets itself: objects would carry the label twice; choose another label" $label) }}
 {{- end }}
 {{- end }}
-{{- $extra := dict "podLabels" $v.podLabels "service.labels" $v.service.labels "metrics.serviceMonitor.labels" $v.metrics.serviceMonitor.labels "metrics.prometheusRule.labels" $v.metrics.prometheusRule.labels "metrics.dashboard.labels" $v.metrics.dashboard.labels }}
+{{- $extra := dict "podLabels" $v.podLabels "service.labels" $v.service.labels }}
+{{- range $name := list "serviceMonitor" "prometheusRule" "dashboard" }}
+{{- $obj := get $v.metrics $name }}
+{{- if $obj.enabled }}{{ $_ := set $extra (printf "metrics.%s.labels" $name) $obj.labels }}{{ end }}
+{{- end }}
 {{- range $key := keys $extra | sortAlpha }}
 {{- range $label, $_ := get $extra $key | default dict }}
 {{- if has $label $own }}
