@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,5 +73,68 @@ func TestInventedMethodsSkipTheWritersLock(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.requests.WithLabelValues("other", "unmatched", "405")); got != 2 {
 		t.Fatalf("other-method requests = %v, want 2", got)
+	}
+}
+
+// Each standard method is its own series, per route and code; any other
+// method is "other".
+func TestHTTPLabelsEachMethod(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, label string }{
+		{"GET", "GET"}, {"HEAD", "HEAD"}, {"POST", "POST"}, {"PUT", "PUT"}, {"PATCH", "PATCH"},
+		{"DELETE", "DELETE"}, {"CONNECT", "CONNECT"}, {"OPTIONS", "OPTIONS"}, {"TRACE", "TRACE"},
+		{"get", "other"}, {"PROPFIND", "other"}, {"", "other"},
+	} {
+		for _, route := range []string{"/a", "/b"} {
+			for _, code := range []int{200, 404} {
+				before := testutil.ToFloat64(h.requests.WithLabelValues(tc.label, route, fmt.Sprint(code)))
+				h.ObserveRequest(tc.method, route, code, time.Millisecond)
+				h.ObserveRequest(tc.method, route, code, time.Millisecond) // the second from the cache
+				if got := testutil.ToFloat64(h.requests.WithLabelValues(tc.label, route, fmt.Sprint(code))); got != before+2 {
+					t.Errorf("%q %s %d: %s series counts %v, want %v", tc.method, route, code, tc.label, got, before+2)
+				}
+			}
+		}
+	}
+	if n := testutil.CollectAndCount(h.requests); n != 10*2*2 {
+		t.Errorf("series = %d, want 40", n)
+	}
+	if n := testutil.CollectAndCount(h.duration); n != 10*2 {
+		t.Errorf("histograms = %d, want 20", n)
+	}
+}
+
+// Requests recording label sets not seen yet, at once, lose no count and
+// make each series once.
+func TestHTTPConcurrentNewLabelSets(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := func(k int) (method, route string, code int) { // 12 label sets
+		return [...]string{"GET", "PUT", "DELETE"}[k%3], fmt.Sprintf("/r%d", k/3%2), 200 + k/6
+	}
+	const workers, each = 8, 240
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				method, route, code := labels((i + w) % 12) // each set met first by any worker
+				h.ObserveRequest(method, route, code, time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	for k := range 12 {
+		method, route, code := labels(k)
+		if got := testutil.ToFloat64(h.requests.WithLabelValues(method, route, fmt.Sprint(code))); got != workers*each/12 {
+			t.Errorf("%s %s %d counted %v requests, want %d", method, route, code, got, workers*each/12)
+		}
+	}
+	if n := testutil.CollectAndCount(h.requests); n != 12 {
+		t.Errorf("series = %d, want 12", n)
 	}
 }
