@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
@@ -13,6 +14,7 @@ import (
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func itemHandler(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"key": c.Param("key")}) }
@@ -41,7 +43,10 @@ func BenchmarkRequestPath(b *testing.B) {
 // BenchmarkRequestPathLayers splits BenchmarkRequestPath's overhead by
 // layer: each sub-benchmark serves the same handler behind one layer of
 // berth's stack (or an empty middleware, the cost of one more Gin step)
-// beside the bare engine, and reports layer/bare.
+// beside the bare engine, and reports layer/bare. Two more are floors, not
+// berth: what any middleware that times requests pays, reading the
+// monotonic clock before and after the handler, and those reads with an
+// unlabelled client_golang histogram and counter updated.
 func BenchmarkRequestPathLayers(b *testing.B) {
 	app, httpMetrics := benchApp(b)
 	gated := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: benchEngine()}).Server.APIHandler()
@@ -53,11 +58,31 @@ func BenchmarkRequestPathLayers(b *testing.B) {
 		{"gate", gated},
 		{"metrics", benchEngine(ginberth.Metrics(httpMetrics))},
 		{"state", benchEngine(ginberth.State(app))},
+		{"floor-clock", benchEngine(timing(func(time.Duration) {}))},
+		{"floor-client_golang", benchEngine(timing(func(d time.Duration) { floorRequests.Inc(); floorDuration.Observe(d.Seconds()) }))},
 	} {
 		b.Run(layer.name, func(b *testing.B) {
 			r := sidebyside.Run(b, 256, serving(b, benchEngine()), serving(b, layer.h))
 			b.ReportMetric(r.Ratio(), "layer/bare")
 		})
+	}
+}
+
+// floorRequests and floorDuration are the client_golang floor's metrics:
+// unregistered, as registering costs nothing per request.
+var (
+	floorRequests = prometheus.NewCounter(prometheus.CounterOpts{Name: "floor_requests_total"})
+	floorDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "floor_duration_seconds", Buckets: prometheus.DefBuckets})
+	epoch         = time.Now()
+)
+
+// timing is middleware that times each request on the monotonic clock, as
+// ginberth.Metrics does, and hands the duration to record.
+func timing(record func(time.Duration)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		begin := time.Since(epoch)
+		c.Next()
+		record(time.Since(epoch) - begin)
 	}
 }
 
