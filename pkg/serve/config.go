@@ -106,9 +106,11 @@ type Config struct {
 	// the admin server stops, bounded by OnShutdownTimeout (0:
 	// DefaultOnShutdownTimeout), which the budget counts: the place to push
 	// the final figures somewhere that outlives the process (see
-	// metrics.Push). Its error, or its running past the timeout, is logged;
-	// it does not make the shutdown unclean, and Run does not wait for it
-	// past the timeout.
+	// metrics.Push). It also runs when the startup fails or is abandoned,
+	// once the hooks that started have stopped, with a report of no drain
+	// whose Err is the *StartupError. Its error, or its running past the
+	// timeout, is logged; it does not make the shutdown unclean, and Run
+	// does not wait for it past the timeout.
 	OnShutdown        func(ctx context.Context, r ShutdownReport) error
 	OnShutdownTimeout time.Duration
 	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM,

@@ -27,6 +27,8 @@
 // 2, no drain). With OnShutdown set, a last function sees the report before
 // the admin server stops, within OnShutdownTimeout (counted in the budget):
 // the reference service pushes its final figures to a Pushgateway there.
+// It sees a failed startup's report too, so a start hook's failure
+// outlives the process that it ended.
 //
 // Both servers bound what a client can hold ([Limits]: read, write and
 // idle timeouts, header size, open connections); the admin server's limits

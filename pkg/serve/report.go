@@ -9,7 +9,9 @@ import (
 // the request gate, for logs and metrics.
 type ShutdownReport struct {
 	// Reason is what started the shutdown: the OS signal's name
-	// ("terminated", "interrupt"), "shutdown called" or "context done".
+	// ("terminated", "interrupt"), "shutdown called" or "context done";
+	// or "startup failed", in the report OnShutdown gets after a startup
+	// that failed by itself.
 	Reason string
 	// ServedDuringDelay counts requests that arrived between
 	// ReadinessFailing and DrainStarted; InFlightAtDrainStart those still
@@ -24,7 +26,8 @@ type ShutdownReport struct {
 	// tasks and of the hooks, Quit the sidecar quit, and Total the whole
 	// shutdown, ShutdownInitiated to ShutdownComplete.
 	Delay, Drain, Tasks, Hooks, Quit, Total time.Duration
-	// Err is the shutdown's joined error; nil for a clean one.
+	// Err is the shutdown's joined error; nil for a clean one. After a
+	// failed or abandoned startup, it is the *StartupError.
 	Err error
 }
 

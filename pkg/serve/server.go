@@ -163,10 +163,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.serve()
 	if err := s.startup(); err != nil {
-		s.stopServers()
+		s.startupFailed(err)
 		return err
 	}
 	return s.shutdown()
+}
+
+// startupFailed ends a run whose startup failed or was abandoned: the
+// hooks that started were stopped already; OnShutdown gets a report of no
+// drain with the startup's error (its figures, such as the failed hook,
+// would otherwise end with the process, before any scrape), and the
+// servers stop.
+func (s *Server) startupFailed(err error) {
+	reason := "startup failed"
+	if s.sig.ShutdownInitiated.Signalled() {
+		reason = s.reason
+	}
+	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
+	s.stopServers()
 }
 
 // listen binds the API and admin listeners.

@@ -80,14 +80,25 @@ func TestStartupFailure(t *testing.T) {
 	a.Append(lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
 		return nil, errors.New("cache unreachable")
 	}})
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler()})
+	reports := make(chan ShutdownReport, 2)
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(),
+		OnShutdown: func(_ context.Context, r ShutdownReport) error {
+			reports <- r
+			j.add("final report")
+			return nil
+		}})
 	err := within(t, f.runErr, "Run")
 	var se *StartupError
 	if !errors.As(err, &se) || ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), `hook "cache": start: cache unreachable`) {
 		t.Fatalf("Run = %v (exit %d)", err, ExitCode(err))
 	}
-	if got := j.list(); !slices.Equal(got, []string{"stop db"}) {
-		t.Fatalf("rollback = %q", got)
+	// The failure outlives the process: OnShutdown gets it, after the
+	// rollback, once.
+	if got := j.list(); !slices.Equal(got, []string{"stop db", "final report"}) {
+		t.Fatalf("rollback and final report = %q", got)
+	}
+	if r := <-reports; r.Reason != "startup failed" || !errors.Is(r.Err, err) || r.Total != 0 || r.CutOff != 0 || len(reports) != 0 {
+		t.Fatalf("final report %+v (and %d more), want the startup's error and no drain", r, len(reports))
 	}
 	if f.sig.StartupComplete.Signalled() || f.sig.ShutdownInitiated.Signalled() {
 		t.Fatal("a failed startup signalled StartupComplete or ShutdownInitiated")
@@ -138,8 +149,10 @@ func TestShutdownBeforeRunStartsNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			j := &journal{}
+			var report ShutdownReport
 			srv, err := New(Config{Apps: lifespan.Group{app(j, "db")}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-				Logger: quietLogger(), ShutdownOn: []os.Signal{}})
+				Logger: quietLogger(), ShutdownOn: []os.Signal{},
+				OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,6 +163,9 @@ func TestShutdownBeforeRunStartsNothing(t *testing.T) {
 			}
 			if got := j.list(); len(got) != 0 {
 				t.Fatalf("journal %q: an app started", got)
+			}
+			if report.Reason != tt.reason || !errors.Is(report.Err, err) {
+				t.Fatalf("final report %+v, want reason %q and Run's error", report, tt.reason)
 			}
 			if srv.Signals().StartupComplete.Signalled() || srv.Signals().Latest() != srv.Signals().Listening {
 				t.Fatalf("StartupComplete %v, latest %v; want no StartupComplete, Listening last", srv.Signals().StartupComplete.Signalled(), srv.Signals().Latest().Name())
