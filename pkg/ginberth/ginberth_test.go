@@ -192,9 +192,10 @@ func TestStateSharesAnEarlierKeysMap(t *testing.T) {
 }
 
 type recorded struct {
-	mu     sync.Mutex
-	routes []string
-	codes  []int
+	mu        sync.Mutex
+	routes    []string
+	codes     []int
+	durations []time.Duration
 }
 
 func (r *recorded) ObserveRequest(method, route string, code int, d time.Duration) {
@@ -202,6 +203,30 @@ func (r *recorded) ObserveRequest(method, route string, code int, d time.Duratio
 	defer r.mu.Unlock()
 	r.routes = append(r.routes, method+" "+route)
 	r.codes = append(r.codes, code)
+	r.durations = append(r.durations, d)
+}
+
+// The duration recorded spans the handler: at least what the handler
+// measured of itself, at most what the caller measured around the request.
+func TestMetricsRecordTheRequestsDuration(t *testing.T) {
+	obs := &recorded{}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(Metrics(obs))
+	var inner time.Duration
+	r.GET("/work", func(c *gin.Context) {
+		begin := time.Now()
+		for time.Since(begin) < 2*time.Millisecond { // work of a known least length
+		}
+		inner = time.Since(begin)
+		c.Status(http.StatusNoContent)
+	})
+	begin := time.Now()
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/work", nil))
+	outer := time.Since(begin)
+	if len(obs.durations) != 1 || obs.durations[0] < inner || obs.durations[0] > outer {
+		t.Fatalf("recorded %v, want between the handler's %v and the caller's %v", obs.durations, inner, outer)
+	}
 }
 
 func TestMetricsUseRouteTemplate(t *testing.T) {

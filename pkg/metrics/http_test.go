@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -137,4 +138,37 @@ func TestHTTPConcurrentNewLabelSets(t *testing.T) {
 	if n := testutil.CollectAndCount(h.requests); n != 12 {
 		t.Errorf("series = %d, want 12", n)
 	}
+}
+
+// Durations are recorded in seconds, in the bucket they fall in.
+func TestHTTPRecordsSeconds(t *testing.T) {
+	reg := NewRegistry()
+	h, err := NewHTTP(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{30 * time.Millisecond, 70 * time.Millisecond, 2 * time.Second} {
+		h.ObserveRequest("GET", "/r", 200, d)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "berth_http_request_duration_seconds" {
+			continue
+		}
+		hist := f.GetMetric()[0].GetHistogram()
+		if got := hist.GetSampleSum(); math.Abs(got-2.1) > 1e-9 || hist.GetSampleCount() != 3 {
+			t.Fatalf("sum %v over %d samples, want 2.1s over 3", got, hist.GetSampleCount())
+		}
+		for _, b := range hist.GetBucket() {
+			want := map[float64]uint64{0.025: 0, 0.05: 1, 0.1: 2, 1: 2, 2.5: 3}
+			if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+				t.Errorf("bucket le=%v holds %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+			}
+		}
+		return
+	}
+	t.Fatal("no berth_http_request_duration_seconds gathered")
 }
