@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/redact"
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/berth-dev/berth/pkg/sidecar"
@@ -97,15 +98,15 @@ func Load(environ map[string]string) (Config, error) {
 		problems = append(problems, fmt.Sprintf("BERTH_ADMIN_ADDR=%q is not listened on with BERTH_SINGLE_LISTENER=true, which serves the probes and /metrics on BERTH_HTTP_ADDR (%q): unset one of them", admin, cfg.HTTPAddr))
 	}
 	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		bad("BERTH_PUSHGATEWAY_URL", redactURL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
+		bad("BERTH_PUSHGATEWAY_URL", redact.URL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
-		bad("BERTH_DATABASE_URL", redactURL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
+		bad("BERTH_DATABASE_URL", redact.URL(u), "want a postgres:// or postgresql:// URL, or leave it unset for the embedded SQLite database in BERTH_DATA_DIR")
 	} else if u != "" {
 		// pgx parses the URL as Open will (its error hides the password);
 		// it also reads the PG* variables and any TLS files the URL names.
 		if _, err := pgxpool.ParseConfig(u); err != nil {
-			bad("BERTH_DATABASE_URL", redactURL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters percent-encoded", err))
+			bad("BERTH_DATABASE_URL", redact.URL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters (such as @ as %%40) percent-encoded", redact.Error(err, u)))
 		}
 	}
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
@@ -190,31 +191,6 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 // PushJob is the job label of the figures pushed at exit; Prometheus keeps
 // them apart from the live ones it scrapes.
 const PushJob = "berth-exit"
-
-// redactURL hides the password of a URL shown in an error.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// Unparseable (a space in the password, say): cut the password out
-		// of the text between "://" and the host's "@".
-		i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
-		if i < 0 || at < i {
-			return raw
-		}
-		user, _, hasPass := strings.Cut(raw[i+3:at], ":")
-		if !hasPass {
-			return raw
-		}
-		return raw[:i+3] + user + ":xxxxx" + raw[at:]
-	}
-	if u.User == nil {
-		return raw
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
 
 // Parse reads environ into the fields of *cfg that name a variable in an
 // env tag and returns every problem it finds, each naming the variable, its

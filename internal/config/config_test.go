@@ -65,6 +65,8 @@ func TestLoad(t *testing.T) {
 			`BERTH_DATABASE_URL="postgres://berth:xxxxx@db:5432/berth": cannot be read (`},
 		{"a database URL with a bad port", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3cr3t@db:port/berth"},
 			`BERTH_DATABASE_URL="postgres://berth:xxxxx@db:port/berth": cannot be read (`},
+		{"a database URL with an unencoded @ in its password, no part of it shown", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:s3c@ret@db:port/berth"},
+			"BERTH_DATABASE_URL=\"postgres://berth:xxxxx@db:port/berth\": cannot be read (cannot parse `postgres://berth:xxxxx@db:port/berth`: invalid port); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters (such as @ as %40) percent-encoded"},
 		{"a database URL whose password is also elsewhere in it, read intact", map[string]string{"BERTH_DATABASE_URL": "postgres://u:p@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"},
 			"cannot be read (cannot parse `postgres://u:xxxxx@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem`: failed to configure TLS (unable to read CA file: open /nonexistent/ca.pem"},
 		{"a database URL that is fine", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:pw@db:5432/berth?sslmode=disable&pool_max_conns=8"}, ""},

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/backoff"
+	"github.com/berth-dev/berth/internal/redact"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("BERTH_DATABASE_URL: %w", RedactURL(err, cfg.URL))
+		return nil, fmt.Errorf("BERTH_DATABASE_URL: %w", redact.Error(err, cfg.URL))
 	}
 	if pc.ConnConfig.ConnectTimeout == 0 && cfg.Limits.Timeout > 0 {
 		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
@@ -202,20 +202,4 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 	default:
 		return fmt.Errorf("database %s did not answer within BERTH_DB_WAIT=%v (%d attempts): %w", where, wait, attempts, err)
 	}
-}
-
-// RedactURL replaces the password of rawURL, wherever it appears in err's
-// message, with "xxxxx". pgx's parse errors quote the URL they were given.
-func RedactURL(err error, rawURL string) error {
-	i := strings.Index(rawURL, "://")
-	at := strings.LastIndex(rawURL, "@")
-	if i < 0 || at < i {
-		return err
-	}
-	userinfo := rawURL[i+3 : at]
-	_, pass, ok := strings.Cut(userinfo, ":")
-	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
 }
