@@ -106,29 +106,42 @@ func TestPostgres(t *testing.T) {
 }
 
 // Open returns with four connections open, so a pod's first requests do
-// not each wait for a handshake (SCRAM, a server process each). The URL
-// sets pool_min_conns=0: the pool's own background top-up then opens none,
-// and what the server counts is Open's work alone.
+// not each wait for a handshake (SCRAM, a server process each), or with
+// all the pool may hold when the URL's pool_max_conns is smaller (Open
+// used to wait for a fourth until BERTH_DB_WAIT ran out, and call the
+// database silent). The URL sets pool_min_conns=0: the pool's own
+// background top-up then opens none, and what the server counts is Open's
+// work alone.
 func TestOpenWarmsConnections(t *testing.T) {
 	requirePostgres(t)
-	u, err := url.Parse(freshDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_min_conns", "0")
-	u.RawQuery = q.Encode()
-	db, err := store.Open(t.Context(), store.Config{URL: u.String(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var open int // the query borrows one of the idle connections it counts
-	if err := db.SQL().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").Scan(&open); err != nil {
-		t.Fatal(err)
-	}
-	if open != 4 {
-		t.Fatalf("%d connections open to the database after Open, want 4", open)
+	for _, tt := range []struct {
+		maxConns string // "" leaves the pool's size to Open
+		want     int
+	}{{"", 4}, {"2", 2}, {"1", 1}} {
+		t.Run("pool_max_conns="+tt.maxConns, func(t *testing.T) {
+			u, err := url.Parse(freshDatabase(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("pool_min_conns", "0")
+			if tt.maxConns != "" {
+				q.Set("pool_max_conns", tt.maxConns)
+			}
+			u.RawQuery = q.Encode()
+			db, err := store.Open(t.Context(), store.Config{URL: u.String(), Logger: quiet, Limits: store.Limits{Timeout: 2 * time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var open int // the query borrows one of the idle connections it counts
+			if err := db.SQL().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").Scan(&open); err != nil {
+				t.Fatal(err)
+			}
+			if open != tt.want {
+				t.Fatalf("%d connections open to the database after Open, want %d", open, tt.want)
+			}
+		})
 	}
 }
 

@@ -15,9 +15,10 @@ import (
 var migrations embed.FS
 
 // Migrate brings the schema up to the newest migration embedded in the
-// binary, with goose. On PostgreSQL it holds an advisory lock meanwhile, so
-// replicas starting together migrate one at a time (the others find nothing
-// left to do). A database whose schema is newer than the binary knows is
+// binary, with goose. It holds a lock meanwhile, so processes starting
+// together migrate one at a time (the others find nothing left to do): an
+// advisory lock on PostgreSQL, and on SQLite, which goose does not lock,
+// an flock on a file beside the database's (see locked). A database whose schema is newer than the binary knows is
 // refused: this binary would misread it. It then records the item bound
 // (Limits.MaxItems) that the database enforces.
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
@@ -25,6 +26,10 @@ func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	return s.locked(ctx, func() error { return s.migrate(ctx, dir, log) })
+}
+
+func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.d.name == "postgres" {
 		locker, err := lock.NewPostgresSessionLocker()

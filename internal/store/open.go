@@ -79,11 +79,28 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.wait(ctx, cfg.Wait, log); err != nil {
+	if err := s.locked(ctx, func() error { return s.wait(ctx, cfg.Wait, log) }); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// locked runs f holding, for SQLite, an flock on a file beside the
+// database's, so that processes opening the file at once take turns: a
+// new file's first connection switches it to WAL, which SQLite refuses
+// (SQLITE_BUSY, without waiting) to two at once; and goose does not lock
+// SQLite while it migrates. PostgreSQL needs none here.
+func (s *DB) locked(ctx context.Context, f func() error) error {
+	if s.file == "" {
+		return f()
+	}
+	unlock, err := lockFile(ctx, s.file+".lock")
+	if err != nil {
+		return fmt.Errorf("database %s: %w", s.where, err)
+	}
+	defer unlock()
+	return f()
 }
 
 func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
@@ -115,7 +132,8 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	}}, nil
 }
 
-// warmConnections are opened before Open returns.
+// warmConnections are opened before Open returns, or as many as the pool
+// holds (pool_max_conns) if fewer.
 const warmConnections = 4
 
 // warm opens the pool's first connections at once, so the handshakes
@@ -125,13 +143,14 @@ func (s *DB) warm(ctx context.Context) error {
 	if s.pool == nil {
 		return nil
 	}
-	conns := make([]*pgxpool.Conn, 0, warmConnections)
+	n := min(warmConnections, int(s.pool.Config().MaxConns))
+	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
 			c.Release()
 		}
 	}()
-	for range warmConnections {
+	for range n {
 		c, err := s.pool.Acquire(ctx)
 		if err != nil {
 			return err
@@ -158,14 +177,16 @@ func openSQLite(cfg Config) (*DB, error) {
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
 	// commit durable before it returns; immediate transactions take the
 	// write lock at BEGIN, so two writers wait (busy_timeout) instead of
-	// failing when one upgrades a read.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// failing when one upgrades a read. busy_timeout comes first: setting
+	// WAL on a new file takes a lock too, and two processes opening it at
+	// once would otherwise fail with SQLITE_BUSY.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, close: db.Close}, nil
+	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, file: path, close: db.Close}, nil
 }
 
 // wait pings the database until it answers, for up to wait.

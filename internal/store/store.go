@@ -122,6 +122,7 @@ type DB struct {
 	limits Limits
 	where  string        // the host or the file, for logs; never a password
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
+	file   string        // SQLite's file; "" for PostgreSQL
 	close  func() error  // closes db, then the pool behind it
 }
 

@@ -66,6 +66,24 @@ func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
 	}
 }
 
+// kill -9 cannot tell synchronous=FULL from OFF (the page cache keeps the
+// write), so each connection's durability settings are read back.
+func TestSQLiteConnectionSettings(t *testing.T) {
+	db, err := sqliteOpener(t.TempDir())(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tt := range []struct{ pragma, want string }{
+		{"journal_mode", "wal"}, {"synchronous", "2"}, {"busy_timeout", "10000"}, {"foreign_keys", "1"},
+	} {
+		var got string
+		if err := db.SQL().QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil || got != tt.want {
+			t.Errorf("PRAGMA %s = %q (%v), want %q", tt.pragma, got, err, tt.want)
+		}
+	}
+}
+
 func writeAndHang() {
 	dir := os.Getenv("STORE_TEST_WRITER")
 	db, err := sqliteOpener(dir)(context.Background(), store.Limits{})

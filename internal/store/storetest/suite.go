@@ -251,10 +251,12 @@ func testReopen(t *testing.T, open Opener) {
 	}
 }
 
+// Three replicas starting at once on an empty database each open and
+// migrate it (the Opener migrates), and migrate again: one applies the
+// schema, the others wait for it and find nothing to do.
 func testMigrateConcurrent(t *testing.T, open Opener) {
-	db := mustOpen(t, open, store.Limits{})
 	var wg sync.WaitGroup
-	for range 3 { // three replicas starting at once
+	for range 3 {
 		wg.Go(func() {
 			other, err := open(t.Context(), store.Limits{})
 			if err != nil {
@@ -268,6 +270,7 @@ func testMigrateConcurrent(t *testing.T, open Opener) {
 		})
 	}
 	wg.Wait()
+	db := mustOpen(t, open, store.Limits{})
 	if _, err := db.Put(t.Context(), "k", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
