@@ -71,6 +71,13 @@ func render(t *testing.T, values map[string]any, apiVersions ...string) (*render
 // refusing a version outside the chart's kubeVersion as helm does.
 func renderAt(t *testing.T, kube string, values map[string]any, apiVersions ...string) (*rendered, error) {
 	t.Helper()
+	return renderIn(t, nil, kube, values, apiVersions...)
+}
+
+// renderIn is renderAt against a cluster holding objects, which the
+// chart's lookup calls see (nil: no cluster, as helm template renders).
+func renderIn(t *testing.T, cluster engine.ClientProvider, kube string, values map[string]any, apiVersions ...string) (*rendered, error) {
+	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +103,12 @@ func renderAt(t *testing.T, kube string, values map[string]any, apiVersions ...s
 	if err != nil {
 		return nil, err
 	}
-	out, err := engine.Render(ch, rv)
+	var out map[string]string
+	if cluster != nil {
+		out, err = engine.RenderWithClientProvider(ch, rv, cluster)
+	} else {
+		out, err = engine.Render(ch, rv)
+	}
 	if err != nil {
 		return nil, err
 	}

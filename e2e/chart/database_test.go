@@ -1,11 +1,17 @@
 package chart
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 )
 
 // The bundled PostgreSQL: a StatefulSet under the restricted Pod Security
@@ -88,6 +94,88 @@ func TestEmbeddedDatabase(t *testing.T) {
 	}
 	if d.Spec.Strategy.Type != "Recreate" {
 		t.Fatalf("strategy %s: two pods must not share the SQLite file", d.Spec.Strategy.Type)
+	}
+	if r.pvcs[0].Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Fatalf("the SQLite claim %+v would go with an uninstall, its items with it", r.pvcs[0].ObjectMeta)
+	}
+	if _, err := render(t, map[string]any{"replicaCount": 0, "postgresql": map[string]any{"enabled": false}}); err != nil {
+		t.Fatalf("scaling the embedded database's release to zero: %v", err)
+	}
+}
+
+// cluster is a ClientProvider over a fake API server holding objs, for the
+// chart's lookup calls.
+type cluster struct{ client *dynamicfake.FakeDynamicClient }
+
+func newCluster(t *testing.T, objs ...runtime.Object) cluster {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return cluster{dynamicfake.NewSimpleDynamicClient(s, objs...)}
+}
+
+func (c cluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
+	resource := map[string]string{"PersistentVolumeClaim": "persistentvolumeclaims", "Secret": "secrets"}[kind]
+	if apiVersion != "v1" || resource == "" {
+		return nil, false, fmt.Errorf("the fake cluster serves no %s %s", apiVersion, kind)
+	}
+	return c.client.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}), true, nil
+}
+
+// An upgrade or reinstall that switches away from the embedded database
+// while its claim (kept by helm.sh/resource-policy) still holds the items
+// is refused, naming the claim; another release's claim of that name, or
+// none, is no reason to refuse.
+func TestSwitchingAwayFromTheEmbeddedDatabaseIsRefused(t *testing.T) {
+	claim := func(instance string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-data", Namespace: "ns",
+			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
+	}
+	bundled := map[string]any{}
+	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
+	embedded := map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}
+	for _, tt := range []struct {
+		name    string
+		objects []runtime.Object
+		values  map[string]any
+		want    string // "" renders
+	}{
+		{"to the bundled PostgreSQL", []runtime.Object{claim("rel")}, bundled,
+			"the claim ns/rel-berth-data holds this release's embedded SQLite database, and these values use the bundled PostgreSQL (postgresql.enabled=true): its items would be left behind"},
+		{"to an external database", []runtime.Object{claim("rel")}, external,
+			"these values use an external database (database.existingSecret): its items would be left behind. Keep the embedded database (postgresql.enabled=false, no database.existingSecret), or move the items and then delete the claim (kubectl -n ns delete pvc rel-berth-data)"},
+		{"staying embedded", []runtime.Object{claim("rel")}, embedded, ""},
+		{"another release's claim", []runtime.Object{claim("other")}, bundled, ""},
+		{"no claim", nil, bundled, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, tt.values)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// The bundled PostgreSQL's password, once in its Secret, is read back on
+// upgrade, not generated anew.
+func TestBundledPasswordIsKept(t *testing.T) {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-postgresql", Namespace: "ns"},
+		Data: map[string][]byte{"password": []byte("kept-password")}}
+	r, err := renderIn(t, newCluster(t, secret), kindVersion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.secrets) != 1 || string(r.secrets[0].Data["password"]) != "kept-password" {
+		t.Fatalf("secret %+v, want the password kept", r.secrets)
 	}
 }
 
