@@ -124,8 +124,9 @@ type infoCache struct {
 }
 
 // storeFailed answers a store error: the item's absence, a bound the
-// request passes, or a database that did not answer in time (503 with
-// Retry-After: the client may retry, here or on another pod).
+// request passes, a database out of space (507: nothing was stored, and a
+// retry soon would fail too), or a database that did not answer in time
+// (503 with Retry-After: the client may retry, here or on another pod).
 func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 	var limit *store.LimitError
 	var badKey *store.KeyError
@@ -138,6 +139,9 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 		fail(c, http.StatusRequestEntityTooLarge, "%v (BERTH_BODY_LIMIT)", err)
 	case errors.As(err, &limit), errors.As(err, &badKey):
 		fail(c, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, store.ErrOutOfSpace):
+		log.Error("database out of space", "method", c.Request.Method, "route", c.FullPath(), "error", err.Error())
+		fail(c, http.StatusInsufficientStorage, "the database is out of space; nothing was stored")
 	case c.Request.Context().Err() != nil:
 		c.Abort() // the client went away: no one reads an answer
 	default:

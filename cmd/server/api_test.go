@@ -194,6 +194,27 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 	}
 }
 
+type fullStore struct{ failingStore }
+
+func (fullStore) Put(context.Context, string, []byte) (bool, error) {
+	return false, fmt.Errorf("store put (sqlite /data/berth.db): %w: database or disk is full (13)", store.ErrOutOfSpace)
+}
+
+// A database out of space answers a write 507, without Retry-After: the
+// client is not told to retry every second what would fail again.
+func TestDatabaseOutOfSpaceIsA507(t *testing.T) {
+	c := &cache{}
+	c.stats.Store(&store.Stats{})
+	_, api := apiOver(t, fullStore{}, c, nil)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("PUT", "/api/v1/items/k", strings.NewReader(`{"v":1}`)))
+	var out map[string]any
+	if rec.Code != http.StatusInsufficientStorage || rec.Header().Get("Retry-After") != "" || json.Unmarshal(rec.Body.Bytes(), &out) != nil ||
+		out["error"] != "the database is out of space; nothing was stored" {
+		t.Fatalf("PUT into a full database = %d Retry-After=%q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+}
+
 // HEAD works wherever GET does; a PUT that is not JSON gets 415; a body
 // announced too large gets 413 before it is sent, one that turns out too
 // large while it streams gets 413 too; every response says nosniff.

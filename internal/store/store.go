@@ -19,7 +19,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Store is the items' interface; *DB implements it for both databases.
@@ -43,6 +46,12 @@ type Stats struct {
 
 // ErrNotFound is returned for a key with no item.
 var ErrNotFound = errors.New("no such item")
+
+// ErrOutOfSpace is wrapped into a store error when the database has no room
+// to write (SQLite's SQLITE_FULL: its disk, or its max_page_count;
+// PostgreSQL's disk_full, 53100). The write was not stored, and retrying
+// soon will not help.
+var ErrOutOfSpace = errors.New("the database is out of space")
 
 // DefaultMaxKeyBytes bounds keys when Limits.MaxKeyBytes is 0.
 const DefaultMaxKeyBytes = 256
@@ -243,7 +252,22 @@ func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ctx, func() {}
 }
 
-// failed wraps a database error, naming the operation and the database.
+// failed wraps a database error, naming the operation and the database,
+// and marks it ErrOutOfSpace when it says so.
 func (s *DB) failed(op string, err error) error {
+	if outOfSpace(err) {
+		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrOutOfSpace, err)
+	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
+}
+
+// pgDiskFull is PostgreSQL's SQLSTATE disk_full.
+const pgDiskFull = "53100"
+
+// outOfSpace reports whether err is either database's "disk full".
+func outOfSpace(err error) bool {
+	var pg *pgconn.PgError
+	var lite *sqlitedriver.Error
+	return errors.As(err, &pg) && pg.Code == pgDiskFull ||
+		errors.As(err, &lite) && lite.Code()&0xff == sqlite3.SQLITE_FULL
 }

@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -128,4 +130,34 @@ func BenchmarkItemsSQLite(b *testing.B) {
 	}
 	defer db.Close()
 	storetest.BenchmarkItems(b, db, "?")
+}
+
+// A database with no room left refuses the write as ErrOutOfSpace, and
+// stores none of it: no item, no count. SQLite's max_page_count stands in
+// for a full disk (both are SQLITE_FULL).
+func TestOutOfSpace(t *testing.T) {
+	db, err := sqliteOpener(t.TempDir())(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SQL().SetMaxOpenConns(1) // the pragma below is the connection's
+	var pages int
+	if err := db.SQL().QueryRowContext(t.Context(), "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(t.Context(), fmt.Sprintf("PRAGMA max_page_count = %d", pages+2)); err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	_, err = db.Put(t.Context(), "big", big)
+	if !errors.Is(err, store.ErrOutOfSpace) || !strings.Contains(err.Error(), "store put (sqlite ") {
+		t.Fatalf("Put into a full database = %v, want ErrOutOfSpace naming the database", err)
+	}
+	if _, err := db.Get(t.Context(), "big"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the refused Put, Get = %v, want ErrNotFound", err)
+	}
+	if st, err := db.Stats(t.Context()); err != nil || st.Items != 0 {
+		t.Fatalf("after the refused Put, Stats = %+v, %v", st, err)
+	}
 }
