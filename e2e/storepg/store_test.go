@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,4 +207,20 @@ func BenchmarkItemsPostgres(b *testing.B) {
 	}
 	defer db.Close()
 	storetest.BenchmarkItems(b, db, "$1")
+}
+
+// A wrong password is refused at once, naming what to check, rather than
+// waited on for BERTH_DB_WAIT as if the server were not there yet.
+func TestWrongPasswordIsNotWaitedOn(t *testing.T) {
+	requirePostgres(t)
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "not-the-password")
+	_, err = store.Open(t.Context(), store.Config{URL: u.String(), Wait: 30 * time.Second, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "(SQLSTATE 28P01); not retried, as waiting will not mend it: check the user and password in BERTH_DATABASE_URL") ||
+		strings.Contains(err.Error(), "not-the-password") {
+		t.Fatalf("Open with a wrong password = %v", err)
+	}
 }

@@ -25,10 +25,14 @@ type Schedule struct {
 	// Retrying, when not nil, is told of each failed attempt that a pause
 	// follows (for a log line: "waiting for ..."), before the pause.
 	Retrying func(attempt int, err error)
+	// GiveUp, when not nil, is asked about each failure: true makes that
+	// attempt the last, for an error no wait can mend (a wrong password).
+	GiveUp func(err error) bool
 }
 
-// Retry calls try until it returns nil, until ctx ends, or, with Final,
-// until an attempt that ends at or after Aim fails. Its first attempt
+// Retry calls try until it returns nil, until ctx ends, until GiveUp says
+// so of a failure, or, with Final, until an attempt that ends at or after
+// Aim fails. Its first attempt
 // comes at once, whatever the state of ctx. It returns the number of
 // attempts and, when none succeeded, the last failure: a failure that
 // came after ctx ended (an attempt cut short by the wait's own end) does
@@ -45,6 +49,9 @@ func (s Schedule) Retry(ctx context.Context, try func() error) (attempts int, er
 		}
 		if last == nil || ctx.Err() == nil {
 			last = err
+		}
+		if s.GiveUp != nil && s.GiveUp(err) {
+			return attempt, err
 		}
 		now, aimed := time.Now(), !s.Aim.IsZero()
 		if aimed && s.Final && !now.Before(s.Aim) {

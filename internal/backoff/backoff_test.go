@@ -3,6 +3,7 @@ package backoff
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -61,6 +62,26 @@ func TestRetry(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A failure GiveUp calls hopeless ends the retries at once; the ones
+// before it are retried as usual.
+func TestRetryGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		var at []time.Duration
+		n, err := Schedule{Initial: 100 * time.Millisecond, Max: time.Second, Aim: begin.Add(time.Minute), Final: true,
+			GiveUp: func(err error) bool { return err.Error() == "wrong password" }}.Retry(t.Context(), func() error {
+			at = append(at, time.Since(begin))
+			if len(at) < 3 {
+				return errors.New("refused")
+			}
+			return errors.New("wrong password")
+		})
+		if n != 3 || err == nil || err.Error() != "wrong password" || !slices.Equal(at, retrytest.Ms(0, 100, 300)) {
+			t.Fatalf("Retry = %d, %v at %v; want 3 attempts, the last the hopeless one", n, err, at)
+		}
+	})
 }
 
 // An attempt that ctx's end cuts short says nothing about why the thing

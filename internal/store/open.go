@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/backoff"
 	"github.com/berth-dev/berth/internal/redact"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -97,6 +100,9 @@ func (s *DB) locked(ctx context.Context, f func() error) error {
 	}
 	unlock, err := lockFile(ctx, s.file+".lock")
 	if err != nil {
+		if hint := hopeless(err); hint != "" {
+			return fmt.Errorf("database %s: %w: %s", s.where, err, hint)
+		}
 		return fmt.Errorf("database %s: %w", s.where, err)
 	}
 	defer unlock()
@@ -171,6 +177,9 @@ func openSQLite(cfg Config) (*DB, error) {
 		dir = "data"
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
+		if hint := hopeless(err); hint != "" {
+			return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w: %s", err, hint)
+		}
 		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", err)
 	}
 	path := filepath.Join(dir, "berth.db")
@@ -211,6 +220,7 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 		Retrying: func(attempt int, err error) {
 			log.Warn("waiting for the database", "database", where, "attempt", attempt, "error", err.Error())
 		},
+		GiveUp: func(err error) bool { return hopeless(err) != "" },
 	}.Retry(ctx, try)
 	switch {
 	case err == nil:
@@ -218,9 +228,25 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 			log.Info("database answered", "database", where, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 		}
 		return nil
+	case hopeless(err) != "":
+		return fmt.Errorf("database %s: %w; not retried, as waiting will not mend it: %s", where, err, hopeless(err))
 	case ctx.Err() != nil:
 		return fmt.Errorf("waiting for database %s: %w (last failure: %v)", where, ctx.Err(), err)
 	default:
 		return fmt.Errorf("database %s did not answer within BERTH_DB_WAIT=%v (%d attempts): %w", where, wait, attempts, err)
 	}
+}
+
+// hopeless says what to change when err is one no wait can mend, and is
+// "" otherwise: the server refused the credentials (SQLSTATE class 28), or
+// the SQLite file or its directory is not the service's to write.
+func hopeless(err error) string {
+	var pg *pgconn.PgError
+	switch {
+	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "28"):
+		return "check the user and password in BERTH_DATABASE_URL (with the chart, the Secret it names)"
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("the service runs as uid %d: make BERTH_DATA_DIR writable by it (in a pod, set fsGroup)", os.Getuid())
+	}
+	return ""
 }

@@ -2,13 +2,19 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/berth-dev/berth/internal/retrytest"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestRetryUsesTheWholeWait: attempts back off from 100ms to 2s, and the
@@ -44,5 +50,43 @@ func TestRetryUsesTheWholeWait(t *testing.T) {
 				attempts.Check(tt.attempts, err, tt.err)
 			})
 		})
+	}
+}
+
+// A failure no wait can mend (refused credentials) ends the wait at once
+// and says what to change; a server still starting is waited for.
+func TestRetryGivesUpOnRefusedCredentials(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		err      error
+		attempts int
+		want     string
+	}{
+		{"wrong password", &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "berth"`}, 1,
+			"database db: FATAL: password authentication failed for user \"berth\" (SQLSTATE 28P01); not retried, as waiting will not mend it: check the user and password in BERTH_DATABASE_URL"},
+		{"no pg_hba entry", &pgconn.PgError{Severity: "FATAL", Code: "28000", Message: "no pg_hba.conf entry"}, 1, "not retried"},
+		{"starting up", &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}, 6, "did not answer within BERTH_DB_WAIT=2s (6 attempts)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := 0
+				err := retry(t.Context(), "db", 2*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), func() error { n++; return tt.err })
+				if n != tt.attempts || err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("%d attempts, err = %v; want %d and %q", n, err, tt.attempts, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// A data directory the service may not write is named with the fix, not
+// waited on.
+func TestHopelessNamesTheFix(t *testing.T) {
+	denied := &fs.PathError{Op: "open", Path: "/data/berth.db.lock", Err: syscall.EACCES}
+	if got := hopeless(fmt.Errorf("lock: %w", denied)); !strings.Contains(got, "make BERTH_DATA_DIR writable by it (in a pod, set fsGroup)") {
+		t.Errorf("hopeless(permission denied) = %q", got)
+	}
+	if got := hopeless(errors.New("connection refused")); got != "" {
+		t.Errorf("hopeless(connection refused) = %q, want none", got)
 	}
 }
