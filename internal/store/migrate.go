@@ -49,7 +49,7 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 		return s.failed("migrate", err)
 	}
 	if current > known {
-		return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d): run a newer berth, or restore the database", s.where, current, known)
+		return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d): run a newer berth; or, if another application's goose migrations share this database (its goose_db_version table), give berth a database of its own", s.where, current, known)
 	}
 	results, err := p.Up(ctx)
 	if err != nil {
