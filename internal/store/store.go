@@ -177,11 +177,22 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	}
 	switch {
 	case err != nil && strings.Contains(err.Error(), "berth: item limit"):
-		return false, &LimitError{What: "items", Limit: s.limits.MaxItems}
+		return false, &LimitError{What: "items", Limit: s.itemBound(ctx)}
 	case err != nil:
 		return false, s.failed("put", err)
 	}
 	return created, nil
+}
+
+// itemBound is the bound the database enforces: the one the last process
+// to migrate it recorded, which may not be this one's (a rollout that
+// changes BERTH_MAX_ITEMS). This process's own is the fallback.
+func (s *DB) itemBound(ctx context.Context) int64 {
+	ctx, cancel := s.bound(context.WithoutCancel(ctx))
+	defer cancel()
+	bound := s.limits.MaxItems
+	_ = s.db.QueryRowContext(ctx, "SELECT max FROM item_count WHERE id = 1").Scan(&bound)
+	return bound
 }
 
 // putSQLite replaces or inserts in one transaction; SQLite has one writer

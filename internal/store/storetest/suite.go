@@ -55,6 +55,7 @@ func Run(t *testing.T, fresh func(t *testing.T) Opener) {
 		{"Stats", testStats},
 		{"ItemLimitIsExactAndWritesNothing", testItemLimit},
 		{"ItemLimitUnderConcurrentWriters", testItemLimitConcurrent},
+		{"ItemLimitIsTheDatabasesOwn", testItemLimitShared},
 		{"KeysAndValuesAreChecked", testKeysAndValues},
 		{"ConcurrentWritersOfOneKey", testOneKeyConcurrent},
 		{"CommittedWritesSurviveReopening", testReopen},
@@ -182,6 +183,25 @@ func testItemLimitConcurrent(t *testing.T, open Opener) {
 	st, err := db.Stats(t.Context())
 	if created.Load() != limit || refused.Load() != writers-limit || err != nil || st.Items != limit {
 		t.Fatalf("created %d, refused %d, stored %d (%v); want exactly %d created", created.Load(), refused.Load(), st.Items, err, limit)
+	}
+}
+
+// The bound lives in the database, set by the last process to migrate it
+// (a rollout changing BERTH_MAX_ITEMS): a pod that started with another
+// bound is held to the database's, and its refusal says which.
+func testItemLimitShared(t *testing.T, open Opener) {
+	old := mustOpen(t, open, store.Limits{MaxItems: 100})
+	_ = mustOpen(t, open, store.Limits{MaxItems: 2}) // migrates last
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if _, err := old.Put(ctx, k, []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := old.Put(ctx, "c", []byte(`1`))
+	var le *store.LimitError
+	if !errors.As(err, &le) || le.Limit != 2 || !strings.Contains(err.Error(), "limit of 2 items") {
+		t.Fatalf("Put past the database's bound = %v, want the bound of 2 named", err)
 	}
 }
 
