@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -189,7 +190,9 @@ func openSQLite(cfg Config) (*DB, error) {
 	// failing when one upgrades a read. busy_timeout comes first: setting
 	// WAL on a new file takes a lock too, and two processes opening it at
 	// once would otherwise fail with SQLITE_BUSY.
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// The path is escaped as a URI's: SQLite decodes it, and a "?" or "#"
+	// in it would otherwise end the file name there.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)

@@ -161,3 +161,24 @@ func TestOutOfSpace(t *testing.T) {
 		t.Fatalf("after the refused Put, Stats = %+v, %v", st, err)
 	}
 }
+
+// A data directory whose name holds a URI's special characters gets its
+// file inside it: the path goes into SQLite's file: URI escaped (a "?" or
+// "#" once ended the file name there, outside the directory, and dropped
+// the pragmas after it).
+func TestDataDirWithURICharacters(t *testing.T) {
+	for _, name := range []string{"a#b", "a?b", "a%20b", "a b", "ünï"} {
+		dir := filepath.Join(t.TempDir(), name)
+		db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		var mode string
+		err = db.SQL().QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode)
+		db.Close()
+		if _, statErr := os.Stat(filepath.Join(dir, "berth.db")); statErr != nil || err != nil || mode != "wal" {
+			entries, _ := os.ReadDir(filepath.Dir(dir))
+			t.Errorf("%q: the file %v, journal_mode %q (%v); the parent holds %v", name, statErr, mode, err, entries)
+		}
+	}
+}
