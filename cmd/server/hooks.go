@@ -41,9 +41,11 @@ var (
 // dbCheck is the readiness check "db": a ping of the database through
 // heptiolabs/healthcheck's DatabasePingCheck, run in the background every
 // few seconds, so a probe reads the cached result and never waits on the
-// database. It fails until the db hook has opened the database.
+// database. It fails until the db hook has opened the database, and once
+// its stop has closed it.
 type dbCheck struct {
 	ping    atomic.Pointer[probes.CheckFunc]
+	closed  atomic.Bool
 	refresh func(context.Context) // runs the check now (set by the wiring)
 }
 
@@ -51,10 +53,13 @@ func (d *dbCheck) check(cfg config.Config) probes.Check {
 	return probes.Check{Name: "db", Interval: 5 * time.Second, Timeout: cfg.DBTimeout + time.Second,
 		Run: func(ctx context.Context) error {
 			ping := d.ping.Load()
-			if ping == nil {
-				return errors.New("database not open yet")
+			switch {
+			case ping != nil:
+				return (*ping)(ctx)
+			case d.closed.Load():
+				return errors.New("database closed: the service is stopping")
 			}
-			return (*ping)(ctx)
+			return errors.New("database not open yet")
 		}}
 }
 
@@ -79,6 +84,7 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 			}
 			storeKey.Set(s, db)
 			return func(context.Context) error {
+				ping.closed.Store(true) // before the ping goes: never "not open yet" again
 				ping.ping.Store(nil)
 				err := db.Close()
 				log.Info("database closed", "database", db.Where())

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,7 +17,8 @@ import (
 
 // The db readiness check runs in the background every few seconds; the db
 // hook refreshes it as soon as the database is open, so /readyz stops
-// saying "not open yet" at once rather than up to an interval later.
+// saying "not open yet" at once rather than up to an interval later; once
+// the hook's stop has closed the database, the check says so.
 func TestDBCheckFollowsTheDBHook(t *testing.T) {
 	cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()})
 	if err != nil {
@@ -46,6 +49,11 @@ func TestDBCheckFollowsTheDBHook(t *testing.T) {
 	}
 	if err := app.Stop(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	checks.Refresh(t.Context())
+	rep, _ := checks.Evaluate(t.Context(), probes.Readiness, "db", nil)
+	if rep.Passing || !strings.Contains(fmt.Sprint(checks.Results()), "database closed: the service is stopping") {
+		t.Errorf("db after the db hook stopped: %+v, want it failing as closed", checks.Results())
 	}
 }
 
