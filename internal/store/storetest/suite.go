@@ -56,6 +56,7 @@ func Run(t *testing.T, fresh func(t *testing.T) Opener) {
 		{"ItemLimitIsExactAndWritesNothing", testItemLimit},
 		{"ItemLimitUnderConcurrentWriters", testItemLimitConcurrent},
 		{"ItemLimitIsTheDatabasesOwn", testItemLimitShared},
+		{"EmptyingTheTableByHandResetsTheCount", testEmptiedByHand},
 		{"KeysAndValuesAreChecked", testKeysAndValues},
 		{"ConcurrentWritersOfOneKey", testOneKeyConcurrent},
 		{"CommittedWritesSurviveReopening", testReopen},
@@ -202,6 +203,34 @@ func testItemLimitShared(t *testing.T, open Opener) {
 	var le *store.LimitError
 	if !errors.As(err, &le) || le.Limit != 2 || !strings.Contains(err.Error(), "limit of 2 items") {
 		t.Fatalf("Put past the database's bound = %v, want the bound of 2 named", err)
+	}
+}
+
+// An operator who empties the table by hand (TRUNCATE on PostgreSQL,
+// which fires no row triggers; DELETE on SQLite, which has no TRUNCATE)
+// leaves a count of zero, not one that refuses new items.
+func testEmptiedByHand(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{MaxItems: 2})
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if _, err := db.Put(ctx, k, []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	empty := "TRUNCATE items"
+	if _, err := db.SQL().ExecContext(ctx, "SELECT 1 FROM pg_class LIMIT 1"); err != nil {
+		empty = "DELETE FROM items" // SQLite
+	}
+	if _, err := db.SQL().ExecContext(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := db.Stats(ctx); err != nil || st.Items != 0 {
+		t.Fatalf("after %s: %+v, %v; want 0 items", empty, st, err)
+	}
+	for _, k := range []string{"c", "d"} {
+		if _, err := db.Put(ctx, k, []byte(`1`)); err != nil {
+			t.Fatalf("a new item after %s: %v", empty, err)
+		}
 	}
 }
 
