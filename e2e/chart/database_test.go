@@ -165,6 +165,24 @@ func TestSwitchingAwayFromTheEmbeddedDatabaseIsRefused(t *testing.T) {
 	}
 }
 
+// With postgresql.existingSecret (for renders without the cluster, where
+// the chart cannot read a generated password back), the chart makes no
+// Secret, and PostgreSQL and the service both read the user's.
+func TestBundledPasswordFromTheUsersSecret(t *testing.T) {
+	r := mustRender(t, map[string]any{"postgresql": map[string]any{"existingSecret": "pg-password"}})
+	if len(r.secrets) != 0 {
+		t.Fatalf("secrets %+v, want none: the user's is used", r.secrets)
+	}
+	pg := container(t, r.statefulSet.Spec.Template.Spec.Containers, "postgresql")
+	app := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+	for name, c := range map[string]corev1.Container{"POSTGRES_PASSWORD": pg, "BERTH_DB_PASSWORD": app} {
+		i := slices.IndexFunc(c.Env, func(v corev1.EnvVar) bool { return v.Name == name })
+		if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.SecretKeyRef.Name != "pg-password" || c.Env[i].ValueFrom.SecretKeyRef.Key != "password" {
+			t.Errorf("%s's %s does not come from the user's Secret: %+v", c.Name, name, c.Env)
+		}
+	}
+}
+
 // The bundled PostgreSQL's password, once in its Secret, is read back on
 // upgrade, not generated anew.
 func TestBundledPasswordIsKept(t *testing.T) {

@@ -324,6 +324,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
+{{/* The Secret holding the bundled PostgreSQL's password: the user's, or
+the one the chart generates. */}}
+{{- define "berth.postgresql.secretName" -}}
+{{- .Values.postgresql.existingSecret | default (include "berth.postgresql.fullname" .) }}
+{{- end }}
+
 {{/* The database's environment for the service container. */}}
 {{- define "berth.databaseEnv" -}}
 {{- $mode := include "berth.databaseMode" . }}
@@ -331,7 +337,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: BERTH_DB_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "berth.postgresql.fullname" . }}
+      name: {{ include "berth.postgresql.secretName" . }}
       key: password
 - name: BERTH_DATABASE_URL
   value: "postgres://{{ .Values.postgresql.username }}:$(BERTH_DB_PASSWORD)@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable"
