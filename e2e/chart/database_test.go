@@ -105,7 +105,9 @@ func TestEmbeddedDatabase(t *testing.T) {
 
 // cluster is a ClientProvider over a fake API server holding objs, for the
 // chart's lookup calls.
-type cluster struct{ client *dynamicfake.FakeDynamicClient }
+type cluster struct {
+	client *dynamicfake.FakeDynamicClient
+}
 
 func newCluster(t *testing.T, objs ...runtime.Object) cluster {
 	t.Helper()

@@ -62,6 +62,16 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	if _, err := s.db.ExecContext(ctx, s.d.q("UPDATE item_count SET max = ? WHERE id = 1"), s.limits.MaxItems); err != nil {
 		return s.failed("migrate", err)
 	}
+	if s.file != "" && len(results) > 0 {
+		// A migration's writes (SQLite's version 2 copies the whole items
+		// table) went through the WAL, which keeps its size once grown:
+		// fold them into the file and cut the WAL back to nothing. Pages
+		// the copy freed stay in the file for later items; only VACUUM
+		// would give them back to the volume.
+		if _, err := s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			log.Warn("could not shrink the write-ahead log after migrating", "database", s.where, "error", err.Error())
+		}
+	}
 	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results), "max_items", s.limits.MaxItems)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -45,6 +46,9 @@ func TestSQLiteRowidMigrationKeepsTheItems(t *testing.T) {
 	if err := db.Migrate(ctx, quiet); err != nil {
 		t.Fatal(err)
 	}
+	if st, err := os.Stat(db.file + "-wal"); err != nil || st.Size() != 0 {
+		t.Fatalf("the write-ahead log after migrating: %v, %v; want it cut back to nothing", st, err)
+	}
 	var ddl string
 	if err := db.db.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'items'").Scan(&ddl); err != nil || strings.Contains(ddl, "WITHOUT ROWID") {
 		t.Fatalf("items after the migration: %q, %v", ddl, err)
@@ -56,6 +60,10 @@ func TestSQLiteRowidMigrationKeepsTheItems(t *testing.T) {
 	}
 	if st, err := db.Stats(ctx); err != nil || st.Items != 2 {
 		t.Fatalf("count after the migration: %+v, %v", st, err)
+	}
+	// Only WITHOUT ROWID tables make the primary key NOT NULL by themselves.
+	if _, err := db.db.ExecContext(ctx, "INSERT INTO items (key, value) VALUES (NULL, x'31')"); err == nil {
+		t.Fatal("the rebuilt table took a NULL key")
 	}
 	if _, err := db.Put(ctx, "c", []byte(`1`)); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@
 -- table drops its triggers first (so the count is untouched), and they are
 -- made again on the new one.
 CREATE TABLE items_rowid (
-    key        TEXT    PRIMARY KEY,
+    key        TEXT    NOT NULL PRIMARY KEY,
     value      BLOB    NOT NULL,
     updated_at INTEGER NOT NULL DEFAULT (unixepoch())
 );
@@ -30,7 +30,7 @@ END;
 
 -- +goose Down
 CREATE TABLE items_without_rowid (
-    key        TEXT    PRIMARY KEY,
+    key        TEXT    NOT NULL PRIMARY KEY,
     value      BLOB    NOT NULL,
     updated_at INTEGER NOT NULL DEFAULT (unixepoch())
 ) WITHOUT ROWID;
