@@ -20,7 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+	sqlitedriver "modernc.org/sqlite" // also the "sqlite" database/sql driver, pure Go
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Config says which database to open. Its fields are the service's
@@ -242,14 +243,18 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 
 // hopeless says what to change when err is one no wait can mend, and is
 // "" otherwise: the server refused the credentials (SQLSTATE class 28), or
-// the SQLite file or its directory is not the service's to write.
+// the SQLite file or its directory is not the service's to write (a
+// permission refused, or SQLite's CANTOPEN or READONLY: a file of another
+// uid, say, or a directory where the file should be).
 func hopeless(err error) string {
 	var pg *pgconn.PgError
+	var lite *sqlitedriver.Error
 	switch {
 	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "28"):
 		return "check the user and password in BERTH_DATABASE_URL (with the chart, the Secret it names)"
-	case errors.Is(err, fs.ErrPermission):
-		return fmt.Sprintf("the service runs as uid %d: make BERTH_DATA_DIR writable by it (in a pod, set fsGroup)", os.Getuid())
+	case errors.Is(err, fs.ErrPermission),
+		errors.As(err, &lite) && (lite.Code()&0xff == sqlite3.SQLITE_CANTOPEN || lite.Code()&0xff == sqlite3.SQLITE_READONLY):
+		return fmt.Sprintf("the service runs as uid %d: make BERTH_DATA_DIR, and berth.db in it, a directory and a file it may write (in a pod, set fsGroup)", os.Getuid())
 	}
 	return ""
 }

@@ -83,7 +83,7 @@ func TestRetryGivesUpOnRefusedCredentials(t *testing.T) {
 // waited on.
 func TestHopelessNamesTheFix(t *testing.T) {
 	denied := &fs.PathError{Op: "open", Path: "/data/berth.db.lock", Err: syscall.EACCES}
-	if got := hopeless(fmt.Errorf("lock: %w", denied)); !strings.Contains(got, "make BERTH_DATA_DIR writable by it (in a pod, set fsGroup)") {
+	if got := hopeless(fmt.Errorf("lock: %w", denied)); !strings.Contains(got, "make BERTH_DATA_DIR, and berth.db in it, a directory and a file it may write (in a pod, set fsGroup)") {
 		t.Errorf("hopeless(permission denied) = %q", got)
 	}
 	if got := hopeless(errors.New("connection refused")); got != "" {

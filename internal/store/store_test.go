@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/store/storetest"
@@ -180,5 +181,19 @@ func TestDataDirWithURICharacters(t *testing.T) {
 			entries, _ := os.ReadDir(filepath.Dir(dir))
 			t.Errorf("%q: the file %v, journal_mode %q (%v); the parent holds %v", name, statErr, mode, err, entries)
 		}
+	}
+}
+
+// A data directory whose berth.db cannot be opened (here a directory in
+// its place; a file of another uid likewise) fails at once, naming the
+// fix, instead of being waited on for BERTH_DB_WAIT.
+func TestUnopenableFileIsNotWaitedOn(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "berth.db"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Open(t.Context(), store.Config{DataDir: dir, Wait: 30 * time.Second, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "not retried, as waiting will not mend it") || !strings.Contains(err.Error(), "a directory and a file it may write") {
+		t.Fatalf("Open with a directory for berth.db = %v", err)
 	}
 }
