@@ -175,7 +175,8 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 			if c.PodNamespace != "" {
 				group["namespace"] = c.PodNamespace
 			}
-			return metrics.Push(ctx, nil, c.PushgatewayURL, PushJob, group, figures)
+			// The push's errors quote the URL, with any password in it.
+			return redact.Error(metrics.Push(ctx, nil, c.PushgatewayURL, PushJob, group, figures), c.PushgatewayURL)
 		}
 	}
 	if c.DrainDelay == 0 {

@@ -3,6 +3,8 @@ package config
 import (
 	"maps"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -223,5 +225,25 @@ func TestExplainedAdviceWorks(t *testing.T) {
 				t.Fatalf("with the advice followed (%v): %s", tt.advice, Explain(err))
 			}
 		})
+	}
+}
+
+// A push the Pushgateway refuses is an error that names the URL without
+// the password in it.
+func TestPushErrorHidesThePassword(t *testing.T) {
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }))
+	defer gw.Close()
+	u, err := url.Parse(gw.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("berth", "pw")
+	cfg, err := Load(map[string]string{"BERTH_PUSHGATEWAY_URL": u.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{})
+	if err == nil || !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), ":pw@") || !strings.Contains(err.Error(), "berth:xxxxx@") {
+		t.Fatalf("a refused push = %v", err)
 	}
 }

@@ -49,6 +49,11 @@ func Error(err error, raw string) error {
 		return nil
 	}
 	msg := quoted.ReplaceAllLiteralString(err.Error(), "`"+URL(raw)+"`")
+	if user, pass, ok := userinfo(raw); ok {
+		// raw's own "user:password@", wherever the message repeats raw
+		// unquoted (client_golang's push errors quote the URL so).
+		msg = strings.ReplaceAll(msg, user+":"+pass+"@", user+":xxxxx@")
+	}
 	if pass := password(raw); len(pass) >= 6 {
 		msg = strings.ReplaceAll(msg, pass, "xxxxx")
 	}
@@ -58,6 +63,17 @@ func Error(err error, raw string) error {
 	return errors.New(msg)
 }
 
+// userinfo is the text of raw between "://" and its last "@", split at
+// the first ":"; ok is false without a password.
+func userinfo(raw string) (user, pass string, ok bool) {
+	i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+	if i < 0 || at < i {
+		return "", "", false
+	}
+	user, pass, ok = strings.Cut(raw[i+3:at], ":")
+	return user, pass, ok && pass != ""
+}
+
 // password is raw's password: as net/url reads it, or, when raw does not
 // parse, the text between the user's ":" and the last "@".
 func password(raw string) string {
@@ -65,10 +81,6 @@ func password(raw string) string {
 		pass, _ := u.User.Password()
 		return pass
 	}
-	i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
-	if i < 0 || at < i {
-		return ""
-	}
-	_, pass, _ := strings.Cut(raw[i+3:at], ":")
+	_, pass, _ := userinfo(raw)
 	return pass
 }

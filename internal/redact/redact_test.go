@@ -2,6 +2,7 @@ package redact_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -49,5 +50,16 @@ func TestErrorHidesEveryPartOfThePassword(t *testing.T) {
 	plain := errors.New("connection refused")
 	if got := redact.Error(plain, "postgres://a:b@c/d"); got != plain {
 		t.Errorf("an error without the URL became %v", got)
+	}
+}
+
+// An error that repeats the URL unquoted (client_golang's push errors)
+// loses its password too, however short.
+func TestErrorHidesTheUserinfoOfAnUnquotedURL(t *testing.T) {
+	raw := "http://berth:pw@pushgateway:9091"
+	err := fmt.Errorf("unexpected status code 503 while pushing to %s/metrics/job/berth-exit: down", raw)
+	got := redact.Error(err, raw).Error()
+	if want := "unexpected status code 503 while pushing to http://berth:xxxxx@pushgateway:9091/metrics/job/berth-exit: down"; got != want {
+		t.Fatalf("Error = %q, want %q", got, want)
 	}
 }
