@@ -98,6 +98,12 @@ func TestEmbeddedDatabase(t *testing.T) {
 	if r.pvcs[0].Annotations["helm.sh/resource-policy"] != "keep" {
 		t.Fatalf("the SQLite claim %+v would go with an uninstall, its items with it", r.pvcs[0].ObjectMeta)
 	}
+	argo := mustRender(t, map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false},
+		"database": map[string]any{"embedded": map[string]any{"annotations": map[string]any{
+			"argocd.argoproj.io/sync-options": "Delete=false,Prune=false", "helm.sh/resource-policy": "delete"}}}})
+	if a := argo.pvcs[0].Annotations; a["argocd.argoproj.io/sync-options"] != "Delete=false,Prune=false" || a["helm.sh/resource-policy"] != "keep" {
+		t.Fatalf("claim annotations %v: want the user's, and keep kept", a)
+	}
 	if _, err := render(t, map[string]any{"replicaCount": 0, "postgresql": map[string]any{"enabled": false}}); err != nil {
 		t.Fatalf("scaling the embedded database's release to zero: %v", err)
 	}
