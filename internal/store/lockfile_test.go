@@ -4,8 +4,6 @@ package store
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 // (goose does not lock SQLite: two processes would both create the
 // tables), and name it when their context ends first.
 func TestSQLiteWaitsForTheLock(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := Open(t.Context(), Config{DataDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

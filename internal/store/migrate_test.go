@@ -13,28 +13,36 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// versionOne opens a new SQLite database and migrates it to version 1
+// only, as a database from before version 2 is; p migrates it further.
+func versionOne(t *testing.T, limits Limits) (db *DB, p *goose.Provider) {
+	t.Helper()
+	db, err := Open(t.Context(), Config{DataDir: t.TempDir(), Logger: quiet, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	dir, err := fs.Sub(migrations, "migrations/sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = goose.NewProvider(goose.DialectSQLite3, db.db, dir, goose.WithDisableGlobalRegistry(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	return db, p
+}
+
 // A database made by the first schema (items WITHOUT ROWID) keeps its
 // items, its count and its bound through the rebuild of version 2, and
 // the rebuilt table's triggers count and bound as before.
 func TestSQLiteRowidMigrationKeepsTheItems(t *testing.T) {
 	ctx := t.Context()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := Open(ctx, Config{DataDir: t.TempDir(), Logger: quiet, Limits: Limits{MaxItems: 3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	dir, err := fs.Sub(migrations, "migrations/sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.db, dir, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 1); err != nil { // a database from before version 2
-		t.Fatal(err)
-	}
+	db, p := versionOne(t, Limits{MaxItems: 3})
 	if _, err := db.db.ExecContext(ctx, "UPDATE item_count SET max = 3 WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -99,24 +107,8 @@ func TestSQLiteRowidMigrationKeepsTheItems(t *testing.T) {
 // saying so, and the old table and its items stay as they were.
 func TestSQLiteRowidMigrationOutOfSpaceChangesNothing(t *testing.T) {
 	ctx := t.Context()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := Open(ctx, Config{DataDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, p := versionOne(t, Limits{})
 	db.db.SetMaxOpenConns(1) // the page limit below is the connection's
-	dir, err := fs.Sub(migrations, "migrations/sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.db, dir, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
 	value := []byte(`"` + strings.Repeat("x", 8<<10) + `"`)
 	for _, k := range []string{"a", "b", "c", "d"} {
 		if _, err := db.Put(ctx, k, value); err != nil {
