@@ -76,6 +76,10 @@ type Event struct {
 	// cleanly (Err nil); one that returns context.Canceled at any other
 	// time failed, like any other error.
 	Err error
+	// CutShort marks a hook's start that the startup's end interrupted
+	// (the startup abandoned, or another hook's start failed) rather than
+	// one that failed by itself; Err says what ended it.
+	CutShort bool
 	// Late marks the outcome of a start or stop already reported as timed
 	// out: the late stop's own error, or the stop of a start that returned
 	// after its timeout (there was no HookStopping for it). The timeout's

@@ -225,7 +225,9 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 	if r.err != nil {
 		a.status[i].Store(int32(HookFailed))
 		err := fmt.Errorf("lifespan %q: hook %q: start: %w", a.Name, h.Name, r.err)
-		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err})
+		var own *TimeoutError
+		cutShort := ctx.Err() != nil && !errors.As(r.err, &own) // the startup ended first
+		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err, CutShort: cutShort})
 		return nil, err
 	}
 	a.status[i].Store(int32(HookUp))

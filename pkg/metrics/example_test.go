@@ -30,7 +30,7 @@ func Example() {
 	httpMetrics.ObserveRequest("GET", "/api/v1/items/:key", 200, 3*time.Millisecond)
 
 	err = testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out; 0 from the hook's start.
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out (not a start the startup's end cut short); 0 from the hook's start.
 # TYPE berth_hook_failures_total counter
 berth_hook_failures_total{app="api",hook="cache",phase="start"} 1
 berth_hook_failures_total{app="api",hook="cache",phase="stop"} 0

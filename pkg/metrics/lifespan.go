@@ -20,7 +20,7 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 		hookDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_hook_duration_seconds",
 			Help: "How long each hook's start or stop took."}, []string{"app", "hook", "phase"}),
 		hookFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_hook_failures_total",
-			Help: "Hook starts or stops that failed, panicked or timed out; 0 from the hook's start."}, []string{"app", "hook", "phase"}),
+			Help: "Hook starts or stops that failed, panicked or timed out (not a start the startup's end cut short); 0 from the hook's start."}, []string{"app", "hook", "phase"}),
 		taskFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_task_failures_total",
 			Help: "Background tasks that ended with an error or a panic; 0 from the task's start."}, []string{"app", "task"}),
 		startupDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_startup_duration_seconds",
@@ -55,7 +55,7 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 		if e.Duration > 0 || e.Err == nil {
 			m.hookDuration.WithLabelValues(e.App, e.Hook, phase).Set(e.Duration.Seconds())
 		}
-		if e.Err != nil {
+		if e.Err != nil && !e.CutShort { // cut short by the startup's end: not this hook's failure
 			m.hookFailures.WithLabelValues(e.App, e.Hook, phase).Inc()
 		}
 	case lifespan.TaskExited:

@@ -48,7 +48,7 @@ berth_hook_duration_seconds{app="api",hook="cache",phase="start"} 2
 berth_hook_duration_seconds{app="api",hook="cache",phase="stop"} 0.5
 berth_hook_duration_seconds{app="api",hook="db",phase="start"} 0.25
 berth_hook_duration_seconds{app="api",hook="db",phase="stop"} 0.1
-# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out; 0 from the hook's start.
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out (not a start the startup's end cut short); 0 from the hook's start.
 # TYPE berth_hook_failures_total counter
 berth_hook_failures_total{app="api",hook="cache",phase="start"} 0
 berth_hook_failures_total{app="api",hook="cache",phase="stop"} 1
@@ -88,6 +88,59 @@ func TestLifespanMetricsFromARealApp(t *testing.T) {
 		t.Fatalf("hook duration series = %d", n)
 	}
 	_ = l.Stop(t.Context())
+}
+
+// Only the hook that failed counts a failure: a start the startup's end
+// cut short (a parallel hook when another failed, every running hook when
+// the startup is abandoned, at a shutdown say) did not fail by itself, and
+// an alert on it would name a hook that did nothing wrong.
+func TestCutShortStartsAreNoFailures(t *testing.T) {
+	waiting := func(entered chan<- struct{}) func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+			entered <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		abandon bool // cancel the startup, rather than fail a hook
+		want    map[string]float64
+	}{
+		{"another hook failed", false, map[string]float64{"db": 1, "cache": 0}},
+		{"the startup abandoned", true, map[string]float64{"db": 0, "cache": 0}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := NewLifespan(prometheus.NewRegistry())
+			entered := make(chan struct{}, 2)
+			l := &lifespan.App{Name: "api", Observer: m.OnEvent, Concurrency: 2}
+			ctx, abandon := context.WithCancel(t.Context())
+			defer abandon()
+			db := waiting(entered)
+			if !tt.abandon {
+				db = func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+					<-entered // cache is running
+					return nil, errors.New("db unreachable")
+				}
+			}
+			l.Append(lifespan.Hook{Name: "db", Start: db}, lifespan.Hook{Name: "cache", Start: waiting(entered)})
+			go func() {
+				if tt.abandon {
+					<-entered
+					<-entered
+					abandon()
+				}
+			}()
+			if err := l.Start(ctx); err == nil {
+				t.Fatal("the startup succeeded")
+			}
+			for hook, want := range tt.want {
+				if got := testutil.ToFloat64(m.hookFailures.WithLabelValues("api", hook, "start")); got != want {
+					t.Errorf("failures of %s = %v, want %v", hook, got, want)
+				}
+			}
+		})
+	}
 }
 
 // A stop that times out and fails later, and a start that times out and
