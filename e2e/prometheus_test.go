@@ -134,7 +134,9 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 							t.Errorf("rule %s: health %s, %s", a.Name, a.Health, a.LastError)
 						}
 						if a.State == "firing" {
-							t.Errorf("alert %s firing: %v", a.Name, a.Alerts)
+							for _, al := range a.Alerts {
+								t.Errorf("alert %s firing: %v (value %s, active since %v)", a.Name, al.Labels, al.Value, al.ActiveAt)
+							}
 						}
 						healthy = append(healthy, a.Name)
 					}
