@@ -13,7 +13,9 @@ import (
 // the phase ("lifespan ready"). Hook starts and stops, with their
 // durations, and phase changes are logged at Info, the begin events at
 // Debug, failures at Error with the panic stack when there is one, as
-// "hook-start-failed", "hook-stop-failed" and "task-failed". A late event
+// "hook-start-failed", "hook-stop-failed" and "task-failed"; a start the
+// startup's end cut short (Event.CutShort) is logged at Warn, as
+// "hook-start-cut-short", with what ended it. A late event
 // (Event.Late) carries late=true. An error is logged once: a phase change that gathers errors (a failed startup, a
 // stop with errors) is logged at Error with only the errors no hook or
 // task event of its app logged already, and with no error attribute when
@@ -61,12 +63,14 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 		}
 		if e.Err != nil {
 			level = slog.LevelError
-			switch e.Kind {
-			case HookStarted:
+			switch {
+			case e.Kind == HookStarted && e.CutShort:
+				level, msg = slog.LevelWarn, "hook-start-cut-short" // not this hook's failure
+			case e.Kind == HookStarted:
 				msg = "hook-start-failed"
-			case HookStopped:
+			case e.Kind == HookStopped:
 				msg = "hook-stop-failed"
-			case TaskExited:
+			case e.Kind == TaskExited:
 				msg = "task-failed"
 			}
 			// After the app stopped or failed no phase change will gather
@@ -75,7 +79,7 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 				seen.note(e.App, err)
 			}
 		}
-		if err != nil && level == slog.LevelError {
+		if err != nil && level >= slog.LevelWarn {
 			attrs = append(attrs, slog.String("error", err.Error()))
 			var p *PanicError
 			if errors.As(err, &p) {

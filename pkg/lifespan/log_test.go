@@ -28,6 +28,8 @@ func TestLogObserver(t *testing.T) {
 			[]string{"level=INFO", "msg=hook-started", "app=api", "hook=db", "phase=starting", "duration_seconds=1.5"}, []string{"error="}},
 		{"failure with a panic stack", Event{Kind: HookStarted, App: "api", Hook: "db", Err: &PanicError{Value: "boom", Stack: []byte("goroutine 7 [running]:\nmain.start()")}},
 			[]string{"level=ERROR", "msg=hook-start-failed", `error="panic: boom"`, "stack=", "main.start()"}, []string{"msg=hook-started"}},
+		{"a start cut short is no failure of its own", Event{Kind: HookStarted, App: "api", Hook: "cache", CutShort: true, Err: fmt.Errorf("start: %w", context.Canceled)},
+			[]string{"level=WARN", "msg=hook-start-cut-short", `error="start: context canceled"`}, []string{"ERROR", "hook-start-failed"}},
 		{"phase failed", Event{Kind: PhaseChanged, App: "api", Phase: PhaseFailed, Err: errors.New("x")},
 			[]string{"level=ERROR", `msg="lifespan failed"`}, nil},
 		{"task cancelled at shutdown is not an error", Event{Kind: TaskExited, App: "api", Hook: "tick"},
