@@ -16,15 +16,7 @@ import (
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
-		if i < 0 || at < i {
-			return raw
-		}
-		user, _, hasPass := strings.Cut(raw[i+3:at], ":")
-		if !hasPass {
-			return raw
-		}
-		return raw[:i+3] + user + ":xxxxx" + raw[at:]
+		return hideUserinfo(raw, raw)
 	}
 	if u.User == nil {
 		return raw
@@ -49,11 +41,9 @@ func Error(err error, raw string) error {
 		return nil
 	}
 	msg := quoted.ReplaceAllLiteralString(err.Error(), "`"+URL(raw)+"`")
-	if user, pass, ok := userinfo(raw); ok {
-		// raw's own "user:password@", wherever the message repeats raw
-		// unquoted (client_golang's push errors quote the URL so).
-		msg = strings.ReplaceAll(msg, user+":"+pass+"@", user+":xxxxx@")
-	}
+	// raw's own "user:password@", wherever the message repeats raw
+	// unquoted (client_golang's push errors quote the URL so).
+	msg = hideUserinfo(msg, raw)
 	if pass := password(raw); len(pass) >= 6 {
 		msg = strings.ReplaceAll(msg, pass, "xxxxx")
 	}
@@ -64,14 +54,23 @@ func Error(err error, raw string) error {
 }
 
 // userinfo is the text of raw between "://" and its last "@", split at
-// the first ":"; ok is false without a password.
+// the first ":"; ok is false without that ":".
 func userinfo(raw string) (user, pass string, ok bool) {
 	i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
 	if i < 0 || at < i {
 		return "", "", false
 	}
-	user, pass, ok = strings.Cut(raw[i+3:at], ":")
-	return user, pass, ok && pass != ""
+	return strings.Cut(raw[i+3:at], ":")
+}
+
+// hideUserinfo replaces raw's "user:password@", wherever s holds it, by
+// "user:xxxxx@".
+func hideUserinfo(s, raw string) string {
+	user, pass, ok := userinfo(raw)
+	if !ok {
+		return s
+	}
+	return strings.ReplaceAll(s, user+":"+pass+"@", user+":xxxxx@")
 }
 
 // password is raw's password: as net/url reads it, or, when raw does not

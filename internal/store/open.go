@@ -17,10 +17,9 @@ import (
 
 	"github.com/berth-dev/berth/internal/backoff"
 	"github.com/berth-dev/berth/internal/redact"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	sqlitedriver "modernc.org/sqlite" // also the "sqlite" database/sql driver, pure Go
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -102,10 +101,7 @@ func (s *DB) locked(ctx context.Context, f func() error) error {
 	}
 	unlock, err := lockFile(ctx, s.file+".lock")
 	if err != nil {
-		if hint := hopeless(err); hint != "" {
-			return fmt.Errorf("database %s: %w: %s", s.where, err, hint)
-		}
-		return fmt.Errorf("database %s: %w", s.where, err)
+		return fmt.Errorf("database %s: %w", s.where, explain(err))
 	}
 	defer unlock()
 	return f()
@@ -179,10 +175,7 @@ func openSQLite(cfg Config) (*DB, error) {
 		dir = "data"
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		if hint := hopeless(err); hint != "" {
-			return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w: %s", err, hint)
-		}
-		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", err)
+		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", explain(err))
 	}
 	path := filepath.Join(dir, "berth.db")
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
@@ -226,14 +219,15 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 		},
 		GiveUp: func(err error) bool { return hopeless(err) != "" },
 	}.Retry(ctx, try)
+	hint := hopeless(err)
 	switch {
 	case err == nil:
 		if attempts > 1 {
 			log.Info("database answered", "database", where, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 		}
 		return nil
-	case hopeless(err) != "":
-		return fmt.Errorf("database %s: %w; not retried, as waiting will not mend it: %s", where, err, hopeless(err))
+	case hint != "":
+		return fmt.Errorf("database %s: %w; not retried, as waiting will not mend it: %s", where, err, hint)
 	case ctx.Err() != nil:
 		return fmt.Errorf("waiting for database %s: %w (last failure: %v)", where, ctx.Err(), err)
 	default:
@@ -247,14 +241,20 @@ func retry(ctx context.Context, where string, wait time.Duration, log *slog.Logg
 // permission refused, or SQLite's CANTOPEN or READONLY: a file of another
 // uid, say, or a directory where the file should be).
 func hopeless(err error) string {
-	var pg *pgconn.PgError
-	var lite *sqlitedriver.Error
+	sqlstate, lite := codes(err)
 	switch {
-	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "28"):
+	case strings.HasPrefix(sqlstate, "28"):
 		return "check the user and password in BERTH_DATABASE_URL (with the chart, the Secret it names)"
-	case errors.Is(err, fs.ErrPermission),
-		errors.As(err, &lite) && (lite.Code()&0xff == sqlite3.SQLITE_CANTOPEN || lite.Code()&0xff == sqlite3.SQLITE_READONLY):
+	case errors.Is(err, fs.ErrPermission), lite == sqlite3.SQLITE_CANTOPEN, lite == sqlite3.SQLITE_READONLY:
 		return fmt.Sprintf("the service runs as uid %d: make BERTH_DATA_DIR, and berth.db in it, a directory and a file it may write (in a pod, set fsGroup)", os.Getuid())
 	}
 	return ""
+}
+
+// explain adds to err what to change, when it is one no wait can mend.
+func explain(err error) error {
+	if hint := hopeless(err); hint != "" {
+		return fmt.Errorf("%w: %s", err, hint)
+	}
+	return err
 }

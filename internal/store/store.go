@@ -277,8 +277,20 @@ const pgDiskFull = "53100"
 
 // outOfSpace reports whether err is either database's "disk full".
 func outOfSpace(err error) bool {
+	sqlstate, lite := codes(err)
+	return sqlstate == pgDiskFull || lite == sqlite3.SQLITE_FULL
+}
+
+// codes returns the PostgreSQL SQLSTATE and the SQLite primary result code
+// err carries, "" and 0 for those it does not.
+func codes(err error) (sqlstate string, lite int) {
 	var pg *pgconn.PgError
-	var lite *sqlitedriver.Error
-	return errors.As(err, &pg) && pg.Code == pgDiskFull ||
-		errors.As(err, &lite) && lite.Code()&0xff == sqlite3.SQLITE_FULL
+	if errors.As(err, &pg) {
+		sqlstate = pg.Code
+	}
+	var le *sqlitedriver.Error
+	if errors.As(err, &le) {
+		lite = le.Code() & 0xff
+	}
+	return sqlstate, lite
 }
