@@ -224,3 +224,38 @@ func TestWrongPasswordIsNotWaitedOn(t *testing.T) {
 		t.Fatalf("Open with a wrong password = %v", err)
 	}
 }
+
+// A URL without a password takes PGPASSWORD's, as the chart deploys it: a
+// password holding characters URLs reserve then needs no escaping (inside
+// the URL, unescaped, it breaks the URL or names another host).
+func TestPasswordFromPGPASSWORD(t *testing.T) {
+	requirePostgres(t)
+	const role, password = "berth_reserved", `p@ss:w/rd%?#&= 'x`
+	conn, err := pgx.Connect(t.Context(), adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	quoted := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+	if _, err := conn.Exec(t.Context(), "DROP ROLE IF EXISTS "+role); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), "CREATE ROLE "+role+" LOGIN SUPERUSER PASSWORD "+quoted); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(freshDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	t.Setenv("PGPASSWORD", password)
+	db, err := store.Open(t.Context(), store.Config{URL: u.String(), Wait: 10 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatalf("Open(%s) with PGPASSWORD set: %v", u.Redacted(), err)
+	}
+	defer db.Close()
+	var user string
+	if err := db.SQL().QueryRowContext(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != role {
+		t.Fatalf("connected as %q (%v), want %q", user, err, role)
+	}
+}

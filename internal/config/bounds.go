@@ -89,9 +89,8 @@ func outOfBounds[T any](cfg T, environ map[string]string, unread map[string]bool
 	return problems
 }
 
-// otherVariables are BERTH_ variables read elsewhere: by `server sidecar`,
-// and by the chart (a password the URL expands).
-var otherVariables = []string{"BERTH_SIDECAR_ADDR", "BERTH_SIDECAR_READY_DELAY", "BERTH_SIDECAR_HOLD", "BERTH_DB_PASSWORD"}
+// otherVariables are BERTH_ variables read elsewhere: by `server sidecar`.
+var otherVariables = []string{"BERTH_SIDECAR_ADDR", "BERTH_SIDECAR_READY_DELAY", "BERTH_SIDECAR_HOLD"}
 
 // Variables returns every BERTH_ variable the service knows, sorted.
 func Variables() []string {

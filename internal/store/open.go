@@ -244,7 +244,7 @@ func hopeless(err error) string {
 	sqlstate, lite := codes(err)
 	switch {
 	case strings.HasPrefix(sqlstate, "28"):
-		return "check the user and password in BERTH_DATABASE_URL (with the chart, the Secret it names)"
+		return "check the user and password in BERTH_DATABASE_URL, or PGPASSWORD when the URL has none (with the chart, the Secret it names)"
 	case errors.Is(err, fs.ErrPermission), lite == sqlite3.SQLITE_CANTOPEN, lite == sqlite3.SQLITE_READONLY:
 		return fmt.Sprintf("the service runs as uid %d: make BERTH_DATA_DIR, and berth.db in it, a directory and a file it may write (in a pod, set fsGroup)", os.Getuid())
 	}

@@ -334,13 +334,15 @@ the one the chart generates. */}}
 {{- define "berth.databaseEnv" -}}
 {{- $mode := include "berth.databaseMode" . }}
 {{- if eq $mode "bundled" }}
-- name: BERTH_DB_PASSWORD
+{{- /* The password stays out of the URL, where any character URLs reserve
+(@ : / % ? #) would break it: pgx reads PGPASSWORD when the URL has none. */}}
+- name: PGPASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "berth.postgresql.secretName" . }}
       key: password
 - name: BERTH_DATABASE_URL
-  value: "postgres://{{ .Values.postgresql.username }}:$(BERTH_DB_PASSWORD)@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable"
+  value: "postgres://{{ .Values.postgresql.username }}@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable"
 {{- else if eq $mode "external" }}
 - name: BERTH_DATABASE_URL
   valueFrom:
@@ -442,7 +444,7 @@ keeps the two lists equal): extraEnv may set only these, beyond what the
 chart sets, or the service would refuse to start.
 */}}
 {{- define "berth.variables" -}}
-BERTH_ADMIN_ADDR BERTH_BODY_LIMIT BERTH_DATABASE_URL BERTH_DATA_DIR BERTH_DB_PASSWORD BERTH_DB_TIMEOUT BERTH_DB_WAIT BERTH_DEMO_FAIL BERTH_DEMO_WARMUP BERTH_DRAIN_DELAY BERTH_DRAIN_QUIET BERTH_DRAIN_TIMEOUT BERTH_GRACE_PERIOD BERTH_HTTP_ADDR BERTH_JOB_INTERVAL BERTH_LOG_FORMAT BERTH_LOG_LEVEL BERTH_MAX_ITEMS BERTH_PRESTOP_DELAY BERTH_PUSHGATEWAY_URL BERTH_PUSH_TIMEOUT BERTH_SHUTDOWN_MARGIN BERTH_SIDECARS BERTH_SIDECAR_ADDR BERTH_SIDECAR_HOLD BERTH_SIDECAR_QUIT BERTH_SIDECAR_QUIT_TIMEOUT BERTH_SIDECAR_READY_DELAY BERTH_SIDECAR_TIMEOUT BERTH_SINGLE_LISTENER BERTH_STOP_TIMEOUT BERTH_WORK_MAX
+BERTH_ADMIN_ADDR BERTH_BODY_LIMIT BERTH_DATABASE_URL BERTH_DATA_DIR BERTH_DB_TIMEOUT BERTH_DB_WAIT BERTH_DEMO_FAIL BERTH_DEMO_WARMUP BERTH_DRAIN_DELAY BERTH_DRAIN_QUIET BERTH_DRAIN_TIMEOUT BERTH_GRACE_PERIOD BERTH_HTTP_ADDR BERTH_JOB_INTERVAL BERTH_LOG_FORMAT BERTH_LOG_LEVEL BERTH_MAX_ITEMS BERTH_PRESTOP_DELAY BERTH_PUSHGATEWAY_URL BERTH_PUSH_TIMEOUT BERTH_SHUTDOWN_MARGIN BERTH_SIDECARS BERTH_SIDECAR_ADDR BERTH_SIDECAR_HOLD BERTH_SIDECAR_QUIT BERTH_SIDECAR_QUIT_TIMEOUT BERTH_SIDECAR_READY_DELAY BERTH_SIDECAR_TIMEOUT BERTH_SINGLE_LISTENER BERTH_STOP_TIMEOUT BERTH_WORK_MAX
 {{- end }}
 
 {{/* Which values set each variable of berth.env, for messages. */}}
@@ -464,7 +466,7 @@ BERTH_DEMO_WARMUP: config.demoWarmup
 BERTH_DEMO_FAIL: config.demoFail
 BERTH_JOB_INTERVAL: config.jobInterval
 BERTH_WORK_MAX: config.workMaxSeconds
-BERTH_DB_PASSWORD: the bundled PostgreSQL's Secret
+PGPASSWORD: the bundled PostgreSQL's Secret (postgresql.existingSecret or the generated one)
 BERTH_DATABASE_URL: postgresql.* or database.existingSecret
 BERTH_DATA_DIR: the embedded database's volume (database.embedded.*)
 BERTH_DB_WAIT: database.waitSeconds
