@@ -4,12 +4,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 )
@@ -98,27 +101,95 @@ func TestStartupFailure(t *testing.T) {
 			}
 			return ctx
 		}).
-		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			c.uninstall(release, ns)
-			c.deleteNamespace(ns)
-			if podName == "" {
-				return ctx
+		Assess("the chart's prune CronJob deletes the group, and the alert resolves", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			// The failing container restarts and pushes again: stop it
+			// first, so the group stays deleted.
+			scale, err := c.cs.AppsV1().Deployments(ns).GetScale(ctx, release+"-berth", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			// The Pushgateway keeps the pod's group until it is deleted (the
-			// cleanup the chart README asks of operators), and the alert
-			// would fire on for an hour, into the next scenario's checks.
+			scale.Spec.Replicas = 0
+			if _, err := c.cs.AppsV1().Deployments(ns).UpdateScale(ctx, release+"-berth", scale, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			c.waitGone(t, ns, podName, 2*time.Minute)
-			group := fmt.Sprintf("/api/v1/namespaces/monitoring/services/pushgateway:http/proxy/metrics/job/berth-exit/namespace/%s/pod/%s", ns, podName)
-			if err := c.cs.CoreV1().RESTClient().Delete().AbsPath(group).Do(ctx).Error(); err != nil {
-				t.Errorf("deleting the pod's Pushgateway group: %v", err)
+			// The CronJob runs hourly and keeps groups for three hours: run
+			// its job now, as `kubectl create job --from=cronjob` would, told
+			// to delete every group of the namespace however recent.
+			cj, err := c.cs.BatchV1().CronJobs(ns).Get(ctx, release+"-berth-prune", metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("the chart's prune CronJob: %v", err)
+			}
+			job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "prune-now", Namespace: ns, Labels: cj.Spec.JobTemplate.Labels}, Spec: cj.Spec.JobTemplate.Spec}
+			job.Spec.Template.Spec.Containers[0].Args = []string{"prune-pushgateway", "0s"}
+			if _, err := c.cs.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the prune job to succeed", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				j, err := c.cs.BatchV1().Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{})
+				if err != nil {
+					return false, err
+				}
+				if j.Status.Failed > 0 {
+					return false, fmt.Errorf("the prune job failed: %+v", j.Status)
+				}
+				return j.Status.Succeeded > 0, nil
+			})
+			if groups := c.pushedGroups(ctx, t, ns); len(groups) != 0 {
+				t.Errorf("the Pushgateway still holds %v after the prune job", groups)
 			}
 			p := newProm(t)
 			waitFor(t, "BerthHookFailed to resolve once the group is deleted", 2*time.Minute, func(ctx context.Context) (bool, error) {
 				v, err := p.query(ctx, fmt.Sprintf(`ALERTS{alertname="BerthHookFailed", namespace=%q}`, ns))
 				return len(v) == 0, err
 			})
+			t.Logf("the prune job deleted the pushed group; BerthHookFailed resolved")
+			return ctx
+		}).
+		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.uninstall(release, ns)
+			c.deleteNamespace(ns)
+			// Had the prune failed, the group would stay and the alert fire
+			// on for an hour, into the next scenario's checks.
+			for _, g := range c.pushedGroups(ctx, t, ns) {
+				path := fmt.Sprintf("%s/metrics/job/berth-exit/namespace/%s/pod/%s", pushgatewayProxy, ns, g["pod"])
+				if err := c.cs.CoreV1().RESTClient().Delete().AbsPath(path).Do(ctx).Error(); err != nil {
+					t.Errorf("deleting the Pushgateway group %v: %v", g, err)
+				}
+			}
 			return ctx
 		}).
 		Feature()
 	testenv.Test(t, f)
+}
+
+// pushgatewayProxy is the e2e Pushgateway's API, through the API server's
+// service proxy.
+const pushgatewayProxy = "/api/v1/namespaces/monitoring/services/pushgateway:http/proxy"
+
+// pushedGroups lists the grouping labels of the Pushgateway's berth-exit
+// groups of namespace ns.
+func (c *cluster) pushedGroups(ctx context.Context, t *testing.T, ns string) []map[string]string {
+	t.Helper()
+	raw, err := c.cs.CoreV1().RESTClient().Get().AbsPath(pushgatewayProxy + "/api/v1/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Errorf("listing the Pushgateway's groups: %v", err)
+		return nil
+	}
+	var answer struct {
+		Data []struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		t.Errorf("listing the Pushgateway's groups: %v: %s", err, raw)
+		return nil
+	}
+	var groups []map[string]string
+	for _, g := range answer.Data {
+		if g.Labels["job"] == "berth-exit" && g.Labels["namespace"] == ns {
+			groups = append(groups, g.Labels)
+		}
+	}
+	return groups
 }

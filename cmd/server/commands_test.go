@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -154,6 +156,70 @@ func TestMisuseExits2(t *testing.T) {
 				}
 			case <-time.After(30 * time.Second): // a regression starts the command instead of refusing it
 				t.Fatalf("still running after 30s; want it refused with exit 2 and %q", tt.want)
+			}
+		})
+	}
+}
+
+// prune-pushgateway deletes its namespace's berth-exit groups pushed longer
+// ago than its argument, and refuses a bad argument or variable with exit
+// 2 and a Pushgateway it cannot list with exit 1.
+func TestPrunePushgatewayCommand(t *testing.T) {
+	now := float64(time.Now().Unix())
+	var mu sync.Mutex
+	var deleted []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			deleted = append(deleted, r.URL.Path)
+			mu.Unlock()
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		group := func(ns, pod string, pushed float64) string {
+			return fmt.Sprintf(`{"labels":{"job":"berth-exit","namespace":%q,"pod":%q},"push_time_seconds":{"metrics":[{"value":"%g"}]}}`, ns, pod, pushed)
+		}
+		fmt.Fprintf(w, `{"status":"success","data":[%s,%s,%s]}`,
+			group("shop", "old", now-7200), group("shop", "new", now-60), group("other", "old", now-7200))
+	}))
+	defer gw.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	env := map[string]string{"BERTH_PUSHGATEWAY_URL": gw.URL, "POD_NAMESPACE": "shop"}
+	var logs bytes.Buffer
+	if code := run([]string{"prune-pushgateway", "1h"}, env, io.Discard, &logs); code != 0 {
+		t.Fatalf("exit %d: %s", code, logs.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deleted) != 1 || !strings.Contains(deleted[0], "/pod/old") || !strings.Contains(deleted[0], "/namespace/shop") {
+		t.Errorf("deleted %q, want the one group of namespace shop older than 1h", deleted)
+	}
+	if !strings.Contains(logs.String(), `"msg":"pushgateway-group-deleted"`) || !strings.Contains(logs.String(), `"deleted":1`) {
+		t.Errorf("logs do not name what was deleted:\n%s", logs.String())
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		says string
+	}{
+		{"no argument", nil, env, 2, "usage: server prune-pushgateway OLDER_THAN"},
+		{"not a duration", []string{"soon"}, env, 2, "OLDER_THAN=soon: want a Go duration from 0s to 8784h0m0s"},
+		{"negative", []string{"-1h"}, env, 2, "OLDER_THAN=-1h"},
+		{"no URL", []string{"1h"}, map[string]string{}, 2, "BERTH_PUSHGATEWAY_URL is not set"},
+		{"bad URL", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": "pushgateway:9091"}, 2, "BERTH_PUSHGATEWAY_URL"},
+		{"misspelt variable", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URI": gw.URL}, 2, "BERTH_PUSHGATEWAY_URL"},
+		{"unreachable", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": closed}, 1, "pruning the Pushgateway failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			if code := run(append([]string{"prune-pushgateway"}, tt.args...), tt.env, io.Discard, &logs); code != tt.code || !strings.Contains(logs.String(), tt.says) {
+				t.Errorf("exit %d, want %d, logging %q:\n%s", code, tt.code, tt.says, logs.String())
 			}
 		})
 	}

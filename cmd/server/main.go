@@ -6,6 +6,9 @@
 //	server            serve (the default)
 //	server sidecar    a tiny sidecar with /ready and POST /quitquitquit
 //	server probe URL  exit 0 when URL answers 2xx
+//	server prune-pushgateway OLDER_THAN
+//	                  delete the Pushgateway groups of pods that exited
+//	                  longer than OLDER_THAN ago
 //	server version    print the version
 //
 // service.go is the wiring a service of your own would copy; demo.go holds
@@ -61,6 +64,8 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 		return runSidecar(env, newLogger(stderr, slog.LevelInfo, env["BERTH_LOG_FORMAT"] != "text"))
 	case "probe":
 		return runProbe(args, stdout, stderr)
+	case "prune-pushgateway":
+		return runPrune(args, env, newLogger(stderr, slog.LevelInfo, env["BERTH_LOG_FORMAT"] != "text"))
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
@@ -73,7 +78,7 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 	}
 }
 
-const usage = `usage: server [serve | sidecar | probe URL | version]
+const usage = `usage: server [serve | sidecar | probe URL | prune-pushgateway OLDER_THAN | version]
 configuration: BERTH_* environment variables (see the README)`
 
 // newLogger returns the service's logger. Every duration is logged in

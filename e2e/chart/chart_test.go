@@ -20,6 +20,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -44,6 +45,7 @@ type rendered struct {
 	ingress     *networkingv1.Ingress
 	hpa         *autoscalingv2.HorizontalPodAutoscaler
 	policies    []networkingv1.NetworkPolicy
+	cronJob     *batchv1.CronJob
 	// objects holds every decoded object's metadata, for checks that
 	// apply to all of them (labels).
 	objects []metav1.Object
@@ -169,6 +171,8 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 				r.pdb = o
 			case *corev1.Pod:
 				r.testPod = o
+			case *batchv1.CronJob:
+				r.cronJob = o
 			}
 		}
 	}
@@ -184,6 +188,9 @@ func (r *rendered) pods() map[string]corev1.PodTemplateSpec {
 	}
 	if r.statefulSet != nil {
 		pods["StatefulSet"] = r.statefulSet.Spec.Template
+	}
+	if r.cronJob != nil {
+		pods["CronJob"] = r.cronJob.Spec.JobTemplate.Spec.Template
 	}
 	if r.testPod != nil {
 		pods["test Pod"] = corev1.PodTemplateSpec{ObjectMeta: r.testPod.ObjectMeta, Spec: r.testPod.Spec}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -22,6 +23,10 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
 
@@ -298,6 +303,75 @@ func TestAlertRulesUnitTests(t *testing.T) {
 				t.Fatalf("promtool test rules: %v\n%s", err, out)
 			}
 			t.Logf("promtool test rules:\n%s", out)
+		})
+	}
+}
+
+// With a Pushgateway, a CronJob deletes the namespace's groups of pods
+// that exited long ago: the service's own image, with the variables its
+// prune-pushgateway command reads (and that the service's loader accepts),
+// in pods the service's selector does not take for its own.
+func TestPushgatewayPruneCronJob(t *testing.T) {
+	if r := mustRender(t, nil); r.cronJob != nil {
+		t.Error("a prune CronJob without a Pushgateway")
+	}
+	pushing := map[string]any{"url": "http://pushgateway.monitoring:9091"}
+	off := mustRender(t, map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"enabled": false}}}})
+	if off.cronJob != nil {
+		t.Error("a prune CronJob with prune.enabled=false")
+	}
+
+	r := mustRender(t, map[string]any{"metrics": map[string]any{"pushgateway": pushing}})
+	cj := r.cronJob
+	if cj == nil {
+		t.Fatal("no prune CronJob with metrics.pushgateway.url set")
+	}
+	if cj.Spec.Schedule != "17 * * * *" || cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Errorf("schedule %q, concurrency %q", cj.Spec.Schedule, cj.Spec.ConcurrencyPolicy)
+	}
+	pod := cj.Spec.JobTemplate.Spec.Template
+	c := container(t, pod.Spec.Containers, "prune")
+	if !slices.Equal(c.Args, []string{"prune-pushgateway", "180m"}) || c.Image != r.deployment.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("args %q image %q; want prune-pushgateway 180m in the service's image", c.Args, c.Image)
+	}
+	e := env(c)
+	i := slices.IndexFunc(c.Env, func(v corev1.EnvVar) bool { return v.Name == "POD_NAMESPACE" })
+	if e["BERTH_PUSHGATEWAY_URL"] != pushing["url"] || i < 0 || c.Env[i].ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+		t.Errorf("env %+v", c.Env)
+	}
+	e["POD_NAMESPACE"] = "ns"
+	if cfg, err := config.Load(e); err != nil || cfg.PushgatewayURL != pushing["url"] {
+		t.Errorf("the service's loader reads the CronJob's env as %+v, %v", cfg, err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(r.deployment.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if selector.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("the Deployment's selector %v takes the prune pods %v for its own", selector, pod.Labels)
+	}
+	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever || pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken {
+		t.Errorf("pod spec %+v", pod.Spec)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   string
+	}{
+		{"kept shorter than the alerts read", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"olderThanMinutes": 30}},
+			"prometheusRule": map[string]any{"enabled": true}}},
+			"metrics.pushgateway.prune.olderThanMinutes (30) is shorter than metrics.prometheusRule.pushedFiguresMinutes (60)"},
+		{"kept less than a scrape", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"olderThanMinutes": 1}}}},
+			"olderThanMinutes"},
+		{"no schedule", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"schedule": ""}}}},
+			"schedule"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, tt.values, prometheusRuleAPI)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it refused naming %q", err, tt.want)
+			}
 		})
 	}
 }

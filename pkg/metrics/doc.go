@@ -36,5 +36,7 @@
 // cardinality stays bounded. Hooks start once per process, so their
 // durations are gauges, not histograms. The shutdown's figures are also
 // logged by package serve, since the process usually exits before the next
-// scrape.
+// scrape, and [Push] sends them to a Prometheus Pushgateway as the process
+// exits; [Prune] deletes the Pushgateway's groups of processes that exited
+// long ago, which it would otherwise keep for ever.
 package metrics

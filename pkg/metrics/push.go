@@ -2,8 +2,14 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
@@ -54,4 +60,113 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 		p = p.Grouping(k, v)
 	}
 	return p.PushContext(ctx)
+}
+
+// Prune deletes from the Pushgateway at url every group of job whose
+// grouping labels include each pair in match and whose last push came
+// before before, and returns the grouping labels of the groups it deleted.
+// A Pushgateway keeps a group until it is deleted; Prune, run now and then,
+// keeps the pods that exited long ago from piling up there. Groups of other
+// jobs, and of job with labels that differ from match, are left alone. It
+// goes on past a group it fails to delete and returns every failure.
+func Prune(ctx context.Context, client *http.Client, url, job string, match map[string]string, before time.Time) ([]map[string]string, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	groups, err := listGroups(ctx, client, url)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []map[string]string
+	var errs []error
+	for _, g := range groups {
+		if g.Labels["job"] != job || !includes(g.Labels, match) || !g.pushedBefore(before) {
+			continue
+		}
+		p := push.New(url, job).Client(contextDoer{ctx, client})
+		for k, v := range g.Labels {
+			if k != "job" {
+				p = p.Grouping(k, v)
+			}
+		}
+		if err := p.Delete(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, g.Labels)
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// group is one group in the Pushgateway's /api/v1/metrics answer: its
+// grouping labels (job among them) and the time of its last successful
+// push.
+type group struct {
+	Labels   map[string]string `json:"labels"`
+	PushTime struct {
+		Metrics []struct {
+			Value string `json:"value"`
+		} `json:"metrics"`
+	} `json:"push_time_seconds"`
+}
+
+// pushedBefore reports whether g's last successful push came before t. A
+// group with no successful push (push_time_seconds 0 or missing) did.
+func (g group) pushedBefore(t time.Time) bool {
+	if len(g.PushTime.Metrics) == 0 {
+		return true
+	}
+	secs, err := strconv.ParseFloat(g.PushTime.Metrics[0].Value, 64)
+	if err != nil {
+		return false // unreadable: keep it
+	}
+	return secs < float64(t.UnixNano())/1e9
+}
+
+// listGroups reads every group the Pushgateway at url holds.
+func listGroups(ctx context.Context, client *http.Client, url string) ([]group, error) {
+	api := strings.TrimSuffix(url, "/") + "/api/v1/metrics"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s: %s: %s", api, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var answer struct {
+		Status string  `json:"status"`
+		Data   []group `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s: reading the answer: %w", api, err)
+	}
+	if answer.Status != "success" {
+		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s: status %q, want \"success\"", api, answer.Status)
+	}
+	return answer.Data, nil
+}
+
+func includes(labels, match map[string]string) bool {
+	for k, v := range match {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// contextDoer sends push's requests, which carry no context, under ctx.
+type contextDoer struct {
+	ctx    context.Context
+	client *http.Client
+}
+
+func (d contextDoer) Do(req *http.Request) (*http.Response, error) {
+	return d.client.Do(req.WithContext(d.ctx))
 }

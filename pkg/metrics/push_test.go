@@ -2,12 +2,16 @@ package metrics
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -102,4 +106,147 @@ func TestPushSendsTheFinalFiguresToThePodsGroup(t *testing.T) {
 	if err := Push(context.Background(), nil, bad.URL, "berth-exit", nil, reg); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("a refused push = %v", err)
 	}
+}
+
+// fakeGateway answers /api/v1/metrics as a Pushgateway does, with groups
+// (grouping labels and push time, in seconds), and records the DELETEs it
+// gets, each as the group it names (see groupOf); a group whose pod is
+// failPod refuses its DELETE.
+func fakeGateway(t *testing.T, groups []fakeGroup, failPod string) (*httptest.Server, func() []string) {
+	var mu sync.Mutex
+	var deletes []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/metrics":
+			var data []map[string]any
+			for _, g := range groups {
+				series := maps.Clone(g.labels)
+				series["instance"] = ""
+				data = append(data, map[string]any{
+					"labels": g.labels, "last_push_successful": true,
+					"push_time_seconds": map[string]any{"type": "GAUGE", "metrics": []any{
+						map[string]any{"labels": series, "value": strconv.FormatFloat(g.pushed, 'e', -1, 64)}}},
+				})
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+		case r.Method == http.MethodDelete:
+			mu.Lock()
+			deletes = append(deletes, groupOf(t, r.URL.Path))
+			mu.Unlock()
+			if failPod != "" && strings.Contains(groupOf(t, r.URL.Path), "pod="+failPod) {
+				http.Error(w, "refused", http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(gw.Close)
+	return gw, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Sorted(slices.Values(deletes))
+	}
+}
+
+type fakeGroup struct {
+	labels map[string]string
+	pushed float64 // unix seconds
+}
+
+// Prune deletes exactly the groups of its job, with the labels it is
+// given, pushed before its cutoff: nothing newer, of another namespace or
+// of another job.
+func TestPruneDeletesOnlyOldGroupsOfTheJobAndLabels(t *testing.T) {
+	cutoff := time.Unix(1_800_000_000, 0)
+	old, fresh := float64(cutoff.Unix()-60), float64(cutoff.Unix()+1)
+	groups := []fakeGroup{
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "old-1"}, old},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "a/b"}, old},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "fresh"}, fresh},
+		{map[string]string{"job": "berth-exit", "namespace": "other", "pod": "old-2"}, old},
+		{map[string]string{"job": "batch", "namespace": "shop", "pod": "old-3"}, old},
+		{map[string]string{"job": "berth-exit", "pod": "no-namespace"}, old},
+	}
+	for _, tt := range []struct {
+		name    string
+		match   map[string]string
+		deletes []string
+	}{
+		{"one namespace", map[string]string{"namespace": "shop"}, []string{
+			"job=berth-exit,namespace=shop,pod=a/b",
+			"job=berth-exit,namespace=shop,pod=old-1",
+		}},
+		{"every namespace", nil, []string{
+			"job=berth-exit,namespace=other,pod=old-2",
+			"job=berth-exit,namespace=shop,pod=a/b",
+			"job=berth-exit,namespace=shop,pod=old-1",
+			"job=berth-exit,pod=no-namespace",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			gw, deletes := fakeGateway(t, groups, "")
+			deleted, err := Prune(t.Context(), nil, gw.URL+"/", "berth-exit", tt.match, cutoff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := deletes(); !slices.Equal(got, tt.deletes) {
+				t.Errorf("DELETEs %q, want %q", got, tt.deletes)
+			}
+			if len(deleted) != len(tt.deletes) {
+				t.Errorf("Prune reports %v deleted, want %d groups", deleted, len(tt.deletes))
+			}
+		})
+	}
+}
+
+// A group that cannot be deleted does not stop the others; its failure is
+// returned. A Pushgateway that cannot list its groups is an error naming
+// what was asked.
+func TestPruneReportsFailures(t *testing.T) {
+	cutoff := time.Unix(1_800_000_000, 0)
+	old := float64(cutoff.Unix() - 60)
+	gw, deletes := fakeGateway(t, []fakeGroup{
+		{map[string]string{"job": "berth-exit", "pod": "stuck"}, old},
+		{map[string]string{"job": "berth-exit", "pod": "gone"}, old},
+	}, "stuck")
+	deleted, err := Prune(t.Context(), nil, gw.URL, "berth-exit", nil, cutoff)
+	if err == nil || !strings.Contains(err.Error(), "500") {
+		t.Errorf("err = %v, want the refused DELETE's", err)
+	}
+	if len(deletes()) != 2 || len(deleted) != 1 || deleted[0]["pod"] != "gone" {
+		t.Errorf("deleted %v after DELETEs %q; want the other group deleted", deleted, deletes())
+	}
+
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not a pushgateway", http.StatusNotFound)
+	}))
+	defer down.Close()
+	_, err = Prune(t.Context(), nil, down.URL, "berth-exit", nil, cutoff)
+	if err == nil || !strings.Contains(err.Error(), "GET "+down.URL+"/api/v1/metrics: 404 Not Found: not a pushgateway") {
+		t.Errorf("err = %v, want the failed listing named", err)
+	}
+}
+
+// groupOf reads the group a Pushgateway path names (/metrics/job/J/k/v...,
+// a value base64-encoded where its name ends in @base64) as its labels,
+// sorted: "job=J,k=v".
+func groupOf(t *testing.T, path string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/metrics/"), "/")
+	var labels []string
+	for i := 0; i+1 < len(parts); i += 2 {
+		name, value := parts[i], parts[i+1]
+		if n, ok := strings.CutSuffix(name, "@base64"); ok {
+			b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
+			if err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+			name, value = n, string(b)
+		}
+		labels = append(labels, name+"="+value)
+	}
+	slices.Sort(labels)
+	return strings.Join(labels, ",")
 }

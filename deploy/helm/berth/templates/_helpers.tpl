@@ -44,6 +44,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
+{{/* The Pushgateway prune CronJob's labels: apart from the service's
+selector, so its pods are never taken for the service's. */}}
+{{- define "berth.pruneLabels" -}}
+helm.sh/chart: {{ include "berth.chart" . }}
+app.kubernetes.io/name: {{ printf "%s-prune" (include "berth.name" . | trunc 57 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: pushgateway-prune
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "berth.commonLabels" . }}
+{{- end }}
+
 {{/* The labels the NetworkPolicy admits the helm test pod by. */}}
 {{- define "berth.testSelectorLabels" -}}
 app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" . | trunc 58 | trimSuffix "-") }}
