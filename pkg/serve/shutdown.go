@@ -89,11 +89,20 @@ func (s *Server) lastArrivalSince(t0 time.Time) time.Time {
 // of a request). When the drain timeout ends that wait with no request
 // running, nothing is cut off: the drain is clean, and such connections
 // are closed.
+//
+// Shutdown does not track a connection a handler took over (Hijack: a
+// WebSocket, say), and can return while that handler still runs; the gate
+// still counts it, so the drain waits on the gate for the rest of the
+// timeout, and a handler still running then counts as cut off (the server
+// cannot close its connection: it ends with the process).
 func (s *Server) drainInFlight() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	err := s.apiSrv.Shutdown(ctx)
 	s.drainStarted() // normally done already, by the server's shutdown callback
+	if deadline, _ := ctx.Deadline(); err == nil && s.gate.awaitIdle(time.Until(deadline)) > 0 {
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
 		s.cutOff = s.gate.inFlight.Load()
 		_ = s.apiSrv.Close()
@@ -160,10 +169,27 @@ func (s *Server) quitSidecars() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
 	defer cancel()
 	begin := time.Now()
-	if err := s.cfg.QuitSidecars(ctx); err != nil {
+	if err := bounded(ctx, s.cfg.QuitSidecars); err != nil {
 		s.errs = append(s.errs, fmt.Errorf("quit sidecars: %w", err))
 	}
 	s.quitTook = time.Since(begin)
+}
+
+// errAbandoned is bounded's error for a function that outlived its context.
+var errAbandoned = errors.New("abandoned: it did not return within its timeout")
+
+// bounded runs f(ctx) and returns its error, waiting for it no longer than
+// ctx: a function that ignores its context is abandoned (it goes on in its
+// goroutine) rather than holding the shutdown past what the budget counts.
+func bounded(ctx context.Context, f func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return errAbandoned
+	}
 }
 
 // complete makes the report, signals ShutdownComplete, gives the report to
@@ -203,16 +229,13 @@ func (s *Server) onShutdown(rep ShutdownReport) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OnShutdownTimeout)
 	defer cancel()
 	begin := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- s.cfg.OnShutdown(ctx, rep) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			s.cfg.Logger.Error("final report failed", "error", err.Error(), slog.Float64("took_seconds", time.Since(begin).Seconds()))
-			return
-		}
-		s.cfg.Logger.Info("final report sent", slog.Float64("took_seconds", time.Since(begin).Seconds()))
-	case <-ctx.Done():
+	err := bounded(ctx, func(ctx context.Context) error { return s.cfg.OnShutdown(ctx, rep) })
+	switch {
+	case errors.Is(err, errAbandoned):
 		s.cfg.Logger.Error("final report abandoned: it did not return within its timeout", slog.Float64("timeout_seconds", s.cfg.OnShutdownTimeout.Seconds()))
+	case err != nil:
+		s.cfg.Logger.Error("final report failed", "error", err.Error(), slog.Float64("took_seconds", time.Since(begin).Seconds()))
+	default:
+		s.cfg.Logger.Info("final report sent", slog.Float64("took_seconds", time.Since(begin).Seconds()))
 	}
 }

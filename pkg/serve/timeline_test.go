@@ -425,3 +425,93 @@ func TestTasksAndHooksShareTheStopTimeout(t *testing.T) {
 		t.Fatalf("the stop hook's deadline is %v after InFlightDrained, want the stop timeout's 5s", got.Sub(f.sig.InFlightDrained.At()))
 	}
 }
+
+// A handler that took over its connection (Hijack: a WebSocket upgrade) is
+// out of http.Server.Shutdown's sight, which returns at once; the drain
+// still waits for it, so the stop hooks never run under it, and one still
+// running at the drain timeout is reported cut off, as any other request.
+func TestDrainWaitsForHijackedConnections(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		returns   bool // the handler returns during the drain
+		wantCut   int64
+		wantOrder []string
+	}{
+		{"returns during the drain", true, 0, []string{"handler done", "stop db"}},
+		{"outlives the drain timeout", false, 1, []string{"stop db", "handler done"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			entered, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, buf, err := w.(http.Hijacker).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer conn.Close()
+				_, _ = buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				_ = buf.Flush()
+				close(entered)
+				<-release
+				j.add("handler done")
+				close(done)
+			})
+			var report ShutdownReport
+			drain := 10 * time.Second
+			if !tt.returns {
+				drain = 100 * time.Millisecond
+			}
+			f := start(t, Config{Apps: lifespan.Group{app(j, "db")}, API: api, DrainDelay: -1, DrainTimeout: drain, StopTimeout: time.Second,
+				OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			c, err := net.Dial("tcp", f.srv.APIAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			within(t, entered, "the handler to take over its connection")
+			f.srv.Shutdown()
+			if tt.returns {
+				within(t, f.sig.DrainStarted.Done(), "DrainStarted")
+				if f.sig.InFlightDrained.Signalled() {
+					t.Error("InFlightDrained while the hijacked handler still runs")
+				}
+				close(release)
+			} else {
+				within(t, f.sig.HooksStopped.Done(), "HooksStopped")
+				close(release)
+			}
+			<-done
+			err = within(t, f.runErr, "Run")
+			if got := j.list(); !slices.Equal(got, tt.wantOrder) {
+				t.Errorf("journal %q, want %q", got, tt.wantOrder)
+			}
+			if report.CutOff != tt.wantCut || (tt.wantCut > 0) != (err != nil) {
+				t.Errorf("cut off %d, Run = %v; want %d cut off, and an error only then", report.CutOff, err, tt.wantCut)
+			}
+		})
+	}
+}
+
+// QuitSidecars is bounded by QuitTimeout, as the budget counts it: a quit
+// call that ignores its context is abandoned, and the shutdown goes on.
+func TestQuitSidecarsIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	defer func() { close(release); <-returned }()
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
+		QuitTimeout: 50 * time.Millisecond,
+		QuitSidecars: func(context.Context) error {
+			defer close(returned)
+			<-release // a client that ignores its context
+			return nil
+		}})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	err := within(t, f.runErr, "Run")
+	if err == nil || !strings.Contains(err.Error(), "quit sidecars: abandoned: it did not return within its timeout") {
+		t.Errorf("Run = %v, want the quit call abandoned", err)
+	}
+}
