@@ -24,7 +24,7 @@ type gate struct {
 	idleOnce    sync.Once
 	turnedAway  atomic.Int64 // answered 503 before startup completed
 	duringDelay atomic.Int64 // arrived between ReadinessFailing and DrainStarted
-	lastArrival atomic.Int64 // unix nanos of the last such arrival
+	lastArrival atomic.Int64 // nanoseconds from clockBase to the last such arrival, on the monotonic clock
 }
 
 func newGate(next http.Handler, sig *Signals, retryAfter time.Duration) *gate {
@@ -52,10 +52,24 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		if !g.sig.DrainStarted.Signalled() {
 			g.duringDelay.Add(1)
-			g.lastArrival.Store(time.Now().UnixNano())
+			g.lastArrival.Store(int64(time.Since(clockBase)))
 		}
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+// clockBase anchors the gate's arrival times on the monotonic clock: they
+// are compared with signal times to end the quiet period, and must not
+// move when the wall clock steps.
+var clockBase = time.Now()
+
+// lastArrivalTime is when the last request arrived after ReadinessFailing,
+// or the zero Time if none did.
+func (g *gate) lastArrivalTime() time.Time {
+	if n := g.lastArrival.Load(); n != 0 {
+		return clockBase.Add(time.Duration(n))
+	}
+	return time.Time{}
 }
 
 // left counts a request out; the last one out while awaitIdle waits wakes

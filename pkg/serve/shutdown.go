@@ -75,8 +75,8 @@ func (s *Server) waitForEndpoints() {
 
 // lastArrivalSince is when the last request arrived after t0, or t0.
 func (s *Server) lastArrivalSince(t0 time.Time) time.Time {
-	if n := s.gate.lastArrival.Load(); n > t0.UnixNano() {
-		return time.Unix(0, n)
+	if last := s.gate.lastArrivalTime(); last.After(t0) {
+		return last
 	}
 	return t0
 }

@@ -16,6 +16,10 @@ type Signal struct {
 	done chan struct{}
 	at   atomic.Int64  // unix nanoseconds; 0 until signalled
 	seq  atomic.Uint64 // its place among all signals signalled; 0 until signalled
+	// t is the reading of time.Now behind at, monotonic clock included, so
+	// deadlines built from At do not move when the wall clock steps (an
+	// NTP step, a VM resumed). Written once, before at.
+	t time.Time
 }
 
 // signalled counts the signals signalled, for Latest: two signals may share
@@ -34,10 +38,12 @@ func (s *Signal) Done() <-chan struct{} { return s.done }
 // load: the request gate asks it on every request.
 func (s *Signal) Signalled() bool { return s.at.Load() != 0 }
 
-// At is when the signal was signalled; the zero Time until then.
+// At is when the signal was signalled, with the monotonic clock's reading
+// (so durations and deadlines from it ignore wall-clock steps); the zero
+// Time until then.
 func (s *Signal) At() time.Time {
-	if n := s.at.Load(); n != 0 {
-		return time.Unix(0, n)
+	if s.at.Load() != 0 {
+		return s.t
 	}
 	return time.Time{}
 }
@@ -46,7 +52,8 @@ func (s *Signal) At() time.Time {
 func (s *Signal) signal() bool {
 	fired := false
 	s.once.Do(func() {
-		s.at.Store(time.Now().UnixNano()) // before seq: Latest never returns a signal without its time
+		s.t = time.Now()
+		s.at.Store(s.t.UnixNano()) // after t, before seq: Latest never returns a signal without its time
 		s.seq.Store(signalled.Add(1))
 		close(s.done)
 		fired = true

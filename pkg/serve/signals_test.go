@@ -201,3 +201,22 @@ func TestContextEndStartsTheShutdown(t *testing.T) {
 		t.Fatalf("reason = %q", report.Reason)
 	}
 }
+
+// A signal's time carries the monotonic clock's reading, so the deadlines
+// built from it (the stop budget, the drain delay) and the durations in
+// the report do not move when the wall clock steps.
+func TestSignalTimesAreMonotonic(t *testing.T) {
+	s := newSignal("Test")
+	if !s.At().IsZero() {
+		t.Fatal("a signal not signalled has a time")
+	}
+	s.signal()
+	if at := s.At(); at == at.Round(0) {
+		t.Errorf("At() = %v has no monotonic clock reading", at)
+	}
+	g := &gate{}
+	g.lastArrival.Store(int64(time.Since(clockBase)))
+	if last := g.lastArrivalTime(); last == last.Round(0) {
+		t.Errorf("the last arrival %v has no monotonic clock reading", last)
+	}
+}

@@ -283,7 +283,7 @@ func TestQuietPeriodEndsTheDelayOnceTrafficStops(t *testing.T) {
 	close(stop) // ...and then stop, as they would once the endpoints are updated
 	<-done
 	within(t, f.runErr, "Run")
-	last := time.Unix(0, f.srv.gate.lastArrival.Load())
+	last := f.srv.gate.lastArrivalTime()
 	t0, t1 := f.sig.ShutdownInitiated.At(), f.sig.DrainStarted.At()
 	if !last.After(t0) {
 		t.Fatal("no request arrived during the delay")
@@ -393,7 +393,7 @@ func TestPreStopModeClosesKeepAliveConnectionsFirst(t *testing.T) {
 		t.Error("a response after SIGTERM did not ask the client to close its connection")
 	}
 	within(t, f.runErr, "Run")
-	last := time.Unix(0, f.srv.gate.lastArrival.Load())
+	last := f.srv.gate.lastArrivalTime()
 	t0, t1 := f.sig.ShutdownInitiated.At(), f.sig.DrainStarted.At()
 	if gap := t1.Sub(last); gap < preStopQuiet {
 		t.Errorf("the drain started %v after the last request, before %v of quiet", gap, preStopQuiet)
