@@ -86,7 +86,10 @@ type Result struct {
 	Duration             time.Duration
 	ConsecutiveFailures  int
 	ConsecutiveSuccesses int
-	// Runs and Failures count every run of the check and the failed ones.
+	// Runs and Failures count the check's runs and the failed ones, a run
+	// overtaken by a later one (which does not change the verdict)
+	// included; a run whose caller gave up first (a probe's client gone)
+	// is not recorded at all.
 	Runs, Failures int64
 }
 
@@ -122,8 +125,14 @@ func (c *check) validate() error {
 		return fmt.Errorf("check %q: no Run function", c.Name)
 	case c.kind&(Liveness|Readiness|Startup) == 0:
 		return fmt.Errorf("check %q: no probe kind (use Liveness, Readiness and/or Startup)", c.Name)
-	case c.Timeout < 0 || c.Interval < 0 || c.FailureThreshold < 0 || c.SuccessThreshold < 0:
-		return fmt.Errorf("check %q: timeouts, intervals and thresholds must not be negative", c.Name)
+	case c.Timeout < 0:
+		return fmt.Errorf("check %q: Timeout is %v; want 0 (DefaultTimeout) or more", c.Name, c.Timeout)
+	case c.Interval < 0:
+		return fmt.Errorf("check %q: Interval is %v; want 0 (run in the probe) or more", c.Name, c.Interval)
+	case c.FailureThreshold < 0:
+		return fmt.Errorf("check %q: FailureThreshold is %d; want 0 (1) or more", c.Name, c.FailureThreshold)
+	case c.SuccessThreshold < 0:
+		return fmt.Errorf("check %q: SuccessThreshold is %d; want 0 (1) or more", c.Name, c.SuccessThreshold)
 	case c.Instant && c.Interval > 0:
 		return fmt.Errorf("check %q: Instant and Interval exclude each other: an instant check only reads memory and runs in the probe; a background check runs on its own schedule, under its timeout", c.Name)
 	}
@@ -140,16 +149,22 @@ func (c *check) init() {
 }
 
 // run runs the check once under its timeout and folds the outcome into the
-// thresholded result.
+// thresholded result. A run whose caller gave up first (a probe's client
+// gone, the registry stopping) says nothing about the dependency: it is not
+// recorded, and the last result stands.
 func (c *check) run(ctx context.Context) Result {
 	if c.Instant {
 		res, _ := c.runInstant(ctx, time.Now(), 0)
 		return res
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	begin := time.Now()
 	err := c.call(ctx)
+	if caller.Err() != nil {
+		return c.cached()
+	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // finished, but too late to count
 	}
@@ -204,14 +219,18 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.result
+	r.Runs++
+	if err != nil {
+		r.Failures++
+	}
 	if r.Ran && at.Before(r.LastRun) {
 		// A run that started later (a Refresh overtaking a slow scheduled
-		// run, say) is already recorded; this older outcome is stale.
+		// run, say) is already recorded; this older outcome is stale: it
+		// is counted, but it does not change the verdict.
 		return *r
 	}
 	first := !r.Ran
 	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
-	r.Runs++
 	if err == nil {
 		r.ConsecutiveSuccesses++
 		r.ConsecutiveFailures = 0
@@ -219,7 +238,6 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 			r.Passing = true
 		}
 	} else {
-		r.Failures++
 		r.ConsecutiveFailures++
 		r.ConsecutiveSuccesses = 0
 		if first || r.ConsecutiveFailures >= c.FailureThreshold {

@@ -3,6 +3,8 @@ package probes
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -127,6 +129,37 @@ func TestInstantChecksAreTimed(t *testing.T) {
 			if w := want[res.Name]; res.Duration != w.took {
 				t.Errorf("%s: recorded %v, want %v", res.Name, res.Duration, w.took)
 			}
+		}
+	})
+}
+
+// A run whose caller gave up (a probe's client gone, as when the kubelet's
+// timeoutSeconds is shorter than the check's Timeout) is not recorded: it
+// says nothing about the dependency, and recording it would count a
+// failure ("timed out after 5s") that never happened. A run the caller
+// waits for is recorded.
+func TestRunWhoseCallerGaveUpIsNotRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New()
+		r.Add(Readiness, Check{Name: "slow", Timeout: 5 * time.Second, Run: func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(300 * time.Millisecond): // healthy, slower than the client waits
+				return nil
+			}
+		}})
+		h := r.Handler(HandlerOptions{})
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil).WithContext(ctx))
+		synctest.Wait()
+		if res := r.Results()[0]; res.Ran || res.Runs != 0 || res.Failures != 0 {
+			t.Errorf("after a probe whose client left: %+v; want nothing recorded", res)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if res := r.Results()[0]; !res.Ran || !res.Passing || res.Runs != 1 {
+			t.Errorf("after a probe that waited: %+v; want one passing run", res)
 		}
 	})
 }

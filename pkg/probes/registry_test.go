@@ -3,6 +3,8 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -19,7 +21,10 @@ func TestAddPanicsOnMistakes(t *testing.T) {
 		{"space", Readiness, Check{Name: "a b", Run: pass}},
 		{"no run", Readiness, Check{Name: "a"}},
 		{"no kind", 0, Check{Name: "a", Run: pass}},
-		{"negative", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},
+		{"negative timeout", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},
+		{"negative interval", Readiness, Check{Name: "a", Run: pass, Interval: -time.Second}},
+		{"negative failure threshold", Readiness, Check{Name: "a", Run: pass, FailureThreshold: -1}},
+		{"negative success threshold", Readiness, Check{Name: "a", Run: pass, SuccessThreshold: -2}},
 		{"duplicate", Readiness, Check{Name: "dup", Run: pass}},
 		{"instant in the background", Readiness, Check{Name: "a", Run: pass, Instant: true, Interval: time.Second}},
 	}
@@ -143,5 +148,34 @@ func TestRefreshIsNotUndoneByAnOlderRun(t *testing.T) {
 		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing || calls.Load() != 2 {
 			t.Fatalf("after the stale run ended: %+v (%d calls); want the refresh's passing result", rep.Checks, calls.Load())
 		}
+		// The stale run changes no verdict, but it ran and failed: the
+		// counts (berth_check_failures_total) keep it.
+		if res := r.Results()[0]; res.Runs != 2 || res.Failures != 1 {
+			t.Errorf("Runs %d, Failures %d; want 2 runs, 1 failed", res.Runs, res.Failures)
+		}
 	})
+}
+
+// A negative setting is refused naming the field, its value and what is
+// valid.
+func TestNegativeSettingsAreNamed(t *testing.T) {
+	for _, tt := range []struct {
+		c    Check
+		want string
+	}{
+		{Check{Timeout: -time.Second}, `check "a": Timeout is -1s; want 0 (DefaultTimeout) or more`},
+		{Check{Interval: -time.Second}, `check "a": Interval is -1s; want 0 (run in the probe) or more`},
+		{Check{FailureThreshold: -1}, `check "a": FailureThreshold is -1; want 0 (1) or more`},
+		{Check{SuccessThreshold: -2}, `check "a": SuccessThreshold is -2; want 0 (1) or more`},
+	} {
+		tt.c.Name, tt.c.Run = "a", pass
+		func() {
+			defer func() {
+				if msg := fmt.Sprint(recover()); !strings.Contains(msg, tt.want) {
+					t.Errorf("Add(%+v) panicked with %q, want %q", tt.c, msg, tt.want)
+				}
+			}()
+			New().Add(Readiness, tt.c)
+		}()
+	}
 }
