@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,8 +49,12 @@ func ParseTargets(specs []string) ([]Target, error) {
 		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
 			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", spec, u.Scheme)
 		}
-		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		_, port, err := net.SplitHostPort(u.Host)
+		if err != nil || port == "" {
 			return nil, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", spec)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", spec, port)
 		}
 		name := u.Host
 		if seen[name] {

@@ -34,6 +34,11 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"ftp://x:1"}, nil, `scheme "ftp" not supported`},
 		{[]string{"localhost"}, nil, "needs host:port"},
 		{[]string{"a:1", "tcp://a:1"}, nil, "listed twice"},
+		{[]string{"127.0.0.1:99999"}, nil, `sidecar "tcp://127.0.0.1:99999": port 99999; want a number from 1 to 65535`},
+		{[]string{"tcp://127.0.0.1:0"}, nil, "port 0; want a number from 1 to 65535"},
+		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
+		{[]string{"127.0.0.1:http"}, nil, `invalid port ":http" after host`},
+		{[]string{"127.0.0.1:65535", "[::1]:1"}, []string{"127.0.0.1:65535", "[::1]:1"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.in, ","), func(t *testing.T) {
