@@ -48,7 +48,9 @@ type App struct {
 	launched bool
 	stopped  bool // Stop ran before Start: Start must refuse
 	cancel   context.CancelFunc
-	done     chan struct{} // closed when Start returns
+	done     chan struct{}   // closed when Start returns
+	stopCtx  context.Context // Stop's, when Stop abandoned Start: its rollback's bound
+	cutShort []lateStart     // starts the startup's end left running, for the rollback
 
 	lateGrace time.Duration // lateStopGrace, shortened by tests
 	phase     atomic.Int32

@@ -15,7 +15,9 @@ import (
 // once all have started, and then the app's State is set and its phase is
 // PhaseReady. If a start fails, panics or passes its timeout, or ctx ends
 // first, every hook already started is stopped in reverse and Start returns
-// the error, naming the app and the hook. Start may be called once, and not
+// the error, naming the app and the hook. Before that rollback, a start
+// still running (one that ignores its context) is waited for, up to its
+// hook's stop timeout: if it succeeds then, it is stopped first. Start may be called once, and not
 // after Stop.
 func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
@@ -51,7 +53,7 @@ func (a *App) Start(ctx context.Context) error {
 		err = a.schedule(ctx, hooks, deps)
 	}
 	if err != nil {
-		err = errors.Join(err, a.stopAll(context.Background()))
+		err = errors.Join(err, a.rollback())
 		a.setPhase(PhaseFailed, time.Since(begin), err)
 		return err
 	}
@@ -219,7 +221,11 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 		} else {
 			r.err = context.Cause(ctx)
 		}
-		go a.reapLateStart(h, done)
+		// The startup fails now; its rollback waits a while for this
+		// start, so that, should it succeed, its stop runs first.
+		a.mu.Lock()
+		a.cutShort = append(a.cutShort, lateStart{h: h, done: done})
+		a.mu.Unlock()
 	}
 	d := time.Since(begin)
 	if r.err != nil {
@@ -235,16 +241,66 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 	return r.stop, nil
 }
 
-// reapLateStart waits for a start that passed its timeout and, if it
+// lateStart is a start still running when its startup ended (it passed its
+// timeout, or the startup failed or was abandoned under it).
+type lateStart struct {
+	h    Hook
+	done <-chan startResult
+}
+
+// stopLateStarts waits for the starts the startup's end left running, each
+// until its hook's stop timeout or ctx's deadline, and stops, in reverse,
+// those that succeeded after all: they began after the hooks they depend
+// on, so they stop before them. A start still running then is left to stop
+// itself when it returns (reapLateStart), out of that order.
+func (a *App) stopLateStarts(ctx context.Context) {
+	a.mu.Lock()
+	late := a.cutShort
+	a.cutShort = nil
+	a.mu.Unlock()
+	var succeeded []lateStart
+	var stops []StopFunc
+	for _, l := range late {
+		wait := a.stopTimeoutOf(l.h)
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case r := <-l.done:
+			if r.err == nil && r.stop != nil {
+				succeeded, stops = append(succeeded, l), append(stops, r.stop)
+			}
+		case <-timer.C:
+			go a.reapLateStart(l.h, l.done)
+		}
+		timer.Stop()
+	}
+	for i := len(succeeded) - 1; i >= 0; i-- {
+		a.stopLate(ctx, succeeded[i].h, stops[i])
+	}
+}
+
+// reapLateStart waits for a start that outlived its startup and, if it
 // eventually succeeds, stops it again.
 func (a *App) reapLateStart(h Hook, done <-chan startResult) {
-	r := <-done
-	if r.err != nil || r.stop == nil {
-		return
+	if r := <-done; r.err == nil && r.stop != nil {
+		a.stopLate(context.Background(), h, r.stop)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.stopTimeoutOf(h))
+}
+
+// stopLate calls the stop of a start that succeeded after its startup
+// ended, bounded by its stop timeout and ctx, and reports it as a late
+// HookStopped.
+func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), a.stopTimeoutOf(h))
 	defer cancel()
-	err := callStop(ctx, r.stop)
+	if dl, ok := parent.Deadline(); ok {
+		var cancelDl context.CancelFunc
+		ctx, cancelDl = context.WithDeadline(ctx, dl)
+		defer cancelDl()
+	}
+	err := callStop(ctx, stop)
 	if err != nil {
 		err = fmt.Errorf("lifespan %q: hook %q: stop after late start: %w", a.Name, h.Name, err)
 	}

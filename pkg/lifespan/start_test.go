@@ -218,36 +218,54 @@ func TestParallelStartHonoursDependenciesAndBound(t *testing.T) {
 	})
 }
 
+// A hook that fails abandons its siblings' starts. The rollback waits for
+// an abandoned start up to its hook's stop timeout: one that succeeds
+// within it is stopped first, before the hooks started earlier (it may
+// use them); one that outlives it is stopped when it finally returns.
 func TestParallelFailureAbandonsSiblingsAndReapsThem(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		j := &journal{}
-		l := &App{Name: "api", Concurrency: 3}
-		l.Append(
-			Hook{Name: "slow", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
-				time.Sleep(2 * time.Second)
-				j.add("start slow")
-				return func(context.Context) error { j.add("stop slow"); return nil }, nil
-			}},
-			Hook{Name: "bad", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
-				time.Sleep(time.Second)
-				return nil, errors.New("no route")
-			}},
-			recorded(j, "quick", nil, nil),
-			recorded(j, "later", nil, nil),
-		)
-		l.hooks[3].After = []string{"bad"}
-		err := l.Start(t.Context())
-		if err == nil || !strings.Contains(err.Error(), `hook "bad": start: no route`) {
-			t.Fatalf("Start = %v", err)
-		}
-		// slow ignores the cancellation, so the rollback does not wait for it...
-		if got, want := j.list(), []string{"start quick", "stop quick"}; !slices.Equal(got, want) {
-			t.Fatalf("journal at Start's return = %q, want %q", got, want)
-		}
-		// ...and when it finally returns, what it started is stopped.
-		time.Sleep(time.Hour)
-		if got, want := j.list(), []string{"start quick", "stop quick", "start slow", "stop slow"}; !slices.Equal(got, want) {
-			t.Fatalf("journal = %q, want %q", got, want)
-		}
-	})
+	for _, tt := range []struct {
+		name        string
+		stopTimeout time.Duration
+		atReturn    []string // the journal when Start returns
+		after       []string // ...and once slow has returned
+	}{
+		{"returns within the stop timeout", 5 * time.Second,
+			[]string{"start quick", "start slow", "stop slow", "stop quick"},
+			[]string{"start quick", "start slow", "stop slow", "stop quick"}},
+		{"outlives the stop timeout", 500 * time.Millisecond,
+			[]string{"start quick", "stop quick"},
+			[]string{"start quick", "stop quick", "start slow", "stop slow"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				j := &journal{}
+				l := &App{Name: "api", Concurrency: 3, StopTimeout: tt.stopTimeout}
+				l.Append(
+					Hook{Name: "slow", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+						time.Sleep(2 * time.Second) // ignores the cancellation
+						j.add("start slow")
+						return func(context.Context) error { j.add("stop slow"); return nil }, nil
+					}},
+					Hook{Name: "bad", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+						time.Sleep(time.Second)
+						return nil, errors.New("no route")
+					}},
+					recorded(j, "quick", nil, nil),
+					recorded(j, "later", nil, nil),
+				)
+				l.hooks[3].After = []string{"bad"}
+				err := l.Start(t.Context())
+				if err == nil || !strings.Contains(err.Error(), `hook "bad": start: no route`) {
+					t.Fatalf("Start = %v", err)
+				}
+				if got := j.list(); !slices.Equal(got, tt.atReturn) {
+					t.Fatalf("journal at Start's return = %q, want %q", got, tt.atReturn)
+				}
+				time.Sleep(time.Hour)
+				if got := j.list(); !slices.Equal(got, tt.after) {
+					t.Fatalf("journal = %q, want %q", got, tt.after)
+				}
+			})
+		})
+	}
 }

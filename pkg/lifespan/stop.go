@@ -23,14 +23,15 @@ import (
 // naming app, hook and step.
 //
 // If Start is still running, Stop abandons it and returns once its rollback
-// is done; the rollback's errors are Start's to report, so Stop then
-// returns nil. Stop on an app that never started returns nil and makes a
+// is done; the rollback stops what started under ctx, as Stop would, and
+// its errors are Start's to report, so Stop then returns nil. Stop on an app that never started returns nil and makes a
 // later Start fail. Calling Stop again returns the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
 		launched, cancel, done := a.launched, a.cancel, a.done
 		a.stopped = !launched
+		a.stopCtx = ctx
 		a.mu.Unlock()
 		if !launched {
 			a.setPhase(PhaseStopped, 0, nil)
@@ -74,9 +75,19 @@ func (a *App) taskWait(ctx context.Context) time.Duration {
 	return max(wait, a.lateGrace)
 }
 
-// stopAll is the rollback of a failed start: tasks, then every started hook.
-func (a *App) stopAll(ctx context.Context) error {
-	return errors.Join(a.tasks.stop(a.Name, a.taskWait(ctx)), a.stopHooks(ctx))
+// rollback stops what a failed Start started: tasks, then every started
+// hook, bounded by Stop's ctx when Stop abandoned the start (or by the
+// stop timeouts alone when it failed on its own).
+func (a *App) rollback() error {
+	a.mu.Lock()
+	ctx := a.stopCtx
+	a.mu.Unlock()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	err := a.tasks.stop(a.Name, a.taskWait(ctx))
+	a.stopLateStarts(ctx)
+	return errors.Join(err, a.stopHooks(ctx))
 }
 
 // stopHooks calls every started hook's stop, in reverse.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -118,6 +119,84 @@ func TestStuckStopsShareTheGrace(t *testing.T) {
 		}
 		if err == nil || strings.Contains(err.Error(), "within -") || strings.Count(err.Error(), "stop, called after the deadline, did not return") != 19 {
 			t.Errorf("Stop = %v\nwant the first stop timed out within 500ms and 19 called after the deadline", err)
+		}
+	})
+}
+
+// Stop called while Start runs abandons the start, and the rollback stops
+// what started under Stop's ctx, as Stop's own stops would: no stop gets a
+// deadline past ctx's (it used to get its hook's whole stop timeout, so a
+// rollback of n hooks could take n stop timeouts past ctx's deadline).
+func TestStopDuringStartBoundsTheRollbackByItsContext(t *testing.T) {
+	a := &App{Name: "api", StopTimeout: time.Hour}
+	var mu sync.Mutex
+	var deadlines []time.Time
+	for _, n := range []string{"db", "cache"} {
+		a.Append(Hook{Name: n, Start: func(context.Context, *Scope) (StopFunc, error) {
+			return func(ctx context.Context) error {
+				dl, ok := ctx.Deadline()
+				mu.Lock()
+				defer mu.Unlock()
+				if ok {
+					deadlines = append(deadlines, dl)
+				}
+				return nil
+			}, nil
+		}})
+	}
+	entered := make(chan struct{})
+	a.Append(Hook{Name: "slow", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	started := make(chan error, 1)
+	go func() { started <- a.Start(context.Background()) }()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.Stop(ctx); err != nil {
+		t.Errorf("Stop = %v; the rollback's errors are Start's", err)
+	}
+	if err := <-started; err == nil {
+		t.Error("Start = nil after Stop abandoned it")
+	}
+	limit, _ := ctx.Deadline()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 2 {
+		t.Fatalf("%d stops saw a deadline, want both", len(deadlines))
+	}
+	for _, dl := range deadlines {
+		if dl.After(limit) {
+			t.Errorf("a rollback stop's deadline is %v past Stop's ctx", dl.Sub(limit))
+		}
+	}
+}
+
+// A start that Stop abandoned but that ignores its context and succeeds
+// during the rollback is stopped before the hooks it started after, in
+// the reverse of the order starts completed, as the contract says (it
+// used to be stopped last, after the database it was built on).
+func TestStopDuringStartStopsALateStartFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		a := &App{Name: "api", StopTimeout: 5 * time.Second}
+		a.Append(recorded(j, "db", nil, nil))
+		a.Append(Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
+			time.Sleep(2 * time.Second) // a blocking call that ignores its context
+			j.add("start cache")
+			return func(context.Context) error { j.add("stop cache"); return nil }, nil
+		}})
+		started := make(chan error, 1)
+		go func() { started <- a.Start(context.Background()) }()
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = a.Stop(ctx)
+		<-started
+		if got, want := j.list(), []string{"start db", "start cache", "stop cache", "stop db"}; !slices.Equal(got, want) {
+			t.Errorf("journal %q, want %q", got, want)
 		}
 	})
 }

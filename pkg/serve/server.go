@@ -346,6 +346,12 @@ func (s *Server) startup() error {
 	case err = <-started:
 	case <-s.sig.ShutdownInitiated.Done():
 		s.cfg.Logger.Warn("shutdown requested during startup; abandoning it", "reason", s.reason)
+		// Stop abandons each app's start and rolls back what started,
+		// within the stop timeout from T0 (the budget has no drain to
+		// count here); the rollback's errors come back from Start.
+		stopCtx, cancel := context.WithDeadline(context.Background(), s.sig.ShutdownInitiated.At().Add(s.cfg.StopTimeout))
+		_ = s.cfg.Apps.Stop(stopCtx)
+		cancel()
 		abort()
 		err = <-started
 	}

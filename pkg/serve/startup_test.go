@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -217,5 +218,50 @@ func TestStartupCompleteWaitsForTheRefresh(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A shutdown during startup rolls back what started within the stop
+// timeout from T0, as the budget counts it: no rollback stop gets a
+// deadline later than that (each got its hook's whole stop timeout, one
+// after another).
+func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
+	const stopTimeout = 2 * time.Second
+	var mu sync.Mutex
+	var deadlines []time.Time
+	a := &lifespan.App{Name: "api", StopTimeout: time.Hour}
+	for _, n := range []string{"db", "cache"} {
+		a.Append(lifespan.Hook{Name: n, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(ctx context.Context) error {
+				dl, _ := ctx.Deadline()
+				mu.Lock()
+				deadlines = append(deadlines, dl)
+				mu.Unlock()
+				return nil
+			}, nil
+		}})
+	}
+	entered := make(chan struct{})
+	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
+	within(t, entered, "warm to start")
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 2 {
+		t.Fatalf("%d rollback stops ran, want 2", len(deadlines))
+	}
+	for _, dl := range deadlines {
+		if dl.IsZero() || dl.After(limit) {
+			t.Errorf("a rollback stop's deadline is %v; want at most the stop timeout from T0 (%v)", dl, limit)
+		}
 	}
 }
