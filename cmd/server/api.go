@@ -53,6 +53,14 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	})
 	workRoute(v1, cfg) // the demo's long requests
 	items := v1.Group("/items")
+	// Gin never matches an empty :key: /api/v1/items/ is its own route, so
+	// an empty key is a 400 that says so, not a 404 "no route".
+	emptyKey := func(c *gin.Context) {
+		fail(c, http.StatusBadRequest, "key is empty; want /api/v1/items/KEY")
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete} {
+		items.Handle(m, "/", emptyKey)
+	}
 	getOrHead(items, "/:key", func(c *gin.Context) {
 		v, err := ginberth.MustGet(c, storeKey).Get(c.Request.Context(), c.Param("key"))
 		if err != nil {
@@ -139,6 +147,8 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 		fail(c, http.StatusRequestEntityTooLarge, "%v (BERTH_BODY_LIMIT)", err)
 	case errors.As(err, &limit), errors.As(err, &badKey):
 		fail(c, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, store.ErrTooLarge):
+		fail(c, http.StatusRequestEntityTooLarge, "the database refuses a value this large; nothing was stored (lower BERTH_BODY_LIMIT to what it holds)")
 	case errors.Is(err, store.ErrOutOfSpace):
 		log.Error("database out of space", "method", c.Request.Method, "route", c.FullPath(), "error", err.Error())
 		fail(c, http.StatusInsufficientStorage, "the database is out of space; nothing was stored")

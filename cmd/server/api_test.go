@@ -90,6 +90,9 @@ func TestAPI(t *testing.T) {
 		{"too large", "PUT", items + "big", `{"v":"` + strings.Repeat("x", 100) + `"}`, 413, "error", "body of 108 bytes is over the 64-byte limit (BERTH_BODY_LIMIT)"},
 		{"key too long", "PUT", items + strings.Repeat("k", 257), `1`, 400, "error", "key of 257 bytes is over the 256-byte limit"},
 		{"key with a control character", "PUT", items + "a%0Ab", `1`, 400, "error", "invalid key: control character U+000A"},
+		{"empty key, PUT", "PUT", items, `1`, 400, "error", "key is empty; want /api/v1/items/KEY"},
+		{"empty key, GET", "GET", items, "", 400, "error", "key is empty; want /api/v1/items/KEY"},
+		{"empty key, DELETE", "DELETE", items, "", 400, "error", "key is empty; want /api/v1/items/KEY"},
 		{"second", "PUT", items + "k2", `{"v":2}`, 201, "", ""},
 		{"third", "PUT", items + "k3", `{"v":3}`, 201, "", ""},
 		{"past the item limit", "PUT", items + "k4", `{"v":4}`, 507, "error", "the store is full: it holds its limit of 3 items; delete some first (BERTH_MAX_ITEMS)"},
@@ -198,6 +201,28 @@ type fullStore struct{ failingStore }
 
 func (fullStore) Put(context.Context, string, []byte) (bool, error) {
 	return false, fmt.Errorf("store put (sqlite /data/berth.db): %w: database or disk is full (13)", store.ErrOutOfSpace)
+}
+
+type tooLargeStore struct{ failingStore }
+
+func (tooLargeStore) Put(context.Context, string, []byte) (bool, error) {
+	return false, fmt.Errorf("store put (sqlite /data/berth.db): %w: string or blob too big (18)", store.ErrTooLarge)
+}
+
+// A value the database refuses for its size answers 413, without
+// Retry-After: it used to be a 503 "retry later", which a client would
+// retry for ever.
+func TestValueTheDatabaseRefusesIsA413(t *testing.T) {
+	c := &cache{}
+	c.stats.Store(&store.Stats{})
+	_, api := apiOver(t, tooLargeStore{}, c, nil)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("PUT", "/api/v1/items/k", strings.NewReader(`{"v":1}`)))
+	var out map[string]any
+	if rec.Code != http.StatusRequestEntityTooLarge || rec.Header().Get("Retry-After") != "" || json.Unmarshal(rec.Body.Bytes(), &out) != nil ||
+		out["error"] != "the database refuses a value this large; nothing was stored (lower BERTH_BODY_LIMIT to what it holds)" {
+		t.Fatalf("PUT of a value the database refuses = %d Retry-After=%q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
 }
 
 // A database out of space answers a write 507, without Retry-After: the

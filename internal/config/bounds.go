@@ -50,7 +50,9 @@ var bounds = []Bound{
 	{"BERTH_DB_WAIT", int64(100 * time.Millisecond), int64(time.Hour), true, true},
 	{"BERTH_DB_TIMEOUT", int64(10 * time.Millisecond), int64(time.Minute), false, true},
 	{"BERTH_PUSH_TIMEOUT", int64(100 * time.Millisecond), int64(time.Minute), false, true},
-	{"BERTH_BODY_LIMIT", 1, 1 << 30, false, false},
+	// Below what both databases hold in one value (SQLite 1e9 bytes,
+	// PostgreSQL's bytea 1 GB), and what the service reads into memory.
+	{"BERTH_BODY_LIMIT", 1, 1 << 29, false, false},
 	{"BERTH_MAX_ITEMS", 1, 1_000_000_000, true, false},
 }
 

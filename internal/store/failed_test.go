@@ -26,3 +26,34 @@ func TestFailedMarksOutOfSpace(t *testing.T) {
 		}
 	}
 }
+
+// A value the database refuses for its size is ErrTooLarge: PostgreSQL's
+// program_limit_exceeded class, and SQLite's "string or blob too big",
+// here the real driver's error.
+func TestFailedMarksTooLarge(t *testing.T) {
+	db, err := Open(t.Context(), Config{DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var blob []byte
+	liteErr := db.SQL().QueryRowContext(t.Context(), "SELECT zeroblob(2000000000)").Scan(&blob)
+	if liteErr == nil {
+		t.Fatal("SQLite made a 2 GB blob")
+	}
+	s := &DB{where: "sqlite berth.db"}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{liteErr, true},
+		{&pgconn.PgError{Code: "54000", Message: "total size of jsonb array elements exceeds the maximum"}, true},
+		{&pgconn.PgError{Code: "53100"}, false},
+		{errors.New("connection refused"), false},
+	} {
+		got := s.failed("put", tt.err)
+		if errors.Is(got, ErrTooLarge) != tt.want || !errors.Is(got, tt.err) {
+			t.Errorf("failed(%v) = %v; too large %v, want %v", tt.err, got, errors.Is(got, ErrTooLarge), tt.want)
+		}
+	}
+}

@@ -53,6 +53,11 @@ var ErrNotFound = errors.New("no such item")
 // soon will not help.
 var ErrOutOfSpace = errors.New("the database is out of space")
 
+// ErrTooLarge is wrapped into a store error when the database refuses a
+// value for its size (SQLite's blob limit, PostgreSQL's 1 GB field): the
+// request would fail again however often it were retried.
+var ErrTooLarge = errors.New("the database refuses a value this large")
+
 // DefaultMaxKeyBytes bounds keys when Limits.MaxKeyBytes is 0.
 const DefaultMaxKeyBytes = 256
 
@@ -264,16 +269,27 @@ func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // failed wraps a database error, naming the operation and the database,
-// and marks it ErrOutOfSpace when it says so.
+// and marks it ErrOutOfSpace or ErrTooLarge when it says so.
 func (s *DB) failed(op string, err error) error {
-	if outOfSpace(err) {
+	switch {
+	case outOfSpace(err):
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrOutOfSpace, err)
+	case tooLarge(err):
+		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrTooLarge, err)
 	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
 }
 
 // pgDiskFull is PostgreSQL's SQLSTATE disk_full.
 const pgDiskFull = "53100"
+
+// tooLarge reports whether err is either database's refusal of a value for
+// its size: SQLite's "string or blob too big" (SQLITE_TOOBIG), or an error
+// of PostgreSQL's program_limit_exceeded class (SQLSTATE 54).
+func tooLarge(err error) bool {
+	sqlstate, lite := codes(err)
+	return strings.HasPrefix(sqlstate, "54") || lite == sqlite3.SQLITE_TOOBIG
+}
 
 // outOfSpace reports whether err is either database's "disk full".
 func outOfSpace(err error) bool {
