@@ -16,7 +16,7 @@
 // that fails on request, a long-request endpoint). Configuration is read
 // from BERTH_* environment variables (see the README). Exit codes: 0 clean
 // shutdown, 1 startup failed, 2 bad configuration, 3 shutdown completed
-// with errors, 4 forced by a second signal.
+// with errors (or after a server failed), 4 forced by a second signal.
 package main
 
 import (

@@ -12,7 +12,8 @@ const (
 	// a listener could not be opened.
 	ExitConfig = 2
 	// ExitUnclean: the shutdown completed but something failed in it (a stop
-	// hook, a background task, requests cut off by the drain timeout).
+	// hook, a background task, requests cut off by the drain timeout), or
+	// a server failed and began it.
 	ExitUnclean = 3
 	// ExitForced: a second signal cut the shutdown short.
 	ExitForced = 4

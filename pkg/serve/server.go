@@ -39,6 +39,8 @@ type Server struct {
 	apiSrv, adminSrv       *http.Server
 	serving                sync.WaitGroup
 	stopProbes             context.CancelFunc
+	serveMu                sync.Mutex
+	serveErrs              []error // servers that failed (not closed by the shutdown)
 
 	// The shutdown's figures, each written once by the step that knows it.
 	drainOnce       sync.Once
@@ -216,6 +218,9 @@ func (s *Server) serve() {
 		s.serving.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.cfg.Logger.Error("server failed", "server", name, "error", err)
+				s.serveMu.Lock()
+				s.serveErrs = append(s.serveErrs, fmt.Errorf("%s server failed: %w", name, err))
+				s.serveMu.Unlock()
 				s.fire(name + " server failed")
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -196,6 +197,11 @@ func bounded(ctx context.Context, f func(context.Context) error) error {
 // OnShutdown and logs it.
 func (s *Server) complete() ShutdownReport {
 	sig := s.sig
+	// A server that failed ends the run unclean, however well the drain
+	// went: the process did not stop because it was asked to.
+	s.serveMu.Lock()
+	s.errs = append(slices.Clone(s.serveErrs), s.errs...)
+	s.serveMu.Unlock()
 	rep := ShutdownReport{
 		Reason:               s.reason,
 		ServedDuringDelay:    s.gate.duringDelay.Load(),

@@ -515,3 +515,23 @@ func TestQuitSidecarsIsBounded(t *testing.T) {
 		t.Errorf("Run = %v, want the quit call abandoned", err)
 	}
 }
+
+// A server that fails (its listener gone under it) starts the shutdown,
+// and the run ends unclean, naming the server: it used to exit 0 after a
+// clean drain, as though the process had been asked to stop.
+func TestServerFailureEndsTheRunUnclean(t *testing.T) {
+	var report ShutdownReport
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
+		OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	if err := f.srv.apiLn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitUnclean || err == nil || !strings.Contains(err.Error(), "api server failed") {
+		t.Fatalf("Run = %v (exit %d), want the API server's failure, exit %d", err, ExitCode(err), ExitUnclean)
+	}
+	if report.Reason != "api server failed" || !errors.Is(report.Err, net.ErrClosed) {
+		t.Errorf("report: reason %q, err %v", report.Reason, report.Err)
+	}
+}
