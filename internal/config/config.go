@@ -85,6 +85,9 @@ func Load(environ map[string]string) (Config, error) {
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
 	problems := Parse(&cfg, environ)
+	// Both lists read alike: spaces around an entry and empty entries (a
+	// trailing comma) are dropped.
+	cfg.Sidecars, cfg.SidecarQuit = entries(cfg.Sidecars), entries(cfg.SidecarQuit)
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
@@ -268,4 +271,16 @@ func setButEmpty[T any](cfg T, environ map[string]string) []string {
 		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.Field(i).Interface(), what))
 	}
 	return problems
+}
+
+// entries trims each entry of a comma-separated list and drops the empty
+// ones; nil when none is left.
+func entries(list []string) []string {
+	var out []string
+	for _, e := range list {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -245,5 +246,27 @@ func TestPushErrorHidesThePassword(t *testing.T) {
 	err = cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{})
 	if err == nil || !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), ":pw@") || !strings.Contains(err.Error(), "berth:xxxxx@") {
 		t.Fatalf("a refused push = %v", err)
+	}
+}
+
+// BERTH_SIDECARS and BERTH_SIDECAR_QUIT read alike: spaces around an entry
+// and empty entries are dropped (BERTH_SIDECAR_QUIT refused both).
+func TestSidecarListsReadAlike(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  []string
+	}{
+		{"http://a:1/x, http://b:2/y", []string{"http://a:1/x", "http://b:2/y"}},
+		{"http://a:1/x,", []string{"http://a:1/x"}},
+		{" , ", nil},
+	} {
+		cfg, err := Load(map[string]string{"BERTH_SIDECARS": tt.value, "BERTH_SIDECAR_QUIT": tt.value})
+		if err != nil {
+			t.Errorf("%q: %v", tt.value, err)
+			continue
+		}
+		if !slices.Equal(cfg.SidecarQuit, tt.want) || !slices.Equal(cfg.Sidecars, tt.want) {
+			t.Errorf("%q read as quit %q, sidecars %q; want %q", tt.value, cfg.SidecarQuit, cfg.Sidecars, tt.want)
+		}
 	}
 }
