@@ -86,7 +86,8 @@ type Config struct {
 	// in DrainDelay, not both: New refuses a positive PreStopDelay with a
 	// drain delay.
 	PreStopDelay time.Duration
-	// Margin is left over for the kubelet and the process exit
+	// Margin is left over for the kubelet and the process exit, the admin
+	// server's close included (up to half the margin, at most 1s)
 	// (0: DefaultMargin).
 	Margin time.Duration
 
@@ -325,3 +326,8 @@ func ceilSeconds(d time.Duration) int64 {
 	}
 	return s
 }
+
+// adminCloseWait bounds the admin server's graceful close, the last step:
+// a scrape or probe in flight may finish, within half the margin the
+// budget leaves for the exit, and never more than a second.
+func (c Config) adminCloseWait() time.Duration { return min(time.Second, c.Margin/2) }

@@ -388,7 +388,7 @@ func (s *Server) startup() error {
 func (s *Server) stopServers() {
 	s.stopProbes()
 	s.cfg.Probes.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.adminCloseWait())
 	defer cancel()
 	_ = s.adminSrv.Shutdown(ctx)
 	_ = s.apiSrv.Close()
