@@ -197,46 +197,41 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 	}
 }
 
-type fullStore struct{ failingStore }
-
-func (fullStore) Put(context.Context, string, []byte) (bool, error) {
-	return false, fmt.Errorf("store put (sqlite /data/berth.db): %w: database or disk is full (13)", store.ErrOutOfSpace)
+// refusingStore's Put fails with err: a refusal the database would repeat.
+type refusingStore struct {
+	failingStore
+	err error
 }
 
-type tooLargeStore struct{ failingStore }
+func (s refusingStore) Put(context.Context, string, []byte) (bool, error) { return false, s.err }
 
-func (tooLargeStore) Put(context.Context, string, []byte) (bool, error) {
-	return false, fmt.Errorf("store put (sqlite /data/berth.db): %w: string or blob too big (18)", store.ErrTooLarge)
-}
-
-// A value the database refuses for its size answers 413, without
-// Retry-After: it used to be a 503 "retry later", which a client would
-// retry for ever.
-func TestValueTheDatabaseRefusesIsA413(t *testing.T) {
-	c := &cache{}
-	c.stats.Store(&store.Stats{})
-	_, api := apiOver(t, tooLargeStore{}, c, nil)
-	rec := httptest.NewRecorder()
-	api.ServeHTTP(rec, httptest.NewRequest("PUT", "/api/v1/items/k", strings.NewReader(`{"v":1}`)))
-	var out map[string]any
-	if rec.Code != http.StatusRequestEntityTooLarge || rec.Header().Get("Retry-After") != "" || json.Unmarshal(rec.Body.Bytes(), &out) != nil ||
-		out["error"] != "the database refuses a value this large; nothing was stored (lower BERTH_BODY_LIMIT to what it holds)" {
-		t.Fatalf("PUT of a value the database refuses = %d Retry-After=%q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
-	}
-}
-
-// A database out of space answers a write 507, without Retry-After: the
-// client is not told to retry every second what would fail again.
-func TestDatabaseOutOfSpaceIsA507(t *testing.T) {
-	c := &cache{}
-	c.stats.Store(&store.Stats{})
-	_, api := apiOver(t, fullStore{}, c, nil)
-	rec := httptest.NewRecorder()
-	api.ServeHTTP(rec, httptest.NewRequest("PUT", "/api/v1/items/k", strings.NewReader(`{"v":1}`)))
-	var out map[string]any
-	if rec.Code != http.StatusInsufficientStorage || rec.Header().Get("Retry-After") != "" || json.Unmarshal(rec.Body.Bytes(), &out) != nil ||
-		out["error"] != "the database is out of space; nothing was stored" {
-		t.Fatalf("PUT into a full database = %d Retry-After=%q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+// A write the database would refuse again answers without Retry-After, so
+// no client is told to retry every second what would fail again: 507 when
+// its disk is full, 413 for a value it refuses for its size (that one used
+// to be a 503 "retry later").
+func TestRefusalsTheDatabaseWouldRepeatAreNotRetried(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		code int
+		says string
+	}{
+		{"out of space", fmt.Errorf("store put (sqlite /data/berth.db): %w: database or disk is full (13)", store.ErrOutOfSpace),
+			http.StatusInsufficientStorage, "the database is out of space; nothing was stored"},
+		{"too large", fmt.Errorf("store put (sqlite /data/berth.db): %w: string or blob too big (18)", store.ErrTooLarge),
+			http.StatusRequestEntityTooLarge, "the database refuses a value this large; nothing was stored (lower BERTH_BODY_LIMIT to what it holds)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &cache{}
+			c.stats.Store(&store.Stats{})
+			_, api := apiOver(t, refusingStore{err: tt.err}, c, nil)
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, httptest.NewRequest("PUT", "/api/v1/items/k", strings.NewReader(`{"v":1}`)))
+			var out map[string]any
+			if rec.Code != tt.code || rec.Header().Get("Retry-After") != "" || json.Unmarshal(rec.Body.Bytes(), &out) != nil || out["error"] != tt.says {
+				t.Fatalf("PUT = %d Retry-After=%q %s; want %d %q", rec.Code, rec.Header().Get("Retry-After"), rec.Body, tt.code, tt.says)
+			}
+		})
 	}
 }
 
