@@ -88,8 +88,9 @@ type Result struct {
 	ConsecutiveSuccesses int
 	// Runs and Failures count the check's runs and the failed ones, a run
 	// overtaken by a later one (which does not change the verdict)
-	// included; a run whose caller gave up first (a probe's client gone)
-	// is not recorded at all.
+	// included; a run whose caller gave up first (Evaluate's ctx ended, the
+	// registry stopping) is not recorded at all. A probe over HTTP lets
+	// its checks finish even if its client leaves.
 	Runs, Failures int64
 }
 
@@ -149,9 +150,9 @@ func (c *check) init() {
 }
 
 // run runs the check once under its timeout and folds the outcome into the
-// thresholded result. A run whose caller gave up first (a probe's client
-// gone, the registry stopping) says nothing about the dependency: it is not
-// recorded, and the last result stands.
+// thresholded result. A run whose caller gave up first (Evaluate's ctx
+// ended, the registry stopping) says nothing about the dependency: it is
+// not recorded, and the last result stands.
 func (c *check) run(ctx context.Context) Result {
 	if c.Instant {
 		res, _ := c.runInstant(ctx, time.Now(), 0)

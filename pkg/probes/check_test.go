@@ -133,11 +133,12 @@ func TestInstantChecksAreTimed(t *testing.T) {
 	})
 }
 
-// A run whose caller gave up (a probe's client gone, as when the kubelet's
-// timeoutSeconds is shorter than the check's Timeout) is not recorded: it
-// says nothing about the dependency, and recording it would count a
-// failure ("timed out after 5s") that never happened. A run the caller
-// waits for is recorded.
+// A probe whose client gives up (the kubelet's timeoutSeconds shorter than
+// the check's Timeout) still lets the check finish, and records what it
+// found: a healthy dependency slower than the client is a pass, not a
+// failure "timed out after 5s" that never happened. A run whose own caller
+// gave up (Evaluate's ctx ended, the registry stopping) says nothing about
+// the dependency and is not recorded.
 func TestRunWhoseCallerGaveUpIsNotRecorded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := New()
@@ -145,21 +146,22 @@ func TestRunWhoseCallerGaveUpIsNotRecorded(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(300 * time.Millisecond): // healthy, slower than the client waits
+			case <-time.After(300 * time.Millisecond): // healthy, slower than the caller waits
 				return nil
 			}
 		}})
-		h := r.Handler(HandlerOptions{})
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil).WithContext(ctx))
-		synctest.Wait()
+		r.Evaluate(ctx, Readiness, "", nil)
 		if res := r.Results()[0]; res.Ran || res.Runs != 0 || res.Failures != 0 {
-			t.Errorf("after a probe whose client left: %+v; want nothing recorded", res)
+			t.Errorf("after an Evaluate whose ctx ended first: %+v; want nothing recorded", res)
 		}
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		if res := r.Results()[0]; !res.Ran || !res.Passing || res.Runs != 1 {
-			t.Errorf("after a probe that waited: %+v; want one passing run", res)
+
+		probe, cancelProbe := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancelProbe()
+		r.Handler(HandlerOptions{}).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil).WithContext(probe))
+		if res := r.Results()[0]; !res.Ran || !res.Passing || res.Runs != 1 || res.Failures != 0 {
+			t.Errorf("after a probe whose client left first: %+v; want the check's own pass", res)
 		}
 	})
 }

@@ -72,7 +72,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.URL.RawQuery != "" {
 		q = req.URL.Query()
 	}
-	rep, ok := h.r.Evaluate(req.Context(), kind, only, q["exclude"])
+	// A check the probe started runs to its own timeout even if the
+	// client (the kubelet, whose timeoutSeconds may be shorter) leaves:
+	// its result is the dependency's, whoever waits for it.
+	rep, ok := h.r.evaluate(req.Context(), true, kind, only, q["exclude"])
 	if !ok {
 		http.Error(w, fmt.Sprintf("%s has no check %q", probe, only), http.StatusNotFound)
 		return

@@ -140,6 +140,13 @@ type Report struct {
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
+	return r.evaluate(ctx, false, kind, only, exclude)
+}
+
+// evaluate is Evaluate; with detach, inline checks run under ctx's values
+// but not its cancellation (a probe whose client gives up still records
+// what the check found, within the check's own timeout).
+func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only string, exclude []string) (rep Report, ok bool) {
 	// Small fixed buffers: a probe of up to 16 checks with up to 8 excludes
 	// (the chart's probe has one) selects without allocating.
 	var buf [16]*check
@@ -179,6 +186,9 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 		case c.Instant:
 			instant = true
 		default:
+			if detach { // once, and only with an inline check to run
+				ctx, detach = context.WithoutCancel(ctx), false
+			}
 			wg.Go(func() { results[i] = c.run(ctx) })
 		}
 	}
