@@ -35,9 +35,16 @@ func (g Group) Start(ctx context.Context) error {
 	}
 	for i, a := range g {
 		if err := a.Start(ctx); err != nil {
+			// The apps started before it are stopped under Stop's ctx when
+			// Stop abandoned this start (as Group.Stop would stop them),
+			// else under their stop timeouts alone.
+			rollback := a.abandonedBy()
+			if rollback == nil {
+				rollback = context.WithoutCancel(ctx)
+			}
 			errs := []error{err}
 			for j := i - 1; j >= 0; j-- {
-				errs = append(errs, g[j].Stop(context.WithoutCancel(ctx)))
+				errs = append(errs, g[j].Stop(rollback))
 			}
 			return errors.Join(errs...)
 		}

@@ -79,9 +79,7 @@ func (a *App) taskWait(ctx context.Context) time.Duration {
 // hook, bounded by Stop's ctx when Stop abandoned the start (or by the
 // stop timeouts alone when it failed on its own).
 func (a *App) rollback() error {
-	a.mu.Lock()
-	ctx := a.stopCtx
-	a.mu.Unlock()
+	ctx := a.abandonedBy()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -151,4 +149,12 @@ func callStop(ctx context.Context, stop StopFunc) (err error) {
 		}
 	}()
 	return stop(ctx)
+}
+
+// abandonedBy is the ctx of the Stop that abandoned the app's start, or
+// nil.
+func (a *App) abandonedBy() context.Context {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stopCtx
 }

@@ -355,10 +355,15 @@ func (s *Server) startup() error {
 		// within the stop timeout from T0 (the budget has no drain to
 		// count here); the rollback's errors come back from Start.
 		stopCtx, cancel := context.WithDeadline(context.Background(), s.sig.ShutdownInitiated.At().Add(s.cfg.StopTimeout))
-		_ = s.cfg.Apps.Stop(stopCtx)
+		stopErr := s.cfg.Apps.Stop(stopCtx)
 		cancel()
 		abort()
-		err = <-started
+		if err = <-started; err == nil {
+			// The startup completed just before Stop reached it, and Stop
+			// then stopped the apps: the startup is abandoned all the same
+			// (the API never served), with what stopping them reported.
+			err = errors.Join(fmt.Errorf("the shutdown (%s) began as the startup completed; the apps were stopped", s.reason), stopErr)
+		}
 	}
 	if err != nil {
 		s.cfg.Logger.Error("startup failed; every hook that started was stopped", "error", err)

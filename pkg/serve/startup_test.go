@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -263,5 +264,87 @@ func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
 		if dl.IsZero() || dl.After(limit) {
 			t.Errorf("a rollback stop's deadline is %v; want at most the stop timeout from T0 (%v)", dl, limit)
 		}
+	}
+}
+
+// logHook is a slog handler that calls on for every record, in the
+// logging goroutine: a test's way to act at one exact step of the server.
+type logHook struct {
+	slog.Handler
+	on func(r slog.Record)
+}
+
+func (h logHook) Handle(_ context.Context, r slog.Record) error { h.on(r); return nil }
+func (h logHook) Enabled(context.Context, slog.Level) bool      { return true }
+
+// A startup that completes just as the shutdown abandons it (after the
+// server chose to abandon it, before Stop reached the app) is abandoned
+// all the same: the apps are stopped, the API never serves and the run
+// ends as a startup abandoned. It used to go on to StartupComplete and a
+// drain delay served by an app whose hooks were already stopped.
+func TestStartupCompletingAsItIsAbandonedIsAbandoned(t *testing.T) {
+	j := &journal{}
+	release, ready := make(chan struct{}), make(chan struct{})
+	a := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
+		if e.Kind == lifespan.PhaseChanged && e.Phase == lifespan.PhaseReady {
+			close(ready)
+		}
+	}}
+	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-release
+		return func(context.Context) error { j.add("stop db"); return nil }, nil
+	}})
+	log := slog.New(logHook{Handler: slog.DiscardHandler, on: func(r slog.Record) {
+		if r.Message == "shutdown requested during startup; abandoning it" {
+			close(release) // the start completes now, before the server stops the app
+			<-ready
+		}
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: time.Hour, Logger: log})
+	f.srv.Shutdown()
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), "began as the startup completed; the apps were stopped") {
+		t.Fatalf("Run = %v (exit %d), want the startup abandoned", err, ExitCode(err))
+	}
+	if f.sig.StartupComplete.Signalled() || !slices.Equal(j.list(), []string{"stop db"}) {
+		t.Errorf("StartupComplete %v, journal %q; want no StartupComplete and db stopped", f.sig.StartupComplete.Signalled(), j.list())
+	}
+}
+
+// With several apps, those ready when the startup is abandoned are rolled
+// back within the stop timeout from T0 too (they were stopped under no
+// deadline, each hook taking its whole stop timeout).
+func TestAbandonedStartupRollsBackEveryAppWithinTheStopTimeout(t *testing.T) {
+	const stopTimeout = 2 * time.Second
+	var mu sync.Mutex
+	var deadlines []time.Time
+	infra := &lifespan.App{Name: "infra", StopTimeout: time.Hour}
+	infra.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(ctx context.Context) error {
+			dl, _ := ctx.Deadline()
+			mu.Lock()
+			deadlines = append(deadlines, dl)
+			mu.Unlock()
+			return nil
+		}, nil
+	}})
+	api := &lifespan.App{Name: "api", StopTimeout: time.Hour}
+	entered := make(chan struct{})
+	api.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	f := start(t, Config{Apps: lifespan.Group{infra, api}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
+	within(t, entered, "warm to start")
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 1 || deadlines[0].IsZero() || deadlines[0].After(limit) {
+		t.Errorf("infra's rollback stop deadlines %v; want one, at most the stop timeout from T0 (%v)", deadlines, limit)
 	}
 }
