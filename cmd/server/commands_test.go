@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,9 +194,10 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, logs.String())
 	}
 	mu.Lock()
-	defer mu.Unlock()
-	if len(deleted) != 1 || !strings.Contains(deleted[0], "/pod/old") || !strings.Contains(deleted[0], "/namespace/shop") {
-		t.Errorf("deleted %q, want the one group of namespace shop older than 1h", deleted)
+	got := slices.Clone(deleted)
+	mu.Unlock()
+	if len(got) != 1 || !strings.Contains(got[0], "/pod/old") || !strings.Contains(got[0], "/namespace/shop") {
+		t.Errorf("deleted %q, want the one group of namespace shop older than 1h", got)
 	}
 	if !strings.Contains(logs.String(), `"msg":"pushgateway-group-deleted"`) || !strings.Contains(logs.String(), `"deleted":1`) {
 		t.Errorf("logs do not name what was deleted:\n%s", logs.String())

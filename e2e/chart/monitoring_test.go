@@ -354,6 +354,13 @@ func TestPushgatewayPruneCronJob(t *testing.T) {
 		t.Errorf("pod spec %+v", pod.Spec)
 	}
 
+	// A CronJob's name has at most 52 characters (its Jobs add 11), even
+	// where the release's full name has its 63.
+	long := mustRender(t, map[string]any{"fullnameOverride": strings.Repeat("x", 63), "metrics": map[string]any{"pushgateway": pushing}})
+	if n := len(long.cronJob.Name); n > 52 {
+		t.Errorf("CronJob name %q has %d characters, over the 52 Kubernetes allows", long.cronJob.Name, n)
+	}
+
 	for _, tt := range []struct {
 		name   string
 		values map[string]any
@@ -361,6 +368,8 @@ func TestPushgatewayPruneCronJob(t *testing.T) {
 	}{
 		{"kept shorter than the alerts read", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"olderThanMinutes": 30}},
 			"prometheusRule": map[string]any{"enabled": true}}},
+			"metrics.pushgateway.prune.olderThanMinutes (30) is shorter than metrics.prometheusRule.pushedFiguresMinutes (60)"},
+		{"kept shorter than the alerts read, rules loaded elsewhere", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"olderThanMinutes": 30}}}},
 			"metrics.pushgateway.prune.olderThanMinutes (30) is shorter than metrics.prometheusRule.pushedFiguresMinutes (60)"},
 		{"kept less than a scrape", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": pushing["url"], "prune": map[string]any{"olderThanMinutes": 1}}}},
 			"olderThanMinutes"},

@@ -169,17 +169,3 @@ func TestListenFailureIsConfigError(t *testing.T) {
 		}
 	}
 }
-
-// The admin server's close fits in the margin the budget leaves for the
-// exit: half of it, at most a second.
-func TestAdminCloseWaitFitsTheMargin(t *testing.T) {
-	for _, tt := range []struct{ margin, want time.Duration }{
-		{100 * time.Millisecond, 50 * time.Millisecond},
-		{DefaultMargin, time.Second},
-		{10 * time.Minute, time.Second},
-	} {
-		if got := (Config{Margin: tt.margin}).adminCloseWait(); got != tt.want {
-			t.Errorf("margin %v: admin close wait %v, want %v", tt.margin, got, tt.want)
-		}
-	}
-}

@@ -189,7 +189,12 @@ func bounded(ctx context.Context, f func(context.Context) error) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return errAbandoned
+		select {
+		case err := <-done: // it returned as its time ran out: not abandoned
+			return err
+		default:
+			return errAbandoned
+		}
 	}
 }
 

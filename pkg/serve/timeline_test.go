@@ -535,3 +535,32 @@ func TestServerFailureEndsTheRunUnclean(t *testing.T) {
 		t.Errorf("report: reason %q, err %v", report.Reason, report.Err)
 	}
 }
+
+// The admin server's graceful close, the run's last step, waits for a
+// scrape in flight no longer than half the margin the budget leaves for
+// the exit (it waited a fixed second, past a margin of 100ms).
+func TestAdminCloseFitsTheMargin(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	scrape := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release // a scrape that outlasts the shutdown
+	})
+	const margin = 100 * time.Millisecond
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
+		Metrics: scrape, Margin: margin, GracePeriod: time.Minute})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	go func() {
+		if resp, err := f.client.Get("http://" + f.srv.AdminAddr().String() + "/metrics"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	within(t, entered, "the scrape to begin")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	// Whatever the machine's load, well under the second it used to wait:
+	// the bound is margin/2.
+	if took := time.Since(f.sig.ShutdownComplete.At()); took >= time.Second {
+		t.Errorf("Run returned %v after ShutdownComplete with a scrape in flight; want at most about %v", took, margin/2)
+	}
+}
