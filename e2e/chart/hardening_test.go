@@ -688,3 +688,40 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 		}
 	}
 }
+
+// A variable the chart sets from its values, though not with the values
+// given, is refused in extraEnv too: it would escape the checks those
+// values get, and the service would refuse to start (a push timeout the
+// grace period does not count, a quiet period in preStop mode). The ones
+// a user sets for what the chart does not run are accepted.
+func TestExtraEnvCannotBypassTheChartsChecks(t *testing.T) {
+	extra := func(name string, values map[string]any) map[string]any {
+		with := map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": "x"}}}
+		maps.Copy(with, values)
+		return with
+	}
+	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   string // "" when accepted
+	}{
+		{"BERTH_PUSHGATEWAY_URL", nil, "extraEnv sets BERTH_PUSHGATEWAY_URL, which the chart sets from metrics.pushgateway.url (not with these values)"},
+		{"BERTH_PUSH_TIMEOUT", nil, "from metrics.pushgateway.timeoutSeconds (not with these values)"},
+		{"BERTH_DRAIN_QUIET", map[string]any{"drain": map[string]any{"mode": "preStop"}}, "from drain.quietSeconds (not with these values)"},
+		{"BERTH_SIDECAR_QUIT", nil, "set terminationGracePeriodSeconds to fit its quit timeout too"},
+		{"BERTH_SIDECAR_QUIT", map[string]any{"terminationGracePeriodSeconds": 60}, ""},
+		{"BERTH_SIDECARS", nil, ""},
+		{"PGPASSWORD", external, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, extra(tt.name, tt.values))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("err = %v, want it refused with %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -200,10 +200,25 @@ template that renders the service includes it.
 {{- $set := list }}
 {{- range $m := regexFindAll "(?m)^- name: [A-Z0-9_]+" (include "berth.env" .) -1 }}{{ $set = append $set (trimPrefix "- name: " $m) }}{{ end }}
 {{- $known := splitList " " (include "berth.variables" .) }}
+{{- $managed := include "berth.envValues" $ | fromYaml }}
 {{- range $e := $v.extraEnv }}
 {{- if has $e.name $set }}
-{{- $from := get (include "berth.envValues" $ | fromYaml) $e.name | default "the chart's values" }}
+{{- $from := get $managed $e.name | default "the chart's values" }}
 {{- fail (printf "extraEnv sets %s, which the chart already sets from %s; a second entry would override it past the chart's checks (the grace period's, say): remove it from extraEnv" $e.name $from) }}
+{{- end }}
+{{- /* A variable the chart sets from its values, though not with these:
+through extraEnv it would escape the checks those values get (the grace
+period, the drain mode). PGPASSWORD (for an external database's URL
+without a password) and BERTH_SIDECARS (a sidecar the chart does not run,
+such as Istio's) are the user's to set; so is the sidecar quit call when
+terminationGracePeriodSeconds is set, which the service then checks it
+fits. */}}
+{{- $quit := list "BERTH_SIDECAR_QUIT" "BERTH_SIDECAR_QUIT_TIMEOUT" }}
+{{- $yours := list "PGPASSWORD" "BERTH_SIDECARS" }}
+{{- if not (kindIs "invalid" $v.terminationGracePeriodSeconds) }}{{ $yours = concat $yours $quit }}{{ end }}
+{{- if and (hasKey $managed $e.name) (not (has $e.name $set)) (not (has $e.name $yours)) }}
+{{- $hint := ternary "; for a sidecar the chart does not run, set terminationGracePeriodSeconds to fit its quit timeout too" "" (has $e.name $quit) }}
+{{- fail (printf "extraEnv sets %s, which the chart sets from %s (not with these values): set it there, where the chart's checks (the grace period's, the drain mode's) count it%s" $e.name (get $managed $e.name) $hint) }}
 {{- end }}
 {{- if eq $e.name "BERTH_SINGLE_LISTENER" }}
 {{- fail "extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port while the chart's probes and Services use the admin port (ports.admin): remove it from extraEnv" }}
