@@ -222,51 +222,6 @@ func TestStartupCompleteWaitsForTheRefresh(t *testing.T) {
 	}
 }
 
-// A shutdown during startup rolls back what started within the stop
-// timeout from T0, as the budget counts it: no rollback stop gets a
-// deadline later than that (each got its hook's whole stop timeout, one
-// after another).
-func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
-	const stopTimeout = 2 * time.Second
-	var mu sync.Mutex
-	var deadlines []time.Time
-	a := &lifespan.App{Name: "api", StopTimeout: time.Hour}
-	for _, n := range []string{"db", "cache"} {
-		a.Append(lifespan.Hook{Name: n, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-			return func(ctx context.Context) error {
-				dl, _ := ctx.Deadline()
-				mu.Lock()
-				deadlines = append(deadlines, dl)
-				mu.Unlock()
-				return nil
-			}, nil
-		}})
-	}
-	entered := make(chan struct{})
-	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
-		close(entered)
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}})
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
-	within(t, entered, "warm to start")
-	f.srv.Shutdown()
-	if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
-		t.Fatalf("Run = %v", err)
-	}
-	limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(deadlines) != 2 {
-		t.Fatalf("%d rollback stops ran, want 2", len(deadlines))
-	}
-	for _, dl := range deadlines {
-		if dl.IsZero() || dl.After(limit) {
-			t.Errorf("a rollback stop's deadline is %v; want at most the stop timeout from T0 (%v)", dl, limit)
-		}
-	}
-}
-
 // logHook is a slog handler that calls on for every record, in the
 // logging goroutine: a test's way to act at one exact step of the server.
 type logHook struct {
@@ -290,7 +245,9 @@ func TestStartupCompletingAsItIsAbandonedIsAbandoned(t *testing.T) {
 			close(ready)
 		}
 	}}
+	entered := make(chan struct{})
 	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
 		<-release
 		return func(context.Context) error { j.add("stop db"); return nil }, nil
 	}})
@@ -301,6 +258,7 @@ func TestStartupCompletingAsItIsAbandonedIsAbandoned(t *testing.T) {
 		}
 	}})
 	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: time.Hour, Logger: log})
+	within(t, entered, "db to start")
 	f.srv.Shutdown()
 	err := within(t, f.runErr, "Run")
 	if ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), "began as the startup completed; the apps were stopped") {
@@ -311,40 +269,63 @@ func TestStartupCompletingAsItIsAbandonedIsAbandoned(t *testing.T) {
 	}
 }
 
-// With several apps, those ready when the startup is abandoned are rolled
-// back within the stop timeout from T0 too (they were stopped under no
-// deadline, each hook taking its whole stop timeout).
-func TestAbandonedStartupRollsBackEveryAppWithinTheStopTimeout(t *testing.T) {
+// A shutdown during startup rolls back what started within the stop
+// timeout from T0, as the budget counts it: no rollback stop gets a later
+// deadline, in the app still starting or in an app of its group already
+// ready (each used to get its hook's whole stop timeout, one after
+// another).
+func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
 	const stopTimeout = 2 * time.Second
-	var mu sync.Mutex
-	var deadlines []time.Time
-	infra := &lifespan.App{Name: "infra", StopTimeout: time.Hour}
-	infra.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-		return func(ctx context.Context) error {
-			dl, _ := ctx.Deadline()
+	for _, tt := range []struct {
+		name       string
+		readyHooks []string // hooks of an app ready before the one starting
+		ownHooks   []string // hooks started in the app still starting
+	}{
+		{"in the app starting", nil, []string{"db", "cache"}},
+		{"in an app already ready", []string{"db"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var deadlines []time.Time
+			recording := func(a *lifespan.App, names []string) *lifespan.App {
+				for _, n := range names {
+					a.Append(lifespan.Hook{Name: n, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+						return func(ctx context.Context) error {
+							dl, _ := ctx.Deadline()
+							mu.Lock()
+							deadlines = append(deadlines, dl)
+							mu.Unlock()
+							return nil
+						}, nil
+					}})
+				}
+				return a
+			}
+			infra := recording(&lifespan.App{Name: "infra", StopTimeout: time.Hour}, tt.readyHooks)
+			api := recording(&lifespan.App{Name: "api", StopTimeout: time.Hour}, tt.ownHooks)
+			entered := make(chan struct{})
+			api.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+				close(entered)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}})
+			f := start(t, Config{Apps: lifespan.Group{infra, api}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
+			within(t, entered, "warm to start")
+			f.srv.Shutdown()
+			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+				t.Fatalf("Run = %v", err)
+			}
+			limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
 			mu.Lock()
-			deadlines = append(deadlines, dl)
-			mu.Unlock()
-			return nil
-		}, nil
-	}})
-	api := &lifespan.App{Name: "api", StopTimeout: time.Hour}
-	entered := make(chan struct{})
-	api.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
-		close(entered)
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}})
-	f := start(t, Config{Apps: lifespan.Group{infra, api}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
-	within(t, entered, "warm to start")
-	f.srv.Shutdown()
-	if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
-		t.Fatalf("Run = %v", err)
-	}
-	limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(deadlines) != 1 || deadlines[0].IsZero() || deadlines[0].After(limit) {
-		t.Errorf("infra's rollback stop deadlines %v; want one, at most the stop timeout from T0 (%v)", deadlines, limit)
+			defer mu.Unlock()
+			if want := len(tt.readyHooks) + len(tt.ownHooks); len(deadlines) != want {
+				t.Fatalf("%d rollback stops ran, want %d", len(deadlines), want)
+			}
+			for _, dl := range deadlines {
+				if dl.IsZero() || dl.After(limit) {
+					t.Errorf("a rollback stop's deadline is %v; want at most the stop timeout from T0 (%v)", dl, limit)
+				}
+			}
+		})
 	}
 }
