@@ -35,8 +35,9 @@ type EventKind int
 
 // The kinds of event. A HookStarting is always followed by a HookStarted
 // (with Err set when it failed), and a HookStopping by a HookStopped. A
-// start or stop reported as timed out may send one more HookStopped, with
-// Late set, when it finally returns.
+// start or stop reported as timed out or cut short may send one more
+// HookStopped (or, for a start cut short that then failed by itself, one
+// more HookStarted), with Late set, when it finally returns.
 const (
 	// PhaseChanged: the app entered Event.Phase. Entering PhaseReady or
 	// PhaseFailed carries the whole startup's duration; entering
@@ -81,9 +82,11 @@ type Event struct {
 	// one that failed by itself; Err says what ended it.
 	CutShort bool
 	// Late marks the outcome of a start or stop already reported as timed
-	// out: the late stop's own error, or the stop of a start that returned
-	// after its timeout (there was no HookStopping for it). The timeout's
-	// event counted the failure; a late event adds what happened after.
+	// out or cut short: the late stop's own error, or the stop of a start
+	// that returned after the startup ended (there was no HookStopping for
+	// it), or, on a HookStarted, the failure of its own of a start first
+	// reported cut short. The timeout's event counted that failure; a late
+	// event adds what happened after.
 	Late bool
 	Time time.Time
 }

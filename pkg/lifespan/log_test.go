@@ -38,6 +38,8 @@ func TestLogObserver(t *testing.T) {
 			[]string{"level=ERROR", "msg=task-failed", `error="consume: context canceled"`}, nil},
 		{"a late stop's failure", Event{Kind: HookStopped, App: "api", Hook: "db", Late: true, Err: errors.New("late stop: flush")},
 			[]string{"level=ERROR", "msg=hook-stop-failed", "late=true", `error="late stop: flush"`}, nil},
+		{"a start cut short that then failed by itself", Event{Kind: HookStarted, App: "api", Hook: "cache", Late: true, Err: errors.New("start, after the startup ended: cache file corrupt")},
+			[]string{"level=ERROR", "msg=hook-start-failed", "late=true", "cache file corrupt"}, []string{"cut-short"}},
 		{"begin events are debug", Event{Kind: HookStopping, App: "api", Hook: "db"}, []string{"level=DEBUG", "msg=hook-stopping"}, nil},
 	}
 	for _, tt := range tests {

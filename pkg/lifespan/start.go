@@ -224,7 +224,7 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 		// The startup fails now; its rollback waits a while for this
 		// start, so that, should it succeed, its stop runs first.
 		a.mu.Lock()
-		a.cutShort = append(a.cutShort, lateStart{h: h, done: done})
+		a.cutShort = append(a.cutShort, lateStart{h: h, done: done, cutShort: ctx.Err() != nil && !errors.As(r.err, new(*TimeoutError))})
 		a.mu.Unlock()
 	}
 	d := time.Since(begin)
@@ -244,8 +244,9 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 // lateStart is a start still running when its startup ended (it passed its
 // timeout, or the startup failed or was abandoned under it).
 type lateStart struct {
-	h    Hook
-	done <-chan startResult
+	h        Hook
+	done     <-chan startResult
+	cutShort bool // the startup's end, not its own timeout, interrupted it
 }
 
 // stopLateStarts waits for the starts the startup's end left running, each
@@ -271,8 +272,9 @@ func (a *App) stopLateStarts(ctx context.Context) {
 			if r.err == nil && r.stop != nil {
 				succeeded, stops = append(succeeded, l), append(stops, r.stop)
 			}
+			a.lateFailure(l, r.err)
 		case <-timer.C:
-			go a.reapLateStart(l.h, l.done)
+			go a.reapLateStart(l)
 		}
 		timer.Stop()
 	}
@@ -283,10 +285,23 @@ func (a *App) stopLateStarts(ctx context.Context) {
 
 // reapLateStart waits for a start that outlived its startup and, if it
 // eventually succeeds, stops it again.
-func (a *App) reapLateStart(h Hook, done <-chan startResult) {
-	if r := <-done; r.err == nil && r.stop != nil {
-		a.stopLate(context.Background(), h, r.stop)
+func (a *App) reapLateStart(l lateStart) {
+	r := <-l.done
+	if r.err == nil && r.stop != nil {
+		a.stopLate(context.Background(), l.h, r.stop)
 	}
+	a.lateFailure(l, r.err)
+}
+
+// lateFailure reports a start cut short by the startup's end that then
+// failed by itself, not for its cancellation: its HookStarted said only
+// what cut it short, and this failure of its own would go unseen. (A start
+// that passed its timeout was reported as failed then.)
+func (a *App) lateFailure(l lateStart, err error) {
+	if !l.cutShort || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	a.emit(Event{Kind: HookStarted, Hook: l.h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: start, after the startup ended: %w", a.Name, l.h.Name, err)})
 }
 
 // stopLate calls the stop of a start that succeeded after its startup

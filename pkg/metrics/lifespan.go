@@ -45,6 +45,11 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 	case lifespan.TaskStarted:
 		m.taskFailures.WithLabelValues(e.App, e.Hook)
 	case lifespan.HookStarted, lifespan.HookStopped:
+		if e.Late && e.Kind == lifespan.HookStarted {
+			// A start cut short (not counted) that then failed by itself.
+			m.hookFailures.WithLabelValues(e.App, e.Hook, "start").Inc()
+			return
+		}
 		if e.Late {
 			return // its timeout was counted; a late outcome is no second start or stop
 		}

@@ -203,3 +203,50 @@ berth_hook_duration_seconds{app="jobs",hook="slow",phase="start"} 1
 		}
 	})
 }
+
+// A start cut short by another hook's failure that then fails by itself
+// (not for its cancellation) is that hook's failure after all: reported
+// in a late HookStarted, counted once. It used to be dropped unseen.
+func TestACutShortStartThatFailsByItselfIsCounted(t *testing.T) {
+	m, _ := NewLifespan(prometheus.NewRegistry())
+	entered, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var late []lifespan.Event
+	l := &lifespan.App{Name: "api", Concurrency: 2, Observer: func(e lifespan.Event) {
+		m.OnEvent(e)
+		if e.Kind == lifespan.HookStarted && e.Hook == "cache" {
+			if e.CutShort {
+				close(release) // cache fails by itself only once it was cut short
+			}
+			if e.Late {
+				mu.Lock()
+				late = append(late, e)
+				mu.Unlock()
+			}
+		}
+	}}
+	l.Append(
+		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			<-entered
+			return nil, errors.New("db unreachable")
+		}},
+		lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			close(entered)
+			<-release // ignores its context
+			return nil, errors.New("cache file corrupt")
+		}},
+	)
+	if err := l.Start(t.Context()); err == nil {
+		t.Fatal("the startup succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(late) != 1 || late[0].Err == nil || !strings.Contains(late[0].Err.Error(), `hook "cache": start, after the startup ended: cache file corrupt`) {
+		t.Errorf("late events %+v; want one, with cache's own failure", late)
+	}
+	for hook, want := range map[string]float64{"db": 1, "cache": 1} {
+		if got := testutil.ToFloat64(m.hookFailures.WithLabelValues("api", hook, "start")); got != want {
+			t.Errorf("failures of %s = %v, want %v", hook, got, want)
+		}
+	}
+}
