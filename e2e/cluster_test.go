@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -218,10 +220,53 @@ func (c *cluster) followLogs(t *testing.T, ns, pod, container string) <-chan str
 	out := make(chan string, 1)
 	go func() {
 		defer stream.Close()
-		b, _ := io.ReadAll(stream)
+		b, err := io.ReadAll(stream)
+		if err != nil { // cut off: the whole log, read back, if it still can be
+			if text, err := c.logs(context.Background(), ns, pod, container, false); err == nil {
+				b = []byte(text)
+			}
+		}
 		out <- string(b)
 	}()
 	return out
+}
+
+// podMetric sums the samples of a counter or gauge family in a pod's
+// /metrics, read through the API server's pod proxy on the admin port.
+func (c *cluster) podMetric(ctx context.Context, ns, pod, family string) (float64, error) {
+	raw, err := c.cs.CoreV1().Pods(ns).ProxyGet("http", pod, "9090", "/metrics", nil).DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return 0, fmt.Errorf("pod %s's metrics: %w", pod, err)
+	}
+	mf, ok := fams[family]
+	if !ok {
+		return 0, nil // a labelled family shows no series before its first one
+	}
+	var sum float64
+	for _, m := range mf.GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum, nil
+}
+
+// waitServing waits until each pod has served requests: the load reaches
+// it.
+func (c *cluster) waitServing(t *testing.T, ns string, pods []corev1.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		waitFor(t, "pod "+p.Name+" to serve the load", time.Minute, func(ctx context.Context) (bool, error) {
+			n, err := c.podMetric(ctx, ns, p.Name, "berth_http_requests_total")
+			if err != nil {
+				t.Logf("reading pod %s's metrics: %v", p.Name, err) // the proxy may blink: try again
+			}
+			return n > 0, nil
+		})
+	}
 }
 
 func (c *cluster) logs(ctx context.Context, ns, pod, container string, previous bool) (string, error) {

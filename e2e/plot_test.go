@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	"sigs.k8s.io/e2e-framework/klient/wait"
 )
 
 // outcome is one request the load or the writer made: when it was
@@ -82,8 +83,15 @@ func (tl *timeline) finish(t *testing.T, outcomes []outcome) {
 	end := time.Now()
 	p := newProm(t)
 	ctx := context.Background()
-	// The last samples reach Prometheus a scrape or two later.
-	<-time.After(3 * time.Second)
+	// The last samples reach Prometheus a scrape or two later: wait until
+	// it holds one taken at end or after.
+	q := `max(timestamp(berth_http_requests_in_flight{job="berth", namespace="berth"}))`
+	if err := wait.For(func(ctx context.Context) (bool, error) {
+		v, err := p.query(ctx, q)
+		return err == nil && len(v) == 1 && float64(v[0].Value) >= float64(end.Unix()), nil
+	}, wait.WithTimeout(30*time.Second), wait.WithInterval(250*time.Millisecond)); err != nil {
+		t.Logf("plot %s: Prometheus has no sample from the end of the scenario yet; the plot may end early", tl.name)
+	}
 	inFlight, _, _, err := p.api.QueryRange(ctx, `berth_http_requests_in_flight{job="berth", namespace="berth"}`,
 		promv1.Range{Start: tl.began, End: end, Step: time.Second})
 	if err != nil {

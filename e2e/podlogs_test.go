@@ -25,14 +25,15 @@ type podLogs struct {
 	watched sync.WaitGroup
 	streams sync.WaitGroup
 
-	mu   sync.Mutex
-	logs map[string]string // pod name -> its log, once its container exited
-	seen map[string]bool
+	mu       sync.Mutex
+	logs     map[string]string // pod name -> its log, once its container exited
+	seen     map[string]bool
+	restarts map[string]int32 // pod name -> the most restarts seen of its containers
 }
 
 func (c *cluster) followRelease(t *testing.T, ns, release string) *podLogs {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &podLogs{c: c, ns: ns, cancel: cancel, logs: map[string]string{}, seen: map[string]bool{}}
+	p := &podLogs{c: c, ns: ns, cancel: cancel, logs: map[string]string{}, seen: map[string]bool{}, restarts: map[string]int32{}}
 	p.watched.Go(func() {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
@@ -52,14 +53,18 @@ func (c *cluster) followRelease(t *testing.T, ns, release string) *podLogs {
 	return p
 }
 
-// follow starts streaming pod's server log once the container runs.
+// follow starts streaming pod's server log once the container runs, and
+// notes its containers' restarts.
 func (p *podLogs) follow(ctx context.Context, pod corev1.Pod) {
 	running := false
+	var restarts int32
 	for _, s := range pod.Status.ContainerStatuses {
 		running = running || s.Name == "server" && (s.State.Running != nil || s.State.Terminated != nil)
+		restarts += s.RestartCount
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.restarts[pod.Name] = max(p.restarts[pod.Name], restarts)
 	if !running || p.seen[pod.Name] {
 		return
 	}
@@ -67,10 +72,13 @@ func (p *podLogs) follow(ctx context.Context, pod corev1.Pod) {
 	p.streams.Go(func() {
 		stream, err := p.c.cs.CoreV1().Pods(p.ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "server", Follow: true}).Stream(context.WithoutCancel(ctx))
 		if err != nil {
-			return
+			return // stop reads it back
 		}
 		defer stream.Close()
-		b, _ := io.ReadAll(stream)
+		b, err := io.ReadAll(stream)
+		if err != nil {
+			return // cut off: stop reads the whole log back
+		}
 		p.mu.Lock()
 		p.logs[pod.Name] = string(b)
 		p.mu.Unlock()
@@ -102,10 +110,23 @@ func (p *podLogs) stop(t *testing.T) map[string]string {
 		if text, err := p.c.logs(context.Background(), p.ns, name, "server", false); err == nil {
 			out[name] = text
 		} else {
-			t.Logf("pod %s: reading its log: %v", name, err)
+			// A check for what a log must not hold would pass on it unread.
+			t.Errorf("pod %s: its log could not be read: %v", name, err)
 		}
 	}
 	return out
+}
+
+// restarted sums the most restarts seen of each pod's containers, for every
+// pod followed (those replaced during the run included).
+func (p *podLogs) restarted() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int32
+	for _, r := range p.restarts {
+		n += r
+	}
+	return n
 }
 
 // restarts sums the restart counts of the release's current pods' containers.

@@ -47,7 +47,9 @@ func TestMain(m *testing.M) {
 	if image == "" {
 		image = "postgres:15"
 	}
-	c, startErr := postgres.Run(ctx, image, postgres.WithDatabase("berth"), postgres.WithUsername("berth"),
+	// startErr is the package's: requirePostgres reads it.
+	var c *postgres.PostgresContainer
+	c, startErr = postgres.Run(ctx, image, postgres.WithDatabase("berth"), postgres.WithUsername("berth"),
 		postgres.WithPassword("berth-test"), postgres.BasicWaitStrategies())
 	if startErr == nil {
 		container = c
