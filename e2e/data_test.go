@@ -243,8 +243,8 @@ func (c *cluster) waitPostgresReady(t *testing.T, old types.UID) time.Time {
 		ready = readySince(pg)
 		return true, nil
 	})
-	// The condition's time has one-second resolution; never report a moment
-	// before it was observed true.
+	// The condition's time has one-second resolution, truncated: the pod
+	// became Ready within the second that follows it.
 	return ready
 }
 
@@ -314,5 +314,9 @@ func (c *cluster) drainWorker(t *testing.T, ns, release string) {
 			t.Errorf("pod %s scheduled on the cordoned node %s", p.Name, node)
 		}
 	}
-	t.Logf("drained %s: evicted %v, PostgreSQL stayed on %s", node, evicted, pg.Spec.NodeName)
+	after, err := c.postgresPod(ctx, ns, release)
+	if err != nil || after.UID != pg.UID {
+		t.Errorf("draining %s, which PostgreSQL was not on, disturbed it: %v (pod %s, was %s)", node, err, after.UID, pg.UID)
+	}
+	t.Logf("drained %s: evicted %v, PostgreSQL stayed on %s", node, evicted, after.Spec.NodeName)
 }

@@ -36,7 +36,7 @@ type loadReport struct {
 	Total, Failed, Long, LongFailed int64
 	Reasons                         map[string]int
 	Failures                        []time.Time // when each failed request was sent
-	Outcomes                        []outcome   // every request, when it was answered
+	Outcomes                        []outcome   // every request, when it was sent
 	Duration                        time.Duration
 }
 

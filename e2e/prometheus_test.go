@@ -87,8 +87,14 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 				v, err := p.query(ctx, pushed)
 				return err == nil && len(v) == len(old), nil
 			})
-			durations, _ := p.query(ctx, pushed)
-			grace, _ := p.query(ctx, fmt.Sprintf(`berth_grace_period_seconds{job="berth-exit", pod=~%q}`, oldRe))
+			durations, err := p.query(ctx, pushed)
+			if err != nil || len(durations) != len(old) {
+				t.Fatalf("the replaced pods' shutdown durations: %v, %v; want %d", durations, err, len(old))
+			}
+			grace, err := p.query(ctx, fmt.Sprintf(`berth_grace_period_seconds{job="berth-exit", pod=~%q}`, oldRe))
+			if err != nil {
+				t.Fatal(err)
+			}
 			for pod, d := range byPod(durations) {
 				if g := byPod(grace)[pod]; g == 0 || d <= 0 || d > g {
 					t.Errorf("pod %s: shutdown %.3fs, grace period %.0fs", pod, d, g)
