@@ -14,13 +14,12 @@ type Signal struct {
 	name string
 	once sync.Once
 	done chan struct{}
-	at   atomic.Int64  // unix nanoseconds; 0 until signalled
-	seq  atomic.Uint64 // its place among all signals signalled; 0 until signalled
-	// t is the reading of time.Now behind at, monotonic clock included, so
-	// deadlines built from At do not move when the wall clock steps (an
-	// NTP step, a VM resumed). Written once, before at; a pointer, which
+	// at is when it was signalled, nil until then: time.Now's reading,
+	// monotonic clock included, so deadlines built from At do not move when
+	// the wall clock steps (an NTP step, a VM resumed). A pointer, which
 	// keeps a Signal within 64 bytes (the gate reads two per request).
-	t atomic.Pointer[time.Time]
+	at  atomic.Pointer[time.Time]
+	seq atomic.Uint64 // its place among all signals signalled; 0 until signalled
 }
 
 // signalled counts the signals signalled, for Latest: two signals may share
@@ -37,13 +36,13 @@ func (s *Signal) Done() <-chan struct{} { return s.done }
 
 // Signalled reports whether the signal has been signalled. It is one atomic
 // load: the request gate asks it on every request.
-func (s *Signal) Signalled() bool { return s.at.Load() != 0 }
+func (s *Signal) Signalled() bool { return s.at.Load() != nil }
 
 // At is when the signal was signalled, with the monotonic clock's reading
 // (so durations and deadlines from it ignore wall-clock steps); the zero
 // Time until then.
 func (s *Signal) At() time.Time {
-	if t := s.t.Load(); t != nil {
+	if t := s.at.Load(); t != nil {
 		return *t
 	}
 	return time.Time{}
@@ -54,8 +53,7 @@ func (s *Signal) signal() bool {
 	fired := false
 	s.once.Do(func() {
 		now := time.Now()
-		s.t.Store(&now)
-		s.at.Store(now.UnixNano()) // after t, before seq: Latest never returns a signal without its time
+		s.at.Store(&now) // before seq: Latest never returns a signal without its time
 		s.seq.Store(signalled.Add(1))
 		close(s.done)
 		fired = true
