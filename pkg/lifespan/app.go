@@ -50,7 +50,7 @@ type App struct {
 	cancel   context.CancelFunc
 	done     chan struct{}   // closed when Start returns
 	stopCtx  context.Context // Stop's, when Stop abandoned Start: its rollback's bound
-	cutShort []lateStart     // starts the startup's end left running, for the rollback
+	late     []lateStart     // starts the startup's end left running, for the rollback
 
 	lateGrace time.Duration // lateStopGrace, shortened by tests
 	phase     atomic.Int32

@@ -38,10 +38,7 @@ func (g Group) Start(ctx context.Context) error {
 			// The apps started before it are stopped under Stop's ctx when
 			// Stop abandoned this start (as Group.Stop would stop them),
 			// else under their stop timeouts alone.
-			rollback := a.abandonedBy()
-			if rollback == nil {
-				rollback = context.WithoutCancel(ctx)
-			}
+			rollback := a.rollbackContext(context.WithoutCancel(ctx))
 			errs := []error{err}
 			for j := i - 1; j >= 0; j-- {
 				errs = append(errs, g[j].Stop(rollback))

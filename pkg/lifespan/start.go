@@ -211,21 +211,18 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 	}()
 
 	var r startResult
+	running := false // the start goes on after this returns
 	select {
 	case r = <-done:
 		scope.close(false)
 	case <-hctx.Done():
 		scope.close(true)
+		running = true
 		if timeout > 0 && errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			r.err = &TimeoutError{Op: "start", Timeout: timeout}
 		} else {
 			r.err = context.Cause(ctx)
 		}
-		// The startup fails now; its rollback waits a while for this
-		// start, so that, should it succeed, its stop runs first.
-		a.mu.Lock()
-		a.cutShort = append(a.cutShort, lateStart{h: h, done: done, cutShort: ctx.Err() != nil && !errors.As(r.err, new(*TimeoutError))})
-		a.mu.Unlock()
 	}
 	d := time.Since(begin)
 	if r.err != nil {
@@ -233,6 +230,13 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 		err := fmt.Errorf("lifespan %q: hook %q: start: %w", a.Name, h.Name, r.err)
 		var own *TimeoutError
 		cutShort := ctx.Err() != nil && !errors.As(r.err, &own) // the startup ended first
+		if running {
+			// The startup fails now; its rollback waits a while for this
+			// start, so that, should it succeed, its stop runs first.
+			a.mu.Lock()
+			a.late = append(a.late, lateStart{h: h, done: done, cutShort: cutShort})
+			a.mu.Unlock()
+		}
 		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err, CutShort: cutShort})
 		return nil, err
 	}
@@ -256,17 +260,13 @@ type lateStart struct {
 // itself when it returns (reapLateStart), out of that order.
 func (a *App) stopLateStarts(ctx context.Context) {
 	a.mu.Lock()
-	late := a.cutShort
-	a.cutShort = nil
+	late := a.late
+	a.late = nil
 	a.mu.Unlock()
 	var succeeded []lateStart
 	var stops []StopFunc
 	for _, l := range late {
-		wait := a.stopTimeoutOf(l.h)
-		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl))
-		}
-		timer := time.NewTimer(max(wait, 0))
+		timer := time.NewTimer(time.Until(stopDeadline(ctx, a.stopTimeoutOf(l.h))))
 		select {
 		case r := <-l.done:
 			if r.err == nil && r.stop != nil {
@@ -308,13 +308,8 @@ func (a *App) lateFailure(l lateStart, err error) {
 // ended, bounded by its stop timeout and ctx, and reports it as a late
 // HookStopped.
 func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), a.stopTimeoutOf(h))
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), stopDeadline(parent, a.stopTimeoutOf(h)))
 	defer cancel()
-	if dl, ok := parent.Deadline(); ok {
-		var cancelDl context.CancelFunc
-		ctx, cancelDl = context.WithDeadline(ctx, dl)
-		defer cancelDl()
-	}
 	err := callStop(ctx, stop)
 	if err != nil {
 		err = fmt.Errorf("lifespan %q: hook %q: stop after late start: %w", a.Name, h.Name, err)

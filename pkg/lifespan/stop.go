@@ -68,21 +68,14 @@ func (a *App) stopTasks(ctx context.Context) error {
 // taskWait is how long stopping the tasks may take: the stop timeout, cut
 // to ctx's deadline, but never less than the late-stop grace.
 func (a *App) taskWait(ctx context.Context) time.Duration {
-	wait := a.stopTimeoutOf(Hook{})
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl))
-	}
-	return max(wait, a.lateGrace)
+	return max(time.Until(stopDeadline(ctx, a.stopTimeoutOf(Hook{}))), a.lateGrace)
 }
 
 // rollback stops what a failed Start started: tasks, then every started
 // hook, bounded by Stop's ctx when Stop abandoned the start (or by the
 // stop timeouts alone when it failed on its own).
 func (a *App) rollback() error {
-	ctx := a.abandonedBy()
-	if ctx == nil {
-		ctx = context.Background()
-	}
+	ctx := a.rollbackContext(context.Background())
 	err := a.tasks.stop(a.Name, a.taskWait(ctx))
 	a.stopLateStarts(ctx)
 	return errors.Join(err, a.stopHooks(ctx))
@@ -107,10 +100,7 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 	a.status[s.idx].Store(int32(HookRunningStop))
 	a.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
-	deadline := begin.Add(timeout)
-	if pd, ok := parent.Deadline(); ok && pd.Before(deadline) {
-		deadline = pd
-	}
+	deadline := stopDeadline(parent, timeout)
 	var err error
 	if s.stop != nil {
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
@@ -151,10 +141,23 @@ func callStop(ctx context.Context, stop StopFunc) (err error) {
 	return stop(ctx)
 }
 
-// abandonedBy is the ctx of the Stop that abandoned the app's start, or
-// nil.
-func (a *App) abandonedBy() context.Context {
+// rollbackContext bounds the rollback of the app's failed start: the ctx
+// of the Stop that abandoned it, or else otherwise.
+func (a *App) rollbackContext(otherwise context.Context) context.Context {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.stopCtx
+	if a.stopCtx != nil {
+		return a.stopCtx
+	}
+	return otherwise
+}
+
+// stopDeadline is a stop's deadline: the earlier of timeout from now and
+// ctx's deadline.
+func stopDeadline(ctx context.Context, timeout time.Duration) time.Time {
+	deadline := time.Now().Add(timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		return dl
+	}
+	return deadline
 }
