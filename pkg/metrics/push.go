@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,11 +56,7 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 	if client == nil {
 		client = http.DefaultClient
 	}
-	p := push.New(url, job).Gatherer(final{g}).Client(client)
-	for k, v := range grouping {
-		p = p.Grouping(k, v)
-	}
-	return p.PushContext(ctx)
+	return pusher(url, job, grouping, client).Gatherer(final{g}).PushContext(ctx)
 }
 
 // Prune deletes from the Pushgateway at url every group of job whose
@@ -83,19 +80,24 @@ func Prune(ctx context.Context, client *http.Client, url, job string, match map[
 		if g.Labels["job"] != job || !includes(g.Labels, match) || !g.pushedBefore(before) {
 			continue
 		}
-		p := push.New(url, job).Client(contextDoer{ctx, client})
-		for k, v := range g.Labels {
-			if k != "job" {
-				p = p.Grouping(k, v)
-			}
-		}
-		if err := p.Delete(); err != nil {
+		grouping := maps.Clone(g.Labels)
+		delete(grouping, "job") // the group's URL names it apart
+		if err := pusher(url, job, grouping, contextDoer{ctx, client}).Delete(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		deleted = append(deleted, g.Labels)
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// pusher addresses the Pushgateway group that job and grouping name.
+func pusher(url, job string, grouping map[string]string, client push.HTTPDoer) *push.Pusher {
+	p := push.New(url, job).Client(client)
+	for k, v := range grouping {
+		p = p.Grouping(k, v)
+	}
+	return p
 }
 
 // group is one group in the Pushgateway's /api/v1/metrics answer: its
