@@ -84,6 +84,12 @@ func renderIn(t *testing.T, cluster engine.ClientProvider, kube string, values m
 	if err != nil {
 		t.Fatal(err)
 	}
+	return renderChart(t, ch, cluster, kube, values, apiVersions...)
+}
+
+// renderChart is renderIn for a chart already loaded (and perhaps changed).
+func renderChart(t *testing.T, ch *chart.Chart, cluster engine.ClientProvider, kube string, values map[string]any, apiVersions ...string) (*rendered, error) {
+	t.Helper()
 	vals, err := chartutil.CoalesceValues(ch, values)
 	if err != nil {
 		return nil, err

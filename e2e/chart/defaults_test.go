@@ -181,6 +181,12 @@ func TestChartRangesAreTheServices(t *testing.T) {
 		}
 		if !tt.skipMax {
 			t.Run(fmt.Sprint(tt.key, "=", hi), func(t *testing.T) { accepted(t, set(base(), tt.key, hi), tt.env) })
+			if n, ok := hi.(int); ok {
+				// A values file (or --set-json) hands helm every number as
+				// a float64, which a template prints as 1e+09 unless it
+				// converts it first.
+				t.Run(fmt.Sprint(tt.key, "=", hi, "(from a values file)"), func(t *testing.T) { accepted(t, set(base(), tt.key, float64(n)), tt.env) })
+			}
 		}
 		t.Run(fmt.Sprint(tt.key, "=", over), func(t *testing.T) { refused(t, set(base(), tt.key, over), tt.key) })
 		if tt.unit == duration {

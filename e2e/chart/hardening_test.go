@@ -494,6 +494,30 @@ func TestRollingTheServiceLeavesTheDatabaseAlone(t *testing.T) {
 			t.Errorf("%v does not roll the service", values)
 		}
 	}
+	// Nor does a new version of the chart.
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Metadata.Version += "-next"
+	r, err := renderChart(t, ch, nil, kindVersion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.statefulSet.Spec.Template, before) {
+		t.Errorf("chart version %s changes PostgreSQL's pod template: the upgrade would restart the database", ch.Metadata.Version)
+	}
+}
+
+// A podAnnotations key that is also a scrape annotation is written once,
+// with the user's value: a key twice in one map is refused by strict
+// decoders (and by kustomize and Flux after helm).
+func TestPodAnnotationsOverrideScrapeAnnotations(t *testing.T) {
+	r := mustRender(t, map[string]any{"podAnnotations": map[string]any{"prometheus.io/scrape": "false", "team": "x"}})
+	got := r.deployment.Spec.Template.Annotations
+	if got["prometheus.io/scrape"] != "false" || got["team"] != "x" || got["prometheus.io/port"] != "9090" {
+		t.Errorf("pod annotations %v: want the user's scrape=false beside team=x and the chart's port", got)
+	}
 }
 
 // extraEnv may set what the chart leaves alone (BERTH_SIDECAR_TIMEOUT,
@@ -503,9 +527,10 @@ func TestExtraEnvLeavesTheChartsVariablesAlone(t *testing.T) {
 	extra := func(name string) map[string]any {
 		return map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": "1"}}}
 	}
-	for _, name := range []string{"BERTH_SIDECAR_TIMEOUT", "GOMEMLIMIT", "TZ"} {
-		if _, err := render(t, extra(name)); err != nil {
-			t.Errorf("extraEnv %s refused: %v", name, err)
+	for name, value := range map[string]string{"BERTH_SIDECAR_TIMEOUT": "90s", "GOMEMLIMIT": "100MiB", "TZ": "UTC"} {
+		with := map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": value}}}
+		if _, err := render(t, with); err != nil {
+			t.Errorf("extraEnv %s=%s refused: %v", name, value, err)
 		}
 	}
 	set := map[string]map[string]any{} // a name the chart sets -> values that render it
@@ -695,27 +720,36 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 // grace period does not count, a quiet period in preStop mode). The ones
 // a user sets for what the chart does not run are accepted.
 func TestExtraEnvCannotBypassTheChartsChecks(t *testing.T) {
-	extra := func(name string, values map[string]any) map[string]any {
-		with := map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": "x"}}}
+	extra := func(name, value string, values map[string]any) map[string]any {
+		if value == "" {
+			value = "x"
+		}
+		with := map[string]any{"extraEnv": []any{map[string]any{"name": name, "value": value}}}
 		maps.Copy(with, values)
 		return with
 	}
 	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
 	for _, tt := range []struct {
-		name   string
-		values map[string]any
-		want   string // "" when accepted
+		name, value string // value "x" unless given
+		values      map[string]any
+		want        string // "" when accepted
 	}{
-		{"BERTH_PUSHGATEWAY_URL", nil, "extraEnv sets BERTH_PUSHGATEWAY_URL, which the chart sets from metrics.pushgateway.url (not with these values)"},
-		{"BERTH_PUSH_TIMEOUT", nil, "from metrics.pushgateway.timeoutSeconds (not with these values)"},
-		{"BERTH_DRAIN_QUIET", map[string]any{"drain": map[string]any{"mode": "preStop"}}, "from drain.quietSeconds (not with these values)"},
-		{"BERTH_SIDECAR_QUIT", nil, "set terminationGracePeriodSeconds to fit its quit timeout too"},
-		{"BERTH_SIDECAR_QUIT", map[string]any{"terminationGracePeriodSeconds": 60}, ""},
-		{"BERTH_SIDECARS", nil, ""},
-		{"PGPASSWORD", external, ""},
+		{"BERTH_PUSHGATEWAY_URL", "", nil, "extraEnv sets BERTH_PUSHGATEWAY_URL, which the chart sets from metrics.pushgateway.url (not with these values)"},
+		{"BERTH_PUSH_TIMEOUT", "", nil, "from metrics.pushgateway.timeoutSeconds (not with these values)"},
+		{"BERTH_DRAIN_QUIET", "", map[string]any{"drain": map[string]any{"mode": "preStop"}}, "from drain.quietSeconds (not with these values)"},
+		{"BERTH_SIDECAR_QUIT", "", nil, "set terminationGracePeriodSeconds to fit its quit timeout too"},
+		{"BERTH_SIDECAR_QUIT", "", map[string]any{"terminationGracePeriodSeconds": 60}, ""},
+		{"BERTH_SIDECARS", "", nil, ""},
+		{"PGPASSWORD", "", external, ""},
+		// The classic sidecar's wait, which the chart reads: within the
+		// service's range and with a unit, or the pod would exit 2.
+		{"BERTH_SIDECAR_TIMEOUT", "90s", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}}, ""},
+		{"BERTH_SIDECAR_TIMEOUT", "90", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}}, `BERTH_SIDECAR_TIMEOUT="90", which is not a duration with a unit`},
+		{"BERTH_SIDECAR_TIMEOUT", "2h", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}}, `BERTH_SIDECAR_TIMEOUT="2h": want between 100ms and 1h`},
+		{"BERTH_SIDECAR_TIMEOUT", "50ms", nil, `BERTH_SIDECAR_TIMEOUT="50ms": want between 100ms and 1h`},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := render(t, extra(tt.name, tt.values))
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			_, err := render(t, extra(tt.name, tt.value, tt.values))
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("refused: %v", err)

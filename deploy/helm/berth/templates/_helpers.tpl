@@ -17,6 +17,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The admin Service's name: FULLNAME-admin, within 63 characters. */}}
+{{- define "berth.adminName" -}}
+{{- include "berth.fullname" . | trunc 57 | trimSuffix "-" }}-admin
+{{- end }}
+
 {{- define "berth.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -232,7 +237,18 @@ fits. */}}
 {{- end }}
 {{- /* How long the service waits for a classic sidecar: BERTH_SIDECAR_TIMEOUT, 60s unless extraEnv sets it. */}}
 {{- $sidecarTimeout := 60.0 }}
-{{- range $e := $v.extraEnv }}{{ if eq $e.name "BERTH_SIDECAR_TIMEOUT" }}{{ $sidecarTimeout = divf (float64 (include "berth.ms" $e.value)) 1000.0 }}{{ end }}{{ end }}
+{{- range $e := $v.extraEnv }}
+{{- if and (eq $e.name "BERTH_SIDECAR_TIMEOUT") (hasKey $e "value") }}
+{{- /* The service's range (internal/config/bounds.go); refused here, where the message can name extraEnv, rather than by a pod that exits 2. */}}
+{{- if not (regexMatch "^(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$" (toString $e.value)) }}
+{{- fail (printf "extraEnv sets BERTH_SIDECAR_TIMEOUT=%q, which is not a duration with a unit such as 90s or 2m: the service would refuse to start" (toString $e.value)) }}
+{{- end }}
+{{- $sidecarTimeout = divf (float64 (include "berth.ms" $e.value)) 1000.0 }}
+{{- if or (lt $sidecarTimeout 0.1) (gt $sidecarTimeout 3600.0) }}
+{{- fail (printf "extraEnv sets BERTH_SIDECAR_TIMEOUT=%q: want between 100ms and 1h, the service's range" (toString $e.value)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $delay := divf (float64 (include "berth.ms" $v.sidecar.readyDelay)) 1000.0 }}
 {{- if and $v.sidecar.enabled (eq $v.sidecar.mode "native") (ge $delay 120.0) }}
 {{- fail (printf "sidecar.readyDelay=%v: the native sidecar's startupProbe allows 120s, and the kubelet would restart it before it is ready; keep it under 120s" $v.sidecar.readyDelay) }}
@@ -334,12 +350,16 @@ fits. */}}
 {{- if .Values.postgresql.enabled }}bundled{{ else if .Values.database.existingSecret }}external{{ else }}embedded{{ end }}
 {{- end }}
 
+{{/* The bundled PostgreSQL's name: FULLNAME-postgresql, with the full
+name cut to 41 characters so the name stays within the 52 a StatefulSet's
+pods need (their controller-revision-hash label is the name, a dash and up
+to 10 more characters, at most 63), and stays apart from the full name. */}}
 {{- define "berth.postgresql.fullname" -}}
-{{- printf "%s-postgresql" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-postgresql" (include "berth.fullname" . | trunc 41 | trimSuffix "-") }}
 {{- end }}
 
 {{- define "berth.postgresql.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "berth.name" . }}-postgresql
+app.kubernetes.io/name: {{ include "berth.name" . | trunc 52 | trimSuffix "-" }}-postgresql
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
@@ -385,7 +405,7 @@ the one the chart generates. */}}
 - name: BERTH_DB_TIMEOUT
   value: {{ .Values.database.timeout | quote }}
 - name: BERTH_MAX_ITEMS
-  value: "{{ .Values.database.maxItems }}"
+  value: "{{ .Values.database.maxItems | int64 }}"
 {{- end }}
 
 {{/* PostgreSQL's container securityContext: restricted, as uid 999. */}}

@@ -1,0 +1,85 @@
+package chart
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Every object the chart renders keeps a name Kubernetes accepts, apart
+// from the others of its kind, and label values of at most 63 characters,
+// even with the longest names a user can give: a Service's name is a DNS
+// label (63), a StatefulSet's or a CronJob's at most 52 (its pods'
+// controller-revision-hash label, its Jobs' names), others' a DNS
+// subdomain (253). Every
+// optional object is on (ci/everything-values.yaml), with the bundled
+// PostgreSQL.
+func TestLongNamesFitKubernetes(t *testing.T) {
+	everything := ciValues(t)["everything-values.yaml"]
+	for name, override := range map[string]map[string]any{
+		"defaults":                     {},
+		"a 63-character fullname":      {"fullnameOverride": strings.Repeat("f", 63)},
+		"a 63-character name":          {"nameOverride": strings.Repeat("n", 63)},
+		"a name ending in -postgresql": {"fullnameOverride": strings.Repeat("p", 30) + "-postgresql"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			values := maps.Clone(everything)
+			maps.Copy(values, override)
+			r := mustRender(t, values, crdAPIs...)
+			if r.statefulSet == nil || r.cronJob == nil {
+				t.Fatal("want the bundled PostgreSQL's StatefulSet and the prune CronJob rendered")
+			}
+			seen := map[string]bool{}
+			check := func(kind, name string, labels map[string]string) {
+				limit := 253 // a DNS subdomain
+				switch kind {
+				case "Service":
+					limit = 63 // a DNS label
+				case "StatefulSet", "CronJob":
+					limit = 52
+				}
+				if len(name) > limit {
+					t.Errorf("%s %s: %d characters, more than the %d it may have", kind, name, len(name), limit)
+				}
+				if key := kind + "/" + name; seen[key] {
+					t.Errorf("two objects are %s", key)
+				} else {
+					seen[key] = true
+				}
+				for k, v := range labels {
+					for _, msg := range validation.IsValidLabelValue(v) {
+						t.Errorf("%s %s: label %s=%q: %s", kind, name, k, v, msg)
+					}
+				}
+			}
+			for _, o := range r.objects {
+				kind := strings.TrimPrefix(fmt.Sprintf("%T", o), "*")
+				kind = kind[strings.LastIndex(kind, ".")+1:]
+				check(kind, o.GetName(), o.GetLabels())
+				switch o := o.(type) {
+				case *appsv1.Deployment:
+					check("Deployment's pod", o.Name, o.Spec.Template.Labels)
+				case *appsv1.StatefulSet:
+					check("StatefulSet's pod", o.Name, o.Spec.Template.Labels)
+				case *batchv1.CronJob:
+					check("CronJob's pod", o.Name, o.Spec.JobTemplate.Spec.Template.Labels)
+				}
+			}
+			for _, m := range r.custom {
+				meta, _ := m["metadata"].(map[string]any)
+				labels := map[string]string{}
+				if l, ok := meta["labels"].(map[string]any); ok {
+					for k, v := range l {
+						labels[k] = fmt.Sprint(v)
+					}
+				}
+				check(fmt.Sprint(m["kind"]), fmt.Sprint(meta["name"]), labels)
+			}
+		})
+	}
+}
