@@ -238,6 +238,10 @@ func TestRefusalsTheDatabaseWouldRepeatAreNotRetried(t *testing.T) {
 // HEAD works wherever GET does; a PUT that is not JSON gets 415; a body
 // announced too large gets 413 before it is sent, one that turns out too
 // large while it streams gets 413 too; every response says nosniff.
+// noRedirects is a client that hands back redirects instead of following
+// them.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func TestHTTPDetails(t *testing.T) {
 	app := startService(t, map[string]string{"BERTH_MAX_ITEMS": "100"})
 	items := app.URL + "/api/v1/items/"
@@ -254,7 +258,7 @@ func TestHTTPDetails(t *testing.T) {
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noRedirects.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,6 +281,11 @@ func TestHTTPDetails(t *testing.T) {
 		{"not JSON", "PUT", items + "t", `{"v":1}`, "text/plain", false, 415},
 		{"a form", "PUT", items + "f", `v=1`, "application/x-www-form-urlencoded", false, 415},
 		{"too large, streamed", "PUT", items + "s", `{"v":"` + strings.Repeat("x", 100) + `"}`, "application/json", true, 413},
+		// No redirect to or from a trailing slash: Gin's would answer
+		// before every middleware (no metrics, no nosniff) with HTML.
+		{"a trailing slash", "GET", app.URL + "/api/v1/info/", "", "", false, 404},
+		{"no key", "GET", app.URL + "/api/v1/items", "", "", false, 404},
+		{"no key, PUT", "PUT", app.URL + "/api/v1/items", `{"v":1}`, "application/json", false, 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,7 +25,7 @@ func Example() {
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(ginberth.State(app))
+	r.Use(gin.Recovery(), ginberth.State(app))
 	r.GET("/greet/:name", func(c *gin.Context) {
 		c.String(200, ginberth.MustGet(c, greetingKey)+", "+c.Param("name"))
 	})

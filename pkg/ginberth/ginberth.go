@@ -26,8 +26,11 @@ var keysPool = sync.Pool{New: func() any { return make(map[any]any, 1) }}
 // when the request arrives: handlers behind serve's gate always see the
 // complete, read-only state. The state can be read by handlers and by
 // middleware mounted after State, while the request runs; mount State
-// before the handlers that read it.
+// before the handlers that read it. State panics if app is nil.
 func State(app *lifespan.App) gin.HandlerFunc {
+	if app == nil {
+		panic("ginberth: State with a nil *lifespan.App")
+	}
 	return func(c *gin.Context) {
 		if c.Keys != nil { // an earlier middleware made the map: share it
 			c.Set(stateKey, app.State())
@@ -87,14 +90,25 @@ type RequestObserver interface {
 	ObserveRequest(method, route string, code int, d time.Duration)
 }
 
+// StatusClientClosedRequest is the code Metrics reports for a request
+// whose client went away before anything was written to it (nginx's 499,
+// "client closed request"): no answer was sent, so it was no success.
+const StatusClientClosedRequest = 499
+
 // Metrics returns middleware that reports every request to obs with its
 // route template; requests that match no route are reported as
 // "unmatched", so a scan of random paths cannot grow the label set. A
 // request whose handler panics is reported too, on the panic's way to a
 // recovering middleware mounted before Metrics (gin.Recovery): as a 500,
 // the answer that middleware gives, unless the handler had already
-// written its status.
+// written its status. A request that ends with nothing written after its
+// context was cancelled (the client left, or the server cut it off) is
+// reported as StatusClientClosedRequest, not the 200 Gin would assume.
+// Metrics panics if obs is nil.
 func Metrics(obs RequestObserver) gin.HandlerFunc {
+	if obs == nil {
+		panic("ginberth: Metrics with a nil RequestObserver")
+	}
 	return func(c *gin.Context) {
 		begin := time.Since(epoch)
 		panicked := true
@@ -103,8 +117,12 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			if panicked && !c.Writer.Written() {
-				code = http.StatusInternalServerError
+			if !c.Writer.Written() {
+				if panicked {
+					code = http.StatusInternalServerError
+				} else if c.Request.Context().Err() != nil {
+					code = StatusClientClosedRequest
+				}
 			}
 			obs.ObserveRequest(c.Request.Method, route, code, time.Since(epoch)-begin)
 		}()

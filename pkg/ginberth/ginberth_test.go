@@ -281,3 +281,55 @@ func TestMetricsRecordRequestsThatPanic(t *testing.T) {
 		})
 	}
 }
+
+// A request whose client left before anything was written is recorded as
+// 499, not the 200 Gin assumes when a handler writes nothing; one answered
+// before its client left keeps its code; a handler that only set a status
+// and returned, client still there, is recorded with that status.
+func TestMetricsRecordRequestsWhoseClientLeft(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler gin.HandlerFunc
+		cancel  bool
+		code    int
+	}{
+		{"left before an answer", func(c *gin.Context) { <-c.Request.Context().Done(); c.Abort() }, true, StatusClientClosedRequest},
+		{"left after the answer", func(c *gin.Context) { c.String(http.StatusOK, "ok") }, true, http.StatusOK},
+		{"status set, nothing written", func(c *gin.Context) { c.Status(http.StatusNoContent) }, false, http.StatusNoContent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obs := &recorded{}
+			r := gin.New()
+			r.Use(Metrics(obs))
+			r.GET("/work", tt.handler)
+			ctx, cancel := context.WithCancel(t.Context())
+			if tt.cancel {
+				cancel()
+			}
+			defer cancel()
+			r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/work", nil))
+			if len(obs.codes) != 1 || obs.codes[0] != tt.code {
+				t.Fatalf("recorded %v, want one %d", obs.codes, tt.code)
+			}
+		})
+	}
+}
+
+// Nil arguments are refused when the middleware is built, not by every
+// request that would later hit them.
+func TestNilArgumentsPanicAtConstruction(t *testing.T) {
+	for name, build := range map[string]func(){
+		"State(nil)":   func() { State(nil) },
+		"Metrics(nil)": func() { Metrics(nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", name)
+				}
+			}()
+			build()
+		})
+	}
+}
