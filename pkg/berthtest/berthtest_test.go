@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -103,5 +105,66 @@ func TestFailedStartupFailsTheTest(t *testing.T) {
 	inGoroutine(func() { berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler()}) })
 	if !strings.Contains(ft.fatal, `startup failed: lifespan "api": hook "db": start: refused`) {
 		t.Fatalf("fatal = %q", ft.fatal)
+	}
+}
+
+// What Start sets unless cfg does: no drain delay (the budget is the one a
+// DrainDelay of none gives), unless a quiet period needs serve's delay to
+// end early; and no log reaches slog's default logger.
+func TestStartDefaults(t *testing.T) {
+	var logged strings.Builder
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	api := http.NotFoundHandler()
+	noDelay, err := serve.New(serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: api, DrainDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		cfg    serve.Config
+		budget time.Duration
+	}{
+		{"no drain delay", serve.Config{}, noDelay.Budget()},
+		{"a quiet period, serve's delay", serve.Config{DrainQuiet: time.Second}, noDelay.Budget() + serve.DefaultDrainDelay},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ft := &fakeT{}
+			tt.cfg.Apps, tt.cfg.API = lifespan.Group{&lifespan.App{Name: "api"}}, api
+			var a *berthtest.App
+			inGoroutine(func() { a = berthtest.Start(ft, tt.cfg) })
+			if ft.fatal != "" {
+				t.Fatalf("Start: %s", ft.fatal)
+			}
+			if got := a.Server.Budget(); got != tt.budget {
+				t.Errorf("budget %v, want %v", got, tt.budget)
+			}
+			ft.cleanup()
+			if len(ft.errors) != 0 {
+				t.Fatalf("errors = %q", ft.errors)
+			}
+		})
+	}
+	if logged.Len() != 0 {
+		t.Errorf("logs reached slog's default logger:\n%s", logged.String())
+	}
+}
+
+// Get and GetAdmin take a path with or without its leading slash.
+func TestGetJoinsThePath(t *testing.T) {
+	ft := &fakeT{}
+	var a *berthtest.App
+	inGoroutine(func() {
+		a = berthtest.Start(ft, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}},
+			API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.URL.Path) })})
+	})
+	defer ft.cleanup()
+	for _, path := range []string{"/api/v1/info", "api/v1/info"} {
+		if code, body := a.Get(t, path); code != 200 || body != "/api/v1/info" {
+			t.Errorf("Get(%q) = %d %q, want 200 /api/v1/info", path, code, body)
+		}
+	}
+	if code, _ := a.GetAdmin(t, "readyz"); code != 200 {
+		t.Errorf("GetAdmin(readyz) = %d, want 200", code)
 	}
 }

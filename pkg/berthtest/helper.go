@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/serve"
@@ -34,15 +35,16 @@ type App struct {
 // Start runs cfg's apps and servers on loopback ports and returns once
 // startup has completed (StartupComplete); a failed startup fails the test.
 // Unless set in cfg: there is no drain delay (a test has no endpoints to
-// propagate), OS signals are not handled, logs are discarded, and a forced
+// propagate; with DrainQuiet set, serve's default delay, which the quiet
+// period ends early), OS signals are not handled, logs are discarded, and a forced
 // exit fails the test instead of exiting. The shutdown runs in t.Cleanup,
 // which fails the test if the shutdown reports an error or outlasts the
 // server's budget (plus 30s of slack).
 func Start(t TB, cfg serve.Config) *App {
 	t.Helper()
 	cfg.APIAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	if cfg.DrainDelay == 0 {
-		cfg.DrainDelay = -1
+	if cfg.DrainDelay == 0 && cfg.DrainQuiet == 0 {
+		cfg.DrainDelay = -1 // a quiet period needs serve's delay to end early
 	}
 	if cfg.ShutdownOn == nil {
 		cfg.ShutdownOn = []os.Signal{}
@@ -87,21 +89,22 @@ func Start(t TB, cfg serve.Config) *App {
 	}
 }
 
-// Get requests path (relative to URL) and returns the status and body; a
-// transport error fails the test.
+// Get requests path (relative to URL, with or without its leading slash)
+// and returns the status and body; a transport error fails the test.
 func (a *App) Get(t TB, path string) (int, string) {
 	t.Helper()
-	return a.do(t, a.URL+path)
+	return a.do(t, a.URL, path)
 }
 
 // GetAdmin is Get on the admin server.
 func (a *App) GetAdmin(t TB, path string) (int, string) {
 	t.Helper()
-	return a.do(t, a.AdminURL+path)
+	return a.do(t, a.AdminURL, path)
 }
 
-func (a *App) do(t TB, url string) (int, string) {
+func (a *App) do(t TB, base, path string) (int, string) {
 	t.Helper()
+	url := base + "/" + strings.TrimPrefix(path, "/")
 	resp, err := a.Client.Get(url)
 	if err != nil {
 		t.Fatalf("berthtest: GET %s: %v", url, err)
