@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"errors"
+
 	"github.com/berth-dev/berth/pkg/probes"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,6 +24,9 @@ type checks struct{ reg *probes.Registry }
 // RegisterChecks registers a collector of every check's cached result. A
 // scrape never runs a check.
 func RegisterChecks(reg prometheus.Registerer, p *probes.Registry) error {
+	if p == nil {
+		return errors.New("metrics: RegisterChecks with a nil *probes.Registry: every scrape would fail")
+	}
 	return reg.Register(checks{reg: p})
 }
 

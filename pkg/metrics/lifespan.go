@@ -65,7 +65,6 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 		}
 	case lifespan.TaskExited:
 		if e.Err != nil { // nil for a task the stop cancelled
-
 			m.taskFailures.WithLabelValues(e.App, e.Hook).Inc()
 		}
 	case lifespan.PhaseChanged:

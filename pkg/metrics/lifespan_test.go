@@ -250,3 +250,34 @@ func TestACutShortStartThatFailsByItselfIsCounted(t *testing.T) {
 		}
 	}
 }
+
+// A failed startup still sets its duration ("successful or not"); a hook
+// outcome that failed without taking any time (nothing ran) sets no hook
+// duration, where one that failed after running sets its own.
+func TestFailedStartupFigures(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewLifespan(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []lifespan.Event{
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStarting},
+		{Kind: lifespan.HookStarting, App: "api", Hook: "db"},
+		{Kind: lifespan.HookStarted, App: "api", Hook: "db", Duration: 1500 * time.Millisecond, Err: errors.New("refused")},
+		{Kind: lifespan.HookStopped, App: "api", Hook: "cache", Err: errors.New("never started")},
+		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseFailed, Duration: 1600 * time.Millisecond},
+	} {
+		m.OnEvent(e)
+	}
+	want := `
+# HELP berth_hook_duration_seconds How long each hook's start or stop took.
+# TYPE berth_hook_duration_seconds gauge
+berth_hook_duration_seconds{app="api",hook="db",phase="start"} 1.5
+# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not.
+# TYPE berth_startup_duration_seconds gauge
+berth_startup_duration_seconds{app="api"} 1.6
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "berth_hook_duration_seconds", "berth_startup_duration_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}

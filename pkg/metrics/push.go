@@ -65,10 +65,17 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 // A Pushgateway keeps a group until it is deleted; Prune, run now and then,
 // keeps the pods that exited long ago from piling up there. Groups of other
 // jobs, and of job with labels that differ from match, are left alone. It
-// goes on past a group it fails to delete and returns every failure.
+// goes on past a group it fails to delete and returns every failure. url
+// is read as Push reads it: without a scheme, it is http.
 func Prune(ctx context.Context, client *http.Client, url, job string, match map[string]string, before time.Time) ([]map[string]string, error) {
 	if client == nil {
 		client = http.DefaultClient
+	}
+	if url == "" {
+		return nil, errors.New("metrics: Prune: no Pushgateway URL; want http://HOST:PORT")
+	}
+	if !strings.Contains(url, "://") {
+		url = "http://" + url // as push.New reads it, for Push
 	}
 	groups, err := listGroups(ctx, client, url)
 	if err != nil {

@@ -122,10 +122,17 @@ func fakeGateway(t *testing.T, groups []fakeGroup, failPod string) (*httptest.Se
 			for _, g := range groups {
 				series := maps.Clone(g.labels)
 				series["instance"] = ""
+				value := g.value
+				if value == "" {
+					value = strconv.FormatFloat(g.pushed, 'e', -1, 64)
+				}
+				pushTime := []any{map[string]any{"labels": series, "value": value}}
+				if value == "none" {
+					pushTime = nil
+				}
 				data = append(data, map[string]any{
 					"labels": g.labels, "last_push_successful": true,
-					"push_time_seconds": map[string]any{"type": "GAUGE", "metrics": []any{
-						map[string]any{"labels": series, "value": strconv.FormatFloat(g.pushed, 'e', -1, 64)}}},
+					"push_time_seconds": map[string]any{"type": "GAUGE", "metrics": pushTime},
 				})
 			}
 			_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
@@ -154,6 +161,7 @@ func fakeGateway(t *testing.T, groups []fakeGroup, failPod string) (*httptest.Se
 type fakeGroup struct {
 	labels map[string]string
 	pushed float64 // unix seconds
+	value  string  // the push time as listed, if not pushed's; "none": no push time at all
 }
 
 // Prune deletes exactly the groups of its job, with the labels it is
@@ -163,12 +171,16 @@ func TestPruneDeletesOnlyOldGroupsOfTheJobAndLabels(t *testing.T) {
 	cutoff := time.Unix(1_800_000_000, 0)
 	old, fresh := float64(cutoff.Unix()-60), float64(cutoff.Unix()+1)
 	groups := []fakeGroup{
-		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "old-1"}, old},
-		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "a/b"}, old},
-		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "fresh"}, fresh},
-		{map[string]string{"job": "berth-exit", "namespace": "other", "pod": "old-2"}, old},
-		{map[string]string{"job": "batch", "namespace": "shop", "pod": "old-3"}, old},
-		{map[string]string{"job": "berth-exit", "pod": "no-namespace"}, old},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "old-1"}, old, ""},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "a/b"}, old, ""},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "fresh"}, fresh, ""},
+		{map[string]string{"job": "berth-exit", "namespace": "other", "pod": "old-2"}, old, ""},
+		{map[string]string{"job": "batch", "namespace": "shop", "pod": "old-3"}, old, ""},
+		{map[string]string{"job": "berth-exit", "pod": "no-namespace"}, old, ""},
+		// Never pushed successfully: as old as can be. A push time that
+		// cannot be read: kept, as nothing says it is old.
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "never"}, 0, "none"},
+		{map[string]string{"job": "berth-exit", "namespace": "shop", "pod": "unreadable"}, 0, "soon"},
 	}
 	for _, tt := range []struct {
 		name    string
@@ -177,18 +189,26 @@ func TestPruneDeletesOnlyOldGroupsOfTheJobAndLabels(t *testing.T) {
 	}{
 		{"one namespace", map[string]string{"namespace": "shop"}, []string{
 			"job=berth-exit,namespace=shop,pod=a/b",
+			"job=berth-exit,namespace=shop,pod=never",
 			"job=berth-exit,namespace=shop,pod=old-1",
 		}},
 		{"every namespace", nil, []string{
 			"job=berth-exit,namespace=other,pod=old-2",
 			"job=berth-exit,namespace=shop,pod=a/b",
+			"job=berth-exit,namespace=shop,pod=never",
 			"job=berth-exit,namespace=shop,pod=old-1",
 			"job=berth-exit,pod=no-namespace",
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			gw, deletes := fakeGateway(t, groups, "")
-			deleted, err := Prune(t.Context(), nil, gw.URL+"/", "berth-exit", tt.match, cutoff)
+			// The URL as push.New takes it too: with a trailing slash, or
+			// without its scheme.
+			url := gw.URL + "/"
+			if tt.match == nil {
+				url = strings.TrimPrefix(gw.URL, "http://")
+			}
+			deleted, err := Prune(t.Context(), nil, url, "berth-exit", tt.match, cutoff)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,8 +229,8 @@ func TestPruneReportsFailures(t *testing.T) {
 	cutoff := time.Unix(1_800_000_000, 0)
 	old := float64(cutoff.Unix() - 60)
 	gw, deletes := fakeGateway(t, []fakeGroup{
-		{map[string]string{"job": "berth-exit", "pod": "stuck"}, old},
-		{map[string]string{"job": "berth-exit", "pod": "gone"}, old},
+		{map[string]string{"job": "berth-exit", "pod": "stuck"}, old, ""},
+		{map[string]string{"job": "berth-exit", "pod": "gone"}, old, ""},
 	}, "stuck")
 	deleted, err := Prune(t.Context(), nil, gw.URL, "berth-exit", nil, cutoff)
 	if err == nil || !strings.Contains(err.Error(), "500") {
@@ -227,6 +247,17 @@ func TestPruneReportsFailures(t *testing.T) {
 	_, err = Prune(t.Context(), nil, down.URL, "berth-exit", nil, cutoff)
 	if err == nil || !strings.Contains(err.Error(), "GET "+down.URL+"/api/v1/metrics: 404 Not Found: not a pushgateway") {
 		t.Errorf("err = %v, want the failed listing named", err)
+	}
+
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "error", "data": []any{}})
+	}))
+	defer failing.Close()
+	if _, err = Prune(t.Context(), nil, failing.URL, "berth-exit", nil, cutoff); err == nil || !strings.Contains(err.Error(), `status "error", want "success"`) {
+		t.Errorf("err = %v, want the listing's failed status named", err)
+	}
+	if _, err = Prune(t.Context(), nil, "", "berth-exit", nil, cutoff); err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT") {
+		t.Errorf("err = %v, want the empty URL refused", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"errors"
+
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -42,6 +44,9 @@ type server struct{ srv *serve.Server }
 // signals' times, readiness, the requests in flight and those turned away
 // by the startup gate, and, once the shutdown is complete, its report.
 func RegisterServer(reg prometheus.Registerer, srv *serve.Server) error {
+	if srv == nil {
+		return errors.New("metrics: RegisterServer with a nil *serve.Server: every scrape would fail")
+	}
 	return reg.Register(server{srv})
 }
 

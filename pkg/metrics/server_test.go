@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +128,21 @@ func TestServerPublishesItsGraceAndPreStop(t *testing.T) {
 			}
 			if _, ok := got["berth_prestop_delay_seconds"]; !ok {
 				t.Fatal("berth_prestop_delay_seconds absent; the alert needs it from every pod")
+			}
+		})
+	}
+}
+
+// A nil server or registry is refused when registered, not by every
+// scrape after (a collector's panic fails the whole /metrics).
+func TestRegisterRefusesNil(t *testing.T) {
+	for name, register := range map[string]func(prometheus.Registerer) error{
+		"RegisterServer": func(r prometheus.Registerer) error { return RegisterServer(r, nil) },
+		"RegisterChecks": func(r prometheus.Registerer) error { return RegisterChecks(r, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := register(NewRegistry()); err == nil || !strings.Contains(err.Error(), "nil") {
+				t.Errorf("%s(reg, nil) = %v, want an error naming the nil argument", name, err)
 			}
 		})
 	}
