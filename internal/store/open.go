@@ -115,15 +115,7 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 && cfg.Limits.Timeout > 0 {
 		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
 	}
-	// A few connections are opened before the pod is Ready (see warm), so
-	// its first requests do not each wait for a connection's handshake;
-	// pool_min_conns and pool_max_conns in the URL override these.
-	if !strings.Contains(cfg.URL, "pool_min_conns") {
-		pc.MinConns = warmConnections
-	}
-	if !strings.Contains(cfg.URL, "pool_max_conns") {
-		pc.MaxConns = max(pc.MaxConns, 16)
-	}
+	poolDefaults(pc, cfg.URL)
 	pool, err := pgxpool.NewWithConfig(ctx, pc) // connects lazily
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", pgWhere(pc), err)
@@ -135,6 +127,24 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 		return err
 	}}, nil
 }
+
+// poolDefaults sizes the pool unless url does: at most maxConnections,
+// whatever pgx's default (one per CPU the node has, not the container's
+// share: 64 on a 64-core node, for each pod), and warmConnections opened
+// before the pod is Ready (see warm), so its first requests do not each
+// wait for a connection's handshake.
+func poolDefaults(pc *pgxpool.Config, url string) {
+	if !strings.Contains(url, "pool_min_conns") {
+		pc.MinConns = warmConnections
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		pc.MaxConns = maxConnections
+	}
+}
+
+// maxConnections bounds a pod's pool unless the URL's pool_max_conns says
+// otherwise.
+const maxConnections = 16
 
 // warmConnections are opened before Open returns, or as many as the pool
 // holds (pool_max_conns) if fewer.
