@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,6 +83,45 @@ func TestSidecarCommand(t *testing.T) {
 	}
 }
 
+// A second signal ends a classic sidecar's hold at once, as a second
+// signal ends the service; it used to be ignored until the hold was over.
+func TestSidecarSecondSignalEndsTheHold(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logbuf.Buffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- serveSidecar(ln, sidecarConfig{Hold: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	}()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The second signal only once the first is handled: the hold has begun.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if !logs.WaitFor(ctx, "sidecar got signal") {
+		t.Fatalf("no signal logged:\n%s", logs.String())
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 || !strings.Contains(logs.String(), `"reason":"second signal interrupt"`) {
+			t.Fatalf("exit %d, logs:\n%s", code, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar still holding after a second signal")
+	}
+}
+
 // SIGHUP ends the sidecar as SIGTERM does (a classic one holds first), as
 // it drains the service; it used to kill the process with no log line.
 func TestSidecarHangUp(t *testing.T) {
@@ -132,6 +172,9 @@ func TestMisuseExits2(t *testing.T) {
 		{"version with arguments", []string{"version", "x"}, nil, `server: version takes no arguments`},
 		{"sidecar with arguments", []string{"sidecar", "x"}, nil, `server: sidecar takes no arguments`},
 		{"probe without a URL", []string{"probe"}, nil, "usage: server probe URL"},
+		{"probe of a URL without its scheme", []string{"probe", "localhost:9090/livez"}, nil, `"localhost:9090/livez" is not an http:// or https:// URL with a host`},
+		{"probe of a URL without a host", []string{"probe", "http:///livez"}, nil, "is not an http:// or https:// URL with a host"},
+		{"sidecar log format unknown", []string{"sidecar"}, map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT=\"xml\": want json or text`},
 		{"an unknown command with arguments", []string{"dance", "x"}, nil, `unknown command "dance"`},
 		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},
 			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},

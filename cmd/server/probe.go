@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -13,6 +14,12 @@ import (
 func runProbe(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: server probe URL   (exits 0 when GET URL answers 2xx)")
+		return 2
+	}
+	// A URL that cannot be asked is the caller's to fix (exit 2), not a
+	// target that is down (exit 1).
+	if u, err := url.Parse(args[0]); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fmt.Fprintf(stderr, "probe: %q is not an http:// or https:// URL with a host; want one such as http://127.0.0.1:9090/livez\n", args[0])
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

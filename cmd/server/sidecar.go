@@ -30,7 +30,11 @@ type sidecarConfig struct {
 
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
-	if problems := config.Parse(&cfg, environ); len(problems) > 0 {
+	problems := config.Parse(&cfg, environ)
+	if f, ok := environ["BERTH_LOG_FORMAT"]; ok && f != "json" && f != "text" {
+		problems = append(problems, fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", f))
+	}
+	if len(problems) > 0 {
 		log.Error("refusing to start", refusal(&config.Error{Problems: problems})...)
 		return serve.ExitConfig
 	}
@@ -92,6 +96,8 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 			case reason = <-quit:
 			case <-time.After(cfg.Hold):
 				reason = "hold over"
+			case sig := <-sigs: // asked twice: the hold is over
+				reason = "second signal " + sig.String()
 			}
 		}
 	}

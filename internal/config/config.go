@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"slices"
@@ -99,6 +100,18 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if admin := environ["BERTH_ADMIN_ADDR"]; admin != "" && cfg.SingleListener && admin != cfg.HTTPAddr { // empty is the default, as for every text setting
 		problems = append(problems, fmt.Sprintf("BERTH_ADMIN_ADDR=%q is not listened on with BERTH_SINGLE_LISTENER=true, which serves the probes and /metrics on BERTH_HTTP_ADDR (%q): unset one of them", admin, cfg.HTTPAddr))
+	}
+	// Listen addresses are checked here, with the rest, not first when
+	// the server listens (after the other problems were reported).
+	for _, a := range []struct{ name, value string }{{"BERTH_HTTP_ADDR", cfg.HTTPAddr}, {"BERTH_ADMIN_ADDR", cfg.AdminAddr}} {
+		if a.name == "BERTH_ADMIN_ADDR" && cfg.SingleListener {
+			continue // not listened on
+		}
+		if _, port, err := net.SplitHostPort(a.value); err != nil {
+			bad(a.name, a.value, "want HOST:PORT or :PORT, such as :8080")
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			bad(a.name, a.value, "want a port from 0 to 65535 (or a service name), such as :8080")
+		}
 	}
 	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		bad("BERTH_PUSHGATEWAY_URL", redact.URL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
@@ -247,11 +260,20 @@ func parseValues[T any](cfg *T, environ map[string]string) (problems []string, u
 	return problems, unread
 }
 
-// ParseLevel reads a BERTH_LOG_LEVEL value.
+// ParseLevel reads a BERTH_LOG_LEVEL value: debug, info, warn or error,
+// in any case (not slog's offsets, such as INFO+2).
 func ParseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	err := l.UnmarshalText([]byte(s))
-	return l, err
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
 }
 
 // setButEmpty refuses a duration, number or switch that is set to nothing

@@ -4,19 +4,26 @@ package logbuf
 
 import (
 	"bytes"
+	"context"
+	"strings"
 	"sync"
 )
 
 // Buffer is a bytes.Buffer safe for concurrent Write and String.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced at each Write, for WaitFor
 }
 
 // Write appends p.
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.b.Write(p)
 }
 
@@ -25,4 +32,26 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// WaitFor waits until what was written contains s, and reports whether it
+// does: false if ctx ended first.
+func (b *Buffer) WaitFor(ctx context.Context, s string) bool {
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.b.String(), s) {
+			b.mu.Unlock()
+			return true
+		}
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		next := b.written
+		b.mu.Unlock()
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
