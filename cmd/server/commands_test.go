@@ -83,42 +83,61 @@ func TestSidecarCommand(t *testing.T) {
 	}
 }
 
-// A second signal ends a classic sidecar's hold at once, as a second
-// signal ends the service; it used to be ignored until the hold was over.
-func TestSidecarSecondSignalEndsTheHold(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logbuf.Buffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- serveSidecar(ln, sidecarConfig{Hold: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
-	}()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	// The second signal only once the first is handled: the hold has begun.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if !logs.WaitFor(ctx, "sidecar got signal") {
-		t.Fatalf("no signal logged:\n%s", logs.String())
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 || !strings.Contains(logs.String(), `"reason":"second signal interrupt"`) {
-			t.Fatalf("exit %d, logs:\n%s", code, logs.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar still holding after a second signal")
+// A classic sidecar's hold after SIGTERM ends when the service calls its
+// quit endpoint, or at once on a second signal, as a second signal ends
+// the service (it used to be ignored until the hold was over).
+func TestSidecarHoldEnds(t *testing.T) {
+	for _, tt := range []struct {
+		name, reason string
+		end          func(t *testing.T, addr string)
+	}{
+		{"quit endpoint", "quit endpoint", func(t *testing.T, addr string) {
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Post("http://"+addr+"/quitquitquit", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}},
+		{"second signal", "second signal interrupt", func(t *testing.T, _ string) {
+			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs logbuf.Buffer
+			exited := make(chan int, 1)
+			go func() {
+				exited <- serveSidecar(ln, sidecarConfig{Hold: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
+			}()
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			// The end only once the signal is handled: the hold has begun.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			if !logs.WaitFor(ctx, "sidecar got signal") {
+				t.Fatalf("no signal logged:\n%s", logs.String())
+			}
+			tt.end(t, ln.Addr().String())
+			select {
+			case code := <-exited:
+				if code != 0 || !strings.Contains(logs.String(), `"reason":"`+tt.reason+`"`) {
+					t.Fatalf("exit %d, logs:\n%s", code, logs.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("sidecar still holding")
+			}
+		})
 	}
 }
 

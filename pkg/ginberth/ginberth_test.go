@@ -166,14 +166,20 @@ func TestStateKeepsOtherKeysForOuterMiddleware(t *testing.T) {
 	r.Use(State(l))
 	r.GET("/set", func(c *gin.Context) { c.Set("user", "ann"); c.String(200, MustGet(c, dsnKey)) })
 	r.GET("/plain", func(c *gin.Context) { c.String(200, MustGet(c, dsnKey)) })
-	for _, path := range []string{"/set", "/plain", "/set"} {
+	// A handler (or a library) that replaces the map whole: State must not
+	// take back, or clear, a map that is no longer the one it lent.
+	r.GET("/replace", func(c *gin.Context) {
+		c.String(200, MustGet(c, dsnKey))
+		c.Keys = map[any]any{"user": "bob"}
+	})
+	for _, path := range []string{"/set", "/plain", "/set", "/replace"} {
 		rec := httptest.NewRecorder()
 		r.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		if rec.Body.String() != "postgres://db" {
 			t.Fatalf("%s: %q", path, rec.Body.String())
 		}
 	}
-	if len(outerSaw) != 3 || outerSaw[0] != "ann" || outerSaw[1] != nil || outerSaw[2] != "ann" {
+	if len(outerSaw) != 4 || outerSaw[0] != "ann" || outerSaw[1] != nil || outerSaw[2] != "ann" || outerSaw[3] != "bob" {
 		t.Fatalf("outer middleware saw %v", outerSaw)
 	}
 }
