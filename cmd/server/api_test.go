@@ -197,6 +197,21 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 	}
 }
 
+// A store call that failed because its client left is answered with
+// nothing: no 503 telling no one to retry (and no "store unavailable"
+// warning), so the request metrics record the 499 of an unanswered
+// request, not a database outage.
+func TestClientGoneIsNoOutage(t *testing.T) {
+	_, api := apiOver(t, failingStore{}, nil, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, "GET", "/api/v1/items/k", nil))
+	if rec.Body.Len() != 0 || rec.Header().Get("Retry-After") != "" {
+		t.Fatalf("answered %d Retry-After=%q %q to a client that left; want nothing written", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+}
+
 // refusingStore's Put fails with err: a refusal the database would repeat.
 type refusingStore struct {
 	failingStore
