@@ -263,23 +263,36 @@ func testKeysAndValues(t *testing.T, open Opener) {
 
 func testOneKeyConcurrent(t *testing.T, open Opener) {
 	db := mustOpen(t, open, store.Limits{})
-	var created atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Go(func() {
-			ok, err := db.Put(t.Context(), "same", fmt.Appendf(nil, `%d`, i))
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				created.Add(1)
-			}
-		})
+	// Rounds of 20 writers released at once on a new key each: a race
+	// between the update that finds nothing and the insert shows in some
+	// rounds only, so one round alone would often miss it.
+	const rounds, writers = 10, 20
+	for round := range rounds {
+		key := fmt.Sprintf("same-%d", round)
+		var created atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range writers {
+			wg.Go(func() {
+				<-start
+				ok, err := db.Put(t.Context(), key, fmt.Appendf(nil, `%d`, i))
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+				}
+				if ok {
+					created.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if created.Load() != 1 {
+			t.Fatalf("round %d: %d of %d writers of one new key saw it created; want 1", round, created.Load(), writers)
+		}
 	}
-	wg.Wait()
 	st, _ := db.Stats(t.Context())
-	if created.Load() != 1 || st.Items != 1 {
-		t.Fatalf("20 writers of one new key: %d saw it created, %d items stored; want 1 and 1", created.Load(), st.Items)
+	if st.Items != rounds {
+		t.Fatalf("%d items stored after %d rounds on a key each; want %d", st.Items, rounds, rounds)
 	}
 }
 
