@@ -91,7 +91,7 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 				return err
 			}, nil
 		}},
-		{Name: "migrate", StartTimeout: time.Minute, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		{Name: "migrate", StartTimeout: cfg.MigrateTimeout, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			return nil, storeKey.MustGet(s).(*store.DB).Migrate(ctx, log)
 		}},
 		{Name: "cache", StartTimeout: 30 * time.Second, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {

@@ -86,3 +86,21 @@ func TestDemoWarmupFitsTheCacheHook(t *testing.T) {
 		})
 	}
 }
+
+// The migrate hook's bound is BERTH_MIGRATE_TIMEOUT: a migration that
+// copies a large table may need more than the default minute.
+func TestMigrateTimeoutIsConfigured(t *testing.T) {
+	cfg, err := config.Load(map[string]string{"BERTH_MIGRATE_TIMEOUT": "5m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{}) {
+		if h.Name == "migrate" {
+			if h.StartTimeout != 5*time.Minute {
+				t.Fatalf("migrate's start timeout %v, want BERTH_MIGRATE_TIMEOUT's 5m", h.StartTimeout)
+			}
+			return
+		}
+	}
+	t.Fatal("no migrate hook")
+}

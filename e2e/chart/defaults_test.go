@@ -116,6 +116,7 @@ func TestChartRangesAreTheServices(t *testing.T) {
 		{"drain.marginSeconds", "BERTH_SHUTDOWN_MARGIN", seconds, false},
 		{"sidecar.quitTimeoutSeconds", "BERTH_SIDECAR_QUIT_TIMEOUT", seconds, false},
 		{"database.waitSeconds", "BERTH_DB_WAIT", seconds, false},
+		{"database.migrateTimeoutSeconds", "BERTH_MIGRATE_TIMEOUT", seconds, false},
 		{"database.maxItems", "BERTH_MAX_ITEMS", count, false},
 		{"database.timeout", "BERTH_DB_TIMEOUT", duration, false},
 		{"metrics.pushgateway.timeoutSeconds", "BERTH_PUSH_TIMEOUT", seconds, false},
@@ -126,10 +127,10 @@ func TestChartRangesAreTheServices(t *testing.T) {
 	// Room for every edge: a long drain timeout (the work cap's ceiling), a
 	// classic sidecar and a Pushgateway (so their timeouts reach the pod),
 	// and a startup probe that waits out the longest database wait and
-	// warm-up.
+	// warm-up and the longest migration.
 	base := func() map[string]any {
 		return map[string]any{
-			"probes":   map[string]any{"startup": map[string]any{"failureThreshold": 5000}},
+			"probes":   map[string]any{"startup": map[string]any{"failureThreshold": 100000}},
 			"drain":    map[string]any{"timeoutSeconds": 3600, "delaySeconds": 600},
 			"database": map[string]any{"timeout": "1s"}, // at most the shortest drain timeout
 			"config":   map[string]any{"workMaxSeconds": 1},

@@ -49,6 +49,8 @@ var bounds = []Bound{
 	{"BERTH_WORK_MAX", int64(time.Millisecond), int64(time.Hour), false, true},
 	{"BERTH_DB_WAIT", int64(100 * time.Millisecond), int64(time.Hour), true, true},
 	{"BERTH_DB_TIMEOUT", int64(10 * time.Millisecond), int64(time.Minute), false, true},
+	// A schema change may copy a table: minutes for a large one.
+	{"BERTH_MIGRATE_TIMEOUT", int64(time.Second), int64(24 * time.Hour), false, true},
 	{"BERTH_PUSH_TIMEOUT", int64(100 * time.Millisecond), int64(time.Minute), false, true},
 	// Below what both databases hold in one value (SQLite 1e9 bytes,
 	// PostgreSQL's bytea 1 GB), and what the service reads into memory.

@@ -55,6 +55,7 @@ type Config struct {
 	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
 	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
 	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
+	MigrateTimeout time.Duration `env:"BERTH_MIGRATE_TIMEOUT" envDefault:"1m"`
 	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
 	PushgatewayURL string        `env:"BERTH_PUSHGATEWAY_URL"`
 	PushTimeout    time.Duration `env:"BERTH_PUSH_TIMEOUT"`

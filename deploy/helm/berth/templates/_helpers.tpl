@@ -256,13 +256,13 @@ fits. */}}
 {{- if and (include "berth.classicSidecar" .) (ge $delay $sidecarTimeout) }}
 {{- fail (printf "sidecar.readyDelay=%v: the service waits %vs for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1; keep it under that" $v.sidecar.readyDelay $sidecarTimeout) }}
 {{- end }}
-{{- /* The startup probe allows what the service may wait while starting, and 30s for the migrations and the cache. A native sidecar is ready before the service starts; a classic one is waited for. */}}
+{{- /* The startup probe allows what the service may wait while starting: the database, the migrations, 30s for the cache (its hook's bound), the warm-up and a classic sidecar (a native one is ready before the service starts). */}}
 {{- $allowed := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) }}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
 {{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 (eq (include "berth.classicSidecar" .) "true") }}
-{{- $need := add (int $v.database.waitSeconds) $warmup $sidecarWait 30 }}
+{{- $need := add (int $v.database.waitSeconds) (int $v.database.migrateTimeoutSeconds) $warmup $sidecarWait 30 }}
 {{- if lt $allowed $need }}
-{{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the migrations and the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
+{{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + database.migrateTimeoutSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) (int $v.database.migrateTimeoutSeconds) $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
 {{- end }}
 {{- $ru := $v.rollingUpdate }}
 {{- if and (eq (toString $ru.maxSurge | trimSuffix "%") "0") (eq (toString $ru.maxUnavailable | trimSuffix "%") "0") }}
@@ -402,6 +402,8 @@ the one the chart generates. */}}
 {{- end }}
 - name: BERTH_DB_WAIT
   value: "{{ .Values.database.waitSeconds }}s"
+- name: BERTH_MIGRATE_TIMEOUT
+  value: "{{ .Values.database.migrateTimeoutSeconds | int64 }}s"
 - name: BERTH_DB_TIMEOUT
   value: {{ .Values.database.timeout | quote }}
 - name: BERTH_MAX_ITEMS
@@ -491,7 +493,7 @@ keeps the two lists equal): extraEnv may set only these, beyond what the
 chart sets, or the service would refuse to start.
 */}}
 {{- define "berth.variables" -}}
-BERTH_ADMIN_ADDR BERTH_BODY_LIMIT BERTH_DATABASE_URL BERTH_DATA_DIR BERTH_DB_TIMEOUT BERTH_DB_WAIT BERTH_DEMO_FAIL BERTH_DEMO_WARMUP BERTH_DRAIN_DELAY BERTH_DRAIN_QUIET BERTH_DRAIN_TIMEOUT BERTH_GRACE_PERIOD BERTH_HTTP_ADDR BERTH_JOB_INTERVAL BERTH_LOG_FORMAT BERTH_LOG_LEVEL BERTH_MAX_ITEMS BERTH_PRESTOP_DELAY BERTH_PUSHGATEWAY_URL BERTH_PUSH_TIMEOUT BERTH_SHUTDOWN_MARGIN BERTH_SIDECARS BERTH_SIDECAR_ADDR BERTH_SIDECAR_HOLD BERTH_SIDECAR_QUIT BERTH_SIDECAR_QUIT_TIMEOUT BERTH_SIDECAR_READY_DELAY BERTH_SIDECAR_TIMEOUT BERTH_SINGLE_LISTENER BERTH_STOP_TIMEOUT BERTH_WORK_MAX
+BERTH_ADMIN_ADDR BERTH_BODY_LIMIT BERTH_DATABASE_URL BERTH_DATA_DIR BERTH_DB_TIMEOUT BERTH_DB_WAIT BERTH_DEMO_FAIL BERTH_DEMO_WARMUP BERTH_DRAIN_DELAY BERTH_DRAIN_QUIET BERTH_DRAIN_TIMEOUT BERTH_GRACE_PERIOD BERTH_HTTP_ADDR BERTH_JOB_INTERVAL BERTH_LOG_FORMAT BERTH_LOG_LEVEL BERTH_MAX_ITEMS BERTH_MIGRATE_TIMEOUT BERTH_PRESTOP_DELAY BERTH_PUSHGATEWAY_URL BERTH_PUSH_TIMEOUT BERTH_SHUTDOWN_MARGIN BERTH_SIDECARS BERTH_SIDECAR_ADDR BERTH_SIDECAR_HOLD BERTH_SIDECAR_QUIT BERTH_SIDECAR_QUIT_TIMEOUT BERTH_SIDECAR_READY_DELAY BERTH_SIDECAR_TIMEOUT BERTH_SINGLE_LISTENER BERTH_STOP_TIMEOUT BERTH_WORK_MAX
 {{- end }}
 
 {{/* Which values set each variable of berth.env, for messages. */}}
@@ -517,6 +519,7 @@ PGPASSWORD: the bundled PostgreSQL's Secret (postgresql.existingSecret or the ge
 BERTH_DATABASE_URL: postgresql.* or database.existingSecret
 BERTH_DATA_DIR: the embedded database's volume (database.embedded.*)
 BERTH_DB_WAIT: database.waitSeconds
+BERTH_MIGRATE_TIMEOUT: database.migrateTimeoutSeconds
 BERTH_DB_TIMEOUT: database.timeout
 BERTH_MAX_ITEMS: database.maxItems
 BERTH_PUSHGATEWAY_URL: metrics.pushgateway.url
