@@ -45,41 +45,72 @@ func TestProbePrintsWholeBody(t *testing.T) {
 	}
 }
 
-func TestSidecarCommand(t *testing.T) {
+// runningSidecar is serveSidecar on a loopback port, for a test.
+type runningSidecar struct {
+	url    string
+	logs   *logbuf.Buffer
+	exited chan int
+	client *http.Client
+}
+
+// startSidecar serves a sidecar with cfg and returns once it answers
+// /ready with want (so its signals are watched).
+func startSidecar(t *testing.T, cfg sidecarConfig, want int) *runningSidecar {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	var logs logbuf.Buffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- serveSidecar(ln, sidecarConfig{ReadyDelay: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
-	}()
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + addr + "/ready")
+	sc := &runningSidecar{url: "http://" + ln.Addr().String(), logs: &logbuf.Buffer{}, exited: make(chan int, 1),
+		client: &http.Client{Timeout: 5 * time.Second}}
+	go func() { sc.exited <- serveSidecar(ln, cfg, slog.New(slog.NewJSONHandler(sc.logs, nil))) }()
+	resp, err := sc.client.Get(sc.url + "/ready")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("/ready before the delay = %d", resp.StatusCode)
+	if resp.StatusCode != want {
+		t.Fatalf("/ready = %d, want %d", resp.StatusCode, want)
 	}
-	resp, err = client.Post("http://"+addr+"/quitquitquit", "", nil)
+	return sc
+}
+
+// quit calls the quit endpoint.
+func (sc *runningSidecar) quit(t *testing.T) {
+	t.Helper()
+	resp, err := sc.client.Post(sc.url+"/quitquitquit", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// exitsFor waits for the sidecar to exit 0, logging reason as its reason.
+func (sc *runningSidecar) exitsFor(t *testing.T, reason string) {
+	t.Helper()
 	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Fatalf("sidecar exit %d", code)
+	case code := <-sc.exited:
+		if code != 0 || !strings.Contains(sc.logs.String(), `"reason":"`+reason+`"`) {
+			t.Fatalf("exit %d, logs:\n%s; want 0 and reason %q", code, sc.logs.String(), reason)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar did not exit after quit")
+		t.Fatalf("sidecar still running, want it ended by %s", reason)
 	}
-	if !strings.Contains(logs.String(), "sidecar quit requested") || !strings.Contains(logs.String(), `"reason":"quit endpoint"`) {
-		t.Fatalf("logs:\n%s", logs.String())
+}
+
+func sendSignal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSidecarCommand(t *testing.T) {
+	sc := startSidecar(t, sidecarConfig{ReadyDelay: time.Hour}, http.StatusServiceUnavailable) // not ready before its delay
+	sc.quit(t)
+	sc.exitsFor(t, "quit endpoint")
+	if !strings.Contains(sc.logs.String(), "sidecar quit requested") {
+		t.Fatalf("logs:\n%s", sc.logs.String())
 	}
 }
 
@@ -89,54 +120,22 @@ func TestSidecarCommand(t *testing.T) {
 func TestSidecarHoldEnds(t *testing.T) {
 	for _, tt := range []struct {
 		name, reason string
-		end          func(t *testing.T, addr string)
+		end          func(t *testing.T, sc *runningSidecar)
 	}{
-		{"quit endpoint", "quit endpoint", func(t *testing.T, addr string) {
-			resp, err := (&http.Client{Timeout: 5 * time.Second}).Post("http://"+addr+"/quitquitquit", "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-		}},
-		{"second signal", "second signal interrupt", func(t *testing.T, _ string) {
-			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"quit endpoint", "quit endpoint", func(t *testing.T, sc *runningSidecar) { sc.quit(t) }},
+		{"second signal", "second signal interrupt", func(t *testing.T, _ *runningSidecar) { sendSignal(t, syscall.SIGINT) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var logs logbuf.Buffer
-			exited := make(chan int, 1)
-			go func() {
-				exited <- serveSidecar(ln, sidecarConfig{Hold: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
-			}()
-			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
+			sc := startSidecar(t, sidecarConfig{Hold: time.Hour}, http.StatusOK)
+			sendSignal(t, syscall.SIGTERM)
 			// The end only once the signal is handled: the hold has begun.
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
-			if !logs.WaitFor(ctx, "sidecar got signal") {
-				t.Fatalf("no signal logged:\n%s", logs.String())
+			if !sc.logs.WaitFor(ctx, "sidecar got signal") {
+				t.Fatalf("no signal logged:\n%s", sc.logs.String())
 			}
-			tt.end(t, ln.Addr().String())
-			select {
-			case code := <-exited:
-				if code != 0 || !strings.Contains(logs.String(), `"reason":"`+tt.reason+`"`) {
-					t.Fatalf("exit %d, logs:\n%s", code, logs.String())
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("sidecar still holding")
-			}
+			tt.end(t, sc)
+			sc.exitsFor(t, tt.reason)
 		})
 	}
 }
@@ -144,29 +143,9 @@ func TestSidecarHoldEnds(t *testing.T) {
 // SIGHUP ends the sidecar as SIGTERM does (a classic one holds first), as
 // it drains the service; it used to kill the process with no log line.
 func TestSidecarHangUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logbuf.Buffer
-	exited := make(chan int, 1)
-	go func() { exited <- serveSidecar(ln, sidecarConfig{}, slog.New(slog.NewJSONHandler(&logs, nil))) }()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/ready")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 || !strings.Contains(logs.String(), `"reason":"hangup"`) {
-			t.Fatalf("exit %d, logs:\n%s", code, logs.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar did not exit after SIGHUP")
-	}
+	sc := startSidecar(t, sidecarConfig{}, http.StatusOK)
+	sendSignal(t, syscall.SIGHUP)
+	sc.exitsFor(t, "hangup")
 }
 
 // Every way the commands can be misused exits 2, the code for what the
