@@ -101,9 +101,12 @@ const StatusClientClosedRequest = 499
 // request whose handler panics is reported too, on the panic's way to a
 // recovering middleware mounted before Metrics (gin.Recovery): as a 500,
 // the answer that middleware gives, unless the handler had already
-// written its status. A request that ends with nothing written after its
-// context was cancelled (the client left, or the server cut it off) is
-// reported as StatusClientClosedRequest, not the 200 Gin would assume.
+// written its status. A request that ends with nothing written and no
+// status set after its context was cancelled (the client left, or the
+// server cut it off) is reported as StatusClientClosedRequest, not the 200
+// Gin would assume; a status the handler set is kept. Gin's trailing-slash
+// redirects (Engine.RedirectTrailingSlash, on by default) answer before
+// any middleware, so they are not reported: turn them off to have them.
 // Metrics panics if obs is nil.
 func Metrics(obs RequestObserver) gin.HandlerFunc {
 	if obs == nil {
@@ -111,6 +114,7 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 	}
 	return func(c *gin.Context) {
 		begin := time.Since(epoch)
+		ctx := c.Request.Context() // the request's own: an inner middleware's may end with it
 		panicked := true
 		defer func() {
 			route, code := c.FullPath(), c.Writer.Status()
@@ -120,7 +124,9 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 			if !c.Writer.Written() {
 				if panicked {
 					code = http.StatusInternalServerError
-				} else if c.Request.Context().Err() != nil {
+				} else if code == http.StatusOK && ctx.Err() != nil {
+					// Nothing written and no status set: Gin's 200 was
+					// never meant, as the client was gone.
 					code = StatusClientClosedRequest
 				}
 			}

@@ -288,10 +288,10 @@ func TestMetricsRecordRequestsThatPanic(t *testing.T) {
 	}
 }
 
-// A request whose client left before anything was written is recorded as
-// 499, not the 200 Gin assumes when a handler writes nothing; one answered
-// before its client left keeps its code; a handler that only set a status
-// and returned, client still there, is recorded with that status.
+// A request whose client left before anything was written or any status
+// set is recorded as 499, not the 200 Gin assumes when a handler writes
+// nothing; one answered, or given a status, before its client left keeps
+// its code.
 func TestMetricsRecordRequestsWhoseClientLeft(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -302,6 +302,16 @@ func TestMetricsRecordRequestsWhoseClientLeft(t *testing.T) {
 		{"left before an answer", func(c *gin.Context) { <-c.Request.Context().Done(); c.Abort() }, true, StatusClientClosedRequest},
 		{"left after the answer", func(c *gin.Context) { c.String(http.StatusOK, "ok") }, true, http.StatusOK},
 		{"status set, nothing written", func(c *gin.Context) { c.Status(http.StatusNoContent) }, false, http.StatusNoContent},
+		// A DELETE answered 204 whose client then left (or half-closed):
+		// the status was set, and Gin writes it after the handlers.
+		{"status set, then the client left", func(c *gin.Context) { c.Status(http.StatusNoContent) }, true, http.StatusNoContent},
+		// An inner middleware's own deadline, over when its defer ran: the
+		// request's context is Metrics' concern, not the handler's.
+		{"an inner context ended, the client still there", func(c *gin.Context) {
+			ctx, cancel := context.WithCancel(c.Request.Context())
+			cancel()
+			c.Request = c.Request.WithContext(ctx)
+		}, false, http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
