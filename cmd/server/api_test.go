@@ -198,9 +198,8 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 }
 
 // A store call that failed because its client left is answered with
-// nothing: no 503 telling no one to retry (and no "store unavailable"
-// warning), so the request metrics record the 499 of an unanswered
-// request, not a database outage.
+// nothing: no 503 telling no one to retry, no database outage in the logs
+// (ginberth.Metrics then records the request as 499).
 func TestClientGoneIsNoOutage(t *testing.T) {
 	_, api := apiOver(t, failingStore{}, nil, nil)
 	ctx, cancel := context.WithCancel(t.Context())

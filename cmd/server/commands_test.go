@@ -172,6 +172,7 @@ func TestMisuseExits2(t *testing.T) {
 		{"probe without a URL", []string{"probe"}, nil, "usage: server probe URL"},
 		{"probe of a URL without its scheme", []string{"probe", "localhost:9090/livez"}, nil, `"localhost:9090/livez" is not an http:// or https:// URL with a host`},
 		{"probe of a URL without a host", []string{"probe", "http:///livez"}, nil, "is not an http:// or https:// URL with a host"},
+		{"probe of another scheme", []string{"probe", "ftp://127.0.0.1/livez"}, nil, `"ftp://127.0.0.1/livez" is not an http:// or https:// URL with a host`},
 		{"sidecar log format unknown", []string{"sidecar"}, map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT=\"xml\": want json or text`},
 		{"an unknown command with arguments", []string{"dance", "x"}, nil, `unknown command "dance"`},
 		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},

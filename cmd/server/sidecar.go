@@ -31,7 +31,7 @@ type sidecarConfig struct {
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
 	problems := config.Parse(&cfg, environ)
-	if f, ok := environ["BERTH_LOG_FORMAT"]; ok && f != "json" && f != "text" {
+	if f := environ["BERTH_LOG_FORMAT"]; f != "" && f != "json" && f != "text" { // empty: the default, as for the service
 		problems = append(problems, fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", f))
 	}
 	if len(problems) > 0 {

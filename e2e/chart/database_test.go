@@ -52,7 +52,7 @@ func TestBundledPostgreSQL(t *testing.T) {
 	ae := env(app)
 	// The password stays out of the URL, where a reserved character
 	// (@ : / % ? #) would break it; pgx reads PGPASSWORD instead.
-	if ae["BERTH_DATABASE_URL"] != "postgres://berth@rel-berth-postgresql:5432/berth?sslmode=disable" {
+	if ae["BERTH_DATABASE_URL"] != "postgres://berth@rel-berth-postgresql:5432/berth?sslmode=disable&pool_max_conns=16" {
 		t.Errorf("BERTH_DATABASE_URL %q", ae["BERTH_DATABASE_URL"])
 	}
 	i := slices.IndexFunc(app.Env, func(v corev1.EnvVar) bool { return v.Name == "PGPASSWORD" })
@@ -226,5 +226,39 @@ func TestDatabaseRefusals(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Each pod's pool to the bundled PostgreSQL is 16 connections, or fewer so
+// that the most pods that can run at once (the autoscaler's maximum or
+// replicaCount, plus the rollout's surge) open at most 90 of PostgreSQL's
+// default 100; the service reads the URL's pool_max_conns.
+func TestBundledPoolFitsPostgreSQL(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		pods   int // the most that run at once
+		pool   int
+	}{
+		{"defaults", nil, 4, 16},
+		{"ten replicas", map[string]any{"replicaCount": 10}, 11, 8},
+		{"autoscaled to 10, surge 50%", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10},
+			"rollingUpdate": map[string]any{"maxSurge": "50%"}}, 15, 6},
+		{"ninety at most", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 89}}, 90, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRender(t, tt.values)
+			url := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))["BERTH_DATABASE_URL"]
+			if want := fmt.Sprintf("&pool_max_conns=%d", tt.pool); !strings.HasSuffix(url, want) {
+				t.Errorf("BERTH_DATABASE_URL %q, want it to end in %s", url, want)
+			}
+			if tt.pods*tt.pool > 90 {
+				t.Errorf("%d pods of %d connections: %d, past 90", tt.pods, tt.pool, tt.pods*tt.pool)
+			}
+		})
+	}
+	_, err := render(t, map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 90}})
+	if err == nil || !strings.Contains(err.Error(), "up to 91 pods at once") {
+		t.Errorf("91 pods on the bundled PostgreSQL: err = %v, want it refused", err)
 	}
 }

@@ -176,7 +176,13 @@ func TestChartRangesAreTheServices(t *testing.T) {
 			under = nil // 0 is accepted; there is nothing just below the range
 			t.Run(tt.key+"=0", func(t *testing.T) { accepted(t, set(base(), tt.key, zeroOf(lo)), "") })
 		}
-		t.Run(fmt.Sprint(tt.key, "=", lo), func(t *testing.T) { accepted(t, set(base(), tt.key, lo), tt.env) })
+		t.Run(fmt.Sprint(tt.key, "=", lo), func(t *testing.T) {
+			e := accepted(t, set(base(), tt.key, lo), tt.env)
+			// The value the chart was given is the one the pod gets.
+			if want := map[unit]string{seconds: fmt.Sprintf("%vs", lo), count: fmt.Sprint(lo), duration: fmt.Sprint(lo)}[tt.unit]; want != "" && e[tt.env] != want {
+				t.Errorf("%s=%v renders %s=%q, want %q", tt.key, lo, tt.env, e[tt.env], want)
+			}
+		})
 		if under != nil {
 			t.Run(fmt.Sprint(tt.key, "=", under), func(t *testing.T) { refused(t, set(base(), tt.key, under), tt.key) })
 		}
@@ -228,7 +234,7 @@ func zeroOf(v any) any {
 
 // accepted renders values and hands the pod's environment to the service;
 // name, unless empty, must be in it (a 0 may be rendered as no variable).
-func accepted(t *testing.T, values map[string]any, name string) {
+func accepted(t *testing.T, values map[string]any, name string) map[string]string {
 	t.Helper()
 	r, err := render(t, values)
 	if err != nil {
@@ -247,6 +253,7 @@ func accepted(t *testing.T, values map[string]any, name string) {
 	if _, err := serve.New(sc); err != nil {
 		t.Fatalf("serve.New refuses what the chart rendered: %v", err)
 	}
+	return e
 }
 
 // refused expects helm to refuse values, naming key's last part.

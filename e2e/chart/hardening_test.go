@@ -181,12 +181,23 @@ func TestNullIsRefused(t *testing.T) {
 		t.Fatalf("only %d keys found; the walk is broken", len(paths))
 	}
 	sort.Slice(paths, func(i, j int) bool { return strings.Join(paths[i], ".") < strings.Join(paths[j], ".") })
+	// Keys newer than the chart's first release take their default when
+	// absent (helm deletes a key set to null): values kept from an older
+	// release by helm upgrade --reuse-values lack them.
+	fallsBack := map[string][2]string{"database.migrateTimeoutSeconds": {"BERTH_MIGRATE_TIMEOUT", "60s"}}
 	for _, path := range paths {
 		key := strings.Join(path, ".")
 		t.Run(key, func(t *testing.T) {
 			values := map[string]any{path[len(path)-1]: nil}
 			for i := len(path) - 2; i >= 0; i-- {
 				values = map[string]any{path[i]: values}
+			}
+			if fb, ok := fallsBack[key]; ok {
+				r := mustRender(t, values)
+				if got := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))[fb[0]]; got != fb[1] {
+					t.Fatalf("--set %s=null: %s=%q, want its default %s", key, fb[0], got, fb[1])
+				}
+				return
 			}
 			_, err := render(t, values)
 			if err == nil || !strings.Contains(err.Error(), path[len(path)-1]) {
@@ -257,17 +268,17 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"an HTTPRoute attached to nothing", map[string]any{"httpRoute": map[string]any{"enabled": true}}, "httpRoute.enabled=true needs httpRoute.parentRefs"},
 		{"ingress without hosts", map[string]any{"ingress": map[string]any{"enabled": true, "hosts": []any{}}}, "hosts"},
 		{"a database wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 1200}},
-			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1291s"},
+			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1298s"},
 		{"a migration past the startup probe", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 600}},
-			"database.waitSeconds 60 + database.migrateTimeoutSeconds 600 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 691s"},
-		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 450"},
+			"database.waitSeconds 60 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 600 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 698s"},
+		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 457"},
 		{"a classic sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "61s"}},
 			"sidecar.readyDelay=61s: the service waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1"},
 		{"a native sidecar slower than its startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "readyDelay": "2m"}},
 			"sidecar.readyDelay=2m: the native sidecar's startupProbe allows 120s"},
 		{"a classic sidecar's wait past the startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"},
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "10m"}}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 160}}},
-			"database.waitSeconds 60 + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 600s + 30s for the cache = 751s"},
+			"database.waitSeconds 60 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 600s + 30s for the cache = 758s"},
 		{"failing a hook that does not run", map[string]any{"config": map[string]any{"demoFail": "sidecars"}},
 			"config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true"},
 		{"extraEnv over a variable the chart sets", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELAY", "value": "30s"}}},
@@ -535,6 +546,13 @@ func TestExtraEnvLeavesTheChartsVariablesAlone(t *testing.T) {
 			t.Errorf("extraEnv %s=%s refused: %v", name, value, err)
 		}
 	}
+	// From a ConfigMap, a value the chart cannot read: not checked, and
+	// the service's default wait stands in for it.
+	fromConfigMap := map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}, "extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT",
+		"valueFrom": map[string]any{"configMapKeyRef": map[string]any{"name": "tuning", "key": "sidecar-timeout"}}}}}
+	if _, err := render(t, fromConfigMap); err != nil {
+		t.Errorf("extraEnv BERTH_SIDECAR_TIMEOUT from a ConfigMap refused: %v", err)
+	}
 	set := map[string]map[string]any{} // a name the chart sets -> values that render it
 	for file, values := range ciValues(t) {
 		r, err := render(t, values, crdAPIs...)
@@ -708,7 +726,7 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 		"classic, 90s with a 120s wait": {"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "90s"},
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "120s"}}},
 		"native, a startup probe without room for a sidecar wait": {"sidecar": map[string]any{"enabled": true},
-			"database": map[string]any{"waitSeconds": 30}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 121}}},
+			"database": map[string]any{"waitSeconds": 30}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 128}}},
 	} {
 		if _, err := render(t, values); err != nil {
 			t.Errorf("%s: %v", name, err)

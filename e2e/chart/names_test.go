@@ -83,3 +83,31 @@ func TestLongNamesFitKubernetes(t *testing.T) {
 		})
 	}
 }
+
+// Names that fit are never cut: an existing release keeps its objects
+// (a renamed StatefulSet would leave its volume, and its password, behind).
+// Where cutting would give a derived object the service's own name, the
+// install is refused.
+func TestNamesThatFitAreKeptAndCutOnesStayApart(t *testing.T) {
+	for _, tt := range []struct {
+		full, postgresql, admin string
+	}{
+		{strings.Repeat("f", 41), strings.Repeat("f", 41) + "-postgresql", strings.Repeat("f", 41) + "-admin"},
+		{strings.Repeat("g", 57), strings.Repeat("g", 41) + "-postgresql", strings.Repeat("g", 57) + "-admin"},
+	} {
+		r := mustRender(t, map[string]any{"fullnameOverride": tt.full})
+		if r.statefulSet.Name != tt.postgresql {
+			t.Errorf("full name of %d: PostgreSQL is %s, want %s", len(tt.full), r.statefulSet.Name, tt.postgresql)
+		}
+		service(t, r, tt.admin) // fails unless it exists
+	}
+	for what, full := range map[string]string{
+		"the bundled PostgreSQL's": strings.Repeat("p", 41) + "-postgresql",
+		"the admin Service's":      strings.Repeat("a", 57) + "-admin",
+	} {
+		_, err := render(t, map[string]any{"fullnameOverride": full})
+		if err == nil || !strings.Contains(err.Error(), "makes "+what+" name the same as the service's") {
+			t.Errorf("fullnameOverride %s: err = %v, want it refused for %s name", full, err, what)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -19,7 +21,8 @@ var migrations embed.FS
 // together migrate one at a time (the others find nothing left to do): an
 // advisory lock on PostgreSQL, and on SQLite, which goose does not lock,
 // an flock on a file beside the database's (see locked). A database whose schema is newer than the binary knows is
-// refused: this binary would misread it. It then records the item bound
+// refused: this binary would misread it. Waiting for the lock lasts until
+// ctx's deadline, if it has one. It then records the item bound
 // (Limits.MaxItems) that the database enforces.
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
@@ -29,10 +32,26 @@ func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	return s.locked(ctx, func() error { return s.migrate(ctx, dir, log) })
 }
 
+// lockTries is how many times, a second apart, to try PostgreSQL's
+// migration lock so that the wait for another process's migration lasts
+// until ctx's deadline (the migrate hook's BERTH_MIGRATE_TIMEOUT), not
+// goose's own five minutes; false without a deadline (goose's default).
+func lockTries(ctx context.Context) (uint64, bool) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	return uint64(max(1, math.Ceil(time.Until(deadline).Seconds()))), true
+}
+
 func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.d.name == "postgres" {
-		locker, err := lock.NewPostgresSessionLocker()
+		var lockOpts []lock.SessionLockerOption
+		if tries, ok := lockTries(ctx); ok {
+			lockOpts = append(lockOpts, lock.WithLockTimeout(1, tries))
+		}
+		locker, err := lock.NewPostgresSessionLocker(lockOpts...)
 		if err != nil {
 			return err
 		}

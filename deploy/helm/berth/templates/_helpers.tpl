@@ -162,6 +162,15 @@ template that renders the service includes it.
 {{- if lt (float64 $v.drain.timeoutSeconds) $dbTimeout }}
 {{- fail (printf "drain.timeoutSeconds (%d) is shorter than database.timeout (%v): an items request waiting on the database could be cut off by the service's own drain; raise the one or lower the other" (int $v.drain.timeoutSeconds) $v.database.timeout) }}
 {{- end }}
+{{- if and (eq (include "berth.databaseMode" .) "bundled") (gt (int (include "berth.maxPods" .)) 90) }}
+{{- fail (printf "up to %s pods at once (autoscaling.maxReplicas or replicaCount, plus rollingUpdate.maxSurge) would each hold a connection to the bundled PostgreSQL, past the 90 of its 100 it can give berth: use an external PostgreSQL (database.existingSecret) or fewer pods" (include "berth.maxPods" .)) }}
+{{- end }}
+{{- $full := include "berth.fullname" . }}
+{{- range $what, $name := dict "the bundled PostgreSQL's" (include "berth.postgresql.fullname" .) "the admin Service's" (include "berth.adminName" .) }}
+{{- if eq $name $full }}
+{{- fail (printf "the full name %q, cut to fit Kubernetes' limits, makes %s name the same as the service's: choose a shorter fullnameOverride (or release name)" $full $what) }}
+{{- end }}
+{{- end }}
 {{- if eq (int $v.ports.http) (int $v.ports.admin) }}
 {{- fail (printf "ports.http and ports.admin are both %d: each server needs a port of its own" (int $v.ports.http)) }}
 {{- end }}
@@ -260,9 +269,11 @@ fits. */}}
 {{- $allowed := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) }}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
 {{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 (eq (include "berth.classicSidecar" .) "true") }}
-{{- $need := add (int $v.database.waitSeconds) (int $v.database.migrateTimeoutSeconds) $warmup $sidecarWait 30 }}
+{{- $migrate := int (include "berth.migrateTimeoutSeconds" .) }}
+{{- $open := add (int (ceil $dbTimeout)) 5 }}
+{{- $need := add (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait 30 }}
 {{- if lt $allowed $need }}
-{{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + database.migrateTimeoutSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) (int $v.database.migrateTimeoutSeconds) $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
+{{- fail (printf "probes.startup allows %ds (periodSeconds %d x failureThreshold %d), less than the service may take to start: database.waitSeconds %d + %ds for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait $need (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds))))) }}
 {{- end }}
 {{- $ru := $v.rollingUpdate }}
 {{- if and (eq (toString $ru.maxSurge | trimSuffix "%") "0") (eq (toString $ru.maxUnavailable | trimSuffix "%") "0") }}
@@ -346,6 +357,12 @@ fits. */}}
 {{- end }}
 
 {{/* The database setup: "bundled", "external" or "embedded". */}}
+{{/* database.migrateTimeoutSeconds, 60 when absent: values kept from an
+older chart (helm upgrade --reuse-values) lack it. */}}
+{{- define "berth.migrateTimeoutSeconds" -}}
+{{- .Values.database.migrateTimeoutSeconds | default 60 | int64 }}
+{{- end }}
+
 {{- define "berth.databaseMode" -}}
 {{- if .Values.postgresql.enabled }}bundled{{ else if .Values.database.existingSecret }}external{{ else }}embedded{{ end }}
 {{- end }}
@@ -371,6 +388,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
+{{/* Connections each pod may open to the bundled PostgreSQL: the
+service's 16, or fewer, so that the most pods that can run at once (the
+autoscaler's maximum or replicaCount, plus the rollout's surge) stay
+within 90 of PostgreSQL's default 100 max_connections. */}}
+{{- define "berth.bundledPoolSize" -}}
+{{- max 1 (min 16 (div 90 (max 1 (int (include "berth.maxPods" .))))) }}
+{{- end }}
+
+{{/* The most of the service's pods that can run at once: the autoscaler's
+maximum or replicaCount, plus the rollout's surge. */}}
+{{- define "berth.maxPods" -}}
+{{- $pods := int .Values.replicaCount }}
+{{- if .Values.autoscaling.enabled }}{{ $pods = int .Values.autoscaling.maxReplicas }}{{ end }}
+{{- $surge := toString .Values.rollingUpdate.maxSurge }}
+{{- if hasSuffix "%" $surge }}
+{{- $pods = add $pods (int (ceil (divf (mulf $pods (float64 (trimSuffix "%" $surge))) 100.0))) }}
+{{- else }}
+{{- $pods = add $pods (int $surge) }}
+{{- end }}
+{{- $pods }}
+{{- end }}
+
 {{/* The Secret holding the bundled PostgreSQL's password: the user's, or
 the one the chart generates. */}}
 {{- define "berth.postgresql.secretName" -}}
@@ -389,7 +428,7 @@ the one the chart generates. */}}
       name: {{ include "berth.postgresql.secretName" . }}
       key: password
 - name: BERTH_DATABASE_URL
-  value: "postgres://{{ .Values.postgresql.username }}@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable"
+  value: "postgres://{{ .Values.postgresql.username }}@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable&pool_max_conns={{ include "berth.bundledPoolSize" . }}"
 {{- else if eq $mode "external" }}
 - name: BERTH_DATABASE_URL
   valueFrom:
@@ -403,7 +442,7 @@ the one the chart generates. */}}
 - name: BERTH_DB_WAIT
   value: "{{ .Values.database.waitSeconds }}s"
 - name: BERTH_MIGRATE_TIMEOUT
-  value: "{{ .Values.database.migrateTimeoutSeconds | int64 }}s"
+  value: "{{ include "berth.migrateTimeoutSeconds" . }}s"
 - name: BERTH_DB_TIMEOUT
   value: {{ .Values.database.timeout | quote }}
 - name: BERTH_MAX_ITEMS

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -32,5 +34,28 @@ func TestPoolDefaults(t *testing.T) {
 				t.Errorf("max %d, min %d; want %d and %d", pc.MaxConns, pc.MinConns, tt.wantMax, tt.wantWarm)
 			}
 		})
+	}
+}
+
+// PostgreSQL's migration lock is tried every second until the context's
+// deadline (the migrate hook's bound), not goose's fixed five minutes.
+func TestLockTriesLastUntilTheDeadline(t *testing.T) {
+	if _, ok := lockTries(context.Background()); ok {
+		t.Fatal("tries without a deadline; want goose's default")
+	}
+	for _, tt := range []struct {
+		left time.Duration
+		min  uint64
+	}{
+		{time.Hour, 3599}, // an hour's wait, far past goose's five minutes
+		{90 * time.Second, 89},
+		{-time.Second, 1}, // past already: one try
+	} {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(tt.left))
+		tries, ok := lockTries(ctx)
+		cancel()
+		if !ok || tries < tt.min || tries > tt.min+2 {
+			t.Errorf("%v left: %d tries (%v), want about %d", tt.left, tries, ok, tt.min+1)
+		}
 	}
 }
