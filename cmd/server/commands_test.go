@@ -174,6 +174,10 @@ func TestMisuseExits2(t *testing.T) {
 		{"probe of a URL without a host", []string{"probe", "http:///livez"}, nil, "is not an http:// or https:// URL with a host"},
 		{"probe of another scheme", []string{"probe", "ftp://127.0.0.1/livez"}, nil, `"ftp://127.0.0.1/livez" is not an http:// or https:// URL with a host`},
 		{"sidecar log format unknown", []string{"sidecar"}, map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT=\"xml\": want json or text`},
+		// An empty log format is the default, as for the service: what is
+		// refused here is the address, checked after the settings.
+		{"sidecar log format empty", []string{"sidecar"}, map[string]string{"BERTH_LOG_FORMAT": "", "BERTH_SIDECAR_ADDR": taken.Addr().String()},
+			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},
 		{"an unknown command with arguments", []string{"dance", "x"}, nil, `unknown command "dance"`},
 		{"sidecar on a port in use", []string{"sidecar"}, map[string]string{"BERTH_SIDECAR_ADDR": taken.Addr().String()},
 			`BERTH_SIDECAR_ADDR=\"` + taken.Addr().String() + `\": listen tcp`},

@@ -2,7 +2,9 @@ package chart
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -229,36 +231,52 @@ func TestDatabaseRefusals(t *testing.T) {
 	}
 }
 
-// Each pod's pool to the bundled PostgreSQL is 16 connections, or fewer so
-// that the most pods that can run at once (the autoscaler's maximum or
-// replicaCount, plus the rollout's surge) open at most 90 of PostgreSQL's
-// default 100; the service reads the URL's pool_max_conns.
+// Each pod's pool to the bundled PostgreSQL is postgresql.poolSize (16),
+// a value of its own, so scaling rolls no pod; the most pods that can run
+// at once (the autoscaler's maximum or replicaCount, plus the rollout's
+// surge, a percentage rounded up) times it must stay within 90 of
+// PostgreSQL's default 100, or the install is refused. An external
+// database is the user's to size.
 func TestBundledPoolFitsPostgreSQL(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		values map[string]any
-		pods   int // the most that run at once
-		pool   int
+		want   string // the URL's pool_max_conns, or the refusal
 	}{
-		{"defaults", nil, 4, 16},
-		{"ten replicas", map[string]any{"replicaCount": 10}, 11, 8},
-		{"autoscaled to 10, surge 50%", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10},
-			"rollingUpdate": map[string]any{"maxSurge": "50%"}}, 15, 6},
-		{"ninety at most", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 89}}, 90, 1},
+		{"defaults: 4 pods x 16", nil, "16"},
+		{"a smaller pool", map[string]any{"postgresql": map[string]any{"poolSize": 8}}, "8"},
+		{"10 pods + 1 x 8", map[string]any{"replicaCount": 10, "postgresql": map[string]any{"poolSize": 8}}, "8"},
+		{"10 pods + 1 x 16", map[string]any{"replicaCount": 10},
+			"up to 11 pods at once (autoscaling.maxReplicas or replicaCount, plus rollingUpdate.maxSurge) x postgresql.poolSize 16 = 176 connections to the bundled PostgreSQL, past the 90 of its 100 it can give berth: lower postgresql.poolSize to 8"},
+		{"5 pods + 50% (3) x 11", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": "50%"}, "postgresql": map[string]any{"poolSize": 11}}, "11"},
+		{"5 pods + 50% (3) x 12", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": "50%"}, "postgresql": map[string]any{"poolSize": 12}}, "8 pods at once"},
+		{"5 pods + 0 x 18", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": 1}, "postgresql": map[string]any{"poolSize": 18}}, "18"},
+		{"5 pods + 2 x 13", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": 2}, "postgresql": map[string]any{"poolSize": 13}}, "7 pods at once"},
+		{"autoscaled to 10 + 1 x 8", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}, "postgresql": map[string]any{"poolSize": 8}}, "8"},
+		{"autoscaled to 10 + 1 x 9", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}, "postgresql": map[string]any{"poolSize": 9}}, "11 pods at once"},
+		{"an external database, many pods", map[string]any{"replicaCount": 50, "postgresql": map[string]any{"enabled": false},
+			"database": map[string]any{"existingSecret": "db"}}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := mustRender(t, tt.values)
-			url := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))["BERTH_DATABASE_URL"]
-			if want := fmt.Sprintf("&pool_max_conns=%d", tt.pool); !strings.HasSuffix(url, want) {
-				t.Errorf("BERTH_DATABASE_URL %q, want it to end in %s", url, want)
+			r, err := render(t, tt.values)
+			if _, refusal := strconv.Atoi(tt.want); refusal != nil && tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want it refused with %q", err, tt.want)
+				}
+				return
 			}
-			if tt.pods*tt.pool > 90 {
-				t.Errorf("%d pods of %d connections: %d, past 90", tt.pods, tt.pool, tt.pods*tt.pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))["BERTH_DATABASE_URL"]
+			if tt.want != "" && !strings.HasSuffix(url, "&pool_max_conns="+tt.want) {
+				t.Errorf("BERTH_DATABASE_URL %q, want pool_max_conns=%s", url, tt.want)
 			}
 		})
 	}
-	_, err := render(t, map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 90}})
-	if err == nil || !strings.Contains(err.Error(), "up to 91 pods at once") {
-		t.Errorf("91 pods on the bundled PostgreSQL: err = %v, want it refused", err)
+	// Scaling changes no pod template: the pool is not derived from it.
+	three, four := mustRender(t, map[string]any{"replicaCount": 3}), mustRender(t, map[string]any{"replicaCount": 4})
+	if !reflect.DeepEqual(three.deployment.Spec.Template, four.deployment.Spec.Template) {
+		t.Error("replicaCount 3 and 4 render different pod templates: scaling would roll every pod")
 	}
 }

@@ -184,7 +184,8 @@ func TestNullIsRefused(t *testing.T) {
 	// Keys newer than the chart's first release take their default when
 	// absent (helm deletes a key set to null): values kept from an older
 	// release by helm upgrade --reuse-values lack them.
-	fallsBack := map[string][2]string{"database.migrateTimeoutSeconds": {"BERTH_MIGRATE_TIMEOUT", "60s"}}
+	fallsBack := map[string][2]string{"database.migrateTimeoutSeconds": {"BERTH_MIGRATE_TIMEOUT", "60s"},
+		"postgresql.poolSize": {"BERTH_DATABASE_URL", "&pool_max_conns=16"}}
 	for _, path := range paths {
 		key := strings.Join(path, ".")
 		t.Run(key, func(t *testing.T) {
@@ -194,8 +195,8 @@ func TestNullIsRefused(t *testing.T) {
 			}
 			if fb, ok := fallsBack[key]; ok {
 				r := mustRender(t, values)
-				if got := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))[fb[0]]; got != fb[1] {
-					t.Fatalf("--set %s=null: %s=%q, want its default %s", key, fb[0], got, fb[1])
+				if got := env(container(t, r.deployment.Spec.Template.Spec.Containers, "server"))[fb[0]]; !strings.HasSuffix(got, fb[1]) {
+					t.Fatalf("--set %s=null: %s=%q, want its default (ending %s)", key, fb[0], got, fb[1])
 				}
 				return
 			}
@@ -245,7 +246,8 @@ func TestRefusedAtInstall(t *testing.T) {
 			"podDisruptionBudget.maxUnavailable=100% lets all 3 pods be evicted at once"},
 		{"PDB percentage that rounds up to every pod", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "67%"}},
 			"podDisruptionBudget.maxUnavailable=67% lets all 3 pods be evicted at once"},
-		{"PDB against the autoscaler's floor", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 2}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2}},
+		{"PDB against the autoscaler's floor", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 2}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2},
+			"postgresql": map[string]any{"poolSize": 8}},
 			"podDisruptionBudget.maxUnavailable=2 lets all 2 pods be evicted at once"},
 		{"API and admin on one port", map[string]any{"ports": map[string]any{"http": 9090, "admin": 9090}},
 			"ports.http and ports.admin are both 9090: each server needs a port of its own"},
@@ -271,6 +273,8 @@ func TestRefusedAtInstall(t *testing.T) {
 			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1298s"},
 		{"a migration past the startup probe", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 600}},
 			"database.waitSeconds 60 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 600 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 698s"},
+		{"an absent migration bound counts its default", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": nil},
+			"probes": map[string]any{"startup": map[string]any{"failureThreshold": 157}}}, "database.migrateTimeoutSeconds 60"},
 		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 457"},
 		{"a classic sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "61s"}},
 			"sidecar.readyDelay=61s: the service waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1"},

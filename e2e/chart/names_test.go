@@ -102,12 +102,19 @@ func TestNamesThatFitAreKeptAndCutOnesStayApart(t *testing.T) {
 		service(t, r, tt.admin) // fails unless it exists
 	}
 	for what, full := range map[string]string{
-		"the bundled PostgreSQL's": strings.Repeat("p", 41) + "-postgresql",
-		"the admin Service's":      strings.Repeat("a", 57) + "-admin",
+		"the bundled PostgreSQL's":                    strings.Repeat("p", 41) + "-postgresql",
+		"the bundled PostgreSQL's headless Service's": strings.Repeat("h", 41) + "-postgresql-headless",
+		"the admin Service's":                         strings.Repeat("a", 57) + "-admin",
 	} {
 		_, err := render(t, map[string]any{"fullnameOverride": full})
 		if err == nil || !strings.Contains(err.Error(), "makes "+what+" name the same as the service's") {
 			t.Errorf("fullnameOverride %s: err = %v, want it refused for %s name", full, err, what)
 		}
+	}
+	// Without the bundled PostgreSQL, its names are no one's.
+	external := map[string]any{"fullnameOverride": strings.Repeat("p", 41) + "-postgresql",
+		"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
+	if _, err := render(t, external); err != nil {
+		t.Errorf("an external database and a full name ending in -postgresql: %v", err)
 	}
 }

@@ -101,10 +101,11 @@ const StatusClientClosedRequest = 499
 // request whose handler panics is reported too, on the panic's way to a
 // recovering middleware mounted before Metrics (gin.Recovery): as a 500,
 // the answer that middleware gives, unless the handler had already
-// written its status. A request that ends with nothing written and no
-// status set after its context was cancelled (the client left, or the
-// server cut it off) is reported as StatusClientClosedRequest, not the 200
-// Gin would assume; a status the handler set is kept. Gin's trailing-slash
+// written its status. A request that ends with nothing written and its
+// status still 200 (Gin's default, or set) after its context was cancelled
+// (the client left, or the server cut it off) is reported as
+// StatusClientClosedRequest: nothing was answered; any other status the
+// handler set is kept. Gin's trailing-slash
 // redirects (Engine.RedirectTrailingSlash, on by default) answer before
 // any middleware, so they are not reported: turn them off to have them.
 // Metrics panics if obs is nil.

@@ -162,11 +162,20 @@ template that renders the service includes it.
 {{- if lt (float64 $v.drain.timeoutSeconds) $dbTimeout }}
 {{- fail (printf "drain.timeoutSeconds (%d) is shorter than database.timeout (%v): an items request waiting on the database could be cut off by the service's own drain; raise the one or lower the other" (int $v.drain.timeoutSeconds) $v.database.timeout) }}
 {{- end }}
-{{- if and (eq (include "berth.databaseMode" .) "bundled") (gt (int (include "berth.maxPods" .)) 90) }}
-{{- fail (printf "up to %s pods at once (autoscaling.maxReplicas or replicaCount, plus rollingUpdate.maxSurge) would each hold a connection to the bundled PostgreSQL, past the 90 of its 100 it can give berth: use an external PostgreSQL (database.existingSecret) or fewer pods" (include "berth.maxPods" .)) }}
+{{- $bundled := eq (include "berth.databaseMode" .) "bundled" }}
+{{- $pods := int (include "berth.maxPods" .) }}
+{{- $pool := int (include "berth.poolSize" .) }}
+{{- if and $bundled (gt (mul $pods $pool) 90) }}
+{{- fail (printf "up to %d pods at once (autoscaling.maxReplicas or replicaCount, plus rollingUpdate.maxSurge) x postgresql.poolSize %d = %d connections to the bundled PostgreSQL, past the 90 of its 100 it can give berth: lower postgresql.poolSize to %d, or use an external PostgreSQL (database.existingSecret)" $pods $pool (mul $pods $pool) (max 1 (div 90 $pods))) }}
 {{- end }}
 {{- $full := include "berth.fullname" . }}
-{{- range $what, $name := dict "the bundled PostgreSQL's" (include "berth.postgresql.fullname" .) "the admin Service's" (include "berth.adminName" .) }}
+{{- $derived := dict "the admin Service's" (include "berth.adminName" .) }}
+{{- if $bundled }}
+{{- $pg := include "berth.postgresql.fullname" . }}
+{{- $_ := set $derived "the bundled PostgreSQL's" $pg }}
+{{- $_ := set $derived "the bundled PostgreSQL's headless Service's" (printf "%s-headless" $pg) }}
+{{- end }}
+{{- range $what, $name := $derived }}
 {{- if eq $name $full }}
 {{- fail (printf "the full name %q, cut to fit Kubernetes' limits, makes %s name the same as the service's: choose a shorter fullnameOverride (or release name)" $full $what) }}
 {{- end }}
@@ -388,12 +397,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
-{{/* Connections each pod may open to the bundled PostgreSQL: the
-service's 16, or fewer, so that the most pods that can run at once (the
-autoscaler's maximum or replicaCount, plus the rollout's surge) stay
-within 90 of PostgreSQL's default 100 max_connections. */}}
-{{- define "berth.bundledPoolSize" -}}
-{{- max 1 (min 16 (div 90 (max 1 (int (include "berth.maxPods" .))))) }}
+{{/* Connections each pod may open to the bundled PostgreSQL
+(postgresql.poolSize, 16 when absent: values kept from an older chart lack
+it). A value of its own, not one derived from the replica count, so
+scaling does not roll every pod. */}}
+{{- define "berth.poolSize" -}}
+{{- .Values.postgresql.poolSize | default 16 | int }}
 {{- end }}
 
 {{/* The most of the service's pods that can run at once: the autoscaler's
@@ -428,7 +437,7 @@ the one the chart generates. */}}
       name: {{ include "berth.postgresql.secretName" . }}
       key: password
 - name: BERTH_DATABASE_URL
-  value: "postgres://{{ .Values.postgresql.username }}@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable&pool_max_conns={{ include "berth.bundledPoolSize" . }}"
+  value: "postgres://{{ .Values.postgresql.username }}@{{ include "berth.postgresql.fullname" . }}:5432/{{ .Values.postgresql.database }}?sslmode=disable&pool_max_conns={{ include "berth.poolSize" . }}"
 {{- else if eq $mode "external" }}
 - name: BERTH_DATABASE_URL
   valueFrom:
