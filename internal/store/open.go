@@ -130,15 +130,15 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 
 // poolDefaults sizes the pool unless url does: at most maxConnections,
 // whatever pgx's default (one per CPU the node has, not the container's
-// share: 64 on a 64-core node, for each pod), and warmConnections opened
-// before the pod is Ready (see warm), so its first requests do not each
-// wait for a connection's handshake.
+// share: 64 on a 64-core node, for each pod), and warmConnections (or the
+// whole pool, if smaller) kept open from before the pod is Ready (see
+// warm), so its first requests do not each wait for a handshake.
 func poolDefaults(pc *pgxpool.Config, url string) {
-	if !strings.Contains(url, "pool_min_conns") {
-		pc.MinConns = warmConnections
-	}
 	if !strings.Contains(url, "pool_max_conns") {
 		pc.MaxConns = maxConnections
+	}
+	if !strings.Contains(url, "pool_min_conns") {
+		pc.MinConns = min(warmConnections, pc.MaxConns) // no more kept open than the pool holds
 	}
 }
 

@@ -20,6 +20,7 @@ func TestPoolDefaults(t *testing.T) {
 		{"postgres://db/x", 64, 16, 4},
 		{"postgres://db/x", 4, 16, 4},
 		{"postgres://db/x?pool_max_conns=3&pool_min_conns=1", 0, 3, 1},
+		{"postgres://db/x?sslmode=disable&pool_max_conns=2", 0, 2, 2}, // the chart's small pools
 	} {
 		t.Run(tt.url, func(t *testing.T) {
 			pc, err := pgxpool.ParseConfig(tt.url)
