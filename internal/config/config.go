@@ -114,7 +114,7 @@ func Load(environ map[string]string) (Config, error) {
 			bad(a.name, a.value, "want a port from 0 to 65535 (or a service name), such as :8080")
 		}
 	}
-	if u, err := url.Parse(cfg.PushgatewayURL); cfg.PushgatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+	if cfg.PushgatewayURL != "" && !HTTPURL(cfg.PushgatewayURL) {
 		bad("BERTH_PUSHGATEWAY_URL", redact.URL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
@@ -294,6 +294,12 @@ func setButEmpty[T any](cfg T, environ map[string]string) []string {
 		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.Field(i).Interface(), what))
 	}
 	return problems
+}
+
+// HTTPURL reports whether s is an http:// or https:// URL with a host.
+func HTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // entries trims each entry of a comma-separated list and drops the empty
