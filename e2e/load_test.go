@@ -4,36 +4,49 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
 // load sends a constant request rate to the API from outside the cluster
 // (through the NodePort and kube-proxy): every fifth request holds for 1s
 // (/api/v1/work), the others are short (/api/v1/info). It is open-loop: a
-// slow answer does not slow the rate. It stops by itself after maxDuration.
+// slow answer does not slow the rate. It stops by itself after
+// loadMaxDuration, and its report then says so.
+//
+// Its client is Go's, with keep-alive connections: like most HTTP clients
+// (RFC 9112 9.3.1), it sends a GET again on a new connection when a reused
+// one closes before any answer. Such a request is not a failure, but it is
+// counted (Retried), so that a drain which closes connections under its
+// clients shows in the figures.
 type load struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	total, failed, long, longFailed atomic.Int64
-	mu                              sync.Mutex
-	reasons                         map[string]int
-	failures                        []time.Time
-	outcomes                        []outcome
+	total, failed, long, longFailed, retried atomic.Int64
+	cutShort                                 atomic.Bool
+	mu                                       sync.Mutex
+	reasons                                  map[string]int
+	failures                                 []time.Time
+	outcomes                                 []outcome
 }
 
 // loadReport is what a load run saw.
 type loadReport struct {
 	Total, Failed, Long, LongFailed int64
+	Retried                         int64 // sent more than once by the client (see load)
+	CutShort                        bool  // the load stopped at loadMaxDuration, before stop
 	Reasons                         map[string]int
 	Failures                        []time.Time // when each failed request was sent
 	Outcomes                        []outcome   // every request, when it was sent
@@ -46,7 +59,7 @@ func (r loadReport) String() string {
 		rs = append(rs, fmt.Sprintf("%d× %s", v, k))
 	}
 	sort.Strings(rs)
-	return fmt.Sprintf("%d requests in %v (%d of 1s), %d failed (%d long) %s", r.Total, r.Duration.Round(time.Second), r.Long, r.Failed, r.LongFailed, strings.Join(rs, "; "))
+	return fmt.Sprintf("%d requests in %v (%d of 1s), %d failed (%d long), %d retried by the client %s", r.Total, r.Duration.Round(time.Second), r.Long, r.Failed, r.LongFailed, r.Retried, strings.Join(rs, "; "))
 }
 
 const (
@@ -63,23 +76,36 @@ func startLoad(baseURL string) *load {
 	}
 	go func() {
 		defer close(l.done)
-		tick := time.NewTicker(time.Second / loadRate)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+		defer func() { l.cutShort.Store(errors.Is(ctx.Err(), context.DeadlineExceeded)) }()
+		paced(ctx, loadRate, func(i int) {
 			long := i%5 == 0
 			path := "/api/v1/info"
 			if long {
 				path = "/api/v1/work?duration=1s"
 			}
 			l.wg.Go(func() { l.one(client, baseURL+path, long) })
-		}
+		})
 	}()
 	return l
+}
+
+// paced calls send with 0, 1, 2, … at rate per second until ctx ends. It
+// keeps to the rate over the whole run: a tick the scheduler delays (a
+// busy machine) is made up at the next, where a plain ticker would drop it.
+func paced(ctx context.Context, rate int, send func(n int)) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	begin, n := time.Now(), 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for due := int(time.Since(begin) * time.Duration(rate) / time.Second); n < due; n++ {
+			send(n)
+		}
+	}
 }
 
 func (l *load) one(client *http.Client, url string, long bool) {
@@ -89,7 +115,17 @@ func (l *load) one(client *http.Client, url string, long bool) {
 	}
 	sent := time.Now()
 	reason := ""
-	resp, err := client.Get(url)
+	var conns atomic.Int32 // one per attempt: the client's retries get a connection each
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { conns.Add(1) },
+	}), http.MethodGet, url, nil)
+	if err != nil {
+		panic(err) // the URL is the suite's own
+	}
+	resp, err := client.Do(req)
+	if conns.Load() > 1 {
+		l.retried.Add(1)
+	}
 	if err != nil {
 		reason = err.Error()
 		if i := strings.LastIndex(reason, ": "); i >= 0 {
@@ -133,5 +169,17 @@ func (l *load) stop(began time.Time) loadReport {
 		reasons[k] = v
 	}
 	return loadReport{Total: l.total.Load(), Failed: l.failed.Load(), Long: l.long.Load(), LongFailed: l.longFailed.Load(),
-		Reasons: reasons, Failures: slices.Clone(l.failures), Outcomes: slices.Clone(l.outcomes), Duration: time.Since(began)}
+		Retried: l.retried.Load(), CutShort: l.cutShort.Load(), Reasons: reasons, Failures: slices.Clone(l.failures), Outcomes: slices.Clone(l.outcomes), Duration: time.Since(began)}
+}
+
+// check fails t if the load stopped before the scenario ended or, unless
+// failuresExpected, if any request failed.
+func (r loadReport) check(t *testing.T, what string, failuresExpected bool) {
+	t.Helper()
+	if r.CutShort {
+		t.Errorf("%s: the load stopped by itself after %v, before the scenario ended: its figures miss the end", what, loadMaxDuration)
+	}
+	if !failuresExpected && r.Failed != 0 {
+		t.Errorf("%s under load: %d of %d requests failed: %v", what, r.Failed, r.Total, r.Reasons)
+	}
 }

@@ -44,16 +44,9 @@ func startWriter(base, run string) *writer {
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 30 * time.Second}}}
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(time.Second / writeRate)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+		paced(ctx, writeRate, func(n int) {
 			w.wg.Go(func() { w.put(fmt.Sprintf("%s-%06d", w.run, n), n) })
-		}
+		})
 	}()
 	return w
 }
@@ -113,9 +106,12 @@ func (w *writer) snapshot() []answer {
 	return append([]answer(nil), w.answers...)
 }
 
-// readBack reads every acknowledged key through the Service and returns
-// those missing or wrong.
-func (w *writer) readBack(ctx context.Context) (checked int, lost []string) {
+// readBack reads every acknowledged key through the Service, within five
+// minutes, and returns those missing or wrong (lost) and those it could not
+// read (unverified: every try failed, or time ran out).
+func (w *writer) readBack(ctx context.Context) (checked int, lost, unverified []string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	w.mu.Lock()
 	keys := append([]string(nil), w.acked...)
 	w.mu.Unlock()
@@ -125,11 +121,15 @@ func (w *writer) readBack(ctx context.Context) (checked int, lost []string) {
 	for range 8 {
 		wg.Go(func() {
 			for key := range next {
-				if !w.holds(ctx, key) {
-					mu.Lock()
+				held, read := w.holds(ctx, key)
+				mu.Lock()
+				switch {
+				case !read:
+					unverified = append(unverified, key)
+				case !held:
 					lost = append(lost, key)
-					mu.Unlock()
 				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -138,31 +138,38 @@ func (w *writer) readBack(ctx context.Context) (checked int, lost []string) {
 	}
 	close(next)
 	wg.Wait()
-	return len(keys), lost
+	return len(keys), lost, unverified
 }
 
-// holds reports whether key reads back with the value it was written with,
-// retrying a transport error or a 503 a few times.
-func (w *writer) holds(ctx context.Context, key string) bool {
+// holds reports whether key reads back with the value it was written with
+// (held), once a read answers 200 or 404 (read); a transport error or
+// another status is tried again, up to five times, a little later each
+// time.
+func (w *writer) holds(ctx context.Context, key string) (held, read bool) {
 	var n int
 	fmt.Sscanf(key[strings.LastIndex(key, "-")+1:], "%d", &n)
 	want := fmt.Sprintf(`{"n":%d}`, n)
+	pause := 100 * time.Millisecond
 	for range 5 {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.base+"/api/v1/items/"+key, nil)
-		resp, err := w.client.Do(req)
-		if err != nil {
-			continue
+		if resp, err := w.client.Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				return string(body) == want, true
+			case http.StatusNotFound:
+				return false, true
+			}
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			return string(body) == want
-		case http.StatusNotFound:
-			return false
+		select {
+		case <-ctx.Done():
+			return false, false
+		case <-time.After(pause):
 		}
+		pause *= 2
 	}
-	return false
+	return false, false
 }
 
 // outcomes are the writes sent between from and to, by the time sent
