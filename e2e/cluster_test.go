@@ -7,12 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,6 +90,14 @@ func (c *cluster) upgrade(release, ns string, sets ...string) error {
 		helm.WithArgs(append([]string{"--reuse-values"}, setArgs(sets)...)...))
 }
 
+// upgradeAsync starts upgrade and returns a function that waits for its
+// result.
+func (c *cluster) upgradeAsync(release, ns string, sets ...string) func() error {
+	done := make(chan error, 1)
+	go func() { done <- c.upgrade(release, ns, sets...) }()
+	return func() error { return <-done }
+}
+
 func setArgs(sets []string) []string {
 	var out []string
 	for _, s := range sets {
@@ -112,11 +122,35 @@ func (c *cluster) pods(ctx context.Context, ns, release string) ([]corev1.Pod, e
 	return list.Items, nil
 }
 
+// giveUp wraps an error that ends waitFor's wait at once: the awaited state
+// can no longer come.
+type giveUp struct{ error }
+
 // waitFor polls cond every 250ms until it holds, failing the test after
-// timeout.
+// timeout. An error from cond does not end the wait (an API server on a
+// busy machine blinks now and then) unless it is a giveUp: it is logged when
+// it differs from the one before, and the last is named if the wait times
+// out.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	if err := wait.For(cond, wait.WithTimeout(timeout), wait.WithInterval(250*time.Millisecond), wait.WithContext(t.Context())); err != nil {
+	var last error
+	tolerant := func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		if errors.As(err, new(giveUp)) {
+			return false, err
+		}
+		if err != nil && (last == nil || err.Error() != last.Error()) {
+			t.Logf("waiting for %s: %v (trying again)", what, err)
+		}
+		if err != nil {
+			last = err
+		}
+		return ok && err == nil, nil
+	}
+	if err := wait.For(tolerant, wait.WithTimeout(timeout), wait.WithInterval(250*time.Millisecond), wait.WithContext(t.Context())); err != nil {
+		if last != nil {
+			err = fmt.Errorf("%w; the last error: %v", err, last)
+		}
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
@@ -202,11 +236,26 @@ func (c *cluster) waitGone(t *testing.T, ns, name string, timeout time.Duration)
 }
 
 // exec runs a command in a container and returns its stdout; err is set
-// when it exits non-zero.
+// when it exits non-zero or has not within a minute.
 func (c *cluster) exec(ctx context.Context, ns, pod, container string, cmd ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := c.cfg.Client().Resources().ExecInPod(ctx, ns, pod, container, cmd, &stdout, &stderr)
 	return stdout.String() + stderr.String(), err
+}
+
+// probeAll runs `/server probe` of each URL in the pod's server container,
+// all at once (a warm-up is only seconds long), and returns each one's
+// output and error in the order of urls.
+func (c *cluster) probeAll(ctx context.Context, ns, pod string, urls ...string) (outs []string, errs []error) {
+	outs, errs = make([]string, len(urls)), make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() { outs[i], errs[i] = c.exec(ctx, ns, pod, "server", "/server", "probe", u) })
+	}
+	wg.Wait()
+	return outs, errs
 }
 
 // followLogs streams a container's log until the container exits and then
@@ -222,7 +271,9 @@ func (c *cluster) followLogs(t *testing.T, ns, pod, container string) <-chan str
 		defer stream.Close()
 		b, err := io.ReadAll(stream)
 		if err != nil { // cut off: the whole log, read back, if it still can be
-			if text, err := c.logs(context.Background(), ns, pod, container, false); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if text, err := c.logs(ctx, ns, pod, container, false); err == nil {
 				b = []byte(text)
 			}
 		}
@@ -254,17 +305,24 @@ func (c *cluster) podMetric(ctx context.Context, ns, pod, family string) (float6
 	return sum, nil
 }
 
-// waitServing waits until each pod has served requests: the load reaches
-// it.
+// waitServing waits until each pod serves requests: its count of requests
+// served grows past what it was when waitServing began, so a pod that
+// served earlier traffic does not pass before the current load reaches it.
 func (c *cluster) waitServing(t *testing.T, ns string, pods []corev1.Pod) {
 	t.Helper()
 	for _, p := range pods {
+		base := -1.0
 		waitFor(t, "pod "+p.Name+" to serve the load", time.Minute, func(ctx context.Context) (bool, error) {
 			n, err := c.podMetric(ctx, ns, p.Name, "berth_http_requests_total")
 			if err != nil {
 				t.Logf("reading pod %s's metrics: %v", p.Name, err) // the proxy may blink: try again
+				return false, nil
 			}
-			return n > 0, nil
+			if base < 0 {
+				base = n
+				return false, nil
+			}
+			return n > base, nil
 		})
 	}
 }
@@ -329,6 +387,53 @@ func mustFind(t *testing.T, lines []logLine, text, msg string, kv ...any) logLin
 	return l
 }
 
+// writePodLogs writes the logs of every container of every pod in ns,
+// current and previous, to dir.
+func writePodLogs(ctx context.Context, cs kubernetes.Interface, ns, dir string) error {
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
+			for _, previous := range []bool{false, true} {
+				b, err := cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, Previous: previous}).DoRaw(ctx)
+				if err != nil {
+					continue
+				}
+				name := fmt.Sprintf("%s_%s_%s", ns, p.Name, c.Name)
+				if previous {
+					name += "_previous"
+				}
+				_ = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
+			}
+		}
+	}
+	return nil
+}
+
+// keepLogsIfFailed writes the logs of ns's pods under the artifacts folder
+// when t has failed: a scenario's teardown deletes its namespace before the
+// run's end exports the rest.
+func (c *cluster) keepLogsIfFailed(t *testing.T, ns string) {
+	t.Helper()
+	if !t.Failed() {
+		return
+	}
+	dir, _ := filepath.Abs(filepath.Join(artifacts, time.Now().UTC().Format("20060102-150405")+"-"+ns))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = writePodLogs(ctx, c.cs, ns, dir)
+	}
+	if err != nil {
+		t.Logf("keeping the logs of %s: %v", ns, err)
+		return
+	}
+	t.Logf("the logs of %s's pods are in %s", ns, dir)
+}
+
 // exportLogs writes kind's node logs and every e2e pod's logs (current and
 // previous) under the artifacts folder and returns the folder.
 func exportLogs(cfg *envconf.Config, provider *kindcluster.Provider) (string, error) {
@@ -355,29 +460,8 @@ func exportLogs(cfg *envconf.Config, provider *kindcluster.Provider) (string, er
 		if ns.Name != mainNamespace && ns.Labels["berth-e2e"] != "true" {
 			continue
 		}
-		pods, err := cs.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
-		if err != nil {
+		if err := writePodLogs(ctx, cs, ns.Name, dir); err != nil {
 			errs = append(errs, err.Error())
-			continue
-		}
-		for _, p := range pods.Items {
-			var containers []string
-			for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
-				containers = append(containers, c.Name)
-			}
-			for _, c := range containers {
-				for _, previous := range []bool{false, true} {
-					b, err := cs.CoreV1().Pods(ns.Name).GetLogs(p.Name, &corev1.PodLogOptions{Container: c, Previous: previous}).DoRaw(ctx)
-					if err != nil {
-						continue
-					}
-					name := fmt.Sprintf("%s_%s_%s", ns.Name, p.Name, c)
-					if previous {
-						name += "_previous"
-					}
-					_ = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
-				}
-			}
 		}
 	}
 	if len(errs) > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,19 +42,20 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			upgraded := make(chan error, 1)
-			go func() {
-				upgraded <- c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-fresh", "config.demoWarmup=4s")
-			}()
+			// A check that fails below still waits for the upgrade: the
+			// next scenario's own would find it in progress.
+			upgraded := sync.OnceValue(c.upgradeAsync(mainRelease, mainNamespace, "podAnnotations.rollout=prom-fresh", "config.demoWarmup=4s"))
+			defer upgraded()
 			warming := c.catchWarmingPod(t, before)
 			const turnedAway = 3
-			for range turnedAway {
-				if out, err := c.exec(ctx, mainNamespace, warming.Name, "server", "/server", "probe", "http://127.0.0.1:8080/api/v1/info"); err == nil || !strings.Contains(out, "503") {
-					t.Fatalf("during the warm-up: %v\n%s", err, out)
-				}
-			}
-			if err := <-upgraded; err != nil {
+			outs, errs := c.probeAll(ctx, mainNamespace, warming.Name, slices.Repeat([]string{"http://127.0.0.1:8080/api/v1/info"}, turnedAway)...)
+			if err := upgraded(); err != nil {
 				t.Fatal(err)
+			}
+			for i := range outs {
+				if errs[i] == nil || !strings.Contains(outs[i], "503") {
+					t.Fatalf("during the warm-up: %v\n%s", errs[i], outs[i])
+				}
 			}
 			fresh = c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			q := fmt.Sprintf(`berth_http_requests_turned_away_total{job="berth", pod=%q}`, warming.Name)
@@ -68,7 +70,7 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			tl := c.recordTimeline("rolling update, figures in Prometheus")
 			began := time.Now()
 			ld := startLoad(apiURL)
-			<-time.After(3 * time.Second)
+			c.waitServing(t, mainNamespace, fresh) // a baseline: the load reaches every pod before the rollout
 			err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-1")
 			current := c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			rep := ld.stop(began)
@@ -76,9 +78,7 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Failed != 0 {
-				t.Errorf("rolling update under load: %d of %d requests failed: %v", rep.Failed, rep.Total, rep.Reasons)
-			}
+			rep.check(t, "rolling update", false)
 			born := podNames(current)
 			oldRe, bornRe := strings.Join(old, "|"), strings.Join(born, "|")
 

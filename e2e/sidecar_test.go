@@ -43,14 +43,17 @@ func deleteAndCollect(t *testing.T, c *cluster, pod corev1.Pod) (app, sidecar []
 
 func TestSidecars(t *testing.T) {
 	var c *cluster
+	// Each feature sets c itself: either may run alone (go test -run).
+	setup := func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+		c = newCluster(t, cfg)
+		return ctx
+	}
 	native := features.New("native sidecar").
-		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			c = newCluster(t, cfg)
-			return ctx
-		}).
+		Setup(setup).
 		Assess("the app starts after the sidecar is ready, and the sidecar outlives it", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			const ns = "berth-e2e-native"
 			defer c.deleteNamespace(ns)
+			defer c.keepLogsIfFailed(t, ns)
 			pod := sidecarPod(t, c, ns, "native", "native")
 			app, sc, appText, scText, _ := deleteAndCollect(t, c, pod)
 			scUp := mustFind(t, sc, scText, "sidecar listening")
@@ -72,9 +75,11 @@ func TestSidecars(t *testing.T) {
 		}).
 		Feature()
 	classic := features.New("classic sidecar").
+		Setup(setup).
 		Assess("the app waits for the sidecar and tells it to quit after its teardown", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			const ns = "berth-e2e-classic"
 			defer c.deleteNamespace(ns)
+			defer c.keepLogsIfFailed(t, ns)
 			pod := sidecarPod(t, c, ns, "classic", "classic")
 			grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 			app, sc, appText, scText, took := deleteAndCollect(t, c, pod)
