@@ -64,7 +64,7 @@ chart-docs: ## regenerate the chart README's values table from the comments in v
 	cd e2e && $(GO) test ./chart -run TestValuesAreDocumented -count=1 -update
 
 e2e: ## the kind e2e suite: its TestMain creates the cluster, builds and loads the image, installs the chart, runs, deletes the cluster
-	set -o pipefail; cd e2e && $(GO) test -tags e2e -count=1 -v -timeout 60m . 2>&1 | tee ../e2e.log
+	set -o pipefail; cd e2e && $(GO) test -tags e2e -count=1 -v -timeout 30m . 2>&1 | tee ../e2e.log
 
 kind-up: ## a kind cluster of your own to try the chart on (deleting a same-named one first)
 	kind delete cluster --name $(KIND_CLUSTER) >/dev/null 2>&1 || true

@@ -72,6 +72,7 @@ func TestColdStartWaitsForTheDatabase(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.keepLogsIfFailed(t, ns)
 			c.uninstall(release, ns)
 			c.deleteNamespace(ns)
 			return ctx

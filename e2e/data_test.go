@@ -50,10 +50,10 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 	f := features.New("no acknowledged write is lost").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			c = newCluster(t, cfg)
-			c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			pods := c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			logs = c.followRelease(t, mainNamespace, mainRelease)
 			w = startWriter(apiURL, fmt.Sprintf("data-%d", time.Now().Unix()))
-			<-time.After(2 * time.Second) // a baseline of writes before the first disruption
+			c.waitServing(t, mainNamespace, pods) // a baseline: every pod takes writes before the first disruption
 			return ctx
 		}).
 		Assess("a rolling update", disruption("a rolling update", func(ctx context.Context, t *testing.T) {
@@ -147,8 +147,11 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			})
 			first := firstSuccessAfter(w.snapshot(), ready)
 			outage["PostgreSQL gone, after its scale-down"] = gone.Sub(from)
-			outage["first write after Ready"] = first.sent.Add(first.took).Sub(ready)
-			if d := outage["first write after Ready"]; d > 5*time.Second {
+			// Ready's time is truncated to the second: this is within a
+			// second above the true figure.
+			const firstWrite = "first write after Ready (Ready's time truncated to the second)"
+			outage[firstWrite] = first.sent.Add(first.took).Sub(ready)
+			if d := outage[firstWrite]; d > 5*time.Second {
 				t.Errorf("the first successful write came %v after PostgreSQL was Ready; want within 5s", d)
 			}
 			var slow []answer
@@ -178,7 +181,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 		Assess("every acknowledged write reads back; the only failures are quick 503s while the database was down", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			w.stop()
 			answers := w.snapshot()
-			checked, lost := w.readBack(ctx)
+			checked, lost, unverified := w.readBack(ctx)
 			var failed, expected []answer
 			for _, a := range answers {
 				if a.reason == "" {
@@ -191,13 +194,16 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 					failed = append(failed, a)
 				}
 			}
-			t.Logf("%d writes, %d acknowledged and read back with %d lost; %d quick 503s with Retry-After while the database was down; %d other failures",
-				len(answers), checked, len(lost), len(expected), len(failed))
+			t.Logf("%d writes, %d acknowledged and read back with %d lost and %d unverified; %d quick 503s with Retry-After while the database was down; %d other failures",
+				len(answers), checked, len(lost), len(unverified), len(expected), len(failed))
 			for k, d := range outage {
 				t.Logf("  %s: %v", k, d.Round(time.Millisecond))
 			}
 			if len(lost) > 0 {
 				t.Errorf("%d acknowledged writes lost, the first: %v", len(lost), lost[:min(len(lost), 5)])
+			}
+			if len(unverified) > 0 {
+				t.Errorf("%d acknowledged writes could not be read back (every try failed), the first: %v", len(unverified), unverified[:min(len(unverified), 5)])
 			}
 			for _, a := range failed[:min(len(failed), 10)] {
 				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond))
@@ -213,6 +219,25 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			// current ones are seconds old by now.
 			if n := logs.restarted(); n != 0 {
 				t.Errorf("berth containers restarted %d times during the run", n)
+			}
+			return ctx
+		}).
+		// A step that fails skips the rest, the last one's stops and its
+		// restoring of the release included: what runs in the background
+		// stops here, and the release goes back to what the later
+		// scenarios expect (3 replicas in app mode, PostgreSQL running).
+		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			if w != nil {
+				w.stop()
+			}
+			if logs != nil {
+				logs.close()
+			}
+			if c != nil && t.Failed() {
+				c.scalePostgres(t, 1)
+				if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=app"); err != nil {
+					t.Errorf("restoring the release after a failed step: %v", err)
+				}
 			}
 			return ctx
 		}).
@@ -285,7 +310,9 @@ func (c *cluster) drainWorker(t *testing.T, ns, release string) {
 	}
 	cordon := func(on bool) {
 		patch := fmt.Appendf(nil, `{"spec":{"unschedulable":%v}}`, on)
-		if _, err := c.cs.CoreV1().Nodes().Patch(context.Background(), node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := c.cs.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

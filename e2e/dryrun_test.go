@@ -100,6 +100,7 @@ func TestChartVariantsPassTheAPIServer(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.keepLogsIfFailed(t, ns)
 			c.deleteNamespace(ns)
 			return ctx
 		}).Feature()

@@ -131,7 +131,7 @@ func TestStartupFailure(t *testing.T) {
 					return false, err
 				}
 				if j.Status.Failed > 0 {
-					return false, fmt.Errorf("the prune job failed: %+v", j.Status)
+					return false, giveUp{fmt.Errorf("the prune job failed: %+v", j.Status)}
 				}
 				return j.Status.Succeeded > 0, nil
 			})
@@ -147,6 +147,7 @@ func TestStartupFailure(t *testing.T) {
 			return ctx
 		}).
 		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			c.keepLogsIfFailed(t, ns)
 			c.uninstall(release, ns)
 			c.deleteNamespace(ns)
 			// Had the prune failed, the group would stay and the alert fire

@@ -6,7 +6,7 @@
 // drain), startup failure and rollback, native and classic sidecars,
 // metrics, and `helm test` in a Pod Security "restricted" namespace.
 //
-// `go test -tags e2e -timeout 60m .` (from this module) is the whole run
+// `go test -tags e2e -timeout 30m .` (from this module) is the whole run
 // (go test's default timeout of 10m is too short for it): TestMain creates
 // a kind cluster from deploy/kind/cluster.yaml with kind's Go package,
 // builds the service image, loads it into the nodes, installs the chart,
@@ -180,7 +180,7 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 		image = imageRepo + ":" + imageTag
 		wg.Go(func() { buildErr = buildImage(image) })
 	}
-	imageRepo, imageTag, _ = strings.Cut(image, ":")
+	imageRepo, imageTag = splitImage(image)
 	var clusterErr error
 	if reuse == "" {
 		_ = provider.Delete(clusterName, "") // a same-named cluster left by an earlier run
@@ -242,8 +242,12 @@ func writeKubeconfig(provider *kindcluster.Provider) (string, error) {
 // loadImage copies image from the local Docker into every node's
 // containerd, as `kind load docker-image` does.
 func loadImage(provider *kindcluster.Provider, image string) error {
-	archive := filepath.Join(os.TempDir(), "berth-e2e-"+strings.NewReplacer("/", "_", ":", "_").Replace(image)+".tar")
-	defer os.Remove(archive)
+	dir, err := os.MkdirTemp("", "berth-e2e-image-") // a run of its own: two runs on one machine do not share it
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	archive := filepath.Join(dir, "image.tar")
 	if err := command(nil, "docker", "save", "-o", archive, image); err != nil {
 		return err
 	}
@@ -294,13 +298,19 @@ func installMain(kubeconfig string) error {
 
 // imageArgs are the chart values naming the images the e2e loaded.
 func imageArgs() []string {
-	// The tag follows the last colon: a registry may carry a port.
-	pgRepo, pgTag := postgresImage, "latest"
-	if i := strings.LastIndex(postgresImage, ":"); i > strings.LastIndex(postgresImage, "/") {
-		pgRepo, pgTag = postgresImage[:i], postgresImage[i+1:]
-	}
+	pgRepo, pgTag := splitImage(postgresImage)
 	return []string{"image.repository=" + imageRepo, "image.tag=" + imageTag,
 		"postgresql.image.repository=" + pgRepo, "postgresql.image.tag=" + pgTag}
+}
+
+// splitImage splits an image reference into repository and tag: the tag
+// follows the last colon after the last slash (a registry may carry a
+// port), and is "latest" when there is none.
+func splitImage(ref string) (repo, tag string) {
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, "latest"
 }
 
 // command runs a tool; the error carries the tail of what it printed.

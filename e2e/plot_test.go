@@ -53,7 +53,10 @@ func (c *cluster) recordTimeline(name string) *timeline {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if pods, err := c.pods(context.Background(), mainNamespace, mainRelease); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			pods, err := c.pods(ctx, mainNamespace, mainRelease)
+			cancel()
+			if err == nil {
 				x := time.Since(tl.began).Seconds()
 				tl.mu.Lock()
 				for _, p := range pods {
@@ -82,7 +85,8 @@ func (tl *timeline) finish(t *testing.T, outcomes []outcome) {
 	<-tl.done
 	end := time.Now()
 	p := newProm(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // the plot is a by-product: never a hang
+	defer cancel()
 	// The last samples reach Prometheus a scrape or two later: wait until
 	// it holds one taken at end or after.
 	q := `max(timestamp(berth_http_requests_in_flight{job="berth", namespace="berth"}))`

@@ -21,7 +21,8 @@ import (
 type podLogs struct {
 	c       *cluster
 	ns      string
-	cancel  context.CancelFunc
+	cancel  context.CancelFunc // stops noticing new pods
+	cut     context.CancelFunc // ends the streams still open
 	watched sync.WaitGroup
 	streams sync.WaitGroup
 
@@ -33,14 +34,15 @@ type podLogs struct {
 
 func (c *cluster) followRelease(t *testing.T, ns, release string) *podLogs {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &podLogs{c: c, ns: ns, cancel: cancel, logs: map[string]string{}, seen: map[string]bool{}, restarts: map[string]int32{}}
+	streams, cut := context.WithCancel(context.Background())
+	p := &podLogs{c: c, ns: ns, cancel: cancel, cut: cut, logs: map[string]string{}, seen: map[string]bool{}, restarts: map[string]int32{}}
 	p.watched.Go(func() {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			if pods, err := c.pods(ctx, ns, release); err == nil {
 				for _, pod := range pods {
-					p.follow(ctx, pod)
+					p.follow(streams, pod)
 				}
 			}
 			select {
@@ -53,8 +55,8 @@ func (c *cluster) followRelease(t *testing.T, ns, release string) *podLogs {
 	return p
 }
 
-// follow starts streaming pod's server log once the container runs, and
-// notes its containers' restarts.
+// follow starts streaming pod's server log once the container runs, until
+// it exits or ctx ends, and notes its containers' restarts.
 func (p *podLogs) follow(ctx context.Context, pod corev1.Pod) {
 	running := false
 	var restarts int32
@@ -70,7 +72,7 @@ func (p *podLogs) follow(ctx context.Context, pod corev1.Pod) {
 	}
 	p.seen[pod.Name] = true
 	p.streams.Go(func() {
-		stream, err := p.c.cs.CoreV1().Pods(p.ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "server", Follow: true}).Stream(context.WithoutCancel(ctx))
+		stream, err := p.c.cs.CoreV1().Pods(p.ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "server", Follow: true}).Stream(ctx)
 		if err != nil {
 			return // stop reads it back
 		}
@@ -97,6 +99,7 @@ func (p *podLogs) stop(t *testing.T) map[string]string {
 	case <-done:
 	case <-time.After(5 * time.Second): // pods still running: read what they wrote
 	}
+	p.cut()
 	p.mu.Lock()
 	out := maps.Clone(p.logs)
 	pending := []string{}
@@ -106,8 +109,10 @@ func (p *podLogs) stop(t *testing.T) map[string]string {
 		}
 	}
 	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for _, name := range pending {
-		if text, err := p.c.logs(context.Background(), p.ns, name, "server", false); err == nil {
+		if text, err := p.c.logs(ctx, p.ns, name, "server", false); err == nil {
 			out[name] = text
 		} else {
 			// A check for what a log must not hold would pass on it unread.
@@ -115,6 +120,15 @@ func (p *podLogs) stop(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+// close ends every goroutine and stream of p without reading the logs:
+// for a run that failed before stop.
+func (p *podLogs) close() {
+	p.cancel()
+	p.cut()
+	p.watched.Wait()
+	p.streams.Wait()
 }
 
 // restarted sums the most restarts seen of each pod's containers, for every
