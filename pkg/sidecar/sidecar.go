@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/backoff"
+	"github.com/berth-dev/berth/internal/redact"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
@@ -30,35 +31,42 @@ type Target struct {
 }
 
 // ParseTargets reads readiness targets: http://…, https://…, tcp://host:port
-// or a bare host:port (TCP).
+// or a bare host:port (TCP). A TCP target is host:port alone: one written
+// with a path (a readiness URL missing its "http://") is refused, as a
+// connection accepted would then pass for ready. Errors quote each target
+// with its password, if any, hidden.
 func ParseTargets(specs []string) ([]Target, error) {
 	var out []Target
 	seen := map[string]bool{}
-	for _, spec := range specs {
-		spec = strings.TrimSpace(spec)
-		if spec == "" {
+	for _, in := range specs {
+		in = strings.TrimSpace(in)
+		if in == "" {
 			continue
 		}
+		spec, shown := in, redact.URL(in)
 		if !strings.Contains(spec, "://") {
 			spec = "tcp://" + spec
 		}
 		u, err := url.Parse(spec)
 		if err != nil {
-			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", spec, err)
+			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, redact.Error(err, spec))
 		}
 		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
-			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", spec, u.Scheme)
+			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", shown, u.Scheme)
+		}
+		if u.Scheme == "tcp" && (u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "") {
+			return nil, fmt.Errorf("sidecar %q: a tcp target is host:port alone; for a readiness URL write http://host:port/path", shown)
 		}
 		_, port, err := net.SplitHostPort(u.Host)
 		if err != nil || port == "" {
-			return nil, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", spec)
+			return nil, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", shown)
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", spec, port)
+			return nil, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
 		}
 		name := u.Host
 		if seen[name] {
-			return nil, fmt.Errorf("sidecar %q: %s listed twice", spec, name)
+			return nil, fmt.Errorf("sidecar %q: %s listed twice", shown, name)
 		}
 		seen[name] = true
 		out = append(out, Target{Name: name, URL: u})
@@ -135,7 +143,7 @@ func (w *Waiter) probe(ctx context.Context, t Target) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: %s", t.URL, resp.Status)
+		return fmt.Errorf("GET %s: %s", t.URL.Redacted(), resp.Status)
 	}
 	return nil
 }
@@ -173,7 +181,7 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 	attempts, err := backoff.Schedule{Initial: w.opts.InitialBackoff, Max: w.opts.MaxBackoff, Aim: aim}.
 		Retry(ctx, func() error { return probe(ctx, t) })
 	if err != nil {
-		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL, time.Since(begin).Round(time.Millisecond), attempts, err)
+		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL.Redacted(), time.Since(begin).Round(time.Millisecond), attempts, err)
 	}
 	w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 	return nil
@@ -221,13 +229,14 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	for i, u := range urls {
 		wg.Go(func() {
 			begin := time.Now()
-			err := quitOne(ctx, client, u)
+			shown := redact.URL(u)
+			err := redact.Error(quitOne(ctx, client, u), u)
 			if err != nil {
-				errs[i] = fmt.Errorf("POST %s: %w", u, err)
-				log.Error("sidecar quit failed", "url", u, "error", err)
+				errs[i] = fmt.Errorf("POST %s: %w", shown, err)
+				log.Error("sidecar quit failed", "url", shown, "error", err)
 				return
 			}
-			log.Info("sidecar told to quit", "url", u, slog.Float64("took_seconds", time.Since(begin).Seconds()))
+			log.Info("sidecar told to quit", "url", shown, slog.Float64("took_seconds", time.Since(begin).Seconds()))
 		})
 	}
 	wg.Wait()
@@ -259,7 +268,7 @@ func ValidateQuitURLs(urls []string) error {
 	for _, s := range urls {
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", s)
+			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", redact.URL(s))
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -8,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/internal/retrytest"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -34,7 +37,15 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"ftp://x:1"}, nil, `scheme "ftp" not supported`},
 		{[]string{"localhost"}, nil, "needs host:port"},
 		{[]string{"a:1", "tcp://a:1"}, nil, "listed twice"},
-		{[]string{"127.0.0.1:99999"}, nil, `sidecar "tcp://127.0.0.1:99999": port 99999; want a number from 1 to 65535`},
+		{[]string{"127.0.0.1:99999"}, nil, `sidecar "127.0.0.1:99999": port 99999; want a number from 1 to 65535`},
+		// A readiness URL without its scheme would be a TCP check, ready
+		// on any accepted connection, even a proxy answering 503.
+		{[]string{"127.0.0.1:15021/healthz/ready"}, nil, `sidecar "127.0.0.1:15021/healthz/ready": a tcp target is host:port alone; for a readiness URL write http://host:port/path`},
+		{[]string{"tcp://127.0.0.1:1/"}, nil, "a tcp target is host:port alone"},
+		{[]string{"tcp://127.0.0.1:1?x=1"}, nil, "a tcp target is host:port alone"},
+		{[]string{"tcp://127.0.0.1:1#x"}, nil, "a tcp target is host:port alone"},
+		{[]string{"tcp://u:s3cret@127.0.0.1:1"}, nil, `sidecar "tcp://u:xxxxx@127.0.0.1:1": a tcp target is host:port alone`},
+		{[]string{"http://u:s3cret@127.0.0.1:70000/ready"}, nil, `sidecar "http://u:xxxxx@127.0.0.1:70000/ready": port 70000`},
 		{[]string{"tcp://127.0.0.1:0"}, nil, "port 0; want a number from 1 to 65535"},
 		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
 		{[]string{"127.0.0.1:http"}, nil, `invalid port ":http" after host`},
@@ -58,6 +69,108 @@ func TestParseTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Only a 2xx is ready: a sidecar answering 404 (a wrong path) or a
+// redirect it would not follow is not.
+func TestProbeWantsA2xx(t *testing.T) {
+	for _, status := range []int{200, 204, 299, 304, 404, 418, 500, 503} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+			defer sc.Close()
+			targets, err := ParseTargets([]string{sc.URL + "/ready"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = NewWaiter(targets, Options{Logger: quiet}).probe(t.Context(), targets[0])
+			if ready := status/100 == 2; ready != (err == nil) {
+				t.Fatalf("a sidecar answering %d: probe = %v, want ready %v", status, err, ready)
+			}
+		})
+	}
+}
+
+// One probe lasts no longer than AttemptTimeout, for a sidecar that
+// accepts the request and never answers.
+func TestProbeIsBoundedByAttemptTimeout(t *testing.T) {
+	hung := make(chan struct{})
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-hung:
+		}
+	}))
+	defer sc.Close()
+	defer close(hung)
+	targets, err := ParseTargets([]string{sc.URL + "/ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWaiter(targets, Options{AttemptTimeout: 20 * time.Millisecond, Logger: quiet})
+	done := make(chan error, 1)
+	go func() { done <- w.probe(t.Context(), targets[0]) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("probe of a sidecar that never answers = %v, want its attempt's deadline", err)
+		}
+	case <-time.After(time.Minute): // a failure detector, not a pause: it passes in 20ms
+		t.Fatal("probe of a sidecar that never answers did not return: AttemptTimeout does not bound it")
+	}
+}
+
+// Errors name a sidecar's URL with its password hidden.
+func TestErrorsHideThePassword(t *testing.T) {
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer sc.Close()
+	withPassword := strings.Replace(sc.URL, "http://", "http://probe:s3cret-pw@", 1) + "/ready"
+	targets, err := ParseTargets([]string{withPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logbuf.Buffer
+	opts := Options{Deadline: 20 * time.Millisecond, InitialBackoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	waitErr := NewWaiter(targets, opts).Wait(t.Context())
+	quitErr := Quit(t.Context(), []string{withPassword}, opts)
+	if waitErr == nil || quitErr == nil {
+		t.Fatalf("Wait = %v, Quit = %v; want both to fail on a 503", waitErr, quitErr)
+	}
+	for what, text := range map[string]string{"Wait's error": waitErr.Error(), "Quit's error": quitErr.Error(), "the log": logs.String()} {
+		if strings.Contains(text, "s3cret") || !strings.Contains(text, "probe:xxxxx@") {
+			t.Errorf("%s shows the password, or not the URL: %s", what, text)
+		}
+	}
+	if err := ValidateQuitURLs([]string{"ftp://u:s3cret-pw@127.0.0.1:1/quit"}); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("ValidateQuitURLs = %v, want an error without the password", err)
+	}
+}
+
+// Checks are background readiness checks that fail after three misses in
+// a row, each bounded by twice the attempt timeout.
+func TestChecksSettings(t *testing.T) {
+	targets, err := ParseTargets([]string{"127.0.0.1:15021", "http://127.0.0.1:15020/ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		interval, attemptTimeout, wantInterval time.Duration
+	}{
+		{0, 0, 5 * time.Second},
+		{time.Second, 300 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		checks := NewWaiter(targets, Options{AttemptTimeout: tt.attemptTimeout}).Checks(tt.interval)
+		if len(checks) != 2 {
+			t.Fatalf("%d checks for 2 targets", len(checks))
+		}
+		wantTimeout := 2 * cmp.Or(tt.attemptTimeout, time.Second)
+		for i, c := range checks {
+			if c.Name != "sidecar/"+targets[i].Name || c.Interval != tt.wantInterval || c.Timeout != wantTimeout || c.FailureThreshold != 3 {
+				t.Errorf("Checks(%v) with AttemptTimeout %v: %s every %v, timeout %v, threshold %d; want sidecar/%s every %v, timeout %v, threshold 3",
+					tt.interval, tt.attemptTimeout, c.Name, c.Interval, c.Timeout, c.FailureThreshold, targets[i].Name, tt.wantInterval, wantTimeout)
+			}
+		}
 	}
 }
 
@@ -245,6 +358,10 @@ func TestWaitHonoursTheCallersContext(t *testing.T) {
 	err = w.Wait(ctx)
 	if err == nil || !strings.Contains(err.Error(), "and 1 attempts") {
 		t.Fatalf("Wait with an ended context = %v, want it to give up after its first attempt", err)
+	}
+	// So does the hook, whose context is the start timeout's.
+	if _, err := w.Hook().Start(ctx, nil); err == nil || !strings.Contains(err.Error(), "and 1 attempts") {
+		t.Fatalf("the hook's start with an ended context = %v, want it to give up after its first attempt", err)
 	}
 }
 
