@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,8 +102,15 @@ type check struct {
 	Check
 	kind Kind
 
-	mu     sync.Mutex
-	result Result
+	// began numbers the runs as they start; recorded is the number of the
+	// run whose outcome the result holds. A run that started earlier than
+	// that one is stale when it ends. (Numbers, not start times: two runs
+	// can start on the same clock reading.)
+	began atomic.Uint64
+
+	mu       sync.Mutex
+	result   Result
+	recorded uint64
 }
 
 // CheckName refuses what cannot name a check: an empty name, or one with
@@ -154,14 +162,10 @@ func (c *check) init() {
 // ended, the registry stopping) says nothing about the dependency: it is
 // not recorded, and the last result stands.
 func (c *check) run(ctx context.Context) Result {
-	if c.Instant {
-		res, _ := c.runInstant(ctx, time.Now(), 0)
-		return res
-	}
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	begin := time.Now()
+	begin, n := time.Now(), c.began.Add(1)
 	err := c.call(ctx)
 	if caller.Err() != nil {
 		return c.cached()
@@ -169,7 +173,7 @@ func (c *check) run(ctx context.Context) Result {
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // finished, but too late to count
 	}
-	return c.record(err, begin, time.Since(begin))
+	return c.record(err, n, begin, time.Since(begin))
 }
 
 // runInstant runs an instant check in the caller's goroutine, starting
@@ -181,9 +185,10 @@ func (c *check) run(ctx context.Context) Result {
 // also holds the time the previous result took to record (tens of
 // nanoseconds, more when concurrent probes contend for that check's lock).
 func (c *check) runInstant(ctx context.Context, epoch time.Time, begin time.Duration) (Result, time.Duration) {
+	n := c.began.Add(1)
 	err := c.callInstant(ctx)
 	end := time.Since(epoch)
-	return c.record(err, epoch.Add(begin), end-begin), end
+	return c.record(err, n, epoch.Add(begin), end-begin), end
 }
 
 // callInstant runs an instant check in the caller's goroutine.
@@ -216,7 +221,9 @@ func (c *check) call(ctx context.Context) error {
 	}
 }
 
-func (c *check) record(err error, at time.Time, d time.Duration) Result {
+// record counts the outcome of run n, begun at and lasting d, and makes it
+// the result unless a run begun after it is already recorded.
+func (c *check) record(err error, n uint64, at time.Time, d time.Duration) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.result
@@ -224,13 +231,14 @@ func (c *check) record(err error, at time.Time, d time.Duration) Result {
 	if err != nil {
 		r.Failures++
 	}
-	if r.Ran && at.Before(r.LastRun) {
+	if n < c.recorded {
 		// A run that started later (a Refresh overtaking a slow scheduled
 		// run, say) is already recorded; this older outcome is stale: it
 		// is counted, but it does not change the verdict.
 		return *r
 	}
 	first := !r.Ran
+	c.recorded = n
 	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
 	if err == nil {
 		r.ConsecutiveSuccesses++

@@ -127,33 +127,40 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 // A scheduled run that started before a Refresh and ends after it does not
 // overwrite the refreshed, newer result.
 func TestRefreshIsNotUndoneByAnOlderRun(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var calls atomic.Int32
-		r := New()
-		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
-			if calls.Add(1) == 1 {
-				<-release // the first scheduled run, begun before the database opened
-				return errors.New("not open yet")
-			}
-			return nil
-		}})
-		r.Start(t.Context())
-		defer r.Stop()
-		synctest.Wait()              // the first run is in flight
-		time.Sleep(time.Millisecond) // fake time: the refresh begins strictly later
-		r.Refresh(t.Context())
-		close(release)
-		synctest.Wait()
-		if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing || calls.Load() != 2 {
-			t.Fatalf("after the stale run ended: %+v (%d calls); want the refresh's passing result", rep.Checks, calls.Load())
-		}
-		// The stale run changes no verdict, but it ran and failed: the
-		// counts (berth_check_failures_total) keep it.
-		if res := r.Results()[0]; res.Runs != 2 || res.Failures != 1 {
-			t.Errorf("Runs %d, Failures %d; want 2 runs, 1 failed", res.Runs, res.Failures)
-		}
-	})
+	// Under synctest the clock stands still until every goroutine waits:
+	// without the pause, the refresh starts on the very clock reading the
+	// scheduled run did, and must still count as the later one.
+	for _, pause := range []time.Duration{time.Millisecond, 0} {
+		t.Run(fmt.Sprintf("refresh %v after the run", pause), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				var calls atomic.Int32
+				r := New()
+				r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+					if calls.Add(1) == 1 {
+						<-release // the first scheduled run, begun before the database opened
+						return errors.New("not open yet")
+					}
+					return nil
+				}})
+				r.Start(t.Context())
+				defer r.Stop()
+				synctest.Wait() // the first run is in flight
+				time.Sleep(pause)
+				r.Refresh(t.Context())
+				close(release)
+				synctest.Wait()
+				if rep, _ := r.Evaluate(t.Context(), Readiness, "db", nil); !rep.Passing || calls.Load() != 2 {
+					t.Fatalf("after the stale run ended: %+v (%d calls); want the refresh's passing result", rep.Checks, calls.Load())
+				}
+				// The stale run changes no verdict, but it ran and failed: the
+				// counts (berth_check_failures_total) keep it.
+				if res := r.Results()[0]; res.Runs != 2 || res.Failures != 1 {
+					t.Errorf("Runs %d, Failures %d; want 2 runs, 1 failed", res.Runs, res.Failures)
+				}
+			})
+		})
+	}
 }
 
 // A negative setting is refused naming the field, its value and what is

@@ -51,6 +51,76 @@ func TestCheckSingleFlight(t *testing.T) {
 	})
 }
 
+// A probe that arrives while a call is running gets the answer of a call
+// begun after it, not the running call's: that one may have started
+// before what it checks changed.
+func TestCheckAnswersFromACallBegunAfterTheProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var up atomic.Bool
+		var calls atomic.Int32
+		check := Check(func() error {
+			calls.Add(1)
+			if !up.Load() {
+				<-release // begun while down, slow to say so
+				return errors.New("down")
+			}
+			return nil
+		})
+		first := make(chan error, 1)
+		go func() { first <- check(t.Context()) }()
+		synctest.Wait() // the first call is in flight
+		up.Store(true)  // what it checks changes
+		second := make(chan error, 1)
+		go func() { second <- check(t.Context()) }()
+		synctest.Wait()
+		if got := calls.Load(); got != 1 {
+			t.Fatalf("%d calls in flight, want 1: the second probe must wait, not start its own", got)
+		}
+		close(release)
+		if err := <-first; err == nil || err.Error() != "down" {
+			t.Fatalf("first probe = %v, want its own call's \"down\"", err)
+		}
+		if err := <-second; err != nil {
+			t.Fatalf("second probe = %v, want the answer of a call begun after it (nil)", err)
+		}
+		if got := calls.Load(); got != 2 {
+			t.Fatalf("calls = %d, want 2", got)
+		}
+	})
+}
+
+// Through the registry: Refresh, called after a change while a scheduled
+// call begun before it is still running, records a result from after the
+// change, as Refresh promises.
+func TestRefreshIsNotAnsweredByAnOlderCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var open atomic.Bool
+		reg := probes.New()
+		reg.Add(probes.Readiness, probes.Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: Check(func() error {
+			if !open.Load() {
+				<-release // a ping begun before the database opened, slow to fail
+				return errors.New("not open yet")
+			}
+			return nil
+		})})
+		reg.Start(t.Context())
+		defer reg.Stop()
+		synctest.Wait() // the scheduled call is in flight
+		open.Store(true)
+		refreshed := make(chan struct{})
+		go func() { reg.Refresh(t.Context()); close(refreshed) }()
+		synctest.Wait()
+		close(release)
+		<-refreshed
+		rep, _ := reg.Evaluate(t.Context(), probes.Readiness, "db", nil)
+		if !rep.Passing {
+			t.Fatalf("after Refresh: %v; want the result of a call begun after the change", rep.Checks[0].Err)
+		}
+	})
+}
+
 func TestCheckPanics(t *testing.T) {
 	err := Check(func() error { panic("bad") })(t.Context())
 	if err == nil || err.Error() != "check panicked: bad" {
