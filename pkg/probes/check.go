@@ -45,7 +45,8 @@ func (k Kind) String() string {
 // Check is one named health check.
 type Check struct {
 	// Name appears in ?verbose output, metrics and the check's sub-path; it
-	// may contain '/' (e.g. "hook/api/db") but no spaces.
+	// may contain '/' (e.g. "hook/api/db") between names, but no
+	// whitespace, '?' or '#' ([CheckName] says what it refuses).
 	Name string
 	Run  CheckFunc
 	// Timeout bounds each run (default 1s); a run past it fails.
@@ -113,14 +114,22 @@ type check struct {
 	recorded uint64
 }
 
-// CheckName refuses what cannot name a check: an empty name, or one with
-// spaces, '?' or '#' (a check's name is a URL path: /readyz/NAME).
+// CheckName refuses what cannot name a check. A check's name is a URL
+// path (/readyz/NAME): it must not be empty or contain whitespace, '?' or
+// '#', and each of its '/'-separated segments must be a name, not empty,
+// "." or ".." (an HTTP mux cleans those away, so the check's sub-path
+// would reach another name).
 func CheckName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("check without a name")
-	case strings.ContainsAny(name, " \t\n?#"):
-		return fmt.Errorf("check %q: name must not contain spaces, '?' or '#'", name)
+	case strings.ContainsAny(name, " \t\n\r\v\f?#"):
+		return fmt.Errorf("check %q: name must not contain whitespace, '?' or '#'", name)
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("check %q: every part between '/'s must be a name, not empty, '.' or '..' (its sub-path /readyz/%s would reach another name); want e.g. db or hook/api/cache", name, name)
+		}
 	}
 	return nil
 }

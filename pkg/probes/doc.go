@@ -1,8 +1,10 @@
 // Package probes serves Kubernetes probe endpoints that tell the truth:
 // /livez, /readyz and /startupz, each with per-check sub-paths
-// (/readyz/<check>), ?verbose for a "[+]name ok" list, repeatable
-// ?exclude=<check>, and a JSON form (?format=json or Accept:
-// application/json). The status code (200 or 503) is the machine interface.
+// (/readyz/<check>, which ?exclude= does not apply to), ?verbose for a
+// "[+]name ok" list, repeatable ?exclude=<check>, and a JSON form
+// (?format=json, in any case, or Accept: application/json; ?format=text
+// asks for text whatever Accept says, and any other format is a 400). The
+// status code (200 or 503) is the machine interface.
 //
 // A [Check] has a name, a context-aware function and a timeout. A check with
 // an Interval runs in the background on its own schedule and probes read its

@@ -7,15 +7,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
 // Whatever the path, query and Accept header, the handler answers with a
-// probe status, 404 or 405, never panics, and its JSON parses.
+// probe status, 404, 405 or (for an unknown ?format=) 400, never panics,
+// and its JSON parses.
 func FuzzHandler(f *testing.F) {
 	for _, seed := range []struct{ path, query, accept string }{
 		{"/readyz", "verbose", ""}, {"/readyz/db", "", "application/json"}, {"/livez", "exclude=ping&exclude=x", ""},
 		{"/startupz", "format=json&verbose=1", ""}, {"/readyz//", "exclude=", "*/*"}, {"/nope", "", ""}, {"/readyz/a/b", "%zz", ""},
+		{"/livez", "format=Json&format=yaml", ""}, {"/readyz", "format=", "application/json"},
 	} {
 		f.Add(seed.path, seed.query, seed.accept)
 	}
@@ -32,6 +35,10 @@ func FuzzHandler(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		switch rec.Code {
 		case 200, 503, 404, 405:
+		case 400:
+			if f := req.URL.Query()["format"]; len(f) == 0 || f[0] == "" || strings.EqualFold(f[0], "json") || strings.EqualFold(f[0], "text") {
+				t.Fatalf("%q?%q: 400 without an unknown format", path, query)
+			}
 		default:
 			t.Fatalf("%q?%q: status %d", path, query, rec.Code)
 		}

@@ -60,7 +60,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if kind == 0 {
-		http.NotFound(w, req)
+		http.Error(w, fmt.Sprintf("no probe at /%s: the probes are /livez, /readyz and /startupz", probe), http.StatusNotFound)
 		return
 	}
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
@@ -72,10 +72,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.URL.RawQuery != "" {
 		q = req.URL.Query()
 	}
+	asJSON := strings.Contains(req.Header.Get("Accept"), "application/json")
+	if f, set := q["format"]; set {
+		switch v := f[0]; {
+		case v == "": // as if absent: Accept decides
+		case strings.EqualFold(v, "json"):
+			asJSON = true
+		case strings.EqualFold(v, "text"):
+			asJSON = false
+		default:
+			http.Error(w, fmt.Sprintf("format %q: want json or text (the default)", v), http.StatusBadRequest)
+			return
+		}
+	}
+	// A sub-path asks for its one check: ?exclude= does not apply there.
+	exclude := q["exclude"]
+	if only != "" {
+		exclude = nil
+	}
 	// A check the probe started runs to its own timeout even if the
 	// client (the kubelet, whose timeoutSeconds may be shorter) leaves:
 	// its result is the dependency's, whoever waits for it.
-	rep, ok := h.r.evaluate(req.Context(), true, kind, only, q["exclude"])
+	rep, ok := h.r.evaluate(req.Context(), true, kind, only, exclude)
 	if !ok {
 		http.Error(w, fmt.Sprintf("%s has no check %q", probe, only), http.StatusNotFound)
 		return
@@ -86,7 +104,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !rep.Passing {
 		code = http.StatusServiceUnavailable
 	}
-	if q.Get("format") == "json" || strings.Contains(req.Header.Get("Accept"), "application/json") {
+	if asJSON {
 		h.writeJSON(w, code, probe, rep)
 		return
 	}

@@ -49,7 +49,10 @@ func (r *Registry) Add(kind Kind, c Check) {
 }
 
 // Start runs each background check at once and then every Interval until
-// Stop or ctx ends. It returns at once.
+// Stop or ctx ends. It returns at once. After Stop, or once ctx ends, the
+// background checks no longer run and probes keep reading their last
+// results: start the registry with a context that lasts as long as its
+// probes are served.
 func (r *Registry) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,7 +141,7 @@ type Report struct {
 // caller's goroutine, other inline checks run now concurrently, each under
 // its timeout, and background checks give their cached result.
 // Checks named in exclude are left out. With only set, just that check is
-// reported; ok is false if it is not a check of kind.
+// reported; ok is false if it is not a check of kind, or exclude names it.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
 	return r.evaluate(ctx, false, kind, only, exclude)
 }

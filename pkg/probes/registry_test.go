@@ -11,6 +11,30 @@ import (
 	"time"
 )
 
+// CheckName takes what a sub-path can reach and names what it refuses.
+func TestCheckName(t *testing.T) {
+	for _, tt := range []struct{ name, err string }{
+		{"db", ""},
+		{"hook/api/cache", ""},
+		{"a.b", ""},
+		{"..a/b..", ""},
+		{"", "check without a name"},
+		{"a b", `check "a b": name must not contain whitespace, '?' or '#'`},
+		{"a\rb", "must not contain whitespace"},
+		{"a?b", "must not contain whitespace, '?' or '#'"},
+		{"hook//db", `check "hook//db": every part between '/'s must be a name, not empty, '.' or '..' (its sub-path /readyz/hook//db would reach another name); want e.g. db or hook/api/cache`},
+		{"/db", "every part between '/'s must be a name"},
+		{"db/", "every part between '/'s must be a name"},
+		{"a/./b", "every part between '/'s must be a name"},
+		{"..", "every part between '/'s must be a name"},
+	} {
+		err := CheckName(tt.name)
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("CheckName(%q) = %v, want %q", tt.name, err, tt.err)
+		}
+	}
+}
+
 func TestAddPanicsOnMistakes(t *testing.T) {
 	tests := []struct {
 		name string
@@ -19,6 +43,14 @@ func TestAddPanicsOnMistakes(t *testing.T) {
 	}{
 		{"no name", Readiness, Check{Run: pass}},
 		{"space", Readiness, Check{Name: "a b", Run: pass}},
+		{"tab", Readiness, Check{Name: "a\tb", Run: pass}},
+		{"query", Readiness, Check{Name: "a?b", Run: pass}},
+		{"fragment", Readiness, Check{Name: "a#b", Run: pass}},
+		{"empty segment", Readiness, Check{Name: "hook//db", Run: pass}},
+		{"leading slash", Readiness, Check{Name: "/db", Run: pass}},
+		{"trailing slash", Readiness, Check{Name: "db/", Run: pass}},
+		{"dot segment", Readiness, Check{Name: "a/./b", Run: pass}},
+		{"dot-dot segment", Readiness, Check{Name: "a/../b", Run: pass}},
 		{"no run", Readiness, Check{Name: "a"}},
 		{"no kind", 0, Check{Name: "a", Run: pass}},
 		{"negative timeout", Readiness, Check{Name: "a", Run: pass, Timeout: -1}},

@@ -36,7 +36,10 @@ const (
 // and DrainDelay may be negative to mean none.
 type Config struct {
 	// Apps are started in order before the API serves, and stopped in
-	// reverse after the drain (see lifespan.Group).
+	// reverse after the drain (see lifespan.Group). Each needs a Name
+	// of its own: each of its hooks is the readiness check
+	// hook/NAME/HOOK, and NAME and HOOK must fit a check's name
+	// (probes.CheckName).
 	Apps lifespan.Group
 	// API is the application's handler (a *gin.Engine, say).
 	API http.Handler
@@ -281,7 +284,7 @@ func (c *Config) validate() error {
 }
 
 // appProblems refuses what would stop the server from naming its probe
-// checks: a nil app, two apps of one name, and app or hook names that a
+// checks: a nil app, an app without a name, two apps of one name, and app or hook names that a
 // check name cannot hold (probes.CheckName): each hook becomes the
 // readiness check "hook/APP/HOOK". It refuses, too, a check already
 // in Probes under one of the names the server gives its own checks.
@@ -292,6 +295,10 @@ func (c *Config) appProblems() []string {
 	for i, app := range c.Apps {
 		if app == nil {
 			problems = append(problems, fmt.Sprintf("Apps[%d] is nil", i))
+			continue
+		}
+		if app.Name == "" {
+			problems = append(problems, fmt.Sprintf("Apps[%d] has no Name; the server names each hook's readiness check hook/APP/HOOK by it: set Name", i))
 			continue
 		}
 		if apps[app.Name] {

@@ -55,6 +55,8 @@ func TestConfigValidation(t *testing.T) {
 		{"same ports", Config{Apps: g, API: h, APIAddr: ":80", AdminAddr: ":80"}, `APIAddr and AdminAddr are both ":80"`},
 		{"missing", Config{}, "API handler is nil"},
 		{"a nil app", Config{Apps: lifespan.Group{g[0], nil}, API: h}, "Apps[1] is nil"},
+		{"an app without a name", Config{Apps: lifespan.Group{g[0], withHook("", "db")}, API: h}, "Apps[1] has no Name; the server names each hook's readiness check hook/APP/HOOK by it: set Name"},
+		{"a dot for a hook's name", Config{Apps: lifespan.Group{withHook("api", "..")}, API: h}, `app "api", hook "..": its readiness check would be named "hook/api/.."`},
 		{"two apps of one name", Config{Apps: lifespan.Group{withHook("api", "db"), withHook("api", "cache")}, API: h}, `two apps are named "api"`},
 		{"a hook name a check cannot hold", Config{Apps: lifespan.Group{withHook("api", "warm cache")}, API: h},
 			`app "api", hook "warm cache": its readiness check would be named "hook/api/warm cache"`},
