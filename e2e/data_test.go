@@ -50,10 +50,35 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 	f := features.New("no acknowledged write is lost").
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			c = newCluster(t, cfg)
-			pods := c.waitSettled(t, mainNamespace, mainRelease, replicas)
+			// A step that fails skips the rest (a failed setup skips the
+			// teardowns too), the last one's stops and its restoring of the
+			// release included: this cleanup, which runs whatever failed,
+			// stops what runs in the background and puts the release back
+			// as the later scenarios expect it (3 replicas in app mode,
+			// PostgreSQL running).
+			t.Cleanup(func() {
+				if w != nil {
+					w.stop()
+				}
+				if logs != nil {
+					logs.close()
+				}
+				if t.Failed() {
+					c.scalePostgres(t, 1)
+					if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=app"); err != nil {
+						t.Errorf("restoring the release after a failed step: %v", err)
+					}
+				}
+			})
+			c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			logs = c.followRelease(t, mainNamespace, mainRelease)
 			w = startWriter(apiURL, fmt.Sprintf("data-%d", time.Now().Unix()))
-			c.waitServing(t, mainNamespace, pods) // a baseline: every pod takes writes before the first disruption
+			// A baseline before the first disruption: a second's worth of
+			// writes acknowledged. (Not "every pod takes writes": the
+			// writer's few keep-alive connections may all go to one pod.)
+			waitFor(t, "a second's worth of acknowledged writes", time.Minute, func(context.Context) (bool, error) {
+				return w.ackedCount() >= writeRate, nil
+			})
 			return ctx
 		}).
 		Assess("a rolling update", disruption("a rolling update", func(ctx context.Context, t *testing.T) {
@@ -222,25 +247,6 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			}
 			return ctx
 		}).
-		// A step that fails skips the rest, the last one's stops and its
-		// restoring of the release included: what runs in the background
-		// stops here, and the release goes back to what the later
-		// scenarios expect (3 replicas in app mode, PostgreSQL running).
-		Teardown(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			if w != nil {
-				w.stop()
-			}
-			if logs != nil {
-				logs.close()
-			}
-			if c != nil && t.Failed() {
-				c.scalePostgres(t, 1)
-				if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=app"); err != nil {
-					t.Errorf("restoring the release after a failed step: %v", err)
-				}
-			}
-			return ctx
-		}).
 		Feature()
 	testenv.Test(t, f)
 }
@@ -274,15 +280,18 @@ func (c *cluster) waitPostgresReady(t *testing.T, old types.UID) time.Time {
 }
 
 // scalePostgres sets the bundled PostgreSQL's StatefulSet to n replicas.
+// It works from a cleanup too, where t's own context has ended.
 func (c *cluster) scalePostgres(t *testing.T, n int32) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	sts := mainRelease + "-postgresql"
-	s, err := c.cs.AppsV1().StatefulSets(mainNamespace).GetScale(t.Context(), sts, metav1.GetOptions{})
+	s, err := c.cs.AppsV1().StatefulSets(mainNamespace).GetScale(ctx, sts, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Spec.Replicas = n
-	if _, err := c.cs.AppsV1().StatefulSets(mainNamespace).UpdateScale(t.Context(), sts, s, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.cs.AppsV1().StatefulSets(mainNamespace).UpdateScale(ctx, sts, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -118,11 +118,17 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			}
 			served := fmt.Sprintf(`sum(berth_http_requests_total{job="berth-exit", code=~"2..", pod=~%q}) + sum(berth_http_requests_total{job="berth", code=~"2..", pod=~%q})`, oldRe, bornRe)
 			succeeded := float64(rep.Total - rep.Failed)
-			var got float64
+			got := -1.0
 			waitFor(t, "Prometheus's count of requests served to reach the load's", time.Minute, func(ctx context.Context) (bool, error) {
 				v, err := p.query(ctx, served)
-				got = sum(v)
-				return err == nil && got == succeeded, nil
+				if err != nil {
+					return false, err
+				}
+				if s := sum(v); s != got {
+					got = s
+					t.Logf("Prometheus counts %v requests served; the load saw %v succeed (%d of them retried by the client)", got, succeeded, rep.Retried)
+				}
+				return got == succeeded, nil
 			})
 			t.Logf("the load saw %v requests succeed; berth's pods report %v served (%d replaced pods, pushed at exit, and %d new ones, scraped)", succeeded, got, len(old), len(born))
 			return ctx

@@ -99,6 +99,13 @@ func (w *writer) stop() {
 	w.wg.Wait()
 }
 
+// ackedCount is how many writes were acknowledged so far.
+func (w *writer) ackedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
 // snapshot returns the answers so far.
 func (w *writer) snapshot() []answer {
 	w.mu.Lock()
