@@ -34,7 +34,10 @@ type App struct {
 	// 0 leaves it bounded only by the context given to Start.
 	StartTimeout time.Duration
 	// StopTimeout bounds each hook's stop, and the wait for the background
-	// tasks, unless the hook sets its own; 0 means DefaultStopTimeout.
+	// tasks, unless the hook sets its own; 0 means DefaultStopTimeout. A
+	// stop still running at its bound is waited for up to 100ms more (a
+	// window every late stop and task wait shares, each at least 10ms),
+	// so that the reverse order holds for one just finishing.
 	StopTimeout time.Duration
 	// Concurrency is how many hooks may start at once, each as soon as the
 	// hooks it names in After have started; 0 or 1 starts them one by one.
@@ -57,7 +60,7 @@ type App struct {
 	building  stateBuilder
 	state     atomic.Pointer[State]
 	tasks     tasks
-	stopBegan atomic.Int64 // unix nanos: when the app entered PhaseStopping
+	stopBegan atomic.Pointer[time.Time] // when the app entered PhaseStopping, with its monotonic reading
 	stopOnce  sync.Once
 	stopErr   error
 }

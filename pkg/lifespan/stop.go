@@ -19,13 +19,19 @@ import (
 // a context that is already done, and are waited for so that the order
 // holds for stops that finish at once: together for 100ms past the
 // deadline, and each for at least a tenth of that, so a stop that ignores
-// its context delays the next by no more. The errors are joined, each
-// naming app, hook and step.
+// its context delays the next by no more. The wait for the background
+// tasks shares that window. The errors are joined, each naming app, hook
+// and step.
+//
+// Only ctx's deadline bounds Stop: cancelling a ctx that has none does not
+// cut the stop short, as every started hook must still be stopped. To bound
+// a stop, give ctx a deadline.
 //
 // If Start is still running, Stop abandons it and returns once its rollback
 // is done; the rollback stops what started under ctx, as Stop would, and
-// its errors are Start's to report, so Stop then returns nil. Stop on an app that never started returns nil and makes a
-// later Start fail. Calling Stop again returns the first call's result.
+// its errors are Start's to report, so Stop then returns nil. Stop on an
+// app that never started returns nil and makes a later Start fail. Calling
+// Stop again returns the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
@@ -44,7 +50,11 @@ func (a *App) Stop(ctx context.Context) error {
 		}
 		err := a.stopTasks(ctx)
 		a.stopErr = errors.Join(err, a.stopHooks(ctx))
-		a.setPhase(PhaseStopped, time.Since(time.Unix(0, a.stopBegan.Load())), a.stopErr)
+		var took time.Duration
+		if began := a.stopBegan.Load(); began != nil {
+			took = time.Since(*began) // monotonic: a clock step mid-stop does not skew it
+		}
+		a.setPhase(PhaseStopped, took, a.stopErr)
 	})
 	return a.stopErr
 }
@@ -57,7 +67,8 @@ func (a *App) Stop(ctx context.Context) error {
 func (a *App) stopTasks(ctx context.Context) error {
 	switch {
 	case a.phase.CompareAndSwap(int32(PhaseReady), int32(PhaseStopping)):
-		a.stopBegan.Store(time.Now().UnixNano())
+		now := time.Now()
+		a.stopBegan.Store(&now)
 		a.emit(Event{Kind: PhaseChanged})
 	case a.Phase() != PhaseStopping:
 		return nil
@@ -66,9 +77,17 @@ func (a *App) stopTasks(ctx context.Context) error {
 }
 
 // taskWait is how long stopping the tasks may take: the stop timeout, cut
-// to ctx's deadline, but never less than the late-stop grace.
+// to ctx's deadline; once that has passed, what is left of the late-stop
+// grace past it, the window every late stop shares (as the hooks' stops
+// do); and never less than a tenth of the grace. The apps of a Group whose
+// tasks all ignore their context so overrun the deadline by one grace and
+// a tenth of it per app, not by a grace per app.
 func (a *App) taskWait(ctx context.Context) time.Duration {
-	return max(time.Until(stopDeadline(ctx, a.stopTimeoutOf(Hook{}))), a.lateGrace)
+	d := time.Until(stopDeadline(ctx, a.stopTimeoutOf(Hook{})))
+	if d <= 0 {
+		d += a.lateGrace
+	}
+	return max(d, a.lateGrace/10)
 }
 
 // rollback stops what a failed Start started: tasks, then every started

@@ -3,6 +3,7 @@ package lifespan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -119,6 +120,42 @@ func TestStuckStopsShareTheGrace(t *testing.T) {
 		}
 		if err == nil || strings.Contains(err.Error(), "within -") || strings.Count(err.Error(), "stop, called after the deadline, did not return") != 19 {
 			t.Errorf("Stop = %v\nwant the first stop timed out within 500ms and 19 called after the deadline", err)
+		}
+	})
+}
+
+// In a Group whose apps each have a task and a stop that ignore their
+// context, the shutdown overruns its deadline by one grace window and a
+// floor for each later wait, not by a grace window per app: StopTasks then
+// Stop, as serve calls them, each app's tasks past the deadline included.
+func TestGroupOfStuckAppsSharesTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		const apps = 4
+		var g Group
+		for i := range apps {
+			a := &App{Name: fmt.Sprint("app", i), StopTimeout: time.Minute}
+			a.Append(Hook{Name: "stuck", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+				s.Go("deaf", func(context.Context) error { <-release; return nil })
+				return func(context.Context) error { <-release; return nil }, nil
+			}})
+			g = append(g, a)
+		}
+		if err := g.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		begin := time.Now()
+		_ = g.StopTasks(ctx)
+		_ = g.Stop(ctx)
+		// The first app's tasks wait to the deadline; the three others'
+		// each a floor; the grace window, opened by the first stop past
+		// the deadline, is all it has; the three other stops each a floor.
+		want := 300*time.Millisecond + lateStopGrace + (apps-1)*lateStopGrace/10 + (apps-1)*lateStopGrace/10
+		if took := time.Since(begin); took > want {
+			t.Errorf("the group's shutdown took %v, past its %v deadline by more than one grace window and a floor per later wait (%v)", took, 300*time.Millisecond, want)
 		}
 	})
 }
