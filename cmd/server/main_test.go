@@ -48,7 +48,7 @@ func TestRunExitCodes(t *testing.T) {
 	}{
 		{"bad config", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x"}), 2, `"msg":"refusing to start","error":"configuration: BERTH_DRAIN_DELAY=\"x\"`},
 		{"bad config, text logs", nil, with(map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_LOG_FORMAT": "text"}), 2, `msg="refusing to start" error="configuration: BERTH_DRAIN_DELAY=\"x\"`},
-		{"budget does not fit", nil, with(map[string]string{"BERTH_GRACE_PERIOD": "30s"}), 2, "raise BERTH_GRACE_PERIOD (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten BERTH_DRAIN_DELAY, BERTH_DRAIN_TIMEOUT or BERTH_STOP_TIMEOUT"},
+		{"budget does not fit", nil, with(map[string]string{"BERTH_GRACE_PERIOD": "30s"}), 2, "raise BERTH_GRACE_PERIOD (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten BERTH_DRAIN_DELAY, BERTH_DRAIN_TIMEOUT, BERTH_STOP_TIMEOUT or BERTH_SHUTDOWN_MARGIN"},
 		{"demo failure", nil, with(map[string]string{"BERTH_DEMO_FAIL": "cache"}), 1, `hook \"cache\": start: failing as BERTH_DEMO_FAIL asks`},
 		{"demo failure of the sidecar wait", nil, with(map[string]string{"BERTH_DEMO_FAIL": "sidecars", "BERTH_SIDECARS": "127.0.0.1:9"}), 1,
 			`hook \"sidecars\": start: failing as BERTH_DEMO_FAIL asks`},

@@ -201,7 +201,7 @@ func TestExplainedAdviceWorks(t *testing.T) {
 			"BERTH_DRAIN_QUIET 5s must be shorter than the drain delay (5s)",
 			map[string]string{"BERTH_DRAIN_QUIET": "4s"}},
 		{"a grace period too short", map[string]string{"BERTH_GRACE_PERIOD": "30s"},
-			"raise BERTH_GRACE_PERIOD (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten BERTH_DRAIN_DELAY, BERTH_DRAIN_TIMEOUT or BERTH_STOP_TIMEOUT",
+			"raise BERTH_GRACE_PERIOD (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten BERTH_DRAIN_DELAY, BERTH_DRAIN_TIMEOUT, BERTH_STOP_TIMEOUT or BERTH_SHUTDOWN_MARGIN",
 			map[string]string{"BERTH_GRACE_PERIOD": "37s"}},
 		{"a quiet period beside a preStop sleep", map[string]string{"BERTH_PRESTOP_DELAY": "5s", "BERTH_DRAIN_DELAY": "0s", "BERTH_DRAIN_QUIET": "1s"},
 			"BERTH_DRAIN_QUIET 1s needs a drain delay to end early, and the delay here is the pod's preStop sleep (5s), which the process cannot shorten: move the delay into BERTH_DRAIN_DELAY (and drop the preStop)",

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -119,8 +120,10 @@ type Config struct {
 	OnShutdownTimeout time.Duration
 	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM,
 	// SIGINT and SIGHUP, so a hung-up terminal or a process manager's HUP
-	// drains like a SIGTERM instead of killing the process; an empty,
-	// non-nil slice handles none). Another one, more than a second after the
+	// drains like a SIGTERM instead of killing the process; SIGINT and
+	// SIGHUP are left out when the process started with them ignored, as
+	// under nohup or as a shell's background job, so that they stay
+	// ignored; an empty, non-nil slice handles none). Another one, more than a second after the
 	// first, forces an exit through Exit (nil: os.Exit) with ExitForced.
 	// SIGQUIT keeps Go's meaning: the goroutines' stacks are printed and the
 	// process exits with code 2, without a drain.
@@ -166,11 +169,23 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.ShutdownOn == nil {
-		c.ShutdownOn = []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP}
+		c.ShutdownOn = defaultSignals(signal.Ignored)
 	}
 	if c.Exit == nil {
 		c.Exit = os.Exit
 	}
+}
+
+// defaultSignals are SIGTERM, and SIGINT and SIGHUP unless ignored reports
+// the process started with them ignored: signal.Notify would undo that.
+func defaultSignals(ignored func(os.Signal) bool) []os.Signal {
+	sigs := []os.Signal{syscall.SIGTERM}
+	for _, s := range []os.Signal{os.Interrupt, syscall.SIGHUP} {
+		if !ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
 }
 
 // delay is the drain delay in effect: 0 when none.
@@ -199,7 +214,11 @@ func (c *Config) closeWindow() time.Duration {
 // exit: preStop + drain delay (or, after a preStop sleep, 1s to close
 // keep-alive connections) + drain timeout + stop timeout (+ sidecar quit
 // timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of
-// overflowing. Zero fields count as their defaults.
+// overflowing. Zero fields count as their defaults, negative ones (which
+// New refuses) as 0. The margin also absorbs the lifespan's late-stop
+// grace: a stop or background task that ignores its context is waited
+// for up to 100ms past the stop timeout, shared by all of them, and each
+// at least 10ms (see lifespan.App.StopTimeout).
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
 	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}
@@ -211,6 +230,7 @@ func (c Config) Budget() time.Duration {
 	}
 	var b time.Duration
 	for _, p := range parts {
+		p = max(p, 0)
 		if b > math.MaxInt64-p {
 			return math.MaxInt64
 		}
@@ -222,7 +242,7 @@ func (c Config) Budget() time.Duration {
 func (c *Config) validate() error {
 	var problems []string
 	if c.API == nil {
-		problems = append(problems, "API handler is nil")
+		problems = append(problems, "API handler is nil; set API to the application's handler (a *gin.Engine, say)")
 	}
 	for _, d := range []struct {
 		name string
@@ -263,19 +283,29 @@ func (c *Config) validate() error {
 	}
 	if b := c.Budget(); c.GracePeriod > 0 && b > c.GracePeriod {
 		quit := ""
+		shorten := []string{"DrainTimeout", "StopTimeout"}
 		if c.QuitSidecars != nil {
 			quit = fmt.Sprintf(" + sidecar quit %v", c.QuitTimeout)
+			shorten = append(shorten, "QuitTimeout")
 		}
 		if c.OnShutdown != nil {
 			quit += fmt.Sprintf(" + final report %v", c.OnShutdownTimeout)
+			shorten = append(shorten, "OnShutdownTimeout")
 		}
 		delay := fmt.Sprintf("drain delay %v", c.delay())
 		if w := c.closeWindow(); w > 0 {
 			delay = fmt.Sprintf("keep-alive close %v", w)
 		}
+		if c.delay() > 0 {
+			shorten = append([]string{"DrainDelay"}, shorten...)
+		}
+		if c.PreStopDelay > 0 {
+			shorten = append([]string{"PreStopDelay"}, shorten...)
+		}
+		shorten = append(shorten, "Margin")
 		problems = append(problems, fmt.Sprintf(
-			"shutdown needs up to %v (preStop %v + %s + drain timeout %v + stop timeout %v%s + margin %v) but GracePeriod is %v; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least %ds, or shorten DrainDelay, DrainTimeout or StopTimeout",
-			b, max(c.PreStopDelay, 0), delay, c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b)))
+			"shutdown needs up to %v (preStop %v + %s + drain timeout %v + stop timeout %v%s + margin %v) but GracePeriod is %v; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least %ds, or shorten %s",
+			b, max(c.PreStopDelay, 0), delay, c.DrainTimeout, c.StopTimeout, quit, c.Margin, c.GracePeriod, ceilSeconds(b), orList(shorten)))
 	}
 	if len(problems) > 0 {
 		return &ConfigError{Problems: problems}
@@ -323,6 +353,14 @@ func (c *Config) appProblems() []string {
 		}
 	}
 	return problems
+}
+
+// orList joins names as "A, B or C".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // ceilSeconds is d in whole seconds, rounded up.

@@ -36,7 +36,7 @@ func TestConfigValidation(t *testing.T) {
 		{"no apps", Config{API: h}, ""},
 		{"no grace period, no check", Config{Apps: g, API: h, DrainDelay: time.Hour}, ""},
 		{"does not fit", Config{Apps: g, API: h, GracePeriod: 30 * time.Second},
-			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout or StopTimeout"},
+			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout, StopTimeout or Margin"},
 		{"sidecar quit counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecars: quit},
 			"+ sidecar quit 5s + margin 2s) but GracePeriod is 37s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 42s"},
 		{"preStop counts, and the second that closes keep-alive connections", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 37 * time.Second},
@@ -47,6 +47,9 @@ func TestConfigValidation(t *testing.T) {
 		{"both delays", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second, DrainDelay: time.Second}, "both a drain delay (1s) and a preStop delay (5s) are set"},
 		{"preStop with the default delay", Config{Apps: g, API: h, PreStopDelay: 5 * time.Second}, "both a drain delay (5s)"},
 		{"negative", Config{Apps: g, API: h, DrainTimeout: -time.Second}, "DrainTimeout is -1s; it must be 0 (the default) or more"},
+		{"preStop, sidecar quit and final report: each named as what to shorten", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 30 * time.Second,
+			QuitSidecars: quit, OnShutdown: func(context.Context, ShutdownReport) error { return nil }},
+			"or shorten PreStopDelay, DrainTimeout, StopTimeout, QuitTimeout, OnShutdownTimeout or Margin"},
 		{"quiet as long as the delay", Config{Apps: g, API: h, DrainQuiet: 5 * time.Second}, "DrainQuiet 5s must be shorter than the drain delay (5s)"},
 		{"quiet without a delay", Config{Apps: g, API: h, DrainDelay: -1, DrainQuiet: time.Second}, "DrainQuiet 1s needs a drain delay to end early, and DrainDelay is none"},
 		{"quiet with a preStop sleep", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, DrainQuiet: time.Second},
@@ -80,6 +83,17 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// A negative duration is refused for what it is; the budget counts it as
+// 0, so it does not also claim a shutdown of 2562047h that no grace
+// period fits.
+func TestNegativeDurationIsTheOnlyProblem(t *testing.T) {
+	_, err := New(Config{API: http.NotFoundHandler(), StopTimeout: -5 * time.Second, GracePeriod: 30 * time.Second})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0] != "StopTimeout is -5s; it must be 0 (the default) or more" {
+		t.Fatalf("New = %v; want the one problem of the negative StopTimeout", err)
+	}
+}
+
 func TestBudget(t *testing.T) {
 	tests := []struct {
 		name string
@@ -92,6 +106,8 @@ func TestBudget(t *testing.T) {
 		{"sidecar quit", Config{QuitSidecars: func(context.Context) error { return nil }, QuitTimeout: 3 * time.Second}, 40 * time.Second},
 		{"saturates", Config{DrainTimeout: math.MaxInt64 - time.Second, StopTimeout: time.Hour}, math.MaxInt64},
 		{"final report", Config{OnShutdown: func(context.Context, ShutdownReport) error { return nil }}, 39 * time.Second},
+		{"a negative part counts as 0, not as a huge one", Config{DrainTimeout: -time.Second}, 17 * time.Second},
+		{"negative parts by the maximum", Config{DrainTimeout: math.MinInt64, StopTimeout: math.MaxInt64}, math.MaxInt64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,6 +68,6 @@ func ExampleNew_budget() {
 	fmt.Println(err)
 	fmt.Println("exit code", serve.ExitCode(err))
 	// Output:
-	// serve: invalid configuration: shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout or StopTimeout
+	// serve: invalid configuration: shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout, StopTimeout or Margin
 	// exit code 2
 }

@@ -8,8 +8,8 @@ const (
 	// ExitStartup: a hook failed to start, or a signal abandoned the startup
 	// (after the rollback either way).
 	ExitStartup = 1
-	// ExitConfig: the configuration was refused before anything started, or
-	// a listener could not be opened.
+	// ExitConfig: the configuration was refused before anything started, a
+	// listener could not be opened, or Run was called a second time.
 	ExitConfig = 2
 	// ExitUnclean: the shutdown completed but something failed in it (a stop
 	// hook, a background task, requests cut off by the drain timeout), or

@@ -9,9 +9,10 @@ import (
 // the request gate, for logs and metrics.
 type ShutdownReport struct {
 	// Reason is what started the shutdown: the OS signal's name
-	// ("terminated", "interrupt"), "shutdown called" or "context done";
-	// or "startup failed", in the report OnShutdown gets after a startup
-	// that failed by itself.
+	// ("terminated", "interrupt", "hangup"), "shutdown called", "context
+	// done", or "api server failed" / "admin server failed" (a listener's
+	// Serve returned an error); or "startup failed", in the report
+	// OnShutdown gets after a startup that failed by itself.
 	Reason string
 	// ServedDuringDelay counts requests that arrived between
 	// ReadinessFailing and DrainStarted; InFlightAtDrainStart those still

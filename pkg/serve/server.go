@@ -389,13 +389,16 @@ func (s *Server) startup() error {
 }
 
 // stopServers stops the background checks and the admin server (and the
-// API server, if it still runs), and waits for them.
+// API server, if it still runs), and waits for them. The admin server
+// closes gracefully within adminCloseWait, then closes what is still open.
 func (s *Server) stopServers() {
 	s.stopProbes()
 	s.cfg.Probes.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.adminCloseWait())
 	defer cancel()
-	_ = s.adminSrv.Shutdown(ctx)
+	if s.adminSrv.Shutdown(ctx) != nil {
+		_ = s.adminSrv.Close() // a scrape still running: its connection goes with Run
+	}
 	_ = s.apiSrv.Close()
 	s.serving.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -218,5 +219,28 @@ func TestSignalTimesAreMonotonic(t *testing.T) {
 	g.lastArrival.Store(int64(time.Since(clockBase)))
 	if last := g.lastArrivalTime(); last == last.Round(0) {
 		t.Errorf("the last arrival %v has no monotonic clock reading", last)
+	}
+}
+
+// The default signals leave out SIGINT and SIGHUP when the process started
+// with them ignored (nohup, a shell's background job): signal.Notify would
+// otherwise turn an ignored hang-up into a shutdown. SIGTERM always counts.
+func TestDefaultSignalsKeepWhatStartedIgnored(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		ignored []os.Signal
+		want    []os.Signal
+	}{
+		{"none ignored", nil, []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP}},
+		{"nohup", []os.Signal{syscall.SIGHUP}, []os.Signal{syscall.SIGTERM, os.Interrupt}},
+		{"a background job", []os.Signal{os.Interrupt}, []os.Signal{syscall.SIGTERM, syscall.SIGHUP}},
+		{"SIGTERM ignored too", []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP}, []os.Signal{syscall.SIGTERM}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := defaultSignals(func(s os.Signal) bool { return slices.Contains(tt.ignored, s) })
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("defaultSignals = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -538,24 +538,30 @@ func TestServerFailureEndsTheRunUnclean(t *testing.T) {
 
 // The admin server's graceful close, the run's last step, waits for a
 // scrape in flight no longer than half the margin the budget leaves for
-// the exit (it waited a fixed second, past a margin of 100ms).
+// the exit (it waited a fixed second, past a margin of 100ms); then its
+// connection is closed, so the scrape's handler does not outlive Run.
 func TestAdminCloseFitsTheMargin(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
+	entered, release := make(chan context.Context, 1), make(chan struct{})
 	defer close(release)
 	scrape := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
-		<-release // a scrape that outlasts the shutdown
+		entered <- r.Context()
+		select { // a scrape that outlasts the shutdown, unless cut off
+		case <-release:
+		case <-r.Context().Done():
+		}
 	})
 	const margin = 100 * time.Millisecond
 	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
 		Metrics: scrape, Margin: margin, GracePeriod: time.Minute})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	go func() {
-		if resp, err := f.client.Get("http://" + f.srv.AdminAddr().String() + "/metrics"); err == nil {
+		client := &http.Client{Transport: &http.Transport{}} // no timeout of its own: only the server ends the scrape
+		defer client.CloseIdleConnections()
+		if resp, err := client.Get("http://" + f.srv.AdminAddr().String() + "/metrics"); err == nil {
 			resp.Body.Close()
 		}
 	}()
-	within(t, entered, "the scrape to begin")
+	scrapeCtx := within(t, entered, "the scrape to begin")
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
 	// Whatever the machine's load, well under the second it used to wait:
@@ -563,4 +569,5 @@ func TestAdminCloseFitsTheMargin(t *testing.T) {
 	if took := time.Since(f.sig.ShutdownComplete.At()); took >= time.Second {
 		t.Errorf("Run returned %v after ShutdownComplete with a scrape in flight; want at most about %v", took, margin/2)
 	}
+	within(t, scrapeCtx.Done(), "the scrape's context to end: its connection closed as Run returned")
 }
