@@ -124,6 +124,34 @@ func TestStuckStopsShareTheGrace(t *testing.T) {
 	})
 }
 
+// The wait for background tasks ends at Stop's deadline when that comes
+// before the stop timeout: serve's stop timeout, shorter than an app's own,
+// bounds tasks and hooks together.
+func TestTaskWaitEndsAtStopsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		a := &App{Name: "api", StopTimeout: time.Hour}
+		a.Append(Hook{Name: "deaf", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("deaf", func(context.Context) error { <-release; return nil })
+			return nil, nil
+		}})
+		if err := a.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		begin := time.Now()
+		err := a.Stop(ctx)
+		if took := time.Since(begin); took != 300*time.Millisecond {
+			t.Errorf("Stop took %v; want Stop's 300ms deadline, not the app's hour", took)
+		}
+		if err == nil || !strings.Contains(err.Error(), "background tasks still running") {
+			t.Errorf("Stop = %v, want the task that ignored its context named", err)
+		}
+	})
+}
+
 // In a Group whose apps each have a task and a stop that ignore their
 // context, the shutdown overruns its deadline by one grace window and a
 // floor for each later wait, not by a grace window per app: StopTasks then

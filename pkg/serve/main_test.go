@@ -70,6 +70,13 @@ type fixture struct {
 
 func start(t *testing.T, cfg Config) *fixture {
 	t.Helper()
+	return startAfter(t, cfg, nil)
+}
+
+// startAfter is start with after, when not nil, in place of the server's
+// timer for the drain delay's waits.
+func startAfter(t *testing.T, cfg Config, after func(time.Duration) <-chan time.Time) *fixture {
+	t.Helper()
 	cfg.APIAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
@@ -83,7 +90,10 @@ func start(t *testing.T, cfg Config) *fixture {
 	}
 	f := &fixture{t: t, srv: srv, sig: srv.Signals(), delay: make(chan time.Time), runErr: make(chan error, 1),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
-	if cfg.DrainDelay == 0 {
+	switch {
+	case after != nil:
+		srv.after = after
+	case cfg.DrainDelay == 0:
 		srv.after = func(time.Duration) <-chan time.Time { return f.delay }
 	}
 	go func() { f.runErr <- srv.Run(context.Background()) }()

@@ -146,7 +146,8 @@ func TestDrainTimeoutCutsOff(t *testing.T) {
 		j.add("request cut")
 	})
 	var report ShutdownReport
-	f := start(t, Config{Apps: lifespan.Group{app(j, "db")}, API: api, DrainDelay: -1, DrainTimeout: 50 * time.Millisecond,
+	const drainTimeout = 100 * time.Millisecond
+	f := start(t, Config{Apps: lifespan.Group{app(j, "db")}, API: api, DrainDelay: -1, DrainTimeout: drainTimeout,
 		OnShutdown: func(_ context.Context, r ShutdownReport) error { report = r; return nil }})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	for range held {
@@ -162,8 +163,14 @@ func TestDrainTimeoutCutsOff(t *testing.T) {
 	within(t, allIn, "requests to start")
 	f.srv.Shutdown()
 	err := within(t, f.runErr, "Run")
-	if err == nil || !strings.Contains(err.Error(), "2 requests still running after the 50ms drain timeout were cut off") {
+	if err == nil || !strings.Contains(err.Error(), "2 requests still running after the 100ms drain timeout were cut off") {
 		t.Fatalf("Run = %v", err)
+	}
+	// The cut requests return at once (they honour their context): the
+	// drain lasts its timeout, and not much more (a bound from below only
+	// would pass a timeout that did not bound the drain).
+	if report.Drain < drainTimeout || report.Drain > drainTimeout+900*time.Millisecond {
+		t.Errorf("the drain took %v, want its %v timeout", report.Drain, drainTimeout)
 	}
 	if ExitCode(err) != ExitUnclean || report.CutOff != held || report.Delay > 40*time.Millisecond {
 		t.Fatalf("exit %d, report %+v (a negative DrainDelay means no delay)", ExitCode(err), report)
@@ -320,6 +327,68 @@ func TestQuietPeriodWithoutTrafficWaitsTheQuietPeriodOnce(t *testing.T) {
 	took := f.sig.DrainStarted.At().Sub(f.sig.ShutdownInitiated.At())
 	if took < quiet || took >= delay {
 		t.Errorf("with no traffic the drain started %v after T0; want the %v quiet period, not the %v delay", took, quiet, delay)
+	}
+}
+
+// The drain delay's waits end when they should: the server's timer is
+// replaced by one that answers at once and notes the moment each wait was
+// asked to end, so the test reads the deadlines themselves, to the
+// millisecond, without waiting for them (a bound checked only from below
+// would miss a delay doubled, or a quiet period that overshoots it).
+func TestDrainDelayWaitsEndWhenTheyShould(t *testing.T) {
+	const delay = 5 * time.Second
+	tests := []struct {
+		name  string
+		quiet time.Duration
+		send  int             // requests sent during the first wait
+		want  []time.Duration // each wait's end, after ShutdownInitiated
+	}{
+		{"fixed delay", 0, 0, []time.Duration{delay}},
+		{"quiet period, nothing arrives: one quiet period", time.Second, 0, []time.Duration{time.Second}},
+		// A request during the first wait moves the quiet period's end
+		// past the delay: the second wait ends at the delay itself.
+		{"quiet period that would outlast the delay: the delay bounds it", delay - time.Nanosecond, 1, []time.Duration{delay - time.Nanosecond, delay}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var ends []time.Time
+			var f *fixture
+			fired := make(chan time.Time)
+			close(fired)
+			after := func(d time.Duration) <-chan time.Time {
+				mu.Lock()
+				ends = append(ends, time.Now().Add(d))
+				first := len(ends) == 1
+				mu.Unlock()
+				if first {
+					for range tt.send {
+						if code, _, _ := f.get(f.srv.APIAddr(), "/"); code != http.StatusNotFound {
+							t.Errorf("a request during the delay: %d", code)
+						}
+					}
+				}
+				return fired
+			}
+			f = startAfter(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: delay, DrainQuiet: tt.quiet}, after)
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			f.srv.Shutdown()
+			within(t, f.runErr, "Run")
+			t0 := f.sig.ShutdownInitiated.At()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ends) != len(tt.want) {
+				t.Fatalf("%d waits, want %d (%v)", len(ends), len(tt.want), tt.want)
+			}
+			for i, end := range ends {
+				// Never before the deadline; after it by no more than the
+				// time between the server's reading of the clock and the
+				// timer's (a second is far more than that ever is).
+				if got := end.Sub(t0); got < tt.want[i] || got > tt.want[i]+time.Second {
+					t.Errorf("wait %d ends %v after ShutdownInitiated, want %v", i+1, got, tt.want[i])
+				}
+			}
+		})
 	}
 }
 
