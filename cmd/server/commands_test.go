@@ -33,6 +33,19 @@ func TestProbeCommand(t *testing.T) {
 			t.Errorf("probe %s = %d, want %d", url, got, want)
 		}
 	}
+	// Only a 2xx is healthy: a 404 (a wrong path) or a redirect with
+	// nowhere to go is not.
+	for _, status := range []int{200, 204, 299, 302, 404, 500} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+		want := 1
+		if status/100 == 2 {
+			want = 0
+		}
+		if got := run([]string{"probe", srv.URL}, nil, io.Discard, io.Discard); got != want {
+			t.Errorf("probe of a server answering %d = %d, want %d", status, got, want)
+		}
+		srv.Close()
+	}
 }
 
 func TestProbePrintsWholeBody(t *testing.T) {

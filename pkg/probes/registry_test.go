@@ -35,6 +35,21 @@ func TestCheckName(t *testing.T) {
 	}
 }
 
+// A background check added after Start would never run (its loop starts
+// with Start): Add refuses it, naming it; an inline one is still welcome.
+func TestAddAfterStart(t *testing.T) {
+	r := New()
+	r.Start(t.Context())
+	defer r.Stop()
+	r.Add(Readiness, Check{Name: "inline", Run: pass})
+	defer func() {
+		if msg := fmt.Sprint(recover()); msg != `probes: background check "late" added after Start` {
+			t.Fatalf("Add of a background check after Start: panic %q", msg)
+		}
+	}()
+	r.Add(Readiness, Check{Name: "late", Interval: time.Second, Run: pass})
+}
+
 func TestAddPanicsOnMistakes(t *testing.T) {
 	tests := []struct {
 		name string
