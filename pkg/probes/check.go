@@ -174,7 +174,8 @@ func (c *check) run(ctx context.Context) Result {
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	begin, n := time.Now(), c.began.Add(1)
+	n := c.began.Add(1) // numbered first: a later number never carries an earlier start
+	begin := time.Now()
 	err := c.call(ctx)
 	if caller.Err() != nil {
 		return c.cached()

@@ -3,14 +3,16 @@
 // (/readyz/<check>, which ?exclude= does not apply to), ?verbose for a
 // "[+]name ok" list, repeatable ?exclude=<check>, and a JSON form
 // (?format=json, in any case, or Accept: application/json; ?format=text
-// asks for text whatever Accept says, and any other format is a 400). The
-// status code (200 or 503) is the machine interface.
+// asks for text whatever Accept says, an empty one is as if absent, and any
+// other format is a 400). The status code (200 or 503) is the machine
+// interface.
 //
 // A [Check] has a name, a context-aware function and a timeout. A check with
 // an Interval runs in the background on its own schedule and probes read its
 // cached result, so a probe never waits on a slow dependency;
 // [Registry.Refresh] runs them all at once when what they watch has just
-// changed (package serve calls it as startup completes). Checks without an
+// changed (package serve calls it as startup completes); a check that
+// shares calls between probes tells a refresh's run by [Refreshing]. Checks without an
 // Interval run inline, concurrently, each under its timeout; one marked
 // Instant only reads memory (a channel, a flag) and runs in the probe's own
 // goroutine, with no timer. Failure and success thresholds keep a flapping

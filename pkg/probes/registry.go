@@ -89,7 +89,9 @@ func (r *Registry) Start(ctx context.Context) {
 // result. Call it when what the checks watch has just changed, such as a
 // database just opened or the end of startup, so the next probe reads a
 // result from after the change rather than one up to an Interval old.
+// Each check runs with a context for which [Refreshing] is true.
 func (r *Registry) Refresh(ctx context.Context, names ...string) {
+	ctx = context.WithValue(ctx, refreshingKey{}, true)
 	r.mu.RLock()
 	var background []*check
 	for _, c := range r.checks {
@@ -103,6 +105,18 @@ func (r *Registry) Refresh(ctx context.Context, names ...string) {
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Wait()
+}
+
+type refreshingKey struct{}
+
+// Refreshing reports whether ctx is that of a check run by
+// [Registry.Refresh], which wants a result from after what changed: a
+// CheckFunc that shares one call among the probes that overlap it (as
+// probes/heptio's adapter does) must not answer a refresh from a call
+// begun before it.
+func Refreshing(ctx context.Context) bool {
+	v, _ := ctx.Value(refreshingKey{}).(bool)
+	return v
 }
 
 // Stop ends the background checks and waits for them.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -208,6 +210,38 @@ func TestRefreshIsNotUndoneByAnOlderRun(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Refreshing is true in the context of a check Refresh runs, and only
+// there: not in a scheduled run, nor in a probe's.
+func TestRefreshingMarksOnlyARefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []bool
+		r := New()
+		r.Add(Readiness, Check{Name: "bg", Interval: time.Hour, Run: func(ctx context.Context) error {
+			mu.Lock()
+			seen = append(seen, Refreshing(ctx))
+			mu.Unlock()
+			return nil
+		}})
+		r.Add(Readiness, Check{Name: "inline", Run: func(ctx context.Context) error {
+			if Refreshing(ctx) {
+				t.Error("a probe's inline check sees Refreshing")
+			}
+			return nil
+		}})
+		r.Start(t.Context())
+		defer r.Stop()
+		synctest.Wait() // the scheduled run
+		r.Refresh(t.Context())
+		r.Evaluate(t.Context(), Readiness, "", nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(seen, []bool{false, true}) {
+			t.Fatalf("Refreshing in the scheduled run, then in the refresh: %v, want [false true]", seen)
+		}
+	})
 }
 
 // A negative setting is refused naming the field, its value and what is

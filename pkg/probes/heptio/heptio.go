@@ -13,14 +13,14 @@ import (
 // context, to a probes.CheckFunc. The heptio check runs in a goroutine
 // and the probe waits for it only until its context ends. At most one call
 // is in flight: while a call is still running (say, a DNS lookup hung past
-// the probe's timeout), later probes wait for it instead of starting
-// another, so a hung dependency holds one goroutine, not one per probe.
-// Every answer comes from a call that began after its probe did: a probe
-// that finds a call already running waits for it to end and then for a
-// call of its own (or one another probe started after it arrived), so a
-// Refresh after a change never gets the verdict of a call begun before it.
-// (healthcheck's own Timeout and Async wrappers start a goroutine per call
-// and a ticker that never stops; do not wrap checks in them.)
+// the probe's timeout), later probes share its answer instead of starting
+// another, so a hung dependency holds one goroutine, not one per probe,
+// and probes that overlap cost one call. A run of [probes.Registry.Refresh]
+// ([probes.Refreshing]) is the exception: it wants a result from after
+// what changed, so it waits for a call already running to end and then
+// takes one begun after it arrived. (healthcheck's own Timeout and Async
+// wrappers start a goroutine per call and a ticker that never stops; do
+// not wrap checks in them.)
 func Check(c healthcheck.Check) probes.CheckFunc {
 	if c == nil {
 		panic("heptio: Check(nil)")
@@ -48,12 +48,19 @@ func Check(c healthcheck.Check) probes.CheckFunc {
 	}
 	return func(ctx context.Context) error {
 		mu.Lock()
-		// The first call to begin after this probe arrived: the one it
-		// starts now, or the next after the one already running.
-		need := started + 1
+		// The oldest call whose answer this probe takes: any (0), or for a
+		// refresh the first to begin after it arrived.
+		var need uint64
+		if probes.Refreshing(ctx) {
+			need = started + 1
+		}
 		for {
 			cl := current
 			if cl == nil {
+				if err := ctx.Err(); err != nil { // gave up: start nothing nobody waits for
+					mu.Unlock()
+					return err
+				}
 				cl = start()
 			}
 			mu.Unlock()

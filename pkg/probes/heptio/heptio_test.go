@@ -51,41 +51,53 @@ func TestCheckSingleFlight(t *testing.T) {
 	})
 }
 
-// A probe that arrives while a call is running gets the answer of a call
-// begun after it, not the running call's: that one may have started
-// before what it checks changed.
-func TestCheckAnswersFromACallBegunAfterTheProbe(t *testing.T) {
+// Probes that overlap share one call: a healthy check that takes more than
+// half its timeout still passes for both, and is called once.
+func TestOverlappingProbesShareACall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var up atomic.Bool
 		var calls atomic.Int32
 		check := Check(func() error {
 			calls.Add(1)
-			if !up.Load() {
-				<-release // begun while down, slow to say so
-				return errors.New("down")
-			}
+			time.Sleep(600 * time.Millisecond) // healthy, but slow
 			return nil
 		})
-		first := make(chan error, 1)
-		go func() { first <- check(t.Context()) }()
-		synctest.Wait() // the first call is in flight
-		up.Store(true)  // what it checks changes
-		second := make(chan error, 1)
-		go func() { second <- check(t.Context()) }()
-		synctest.Wait()
-		if got := calls.Load(); got != 1 {
-			t.Fatalf("%d calls in flight, want 1: the second probe must wait, not start its own", got)
+		probe := func() <-chan error {
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				defer cancel()
+				done <- check(ctx)
+			}()
+			return done
 		}
-		close(release)
-		if err := <-first; err == nil || err.Error() != "down" {
-			t.Fatalf("first probe = %v, want its own call's \"down\"", err)
+		first := probe()
+		time.Sleep(10 * time.Millisecond)
+		second := probe() // the kubelet's and a load balancer's, say
+		if err := <-first; err != nil {
+			t.Errorf("first probe = %v", err)
 		}
 		if err := <-second; err != nil {
-			t.Fatalf("second probe = %v, want the answer of a call begun after it (nil)", err)
+			t.Errorf("second probe = %v; want it to share the first's call, which ends well within its timeout", err)
 		}
-		if got := calls.Load(); got != 2 {
-			t.Fatalf("calls = %d, want 2", got)
+		if got := calls.Load(); got != 1 {
+			t.Errorf("%d calls for two overlapping probes, want 1", got)
+		}
+	})
+}
+
+// A probe that has given up starts no call that nobody would wait for.
+func TestCheckGivenUpStartsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		check := Check(func() error { calls.Add(1); return nil })
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := check(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("check with a done context = %v", err)
+		}
+		synctest.Wait() // a call started would have run by now
+		if calls.Load() != 0 {
+			t.Fatalf("%d calls started for a probe that had given up", calls.Load())
 		}
 	})
 }
