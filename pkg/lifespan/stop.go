@@ -76,18 +76,17 @@ func (a *App) stopTasks(ctx context.Context) error {
 	return a.tasks.stop(a.Name, a.taskWait(ctx))
 }
 
-// taskWait is how long stopping the tasks may take: the stop timeout, cut
-// to ctx's deadline; once that has passed, what is left of the late-stop
-// grace past it, the window every late stop shares (as the hooks' stops
-// do); and never less than a tenth of the grace. The apps of a Group whose
-// tasks all ignore their context so overrun the deadline by one grace and
-// a tenth of it per app, not by a grace per app.
+// taskWait is how long stopping the tasks may take, by the rule each
+// hook's stop follows: until the stop timeout, cut to ctx's deadline, and
+// the late-stop grace past it, a window every late wait shares; never less
+// than a tenth of the grace. A task that needs a moment to wind down after
+// its cancellation so has the same allowance just before the deadline as
+// just after it, and the apps of a Group whose tasks all ignore their
+// context overrun the deadline by one grace and a tenth of it per app,
+// not by a grace per app.
 func (a *App) taskWait(ctx context.Context) time.Duration {
-	d := time.Until(stopDeadline(ctx, a.stopTimeoutOf(Hook{})))
-	if d <= 0 {
-		d += a.lateGrace
-	}
-	return max(d, a.lateGrace/10)
+	deadline := stopDeadline(ctx, a.stopTimeoutOf(Hook{}))
+	return max(time.Until(deadline.Add(a.lateGrace)), a.lateGrace/10)
 }
 
 // rollback stops what a failed Start started: tasks, then every started

@@ -124,9 +124,9 @@ func TestStuckStopsShareTheGrace(t *testing.T) {
 	})
 }
 
-// The wait for background tasks ends at Stop's deadline when that comes
-// before the stop timeout: serve's stop timeout, shorter than an app's own,
-// bounds tasks and hooks together.
+// The wait for background tasks ends at Stop's deadline (and its grace
+// window) when that comes before the stop timeout: serve's stop timeout,
+// shorter than an app's own, bounds tasks and hooks together.
 func TestTaskWaitEndsAtStopsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
@@ -143,11 +143,70 @@ func TestTaskWaitEndsAtStopsDeadline(t *testing.T) {
 		defer cancel()
 		begin := time.Now()
 		err := a.Stop(ctx)
-		if took := time.Since(begin); took != 300*time.Millisecond {
-			t.Errorf("Stop took %v; want Stop's 300ms deadline, not the app's hour", took)
+		if took := time.Since(begin); took != 300*time.Millisecond+lateStopGrace {
+			t.Errorf("Stop took %v; want Stop's 300ms deadline and the %v grace, not the app's hour", took, lateStopGrace)
 		}
 		if err == nil || !strings.Contains(err.Error(), "background tasks still running") {
 			t.Errorf("Stop = %v, want the task that ignored its context named", err)
+		}
+	})
+}
+
+// A task that winds down a moment after its cancellation is waited for,
+// though Stop's deadline falls in that moment: the wait has the grace a
+// late stop has.
+func TestTaskEndingJustAfterTheDeadlineIsWaitedFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &App{Name: "api", StopTimeout: time.Hour}
+		a.Append(Hook{Name: "flusher", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("flush", func(ctx context.Context) error {
+				<-ctx.Done()
+				time.Sleep(350 * time.Millisecond) // a last flush, ending 50ms past Stop's deadline
+				return nil
+			})
+			return nil, nil
+		}})
+		if err := a.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil {
+			t.Fatalf("Stop = %v; want the task, done 50ms past the deadline, waited for", err)
+		}
+	})
+}
+
+// After a stuck app has used the whole grace window, the next app's tasks
+// still get the floor, a tenth of it: time for a task that ends a moment
+// after its cancellation.
+func TestTaskWaitKeepsItsFloorAfterTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		quick := &App{Name: "quick", StopTimeout: time.Hour}
+		quick.Append(Hook{Name: "h", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("winds-down", func(ctx context.Context) error {
+				<-ctx.Done()
+				time.Sleep(lateStopGrace / 20) // within the floor
+				return nil
+			})
+			return nil, nil
+		}})
+		stuck := &App{Name: "stuck", StopTimeout: time.Hour}
+		stuck.Append(Hook{Name: "h", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("deaf", func(context.Context) error { <-release; return nil })
+			return nil, nil
+		}})
+		g := Group{quick, stuck} // stopped in reverse: stuck first
+		if err := g.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		err := g.StopTasks(ctx)
+		if err == nil || !strings.Contains(err.Error(), `lifespan "stuck"`) || strings.Contains(err.Error(), `lifespan "quick"`) {
+			t.Fatalf("StopTasks = %v; want only the stuck app's task named", err)
 		}
 	})
 }
@@ -178,10 +237,10 @@ func TestGroupOfStuckAppsSharesTheGrace(t *testing.T) {
 		begin := time.Now()
 		_ = g.StopTasks(ctx)
 		_ = g.Stop(ctx)
-		// The first app's tasks wait to the deadline; the three others'
-		// each a floor; the grace window, opened by the first stop past
-		// the deadline, is all it has; the three other stops each a floor.
-		want := 300*time.Millisecond + lateStopGrace + (apps-1)*lateStopGrace/10 + (apps-1)*lateStopGrace/10
+		// The first app's tasks wait to the deadline and through the
+		// grace window; the three others' each a floor; the four stops,
+		// past the window by then, each a floor.
+		want := 300*time.Millisecond + lateStopGrace + (apps-1)*lateStopGrace/10 + apps*lateStopGrace/10
 		if took := time.Since(begin); took > want {
 			t.Errorf("the group's shutdown took %v, past its %v deadline by more than one grace window and a floor per later wait (%v)", took, 300*time.Millisecond, want)
 		}

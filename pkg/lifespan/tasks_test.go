@@ -165,7 +165,7 @@ func TestTaskFailuresReachStop(t *testing.T) {
 		}
 		synctest.Wait()
 		err := l.Stop(t.Context())
-		for _, s := range []string{`task "crasher": panic: bad tick`, `task "failer": lost lease`, `task "consumer": consume: context canceled`, `background tasks still running 1s after cancellation: [deaf]`} {
+		for _, s := range []string{`task "crasher": panic: bad tick`, `task "failer": lost lease`, `task "consumer": consume: context canceled`, `background tasks still running 1.1s after cancellation: [deaf]`} {
 			if err == nil || !strings.Contains(err.Error(), s) {
 				t.Errorf("Stop = %v, want it to contain %q", err, s)
 			}
