@@ -64,7 +64,9 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 					logs.close()
 				}
 				if t.Failed() {
-					c.scalePostgres(t, 1)
+					if err := c.scalePostgres(1); err != nil {
+						t.Errorf("restoring PostgreSQL after a failed step: %v", err)
+					}
 					if err := c.upgrade(mainRelease, mainNamespace, "replicaCount=3", "drain.mode=app"); err != nil {
 						t.Errorf("restoring the release after a failed step: %v", err)
 					}
@@ -127,7 +129,9 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			from := time.Now()
-			c.scalePostgres(t, 0)
+			if err := c.scalePostgres(0); err != nil {
+				t.Fatal(err)
+			}
 			c.waitGone(t, mainNamespace, pg.Name, 2*time.Minute)
 			gone := time.Now()
 			// The outage lasts 20s by design; meanwhile the pods must stay
@@ -159,7 +163,9 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				<-time.After(time.Second)
 			}
 			t.Logf("GET /api/v1/info answered 200 %d times through the outage", infoOK)
-			c.scalePostgres(t, 1)
+			if err := c.scalePostgres(1); err != nil {
+				t.Fatal(err)
+			}
 			ready := c.waitPostgresReady(t, pg.UID)
 			downs = append(downs, window{"database outage", from, ready.Add(5 * time.Second)})
 			if after, err := c.restarts(ctx, mainNamespace, mainRelease); err != nil || after != before {
@@ -280,20 +286,22 @@ func (c *cluster) waitPostgresReady(t *testing.T, old types.UID) time.Time {
 }
 
 // scalePostgres sets the bundled PostgreSQL's StatefulSet to n replicas.
-// It works from a cleanup too, where t's own context has ended.
-func (c *cluster) scalePostgres(t *testing.T, n int32) {
-	t.Helper()
+// It works from a cleanup too, where t's own context has ended, and
+// returns its error rather than ending the caller (a cleanup has more to
+// do).
+func (c *cluster) scalePostgres(n int32) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sts := mainRelease + "-postgresql"
 	s, err := c.cs.AppsV1().StatefulSets(mainNamespace).GetScale(ctx, sts, metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("scaling %s to %d: %w", sts, n, err)
 	}
 	s.Spec.Replicas = n
 	if _, err := c.cs.AppsV1().StatefulSets(mainNamespace).UpdateScale(ctx, sts, s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("scaling %s to %d: %w", sts, n, err)
 	}
+	return nil
 }
 
 // drainWorker cordons a worker that hosts berth pods but not PostgreSQL,

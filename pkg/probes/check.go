@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 )
 
 // CheckFunc reports a dependency's health: nil when healthy. It must return
@@ -123,7 +124,7 @@ func CheckName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("check without a name")
-	case strings.ContainsAny(name, " \t\n\r\v\f?#"):
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || r == '?' || r == '#' }):
 		return fmt.Errorf("check %q: name must not contain whitespace, '?' or '#'", name)
 	}
 	for seg := range strings.SplitSeq(name, "/") {

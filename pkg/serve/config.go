@@ -215,10 +215,12 @@ func (c *Config) closeWindow() time.Duration {
 // keep-alive connections) + drain timeout + stop timeout (+ sidecar quit
 // timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of
 // overflowing. Zero fields count as their defaults, negative ones (which
-// New refuses) as 0. The margin also absorbs the lifespan's late-stop
-// grace: a stop or background task that ignores its context is waited
-// for up to 100ms past the stop timeout, shared by all of them, and each
-// at least 10ms (see lifespan.App.StopTimeout).
+// New refuses) as 0. The margin must also absorb the lifespan's late-stop
+// grace, which Budget does not count: a stop or background task that
+// ignores its context is waited for up to 100ms past the stop timeout,
+// shared by all of them, and each at least 10ms (see
+// lifespan.App.StopTimeout); keep Margin well above that, as the default
+// 2s is.
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
 	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}

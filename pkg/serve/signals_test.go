@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
@@ -242,5 +243,19 @@ func TestDefaultSignalsKeepWhatStartedIgnored(t *testing.T) {
 				t.Fatalf("defaultSignals = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// New reads which signals the process ignores: with SIGHUP ignored, as
+// under nohup, the default signals leave it out.
+func TestNewKeepsAnIgnoredHangupIgnored(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGHUP)
+	srv, err := New(Config{API: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(srv.cfg.ShutdownOn, os.Signal(syscall.SIGHUP)) || !slices.Contains(srv.cfg.ShutdownOn, os.Signal(syscall.SIGTERM)) {
+		t.Fatalf("ShutdownOn = %v with SIGHUP ignored; want SIGTERM and not SIGHUP", srv.cfg.ShutdownOn)
 	}
 }

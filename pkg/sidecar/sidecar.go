@@ -43,13 +43,20 @@ func ParseTargets(specs []string) ([]Target, error) {
 		if in == "" {
 			continue
 		}
-		spec, shown := in, redact.URL(in)
+		spec := in
 		if !strings.Contains(spec, "://") {
 			spec = "tcp://" + spec
 		}
+		// What errors show: the target with its password hidden, written
+		// as it was given (without the tcp:// added to a bare host:port).
+		shown := strings.TrimPrefix(redact.URL(spec), strings.TrimSuffix(spec, in))
 		u, err := url.Parse(spec)
 		if err != nil {
-			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, redact.Error(err, spec))
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // its message quotes the URL, escaped past what redact finds
+			}
+			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, err)
 		}
 		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
 			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", shown, u.Scheme)

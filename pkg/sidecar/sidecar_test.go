@@ -45,6 +45,9 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"tcp://127.0.0.1:1?x=1"}, nil, "a tcp target is host:port alone"},
 		{[]string{"tcp://127.0.0.1:1#x"}, nil, "a tcp target is host:port alone"},
 		{[]string{"tcp://u:s3cret@127.0.0.1:1"}, nil, `sidecar "tcp://u:xxxxx@127.0.0.1:1": a tcp target is host:port alone`},
+		{[]string{"u:s3cret@127.0.0.1:1"}, nil, `sidecar "u:xxxxx@127.0.0.1:1": a tcp target is host:port alone`},
+		{[]string{`http://u:s3cr"et@127.0.0.1:1/`}, nil, `sidecar "http://u:xxxxx@127.0.0.1:1/": net/url: invalid userinfo`},
+		{[]string{"tcp://u:s3\x01cret@h:1"}, nil, `sidecar "tcp://u:xxxxx@h:1": net/url: invalid control character in URL`},
 		{[]string{"http://u:s3cret@127.0.0.1:70000/ready"}, nil, `sidecar "http://u:xxxxx@127.0.0.1:70000/ready": port 70000`},
 		{[]string{"tcp://127.0.0.1:0"}, nil, "port 0; want a number from 1 to 65535"},
 		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
@@ -57,6 +60,9 @@ func TestParseTargets(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3") {
+					t.Fatalf("err = %v: it shows the password", err)
 				}
 				return
 			}
