@@ -150,6 +150,13 @@ func TestFirstSignalJoinsAShutdownBegunOtherwise(t *testing.T) {
 func TestDefaultSignalsDrain(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
+			// A process started with SIGINT or SIGHUP ignored (these tests
+			// may run under nohup, or as a shell's background job) keeps
+			// ignoring it, and os/signal cannot undo that for a test: the
+			// kernel then discards it, and a SIGTERM after it must be
+			// what starts the shutdown.
+			ignored := signal.Ignored(sig)
+			reason := sig.String()
 			var logs logbuf.Buffer
 			srv, err := New(Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 				DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Exit: func(code int) { t.Errorf("exit %d", code) }})
@@ -160,11 +167,15 @@ func TestDefaultSignalsDrain(t *testing.T) {
 			go func() { runErr <- srv.Run(context.Background()) }()
 			within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")
 			syscall.Kill(os.Getpid(), sig)
+			if ignored {
+				syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				reason = syscall.SIGTERM.String()
+			}
 			if err := within(t, runErr, "Run"); err != nil {
 				t.Fatalf("Run = %v, want a clean shutdown", err)
 			}
-			if !strings.Contains(logs.String(), "msg=ShutdownInitiated reason="+sig.String()+" ") {
-				t.Fatalf("the shutdown's reason is not %q:\n%s", sig.String(), logs.String())
+			if !strings.Contains(logs.String(), "msg=ShutdownInitiated reason="+reason+" ") {
+				t.Fatalf("the shutdown's reason is not %q (%v started ignored: %v):\n%s", reason, sig, ignored, logs.String())
 			}
 		})
 	}
@@ -249,8 +260,7 @@ func TestDefaultSignalsKeepWhatStartedIgnored(t *testing.T) {
 // New reads which signals the process ignores: with SIGHUP ignored, as
 // under nohup, the default signals leave it out.
 func TestNewKeepsAnIgnoredHangupIgnored(t *testing.T) {
-	signal.Ignore(syscall.SIGHUP)
-	defer signal.Reset(syscall.SIGHUP)
+	ignoring(t, syscall.SIGHUP, true)
 	srv, err := New(Config{API: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatal(err)
@@ -258,4 +268,21 @@ func TestNewKeepsAnIgnoredHangupIgnored(t *testing.T) {
 	if slices.Contains(srv.cfg.ShutdownOn, os.Signal(syscall.SIGHUP)) || !slices.Contains(srv.cfg.ShutdownOn, os.Signal(syscall.SIGTERM)) {
 		t.Fatalf("ShutdownOn = %v with SIGHUP ignored; want SIGTERM and not SIGHUP", srv.cfg.ShutdownOn)
 	}
+}
+
+// ignoring sets whether the process ignores sig for the rest of t, and
+// then restores what it was: the tests may themselves run under nohup, or
+// as a shell's background job. Call it before a server Notifies for sig.
+func ignoring(t *testing.T, sig os.Signal, ignore bool) {
+	t.Helper()
+	set := func(ignore bool) {
+		if ignore {
+			signal.Ignore(sig)
+		} else {
+			signal.Reset(sig)
+		}
+	}
+	was := signal.Ignored(sig)
+	set(ignore)
+	t.Cleanup(func() { set(was) })
 }
