@@ -139,7 +139,7 @@ func (h *handler) reason(c Result) string {
 	case !h.opts.ShowReasons:
 		return "reason withheld"
 	case c.Err == nil:
-		return "failure threshold not yet recovered"
+		return fmt.Sprintf("recovering: its last %d runs passed, fewer than its SuccessThreshold", c.ConsecutiveSuccesses)
 	default:
 		return c.Err.Error()
 	}

@@ -1,7 +1,9 @@
 package probes
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -102,5 +104,28 @@ func TestHandlerOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "ok\n" {
 		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}
+
+// A check whose last run passed but that has not yet passed
+// SuccessThreshold times in a row says so, on the admin port, rather than
+// showing no reason for failing.
+func TestRecoveringCheckSaysSo(t *testing.T) {
+	var fail bool
+	r := New()
+	r.Add(Readiness, Check{Name: "dep", SuccessThreshold: 3, Run: func(context.Context) error {
+		if fail {
+			return errors.New("down")
+		}
+		return nil
+	}})
+	h := r.Handler(HandlerOptions{ShowReasons: true})
+	fail = true
+	serve(h, "GET", "/readyz") // down at once: the first result counts
+	fail = false
+	serve(h, "GET", "/readyz") // one pass of the three it needs
+	code, body, _ := serve(h, "GET", "/readyz?verbose")
+	if want := "[-]dep failed: recovering: its last 2 runs passed, fewer than its SuccessThreshold\n"; code != 503 || !strings.Contains(body, want) {
+		t.Fatalf("%d %q, want 503 and %q", code, body, want)
 	}
 }
