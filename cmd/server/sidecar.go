@@ -31,8 +31,10 @@ type sidecarConfig struct {
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
 	problems := config.Parse(&cfg, environ)
-	if f := environ["BERTH_LOG_FORMAT"]; f != "" && f != "json" && f != "text" { // empty: the default, as for the service
-		problems = append(problems, fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", f))
+	if f := environ["BERTH_LOG_FORMAT"]; f != "" { // empty: the default, as for the service
+		if p := config.LogFormatProblem(f); p != "" {
+			problems = append(problems, p)
+		}
 	}
 	if len(problems) > 0 {
 		log.Error("refusing to start", refusal(&config.Error{Problems: problems})...)

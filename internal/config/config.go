@@ -129,8 +129,8 @@ func Load(environ map[string]string) (Config, error) {
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
 		bad("BERTH_LOG_LEVEL", cfg.LogLevel, "want debug, info, warn or error")
 	}
-	if cfg.LogFormat != "json" && cfg.LogFormat != "text" {
-		bad("BERTH_LOG_FORMAT", cfg.LogFormat, "want json or text")
+	if p := LogFormatProblem(cfg.LogFormat); p != "" {
+		problems = append(problems, p)
 	}
 	if cfg.DemoFail != "" && !slices.Contains(HookNames, cfg.DemoFail) {
 		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "want the name of a hook: "+strings.Join(HookNames, ", "))
@@ -294,6 +294,15 @@ func setButEmpty[T any](cfg T, environ map[string]string) []string {
 		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.Field(i).Interface(), what))
 	}
 	return problems
+}
+
+// LogFormatProblem says what is wrong with a BERTH_LOG_FORMAT value, or
+// is empty for one of the two it takes, json and text.
+func LogFormatProblem(format string) string {
+	if format == "json" || format == "text" {
+		return ""
+	}
+	return fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", format)
 }
 
 // HTTPURL reports whether s is an http:// or https:// URL with a host.
