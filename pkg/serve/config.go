@@ -95,9 +95,11 @@ type Config struct {
 	// (0: DefaultMargin).
 	Margin time.Duration
 
-	// QuitSidecars, when set, runs after the stop hooks, bounded by
-	// QuitTimeout (0: DefaultQuitTimeout): the place to call a classic
-	// sidecar's quit endpoint once the app no longer needs the network.
+	// QuitSidecars, when set, runs after the stop hooks and OnShutdown
+	// (whose push may need the sidecar's network), also after a failed
+	// startup, bounded by QuitTimeout (0: DefaultQuitTimeout): the place
+	// to call a classic sidecar's quit endpoint once the app no longer
+	// needs the network. Its error is logged and ends the run unclean.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
 
@@ -107,8 +109,8 @@ type Config struct {
 
 	// Logger receives the server's logs (nil: slog.Default()).
 	Logger *slog.Logger
-	// OnShutdown, when set, runs once the shutdown is complete, just before
-	// the admin server stops, bounded by OnShutdownTimeout (0:
+	// OnShutdown, when set, runs once the shutdown is complete, before
+	// QuitSidecars and the admin server's stop, bounded by OnShutdownTimeout (0:
 	// DefaultOnShutdownTimeout), which the budget counts: the place to push
 	// the final figures somewhere that outlives the process (see
 	// metrics.Push). It also runs when the startup fails or is abandoned,

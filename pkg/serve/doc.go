@@ -17,15 +17,16 @@
 //	TasksStopped       cut-off requests given a tenth of the stop timeout
 //	                   to return; background tasks cancelled and awaited
 //	HooksStopped       T3: stop hooks run in reverse order of start
-//	ShutdownComplete   classic sidecars told to quit; the report is made;
-//	                   the admin server (probes, metrics) stops last
+//	ShutdownComplete   the report is made, logged and given to OnShutdown;
+//	                   then classic sidecars are told to quit, and the
+//	                   admin server (probes, metrics) stops last
 //
 // A second OS signal, more than a second after the first, exits at once
 // with ExitForced, logging what was still running; one within the second
 // is ignored, so a runtime and a process manager that both forward a
 // SIGTERM do not skip the drain. SIGQUIT keeps Go's meaning (stacks, exit
 // 2, no drain). With OnShutdown set, a last function sees the report before
-// the admin server stops, within OnShutdownTimeout (counted in the budget):
+// classic sidecars quit and the admin server stops, within OnShutdownTimeout (counted in the budget):
 // the reference service pushes its final figures to a Pushgateway there.
 // It sees a failed startup's report too, so a start hook's failure
 // outlives the process that it ended.

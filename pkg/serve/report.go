@@ -24,11 +24,14 @@ type ShutdownReport struct {
 	CutOff               int64
 	// Delay is T0..T1 (ShutdownInitiated to DrainStarted), Drain T1..T2
 	// (to InFlightDrained), Tasks and Hooks the stop of the background
-	// tasks and of the hooks, Quit the sidecar quit, and Total the whole
-	// shutdown, ShutdownInitiated to ShutdownComplete.
-	Delay, Drain, Tasks, Hooks, Quit, Total time.Duration
+	// tasks and of the hooks, and Total the whole shutdown,
+	// ShutdownInitiated to ShutdownComplete.
+	Delay, Drain, Tasks, Hooks, Total time.Duration
 	// Err is the shutdown's joined error; nil for a clean one. After a
-	// failed or abandoned startup, it is the *StartupError.
+	// failed or abandoned startup, it is the *StartupError. The classic
+	// sidecars' quit comes after the report (OnShutdown's push may need
+	// their network), so its error is not here: it is logged, and Run
+	// returns it joined with Err.
 	Err error
 }
 
@@ -45,5 +48,5 @@ func (r ShutdownReport) logAttrs() []any {
 		"served_during_delay", r.ServedDuringDelay, "in_flight_at_drain_start", r.InFlightAtDrainStart, "cut_off", r.CutOff,
 		slog.Float64("delay_seconds", r.Delay.Seconds()), slog.Float64("drain_seconds", r.Drain.Seconds()),
 		slog.Float64("tasks_seconds", r.Tasks.Seconds()), slog.Float64("hooks_seconds", r.Hooks.Seconds()),
-		slog.Float64("sidecar_quit_seconds", r.Quit.Seconds()), slog.Float64("total_seconds", r.Total.Seconds())}
+		slog.Float64("total_seconds", r.Total.Seconds())}
 }

@@ -18,10 +18,12 @@ func (s *Server) shutdown() error {
 	s.drainInFlight()
 	s.stopTasks()
 	s.stopHooks()
-	s.quitSidecars()
 	rep := s.complete()
+	// The push in complete needs the network, which a classic sidecar
+	// (a mesh proxy) provides: the sidecars quit after it.
+	quitErr := s.quitSidecars()
 	s.stopServers()
-	return rep.Err
+	return errors.Join(rep.Err, quitErr)
 }
 
 // failReadiness is T0: /readyz fails and responses ask clients to reconnect
@@ -162,18 +164,24 @@ func (s *Server) stopContext() (context.Context, context.CancelFunc) {
 }
 
 // quitSidecars tells classic sidecars to quit, now that the app needs no
-// network.
-func (s *Server) quitSidecars() {
+// network: its hooks have stopped and OnShutdown has sent its report. It
+// logs the quit and returns its error, which ends the run unclean.
+func (s *Server) quitSidecars() error {
 	if s.cfg.QuitSidecars == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
 	defer cancel()
 	begin := time.Now()
-	if err := bounded(ctx, s.cfg.QuitSidecars); err != nil {
-		s.errs = append(s.errs, fmt.Errorf("quit sidecars: %w", err))
+	err := bounded(ctx, s.cfg.QuitSidecars)
+	took := slog.Float64("took_seconds", time.Since(begin).Seconds())
+	if err != nil {
+		err = fmt.Errorf("quit sidecars: %w", err)
+		s.cfg.Logger.Error("sidecars quit failed", "error", err.Error(), took)
+		return err
 	}
-	s.quitTook = time.Since(begin)
+	s.cfg.Logger.Info("sidecars told to quit", took)
+	return nil
 }
 
 // errAbandoned is bounded's error for a function that outlived its context.
@@ -216,7 +224,6 @@ func (s *Server) complete() ShutdownReport {
 		Drain:                between(sig.DrainStarted, sig.InFlightDrained),
 		Tasks:                between(sig.InFlightDrained, sig.TasksStopped),
 		Hooks:                between(sig.TasksStopped, sig.HooksStopped),
-		Quit:                 s.quitTook,
 		Err:                  errors.Join(s.errs...),
 	}
 	s.report.Store(&rep) // before the signal: Report reads it once signalled

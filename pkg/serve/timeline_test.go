@@ -43,7 +43,7 @@ func TestShutdownTimeline(t *testing.T) {
 	f := start(t, Config{
 		Apps: lifespan.Group{a}, API: mux, DrainTimeout: 10 * time.Second,
 		QuitSidecars: func(context.Context) error { j.add("quit sidecars"); return nil },
-		OnShutdown:   func(_ context.Context, r ShutdownReport) error { report = r; return nil },
+		OnShutdown:   func(_ context.Context, r ShutdownReport) error { report = r; j.add("push"); return nil },
 	})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != 200 {
@@ -107,7 +107,9 @@ func TestShutdownTimeline(t *testing.T) {
 	if err := within(t, f.runErr, "Run to return"); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	want := []string{"slow request done", "task cancelled", "stop jobs", "stop db", "quit sidecars"}
+	// The push needs the network, which a classic sidecar may provide: the
+	// sidecars quit after it.
+	want := []string{"slow request done", "task cancelled", "stop jobs", "stop db", "push", "quit sidecars"}
 	if got := j.list(); !slices.Equal(got, want) {
 		t.Errorf("order = %q, want %q", got, want)
 	}
