@@ -27,7 +27,7 @@ func RegisterChecks(reg prometheus.Registerer, p *probes.Registry) error {
 	if p == nil {
 		return errors.New("metrics: RegisterChecks with a nil *probes.Registry: every scrape would fail")
 	}
-	return reg.Register(checks{reg: p})
+	return register(reg, "RegisterChecks", onceHint, checks{reg: p})
 }
 
 func (c checks) Describe(ch chan<- *prometheus.Desc) {

@@ -41,16 +41,25 @@ var knownMethods = map[string]bool{
 	http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
 }
 
-// NewHTTP registers the HTTP request metrics with reg.
+// durationBuckets are the latency histogram's bucket bounds, in seconds:
+// client_golang's defaults (5ms to 10s) and 20s, 30s and 60s above them, so
+// a long request (the reference service allows 15s by default, and a drain
+// waits 20s) lands in a bucket of its own, not in +Inf, where a quantile
+// would read it as 10s.
+var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60}
+
+// NewHTTP registers the HTTP request metrics with reg. The latency
+// histogram's buckets run from 5ms to 60s: client_golang's defaults, with
+// 20s, 30s and 60s added for long requests.
 func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 	h := &HTTP{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_http_requests_total",
 			Help: "HTTP requests served, by route template."}, []string{"method", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_http_request_duration_seconds",
-			Help: "HTTP request latency, by route template.", Buckets: prometheus.DefBuckets}, []string{"method", "route"}),
+			Help: "HTTP request latency, by route template.", Buckets: durationBuckets}, []string{"method", "route"}),
 	}
 	h.children.Store(&map[childKey]child{})
-	if err := register(reg, h.requests, h.duration); err != nil {
+	if err := register(reg, "NewHTTP", onceHint+" (one HTTP serves every route of an engine)", h.requests, h.duration); err != nil {
 		return nil, err
 	}
 	return h, nil

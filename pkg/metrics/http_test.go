@@ -147,7 +147,9 @@ func TestHTTPRecordsSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []time.Duration{30 * time.Millisecond, 70 * time.Millisecond, 2 * time.Second} {
+	// The long ones are a request of the reference service's default work
+	// cap (15s) and one the drain (20s) would wait for: not +Inf.
+	for _, d := range []time.Duration{30 * time.Millisecond, 70 * time.Millisecond, 2 * time.Second, 15 * time.Second, 19 * time.Second, 45 * time.Second} {
 		h.ObserveRequest("GET", "/r", 200, d)
 	}
 	families, err := reg.Gather()
@@ -159,14 +161,18 @@ func TestHTTPRecordsSeconds(t *testing.T) {
 			continue
 		}
 		hist := f.GetMetric()[0].GetHistogram()
-		if got := hist.GetSampleSum(); math.Abs(got-2.1) > 1e-9 || hist.GetSampleCount() != 3 {
-			t.Fatalf("sum %v over %d samples, want 2.1s over 3", got, hist.GetSampleCount())
+		if got := hist.GetSampleSum(); math.Abs(got-81.1) > 1e-9 || hist.GetSampleCount() != 6 {
+			t.Fatalf("sum %v over %d samples, want 81.1s over 6", got, hist.GetSampleCount())
 		}
+		want := map[float64]uint64{0.025: 0, 0.05: 1, 0.1: 2, 1: 2, 2.5: 3, 10: 3, 20: 5, 30: 5, 60: 6}
 		for _, b := range hist.GetBucket() {
-			want := map[float64]uint64{0.025: 0, 0.05: 1, 0.1: 2, 1: 2, 2.5: 3}
 			if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
 				t.Errorf("bucket le=%v holds %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
 			}
+			delete(want, b.GetUpperBound())
+		}
+		if len(want) > 0 {
+			t.Errorf("no buckets at %v", want)
 		}
 		return
 	}

@@ -28,7 +28,7 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_phase",
 			Help: "1 for the app's current lifespan phase, 0 for the others."}, []string{"app", "phase"}),
 	}
-	if err := register(reg, m.hookDuration, m.hookFailures, m.taskFailures, m.startupDuration, m.phase); err != nil {
+	if err := register(reg, "NewLifespan", onceHint+" (one Lifespan observes every app of a Group: pass its OnEvent to each)", m.hookDuration, m.hookFailures, m.taskFailures, m.startupDuration, m.phase); err != nil {
 		return nil, err
 	}
 	return m, nil

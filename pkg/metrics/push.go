@@ -29,8 +29,15 @@ var finalFamilies = []string{
 	"berth_shutdown_budget_seconds", "berth_grace_period_seconds", "berth_prestop_delay_seconds",
 }
 
-// final is a Gatherer of g's final figures only.
-type final struct{ g prometheus.Gatherer }
+// final is a Gatherer of g's final figures only. A collector that fails
+// (the registry is the caller's: one of its own collectors may read a
+// resource closed at exit) does not stop the push of what was gathered:
+// its error is kept in err for Push to return, and only a gathering that
+// found no final figure at all fails.
+type final struct {
+	g   prometheus.Gatherer
+	err *error
+}
 
 func (f final) Gather() ([]*dto.MetricFamily, error) {
 	all, err := f.g.Gather()
@@ -43,6 +50,10 @@ func (f final) Gather() ([]*dto.MetricFamily, error) {
 			}
 		}
 	}
+	if err != nil && len(out) > 0 {
+		*f.err = err
+		err = nil
+	}
 	return out, err
 }
 
@@ -51,12 +62,18 @@ func (f final) Gather() ([]*dto.MetricFamily, error) {
 // not overwrite each other), so they outlive the process: pass it, bounded
 // by its context, as serve.Config.OnShutdown. Only the shutdown's figures,
 // the startup's and the requests' counters go; a scrape reads the rest
-// while the process lives.
+// while the process lives. When some collector of g fails, the figures
+// gathered are pushed all the same and Push returns the failure.
 func Push(ctx context.Context, client *http.Client, url, job string, grouping map[string]string, g prometheus.Gatherer) error {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return pusher(url, job, grouping, client).Gatherer(final{g}).PushContext(ctx)
+	var gatherErr error
+	err := pusher(url, job, grouping, client).Gatherer(final{g, &gatherErr}).PushContext(ctx)
+	if gatherErr != nil {
+		gatherErr = fmt.Errorf("metrics: Push: some figures could not be gathered (the rest were pushed): %w", gatherErr)
+	}
+	return errors.Join(err, gatherErr)
 }
 
 // Prune deletes from the Pushgateway at url every group of job whose

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"maps"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
@@ -83,29 +85,96 @@ func TestPushSendsTheFinalFiguresToThePodsGroup(t *testing.T) {
 	if method != http.MethodPut || path != "/metrics/job/berth-exit/pod/berth-7d9-x2" {
 		t.Fatalf("%s %s, want PUT to the pod's group", method, path)
 	}
-	// Named here, not read from finalFamilies, so that dropping one there
-	// fails: the chart's alerts and dashboard read each from the push.
-	for _, want := range []string{
+	// Named here, not read from finalFamilies, so that dropping one there,
+	// or widening a prefix, fails: the chart's alerts and dashboard read
+	// each of these from the push, and a live family pushed (berth_ready
+	// at 0, say) would outlive the pod and look like a pod not ready.
+	final := []string{
 		"berth_shutdown_duration_seconds", "berth_drain_duration_seconds", "berth_drain_served_during_delay",
 		"berth_drain_in_flight_at_drain_start", "berth_drain_cut_off_requests", "berth_lifecycle_signal_timestamp_seconds",
 		"berth_hook_duration_seconds", "berth_hook_failures_total", "berth_task_failures_total",
 		"berth_startup_duration_seconds", "berth_http_requests_total",
 		"berth_shutdown_budget_seconds", "berth_grace_period_seconds", "berth_prestop_delay_seconds",
-	} {
-		if !pushed[want] {
-			t.Errorf("the push lacks %s", want)
+	}
+	gathered, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, mf := range gathered {
+		name := mf.GetName()
+		switch want := slices.Contains(final, name); {
+		case want && !pushed[name]:
+			t.Errorf("the push lacks %s", name)
+		case !want && pushed[name]:
+			t.Errorf("the push carries %s, which a scrape reads while the process lives", name)
+		case !want && strings.HasPrefix(name, "berth_"):
+			live++
 		}
 	}
-	for name := range pushed {
-		if !slices.ContainsFunc(finalFamilies, func(f string) bool { return strings.HasPrefix(name, f) }) {
-			t.Errorf("the push carries %s, which a scrape reads while the process lives", name)
-		}
+	if live == 0 {
+		t.Error("the registry had no live berth_ family, so the test showed none is left out")
 	}
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) }))
 	defer bad.Close()
 	if err := Push(context.Background(), nil, bad.URL, "berth-exit", nil, reg); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("a refused push = %v", err)
 	}
+}
+
+// A collector of the caller's that fails at exit (a pool already closed)
+// does not stop the push: the final figures gathered go, and Push returns
+// the failure, naming it.
+func TestPushGoesOnPastAFailingCollector(t *testing.T) {
+	var mu sync.Mutex
+	var pushed []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		dec := expfmt.NewDecoder(r.Body, expfmt.ResponseFormat(r.Header))
+		for {
+			var mf dto.MetricFamily
+			if err := dec.Decode(&mf); err != nil {
+				break
+			}
+			pushed = append(pushed, mf.GetName())
+		}
+	}))
+	defer gw.Close()
+	reg := NewRegistry()
+	h, _ := NewHTTP(reg)
+	h.ObserveRequest("GET", "/api/v1/info", 200, time.Millisecond)
+	reg.MustRegister(failing{prometheus.NewDesc("app_db_pool_open", "open connections", nil, nil)})
+
+	err := Push(context.Background(), nil, gw.URL, "berth-exit", map[string]string{"pod": "p"}, reg)
+	if err == nil || !strings.Contains(err.Error(), "app_db_pool_open") || !strings.Contains(err.Error(), "pool closed") {
+		t.Errorf("Push = %v, want the failing collector named", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(pushed, []string{"berth_http_requests_total"}) {
+		t.Errorf("pushed %q, want the final figures gathered", pushed)
+	}
+
+	// With no final figure gathered, nothing is pushed (an empty PUT would
+	// empty the group) and the failure is returned.
+	only := prometheus.NewRegistry()
+	only.MustRegister(failing{prometheus.NewDesc("app_db_pool_open", "open connections", nil, nil)})
+	pushed = nil
+	mu.Unlock()
+	err = Push(context.Background(), nil, gw.URL, "berth-exit", map[string]string{"pod": "p"}, only)
+	mu.Lock()
+	if err == nil || !strings.Contains(err.Error(), "pool closed") || len(pushed) != 0 {
+		t.Errorf("Push = %v, pushed %q; want the failure and no push", err, pushed)
+	}
+}
+
+// failing is a collector whose every collection fails.
+type failing struct{ desc *prometheus.Desc }
+
+func (f failing) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+func (f failing) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.NewInvalidMetric(f.desc, errors.New("pool closed"))
 }
 
 // fakeGateway answers /api/v1/metrics as a Pushgateway does, with groups

@@ -1,7 +1,10 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
+	"regexp"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,12 +28,38 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }
 
-// register registers every collector, stopping at the first error.
-func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
+// register registers every collector for the function named by what, or
+// none: at the first error it unregisters those it registered (so a caller
+// can fix the cause and try again) and returns the error, naming the
+// metrics that collided and adding hint.
+func register(reg prometheus.Registerer, what, hint string, cs ...prometheus.Collector) error {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
-			return err
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return fmt.Errorf("metrics: %s: registering %s: %w; %s", what, strings.Join(metricNames(c), ", "), err, hint)
 		}
 	}
 	return nil
 }
+
+// onceHint is register's hint for metrics a process registers once.
+const onceHint = "register them once per registry"
+
+// metricNames are the names of the metrics c describes.
+func metricNames(c prometheus.Collector) []string {
+	ch := make(chan *prometheus.Desc)
+	go func() { c.Describe(ch); close(ch) }()
+	var names []string
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			names = append(names, m[1])
+		}
+	}
+	return names
+}
+
+// fqName finds a metric's name in a *prometheus.Desc's String, which is
+// all that type shows of it.
+var fqName = regexp.MustCompile(`fqName: "([^"]*)"`)

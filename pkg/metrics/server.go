@@ -47,7 +47,7 @@ func RegisterServer(reg prometheus.Registerer, srv *serve.Server) error {
 	if srv == nil {
 		return errors.New("metrics: RegisterServer with a nil *serve.Server: every scrape would fail")
 	}
-	return reg.Register(server{srv})
+	return register(reg, "RegisterServer", onceHint, server{srv})
 }
 
 func (c server) Describe(ch chan<- *prometheus.Desc) {

@@ -1,0 +1,68 @@
+package metrics
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
+	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Registering berth's metrics twice on one registry (one Lifespan per app
+// of a Group, say) is refused with the function and the metrics named, not
+// client_golang's bare "duplicate metrics collector registration
+// attempted".
+func TestRegisteringTwiceNamesTheMetrics(t *testing.T) {
+	srv, err := serve.New(serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "a"}}, API: http.NotFoundHandler(),
+		ShutdownOn: []os.Signal{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := probes.New()
+	for _, tc := range []struct {
+		name, metric string
+		register     func(prometheus.Registerer) error
+	}{
+		{"NewHTTP", "berth_http_requests_total", func(r prometheus.Registerer) error { _, err := NewHTTP(r); return err }},
+		{"NewLifespan", "berth_hook_duration_seconds", func(r prometheus.Registerer) error { _, err := NewLifespan(r); return err }},
+		{"RegisterServer", "berth_lifecycle_signal_timestamp_seconds", func(r prometheus.Registerer) error { return RegisterServer(r, srv) }},
+		{"RegisterChecks", "berth_check_up", func(r prometheus.Registerer) error { return RegisterChecks(r, checks) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			if err := tc.register(reg); err != nil {
+				t.Fatal(err)
+			}
+			err := tc.register(reg)
+			if err == nil || !strings.Contains(err.Error(), "metrics: "+tc.name+": registering ") ||
+				!strings.Contains(err.Error(), tc.metric) || !strings.Contains(err.Error(), "once per registry") {
+				t.Errorf("second %s = %v, want an error naming %s and %s, and what to do", tc.name, err, tc.name, tc.metric)
+			}
+		})
+	}
+}
+
+// A registration that fails part way leaves nothing of itself registered,
+// so the caller can remove the cause and register again.
+func TestFailedRegistrationLeavesNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	other, err := NewLifespan(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := other.phase
+	reg.MustRegister(taken) // NewLifespan registers berth_phase last
+	if _, err := NewLifespan(reg); err == nil || !strings.Contains(err.Error(), "berth_phase") {
+		t.Fatalf("NewLifespan beside another berth_phase = %v, want an error naming it", err)
+	}
+	reg.Unregister(taken)
+	if _, err := NewLifespan(reg); err != nil {
+		t.Fatalf("NewLifespan once the cause is gone = %v, want it to register afresh", err)
+	}
+}
