@@ -191,7 +191,8 @@ func openSQLite(cfg Config) (*DB, error) {
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
 	// commit durable before it returns; immediate transactions take the
 	// write lock at BEGIN, so two writers wait (busy_timeout) instead of
-	// failing when one upgrades a read. busy_timeout comes first: setting
+	// failing when one upgrades a read. Within the process, writes queue
+	// for one slot (DB.writer); busy_timeout is for other processes. busy_timeout comes first: setting
 	// WAL on a new file takes a lock too, and two processes opening it at
 	// once would otherwise fail with SQLITE_BUSY.
 	// The path is escaped as a URI's: SQLite decodes it, and a "?" or "#"
@@ -202,7 +203,8 @@ func openSQLite(cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, file: path, close: db.Close}, nil
+	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, file: path, close: db.Close,
+		writer: make(chan struct{}, 1)}, nil
 }
 
 // wait pings the database until it answers, for up to wait.

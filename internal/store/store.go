@@ -138,6 +138,27 @@ type DB struct {
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
 	file   string        // SQLite's file; "" for PostgreSQL
 	close  func() error  // closes db, then the pool behind it
+
+	// writer queues SQLite's writes (a slot of one, waited for in
+	// order): SQLite takes one writer at a time, and left to its busy
+	// wait, which sleeps in growing steps, a writer that has waited long
+	// keeps losing the lock to ones just arrived, until its timeout turns
+	// a healthy write into a 503. nil for PostgreSQL, whose rows lock.
+	writer chan struct{}
+}
+
+// queueWrite waits for the write slot (SQLite only), for no longer than
+// ctx, and returns the function that gives it back.
+func (s *DB) queueWrite(ctx context.Context) (release func(), err error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the writes queued before this one: %w", ctx.Err())
+	}
 }
 
 // Get returns the value stored under key, or ErrNotFound.
@@ -178,7 +199,11 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 			RETURNING (xmax = 0)`, key, value).Scan(&created)
 	} else {
-		created, err = s.putSQLite(ctx, key, value)
+		var release func()
+		if release, err = s.queueWrite(ctx); err == nil {
+			created, err = s.putSQLite(ctx, key, value)
+			release()
+		}
 	}
 	switch {
 	case err != nil && strings.Contains(err.Error(), "berth: item limit"):
@@ -229,7 +254,12 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	release, err := s.queueWrite(ctx)
+	if err != nil {
+		return s.failed("delete", err)
+	}
 	res, err := s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
+	release()
 	if err != nil {
 		return s.failed("delete", err)
 	}
