@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/store"
@@ -34,6 +35,12 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	}
 	r.Use(ginberth.State(app))
 	r.NoRoute(func(c *gin.Context) {
+		// Gin routes the decoded path, so a key holding an escaped "/"
+		// would read as a path no route has.
+		if strings.HasPrefix(c.Request.URL.Path, itemsPrefix) && strings.Contains(strings.ToUpper(c.Request.URL.RawPath), "%2F") {
+			fail(c, http.StatusBadRequest, "key %q contains %q: a key is one path segment, without /", strings.TrimPrefix(c.Request.URL.Path, itemsPrefix), "/")
+			return
+		}
 		fail(c, http.StatusNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path)
 	})
 	r.HandleMethodNotAllowed = true
@@ -93,8 +100,13 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		case err != nil:
 			fail(c, http.StatusBadRequest, "reading body: %v", err)
 			return
+		case !utf8.Valid(body):
+			// json.Valid does not check: a strict client could not decode
+			// what GET would serve.
+			fail(c, http.StatusBadRequest, "body is not UTF-8; JSON must be (RFC 8259)")
+			return
 		case !json.Valid(body):
-			fail(c, http.StatusBadRequest, "body is not valid JSON")
+			fail(c, http.StatusBadRequest, "body is not valid JSON: %s", jsonProblem(body))
 			return
 		}
 		created, err := ginberth.MustGet(c, storeKey).Put(c.Request.Context(), c.Param("key"), body)
@@ -115,6 +127,21 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		c.Status(http.StatusNoContent)
 	})
 	return r
+}
+
+// jsonProblem says what is wrong with a body json.Valid refused, and
+// where: the decoder's error, with the byte it stopped at.
+func jsonProblem(body []byte) string {
+	var raw json.RawMessage
+	err := json.Unmarshal(body, &raw)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return fmt.Sprintf("%v (at byte %d)", err, syntax.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "refused"
 }
 
 // info is the body of GET /api/v1/info. A typed body, where a gin.H map
@@ -187,6 +214,9 @@ func getOrHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
 	r.GET(path, h)
 	r.HEAD(path, h)
 }
+
+// itemsPrefix is the items routes' path before the key.
+const itemsPrefix = "/api/v1/items/"
 
 // noSniff tells browsers not to guess a response's type from its bytes.
 func noSniff(c *gin.Context) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth-dev/berth/internal/store"
 )
@@ -46,7 +47,7 @@ func (s *mapStore) Stats(context.Context) (store.Stats, error) { return store.St
 func FuzzPutItem(f *testing.F) {
 	for _, seed := range []struct{ key, body, ct string }{
 		{"k", `{"v":1}`, "application/json"}, {"k", `{"v":`, ""}, {"a b", `[]`, "application/merge-patch+json"},
-		{"k", `1`, "text/plain"}, {"%00", `null`, ""}, {"k", strings.Repeat("x", 200), "application/json"},
+		{"k", `1`, "text/plain"}, {"%00", `null`, ""}, {"k", strings.Repeat("x", 200), "application/json"}, {"k", "\"caf\xe9\"", ""},
 	} {
 		f.Add(seed.key, seed.body, seed.ct)
 	}
@@ -61,7 +62,7 @@ func FuzzPutItem(f *testing.F) {
 		api.ServeHTTP(rec, req)
 		switch {
 		case rec.Code/100 == 2:
-			if !json.Valid([]byte(body)) || len(body) > 128 || (contentType != "" && !isJSON(contentType)) {
+			if !json.Valid([]byte(body)) || !utf8.ValidString(body) || len(body) > 128 || (contentType != "" && !isJSON(contentType)) {
 				t.Fatalf("PUT %q %q (%q) stored with %d", key, body, contentType, rec.Code)
 			}
 		case rec.Code/100 == 4:
