@@ -12,7 +12,7 @@
 //	berth_ready                                                  gauge
 //	berth_http_requests_in_flight                                gauge
 //	berth_http_requests_turned_away_total                        counter (503 before startup completed)
-//	berth_grace_period_seconds                                   gauge (as told: BERTH_GRACE_PERIOD)
+//	berth_grace_period_seconds                                   gauge (as told: BERTH_GRACE_PERIOD; absent when not told)
 //	berth_prestop_delay_seconds                                  gauge (the preStop sleep the grace period counts)
 //	berth_shutdown_budget_seconds                                gauge
 //	berth_shutdown_duration_seconds                              gauge

@@ -21,7 +21,7 @@ var (
 	shutdownDurationDesc = prometheus.NewDesc("berth_shutdown_duration_seconds",
 		"How long the shutdown took, ShutdownInitiated to ShutdownComplete; absent until it completes.", nil, nil)
 	servedDuringDelayDesc = prometheus.NewDesc("berth_drain_served_during_delay",
-		"Requests that arrived during the shutdown's drain delay; absent until the shutdown completes.", nil, nil)
+		"Requests that arrived during the shutdown's drain delay, counted live from ReadinessFailing; absent before it.", nil, nil)
 	inFlightAtDrainDesc = prometheus.NewDesc("berth_drain_in_flight_at_drain_start",
 		"Requests in flight when the drain started (DrainStarted); absent until the shutdown completes.", nil, nil)
 	cutOffDesc = prometheus.NewDesc("berth_drain_cut_off_requests",
@@ -82,9 +82,11 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(graceDesc, prometheus.GaugeValue, g.Seconds())
 	}
 	ch <- prometheus.MustNewConstMetric(preStopDesc, prometheus.GaugeValue, c.srv.PreStopDelay().Seconds())
+	if sig.ReadinessFailing.Signalled() { // live, so a scrape during the delay sees it move
+		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(c.srv.ServedDuringDelay()))
+	}
 	if r, ok := c.srv.Report(); ok {
 		ch <- prometheus.MustNewConstMetric(shutdownDurationDesc, prometheus.GaugeValue, r.Total.Seconds())
-		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(r.ServedDuringDelay))
 		ch <- prometheus.MustNewConstMetric(inFlightAtDrainDesc, prometheus.GaugeValue, float64(r.InFlightAtDrainStart))
 		ch <- prometheus.MustNewConstMetric(cutOffDesc, prometheus.GaugeValue, float64(r.CutOff))
 		ch <- prometheus.MustNewConstMetric(drainDurationDesc, prometheus.GaugeValue, r.Drain.Seconds())

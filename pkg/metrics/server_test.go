@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -145,5 +147,65 @@ func TestRegisterRefusesNil(t *testing.T) {
 				t.Errorf("%s(reg, nil) = %v, want an error naming the nil argument", name, err)
 			}
 		})
+	}
+}
+
+// The requests served during the drain delay are counted live, from
+// ReadinessFailing on, so a scrape during the delay sees them (they were
+// absent until the shutdown completed), and the final figure is the same.
+func TestServedDuringDelayIsLive(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/held", func(http.ResponseWriter, *http.Request) { close(entered); <-release })
+	// A quiet period ends the delay 3s after the last arrival: the held
+	// request keeps the drain, and so the shutdown, from completing.
+	srv, err := serve.New(serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: mux,
+		APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DrainDelay: time.Hour, DrainQuiet: 3 * time.Second, ShutdownOn: []os.Signal{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := RegisterServer(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(context.Background()) }()
+	<-srv.Signals().StartupComplete.Done()
+	if _, ok := scrape(t, reg)["berth_drain_served_during_delay"]; ok {
+		t.Error("berth_drain_served_during_delay present before the shutdown")
+	}
+	srv.Shutdown()
+	<-srv.Signals().ReadinessFailing.Done()
+	if got, ok := scrape(t, reg)["berth_drain_served_during_delay"]; !ok || got != 0 {
+		t.Errorf("berth_drain_served_during_delay at ReadinessFailing = %v (present %v), want 0", got, ok)
+	}
+	failed := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + srv.APIAddr().String() + "/held")
+		if err == nil {
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	select {
+	case <-entered:
+	case err := <-failed:
+		t.Fatalf("the request during the delay failed (did the quiet period end first?): %v", err)
+	}
+	if got := scrape(t, reg)["berth_drain_served_during_delay"]; got != 1 {
+		t.Errorf("berth_drain_served_during_delay during the drain = %v, want 1", got)
+	}
+	if _, complete := srv.Report(); complete {
+		t.Fatal("the shutdown completed while a request was held")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-failed
+	rep, _ := srv.Report()
+	if got := scrape(t, reg)["berth_drain_served_during_delay"]; got != 1 || rep.ServedDuringDelay != 1 {
+		t.Errorf("after the shutdown: gauge %v, report %d; want 1 and 1", got, rep.ServedDuringDelay)
 	}
 }

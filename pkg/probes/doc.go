@@ -21,7 +21,8 @@
 // a check.
 //
 // Failure reasons are shown only by a handler made with ShowReasons (the
-// admin port); elsewhere a failing check says "failed" and nothing more.
+// admin port); elsewhere a failing check's reason reads "reason withheld"
+// ("[-]NAME failed: reason withheld" with ?verbose).
 //
 // Package probes/heptio registers any github.com/heptiolabs/healthcheck
 // check (TCP dial, HTTP GET, DNS resolve, goroutine count, DB ping); this

@@ -116,6 +116,11 @@ func (s *Server) Report() (r ShutdownReport, ok bool) {
 	return r, true
 }
 
+// ServedDuringDelay is the number of API requests that have arrived
+// between ReadinessFailing and DrainStarted, so far: the figure the
+// shutdown report gives at the end, readable while the delay runs.
+func (s *Server) ServedDuringDelay() int64 { return s.gate.duringDelay.Load() }
+
 // TurnedAway is the number of API requests answered 503 because startup
 // had not completed.
 func (s *Server) TurnedAway() int64 { return s.gate.turnedAway.Load() }
