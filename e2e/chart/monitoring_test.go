@@ -252,7 +252,7 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 			alerts = append(alerts, r.Alert)
 		}
 	}
-	if want := []string{"BerthShutdownNearGracePeriod", "BerthRequestsCutOff", "BerthHookFailed", "BerthStartupSlow", "BerthNotReady", "BerthDatabaseDown"}; !slices.Equal(alerts, want) {
+	if want := []string{"BerthShutdownNearGracePeriod", "BerthRequestsCutOff", "BerthHookFailed", "BerthTaskFailed", "BerthStartupSlow", "BerthNotReady", "BerthDatabaseDown"}; !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
 	queries = append(queries, dashboardQueries(t)...)
