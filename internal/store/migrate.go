@@ -81,6 +81,9 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	if _, err := s.db.ExecContext(ctx, s.d.q("UPDATE item_count SET max = ? WHERE id = 1"), s.limits.MaxItems); err != nil {
 		return s.failed("migrate", err)
 	}
+	if err := s.recount(ctx, log); err != nil {
+		return s.failed("migrate", err)
+	}
 	if s.file != "" && len(results) > 0 {
 		// A migration's writes (SQLite's version 2 copies the whole items
 		// table) went through the WAL, which keeps its size once grown:
@@ -92,5 +95,46 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 		}
 	}
 	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results), "max_items", s.limits.MaxItems)
+	return nil
+}
+
+// recount sets the item count right when it has drifted from the table:
+// rows removed or added without the count's triggers (a TRUNCATE before
+// PostgreSQL's schema version 2 left the old number, which refused every
+// new item of a table with room; triggers disabled by hand) would
+// otherwise stay wrong for good. One statement compares the two (one
+// snapshot, so writers elsewhere cannot make them differ); only a drift
+// takes the lock that keeps writers out while the table is counted again.
+func (s *DB) recount(ctx context.Context, log *slog.Logger) error {
+	var counted, items int64
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT count(*) FROM items)").Scan(&counted, &items); err != nil {
+		return err
+	}
+	if counted == items {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // SQLite's BEGIN IMMEDIATE takes the write lock
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if s.d.name == postgres.name {
+		// SHARE waits for the writers in flight and keeps new ones out
+		// (their row triggers move the count) until the commit.
+		if _, err := tx.ExecContext(ctx, "LOCK TABLE items IN SHARE MODE"); err != nil {
+			return err
+		}
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM items").Scan(&items); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.d.q("UPDATE item_count SET n = ? WHERE id = 1"), items); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	log.Warn("item count recounted: it had drifted from the table (rows removed or added without its triggers, such as a TRUNCATE before schema version 2)",
+		"database", s.where, "counted", counted, "items", items)
 	return nil
 }

@@ -57,6 +57,7 @@ func Run(t *testing.T, fresh func(t *testing.T) Opener) {
 		{"ItemLimitUnderConcurrentWriters", testItemLimitConcurrent},
 		{"ItemLimitIsTheDatabasesOwn", testItemLimitShared},
 		{"EmptyingTheTableByHandResetsTheCount", testEmptiedByHand},
+		{"ADriftedCountIsSetRightAtStart", testDriftedCount},
 		{"KeysAndValuesAreChecked", testKeysAndValues},
 		{"ConcurrentWritersOfOneKey", testOneKeyConcurrent},
 		{"CommittedWritesSurviveReopening", testReopen},
@@ -231,6 +232,37 @@ func testEmptiedByHand(t *testing.T, open Opener) {
 		if _, err := db.Put(ctx, k, []byte(`1`)); err != nil {
 			t.Fatalf("a new item after %s: %v", empty, err)
 		}
+	}
+}
+
+// A count that drifted from its table (a TRUNCATE before the trigger that
+// resets it, on a database migrated since) refused new items while the
+// table had room, and nothing but SQL by hand mended it: the next start
+// sets it right.
+func testDriftedCount(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{MaxItems: 3})
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if _, err := db.Put(ctx, k, []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.SQL().ExecContext(ctx, "UPDATE item_count SET n = 3 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	var limit *store.LimitError
+	if _, err := db.Put(ctx, "c", []byte(`1`)); !errors.As(err, &limit) {
+		t.Fatalf("a new item beside a drifted count = %v, want it refused (the drift this test mends)", err)
+	}
+	db = mustOpen(t, open, store.Limits{MaxItems: 3}) // a start: it migrates
+	if st, err := db.Stats(ctx); err != nil || st.Items != 2 {
+		t.Fatalf("after a start: %+v, %v; want the 2 items the table holds", st, err)
+	}
+	if _, err := db.Put(ctx, "c", []byte(`1`)); err != nil {
+		t.Fatalf("a new item once the count is right: %v", err)
+	}
+	if _, err := db.Put(ctx, "d", []byte(`1`)); !errors.As(err, &limit) {
+		t.Fatalf("a fourth item = %v, want the bound of 3 kept", err)
 	}
 }
 
