@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -20,10 +21,13 @@ var migrations embed.FS
 // binary, with goose. It holds a lock meanwhile, so processes starting
 // together migrate one at a time (the others find nothing left to do): an
 // advisory lock on PostgreSQL, and on SQLite, which goose does not lock,
-// an flock on a file beside the database's (see locked). A database whose schema is newer than the binary knows is
-// refused: this binary would misread it. Waiting for the lock lasts until
-// ctx's deadline, if it has one. It then records the item bound
-// (Limits.MaxItems) that the database enforces.
+// an flock on a file beside the database's (see locked). A database whose
+// schema is newer than the binary knows (a rollback) is used as it is when
+// that schema says binaries that know this one's version can use it
+// (berth_schema, see schemaWorksFrom), and refused otherwise: this binary
+// would misread it. Waiting for the lock lasts until ctx's deadline, if it
+// has one. It then records the item bound (Limits.MaxItems) that the
+// database enforces, and sets a drifted item count right (see recount).
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
 	if err != nil {
@@ -67,12 +71,29 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	if err != nil {
 		return s.failed("migrate", err)
 	}
+	var results []*goose.MigrationResult
 	if current > known {
-		return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d): run a newer berth; or, if another application's goose migrations share this database (its goose_db_version table), give berth a database of its own", s.where, current, known)
-	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		return s.failed("migrate", err)
+		// A rollback: a newer release migrated this database. Its schema
+		// says which binaries can still use it.
+		worksFrom, ok := s.worksFrom(ctx, current)
+		if !ok || worksFrom > known {
+			needs := ""
+			if ok {
+				needs = fmt.Sprintf(" and needs a binary that knows version %d", worksFrom)
+			}
+			return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d)%s: run a newer berth; or, if another application's goose migrations share this database (its goose_db_version table), give berth a database of its own", s.where, current, known, needs)
+		}
+		log.Warn("database schema is newer than this binary knows, and says binaries that know its version "+strconv.FormatInt(worksFrom, 10)+" can use it: going on without migrating",
+			"database", s.where, "version", current, "known", known)
+	} else {
+		// Before migrating, so a binary rolled back to finds the record
+		// as soon as the new version is there.
+		if err := s.recordWorksFrom(ctx, known); err != nil {
+			return s.failed("migrate", err)
+		}
+		if results, err = p.Up(ctx); err != nil {
+			return s.failed("migrate", err)
+		}
 	}
 	for _, r := range results {
 		log.Info("migration applied", "database", s.where, "version", r.Source.Version, "file", r.Source.Path, slog.Float64("took_seconds", r.Duration.Seconds()))
@@ -94,8 +115,59 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 			log.Warn("could not shrink the write-ahead log after migrating", "database", s.where, "error", err.Error())
 		}
 	}
-	log.Info("schema up to date", "database", s.where, "version", known, "applied", len(results), "max_items", s.limits.MaxItems)
+	log.Info("schema up to date", "database", s.where, "version", max(known, current), "applied", len(results), "max_items", s.limits.MaxItems)
 	return nil
+}
+
+// schemaWorksFrom is, for the newest schema version this binary migrates
+// to, the oldest schema version a binary must know to use it: a binary
+// rolled back to reads it (from berth_schema) and goes on when it knows
+// that version. Raise it to the new version with a migration that older
+// code cannot use (a column it does not fill, a table it does not know);
+// every migration so far (PostgreSQL's TRUNCATE trigger, SQLite's rowid
+// table) leaves version 1's queries working.
+const schemaWorksFrom = 1
+
+// berthSchemaLock is the PostgreSQL advisory lock around berth_schema's
+// creation: two sessions creating one table at once can collide in the
+// catalog, IF NOT EXISTS notwithstanding.
+const berthSchemaLock = 0x62657274 // "bert"
+
+// recordWorksFrom records schemaWorksFrom for version in berth_schema,
+// creating it if need be. The table stays outside goose's versions on
+// purpose: as a migration, it would itself have made the database newer
+// than the release before it accepts. Each version's row is written only
+// by binaries that know that version, which agree on its value.
+func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if s.d.name == postgres.name {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", berthSchemaLock); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS berth_schema (version bigint PRIMARY KEY, works_from bigint NOT NULL)"); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO berth_schema (version, works_from) VALUES (?, ?) ON CONFLICT (version) DO UPDATE SET works_from = excluded.works_from"),
+		version, schemaWorksFrom); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// worksFrom reads what berth_schema says of version: the oldest version a
+// binary must know to use it; ok is false when nothing is recorded (a
+// release before the record, or another application's goose version).
+func (s *DB) worksFrom(ctx context.Context, version int64) (int64, bool) {
+	var v int64
+	if err := s.db.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&v); err != nil {
+		return 0, false
+	}
+	return v, true
 }
 
 // recount sets the item count right when it has drifted from the table:

@@ -63,6 +63,7 @@ func Run(t *testing.T, fresh func(t *testing.T) Opener) {
 		{"CommittedWritesSurviveReopening", testReopen},
 		{"MigrationsAreIdempotentAndConcurrent", testMigrateConcurrent},
 		{"NewerSchemaIsRefused", testNewerSchema},
+		{"RollbackToABinaryTheSchemaAllows", testRolledBack},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, fresh(t)) })
@@ -378,5 +379,49 @@ func testNewerSchema(t *testing.T, open Opener) {
 	err := db.Migrate(t.Context(), quiet)
 	if err == nil || !strings.Contains(err.Error(), "has schema version 999, newer than this binary knows (") {
 		t.Fatalf("Migrate over a newer schema = %v", err)
+	}
+}
+
+// A rollback: a newer release migrated the database, and its schema says
+// which binaries can still use it (berth_schema). One that knows that
+// version goes on, using the database as it is; one that does not is
+// refused, told which version it would need.
+func testRolledBack(t *testing.T, open Opener) {
+	db := mustOpen(t, open, store.Limits{MaxItems: 5})
+	ctx := t.Context()
+	if _, err := db.Put(ctx, "kept", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	var known int64
+	if err := db.SQL().QueryRowContext(ctx, "SELECT max(version) FROM berth_schema").Scan(&known); err != nil || known < 1 {
+		t.Fatalf("this binary recorded no version in berth_schema: %d, %v", known, err)
+	}
+	// What a newer release (version 999) would leave behind.
+	for _, q := range []string{
+		"INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)",
+		fmt.Sprintf("INSERT INTO berth_schema (version, works_from) VALUES (999, %d)", known),
+	} {
+		if _, err := db.SQL().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rolledBack, err := open(ctx, store.Limits{MaxItems: 5})
+	if err != nil {
+		t.Fatalf("a binary the newer schema says can use it was refused: %v", err)
+	}
+	defer rolledBack.Close()
+	if v, err := rolledBack.Get(ctx, "kept"); err != nil || string(v) != "1" {
+		t.Errorf("Get after the rollback = %q, %v", v, err)
+	}
+	if _, err := rolledBack.Put(ctx, "new", []byte(`2`)); err != nil {
+		t.Errorf("Put after the rollback: %v", err)
+	}
+
+	if _, err := db.SQL().ExecContext(ctx, fmt.Sprintf("UPDATE berth_schema SET works_from = %d WHERE version = 999", known+1)); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Migrate(ctx, quiet)
+	if want := fmt.Sprintf("has schema version 999, newer than this binary knows (%d) and needs a binary that knows version %d", known, known+1); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Migrate under a schema that needs a newer binary = %v, want %q", err, want)
 	}
 }
