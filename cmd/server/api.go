@@ -164,8 +164,9 @@ type infoCache struct {
 
 // storeFailed answers a store error: the item's absence, a bound the
 // request passes, a database out of space (507: nothing was stored, and a
-// retry soon would fail too), or a database that did not answer in time
-// (503 with Retry-After: the client may retry, here or on another pod).
+// retry soon would fail too), a refusal the database would repeat (500,
+// without Retry-After), or a database that did not answer in time (503
+// with Retry-After: the client may retry, here or on another pod).
 func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 	var limit *store.LimitError
 	var badKey *store.KeyError
@@ -183,6 +184,9 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 	case errors.Is(err, store.ErrOutOfSpace):
 		log.Error("database out of space", "method", c.Request.Method, "route", c.FullPath(), "error", err.Error())
 		fail(c, http.StatusInsufficientStorage, "the database is out of space; nothing was stored")
+	case errors.Is(err, store.ErrRefused):
+		log.Error("database refused", "method", c.Request.Method, "route", c.FullPath(), "error", err.Error())
+		fail(c, http.StatusInternalServerError, "the database refused the operation, and would again; the service's log says why")
 	case c.Request.Context().Err() != nil:
 		c.Abort() // the client went away: no one reads an answer
 	default:

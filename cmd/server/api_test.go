@@ -224,8 +224,9 @@ func (s refusingStore) Put(context.Context, string, []byte) (bool, error) { retu
 
 // A write the database would refuse again answers without Retry-After, so
 // no client is told to retry every second what would fail again: 507 when
-// its disk is full, 413 for a value it refuses for its size (that one used
-// to be a 503 "retry later").
+// its disk is full, 413 for a value it refuses for its size, 500 for a
+// database read-only, corrupt or refusing the query (each used to be a 503
+// "retry later").
 func TestRefusalsTheDatabaseWouldRepeatAreNotRetried(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -237,6 +238,8 @@ func TestRefusalsTheDatabaseWouldRepeatAreNotRetried(t *testing.T) {
 			http.StatusInsufficientStorage, "the database is out of space; nothing was stored"},
 		{"too large", fmt.Errorf("store put (sqlite /data/berth.db): %w: string or blob too big (18)", store.ErrTooLarge),
 			http.StatusRequestEntityTooLarge, "the database refuses a value this large; nothing was stored (lower BERTH_BODY_LIMIT to what it holds)"},
+		{"refused", fmt.Errorf("store put (sqlite /data/berth.db): %w: attempt to write a readonly database (8)", store.ErrRefused),
+			http.StatusInternalServerError, "the database refused the operation, and would again; the service's log says why"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &cache{}

@@ -57,3 +57,47 @@ func TestFailedMarksTooLarge(t *testing.T) {
 		}
 	}
 }
+
+// A refusal the database would repeat is ErrRefused: SQLite's read-only
+// database (here the real driver's error, from a connection that may only
+// read), and PostgreSQL's classes 42, 28 and XX; an outage, a conflict or
+// a failed-over primary's read-only transaction is not.
+func TestFailedMarksRefused(t *testing.T) {
+	db, err := Open(t.Context(), Config{DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.SQL().Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "PRAGMA query_only = 1"); err != nil {
+		t.Fatal(err)
+	}
+	liteErr := func() error { _, err := conn.ExecContext(t.Context(), "CREATE TABLE t (x)"); return err }()
+	if liteErr == nil {
+		t.Fatal("a query_only connection wrote")
+	}
+	s := &DB{where: "sqlite berth.db"}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{liteErr, true},
+		{&pgconn.PgError{Code: "42P01", Message: `relation "items" does not exist`}, true},
+		{&pgconn.PgError{Code: "42501", Message: "permission denied for table items"}, true},
+		{&pgconn.PgError{Code: "28P01", Message: "password authentication failed"}, true},
+		{&pgconn.PgError{Code: "XX001", Message: "invalid page in block"}, true},
+		{&pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}, false},
+		{&pgconn.PgError{Code: "57P01", Message: "terminating connection"}, false},
+		{&pgconn.PgError{Code: "40001", Message: "could not serialize access"}, false},
+		{errors.New("connection refused"), false},
+	} {
+		got := s.failed("put", tt.err)
+		if errors.Is(got, ErrRefused) != tt.want || !errors.Is(got, tt.err) {
+			t.Errorf("failed(%v) = %v; refused %v, want %v", tt.err, got, errors.Is(got, ErrRefused), tt.want)
+		}
+	}
+}

@@ -58,6 +58,16 @@ var ErrOutOfSpace = errors.New("the database is out of space")
 // request would fail again however often it were retried.
 var ErrTooLarge = errors.New("the database refuses a value this large")
 
+// ErrRefused is wrapped into a store error when the database answered with
+// a refusal it would repeat: SQLite's file or volume read-only, corrupt,
+// not a database, failing its reads or writes, or not the service's to
+// use (READONLY, CORRUPT, NOTADB, IOERR, PERM, AUTH); PostgreSQL's
+// refusal of the query itself (class 42: a schema this binary does not
+// match, a privilege revoked), of the credentials (28), or its own
+// internal error (XX). Nothing was written, and a retry soon would fail
+// again: no client should be told to retry.
+var ErrRefused = errors.New("the database refused the operation, and would again")
+
 // DefaultMaxKeyBytes bounds keys when Limits.MaxKeyBytes is 0.
 const DefaultMaxKeyBytes = 256
 
@@ -299,15 +309,34 @@ func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // failed wraps a database error, naming the operation and the database,
-// and marks it ErrOutOfSpace or ErrTooLarge when it says so.
+// and marks it ErrOutOfSpace, ErrTooLarge or ErrRefused when it says so.
 func (s *DB) failed(op string, err error) error {
 	switch {
 	case outOfSpace(err):
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrOutOfSpace, err)
 	case tooLarge(err):
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrTooLarge, err)
+	case refused(err):
+		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrRefused, err)
 	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
+}
+
+// refused reports whether err is a refusal the database would repeat (see
+// ErrRefused). PostgreSQL's read_only_sql_transaction (25006) is not one:
+// it comes from a primary that failed over, which the pool leaves.
+func refused(err error) bool {
+	sqlstate, lite := codes(err)
+	switch lite {
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+		return true
+	}
+	for _, class := range []string{"42", "28", "XX"} {
+		if strings.HasPrefix(sqlstate, class) {
+			return true
+		}
+	}
+	return false
 }
 
 // pgDiskFull is PostgreSQL's SQLSTATE disk_full.
