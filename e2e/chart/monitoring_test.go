@@ -62,20 +62,6 @@ func TestScrapeAnnotationsAndPushAtExit(t *testing.T) {
 	}
 }
 
-// The admin Service, which the ServiceMonitor scrapes through, keeps a pod
-// among its endpoints while it shuts down (the endpoints of a Ready-only
-// Service drop it at T0, so no scrape would see the drain); the API
-// Service does not.
-func TestAdminServiceKeepsShuttingDownPods(t *testing.T) {
-	r := mustRender(t, nil)
-	if admin := service(t, r, "rel-berth-admin"); !admin.Spec.PublishNotReadyAddresses {
-		t.Error("the admin Service drops pods that are not Ready: scrapes would stop at T0")
-	}
-	if api := service(t, r, "rel-berth"); api.Spec.PublishNotReadyAddresses {
-		t.Error("the API Service routes to pods that are not Ready")
-	}
-}
-
 func TestMonitoringObjectsNeedTheirCRDs(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -75,7 +77,10 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	if current > known {
 		// A rollback: a newer release migrated this database. Its schema
 		// says which binaries can still use it.
-		worksFrom, ok := s.worksFrom(ctx, current)
+		worksFrom, ok, err := s.worksFrom(ctx, current)
+		if err != nil {
+			return s.failed("migrate", fmt.Errorf("reading what schema version %d needs (berth_schema): %w", current, err))
+		}
 		if !ok || worksFrom > known {
 			needs := ""
 			if ok {
@@ -160,14 +165,23 @@ func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
 }
 
 // worksFrom reads what berth_schema says of version: the oldest version a
-// binary must know to use it; ok is false when nothing is recorded (a
-// release before the record, or another application's goose version).
-func (s *DB) worksFrom(ctx context.Context, version int64) (int64, bool) {
-	var v int64
-	if err := s.db.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&v); err != nil {
-		return 0, false
+// binary must know to use it; ok is false when nothing is recorded (no
+// table: a release before the record; no row: another application's goose
+// version). Any other error (the database not answering) is returned.
+func (s *DB) worksFrom(ctx context.Context, version int64) (worksFrom int64, ok bool, err error) {
+	var exists bool
+	q := "SELECT to_regclass('berth_schema') IS NOT NULL"
+	if s.d.name != postgres.name {
+		q = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'berth_schema')"
 	}
-	return v, true
+	if err := s.db.QueryRowContext(ctx, q).Scan(&exists); err != nil || !exists {
+		return 0, false, err
+	}
+	err = s.db.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&worksFrom)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return worksFrom, err == nil, err
 }
 
 // recount sets the item count right when it has drifted from the table:

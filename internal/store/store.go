@@ -209,11 +209,7 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 			RETURNING (xmax = 0)`, key, value).Scan(&created)
 	} else {
-		var release func()
-		if release, err = s.queueWrite(ctx); err == nil {
-			created, err = s.putSQLite(ctx, key, value)
-			release()
-		}
+		created, err = s.putSQLite(ctx, key, value)
 	}
 	switch {
 	case err != nil && strings.Contains(err.Error(), "berth: item limit"):
@@ -235,9 +231,15 @@ func (s *DB) itemBound(ctx context.Context) int64 {
 	return bound
 }
 
-// putSQLite replaces or inserts in one transaction; SQLite has one writer
-// at a time, so nothing can insert the key in between.
+// putSQLite replaces or inserts in one transaction, in the write queue;
+// SQLite has one writer at a time, so nothing can insert the key in
+// between.
 func (s *DB) putSQLite(ctx context.Context, key string, value []byte) (bool, error) {
+	release, err := s.queueWrite(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release() // also when the driver panics: a slot kept would stall every write
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -264,12 +266,7 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	release, err := s.queueWrite(ctx)
-	if err != nil {
-		return s.failed("delete", err)
-	}
-	res, err := s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
-	release()
+	res, err := s.deleteRow(ctx, key)
 	if err != nil {
 		return s.failed("delete", err)
 	}
@@ -277,6 +274,16 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// deleteRow deletes key's row, in the write queue on SQLite.
+func (s *DB) deleteRow(ctx context.Context, key string) (sql.Result, error) {
+	release, err := s.queueWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
 }
 
 // Stats counts the items and their bytes.

@@ -95,11 +95,13 @@ type Config struct {
 	// (0: DefaultMargin).
 	Margin time.Duration
 
-	// QuitSidecars, when set, runs after the stop hooks and OnShutdown
-	// (whose push may need the sidecar's network), also after a failed
-	// startup, bounded by QuitTimeout (0: DefaultQuitTimeout): the place
-	// to call a classic sidecar's quit endpoint once the app no longer
-	// needs the network. Its error is logged and ends the run unclean.
+	// QuitSidecars, when set, runs at the end of a shutdown, after the stop
+	// hooks and OnShutdown (whose push may need the sidecar's network),
+	// bounded by QuitTimeout (0: DefaultQuitTimeout): the place to call a
+	// classic sidecar's quit endpoint once the app no longer needs the
+	// network. Its error is logged and ends the run unclean. It does not
+	// run after a failed startup, whose container a Deployment restarts
+	// beside the sidecar.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
 

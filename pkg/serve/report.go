@@ -30,8 +30,10 @@ type ShutdownReport struct {
 	// Err is the shutdown's joined error; nil for a clean one. After a
 	// failed or abandoned startup, it is the *StartupError. The classic
 	// sidecars' quit comes after the report (OnShutdown's push may need
-	// their network), so its error is not here: it is logged, and Run
-	// returns it joined with Err.
+	// their network), so neither its error nor its time is here: it is
+	// logged, and Run returns its error joined with Err. Total ends at
+	// ShutdownComplete, before OnShutdown and the quit, each bounded by
+	// its timeout, which the budget counts.
 	Err error
 }
 

@@ -178,17 +178,17 @@ func (s *Server) Run(ctx context.Context) error {
 // startupFailed ends a run whose startup failed or was abandoned: the
 // hooks that started were stopped already; OnShutdown gets a report of no
 // drain with the startup's error (its figures, such as the failed hook,
-// would otherwise end with the process, before any scrape), classic
-// sidecars are told to quit, and the servers stop.
+// would otherwise end with the process, before any scrape), and the
+// servers stop.
 func (s *Server) startupFailed(err error) {
 	reason := "startup failed"
 	if s.sig.ShutdownInitiated.Signalled() {
 		reason = s.reason
 	}
 	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
-	// The process ends here too: a classic sidecar left running would hold
-	// a Job's pod open. Its error is logged; the run's is the startup's.
-	_ = s.quitSidecars()
+	// Classic sidecars are not told to quit: in a Deployment the container
+	// restarts in the same pod, and a sidecar told to quit would restart
+	// beside it, and might not be ready when the app waits for it again.
 	s.stopServers()
 }
 

@@ -87,10 +87,10 @@ func (s *Signal) signal() bool {
 //	                   tasks were cancelled and have returned (or were
 //	                   abandoned at the stop timeout)
 //	HooksStopped       T3: every stop hook has run, in reverse order of start
-//	ShutdownComplete   the report is made (and given to OnShutdown); then
-//	                   classic sidecars are told to quit (when configured),
-//	                   the admin server (probes, metrics) stops last, and
-//	                   Run returns
+//	ShutdownComplete   the report is made and logged; after the signal,
+//	                   OnShutdown gets it, classic sidecars are told to
+//	                   quit (when configured), the admin server (probes,
+//	                   metrics) stops last, and Run returns
 //
 // A startup that fails stops after Listening; one abandoned by a signal
 // stops after ShutdownInitiated. A shutdown that begins before Run (a
