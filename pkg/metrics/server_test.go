@@ -41,6 +41,23 @@ func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	return out
 }
 
+// running makes a server of cfg, registers its collector on a registry of
+// its own, and runs it; done receives what Run returns.
+func running(t *testing.T, cfg serve.Config) (srv *serve.Server, reg *prometheus.Registry, done <-chan error) {
+	t.Helper()
+	srv, err := serve.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg = prometheus.NewRegistry()
+	if err := RegisterServer(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(context.Background()) }()
+	return srv, reg, ran
+}
+
 func TestServerMetricsFollowTheSignals(t *testing.T) {
 	release := make(chan struct{})
 	a := &lifespan.App{Name: "api"}
@@ -48,17 +65,8 @@ func TestServerMetricsFollowTheSignals(t *testing.T) {
 		<-release
 		return nil, nil
 	}})
-	srv, err := serve.New(serve.Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	srv, reg, done := running(t, serve.Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		DrainDelay: -1, ShutdownOn: []os.Signal{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	if err := RegisterServer(reg, srv); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(context.Background()) }()
 	<-srv.Signals().Listening.Done()
 	resp, err := http.Get("http://" + srv.APIAddr().String() + "/")
 	if err != nil {
@@ -159,18 +167,9 @@ func TestServedDuringDelayIsLive(t *testing.T) {
 	mux.HandleFunc("/held", func(http.ResponseWriter, *http.Request) { close(entered); <-release })
 	// A quiet period ends the delay 3s after the last arrival: the held
 	// request keeps the drain, and so the shutdown, from completing.
-	srv, err := serve.New(serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: mux,
+	srv, reg, done := running(t, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: mux,
 		APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DrainDelay: time.Hour, DrainQuiet: 3 * time.Second, ShutdownOn: []os.Signal{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	if err := RegisterServer(reg, srv); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(context.Background()) }()
 	<-srv.Signals().StartupComplete.Done()
 	if _, ok := scrape(t, reg)["berth_drain_served_during_delay"]; ok {
 		t.Error("berth_drain_served_during_delay present before the shutdown")
