@@ -261,3 +261,47 @@ func TestPasswordFromPGPASSWORD(t *testing.T) {
 		t.Fatalf("connected as %q (%v), want %q", user, err, role)
 	}
 }
+
+// gooseLockID is goose's PostgreSQL migration lock (its lock.DefaultLockID).
+const gooseLockID = 4097083626
+
+// A start that finds another process migrating waits for the migration
+// lock as the migrate hook's deadline allows, trying every second: here the
+// other process lets go after a second, and the start migrates well inside
+// its 4s deadline. (With goose's own settings it tried every 5s, so it gave
+// up at the deadline, and a long BERTH_MIGRATE_TIMEOUT ended at goose's 5
+// minutes instead.)
+func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	other, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	if _, err := other.Exec(t.Context(), "SELECT pg_advisory_lock($1)", gooseLockID); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(t.Context(), store.Config{URL: dbURL, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	released := make(chan error, 1)
+	time.AfterFunc(time.Second, func() { // the other process's migration ends
+		_, err := other.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", gooseLockID)
+		released <- err
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := db.Migrate(ctx, quiet); err != nil {
+		t.Fatalf("Migrate after the lock was let go at 1s = %v (after %v), want it migrated within its 4s", err, time.Since(begin).Round(time.Millisecond))
+	}
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Put(t.Context(), "k", []byte(`1`)); err != nil {
+		t.Errorf("Put after the migration: %v", err)
+	}
+}
