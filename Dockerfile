@@ -11,10 +11,14 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/server ./cmd/server
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/server ./cmd/server \
+    && mkdir /out/data
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/server /server
+# The default BERTH_DATA_DIR (data, from /) for SQLite, writable by the
+# user below, so the image runs without a volume; the chart mounts one here.
+COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 EXPOSE 8080 9090
 ENTRYPOINT ["/server"]

@@ -62,8 +62,12 @@ func State(app *lifespan.App) gin.HandlerFunc {
 	}
 }
 
+// current is the request's state. It reads through c.Get, under Gin's
+// lock, as a handler's goroutines may call c.Set meanwhile (a map read
+// beside a write is a fatal error no Recovery catches).
 func current(c *gin.Context) *lifespan.State {
-	st, _ := c.Keys[stateKey].(*lifespan.State)
+	v, _ := c.Get(stateKey)
+	st, _ := v.(*lifespan.State)
 	return st
 }
 
@@ -101,7 +105,8 @@ const StatusClientClosedRequest = 499
 // request whose handler panics is reported too, on the panic's way to a
 // recovering middleware mounted before Metrics (gin.Recovery): as a 500,
 // the answer that middleware gives, unless the handler had already
-// written its status. A request that ends with nothing written and its
+// written its status, or its client had gone (then as
+// StatusClientClosedRequest: nothing reached it). A request that ends with nothing written and its
 // status still 200 (Gin's default, or set) after its context was cancelled
 // (the client left, or the server cut it off) is reported as
 // StatusClientClosedRequest: nothing was answered; any other status the
@@ -123,11 +128,13 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 				route = "unmatched"
 			}
 			if !c.Writer.Written() {
-				if panicked {
+				if panicked && ctx.Err() == nil {
 					code = http.StatusInternalServerError
-				} else if code == http.StatusOK && ctx.Err() != nil {
-					// Nothing written and no status set: Gin's 200 was
-					// never meant, as the client was gone.
+				} else if panicked || code == http.StatusOK && ctx.Err() != nil {
+					// Nothing written, and the client gone: Gin's 200 was
+					// never meant, and a panic's 500 reached no one
+					// (Recovery writes nothing at all for a broken pipe or
+					// http.ErrAbortHandler).
 					code = StatusClientClosedRequest
 				}
 			}
