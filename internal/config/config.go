@@ -93,10 +93,22 @@ func Load(environ map[string]string) (Config, error) {
 	bad := func(name, value, want string) {
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, value, want))
 	}
-	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
+	// The checks between two durations hold only for values as set: one
+	// that could not be read (reported above) stands at its default here.
+	read := func(names ...string) bool {
+		for _, n := range names {
+			if v, ok := environ[n]; ok && v != "" {
+				if _, err := time.ParseDuration(v); err != nil {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 && read("BERTH_WORK_MAX", "BERTH_DRAIN_TIMEOUT") {
 		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
 	}
-	if cfg.DBTimeout > cfg.DrainTimeout && cfg.DrainTimeout > 0 {
+	if cfg.DBTimeout > cfg.DrainTimeout && cfg.DrainTimeout > 0 && read("BERTH_DB_TIMEOUT", "BERTH_DRAIN_TIMEOUT") {
 		problems = append(problems, fmt.Sprintf("BERTH_DB_TIMEOUT (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): an items request waiting on the database could be cut off by the service's own drain; make BERTH_DB_TIMEOUT at most the drain timeout, or raise the drain timeout", cfg.DBTimeout, cfg.DrainTimeout))
 	}
 	if admin := environ["BERTH_ADMIN_ADDR"]; admin != "" && cfg.SingleListener && admin != cfg.HTTPAddr { // empty is the default, as for every text setting
@@ -108,7 +120,9 @@ func Load(environ map[string]string) (Config, error) {
 		if a.name == "BERTH_ADMIN_ADDR" && cfg.SingleListener {
 			continue // not listened on
 		}
-		if _, port, err := net.SplitHostPort(a.value); err != nil {
+		if _, port, err := net.SplitHostPort(a.value); err != nil || port == "" {
+			// An empty port (":", from ":${PORT}" with PORT unset) would
+			// listen on a random one, which no Service reaches.
 			bad(a.name, a.value, "want HOST:PORT or :PORT, such as :8080")
 		} else if _, err := net.LookupPort("tcp", port); err != nil {
 			bad(a.name, a.value, "want a port from 0 to 65535 (or a service name), such as :8080")
@@ -178,9 +192,12 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 		QuitTimeout:    c.QuitTimeout,
 		Logger:         log,
 	}
-	// The API's write timeout must not cut off the longest request the
-	// service allows.
-	if need := c.WorkMax + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
+	// The API's write timeout (which runs from the request's headers) must
+	// not cut off the longest request the service allows: the work route's,
+	// or an items request that reads its body (at most the read timeout)
+	// and then waits on the database (at most BERTH_DB_TIMEOUT, twice for a
+	// put refused at the item bound, which reads the bound afresh).
+	if need := max(c.WorkMax, serve.DefaultLimits.ReadTimeout+2*c.DBTimeout) + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
 		sc.Limits.WriteTimeout = need
 	}
 	if c.PushgatewayURL != "" {
@@ -305,10 +322,18 @@ func LogFormatProblem(format string) string {
 	return fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", format)
 }
 
-// HTTPURL reports whether s is an http:// or https:// URL with a host.
+// HTTPURL reports whether s is an http:// or https:// URL with a host,
+// and a port from 1 to 65535 if it names one.
 func HTTPURL(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return false
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.Atoi(p)
+		return err == nil && n >= 1 && n <= 65535
+	}
+	return true
 }
 
 // entries trims each entry of a comma-separated list and drops the empty

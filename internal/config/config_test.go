@@ -61,6 +61,10 @@ func TestLoad(t *testing.T) {
 		{"log level in capitals", map[string]string{"BERTH_LOG_LEVEL": "WARN"}, ""},
 		{"a listen address without its colon", map[string]string{"BERTH_HTTP_ADDR": "8080"}, `BERTH_HTTP_ADDR="8080": want HOST:PORT or :PORT, such as :8080`},
 		{"a port out of range", map[string]string{"BERTH_ADMIN_ADDR": ":99999"}, `BERTH_ADMIN_ADDR=":99999": want a port from 0 to 65535`},
+		{"an empty port (:${PORT} with PORT unset)", map[string]string{"BERTH_HTTP_ADDR": ":"}, `BERTH_HTTP_ADDR=":": want HOST:PORT or :PORT, such as :8080`},
+		{"a pushgateway port out of range", map[string]string{"BERTH_PUSHGATEWAY_URL": "http://127.0.0.1:99999"}, `BERTH_PUSHGATEWAY_URL="http://127.0.0.1:99999": want the Pushgateway's http:// or https:// URL`},
+		{"a pushgateway URL with an empty port", map[string]string{"BERTH_PUSHGATEWAY_URL": "http://pushgateway:"}, `BERTH_PUSHGATEWAY_URL="http://pushgateway:": want`},
+		{"a pushgateway URL with its port", map[string]string{"BERTH_PUSHGATEWAY_URL": "https://[::1]:9091/"}, ""},
 		{"a listen address on a host", map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:8081", "BERTH_ADMIN_ADDR": "[::1]:0"}, ""},
 		{"long requests as long as the drain", map[string]string{"BERTH_WORK_MAX": "20s"}, ""},
 		{"demo fail unknown hook", map[string]string{"BERTH_DEMO_FAIL": "dbx"}, `BERTH_DEMO_FAIL="dbx": want the name of a hook: sidecars, db, migrate, cache, jobs`},
@@ -158,14 +162,43 @@ func TestWriteTimeoutCoversTheLongestRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := cfg.Serve(nil, nil)
-		got := sc.Limits.WriteTimeout
-		if got == 0 {
-			got = serve.DefaultLimits.WriteTimeout
-		}
-		if got <= cfg.WorkMax {
+		if got := writeTimeout(cfg); got <= cfg.WorkMax {
 			t.Errorf("BERTH_WORK_MAX=%s: write timeout %v would cut off /api/v1/work", workMax, got)
 		}
+	}
+	// An items request reads its body (up to the read timeout), then waits
+	// on the database, twice for a put refused at the item bound: past the
+	// write timeout, its 503 would reach the client as an empty reply.
+	for _, dbTimeout := range []string{"100ms", "5s", "1m"} {
+		cfg, err := Load(map[string]string{"BERTH_DB_TIMEOUT": dbTimeout, "BERTH_DRAIN_TIMEOUT": "1h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, longest := writeTimeout(cfg), serve.DefaultLimits.ReadTimeout+2*cfg.DBTimeout; got <= longest {
+			t.Errorf("BERTH_DB_TIMEOUT=%s: write timeout %v would cut off an items request of up to %v", dbTimeout, got, longest)
+		}
+	}
+}
+
+// writeTimeout is the API server's write timeout under cfg.
+func writeTimeout(cfg Config) time.Duration {
+	if got := cfg.Serve(nil, nil).Limits.WriteTimeout; got != 0 {
+		return got
+	}
+	return serve.DefaultLimits.WriteTimeout
+}
+
+// A duration that cannot be read is reported as such, and not compared,
+// at the default it stands at, with another: the operator never set that
+// default (BERTH_DRAIN_TIMEOUT=30, missing its unit, used to add "longer
+// than BERTH_DRAIN_TIMEOUT (20s)").
+func TestAnUnreadDurationIsNotCompared(t *testing.T) {
+	_, err := Load(map[string]string{"BERTH_DRAIN_TIMEOUT": "30", "BERTH_WORK_MAX": "25s", "BERTH_DB_TIMEOUT": "25s"})
+	if err == nil || !strings.Contains(err.Error(), `BERTH_DRAIN_TIMEOUT="30"`) {
+		t.Fatalf("Load = %v, want the unread drain timeout named", err)
+	}
+	if strings.Contains(err.Error(), "longer than BERTH_DRAIN_TIMEOUT") {
+		t.Errorf("Load compared with a drain timeout nobody set: %v", err)
 	}
 }
 
