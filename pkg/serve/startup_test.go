@@ -19,10 +19,11 @@ import (
 )
 
 func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	var warmed atomic.Bool
 	a := &lifespan.App{Name: "api"}
 	a.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
 		<-release
 		warmed.Store(true)
 		return nil, nil
@@ -45,6 +46,9 @@ func TestGateBeforeReadyAndProbesDuringStartup(t *testing.T) {
 	if got := f.srv.TurnedAway(); got != 1 {
 		t.Errorf("TurnedAway = %d, want 1", got)
 	}
+	// The probes below describe a hook that is running: wait until it is
+	// (before, it reads "hook pending", as the run that caught this saw).
+	within(t, entered, "the warm hook to start")
 	for _, p := range []struct {
 		path string
 		code int
