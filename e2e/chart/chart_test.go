@@ -354,6 +354,18 @@ func TestNativeSidecar(t *testing.T) {
 	}
 }
 
+// The demo sidecar logs in the service's format (config.logFormat), so
+// one parser reads the whole pod's logs; it logged JSON whatever was set.
+func TestSidecarLogsInTheServicesFormat(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		r := mustRender(t, map[string]any{"config": map[string]any{"logFormat": format}, "sidecar": map[string]any{"enabled": true, "mode": "classic"}})
+		spec := r.deployment.Spec.Template.Spec
+		if got := env(container(t, spec.Containers, "sidecar"))["BERTH_LOG_FORMAT"]; got != format {
+			t.Errorf("config.logFormat=%s: the sidecar's BERTH_LOG_FORMAT is %q", format, got)
+		}
+	}
+}
+
 func TestClassicSidecar(t *testing.T) {
 	r := mustRender(t, map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "quitTimeoutSeconds": 3}})
 	spec := r.deployment.Spec.Template.Spec

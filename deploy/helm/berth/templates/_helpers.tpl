@@ -340,6 +340,9 @@ fits. */}}
   restartPolicy: Always
   {{- end }}
   env:
+    # Logs in the service's format, so one parser reads the pod's logs.
+    - name: BERTH_LOG_FORMAT
+      value: {{ .Values.config.logFormat | quote }}
     - name: BERTH_SIDECAR_ADDR
       value: "127.0.0.1:{{ .Values.sidecar.port }}"
     - name: BERTH_SIDECAR_READY_DELAY
