@@ -25,14 +25,20 @@ const memLimitRatio = 0.9
 // collector works harder before the kernel would kill the process for its
 // memory, and logs what it set.
 func applyMemoryLimit(log *slog.Logger, env map[string]string) {
-	soft, limit, err := memoryLimit(env, os.DirFS("/"))
+	setMemoryLimit(log, env, os.DirFS("/"), debug.SetMemoryLimit)
+}
+
+// setMemoryLimit is applyMemoryLimit with the filesystem it reads the
+// cgroups from (root) and the runtime's setter, for its tests.
+func setMemoryLimit(log *slog.Logger, env map[string]string, root fs.FS, set func(int64) int64) {
+	soft, limit, err := memoryLimit(env, root)
 	switch {
 	case err != nil:
 		log.Warn("memory limit unknown; the Go runtime has none", "error", err)
 	case env["GOMEMLIMIT"] != "":
 		log.Info("memory limit from GOMEMLIMIT", "gomemlimit", env["GOMEMLIMIT"])
 	case soft > 0:
-		debug.SetMemoryLimit(soft)
+		set(soft)
 		log.Info("memory limit", "cgroup_limit_bytes", limit, "gomemlimit_bytes", soft)
 	default:
 		log.Info("no memory limit: the process's cgroups set none")

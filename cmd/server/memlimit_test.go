@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -93,6 +95,43 @@ func TestMemoryLimit(t *testing.T) {
 			soft, limit, err := memoryLimit(tt.env, tt.fsys)
 			if err != nil || soft != tt.soft || limit != tt.limit {
 				t.Fatalf("memoryLimit = %d, %d, %v; want %d, %d", soft, limit, err, tt.soft, tt.limit)
+			}
+		})
+	}
+}
+
+// The soft limit memoryLimit computes reaches the runtime, and nothing is
+// set when GOMEMLIMIT is the runtime's own setting, when no limit applies,
+// or when the cgroup files cannot be read.
+func TestSetMemoryLimit(t *testing.T) {
+	limited := fstest.MapFS{
+		"proc/self/cgroup":                 &fstest.MapFile{Data: []byte("0::/\n")},
+		"sys/fs/cgroup/cgroup.controllers": &fstest.MapFile{Data: []byte("memory\n")},
+		"sys/fs/cgroup/memory.max":         &fstest.MapFile{Data: []byte("1000000\n")},
+	}
+	broken := fstest.MapFS{
+		"proc/self/cgroup":                 &fstest.MapFile{Data: []byte("0::/\n")},
+		"sys/fs/cgroup/cgroup.controllers": &fstest.MapFile{Data: []byte("memory\n")},
+		"sys/fs/cgroup/memory.max":         &fstest.MapFile{Data: []byte("lots\n")},
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		root fstest.MapFS
+		want []int64
+		log  string
+	}{
+		{"a cgroup limit", nil, limited, []int64{900000}, "gomemlimit_bytes=900000"},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "512MiB"}, limited, nil, "memory limit from GOMEMLIMIT"},
+		{"no limit", nil, fstest.MapFS{}, nil, "no memory limit"},
+		{"unreadable", nil, broken, nil, "memory limit unknown"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var set []int64
+			var logs strings.Builder
+			setMemoryLimit(slog.New(slog.NewTextHandler(&logs, nil)), tt.env, tt.root, func(n int64) int64 { set = append(set, n); return 0 })
+			if !slices.Equal(set, tt.want) || !strings.Contains(logs.String(), tt.log) {
+				t.Errorf("set %v, logged %q; want %v and %q", set, logs.String(), tt.want, tt.log)
 			}
 		})
 	}
