@@ -316,51 +316,44 @@ func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // failed wraps a database error, naming the operation and the database,
-// and marks it ErrOutOfSpace, ErrTooLarge or ErrRefused when it says so.
+// and marks it with its kind (see kindOf) when it has one.
 func (s *DB) failed(op string, err error) error {
-	switch {
-	case outOfSpace(err):
-		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrOutOfSpace, err)
-	case tooLarge(err):
-		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrTooLarge, err)
-	case refused(err):
-		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, ErrRefused, err)
+	if kind := kindOf(err); kind != nil {
+		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, kind, err)
 	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
-}
-
-// refused reports whether err is a refusal the database would repeat (see
-// ErrRefused). PostgreSQL's read_only_sql_transaction (25006) is not one:
-// it comes from a primary that failed over, which the pool leaves.
-func refused(err error) bool {
-	sqlstate, lite := codes(err)
-	switch lite {
-	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
-		return true
-	}
-	for _, class := range []string{"42", "28", "XX"} {
-		if strings.HasPrefix(sqlstate, class) {
-			return true
-		}
-	}
-	return false
 }
 
 // pgDiskFull is PostgreSQL's SQLSTATE disk_full.
 const pgDiskFull = "53100"
 
-// tooLarge reports whether err is either database's refusal of a value for
-// its size: SQLite's "string or blob too big" (SQLITE_TOOBIG), or an error
-// of PostgreSQL's program_limit_exceeded class (SQLSTATE 54).
-func tooLarge(err error) bool {
+// kindOf says what a database error means for the request, nil when it
+// says nothing a retry would not mend:
+//   - ErrOutOfSpace: either database's "disk full";
+//   - ErrTooLarge: either database's refusal of a value for its size,
+//     SQLite's "string or blob too big" (SQLITE_TOOBIG) or PostgreSQL's
+//     program_limit_exceeded class (SQLSTATE 54);
+//   - ErrRefused: a refusal the database would repeat (see ErrRefused).
+//     PostgreSQL's read_only_sql_transaction (25006) is not one: it comes
+//     from a primary that failed over, which the pool leaves.
+func kindOf(err error) error {
 	sqlstate, lite := codes(err)
-	return strings.HasPrefix(sqlstate, "54") || lite == sqlite3.SQLITE_TOOBIG
-}
-
-// outOfSpace reports whether err is either database's "disk full".
-func outOfSpace(err error) bool {
-	sqlstate, lite := codes(err)
-	return sqlstate == pgDiskFull || lite == sqlite3.SQLITE_FULL
+	switch {
+	case sqlstate == pgDiskFull || lite == sqlite3.SQLITE_FULL:
+		return ErrOutOfSpace
+	case strings.HasPrefix(sqlstate, "54") || lite == sqlite3.SQLITE_TOOBIG:
+		return ErrTooLarge
+	}
+	switch lite {
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+		return ErrRefused
+	}
+	for _, class := range []string{"42", "28", "XX"} {
+		if strings.HasPrefix(sqlstate, class) {
+			return ErrRefused
+		}
+	}
+	return nil
 }
 
 // codes returns the PostgreSQL SQLSTATE and the SQLite primary result code
