@@ -86,7 +86,7 @@ func Load(environ map[string]string) (Config, error) {
 		QuitTimeout:  serve.DefaultQuitTimeout,
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
-	problems := Parse(&cfg, environ)
+	problems, unread := parse(&cfg, environ)
 	// Both lists read alike: spaces around an entry and empty entries (a
 	// trailing comma) are dropped.
 	cfg.Sidecars, cfg.SidecarQuit = entries(cfg.Sidecars), entries(cfg.SidecarQuit)
@@ -96,14 +96,7 @@ func Load(environ map[string]string) (Config, error) {
 	// The checks between two durations hold only for values as set: one
 	// that could not be read (reported above) stands at its default here.
 	read := func(names ...string) bool {
-		for _, n := range names {
-			if v, ok := environ[n]; ok && v != "" {
-				if _, err := time.ParseDuration(v); err != nil {
-					return false
-				}
-			}
-		}
-		return true
+		return !slices.ContainsFunc(names, func(n string) bool { return unread[n] })
 	}
 	if cfg.WorkMax > cfg.DrainTimeout && cfg.DrainTimeout > 0 && read("BERTH_WORK_MAX", "BERTH_DRAIN_TIMEOUT") {
 		problems = append(problems, fmt.Sprintf("BERTH_WORK_MAX (%v) is longer than BERTH_DRAIN_TIMEOUT (%v): a request the service accepted could be cut off by its own drain; make BERTH_WORK_MAX at most the drain timeout, or raise the drain timeout", cfg.WorkMax, cfg.DrainTimeout))
@@ -235,10 +228,17 @@ const PushJob = "berth-exit"
 // range. Load uses it for the service's settings; the sidecar command, for
 // its own.
 func Parse[T any](cfg *T, environ map[string]string) []string {
-	problems, unread := parseValues(cfg, environ)
+	problems, _ := parse(cfg, environ)
+	return problems
+}
+
+// parse is Parse, also returning the variables whose values could not be
+// read (their fields keep their defaults).
+func parse[T any](cfg *T, environ map[string]string) (problems []string, unread map[string]bool) {
+	problems, unread = parseValues(cfg, environ)
 	problems = append(problems, unknownVariables(environ)...)
 	problems = append(problems, setButEmpty(*cfg, environ)...)
-	return append(problems, outOfBounds(*cfg, environ, unread)...)
+	return append(problems, outOfBounds(*cfg, environ, unread)...), unread
 }
 
 // parseValues reads environ into *cfg and returns one problem for each value
