@@ -302,7 +302,8 @@ func testRecountBesideWriters(t *testing.T, open Opener) {
 			}
 		}()
 	}
-	defer func() { close(stop); wg.Wait() }()
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters() // also when a start fails
 	<-busy
 	for range 5 {
 		if _, err := db.SQL().ExecContext(ctx, "UPDATE item_count SET n = n + 7 WHERE id = 1"); err != nil {
@@ -314,9 +315,7 @@ func testRecountBesideWriters(t *testing.T, open Opener) {
 		}
 		started.Close()
 	}
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{}) // for the deferred close
+	stopWriters()
 	var n, items int64
 	if err := db.SQL().QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT count(*) FROM items)").Scan(&n, &items); err != nil {
 		t.Fatal(err)
