@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
 // shutdown waits for ShutdownInitiated and then follows the timeline, one
@@ -190,9 +193,21 @@ var errAbandoned = errors.New("abandoned: it did not return within its timeout")
 // bounded runs f(ctx) and returns its error, waiting for it no longer than
 // ctx: a function that ignores its context is abandoned (it goes on in its
 // goroutine) rather than holding the shutdown past what the budget counts.
+// A panic in f is its error (a *lifespan.PanicError), as a hook's is: it
+// must not end the process before the steps after it (the sidecars' quit,
+// the admin server's close) have run.
 func bounded(ctx context.Context, f func(context.Context) error) error {
 	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
+	go func() {
+		var err error
+		defer func() {
+			if v := recover(); v != nil {
+				err = &lifespan.PanicError{Value: v, Stack: debug.Stack()}
+			}
+			done <- err
+		}()
+		err = f(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err

@@ -412,6 +412,7 @@ func TestOnShutdownRunsLastAndIsBounded(t *testing.T) {
 		{"returns", func(context.Context) error { return nil }, "final report sent"},
 		{"fails", func(context.Context) error { return errors.New("pushgateway: 503") }, `final report failed" error="pushgateway: 503"`},
 		{"hangs", func(context.Context) error { <-release; return nil }, "final report abandoned: it did not return within its timeout"},
+		{"panics", func(context.Context) error { panic("pushgateway client bug") }, `final report failed" error="panic: pushgateway client bug"`},
 	}
 	var reports sync.WaitGroup
 	defer func() { close(release); reports.Wait() }()
@@ -589,6 +590,29 @@ func TestQuitSidecarsIsBounded(t *testing.T) {
 	err := within(t, f.runErr, "Run")
 	if err == nil || !strings.Contains(err.Error(), "quit sidecars: abandoned: it did not return within its timeout") {
 		t.Errorf("Run = %v, want the quit call abandoned", err)
+	}
+}
+
+// A panic in OnShutdown or QuitSidecars is their error, as a hook's panic
+// is: it used to end the process (exit 2) before the sidecars were told to
+// quit, leaving a Job's classic sidecar running.
+func TestPanicsInTheLastStepsAreErrors(t *testing.T) {
+	var quitCalled atomic.Bool
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
+		OnShutdown: func(context.Context, ShutdownReport) error { panic("report bug") },
+		QuitSidecars: func(context.Context) error {
+			quitCalled.Store(true)
+			panic("quit bug")
+		}})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	err := within(t, f.runErr, "Run")
+	var p *lifespan.PanicError
+	if !quitCalled.Load() || !errors.As(err, &p) || !strings.Contains(err.Error(), "quit sidecars: panic: quit bug") {
+		t.Errorf("quit called %v; Run = %v; want the quit's panic as Run's error", quitCalled.Load(), err)
+	}
+	if ExitCode(err) != ExitUnclean {
+		t.Errorf("exit %d, want %d", ExitCode(err), ExitUnclean)
 	}
 }
 
