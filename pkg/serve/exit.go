@@ -5,15 +5,15 @@ import "errors"
 // Exit codes of a process run by serve (cmd/server uses them as they are).
 const (
 	ExitOK = 0
-	// ExitStartup: a hook failed to start, or a signal abandoned the startup
-	// (after the rollback either way).
+	// ExitStartup: a hook failed to start, or a signal or a failing server
+	// abandoned the startup (after the rollback either way).
 	ExitStartup = 1
 	// ExitConfig: the configuration was refused before anything started, a
 	// listener could not be opened, or Run was called a second time.
 	ExitConfig = 2
 	// ExitUnclean: the shutdown completed but something failed in it (a stop
 	// hook, a background task, requests cut off by the drain timeout), or
-	// a server failed and began it.
+	// a server failed after startup and began it.
 	ExitUnclean = 3
 	// ExitForced: a second signal cut the shutdown short.
 	ExitForced = 4

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -347,7 +348,7 @@ func (s *Server) force(sig os.Signal) {
 func (s *Server) startup() error {
 	if s.sig.ShutdownInitiated.Signalled() {
 		s.cfg.Logger.Warn("shutdown requested before startup; starting no app", "reason", s.reason)
-		return &StartupError{Err: fmt.Errorf("the shutdown (%s) began before the startup; no app was started", s.reason)}
+		return s.startupError(fmt.Errorf("the shutdown (%s) began before the startup; no app was started", s.reason))
 	}
 	ctx, abort := context.WithCancel(context.Background())
 	defer abort()
@@ -373,8 +374,9 @@ func (s *Server) startup() error {
 		}
 	}
 	if err != nil {
-		s.cfg.Logger.Error("startup failed; every hook that started was stopped", "error", err)
-		return &StartupError{Err: err}
+		se := s.startupError(err)
+		s.cfg.Logger.Error("startup failed; every hook that started was stopped", "error", se.Err)
+		return se
 	}
 	// The background checks ran while the hooks were starting; run them
 	// again so the first readiness verdict describes the started service.
@@ -393,6 +395,17 @@ func (s *Server) startup() error {
 	// shutdown runs as usual, from a complete startup.
 	s.mark(s.sig.StartupComplete, "apps", len(s.cfg.Apps))
 	return nil
+}
+
+// startupError is the StartupError for err, led by the errors of the
+// servers that failed, if one did: a server that fails during startup
+// abandons it, and the abandoned hook's own error (its context cancelled)
+// would not say why.
+func (s *Server) startupError(err error) *StartupError {
+	s.serveMu.Lock()
+	errs := append(slices.Clone(s.serveErrs), err)
+	s.serveMu.Unlock()
+	return &StartupError{Err: errors.Join(errs...)}
 }
 
 // stopServers stops the background checks and the admin server (and the

@@ -636,6 +636,33 @@ func TestServerFailureEndsTheRunUnclean(t *testing.T) {
 	}
 }
 
+// A server that fails during startup abandons it, and Run's error (and the
+// report OnShutdown gets) names the server: it used to be only the
+// abandoned hook's "context canceled".
+func TestServerFailureDuringStartupIsNamed(t *testing.T) {
+	entered := make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "slow", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	reported := make(chan error, 1)
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1,
+		OnShutdown: func(_ context.Context, r ShutdownReport) error { reported <- r.Err; return nil }})
+	within(t, entered, "the hook's start")
+	if err := f.srv.apiLn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitStartup || !strings.Contains(err.Error(), "api server failed") || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Run = %v (exit %d); want the API server's failure, exit %d", err, ExitCode(err), ExitStartup)
+	}
+	if rep := within(t, reported, "OnShutdown"); !errors.Is(rep, net.ErrClosed) {
+		t.Errorf("report's Err = %v, want the API server's failure", rep)
+	}
+}
+
 // The admin server's graceful close, the run's last step, waits for a
 // scrape in flight no longer than half the margin the budget leaves for
 // the exit (it waited a fixed second, past a margin of 100ms); then its
