@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -19,12 +20,12 @@ type gate struct {
 	retryAfter string
 
 	inFlight    atomic.Int64
-	awaited     atomic.Bool   // awaitIdle is waiting: the last request out closes idle
-	idle        chan struct{} // closed when no request is in flight, once awaited
-	idleOnce    sync.Once
-	turnedAway  atomic.Int64 // answered 503 before startup completed
-	duringDelay atomic.Int64 // arrived between ReadinessFailing and DrainStarted
-	lastArrival atomic.Int64 // nanoseconds from clockBase to the last such arrival, on the monotonic clock
+	awaited     atomic.Bool // awaitIdle is or was waiting: the last request out closes idle
+	idleMu      sync.Mutex
+	idle        chan struct{} // closed, and replaced, each time the gate empties once awaited
+	turnedAway  atomic.Int64  // answered 503 before startup completed
+	duringDelay atomic.Int64  // arrived between ReadinessFailing and DrainStarted
+	lastArrival atomic.Int64  // nanoseconds from clockBase to the last such arrival, on the monotonic clock
 }
 
 func newGate(next http.Handler, sig *Signals, retryAfter time.Duration) *gate {
@@ -72,28 +73,35 @@ func (g *gate) lastArrivalTime() time.Time {
 	return time.Time{}
 }
 
-// left counts a request out; the last one out while awaitIdle waits wakes
-// it.
+// left counts a request out; the last one out once awaitIdle has been
+// called wakes its waiters.
 func (g *gate) left() {
 	if g.inFlight.Add(-1) == 0 && g.awaited.Load() {
-		g.idleOnce.Do(func() { close(g.idle) })
+		g.idleMu.Lock()
+		close(g.idle)
+		g.idle = make(chan struct{})
+		g.idleMu.Unlock()
 	}
 }
 
-// awaitIdle waits until no request is in flight, for at most d, and
-// returns how many still are. (It and left each write before they read
-// what the other writes, so one of them sees the other's write: the
-// request that empties the gate closes idle, or awaitIdle sees it empty.)
-func (g *gate) awaitIdle(d time.Duration) int64 {
+// awaitIdle waits until no request is in flight, or ctx ends, and returns
+// how many still are. It can be called again after the gate emptied and
+// filled (a keep-alive connection's next request), and waits again. (It
+// and left each write before they read what the other writes, so one of
+// them sees the other's write: the request that empties the gate closes
+// the channel awaitIdle holds, or awaitIdle sees the gate empty.)
+func (g *gate) awaitIdle(ctx context.Context) int64 {
 	g.awaited.Store(true)
-	if g.inFlight.Load() == 0 {
-		return 0
+	for {
+		g.idleMu.Lock()
+		idle := g.idle
+		g.idleMu.Unlock()
+		if n := g.inFlight.Load(); n == 0 || ctx.Err() != nil {
+			return n
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-g.idle:
-	case <-t.C:
-	}
-	return g.inFlight.Load()
 }

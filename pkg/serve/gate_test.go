@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -28,7 +29,7 @@ func TestAwaitIdle(t *testing.T) {
 		synctest.Wait()
 		begin := time.Now()
 		got := make(chan int64, 1)
-		go func() { got <- g.awaitIdle(time.Hour) }()
+		go func() { got <- g.awaitIdle(t.Context()) }()
 		synctest.Wait()
 		select {
 		case n := <-got:
@@ -48,8 +49,35 @@ func TestAwaitIdle(t *testing.T) {
 		go g.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 		synctest.Wait()
 		begin := time.Now()
-		if n := g.awaitIdle(time.Second); n != 1 || time.Since(begin) != time.Second {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if n := g.awaitIdle(ctx); n != 1 || time.Since(begin) != time.Second {
 			t.Fatalf("awaitIdle = %d after %v; want 1 still running at the 1s bound", n, time.Since(begin))
+		}
+	})
+	// The gate empties and fills again (a keep-alive connection's next
+	// request): a second awaitIdle waits for that request too. The first
+	// emptying once made every later awaitIdle return at once.
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{}, 2)
+		g := newGate(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }), newSignals(), time.Second)
+		g.sig.StartupComplete.signal()
+		serve := func() { g.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)) }
+		for round := range 2 {
+			go serve()
+			synctest.Wait()
+			got := make(chan int64, 1)
+			go func() { got <- g.awaitIdle(t.Context()) }()
+			synctest.Wait()
+			select {
+			case n := <-got:
+				t.Fatalf("round %d: awaitIdle returned %d while a request was in flight", round+1, n)
+			default:
+			}
+			release <- struct{}{}
+			if n := <-got; n != 0 {
+				t.Fatalf("round %d: awaitIdle = %d, want 0 once the request finished", round+1, n)
+			}
 		}
 	})
 }

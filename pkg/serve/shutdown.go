@@ -104,9 +104,9 @@ func (s *Server) lastArrivalSince(t0 time.Time) time.Time {
 func (s *Server) drainInFlight() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
-	err := s.apiSrv.Shutdown(ctx)
+	err := s.shutdownAPI(ctx)
 	s.drainStarted() // normally done already, by the server's shutdown callback
-	if deadline, _ := ctx.Deadline(); err == nil && s.gate.awaitIdle(time.Until(deadline)) > 0 {
+	if err == nil && s.gate.awaitIdle(ctx) > 0 {
 		err = context.DeadlineExceeded
 	}
 	if err != nil {
@@ -117,6 +117,33 @@ func (s *Server) drainInFlight() {
 		}
 	}
 	s.mark(s.sig.InFlightDrained, "cut_off", s.cutOff)
+}
+
+// shutdownAPI is the API server's graceful Shutdown, told when the last
+// request in flight returns. Shutdown looks for its connections to go idle
+// at intervals that double up to half a second, so on its own it saw the
+// end of a long request up to 500ms late, and the pod's exit waited for
+// it. Once the gate is empty, a second Shutdown (which only closes what is
+// idle, as the first does) looks afresh, from a millisecond on.
+func (s *Server) shutdownAPI(ctx context.Context) error {
+	first := make(chan error, 1)
+	go func() { first <- s.apiSrv.Shutdown(ctx) }()
+	waitCtx, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
+	emptied := make(chan struct{})
+	go func() {
+		if s.gate.awaitIdle(waitCtx) == 0 {
+			close(emptied)
+		}
+	}()
+	select {
+	case err := <-first:
+		return err
+	case <-emptied:
+		// The first Shutdown returns at its next look, or when the
+		// caller cancels ctx, whichever comes first.
+		return s.apiSrv.Shutdown(ctx)
+	}
 }
 
 // drainStarted signals DrainStarted once the API listener is closed, noting
@@ -139,7 +166,10 @@ func (s *Server) stopTasks() {
 	ctx, cancel := s.stopContext()
 	defer cancel()
 	if s.cutOff > 0 {
-		if n := s.gate.awaitIdle(s.cfg.StopTimeout / 10); n > 0 {
+		wait, stopWaiting := context.WithTimeout(ctx, s.cfg.StopTimeout/10)
+		n := s.gate.awaitIdle(wait)
+		stopWaiting()
+		if n > 0 {
 			s.cfg.Logger.Warn("requests cut off at the drain timeout are still running; stopping the tasks and hooks anyway",
 				"still_running", n, slog.Float64("waited_seconds", (s.cfg.StopTimeout/10).Seconds()))
 		}

@@ -593,6 +593,40 @@ func TestQuitSidecarsIsBounded(t *testing.T) {
 	}
 }
 
+// InFlightDrained comes when the last request returns: http.Server.Shutdown
+// alone looks for idle connections at intervals that grow to 500ms, and
+// signalled it 250ms to 500ms after a request of 1.25s ended (the request's
+// length puts its end between two of those looks, whatever the jitter).
+func TestInFlightDrainedFollowsTheLastRequest(t *testing.T) {
+	entered, finished := make(chan struct{}), make(chan time.Time, 1)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(1250 * time.Millisecond) // the request's work, not synchronisation
+		finished <- time.Now()
+	})
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: api, DrainDelay: -1})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := f.client.Get("http://" + f.srv.APIAddr().String() + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	<-entered
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := within(t, answered, "the response"); err != nil {
+		t.Fatalf("the request in flight failed: %v", err)
+	}
+	if lag := f.sig.InFlightDrained.At().Sub(<-finished); lag > 150*time.Millisecond {
+		t.Errorf("InFlightDrained came %v after the last request returned; want it within 150ms", lag)
+	}
+}
+
 // A panic in OnShutdown or QuitSidecars is their error, as a hook's panic
 // is: it used to end the process (exit 2) before the sidecars were told to
 // quit, leaving a Job's classic sidecar running.
