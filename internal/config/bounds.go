@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/berth-dev/berth/pkg/serve"
 )
 
 // Bound is the range of values one variable may take: past it a value is a
@@ -37,7 +39,7 @@ var bounds = []Bound{
 	{"BERTH_STOP_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
 	{"BERTH_GRACE_PERIOD", int64(time.Second), int64(24 * time.Hour), true, true},
 	{"BERTH_PRESTOP_DELAY", int64(100 * time.Millisecond), int64(10 * time.Minute), true, true},
-	{"BERTH_SHUTDOWN_MARGIN", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
+	{"BERTH_SHUTDOWN_MARGIN", int64(serve.MinMargin), int64(10 * time.Minute), false, true},
 	{"BERTH_SIDECAR_TIMEOUT", int64(100 * time.Millisecond), int64(time.Hour), false, true},
 	{"BERTH_SIDECAR_QUIT_TIMEOUT", int64(100 * time.Millisecond), int64(10 * time.Minute), false, true},
 	// The demo sidecar's: any delay the service would wait for (at most

@@ -25,8 +25,14 @@ const (
 	DefaultDrainTimeout = 20 * time.Second
 	DefaultStopTimeout  = 10 * time.Second
 	DefaultMargin       = 2 * time.Second
-	DefaultQuitTimeout  = 5 * time.Second
-	DefaultRetryAfter   = time.Second
+	// MinMargin is the shortest Margin New accepts: the margin also
+	// absorbs what Budget does not count, the lifespan's late-stop grace
+	// (100ms past the stop timeout, and 10ms more for each stop or task
+	// that ignores its context), the admin server's close (up to half the
+	// margin) and the process exit.
+	MinMargin          = 500 * time.Millisecond
+	DefaultQuitTimeout = 5 * time.Second
+	DefaultRetryAfter  = time.Second
 	// DefaultOnShutdownTimeout bounds Config.OnShutdown (a push of the
 	// final figures, say).
 	DefaultOnShutdownTimeout = 2 * time.Second
@@ -92,7 +98,7 @@ type Config struct {
 	PreStopDelay time.Duration
 	// Margin is left over for the kubelet and the process exit, the admin
 	// server's close included (up to half the margin, at most 1s)
-	// (0: DefaultMargin).
+	// (0: DefaultMargin; at least MinMargin).
 	Margin time.Duration
 
 	// QuitSidecars, when set, runs at the end of a shutdown, after the stop
@@ -223,8 +229,7 @@ func (c *Config) closeWindow() time.Duration {
 // grace, which Budget does not count: a stop or background task that
 // ignores its context is waited for up to 100ms past the stop timeout,
 // shared by all of them, and each at least 10ms (see
-// lifespan.App.StopTimeout); keep Margin well above that, as the default
-// 2s is.
+// lifespan.App.StopTimeout); New refuses a Margin shorter than MinMargin.
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
 	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}
@@ -268,6 +273,9 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			problems = append(problems, fmt.Sprintf("%s is %v; it must be 0 (the default) or more", d.name, d.v))
 		}
+	}
+	if c.Margin > 0 && c.Margin < MinMargin {
+		problems = append(problems, fmt.Sprintf("Margin is %v; it must be at least %v (or 0, the default %v): it also absorbs the stop hooks' late grace, the admin server's close (half the margin) and the exit, which a shorter margin lets run past GracePeriod", c.Margin, MinMargin, DefaultMargin))
 	}
 	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
 		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
