@@ -139,7 +139,7 @@ func TestSidecarHoldEnds(t *testing.T) {
 		{"second signal", "second signal interrupt", func(t *testing.T, _ *runningSidecar) { sendSignal(t, syscall.SIGINT) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sc := startSidecar(t, sidecarConfig{Hold: time.Hour}, http.StatusOK)
+			sc := startSidecar(t, sidecarConfig{Hold: time.Hour, debounce: time.Nanosecond}, http.StatusOK)
 			sendSignal(t, syscall.SIGTERM)
 			// The end only once the signal is handled: the hold has begun.
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -151,6 +151,31 @@ func TestSidecarHoldEnds(t *testing.T) {
 			sc.exitsFor(t, tt.reason)
 		})
 	}
+}
+
+// A second SIGTERM within a second of the first (one SIGTERM forwarded
+// twice) does not end a classic sidecar's hold, as it does not end the
+// service's drain: it used to, and the proxy left while the app drained
+// through it.
+func TestSidecarHoldIgnoresADuplicateSignal(t *testing.T) {
+	sc := startSidecar(t, sidecarConfig{Hold: time.Hour, debounce: time.Hour}, http.StatusOK)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	sendSignal(t, syscall.SIGTERM)
+	if !sc.logs.WaitFor(ctx, "sidecar got signal") {
+		t.Fatalf("no signal logged:\n%s", sc.logs.String())
+	}
+	sendSignal(t, syscall.SIGTERM)
+	if !sc.logs.WaitFor(ctx, "sidecar signal ignored") {
+		t.Fatalf("the duplicate signal was not ignored:\n%s", sc.logs.String())
+	}
+	select {
+	case code := <-sc.exited:
+		t.Fatalf("the sidecar exited %d on a duplicate signal:\n%s", code, sc.logs.String())
+	default:
+	}
+	sc.quit(t)
+	sc.exitsFor(t, "quit endpoint")
 }
 
 // SIGHUP ends the sidecar as SIGTERM does (a classic one holds first), as

@@ -26,6 +26,9 @@ type sidecarConfig struct {
 	// once (a native sidecar, stopped after the app); a classic sidecar
 	// holds until the app calls its quit endpoint.
 	Hold time.Duration `env:"BERTH_SIDECAR_HOLD" envDefault:"0s"`
+	// debounce is how soon after the first signal a second one is the
+	// same signal forwarded twice, and ignored (0: a second, serve's rule).
+	debounce time.Duration
 }
 
 func runSidecar(environ map[string]string, log *slog.Logger) int {
@@ -94,13 +97,7 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 		log.Info("sidecar got signal", "signal", sig.String(), "hold", cfg.Hold)
 		reason = sig.String()
 		if cfg.Hold > 0 {
-			select {
-			case reason = <-quit:
-			case <-time.After(cfg.Hold):
-				reason = "hold over"
-			case sig := <-sigs: // asked twice: the hold is over
-				reason = "second signal " + sig.String()
-			}
+			reason = holdOn(cfg, time.Now(), quit, sigs, log)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -110,4 +107,34 @@ func serveSidecar(ln net.Listener, cfg sidecarConfig, log *slog.Logger) int {
 	}
 	log.Info("sidecar exiting", "reason", reason)
 	return 0
+}
+
+// holdOn keeps a classic sidecar serving after the signal that came at
+// first, until the app calls the quit endpoint, the hold is over, or a
+// second signal asks again, and says which. A second signal within the
+// debounce of the first is the same SIGTERM forwarded twice (a runtime
+// and a process manager both passing it on), and is ignored, as serve
+// ignores it: it must not pull the network from under the app's drain.
+func holdOn(cfg sidecarConfig, first time.Time, quit <-chan string, sigs <-chan os.Signal, log *slog.Logger) string {
+	debounce := cfg.debounce
+	if debounce == 0 {
+		debounce = time.Second
+	}
+	hold := time.NewTimer(cfg.Hold)
+	defer hold.Stop()
+	for {
+		select {
+		case reason := <-quit:
+			return reason
+		case <-hold.C:
+			return "hold over"
+		case sig := <-sigs:
+			if since := time.Since(first); since < debounce {
+				log.Warn("sidecar signal ignored: it came too soon after the first to end the hold", "signal", sig.String(),
+					slog.Float64("since_first_signal_seconds", since.Seconds()))
+				continue
+			}
+			return "second signal " + sig.String()
+		}
+	}
 }
