@@ -72,6 +72,11 @@ func ParseTargets(specs []string) ([]Target, error) {
 			return nil, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
 		}
 		name := u.Host
+		if err := probes.CheckName("sidecar/" + name); err != nil {
+			// The host as url.Parse decoded it (an escaped space in an
+			// IPv6 zone, say) names the sidecar's readiness check.
+			return nil, fmt.Errorf("sidecar %q: host %q cannot name its readiness check: %v", shown, name, err)
+		}
 		if seen[name] {
 			return nil, fmt.Errorf("sidecar %q: %s listed twice", shown, name)
 		}

@@ -53,6 +53,10 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
 		{[]string{"127.0.0.1:http"}, nil, `invalid port ":http" after host`},
 		{[]string{"127.0.0.1:65535", "[::1]:1"}, []string{"127.0.0.1:65535", "[::1]:1"}, ""},
+		// A host url.Parse decodes to one with a space would name a check
+		// probes refuses: the service panicked as it wired the checks.
+		{[]string{"http://[fe80::1%25en0%20x]:15021/ready"}, nil, `sidecar "http://[fe80::1%25en0%20x]:15021/ready": host "[fe80::1%en0 x]:15021" cannot name its readiness check`},
+		{[]string{"http://[fe80::1%25en0]:15021/ready"}, []string{"[fe80::1%en0]:15021"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.in, ","), func(t *testing.T) {
