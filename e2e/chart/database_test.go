@@ -176,6 +176,45 @@ func TestSwitchingAwayFromTheEmbeddedDatabaseIsRefused(t *testing.T) {
 	}
 }
 
+// The reverse: switching from the bundled PostgreSQL to the embedded
+// database while the bundled one's claim holds the items is refused, naming
+// the claim (the service used to start on an empty SQLite file); an
+// external database, another release's claim, or none, is no reason to.
+func TestSwitchingFromTheBundledToTheEmbeddedDatabaseIsRefused(t *testing.T) {
+	claim := func(instance string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-rel-berth-postgresql-0", Namespace: "ns",
+			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
+	}
+	embedded := map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}
+	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
+	for _, tt := range []struct {
+		name    string
+		objects []runtime.Object
+		values  map[string]any
+		want    string // "" renders
+	}{
+		{"to the embedded database", []runtime.Object{claim("rel")}, embedded,
+			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, and these values use the embedded SQLite database (postgresql.enabled=false, no database.existingSecret): the service would start on an empty file"},
+		{"to an external database", []runtime.Object{claim("rel")}, external, ""},
+		{"staying bundled", []runtime.Object{claim("rel")}, map[string]any{}, ""},
+		{"another release's claim", []runtime.Object{claim("other")}, embedded, ""},
+		{"no claim", nil, embedded, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, tt.values)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
 // With postgresql.existingSecret (for renders without the cluster, where
 // the chart cannot read a generated password back), the chart makes no
 // Secret, and PostgreSQL and the service both read the user's.
