@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -124,15 +125,22 @@ func newCluster(t *testing.T, objs ...runtime.Object) cluster {
 	if err := corev1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
+	if err := appsv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
 	return cluster{dynamicfake.NewSimpleDynamicClient(s, objs...)}
 }
 
 func (c cluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
-	resource := map[string]string{"PersistentVolumeClaim": "persistentvolumeclaims", "Secret": "secrets"}[kind]
-	if apiVersion != "v1" || resource == "" {
+	gvr, ok := map[string]schema.GroupVersionResource{
+		"v1 PersistentVolumeClaim": {Version: "v1", Resource: "persistentvolumeclaims"},
+		"v1 Secret":                {Version: "v1", Resource: "secrets"},
+		"apps/v1 Deployment":       {Group: "apps", Version: "v1", Resource: "deployments"},
+	}[apiVersion+" "+kind]
+	if !ok {
 		return nil, false, fmt.Errorf("the fake cluster serves no %s %s", apiVersion, kind)
 	}
-	return c.client.Resource(schema.GroupVersionResource{Version: "v1", Resource: resource}), true, nil
+	return c.client.Resource(gvr), true, nil
 }
 
 // An upgrade or reinstall that switches away from the embedded database

@@ -17,10 +17,12 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // crdAPIs are the API versions of the custom resources the chart can
@@ -781,5 +783,54 @@ func TestExtraEnvCannotBypassTheChartsChecks(t *testing.T) {
 				t.Errorf("err = %v, want it refused with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Turning autoscaling on keeps the replicas the Deployment runs: a
+// manifest without them made Helm's three-way patch clear the field, and
+// Kubernetes set 1, so a release of 3 pods dropped to 1 until the
+// autoscaler caught up. Without the Deployment (an install, or a render
+// without the cluster) the autoscaler's floor applies as before.
+func TestTurningAutoscalingOnKeepsTheReplicas(t *testing.T) {
+	autoscaled := map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}, "postgresql": map[string]any{"poolSize": 8}}
+	running := func(name string, replicas int32) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}, Spec: appsv1.DeploymentSpec{Replicas: &replicas}}
+	}
+	for _, tt := range []struct {
+		name    string
+		objects []runtime.Object
+		want    string // the rendered replicas, "" for none
+	}{
+		{"the release runs 3", []runtime.Object{running("rel-berth", 3)}, "3"},
+		{"the autoscaler scaled it to 7", []runtime.Object{running("rel-berth", 7)}, "7"},
+		{"no Deployment yet", nil, ""},
+		{"another Deployment", []runtime.Object{running("other", 3)}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, autoscaled)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if p := r.deployment.Spec.Replicas; p != nil {
+				got = fmt.Sprint(*p)
+			}
+			if got != tt.want {
+				t.Errorf("replicas %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// An autoscaler with a floor of one pod still gets a PodDisruptionBudget:
+// once it has scaled up, a node drain must not evict every pod at once.
+// A single pod without an autoscaler gets none (it would block drains).
+func TestAutoscalingFromOnePodHasADisruptionBudget(t *testing.T) {
+	r := mustRender(t, map[string]any{"replicaCount": 1, "autoscaling": map[string]any{"enabled": true, "minReplicas": 1}, "postgresql": map[string]any{"poolSize": 8}})
+	if r.pdb == nil || r.pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("autoscaled from 1 pod: PodDisruptionBudget %+v, want maxUnavailable 1", r.pdb)
+	}
+	if r := mustRender(t, map[string]any{"replicaCount": 1}); r.pdb != nil {
+		t.Errorf("one pod, no autoscaler: PodDisruptionBudget %+v, want none", r.pdb.Spec)
 	}
 }
