@@ -834,3 +834,32 @@ func TestAutoscalingFromOnePodHasADisruptionBudget(t *testing.T) {
 		t.Errorf("one pod, no autoscaler: PodDisruptionBudget %+v, want none", r.pdb.Spec)
 	}
 }
+
+// A rollout is not reported stalled (ProgressDeadlineExceeded, Argo CD's
+// Degraded) while a new pod is still inside the startup allowance the chart
+// itself demands: a long migration once needed more than the Deployment's
+// fixed 600s.
+func TestProgressDeadlineCoversTheStartupAllowance(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   int32
+	}{
+		{"defaults", map[string]any{}, 600},
+		{"a 30-minute migration", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 1800},
+			"probes": map[string]any{"startup": map[string]any{"failureThreshold": 1898}}}, 2018},
+		{"a slower startup probe", map[string]any{"probes": map[string]any{"startup": map[string]any{"periodSeconds": 5, "failureThreshold": 120}}}, 720},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := mustRender(t, tt.values).deployment
+			p := d.Spec.ProgressDeadlineSeconds
+			if p == nil || *p != tt.want {
+				t.Fatalf("progressDeadlineSeconds %v, want %d", p, tt.want)
+			}
+			startup := container(t, d.Spec.Template.Spec.Containers, "server").StartupProbe
+			if allowed := startup.PeriodSeconds * startup.FailureThreshold; *p <= allowed {
+				t.Errorf("progressDeadlineSeconds %d within the startup allowance of %ds", *p, allowed)
+			}
+		})
+	}
+}
