@@ -271,6 +271,13 @@ func TestRefusedAtInstall(t *testing.T) {
 			"httpRoute.enabled=true, but the cluster has no gateway.networking.k8s.io/v1 HTTPRoute CRD"}, // rendered without the CRDs
 		{"an HTTPRoute attached to nothing", map[string]any{"httpRoute": map[string]any{"enabled": true}}, "httpRoute.enabled=true needs httpRoute.parentRefs"},
 		{"ingress without hosts", map[string]any{"ingress": map[string]any{"enabled": true, "hosts": []any{}}}, "hosts"},
+		// Values the schema let through and the API server refuses: a
+		// pull secret given as a bare name, a map value that is no string.
+		{"a pull secret as a bare name", map[string]any{"imagePullSecrets": []any{"regcred"}}, "imagePullSecrets/0"},
+		{"a nodeSelector value that is no string", map[string]any{"nodeSelector": map[string]any{"dedicated": true}}, "nodeSelector/dedicated"},
+		{"a ServiceAccount annotation that is no string", map[string]any{"serviceAccount": map[string]any{"annotations": map[string]any{"eks.amazonaws.com/sts-regional-endpoints": true}}},
+			"serviceAccount/annotations/eks.amazonaws.com~1sts-regional-endpoints"},
+		{"a ServiceMonitor label that is no string", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}}, "serviceMonitor/labels/release"},
 		{"a database wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 1200}},
 			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1298s"},
 		{"a migration past the startup probe", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 600}},
@@ -861,5 +868,25 @@ func TestProgressDeadlineCoversTheStartupAllowance(t *testing.T) {
 				t.Errorf("progressDeadlineSeconds %d within the startup allowance of %ds", *p, allowed)
 			}
 		})
+	}
+}
+
+// Every pod the chart renders lands on the service's node pool: the bundled
+// PostgreSQL and the helm test pod ignored nodeSelector and tolerations,
+// and stayed Pending on a cluster of tainted or dedicated nodes.
+func TestEveryPodTakesTheNodePool(t *testing.T) {
+	r := mustRender(t, map[string]any{"nodeSelector": map[string]any{"pool": "berth"},
+		"tolerations": []any{map[string]any{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}},
+		"metrics": map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091", "prune": map[string]any{"enabled": true}}}})
+	pods := r.pods()
+	for _, owner := range []string{"Deployment", "StatefulSet", "test Pod", "CronJob"} {
+		if _, ok := pods[owner]; !ok {
+			t.Fatalf("no %s pod rendered; have %v", owner, slices.Collect(maps.Keys(pods)))
+		}
+	}
+	for owner, pod := range pods {
+		if pod.Spec.NodeSelector["pool"] != "berth" || len(pod.Spec.Tolerations) != 1 || pod.Spec.Tolerations[0].Key != "dedicated" {
+			t.Errorf("%s pods: nodeSelector %v, tolerations %v; want the service's", owner, pod.Spec.NodeSelector, pod.Spec.Tolerations)
+		}
 	}
 }
