@@ -80,8 +80,10 @@ func (t *tasks) recordErr(err error) {
 	t.errs = append(t.errs, err)
 }
 
-// names returns the running tasks' names, sorted.
+// names returns the running tasks' names, sorted. (It may run before any
+// task starts, beside Start's init: init's once orders the two.)
 func (t *tasks) names() []string {
+	t.init()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	names := make([]string, 0, len(t.running))

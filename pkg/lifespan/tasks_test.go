@@ -199,3 +199,19 @@ func TestTaskStartedAfterShutdownIsAnError(t *testing.T) {
 		t.Fatalf("Stop = %v; the refused task was recorded after StopTasks reported", err)
 	}
 }
+
+// Running may be called while Start runs (serve calls it on a forced
+// exit): the task table Start sets up was written beside its read.
+func TestRunningDuringStart(t *testing.T) {
+	l := &App{Name: "api"}
+	l.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) { return nil, nil }})
+	read := make(chan []string)
+	go func() { read <- l.Running() }()
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-read
+	if err := l.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
