@@ -15,8 +15,10 @@ type StopFunc func(ctx context.Context) error
 
 // StartFunc starts a hook and returns the function that stops it (nil when
 // there is nothing to stop). Its context ends when the hook's start timeout
-// passes or the startup is abandoned. The scope publishes state and starts
-// background tasks.
+// passes, when the startup is abandoned, and when the start returns, even
+// successfully: bind nothing that outlives the start to it (a command, a
+// loop, a client that keeps its dial context), and use [Scope.Go] for work
+// that must. The scope publishes state and starts background tasks.
 type StartFunc func(ctx context.Context, scope *Scope) (StopFunc, error)
 
 // Hook is one named step of startup and its matching step of shutdown.

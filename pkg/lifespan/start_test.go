@@ -269,3 +269,19 @@ func TestParallelFailureAbandonsSiblingsAndReapsThem(t *testing.T) {
 		})
 	}
 }
+
+// A start's context ends when the start returns, even successfully, as
+// StartFunc's doc says (it said only "at the start timeout or an abandoned
+// startup"): work that outlives the start belongs in Scope.Go.
+func TestStartContextEndsWhenTheStartReturns(t *testing.T) {
+	var startCtx context.Context
+	l := &App{Name: "api"}
+	l.Append(Hook{Name: "worker", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) { startCtx = ctx; return nil, nil }})
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop(context.Background())
+	if !errors.Is(startCtx.Err(), context.Canceled) {
+		t.Errorf("after a successful start, its context's Err() = %v; want context.Canceled", startCtx.Err())
+	}
+}

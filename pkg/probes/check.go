@@ -50,7 +50,8 @@ type Check struct {
 	// whitespace, '?' or '#' ([CheckName] says what it refuses).
 	Name string
 	Run  CheckFunc
-	// Timeout bounds each run (default 1s); a run past it fails.
+	// Timeout bounds each run (default 1s); a run past it fails. An
+	// Instant check has none (Add refuses one).
 	Timeout time.Duration
 	// Interval, when set, runs the check in the background every Interval
 	// (starting at once when the registry starts); probes read the cached
@@ -154,6 +155,8 @@ func (c *check) validate() error {
 		return fmt.Errorf("check %q: SuccessThreshold is %d; want 0 (1) or more", c.Name, c.SuccessThreshold)
 	case c.Instant && c.Interval > 0:
 		return fmt.Errorf("check %q: Instant and Interval exclude each other: an instant check only reads memory and runs in the probe; a background check runs on its own schedule, under its timeout", c.Name)
+	case c.Instant && c.Timeout > 0:
+		return fmt.Errorf("check %q: Instant and Timeout exclude each other: an instant check runs in the probe's goroutine, unbounded, as it only reads memory; drop Instant to bound it by Timeout", c.Name)
 	}
 	return nil
 }

@@ -79,6 +79,8 @@ func TestAddPanicsOnMistakes(t *testing.T) {
 		{"negative success threshold", Readiness, Check{Name: "a", Run: pass, SuccessThreshold: -2}},
 		{"duplicate", Readiness, Check{Name: "dup", Run: pass}},
 		{"instant in the background", Readiness, Check{Name: "a", Run: pass, Instant: true, Interval: time.Second}},
+		// An instant check runs unbounded: a Timeout would be ignored.
+		{"instant with a timeout", Readiness, Check{Name: "a", Run: pass, Instant: true, Timeout: 50 * time.Millisecond}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
