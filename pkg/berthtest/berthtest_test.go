@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime"
 	"strings"
@@ -166,5 +167,47 @@ func TestGetJoinsThePath(t *testing.T) {
 	}
 	if code, _ := a.GetAdmin(t, "readyz"); code != 200 {
 		t.Errorf("GetAdmin(readyz) = %d, want 200", code)
+	}
+}
+
+// deadlineT is a fakeT with a test deadline, as *testing.T has under
+// go test -timeout.
+type deadlineT struct {
+	*fakeT
+	deadline time.Time
+}
+
+func (d deadlineT) Deadline() (time.Time, bool) { return d.deadline, true }
+
+// A startup that is still running close to the test's deadline fails the
+// test, naming the hook still starting: Start used to wait until go test's
+// timeout panicked, with nothing reported.
+func TestStartupPastTheDeadlineFailsTheTest(t *testing.T) {
+	l := &lifespan.App{Name: "api"}
+	l.Append(lifespan.Hook{Name: "migrate", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-ctx.Done() // a start that would never end on its own
+		return nil, ctx.Err()
+	}})
+	ft := deadlineT{&fakeT{}, time.Now().Add(5*time.Second + 100*time.Millisecond)}
+	inGoroutine(func() { berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler()}) })
+	if !strings.Contains(ft.fatal, "berthtest: startup still running 5s before the test's deadline; still starting: api/hook:migrate") {
+		t.Fatalf("fatal = %q", ft.fatal)
+	}
+}
+
+// The cleanup's bound saturates: a budget of "no bound" (a drain timeout
+// of math.MaxInt64) plus the helper's slack wrapped negative, and a clean
+// shutdown failed the test at once.
+func TestUnboundedBudgetDoesNotFailTheCleanup(t *testing.T) {
+	ft := &fakeT{}
+	inGoroutine(func() {
+		berthtest.Start(ft, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: http.NotFoundHandler(), DrainTimeout: math.MaxInt64})
+	})
+	if ft.fatal != "" {
+		t.Fatal(ft.fatal)
+	}
+	ft.cleanup()
+	if len(ft.errors) != 0 {
+		t.Errorf("a clean shutdown reported %q", ft.errors)
 	}
 }

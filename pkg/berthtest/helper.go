@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -32,8 +33,16 @@ type App struct {
 	Server *serve.Server
 }
 
+// startupSlack is how long before the test's deadline (go test -timeout)
+// Start stops waiting for a startup: time to fail the test with the hooks
+// still starting, before go test panics with every goroutine's stack.
+const startupSlack = 5 * time.Second
+
 // Start runs cfg's apps and servers on loopback ports and returns once
-// startup has completed (StartupComplete); a failed startup fails the test.
+// startup has completed (StartupComplete); a failed startup fails the test,
+// and so does one still running startupSlack (5s) before the test's
+// deadline, when t has one (a *testing.T run with -timeout), naming the
+// hooks still starting.
 // Unless set in cfg: there is no drain delay (a test has no endpoints to
 // propagate; with DrainQuiet set, serve's default delay, which the quiet
 // period ends early), OS signals are not handled, logs are discarded, and a forced
@@ -62,14 +71,31 @@ func Start(t TB, cfg serve.Config) *App {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background()) }()
+	var expired <-chan time.Time
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			timer := time.NewTimer(time.Until(deadline) - startupSlack)
+			defer timer.Stop()
+			expired = timer.C
+		}
+	}
 	select {
 	case <-srv.Signals().StartupComplete.Done():
 	case err := <-done:
 		t.Fatalf("berthtest: %v", err)
 		return nil
+	case <-expired:
+		running := cfg.Apps.Running()
+		srv.Shutdown() // abandons the startup; Run goes on to roll it back
+		t.Fatalf("berthtest: startup still running %v before the test's deadline; still starting: %s", startupSlack, strings.Join(running, ", "))
+		return nil
 	}
-	// The server's shutdown budget, plus slack, bounds the wait in Cleanup.
-	budget := srv.Budget() + 30*time.Second
+	// The server's shutdown budget, plus slack, bounds the wait in Cleanup
+	// (saturating: a budget of "no bound" stays one).
+	budget := time.Duration(math.MaxInt64)
+	if b := srv.Budget(); b < budget-30*time.Second {
+		budget = b + 30*time.Second
+	}
 	t.Cleanup(func() {
 		srv.Shutdown()
 		select {
