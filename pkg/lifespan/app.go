@@ -15,7 +15,9 @@ const DefaultStopTimeout = 5 * time.Second
 // lateStopGrace is how long a stop is waited for past its context's
 // deadline before the next one runs, so that a stop called after the
 // overall deadline, with an already-done context, can still finish closing
-// a file before the hook it depends on is stopped.
+// a file before the hook it depends on is stopped. A start past its
+// timeout is waited for as long, for the error it returns as its context
+// ends (see TimeoutError).
 const lateStopGrace = 100 * time.Millisecond
 
 // App is one app's lifespan: hooks started once, in order, and stopped once,

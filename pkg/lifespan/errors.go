@@ -26,17 +26,30 @@ func recovered(v any) error {
 // a late stop's error, or, for a start that succeeded after all, the call
 // of the stop it returned. A late stop that succeeds, or a late start that
 // fails, adds no event: the timeout already counted the failure.
+//
+// A start is waited for up to 100ms past its timeout, for the error it
+// returns as its context ends (a dependency's "connection refused", say):
+// Err is that error, when it came then, and the message gives it after the
+// timeout.
 type TimeoutError struct {
 	Op      string // "start" or "stop"
 	Timeout time.Duration
+	Err     error // the start's own error, returned just past its timeout; nil if none
 }
 
 func (t *TimeoutError) Error() string {
+	msg := fmt.Sprintf("%s did not return within %v", t.Op, t.Timeout)
 	if t.Timeout <= 0 {
-		return fmt.Sprintf("%s, called after the deadline, did not return", t.Op)
+		msg = fmt.Sprintf("%s, called after the deadline, did not return", t.Op)
 	}
-	return fmt.Sprintf("%s did not return within %v", t.Op, t.Timeout)
+	if t.Err != nil {
+		msg += ": " + t.Err.Error()
+	}
+	return msg
 }
+
+// Unwrap returns the start's own error, if it returned one.
+func (t *TimeoutError) Unwrap() error { return t.Err }
 
 // Is makes a TimeoutError match context.DeadlineExceeded.
 func (t *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }

@@ -113,9 +113,10 @@ func (a *App) dependencies(hooks []Hook) ([][]int, error) {
 }
 
 type startResult struct {
-	idx  int
-	stop StopFunc
-	err  error
+	idx      int
+	stop     StopFunc
+	err      error
+	cutShort bool // the startup's end, not the hook, made it fail
 }
 
 // schedule starts each hook once its dependencies have started, at most
@@ -140,15 +141,13 @@ func (a *App) schedule(ctx context.Context, hooks []Hook, deps [][]int) error {
 	results := make(chan startResult)
 	running := 0
 	var failures []error
+	failed := false // a hook failed by itself
 	for {
 		for len(ready) > 0 && running < limit && failures == nil && ctx.Err() == nil {
 			i := ready[0]
 			ready = ready[1:]
 			running++
-			go func() {
-				stop, err := a.startHook(ctx, i, hooks[i])
-				results <- startResult{idx: i, stop: stop, err: err}
-			}()
+			go func() { results <- a.startHook(ctx, i, hooks[i]) }()
 		}
 		if running == 0 {
 			break
@@ -156,7 +155,14 @@ func (a *App) schedule(ctx context.Context, hooks []Hook, deps [][]int) error {
 		r := <-results
 		running--
 		if r.err != nil {
-			failures = append(failures, r.err)
+			// The starts a failure cut short say only that they were
+			// cancelled (their events say so): the startup's error is the
+			// failure, which errors.Is(err, context.Canceled) must not
+			// read as an abandoned startup.
+			if !r.cutShort || !failed {
+				failures = append(failures, r.err)
+			}
+			failed = failed || !r.cutShort
 			cancel()
 			continue
 		}
@@ -184,9 +190,11 @@ func insertSorted(s []int, v int) []int {
 }
 
 // startHook runs one start under its timeout. A start that outlives its
-// timeout is left running; when it returns, the stop it returns is called so
+// timeout is waited for a moment more (the app's late grace), for the error
+// it returns as its context ends; one that returns nothing even then is
+// left running, and when it returns, the stop it returns is called so
 // nothing it opened is left open.
-func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
+func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	timeout := a.startTimeoutOf(h)
 	hctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -219,7 +227,21 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 		scope.close(true)
 		running = true
 		if timeout > 0 && errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			r.err = &TimeoutError{Op: "start", Timeout: timeout}
+			timedOut := &TimeoutError{Op: "start", Timeout: timeout}
+			grace := time.NewTimer(a.lateGrace)
+			select {
+			case late := <-done:
+				if late.err != nil { // it failed as its context ended: say why
+					timedOut.Err, running = late.err, false
+				} else { // it succeeded past its timeout: the rollback stops it
+					again := make(chan startResult, 1)
+					again <- late
+					done = again
+				}
+			case <-grace.C:
+			}
+			grace.Stop()
+			r.err = timedOut
 		} else {
 			r.err = context.Cause(ctx)
 		}
@@ -238,11 +260,11 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) (StopFunc, error) {
 			a.mu.Unlock()
 		}
 		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err, CutShort: cutShort})
-		return nil, err
+		return startResult{idx: i, err: err, cutShort: cutShort}
 	}
 	a.status[i].Store(int32(HookUp))
 	a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d})
-	return r.stop, nil
+	return startResult{idx: i, stop: r.stop}
 }
 
 // lateStart is a start still running when its startup ended (it passed its

@@ -285,3 +285,90 @@ func TestStartContextEndsWhenTheStartReturns(t *testing.T) {
 		t.Errorf("after a successful start, its context's Err() = %v; want context.Canceled", startCtx.Err())
 	}
 }
+
+// A start that passes its timeout and then returns its own error (as its
+// context ends: a dependency's "connection refused") is reported with that
+// error, after the timeout; it used to say only that the start timed out.
+// One that returns nothing within the late grace is reported as before,
+// and one that succeeds within it is stopped by the rollback.
+func TestStartTimeoutKeepsTheHooksOwnError(t *testing.T) {
+	refused := errors.New("redis 10.0.0.7:6379: connection refused (12 attempts)")
+	for _, tt := range []struct {
+		name    string
+		start   func(ctx context.Context, stopped chan<- struct{}) (StopFunc, error)
+		want    string
+		wantErr error // what errors.Is must find beside context.DeadlineExceeded
+		stopped bool  // the rollback called the start's stop
+	}{
+		{"fails as its context ends", func(ctx context.Context, _ chan<- struct{}) (StopFunc, error) {
+			<-ctx.Done()
+			return nil, refused
+		}, `hook "redis": start: start did not return within 50ms: redis 10.0.0.7:6379: connection refused (12 attempts)`, refused, false},
+		{"ignores its context", func(ctx context.Context, _ chan<- struct{}) (StopFunc, error) {
+			time.Sleep(time.Hour)
+			return nil, refused
+		}, `hook "redis": start: start did not return within 50ms`, nil, false},
+		{"succeeds just past its timeout", func(ctx context.Context, stopped chan<- struct{}) (StopFunc, error) {
+			<-ctx.Done()
+			return func(context.Context) error { close(stopped); return nil }, nil
+		}, `hook "redis": start: start did not return within 50ms`, nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stopped := make(chan struct{})
+				l := &App{Name: "api"}
+				l.Append(Hook{Name: "redis", StartTimeout: 50 * time.Millisecond, Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+					return tt.start(ctx, stopped)
+				}})
+				err := l.Start(t.Context())
+				var te *TimeoutError
+				if err == nil || !strings.HasSuffix(err.Error(), tt.want) || !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Start = %v, want a TimeoutError ending %q", err, tt.want)
+				}
+				if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+					t.Errorf("errors.Is(err, the hook's own error) = false for %v", err)
+				}
+				synctest.Wait()
+				select {
+				case <-stopped:
+					if !tt.stopped {
+						t.Error("a stop was called that should not have been")
+					}
+				default:
+					if tt.stopped {
+						t.Error("the start that succeeded past its timeout was never stopped")
+					}
+				}
+				time.Sleep(2 * time.Hour) // the start that ignores its context returns, and is reaped
+			})
+		})
+	}
+}
+
+// With Concurrency, a failure's error is the startup's: the starts it cut
+// short (cancelled) are reported by their events, and no longer joined into
+// the error, where errors.Is(err, context.Canceled) read a failed startup
+// as an abandoned one.
+func TestParallelFailureIsNotACancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var cut []string
+		l := &App{Name: "api", Concurrency: 2, Observer: func(e Event) {
+			if e.Kind == HookStarted && e.CutShort {
+				cut = append(cut, e.Hook)
+			}
+		}}
+		l.Append(
+			Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
+				time.Sleep(10 * time.Millisecond)
+				return nil, errors.New("redis: connection refused")
+			}},
+			Hook{Name: "warm", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) { <-ctx.Done(); return nil, ctx.Err() }})
+		err := l.Start(t.Context())
+		if err == nil || errors.Is(err, context.Canceled) || err.Error() != `lifespan "api": hook "cache": start: redis: connection refused` {
+			t.Fatalf("Start = %q (errors.Is Canceled: %v); want the failure alone", err, errors.Is(err, context.Canceled))
+		}
+		if !slices.Equal(cut, []string{"warm"}) {
+			t.Errorf("cut short: %q, want warm's event", cut)
+		}
+	})
+}
