@@ -61,6 +61,8 @@ func TestRenderedGracePeriodIsTheServicesBudget(t *testing.T) {
 		{"native sidecar", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "native"}}},
 		{"longer everything", map[string]any{"drain": map[string]any{"delaySeconds": 12, "timeoutSeconds": 45, "stopTimeoutSeconds": 30, "marginSeconds": 3}}},
 		{"preStop with no delay", map[string]any{"drain": map[string]any{"mode": "preStop", "delaySeconds": 0}}},
+		{"a quit call through extraEnv, the grace period set to fit", map[string]any{"terminationGracePeriodSeconds": 42,
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "value": "http://127.0.0.1:15020/quitquitquit"}}}},
 	}
 	for name, values := range ciValues(t) {
 		tests = append(tests, struct {

@@ -292,6 +292,19 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"a classic sidecar's wait past the startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"},
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "10m"}}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 160}}},
 			"database.waitSeconds 60 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 600s + 30s for the cache = 758s"},
+		// A sidecar the chart does not run, set through extraEnv: its wait
+		// counts in the startup allowance, its quit in the grace period
+		// (the service refused it at start, and crash-looped).
+		{"a listed sidecar's wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 200},
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECARS", "value": "http://127.0.0.1:15021/healthz/ready"}}},
+			"database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 60s + 30s for the cache = 358s"},
+		{"a quit call past the grace period", map[string]any{"terminationGracePeriodSeconds": 37,
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "value": "http://127.0.0.1:15020/quitquitquit"}}},
+			"terminationGracePeriodSeconds=37 cannot fit the shutdown budget of 42 seconds (drain delay 5 + drain timeout 20 + stop timeout 10 + sidecar quit timeout 5 (extraEnv's BERTH_SIDECAR_QUIT) + margin 2)"},
+		{"a quit call with its own timeout past the grace period", map[string]any{"terminationGracePeriodSeconds": 40,
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "value": "http://127.0.0.1:15020/quitquitquit"},
+				map[string]any{"name": "BERTH_SIDECAR_QUIT_TIMEOUT", "value": "3500ms"}}},
+			"cannot fit the shutdown budget of 41 seconds"},
 		{"failing a hook that does not run", map[string]any{"config": map[string]any{"demoFail": "sidecars"}},
 			"config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true"},
 		{"extraEnv over a variable the chart sets", map[string]any{"extraEnv": []any{map[string]any{"name": "BERTH_DRAIN_DELAY", "value": "30s"}}},

@@ -118,6 +118,7 @@ close the keep-alive connections still in use), + the sidecar quit timeout when 
 {{- $b := add $d.delaySeconds $d.timeoutSeconds $d.stopTimeoutSeconds $d.marginSeconds }}
 {{- if include "berth.hasPreStop" . }}{{ $b = add $b 1 }}{{ end }}
 {{- if include "berth.classicSidecar" . }}{{ $b = add $b .Values.sidecar.quitTimeoutSeconds }}{{ end }}
+{{- with include "berth.extraQuitSeconds" . }}{{ $b = add $b . }}{{ end }}
 {{- if .Values.metrics.pushgateway.url }}{{ $b = add $b .Values.metrics.pushgateway.timeoutSeconds }}{{ end }}
 {{- $b }}
 {{- end }}
@@ -234,8 +235,8 @@ through extraEnv it would escape the checks those values get (the grace
 period, the drain mode). PGPASSWORD (for an external database's URL
 without a password) and BERTH_SIDECARS (a sidecar the chart does not run,
 such as Istio's) are the user's to set; so is the sidecar quit call when
-terminationGracePeriodSeconds is set, which the service then checks it
-fits. */}}
+terminationGracePeriodSeconds is set, whose timeout the budget checked
+against it then counts (berth.extraQuitSeconds). */}}
 {{- $quit := list "BERTH_SIDECAR_QUIT" "BERTH_SIDECAR_QUIT_TIMEOUT" }}
 {{- $yours := list "PGPASSWORD" "BERTH_SIDECARS" }}
 {{- if not (kindIs "invalid" $v.terminationGracePeriodSeconds) }}{{ $yours = concat $yours $quit }}{{ end }}
@@ -277,7 +278,10 @@ fits. */}}
 {{- /* The startup probe allows what the service may wait while starting: the database, the migrations, 30s for the cache (its hook's bound), the warm-up and a classic sidecar (a native one is ready before the service starts). */}}
 {{- $allowed := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) }}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
-{{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 (eq (include "berth.classicSidecar" .) "true") }}
+{{- /* ...or one extraEnv lists (BERTH_SIDECARS: Istio's, say), which the service waits for before its other hooks. */}}
+{{- $waitsForSidecars := eq (include "berth.classicSidecar" .) "true" }}
+{{- range $v.extraEnv }}{{ if and (eq .name "BERTH_SIDECARS") .value }}{{ $waitsForSidecars = true }}{{ end }}{{ end }}
+{{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 $waitsForSidecars }}
 {{- $migrate := int (include "berth.migrateTimeoutSeconds" .) }}
 {{- $open := add (int (ceil $dbTimeout)) 5 }}
 {{- $need := add (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait 30 }}
@@ -309,6 +313,20 @@ fits. */}}
 {{- end }}
 
 {{/* The budget's terms, in words, for messages: "drain delay 5 + ... ". */}}
+{{/* The timeout, in whole seconds, of a sidecar quit call extraEnv sets
+(BERTH_SIDECAR_QUIT, for a sidecar the chart does not run), which the service
+counts in its budget: BERTH_SIDECAR_QUIT_TIMEOUT, 5s unless extraEnv sets
+it; empty without such a call. */}}
+{{- define "berth.extraQuitSeconds" -}}
+{{- $quit := false }}
+{{- $ms := 5000 }}
+{{- range .Values.extraEnv }}
+{{- if and (eq .name "BERTH_SIDECAR_QUIT") .value }}{{ $quit = true }}{{ end }}
+{{- if and (eq .name "BERTH_SIDECAR_QUIT_TIMEOUT") .value }}{{ $ms = int (include "berth.ms" .value) }}{{ end }}
+{{- end }}
+{{- if $quit }}{{ int (ceil (divf (float64 $ms) 1000.0)) }}{{ end }}
+{{- end }}
+
 {{- define "berth.budgetTerms" -}}
 {{- $d := .Values.drain }}
 {{- $terms := list (printf "%s %v" (ternary "preStop sleep" "drain delay" (eq $d.mode "preStop")) $d.delaySeconds) }}
@@ -316,6 +334,7 @@ fits. */}}
 {{- $terms = append $terms (printf "drain timeout %v" $d.timeoutSeconds) }}
 {{- $terms = append $terms (printf "stop timeout %v" $d.stopTimeoutSeconds) }}
 {{- if include "berth.classicSidecar" . }}{{ $terms = append $terms (printf "sidecar quit timeout %v" .Values.sidecar.quitTimeoutSeconds) }}{{ end }}
+{{- with include "berth.extraQuitSeconds" . }}{{ $terms = append $terms (printf "sidecar quit timeout %v (extraEnv's BERTH_SIDECAR_QUIT)" .) }}{{ end }}
 {{- if .Values.metrics.pushgateway.url }}{{ $terms = append $terms (printf "push timeout %v" .Values.metrics.pushgateway.timeoutSeconds) }}{{ end }}
 {{- $terms = append $terms (printf "margin %v" $d.marginSeconds) }}
 {{- join " + " $terms }}
