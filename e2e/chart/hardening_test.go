@@ -890,7 +890,7 @@ func TestProgressDeadlineCoversTheStartupAllowance(t *testing.T) {
 func TestEveryPodTakesTheNodePool(t *testing.T) {
 	r := mustRender(t, map[string]any{"nodeSelector": map[string]any{"pool": "berth"},
 		"tolerations": []any{map[string]any{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}},
-		"metrics": map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091", "prune": map[string]any{"enabled": true}}}})
+		"metrics":     map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway:9091", "prune": map[string]any{"enabled": true}}}})
 	pods := r.pods()
 	for _, owner := range []string{"Deployment", "StatefulSet", "test Pod", "CronJob"} {
 		if _, ok := pods[owner]; !ok {
