@@ -19,13 +19,23 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// ruleNamespaces are the namespaces of the releases whose alerts the suite
+// asserts: the chart's rules judge their own release's namespace, so
+// Prometheus loads them once for each, as it would one PrometheusRule per
+// release.
+var ruleNamespaces = []string{mainNamespace, failureNamespace}
+
 // deployMonitoring renders testdata/monitoring.yaml with the images and
-// the chart's alert rules, applies it, and waits for Prometheus and the
-// Pushgateway.
+// the chart's alert rules for each of ruleNamespaces, applies it, and waits
+// for Prometheus and the Pushgateway.
 func deployMonitoring(kubeconfig string) error {
-	rules, err := chartRules(kubeconfig)
-	if err != nil {
-		return err
+	rules := map[string]string{}
+	for _, ns := range ruleNamespaces {
+		r, err := chartRules(kubeconfig, ns)
+		if err != nil {
+			return err
+		}
+		rules[ns] = r
 	}
 	tmpl, err := template.New("monitoring.yaml").Funcs(template.FuncMap{"indent": func(n int, s string) string {
 		pad := strings.Repeat(" ", n)
@@ -35,7 +45,7 @@ func deployMonitoring(kubeconfig string) error {
 		return err
 	}
 	var manifest bytes.Buffer
-	if err := tmpl.Execute(&manifest, map[string]string{"Rules": rules, "PrometheusImage": prometheusImage, "PushgatewayImage": pushgatewayImage}); err != nil {
+	if err := tmpl.Execute(&manifest, map[string]any{"Rules": rules, "PrometheusImage": prometheusImage, "PushgatewayImage": pushgatewayImage}); err != nil {
 		return err
 	}
 	env := []string{"KUBECONFIG=" + kubeconfig}
@@ -50,10 +60,10 @@ func deployMonitoring(kubeconfig string) error {
 	return nil
 }
 
-// chartRules renders the chart's PrometheusRule and returns its groups as
-// a Prometheus rule file.
-func chartRules(kubeconfig string) (string, error) {
-	cmd := exec.Command("helm", "template", "berth", chartPath, "--set", "metrics.prometheusRule.enabled=true",
+// chartRules renders the PrometheusRule of a release in namespace ns and
+// returns its groups as a Prometheus rule file.
+func chartRules(kubeconfig, ns string) (string, error) {
+	cmd := exec.Command("helm", "template", "berth", chartPath, "-n", ns, "--set", "metrics.prometheusRule.enabled=true",
 		"--api-versions", "monitoring.coreos.com/v1/PrometheusRule", "--show-only", "templates/prometheusrule.yaml")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	out, err := cmd.Output()

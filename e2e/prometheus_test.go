@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -138,24 +139,9 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var healthy []string
-			for _, g := range rules.Groups {
-				for _, r := range g.Rules {
-					if a, ok := r.(promv1.AlertingRule); ok {
-						if a.Health != promv1.RuleHealthGood {
-							t.Errorf("rule %s: health %s, %s", a.Name, a.Health, a.LastError)
-						}
-						if a.State == "firing" {
-							for _, al := range a.Alerts {
-								t.Errorf("alert %s firing: %v (value %s, active since %v)", a.Name, al.Labels, al.Value, al.ActiveAt)
-							}
-						}
-						healthy = append(healthy, a.Name)
-					}
-				}
-			}
-			// Every alert the chart ships, as the chart renders it today.
-			text, err := chartRules(cfg.KubeconfigFile())
+			// Every alert the chart ships, as the chart renders it today,
+			// loaded once for each release namespace (ruleNamespaces).
+			text, err := chartRules(cfg.KubeconfigFile(), mainNamespace)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,8 +157,29 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 					want = append(want, r.Alert)
 				}
 			}
-			if len(want) == 0 || !slices.Equal(healthy, want) {
-				t.Errorf("alerting rules loaded %v, the chart ships %v", healthy, want)
+			files := map[string][]string{} // rule file: its healthy alerts
+			for _, g := range rules.Groups {
+				for _, r := range g.Rules {
+					if a, ok := r.(promv1.AlertingRule); ok {
+						if a.Health != promv1.RuleHealthGood {
+							t.Errorf("rule %s (%s): health %s, %s", a.Name, g.File, a.Health, a.LastError)
+						}
+						if a.State == "firing" {
+							for _, al := range a.Alerts {
+								t.Errorf("alert %s firing: %v (value %s, active since %v)", a.Name, al.Labels, al.Value, al.ActiveAt)
+							}
+						}
+						files[g.File] = append(files[g.File], a.Name)
+					}
+				}
+			}
+			if len(want) == 0 || len(files) != len(ruleNamespaces) {
+				t.Errorf("rule files loaded %v, want one for each of %v", slices.Collect(maps.Keys(files)), ruleNamespaces)
+			}
+			for file, healthy := range files {
+				if !slices.Equal(healthy, want) {
+					t.Errorf("%s: alerting rules loaded %v, the chart ships %v", file, healthy, want)
+				}
 			}
 			return ctx
 		}).
