@@ -143,73 +143,47 @@ func (c cluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableRes
 	return c.client.Resource(gvr), true, nil
 }
 
-// An upgrade or reinstall that switches away from the embedded database
-// while its claim (kept by helm.sh/resource-policy) still holds the items
-// is refused, naming the claim; another release's claim of that name, or
+// An upgrade or reinstall that switches databases while the old one's
+// claim (kept after its StatefulSet or its uninstall) still holds the items
+// is refused, naming the claim: away from the embedded database's, or from
+// the bundled PostgreSQL's to the embedded database (the service used to
+// start on an empty SQLite file). Another release's claim of that name, or
 // none, is no reason to refuse.
-func TestSwitchingAwayFromTheEmbeddedDatabaseIsRefused(t *testing.T) {
-	claim := func(instance string) *corev1.PersistentVolumeClaim {
-		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-data", Namespace: "ns",
+func TestSwitchingDatabasesWhileAClaimHoldsTheItemsIsRefused(t *testing.T) {
+	claim := func(name, instance string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
 			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
 	}
+	sqlite, pg := "rel-berth-data", "data-rel-berth-postgresql-0"
 	bundled := map[string]any{}
 	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
 	embedded := map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}
 	for _, tt := range []struct {
-		name    string
-		objects []runtime.Object
-		values  map[string]any
-		want    string // "" renders
+		name   string
+		claim  *corev1.PersistentVolumeClaim // nil: none
+		values map[string]any
+		want   string // "" renders
 	}{
-		{"to the bundled PostgreSQL", []runtime.Object{claim("rel")}, bundled,
+		{"embedded to the bundled PostgreSQL", claim(sqlite, "rel"), bundled,
 			"the claim ns/rel-berth-data holds this release's embedded SQLite database, and these values use the bundled PostgreSQL (postgresql.enabled=true): its items would be left behind"},
-		{"to an external database", []runtime.Object{claim("rel")}, external,
+		{"embedded to an external database", claim(sqlite, "rel"), external,
 			"these values use an external database (database.existingSecret): its items would be left behind. Keep the embedded database (postgresql.enabled=false, no database.existingSecret), or move the items and then delete the claim (kubectl -n ns delete pvc rel-berth-data)"},
-		{"staying embedded", []runtime.Object{claim("rel")}, embedded, ""},
-		{"another release's claim", []runtime.Object{claim("other")}, bundled, ""},
-		{"no claim", nil, bundled, ""},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, tt.values)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
-		})
-	}
-}
-
-// The reverse: switching from the bundled PostgreSQL to the embedded
-// database while the bundled one's claim holds the items is refused, naming
-// the claim (the service used to start on an empty SQLite file); an
-// external database, another release's claim, or none, is no reason to.
-func TestSwitchingFromTheBundledToTheEmbeddedDatabaseIsRefused(t *testing.T) {
-	claim := func(instance string) *corev1.PersistentVolumeClaim {
-		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-rel-berth-postgresql-0", Namespace: "ns",
-			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
-	}
-	embedded := map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}
-	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
-	for _, tt := range []struct {
-		name    string
-		objects []runtime.Object
-		values  map[string]any
-		want    string // "" renders
-	}{
-		{"to the embedded database", []runtime.Object{claim("rel")}, embedded,
+		{"staying embedded", claim(sqlite, "rel"), embedded, ""},
+		{"another release's embedded claim", claim(sqlite, "other"), bundled, ""},
+		{"bundled to the embedded database", claim(pg, "rel"), embedded,
 			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, and these values use the embedded SQLite database (postgresql.enabled=false, no database.existingSecret): the service would start on an empty file"},
-		{"to an external database", []runtime.Object{claim("rel")}, external, ""},
-		{"staying bundled", []runtime.Object{claim("rel")}, map[string]any{}, ""},
-		{"another release's claim", []runtime.Object{claim("other")}, embedded, ""},
-		{"no claim", nil, embedded, ""},
+		{"bundled to an external database", claim(pg, "rel"), external, ""},
+		{"staying bundled", claim(pg, "rel"), bundled, ""},
+		{"another release's bundled claim", claim(pg, "other"), embedded, ""},
+		{"no claim, bundled", nil, bundled, ""},
+		{"no claim, embedded", nil, embedded, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, tt.values)
+			var objects []runtime.Object
+			if tt.claim != nil {
+				objects = append(objects, tt.claim)
+			}
+			_, err := renderIn(t, newCluster(t, objects...), kindVersion, tt.values)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
