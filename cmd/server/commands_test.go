@@ -247,7 +247,8 @@ func TestMisuseExits2(t *testing.T) {
 }
 
 // prune-pushgateway deletes its namespace's berth-exit groups pushed longer
-// ago than its argument, and refuses a bad argument or variable with exit
+// ago than its argument (only a Deployment's pods' when it names one), and
+// refuses a bad argument or variable with exit
 // 2 and a Pushgateway it cannot list with exit 1.
 func TestPrunePushgatewayCommand(t *testing.T) {
 	now := float64(time.Now().Unix())
@@ -264,8 +265,9 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 		group := func(ns, pod string, pushed float64) string {
 			return fmt.Sprintf(`{"labels":{"job":"berth-exit","namespace":%q,"pod":%q},"push_time_seconds":{"metrics":[{"value":"%g"}]}}`, ns, pod, pushed)
 		}
-		fmt.Fprintf(w, `{"status":"success","data":[%s,%s,%s]}`,
-			group("shop", "old", now-7200), group("shop", "new", now-60), group("other", "old", now-7200))
+		fmt.Fprintf(w, `{"status":"success","data":[%s,%s,%s,%s,%s]}`,
+			group("shop", "old", now-7200), group("shop", "new", now-60), group("other", "old", now-7200),
+			group("shop", "rel-berth-7d9f8c6b5-x2x4z", now-7200), group("shop", "rel-berth-x-7d9f8c6b5-abcde", now-7200))
 	}))
 	defer gw.Close()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -280,8 +282,24 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 	mu.Lock()
 	got := slices.Clone(deleted)
 	mu.Unlock()
-	if len(got) != 1 || !strings.Contains(got[0], "/pod/old") || !strings.Contains(got[0], "/namespace/shop") {
-		t.Errorf("deleted %q, want the one group of namespace shop older than 1h", got)
+	if len(got) != 3 || !slices.ContainsFunc(got, func(p string) bool {
+		return strings.HasSuffix(p, "/namespace/shop/pod/old") || strings.HasSuffix(p, "/pod/old/namespace/shop")
+	}) {
+		t.Errorf("deleted %q, want the three groups of namespace shop older than 1h", got)
+	}
+	// With a Deployment, only its pods' groups: another release's in the
+	// namespace (rel-berth-x) are its own prune's to delete.
+	mu.Lock()
+	deleted = nil
+	mu.Unlock()
+	if code := run([]string{"prune-pushgateway", "1h", "rel-berth"}, env, io.Discard, &logs); code != 0 {
+		t.Fatalf("exit %d: %s", code, logs.String())
+	}
+	mu.Lock()
+	got = slices.Clone(deleted)
+	mu.Unlock()
+	if len(got) != 1 || !strings.Contains(got[0], "rel-berth-7d9f8c6b5-x2x4z") {
+		t.Errorf("deleted %q, want only the group of rel-berth's pod", got)
 	}
 	if !strings.Contains(logs.String(), `"msg":"pushgateway-group-deleted"`) || !strings.Contains(logs.String(), `"deleted":1`) {
 		t.Errorf("logs do not name what was deleted:\n%s", logs.String())
@@ -294,7 +312,9 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 		code int
 		says string
 	}{
-		{"no argument", nil, env, 2, "usage: server prune-pushgateway OLDER_THAN"},
+		{"no argument", nil, env, 2, "usage: server prune-pushgateway OLDER_THAN [DEPLOYMENT]"},
+		{"three arguments", []string{"1h", "rel-berth", "x"}, env, 2, "usage: server prune-pushgateway OLDER_THAN [DEPLOYMENT]"},
+		{"not a Deployment's name", []string{"1h", "Rel_Berth"}, env, 2, `DEPLOYMENT=\"Rel_Berth\": want a Deployment's name`},
 		{"not a duration", []string{"soon"}, env, 2, "OLDER_THAN=soon: want a Go duration from 0s to 8784h0m0s"},
 		{"negative", []string{"-1h"}, env, 2, "OLDER_THAN=-1h"},
 		{"no URL", []string{"1h"}, map[string]string{}, 2, "BERTH_PUSHGATEWAY_URL is not set"},
@@ -308,5 +328,32 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 				t.Errorf("exit %d, want %d, logging %q:\n%s", code, tt.code, tt.says, logs.String())
 			}
 		})
+	}
+}
+
+// podsOf matches a Deployment's pods, whose names Kubernetes generates as
+// NAME-HASH-XXXXX with what comes before the five random characters cut to
+// 58, and no other Deployment's.
+func TestPodsOf(t *testing.T) {
+	long := strings.Repeat("a", 50) // 50 + "-" + a 10-character hash + "-" passes 58
+	longer := strings.Repeat("b", 60)
+	for _, tt := range []struct {
+		deployment, pod string
+		want            bool
+	}{
+		{"rel-berth", "rel-berth-7d9f8c6b5-x2x4z", true},
+		{"rel-berth", "rel-berth-5c4d-x2x4z", true},
+		{"rel-berth", "rel-berth-x-7d9f8c6b5-abcde", false}, // release rel-berth-x's
+		{"rel-berth", "rel-berth-postgresql-0", false},
+		{"rel-berth", "other-7d9f8c6b5-x2x4z", false},
+		{"rel-berth", "rel-berth-7d9f8c6b5-x2x4", false},
+		{long, long + "-7d9f8c6" + "x2x4z", true},   // the hash cut to 58, and its dash
+		{long, long + "-x-7d9f8c" + "x2x4z", false}, // Deployment LONG-x's, cut
+		{longer, longer[:57] + "-x2x4z", false},
+		{longer, longer[:58] + "x2x4z", true}, // the name itself cut
+	} {
+		if got := podsOf(tt.deployment).MatchString(tt.pod); got != tt.want {
+			t.Errorf("podsOf(%q).MatchString(%q) = %v, want %v", tt.deployment, tt.pod, got, tt.want)
+		}
 	}
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
@@ -17,17 +20,19 @@ const maxPruneAge = 366 * 24 * time.Hour
 // pruneTimeout bounds a whole prune: the listing and every deletion.
 const pruneTimeout = time.Minute
 
-// runPrune is `server prune-pushgateway OLDER_THAN`, run by the chart's
-// CronJob: it deletes from the Pushgateway at BERTH_PUSHGATEWAY_URL the
-// groups of job berth-exit (the figures pods push as they exit), of
-// POD_NAMESPACE's pods when it is set, last pushed more than OLDER_THAN (a
-// Go duration) ago. It reads its variables as the service does and refuses
-// what the service refuses. Exit codes: 0 when every such group is gone, 1
-// when the groups could not be listed or one could not be deleted, 2 for a
-// bad argument or variable.
+// runPrune is `server prune-pushgateway OLDER_THAN [DEPLOYMENT]`, run by
+// the chart's CronJob: it deletes from the Pushgateway at
+// BERTH_PUSHGATEWAY_URL the groups of job berth-exit (the figures pods push
+// as they exit), of POD_NAMESPACE's pods when it is set, and of
+// DEPLOYMENT's pods when it is given, last pushed more than OLDER_THAN (a
+// Go duration) ago. With DEPLOYMENT, another release in the namespace
+// keeps its groups for as long as its own prune says. It reads its
+// variables as the service does and refuses what the service refuses. Exit
+// codes: 0 when every such group is gone, 1 when the groups could not be
+// listed or one could not be deleted, 2 for a bad argument or variable.
 func runPrune(args []string, env map[string]string, log *slog.Logger) int {
-	const usage = "usage: server prune-pushgateway OLDER_THAN   (a Go duration, such as 2h; the Pushgateway is BERTH_PUSHGATEWAY_URL)"
-	if len(args) != 1 {
+	const usage = "usage: server prune-pushgateway OLDER_THAN [DEPLOYMENT]   (a Go duration, such as 2h, and the name of the Deployment whose pods' groups to delete; the Pushgateway is BERTH_PUSHGATEWAY_URL)"
+	if len(args) < 1 || len(args) > 2 {
 		log.Error("refusing to prune", "error", usage)
 		return serve.ExitConfig
 	}
@@ -35,6 +40,14 @@ func runPrune(args []string, env map[string]string, log *slog.Logger) int {
 	if err != nil || age < 0 || age > maxPruneAge {
 		log.Error("refusing to prune", "error", "OLDER_THAN="+args[0]+": want a Go duration from 0s to "+maxPruneAge.String()+", such as 2h", "usage", usage)
 		return serve.ExitConfig
+	}
+	var deployment *regexp.Regexp
+	if len(args) == 2 {
+		if len(args[1]) > 253 || !dnsSubdomain.MatchString(args[1]) {
+			log.Error("refusing to prune", "error", fmt.Sprintf("DEPLOYMENT=%q: want a Deployment's name (lowercase letters, digits, '-' and '.', at most 253)", args[1]), "usage", usage)
+			return serve.ExitConfig
+		}
+		deployment = podsOf(args[1])
 	}
 	cfg, err := config.Load(env)
 	if err != nil {
@@ -45,9 +58,8 @@ func runPrune(args []string, env map[string]string, log *slog.Logger) int {
 		log.Error("refusing to prune", "error", "BERTH_PUSHGATEWAY_URL is not set: want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
 		return serve.ExitConfig
 	}
-	var match map[string]string
-	if cfg.PodNamespace != "" {
-		match = map[string]string{"namespace": cfg.PodNamespace}
+	match := func(g map[string]string) bool {
+		return (cfg.PodNamespace == "" || g["namespace"] == cfg.PodNamespace) && (deployment == nil || deployment.MatchString(g["pod"]))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pruneTimeout)
 	defer cancel()
@@ -62,6 +74,23 @@ func runPrune(args []string, env map[string]string, log *slog.Logger) int {
 		return 1
 	}
 	log.Info("pruned the Pushgateway", "pushgateway", where, "job", config.PushJob, "namespace", cfg.PodNamespace,
-		"older_than", age, "deleted", len(deleted))
+		"deployment", strings.Join(args[1:], ""), "older_than", age, "deleted", len(deleted))
 	return 0
+}
+
+// dnsSubdomain is a Kubernetes object name (RFC 1123 subdomain).
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// podsOf matches the names of a Deployment's pods: NAME-HASH-XXXXX (the
+// ReplicaSet's pod-template hash, then five random characters), where
+// Kubernetes cuts what comes before the five to 58 characters, the hash
+// and even NAME with it. Another Deployment NAME-x's pods
+// (NAME-x-HASH-XXXXX) do not match.
+func podsOf(deployment string) *regexp.Regexp {
+	const maxBase = 58 // Kubernetes's generated names: a base of at most 58, then 5
+	base := deployment + "-"
+	if len(base) >= maxBase {
+		return regexp.MustCompile("^" + regexp.QuoteMeta(base[:maxBase]) + "[a-z0-9]{5}$")
+	}
+	return regexp.MustCompile("^" + regexp.QuoteMeta(base) + "[a-z0-9]{0,10}-?[a-z0-9]{5}$")
 }

@@ -331,8 +331,8 @@ func TestPushgatewayPruneCronJob(t *testing.T) {
 	}
 	pod := cj.Spec.JobTemplate.Spec.Template
 	c := container(t, pod.Spec.Containers, "prune")
-	if !slices.Equal(c.Args, []string{"prune-pushgateway", "180m"}) || c.Image != r.deployment.Spec.Template.Spec.Containers[0].Image {
-		t.Errorf("args %q image %q; want prune-pushgateway 180m in the service's image", c.Args, c.Image)
+	if !slices.Equal(c.Args, []string{"prune-pushgateway", "180m", "rel-berth"}) || c.Image != r.deployment.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("args %q image %q; want prune-pushgateway 180m rel-berth (its own Deployment's pods only) in the service's image", c.Args, c.Image)
 	}
 	e := env(c)
 	i := slices.IndexFunc(c.Env, func(v corev1.EnvVar) bool { return v.Name == "POD_NAMESPACE" })

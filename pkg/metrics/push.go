@@ -76,15 +76,15 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 	return errors.Join(err, gatherErr)
 }
 
-// Prune deletes from the Pushgateway at url every group of job whose
-// grouping labels include each pair in match and whose last push came
-// before before, and returns the grouping labels of the groups it deleted.
-// A Pushgateway keeps a group until it is deleted; Prune, run now and then,
-// keeps the pods that exited long ago from piling up there. Groups of other
-// jobs, and of job with labels that differ from match, are left alone. It
-// goes on past a group it fails to delete and returns every failure. url
-// is read as Push reads it: without a scheme, it is http.
-func Prune(ctx context.Context, client *http.Client, url, job string, match map[string]string, before time.Time) ([]map[string]string, error) {
+// Prune deletes from the Pushgateway at url every group of job for whose
+// grouping labels match returns true (nil matches every group) and whose
+// last push came before before, and returns the grouping labels of the
+// groups it deleted. A Pushgateway keeps a group until it is deleted;
+// Prune, run now and then, keeps the pods that exited long ago from piling
+// up there. Groups of other jobs, and those match refuses, are left alone.
+// It goes on past a group it fails to delete and returns every failure.
+// url is read as Push reads it: without a scheme, it is http.
+func Prune(ctx context.Context, client *http.Client, url, job string, match func(grouping map[string]string) bool, before time.Time) ([]map[string]string, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -101,7 +101,7 @@ func Prune(ctx context.Context, client *http.Client, url, job string, match map[
 	var deleted []map[string]string
 	var errs []error
 	for _, g := range groups {
-		if g.Labels["job"] != job || !includes(g.Labels, match) || !g.pushedBefore(before) {
+		if g.Labels["job"] != job || match != nil && !match(g.Labels) || !g.pushedBefore(before) {
 			continue
 		}
 		grouping := maps.Clone(g.Labels)
@@ -176,15 +176,6 @@ func listGroups(ctx context.Context, client *http.Client, url string) ([]group, 
 		return nil, fmt.Errorf("listing the Pushgateway's groups: GET %s: status %q, want \"success\"", api, answer.Status)
 	}
 	return answer.Data, nil
-}
-
-func includes(labels, match map[string]string) bool {
-	for k, v := range match {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // contextDoer sends push's requests, which carry no context, under ctx.
