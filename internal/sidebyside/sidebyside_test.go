@@ -69,7 +69,10 @@ func spin(d time.Duration) {
 }
 
 // A candidate that does three times the baseline's work reads about 3 in
-// Ratio and in the totals, whichever side of each pair runs first.
+// Ratio and in the totals, whichever side of each pair runs first. The
+// bounds are wide (1.5 to 6): on a shared machine a descheduled spin
+// overshoots, and a CI run read 2.18 for the totals; what they catch is a
+// side measured as the other (1/3) or as both (about 1).
 func TestRunMeasuresEachSideAsItself(t *testing.T) {
 	var r Result
 	testing.Benchmark(func(b *testing.B) {
@@ -83,10 +86,10 @@ func TestRunMeasuresEachSideAsItself(t *testing.T) {
 			}
 		})
 	})
-	if got := r.Ratio(); got < 2.5 || got > 3.5 {
+	if got := r.Ratio(); got < 1.5 || got > 6 {
 		t.Errorf("Ratio() = %.2f for a candidate three times as slow, want about 3", got)
 	}
-	if total := float64(r.Candidate) / float64(r.Baseline); total < 2.5 || total > 3.5 {
+	if total := float64(r.Candidate) / float64(r.Baseline); total < 1.5 || total > 6 {
 		t.Errorf("candidate/baseline totals = %.2f (%v / %v), want about 3", total, r.Candidate, r.Baseline)
 	}
 }
