@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/pkg/probes"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/prometheus/common/model"
+	promlabels "github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	batchv1 "k8s.io/api/batch/v1"
@@ -221,7 +222,9 @@ func exported(t *testing.T) map[string]bool {
 
 // Every rule and dashboard query parses with Prometheus's own parser and
 // names only series berth exports, or push_time_seconds, which the
-// Pushgateway adds to each pushed group.
+// Pushgateway adds to each pushed group; every series a rule selects is of
+// the release's namespace (rendered in ns), so a release's rules judge its
+// own pods only.
 func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 	names := exported(t)
 	names["push_time_seconds"] = true
@@ -237,6 +240,20 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 			queries = append(queries, r.Expr)
 			alerts = append(alerts, r.Alert)
 		}
+	}
+	for i, q := range queries {
+		expr, err := p.ParseExpr(q)
+		if err != nil {
+			continue // reported below
+		}
+		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+			if vs, ok := node.(*parser.VectorSelector); ok && !slices.ContainsFunc(vs.LabelMatchers, func(m *promlabels.Matcher) bool {
+				return m.Name == "namespace" && m.Type == promlabels.MatchEqual && m.Value == "ns"
+			}) {
+				t.Errorf("%s selects %s in every namespace, want only the release's (namespace=\"ns\")", alerts[i], vs)
+			}
+			return nil
+		})
 	}
 	if want := []string{"BerthShutdownNearGracePeriod", "BerthRequestsCutOff", "BerthHookFailed", "BerthTaskFailed", "BerthStartupSlow", "BerthNotReady", "BerthDatabaseDown"}; !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
@@ -275,7 +292,7 @@ func TestAlertRulesUnitTests(t *testing.T) {
 	}
 	// Each suite runs against the rules rendered with its values: the
 	// defaults, and a 5s preStop sleep (which must not change the rules:
-	// they judge every release's pods, each by the sleep it reports).
+	// they judge each pod of the release's namespace by the sleep it reports).
 	for _, suite := range []struct {
 		tests  string
 		values map[string]any
