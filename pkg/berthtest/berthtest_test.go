@@ -188,10 +188,27 @@ func TestStartupPastTheDeadlineFailsTheTest(t *testing.T) {
 		<-ctx.Done() // a start that would never end on its own
 		return nil, ctx.Err()
 	}})
-	ft := deadlineT{&fakeT{}, time.Now().Add(5*time.Second + 100*time.Millisecond)}
+	ft := deadlineT{&fakeT{}, time.Now().Add(200 * time.Millisecond)} // waits half of it
 	inGoroutine(func() { berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler()}) })
-	if !strings.Contains(ft.fatal, "berthtest: startup still running 5s before the test's deadline; still starting: api/hook:migrate") {
+	if !strings.Contains(ft.fatal, "berthtest: startup still running close to the test's deadline; still starting: api/hook:migrate") {
 		t.Fatalf("fatal = %q", ft.fatal)
+	}
+}
+
+// With less than the slack left before the deadline (go test -timeout 4s),
+// a quick startup still completes: the wait is then half the time left
+// (it used to be negative, and every Start failed at once).
+func TestStartWithAShortDeadline(t *testing.T) {
+	ft := deadlineT{&fakeT{}, time.Now().Add(4 * time.Second)}
+	inGoroutine(func() {
+		berthtest.Start(ft, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: http.NotFoundHandler()})
+	})
+	if ft.fatal != "" {
+		t.Fatalf("Start with 4s to the deadline: %s", ft.fatal)
+	}
+	ft.cleanup()
+	if len(ft.errors) != 0 {
+		t.Errorf("cleanup: %q", ft.errors)
 	}
 }
 

@@ -34,15 +34,16 @@ type App struct {
 }
 
 // startupSlack is how long before the test's deadline (go test -timeout)
-// Start stops waiting for a startup: time to fail the test with the hooks
-// still starting, before go test panics with every goroutine's stack.
+// Start stops waiting for a startup (or at half the time left, if less):
+// time to fail the test with the hooks still starting, before go test
+// panics with every goroutine's stack.
 const startupSlack = 5 * time.Second
 
 // Start runs cfg's apps and servers on loopback ports and returns once
 // startup has completed (StartupComplete); a failed startup fails the test,
-// and so does one still running startupSlack (5s) before the test's
-// deadline, when t has one (a *testing.T run with -timeout), naming the
-// hooks still starting.
+// and so does one still running 5s before the test's deadline (or at half
+// the time left, when less), when t has one (a *testing.T run with
+// -timeout), naming the hooks still starting.
 // Unless set in cfg: there is no drain delay (a test has no endpoints to
 // propagate; with DrainQuiet set, serve's default delay, which the quiet
 // period ends early), OS signals are not handled, logs are discarded, and a forced
@@ -74,7 +75,10 @@ func Start(t TB, cfg serve.Config) *App {
 	var expired <-chan time.Time
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if deadline, ok := d.Deadline(); ok {
-			timer := time.NewTimer(time.Until(deadline) - startupSlack)
+			// Half of what is left when that is less than the slack:
+			// a test run with a short -timeout still gets its startup.
+			left := time.Until(deadline)
+			timer := time.NewTimer(max(left-startupSlack, left/2))
 			defer timer.Stop()
 			expired = timer.C
 		}
@@ -87,7 +91,7 @@ func Start(t TB, cfg serve.Config) *App {
 	case <-expired:
 		running := cfg.Apps.Running()
 		srv.Shutdown() // abandons the startup; Run goes on to roll it back
-		t.Fatalf("berthtest: startup still running %v before the test's deadline; still starting: %s", startupSlack, strings.Join(running, ", "))
+		t.Fatalf("berthtest: startup still running close to the test's deadline; still starting: %s", strings.Join(running, ", "))
 		return nil
 	}
 	// The server's shutdown budget, plus slack, bounds the wait in Cleanup
