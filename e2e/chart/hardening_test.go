@@ -301,6 +301,12 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"a quit call past the grace period", map[string]any{"terminationGracePeriodSeconds": 37,
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "value": "http://127.0.0.1:15020/quitquitquit"}}},
 			"terminationGracePeriodSeconds=37 cannot fit the shutdown budget of 42 seconds (drain delay 5 + drain timeout 20 + stop timeout 10 + sidecar quit timeout 5 (extraEnv's BERTH_SIDECAR_QUIT) + margin 2)"},
+		{"a quit call from a ConfigMap past the grace period", map[string]any{"terminationGracePeriodSeconds": 37,
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "valueFrom": map[string]any{"configMapKeyRef": map[string]any{"name": "mesh", "key": "quit"}}}}},
+			"cannot fit the shutdown budget of 42 seconds"},
+		{"a listed sidecar from a ConfigMap past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 200},
+			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECARS", "valueFrom": map[string]any{"configMapKeyRef": map[string]any{"name": "mesh", "key": "sidecars"}}}}},
+			"sidecar wait 60s + 30s for the cache = 358s"},
 		{"a quit call with its own timeout past the grace period", map[string]any{"terminationGracePeriodSeconds": 40,
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_QUIT", "value": "http://127.0.0.1:15020/quitquitquit"},
 				map[string]any{"name": "BERTH_SIDECAR_QUIT_TIMEOUT", "value": "3500ms"}}},
@@ -823,6 +829,7 @@ func TestTurningAutoscalingOnKeepsTheReplicas(t *testing.T) {
 	}{
 		{"the release runs 3", []runtime.Object{running("rel-berth", 3)}, "3"},
 		{"the autoscaler scaled it to 7", []runtime.Object{running("rel-berth", 7)}, "7"},
+		{"paused at zero", []runtime.Object{running("rel-berth", 0)}, "0"},
 		{"no Deployment yet", nil, ""},
 		{"another Deployment", []runtime.Object{running("other", 3)}, ""},
 	} {
@@ -839,6 +846,14 @@ func TestTurningAutoscalingOnKeepsTheReplicas(t *testing.T) {
 				t.Errorf("replicas %q, want %q", got, tt.want)
 			}
 		})
+	}
+	// Without autoscaling, replicaCount, whatever the Deployment runs.
+	r, err := renderIn(t, newCluster(t, running("rel-berth", 7)), kindVersion, map[string]any{"replicaCount": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.deployment.Spec.Replicas; p == nil || *p != 2 {
+		t.Errorf("autoscaling off: replicas %v, want replicaCount 2", p)
 	}
 }
 

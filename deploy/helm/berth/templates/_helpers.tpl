@@ -280,7 +280,7 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
 {{- /* ...or one extraEnv lists (BERTH_SIDECARS: Istio's, say), which the service waits for before its other hooks. */}}
 {{- $waitsForSidecars := eq (include "berth.classicSidecar" .) "true" }}
-{{- range $v.extraEnv }}{{ if and (eq .name "BERTH_SIDECARS") .value }}{{ $waitsForSidecars = true }}{{ end }}{{ end }}
+{{- range $v.extraEnv }}{{ if and (eq .name "BERTH_SIDECARS") (or .value .valueFrom) }}{{ $waitsForSidecars = true }}{{ end }}{{ end }}
 {{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 $waitsForSidecars }}
 {{- $migrate := int (include "berth.migrateTimeoutSeconds" .) }}
 {{- $open := add (int (ceil $dbTimeout)) 5 }}
@@ -316,12 +316,13 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{/* The timeout, in whole seconds, of a sidecar quit call extraEnv sets
 (BERTH_SIDECAR_QUIT, for a sidecar the chart does not run), which the service
 counts in its budget: BERTH_SIDECAR_QUIT_TIMEOUT, 5s unless extraEnv sets
-it; empty without such a call. */}}
+it (as a value: one from a ConfigMap or Secret, which the chart cannot read,
+counts as 5s); empty without such a call, given as a value or from one. */}}
 {{- define "berth.extraQuitSeconds" -}}
 {{- $quit := false }}
 {{- $ms := 5000 }}
 {{- range .Values.extraEnv }}
-{{- if and (eq .name "BERTH_SIDECAR_QUIT") .value }}{{ $quit = true }}{{ end }}
+{{- if and (eq .name "BERTH_SIDECAR_QUIT") (or .value .valueFrom) }}{{ $quit = true }}{{ end }}
 {{- if and (eq .name "BERTH_SIDECAR_QUIT_TIMEOUT") .value }}{{ $ms = int (include "berth.ms" .value) }}{{ end }}
 {{- end }}
 {{- if $quit }}{{ int (ceil (divf (float64 $ms) 1000.0)) }}{{ end }}
