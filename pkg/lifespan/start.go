@@ -196,7 +196,9 @@ func insertSorted(s []int, v int) []int {
 // nothing it opened is left open.
 func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	timeout := a.startTimeoutOf(h)
-	hctx, cancel := ctx, context.CancelFunc(func() {})
+	// The start's own context, which ends when it returns (StartFunc's
+	// doc), with or without a timeout.
+	hctx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
 		hctx, cancel = context.WithTimeout(ctx, timeout)
 	}

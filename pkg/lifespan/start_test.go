@@ -3,6 +3,7 @@ package lifespan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -272,17 +273,25 @@ func TestParallelFailureAbandonsSiblingsAndReapsThem(t *testing.T) {
 
 // A start's context ends when the start returns, even successfully, as
 // StartFunc's doc says (it said only "at the start timeout or an abandoned
-// startup"): work that outlives the start belongs in Scope.Go.
+// startup"): work that outlives the start belongs in Scope.Go. With no
+// start timeout too: it used to end only when the whole Start returned.
 func TestStartContextEndsWhenTheStartReturns(t *testing.T) {
-	var startCtx context.Context
-	l := &App{Name: "api"}
-	l.Append(Hook{Name: "worker", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) { startCtx = ctx; return nil, nil }})
-	if err := l.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Stop(context.Background())
-	if !errors.Is(startCtx.Err(), context.Canceled) {
-		t.Errorf("after a successful start, its context's Err() = %v; want context.Canceled", startCtx.Err())
+	for _, timeout := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("StartTimeout ", timeout), func(t *testing.T) {
+			var first context.Context
+			var seen error
+			l := &App{Name: "api", StartTimeout: timeout}
+			l.Append(
+				Hook{Name: "worker", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) { first = ctx; return nil, nil }},
+				Hook{Name: "next", Start: func(context.Context, *Scope) (StopFunc, error) { seen = first.Err(); return nil, nil }})
+			if err := l.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Stop(context.Background())
+			if !errors.Is(seen, context.Canceled) {
+				t.Errorf("while the next hook started, the first start's context's Err() = %v; want context.Canceled", seen)
+			}
+		})
 	}
 }
 
