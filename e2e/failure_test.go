@@ -17,16 +17,16 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 )
 
-// failureNamespace is TestStartupFailure's namespace, whose alert rules
-// Prometheus loads (ruleNamespaces).
-const failureNamespace = "berth-e2e-fail"
+// failureNamespace and failureRelease are TestStartupFailure's, whose
+// alert rules Prometheus loads (ruleReleases).
+const failureNamespace, failureRelease = "berth-e2e-fail", "fail"
 
 // TestStartupFailure: a hook that fails at start gives a pod that never
 // becomes Ready, logs the failing hook and the rollback of the hooks before
 // it, and exits non-zero; its figures, pushed as it exits, reach
 // Prometheus, where the chart's BerthHookFailed fires on them.
 func TestStartupFailure(t *testing.T) {
-	const ns, release = failureNamespace, "fail"
+	const ns, release = failureNamespace, failureRelease
 	var c *cluster
 	var podName string
 	f := features.New("startup failure").

@@ -19,19 +19,19 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// ruleNamespaces are the namespaces of the releases whose alerts the suite
-// asserts: the chart's rules judge their own release's namespace, so
+// ruleReleases are the releases whose alerts the suite asserts, by
+// namespace: the chart's rules judge their own release's pods, so
 // Prometheus loads them once for each, as it would one PrometheusRule per
 // release.
-var ruleNamespaces = []string{mainNamespace, failureNamespace}
+var ruleReleases = map[string]string{mainNamespace: mainRelease, failureNamespace: failureRelease}
 
 // deployMonitoring renders testdata/monitoring.yaml with the images and
-// the chart's alert rules for each of ruleNamespaces, applies it, and waits
+// the chart's alert rules for each of ruleReleases, applies it, and waits
 // for Prometheus and the Pushgateway.
 func deployMonitoring(kubeconfig string) error {
 	rules := map[string]string{}
-	for _, ns := range ruleNamespaces {
-		r, err := chartRules(kubeconfig, ns)
+	for ns, release := range ruleReleases {
+		r, err := chartRules(kubeconfig, release, ns)
 		if err != nil {
 			return err
 		}
@@ -60,10 +60,10 @@ func deployMonitoring(kubeconfig string) error {
 	return nil
 }
 
-// chartRules renders the PrometheusRule of a release in namespace ns and
+// chartRules renders the PrometheusRule of release in namespace ns and
 // returns its groups as a Prometheus rule file.
-func chartRules(kubeconfig, ns string) (string, error) {
-	cmd := exec.Command("helm", "template", "berth", chartPath, "-n", ns, "--set", "metrics.prometheusRule.enabled=true",
+func chartRules(kubeconfig, release, ns string) (string, error) {
+	cmd := exec.Command("helm", "template", release, chartPath, "-n", ns, "--set", "metrics.prometheusRule.enabled=true",
 		"--api-versions", "monitoring.coreos.com/v1/PrometheusRule", "--show-only", "templates/prometheusrule.yaml")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	out, err := cmd.Output()

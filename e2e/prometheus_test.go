@@ -140,8 +140,8 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Every alert the chart ships, as the chart renders it today,
-			// loaded once for each release namespace (ruleNamespaces).
-			text, err := chartRules(cfg.KubeconfigFile(), mainNamespace)
+			// loaded once for each release (ruleReleases).
+			text, err := chartRules(cfg.KubeconfigFile(), mainRelease, mainNamespace)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,8 +173,8 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 					}
 				}
 			}
-			if len(want) == 0 || len(files) != len(ruleNamespaces) {
-				t.Errorf("rule files loaded %v, want one for each of %v", slices.Collect(maps.Keys(files)), ruleNamespaces)
+			if len(want) == 0 || len(files) != len(ruleReleases) {
+				t.Errorf("rule files loaded %v, want one for each of %v", slices.Collect(maps.Keys(files)), ruleReleases)
 			}
 			for file, healthy := range files {
 				if !slices.Equal(healthy, want) {

@@ -3,6 +3,7 @@ package chart
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -220,11 +221,15 @@ func exported(t *testing.T) map[string]bool {
 	return names
 }
 
+// releasePods matches the names of release rel's pods: its Deployment
+// rel-berth's, NAME-HASH-XXXXX.
+const releasePods = "rel-berth-[a-z0-9]{0,10}-?[a-z0-9]{5}"
+
 // Every rule and dashboard query parses with Prometheus's own parser and
 // names only series berth exports, or push_time_seconds, which the
 // Pushgateway adds to each pushed group; every series a rule selects is of
-// the release's namespace (rendered in ns), so a release's rules judge its
-// own pods only.
+// the release's (rel's, rendered in ns: its namespace and its
+// Deployment's pods), so a release's rules judge its own pods only.
 func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 	names := exported(t)
 	names["push_time_seconds"] = true
@@ -247,10 +252,16 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 			continue // reported below
 		}
 		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
-			if vs, ok := node.(*parser.VectorSelector); ok && !slices.ContainsFunc(vs.LabelMatchers, func(m *promlabels.Matcher) bool {
+			vs, ok := node.(*parser.VectorSelector)
+			if !ok {
+				return nil
+			}
+			if !slices.ContainsFunc(vs.LabelMatchers, func(m *promlabels.Matcher) bool {
 				return m.Name == "namespace" && m.Type == promlabels.MatchEqual && m.Value == "ns"
+			}) || !slices.ContainsFunc(vs.LabelMatchers, func(m *promlabels.Matcher) bool {
+				return m.Name == "pod" && m.Type == promlabels.MatchRegexp && m.Value == releasePods
 			}) {
-				t.Errorf("%s selects %s in every namespace, want only the release's (namespace=\"ns\")", alerts[i], vs)
+				t.Errorf("%s selects %s, want only the release's pods (namespace=\"ns\", pod=~%q)", alerts[i], vs, releasePods)
 			}
 			return nil
 		})
@@ -271,6 +282,16 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// A release whose full name is long has pods whose names Kubernetes cuts
+// to 58 characters before the five random ones: its rules match those.
+func TestRulesMatchTheCutNamesOfALongReleasesPods(t *testing.T) {
+	long := strings.Repeat("a", 60)
+	rules := string(renderedRules(t, map[string]any{"fullnameOverride": long}))
+	if want := fmt.Sprintf("pod=~%q", long[:58]+"[a-z0-9]{5}"); !strings.Contains(rules, want) {
+		t.Errorf("rules of release %s lack %s:\n%.300s", long, want, rules)
 	}
 }
 
