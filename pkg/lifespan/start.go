@@ -198,9 +198,12 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	timeout := a.startTimeoutOf(h)
 	// The start's own context, which ends when it returns (StartFunc's
 	// doc), with or without a timeout.
-	hctx, cancel := context.WithCancel(ctx)
+	var hctx context.Context
+	var cancel context.CancelFunc
 	if timeout > 0 {
 		hctx, cancel = context.WithTimeout(ctx, timeout)
+	} else {
+		hctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
 
