@@ -402,10 +402,15 @@ func (s *Server) startup() error {
 // abandons it, and the abandoned hook's own error (its context cancelled)
 // would not say why.
 func (s *Server) startupError(err error) *StartupError {
+	return &StartupError{Err: errors.Join(s.ledByServerErrors(err)...)}
+}
+
+// ledByServerErrors returns the errors of the servers that failed, then
+// errs: a failed server is why the run ended, whatever followed.
+func (s *Server) ledByServerErrors(errs ...error) []error {
 	s.serveMu.Lock()
-	errs := append(slices.Clone(s.serveErrs), err)
-	s.serveMu.Unlock()
-	return &StartupError{Err: errors.Join(errs...)}
+	defer s.serveMu.Unlock()
+	return append(slices.Clone(s.serveErrs), errs...)
 }
 
 // stopServers stops the background checks and the admin server (and the

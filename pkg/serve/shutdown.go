@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -257,9 +256,7 @@ func (s *Server) complete() ShutdownReport {
 	sig := s.sig
 	// A server that failed ends the run unclean, however well the drain
 	// went: the process did not stop because it was asked to.
-	s.serveMu.Lock()
-	s.errs = append(slices.Clone(s.serveErrs), s.errs...)
-	s.serveMu.Unlock()
+	s.errs = s.ledByServerErrors(s.errs...)
 	rep := ShutdownReport{
 		Reason:               s.reason,
 		ServedDuringDelay:    s.gate.duringDelay.Load(),
