@@ -3,11 +3,15 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestHTTPAndRegistry(t *testing.T) {
@@ -17,20 +21,20 @@ func TestHTTPAndRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.ObserveRequest("GET", "/api/v1/items/:key", 200, 10*time.Millisecond)
-	if got := testutil.ToFloat64(h.requests.WithLabelValues("GET", "/api/v1/items/:key", "200")); got != 1 {
+	if got := requestsTotal(t, h, "GET", "/api/v1/items/:key", "200"); got != 1 {
 		t.Fatalf("requests = %v", got)
 	}
 	for i := range 50 { // invented methods must not mint series
 		h.ObserveRequest(fmt.Sprintf("FOO%d", i), "unmatched", 405, time.Millisecond)
 	}
 	h.ObserveRequest("GET", "/api/v1/items/:key", 200, 10*time.Millisecond) // a cached child counts on
-	if got := testutil.ToFloat64(h.requests.WithLabelValues("GET", "/api/v1/items/:key", "200")); got != 2 {
+	if got := requestsTotal(t, h, "GET", "/api/v1/items/:key", "200"); got != 2 {
 		t.Fatalf("cached requests = %v", got)
 	}
-	if got := testutil.ToFloat64(h.requests.WithLabelValues("other", "unmatched", "405")); got != 50 {
+	if got := requestsTotal(t, h, "other", "unmatched", "405"); got != 50 {
 		t.Fatalf("other-method requests = %v", got)
 	}
-	if n := testutil.CollectAndCount(h.requests); n != 2 {
+	if n := testutil.CollectAndCount(h, "berth_http_requests_total"); n != 2 {
 		t.Fatalf("series = %d, want 2", n)
 	}
 	families, err := reg.Gather()
@@ -61,7 +65,6 @@ func TestInventedMethodsSkipTheWritersLock(t *testing.T) {
 	}
 	h.ObserveRequest("FOO1", "unmatched", 405, time.Millisecond)
 	h.mu.Lock() // a writer holds the lock
-	defer h.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -69,10 +72,13 @@ func TestInventedMethodsSkipTheWritersLock(t *testing.T) {
 	}()
 	select {
 	case <-done:
+		h.mu.Unlock()
 	case <-time.After(10 * time.Second):
+		h.mu.Unlock()
+		<-done
 		t.Fatal("recording a second invented method waited for the writers' lock")
 	}
-	if got := testutil.ToFloat64(h.requests.WithLabelValues("other", "unmatched", "405")); got != 2 {
+	if got := requestsTotal(t, h, "other", "unmatched", "405"); got != 2 {
 		t.Fatalf("other-method requests = %v, want 2", got)
 	}
 }
@@ -91,19 +97,19 @@ func TestHTTPLabelsEachMethod(t *testing.T) {
 	} {
 		for _, route := range []string{"/a", "/b"} {
 			for _, code := range []int{200, 404} {
-				before := testutil.ToFloat64(h.requests.WithLabelValues(tc.label, route, fmt.Sprint(code)))
+				before := requestsTotal(t, h, tc.label, route, fmt.Sprint(code))
 				h.ObserveRequest(tc.method, route, code, time.Millisecond)
 				h.ObserveRequest(tc.method, route, code, time.Millisecond) // the second from the cache
-				if got := testutil.ToFloat64(h.requests.WithLabelValues(tc.label, route, fmt.Sprint(code))); got != before+2 {
+				if got := requestsTotal(t, h, tc.label, route, fmt.Sprint(code)); got != before+2 {
 					t.Errorf("%q %s %d: %s series counts %v, want %v", tc.method, route, code, tc.label, got, before+2)
 				}
 			}
 		}
 	}
-	if n := testutil.CollectAndCount(h.requests); n != 10*2*2 {
+	if n := testutil.CollectAndCount(h, "berth_http_requests_total"); n != 10*2*2 {
 		t.Errorf("series = %d, want 40", n)
 	}
-	if n := testutil.CollectAndCount(h.duration); n != 10*2 {
+	if n := testutil.CollectAndCount(h, "berth_http_request_duration_seconds"); n != 10*2 {
 		t.Errorf("histograms = %d, want 20", n)
 	}
 }
@@ -131,11 +137,11 @@ func TestHTTPConcurrentNewLabelSets(t *testing.T) {
 	wg.Wait()
 	for k := range 12 {
 		method, route, code := labels(k)
-		if got := testutil.ToFloat64(h.requests.WithLabelValues(method, route, fmt.Sprint(code))); got != workers*each/12 {
+		if got := requestsTotal(t, h, method, route, fmt.Sprint(code)); got != workers*each/12 {
 			t.Errorf("%s %s %d counted %v requests, want %d", method, route, code, got, workers*each/12)
 		}
 	}
-	if n := testutil.CollectAndCount(h.requests); n != 12 {
+	if n := testutil.CollectAndCount(h, "berth_http_requests_total"); n != 12 {
 		t.Errorf("series = %d, want 12", n)
 	}
 }
@@ -177,4 +183,167 @@ func TestHTTPRecordsSeconds(t *testing.T) {
 		return
 	}
 	t.Fatal("no berth_http_request_duration_seconds gathered")
+}
+
+// The exposition is what client_golang's CounterVec and HistogramVec gave:
+// a counter per method, route and code, and a histogram per method and
+// route whose buckets, count and sum add up its codes'. A duration on a
+// bucket's bound is within it; a negative one counts as 0.
+func TestHTTPExposition(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ObserveRequest("GET", "/r", 200, 5*time.Millisecond) // on the first bound: le="0.005"
+	h.ObserveRequest("GET", "/r", 200, 70*time.Millisecond)
+	h.ObserveRequest("GET", "/r", 404, -time.Second)
+	h.ObserveRequest("GET", "/r", 500, 90*time.Second) // past every bound: +Inf only
+	h.ObserveRequest("PUT", "/r", 201, 2*time.Second)
+	const want = `
+# HELP berth_http_request_duration_seconds HTTP request latency, by route template.
+# TYPE berth_http_request_duration_seconds histogram
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.005"} 2
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.01"} 2
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.025"} 2
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.05"} 2
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.1"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.25"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="0.5"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="1"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="2.5"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="5"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="10"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="20"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="30"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="60"} 3
+berth_http_request_duration_seconds_bucket{method="GET",route="/r",le="+Inf"} 4
+berth_http_request_duration_seconds_sum{method="GET",route="/r"} 90.075
+berth_http_request_duration_seconds_count{method="GET",route="/r"} 4
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.005"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.01"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.025"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.05"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.1"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.25"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="0.5"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="1"} 0
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="2.5"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="5"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="10"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="20"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="30"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="60"} 1
+berth_http_request_duration_seconds_bucket{method="PUT",route="/r",le="+Inf"} 1
+berth_http_request_duration_seconds_sum{method="PUT",route="/r"} 2
+berth_http_request_duration_seconds_count{method="PUT",route="/r"} 1
+# HELP berth_http_requests_total HTTP requests served, by route template.
+# TYPE berth_http_requests_total counter
+berth_http_requests_total{code="200",method="GET",route="/r"} 2
+berth_http_requests_total{code="201",method="PUT",route="/r"} 1
+berth_http_requests_total{code="404",method="GET",route="/r"} 1
+berth_http_requests_total{code="500",method="GET",route="/r"} 1
+`
+	if err := testutil.CollectAndCompare(h, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The sum is kept in integer nanoseconds between scrapes and folded into
+// a float before it could wrap, by the request that takes it past foldAt:
+// five requests of about 146 years each, unscraped, sum to about 730
+// years, not to what a wrapped uint64 would hold.
+func TestHTTPSumDoesNotWrap(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const each = time.Duration(1 << 62)
+	for range 5 {
+		h.ObserveRequest("GET", "/long", 200, each)
+	}
+	var sum float64
+	for _, m := range collect(t, h) {
+		if hist := m.GetHistogram(); hist != nil {
+			sum = hist.GetSampleSum()
+		}
+	}
+	if want := 5 * each.Seconds(); math.Abs(sum-want) > want*1e-12 {
+		t.Fatalf("sum = %v s, want %v s", sum, want)
+	}
+}
+
+// Requests recorded while scrapes run lose nothing, and in every scrape
+// each histogram's count is the sum of its codes' counters.
+func TestHTTPScrapesAgreeWhileRequestsRun(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var observed atomic.Uint64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				h.ObserveRequest("GET", "/r", 200+w%2*300, time.Duration(i%5000)*time.Microsecond)
+				observed.Add(1)
+			}
+		})
+	}
+	scrape := func() (counted, histogram uint64) {
+		for _, m := range collect(t, h) {
+			if c := m.GetCounter(); c != nil {
+				counted += uint64(c.GetValue())
+			}
+			if hist := m.GetHistogram(); hist != nil {
+				histogram += hist.GetSampleCount()
+			}
+		}
+		return counted, histogram
+	}
+	for i := range 100 { // every one while the requests run
+		if c, hs := scrape(); c != hs {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatalf("scrape %d: counters sum to %d, the histogram counts %d", i, c, hs)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if c, hs := scrape(); c != observed.Load() || hs != observed.Load() {
+		t.Fatalf("after the requests: counters %d, histogram %d; want %d", c, hs, observed.Load())
+	}
+}
+
+// collect is every metric h collects.
+func collect(t *testing.T, h *HTTP) []*dto.Metric {
+	t.Helper()
+	ch := make(chan prometheus.Metric)
+	go func() { h.Collect(ch); close(ch) }()
+	var out []*dto.Metric
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &pb)
+	}
+	return out
+}
+
+// requestsTotal is berth_http_requests_total for one label set as h
+// collects it, or 0 when h has no such series.
+func requestsTotal(t *testing.T, h *HTTP, method, route, code string) float64 {
+	t.Helper()
+	var got float64
+	for _, m := range collect(t, h) {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if m.Counter != nil && labels["method"] == method && labels["route"] == route && labels["code"] == code {
+			got = m.GetCounter().GetValue()
+		}
+	}
+	return got
 }
