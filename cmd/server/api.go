@@ -33,7 +33,8 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	if obs != nil {
 		r.Use(ginberth.Metrics(obs))
 	}
-	r.Use(ginberth.State(app))
+	// No ginberth.State: serve puts the app's state in every request's
+	// context, where ginberth.MustGet finds it at no cost per request.
 	r.NoRoute(func(c *gin.Context) {
 		// Gin routes the decoded path, so a key holding an escaped "/"
 		// would read as a path no route has.

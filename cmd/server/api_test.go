@@ -20,7 +20,6 @@ import (
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
-	"github.com/gin-gonic/gin"
 )
 
 // startService runs the service on loopback through berthtest, with the
@@ -334,7 +333,7 @@ func TestHTTPDetails(t *testing.T) {
 // apiOver is the service's API with the settings env, over a started app
 // whose one hook provides st and c (when not nil); the app stops when the
 // test ends.
-func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (config.Config, *gin.Engine) {
+func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (config.Config, http.Handler) {
 	tb.Helper()
 	app := &lifespan.App{Name: "berth"}
 	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
@@ -354,5 +353,10 @@ func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (co
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return cfg, newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// What serve's API listener gives each request: the app's state in
+	// its context.
+	return cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), lifespan.StateContextKey, lifespan.Group{app})))
+	})
 }

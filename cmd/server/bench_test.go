@@ -77,7 +77,9 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	limited.Config.WriteTimeout, limited.Config.IdleTimeout, limited.Config.MaxHeaderBytes = l.WriteTimeout, l.IdleTimeout, l.MaxHeaderBytes
 	limited.Start()
 	defer limited.Close()
-	stack := httptest.NewServer(berth.Server.APIHandler())
+	stack := httptest.NewUnstartedServer(berth.Server.APIHandler())
+	stack.Config.BaseContext = berth.Server.BaseContext
+	stack.Start()
 	defer stack.Close()
 	bare2 := httptest.NewServer(bareInfo())
 	defer bare2.Close()

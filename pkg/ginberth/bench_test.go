@@ -21,48 +21,58 @@ func itemHandler(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"key": c.Param("k
 
 // BenchmarkRequestPath measures berth's request-path overhead: the same Gin
 // handler behind a bare engine (gin.Recovery only) and behind berth's stack
-// (serve's startup gate and drain accounting, route-template metrics,
-// lifespan state), served in-process so the network does not hide the
+// (serve's startup gate and drain accounting, route-template metrics, and
+// the lifespan state in the request's context, as serve's API listener
+// gives it), served in-process so the network does not hide the
 // difference. The two run in alternating batches in one benchmark, so
 // machine noise hits both alike; berth/bare is the figure that matters.
 func BenchmarkRequestPath(b *testing.B) {
 	bare := benchEngine()
 	app, httpMetrics := benchApp(b)
-	berth := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app},
-		API: benchEngine(ginberth.Metrics(httpMetrics), ginberth.State(app))}).Server.APIHandler()
+	srv := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app},
+		API: benchEngine(ginberth.Metrics(httpMetrics))}).Server
+	berth := srv.APIHandler()
+	// What the API listener gives each request: the apps' state in its
+	// context, set once per listener.
+	berthReq := itemRequest.WithContext(srv.BaseContext(nil))
 
 	b.ReportAllocs()
-	r := sidebyside.Run(b, 256, serving(b, bare), serving(b, berth))
+	r := sidebyside.Run(b, 256, serving(b, bare, itemRequest), serving(b, berth, berthReq))
 	bareNs, berthNs := r.PerOp(b.N)
 	b.ReportMetric(bareNs, "bare-ns/req")
 	b.ReportMetric(berthNs, "berth-ns/req")
 	b.ReportMetric(r.Ratio(), "berth/bare")
-	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(b, berth) })-testing.AllocsPerRun(200, func() { serveOnce(b, bare) }), "extra-allocs/req")
+	b.ReportMetric(testing.AllocsPerRun(200, func() { serveOnce(b, berth, berthReq) })-testing.AllocsPerRun(200, func() { serveOnce(b, bare, itemRequest) }), "extra-allocs/req")
 }
 
 // BenchmarkRequestPathLayers splits BenchmarkRequestPath's overhead by
 // layer: each sub-benchmark serves the same handler behind one layer of
 // berth's stack (or an empty middleware, the cost of one more Gin step)
-// beside the bare engine, and reports layer/bare. Two more are floors, not
-// berth: what any middleware that times requests pays, reading the
-// monotonic clock before and after the handler, and those reads with an
-// unlabelled client_golang histogram and counter updated.
+// beside the bare engine, and reports layer/bare. "state-middleware" is
+// ginberth.State, which an engine served without serve mounts (behind
+// serve the state is in the request's context, at no cost per request).
+// Two more are floors, not berth: what any middleware that times requests
+// pays, reading the monotonic clock before and after the handler, and
+// those reads with an unlabelled client_golang histogram and counter
+// updated.
 func BenchmarkRequestPathLayers(b *testing.B) {
 	app, httpMetrics := benchApp(b)
-	gated := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: benchEngine()}).Server.APIHandler()
+	gatedSrv := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: benchEngine()}).Server
+	gated, gatedReq := gatedSrv.APIHandler(), itemRequest.WithContext(gatedSrv.BaseContext(nil))
 	for _, layer := range []struct {
 		name string
 		h    http.Handler
+		req  *http.Request
 	}{
-		{"empty-middleware", benchEngine(func(c *gin.Context) { c.Next() })},
-		{"gate", gated},
-		{"metrics", benchEngine(ginberth.Metrics(httpMetrics))},
-		{"state", benchEngine(ginberth.State(app))},
-		{"floor-clock", benchEngine(timing(func(time.Duration) {}))},
-		{"floor-client_golang", benchEngine(timing(func(d time.Duration) { floorRequests.Inc(); floorDuration.Observe(d.Seconds()) }))},
+		{"empty-middleware", benchEngine(func(c *gin.Context) { c.Next() }), itemRequest},
+		{"gate", gated, gatedReq},
+		{"metrics", benchEngine(ginberth.Metrics(httpMetrics)), itemRequest},
+		{"state-middleware", benchEngine(ginberth.State(app)), itemRequest},
+		{"floor-clock", benchEngine(timing(func(time.Duration) {})), itemRequest},
+		{"floor-client_golang", benchEngine(timing(func(d time.Duration) { floorRequests.Inc(); floorDuration.Observe(d.Seconds()) })), itemRequest},
 	} {
 		b.Run(layer.name, func(b *testing.B) {
-			r := sidebyside.Run(b, 256, serving(b, benchEngine()), serving(b, layer.h))
+			r := sidebyside.Run(b, 256, serving(b, benchEngine(), itemRequest), serving(b, layer.h, layer.req))
 			b.ReportMetric(r.Ratio(), "layer/bare")
 		})
 	}
@@ -125,21 +135,21 @@ func benchApp(b *testing.B) (*lifespan.App, *metrics.HTTP) {
 
 var itemRequest = httptest.NewRequest(http.MethodGet, "/api/v1/items/alpha", nil)
 
-// serveOnce serves one GET of an item with h and fails b unless it answers
-// 200.
-func serveOnce(b *testing.B, h http.Handler) {
+// serveOnce serves req, a GET of an item, with h and fails b unless it
+// answers 200.
+func serveOnce(b *testing.B, h http.Handler, req *http.Request) {
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, itemRequest)
+	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		b.Fatalf("status %d", rec.Code)
 	}
 }
 
-// serving is a batch for sidebyside.Run: n requests to h.
-func serving(b *testing.B, h http.Handler) func(n int) {
+// serving is a batch for sidebyside.Run: n requests req to h.
+func serving(b *testing.B, h http.Handler, req *http.Request) func(n int) {
 	return func(n int) {
 		for range n {
-			serveOnce(b, h)
+			serveOnce(b, h, req)
 		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 var greetingKey = lifespan.NewKey[string]("greeting")
 
 // Handlers read the app's typed state through the Gin context; a request's
-// own additions stay with that request.
+// own additions stay with that request. An engine served without package
+// serve, as here, mounts State; behind serve it needs none, as serve's API
+// listener puts the state in every request's context.
 func Example() {
 	app := &lifespan.App{Name: "api"}
 	app.Append(lifespan.Hook{Name: "greeting", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {

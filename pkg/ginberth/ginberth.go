@@ -1,6 +1,7 @@
 package ginberth
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 	"sync"
@@ -22,11 +23,15 @@ var stateKey = new(byte)
 // re-adding it on every request cost about as much as the rest of State.
 var keysPool = sync.Pool{New: func() any { return make(map[any]any, 1) }}
 
-// State returns middleware that gives each request the app's state, read
+// State returns middleware that gives each request app's state, read
 // when the request arrives: handlers behind serve's gate always see the
-// complete, read-only state. The state can be read by handlers and by
-// middleware mounted after State, while the request runs; mount State
-// before the handlers that read it. State panics if app is nil.
+// complete, read-only state. Behind serve you need not mount it: serve
+// puts its apps' state in every API request's context, which [Get] reads
+// when no State was mounted, at no cost per request. Mount State for an
+// engine served some other way (a test's httptest recorder, another
+// server), or to have handlers read one app's state alone. The state can
+// be read by handlers and by middleware mounted after State, while the
+// request runs. State panics if app is nil.
 func State(app *lifespan.App) gin.HandlerFunc {
 	if app == nil {
 		panic("ginberth: State with a nil *lifespan.App")
@@ -62,17 +67,27 @@ func State(app *lifespan.App) gin.HandlerFunc {
 	}
 }
 
-// current is the request's state. It reads through c.Get, under Gin's
+// current is the request's state: the layer Set or State put in c.Keys,
+// or else the state its server put in its context (serve does, under
+// lifespan.StateContextKey). It reads c.Keys through c.Get, under Gin's
 // lock, as a handler's goroutines may call c.Set meanwhile (a map read
 // beside a write is a fatal error no Recovery catches).
-func current(c *gin.Context) *lifespan.State {
-	v, _ := c.Get(stateKey)
-	st, _ := v.(*lifespan.State)
-	return st
+func current(c *gin.Context) lifespan.Values {
+	if v, ok := c.Get(stateKey); ok {
+		if st, ok := v.(*lifespan.State); ok {
+			return st
+		}
+	}
+	if c.Request == nil {
+		return nil
+	}
+	v, _ := c.Request.Context().Value(lifespan.StateContextKey).(lifespan.Values)
+	return v
 }
 
 // Get returns the value of key for this request: one the request Set, or
-// else the app's.
+// else the app's (from State, or from the state serve put in the
+// request's context).
 func Get[T any](c *gin.Context, key lifespan.Key[T]) (T, bool) {
 	return key.Get(current(c))
 }
@@ -80,7 +95,12 @@ func Get[T any](c *gin.Context, key lifespan.Key[T]) (T, bool) {
 // MustGet is Get for values that must be there; it panics (which Gin's
 // Recovery turns into a 500) when the value is missing.
 func MustGet[T any](c *gin.Context, key lifespan.Key[T]) T {
-	return key.MustGet(current(c))
+	v := current(c)
+	if v == nil {
+		panic(fmt.Sprintf("ginberth: state %q: this request has no lifespan state: serve the engine with serve "+
+			"(its API listener, or a server whose BaseContext is serve.Server.BaseContext), or mount ginberth.State", key.Name()))
+	}
+	return key.MustGet(v)
 }
 
 // Set adds value under key for this request only: a layer on top of the

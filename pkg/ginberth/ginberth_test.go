@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -392,5 +393,84 @@ func TestNilArgumentsPanicAtConstruction(t *testing.T) {
 			}()
 			build()
 		})
+	}
+}
+
+// withState serves r with what serve's API listener gives each request:
+// the apps' state in its context.
+func withState(r http.Handler, apps lifespan.Group) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), lifespan.StateContextKey, lifespan.Values(apps))))
+	})
+}
+
+// Without State mounted, Get reads the state the request's context holds
+// (serve's API listener puts it there), and Set layers a request's own
+// value on it that neither other requests nor the apps see.
+func TestGetReadsTheStateInTheRequestsContext(t *testing.T) {
+	app := startedApp(t)
+	r := gin.New()
+	r.GET("/whoami/:user", func(c *gin.Context) {
+		Set(c, userKey, c.Param("user"))
+		user := MustGet(c, userKey)
+		c.String(200, MustGet(c, dsnKey)+" "+user)
+	})
+	r.GET("/peek", func(c *gin.Context) {
+		_, leaked := Get(c, userKey)
+		c.String(200, "%s leaked=%v", MustGet(c, dsnKey), leaked)
+	})
+	h := withState(r, lifespan.Group{app})
+	for _, tt := range []struct{ path, want string }{
+		{"/whoami/ann", "postgres://db ann"},
+		{"/peek", "postgres://db leaked=false"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+		if rec.Code != 200 || rec.Body.String() != tt.want {
+			t.Errorf("GET %s: %d %q, want %q", tt.path, rec.Code, rec.Body, tt.want)
+		}
+	}
+	if _, ok := userKey.Get(app.State()); ok {
+		t.Fatal("a request's value reached the app's state")
+	}
+}
+
+// State, when mounted, is what Get reads, before the context's state: it
+// names one app.
+func TestStateMiddlewareComesBeforeTheContexts(t *testing.T) {
+	other := &lifespan.App{Name: "other"}
+	other.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		dsnKey.Set(s, "postgres://other")
+		return nil, nil
+	}})
+	if err := other.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Stop(context.Background()) })
+	r := gin.New()
+	r.Use(State(other))
+	r.GET("/dsn", func(c *gin.Context) { c.String(200, MustGet(c, dsnKey)) })
+	rec := httptest.NewRecorder()
+	withState(r, lifespan.Group{startedApp(t)}).ServeHTTP(rec, httptest.NewRequest("GET", "/dsn", nil))
+	if got := rec.Body.String(); got != "postgres://other" {
+		t.Fatalf("got %q, want the mounted app's postgres://other", got)
+	}
+}
+
+// A request with no state at all (no State, no state in its context)
+// panics in MustGet with a message that says how to give it one.
+func TestMustGetWithoutStateSaysWhy(t *testing.T) {
+	r := gin.New()
+	var msg any
+	r.GET("/dsn", func(c *gin.Context) {
+		defer func() { msg = recover() }()
+		MustGet(c, dsnKey)
+	})
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/dsn", nil))
+	s, _ := msg.(string)
+	for _, want := range []string{`"dsn"`, "no lifespan state", "BaseContext", "ginberth.State"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("panic %q does not say %q", msg, want)
+		}
 	}
 }

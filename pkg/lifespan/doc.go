@@ -20,7 +20,10 @@
 // request adds can leak into another request.
 //
 // A [Group] holds several apps: it starts them in order and stops them in
-// reverse. Every phase change, hook start and stop and task exit is an
+// reverse, and keys read from it read each app's state in order. Package
+// serve puts its Group in every API request's context under
+// [StateContextKey], once per listener, so handlers reach the state at no
+// cost per request. Every phase change, hook start and stop and task exit is an
 // [Event] given to the app's [Observer]; [LogObserver] logs them with
 // log/slog, and package metrics turns them into Prometheus figures.
 //

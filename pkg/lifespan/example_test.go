@@ -3,6 +3,7 @@ package lifespan_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 )
@@ -102,6 +103,26 @@ func ExampleHook_after() {
 	// Output:
 	// stop cache
 	// stop db
+}
+
+// A handler behind serve reads the apps' state from its request's
+// context, where serve's API listener put it.
+func ExampleStateContextKey() {
+	app := &lifespan.App{Name: "api"}
+	app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		dbKey.Set(s, &DB{dsn: "postgres://db"})
+		return nil, nil
+	}})
+	_ = app.Start(context.Background())
+	defer app.Stop(context.Background())
+	// What serve does once per listener (http.Server.BaseContext):
+	base := context.WithValue(context.Background(), lifespan.StateContextKey, lifespan.Values(lifespan.Group{app}))
+	r := httptest.NewRequestWithContext(base, "GET", "/", nil)
+
+	// In the handler:
+	v, _ := r.Context().Value(lifespan.StateContextKey).(lifespan.Values)
+	fmt.Println(dbKey.MustGet(v).dsn)
+	// Output: postgres://db
 }
 
 // Request-local values layer on top of the app's state without changing it.

@@ -10,7 +10,33 @@ import (
 // starts them in the order listed and Stop stops them in reverse, the way
 // Django-Bolt runs the lifespans of several APIs. A nil or empty Group
 // starts and stops nothing.
+//
+// A Group is also [Values]: a [Key] reads from each app's state in the
+// Group's order, the first app that set it winning. serve puts its Group in
+// every API request's context under [StateContextKey].
 type Group []*App
+
+// lookup reads the key from each app's state in order: the first app that
+// set it wins. It makes a Group a [Values].
+func (g Group) lookup(id *keyID) (any, bool) {
+	for _, a := range g {
+		if a == nil {
+			continue
+		}
+		if v, ok := a.State().lookup(id); ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+func (g Group) each(fn func(id *keyID)) {
+	for _, a := range g {
+		if a != nil {
+			a.State().each(fn)
+		}
+	}
+}
 
 // check refuses a nil app and two apps with one name.
 func (g Group) check() error {

@@ -75,6 +75,8 @@ type Scope struct {
 
 func (s *Scope) lookup(id *keyID) (any, bool) { return s.app.building.lookup(id) }
 
+func (s *Scope) each(fn func(id *keyID)) { s.app.building.each(fn) }
+
 func (s *Scope) set(id *keyID, v any) {
 	s.mu.Lock()
 	closed, late := s.closed, s.late

@@ -26,11 +26,29 @@ func (k Key[T]) Name() string {
 	return k.id.name
 }
 
-// Values is what a [Key] can read from: a [*State] or, during startup, a
+// Values is what a [Key] can read from: a [*State]; a [Group], which
+// reads each app's state in the Group's order; or, during startup, a
 // [*Scope] (which sees what earlier hooks set).
 type Values interface {
 	lookup(id *keyID) (any, bool)
+	// each calls fn with every key set, a shadowed key included.
+	each(fn func(id *keyID))
 }
+
+// StateContextKey is the context key under which a server puts the
+// [Values] its requests read: serve gives every API request's context its
+// apps' Group, once per listener (net/http's BaseContext), so a handler
+// reads state at no cost per request:
+//
+//	v, _ := r.Context().Value(lifespan.StateContextKey).(lifespan.Values)
+//	db := dbKey.MustGet(v)
+var StateContextKey = &contextKey{"lifespan-state"}
+
+// contextKey is StateContextKey's type: a pointer, so a context lookup
+// compares one word, and one no other package can make.
+type contextKey struct{ name string }
+
+func (k *contextKey) String() string { return "lifespan context value " + k.name }
 
 // Get returns the key's value in v, and whether it was set.
 func (k Key[T]) Get(v Values) (T, bool) {
@@ -68,9 +86,10 @@ func (k Key[T]) Set(s *Scope, value T) {
 }
 
 // With returns a new State that holds value under the key on top of parent
-// (which may be nil). parent is not changed: this is how a request adds
-// values of its own without any other request seeing them.
-func (k Key[T]) With(parent *State, value T) *State {
+// (which may be nil: a nil *State or Group is empty). parent is not
+// changed: this is how a request adds values of its own without any other
+// request seeing them.
+func (k Key[T]) With(parent Values, value T) *State {
 	if k.id == nil {
 		panic("lifespan: With with a zero Key; make keys with NewKey")
 	}
@@ -81,31 +100,45 @@ func (k Key[T]) With(parent *State, value T) *State {
 // any values layered on top of it with [Key.With]. A nil *State is empty.
 // It is safe for concurrent use.
 type State struct {
-	parent *State
+	parent Values
 	values map[*keyID]any
 }
 
 func (s *State) lookup(id *keyID) (any, bool) {
-	for ; s != nil; s = s.parent {
-		if v, ok := s.values[id]; ok {
-			return v, true
-		}
+	if s == nil {
+		return nil, false
 	}
-	return nil, false
+	if v, ok := s.values[id]; ok {
+		return v, true
+	}
+	if s.parent == nil {
+		return nil, false
+	}
+	return s.parent.lookup(id)
+}
+
+func (s *State) each(fn func(id *keyID)) {
+	if s == nil {
+		return
+	}
+	for id := range s.values {
+		fn(id)
+	}
+	if s.parent != nil {
+		s.parent.each(fn)
+	}
 }
 
 // Names returns the sorted names of every key set in s.
 func (s *State) Names() []string {
 	seen := map[*keyID]bool{}
 	var names []string
-	for ; s != nil; s = s.parent {
-		for id := range s.values {
-			if !seen[id] {
-				seen[id] = true
-				names = append(names, id.name)
-			}
+	s.each(func(id *keyID) {
+		if !seen[id] {
+			seen[id] = true
+			names = append(names, id.name)
 		}
-	}
+	})
 	sort.Strings(names)
 	return names
 }
@@ -130,6 +163,18 @@ func (b *stateBuilder) lookup(id *keyID) (any, bool) {
 	defer b.mu.Unlock()
 	v, ok := b.values[id]
 	return v, ok
+}
+
+func (b *stateBuilder) each(fn func(id *keyID)) {
+	b.mu.Lock()
+	ids := make([]*keyID, 0, len(b.values))
+	for id := range b.values {
+		ids = append(ids, id)
+	}
+	b.mu.Unlock()
+	for _, id := range ids {
+		fn(id)
+	}
 }
 
 func (b *stateBuilder) freeze() *State {

@@ -96,3 +96,48 @@ func TestKeysCompareByIdentity(t *testing.T) {
 		t.Fatal("nil state has a value")
 	}
 }
+
+// A Group reads each app's state in its order: the first app that set a
+// key wins, an app not started yet has nothing, and a value layered on the
+// Group with With sees through to every app.
+func TestGroupIsValues(t *testing.T) {
+	started := func(name string, set func(s *Scope)) *App {
+		a := &App{Name: name}
+		a.Append(Hook{Name: "h", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			set(s)
+			return nil, nil
+		}})
+		if err := a.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Stop(context.Background()) })
+		return a
+	}
+	first := started("first", func(s *Scope) { dsnKey.Set(s, "postgres://first") })
+	second := started("second", func(s *Scope) { dsnKey.Set(s, "postgres://second"); countKey.Set(s, 2) })
+	idle := &App{Name: "idle"}
+	g := Group{idle, first, second}
+	for _, tt := range []struct {
+		name string
+		got  func() (any, bool)
+		want any
+	}{
+		{"the first app's value", func() (any, bool) { return dsnKey.Get(g) }, "postgres://first"},
+		{"a later app's key", func() (any, bool) { return countKey.Get(g) }, 2},
+		{"a key no app set", func() (any, bool) { return userKey.Get(g) }, nil},
+		{"a layer over the Group", func() (any, bool) { return countKey.Get(userKey.With(g, "ann")) }, 2},
+		{"the layer's own value", func() (any, bool) { return userKey.Get(userKey.With(g, "ann")) }, "ann"},
+		{"an empty Group", func() (any, bool) { return dsnKey.Get(Group{}) }, nil},
+	} {
+		got, ok := tt.got()
+		if ok != (tt.want != nil) || ok && got != tt.want {
+			t.Errorf("%s: got %v, %v; want %v", tt.name, got, ok, tt.want)
+		}
+	}
+	if got := userKey.With(g, "ann").Names(); !slices.Equal(got, []string{"count", "dsn", "user"}) {
+		t.Errorf("Names over a Group = %q", got)
+	}
+	if _, ok := userKey.Get(g); ok {
+		t.Error("a layer's value reached the Group")
+	}
+}

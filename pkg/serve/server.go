@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
 
@@ -28,6 +29,9 @@ type Server struct {
 	cfg  Config
 	sig  *Signals
 	gate *gate
+	// base is every API request's context: it holds the apps' state under
+	// lifespan.StateContextKey.
+	base context.Context
 
 	ran      atomic.Bool
 	fireOnce sync.Once
@@ -62,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	sig := newSignals()
 	s := &Server{cfg: cfg, sig: sig, gate: newGate(cfg.API, sig, cfg.RetryAfter), after: time.After}
+	s.base = context.WithValue(context.Background(), lifespan.StateContextKey, lifespan.Values(s.cfg.Apps))
 	s.registerChecks()
 	return s, nil
 }
@@ -101,7 +106,18 @@ func (s *Server) PreStopDelay() time.Duration { return max(s.cfg.PreStopDelay, 0
 // APIHandler returns the handler the API listener serves: Config.API behind
 // the request gate (503 until StartupComplete, the drain's accounting).
 // Use it to mount berth's API in another server, or to measure its cost.
+// Handlers read the apps' state from the request's context, which the
+// API listener gives every request: a server that mounts APIHandler takes
+// BaseContext as its own (http.Server{Handler: s.APIHandler(),
+// BaseContext: s.BaseContext}), or its handlers find no state.
 func (s *Server) APIHandler() http.Handler { return s.gate }
+
+// BaseContext is the context every request of the API listener starts
+// from (http.Server.BaseContext): it holds the apps' state, a
+// lifespan.Values reading each app of Config.Apps in order, under
+// lifespan.StateContextKey. Handlers read it from the request's context at
+// no cost per request (ginberth.Get does).
+func (s *Server) BaseContext(net.Listener) context.Context { return s.base }
 
 // InFlight is the number of API requests being served now.
 func (s *Server) InFlight() int64 { return s.gate.inFlight.Load() }
@@ -218,6 +234,7 @@ func (s *Server) serve() {
 	s.apiSrv = s.cfg.Limits.server(apiHandler)
 	s.adminSrv = adminLimits.server(admin)
 	s.apiSrv.ErrorLog, s.adminSrv.ErrorLog = errLog, errLog
+	s.apiSrv.BaseContext = s.BaseContext
 	// DrainStarted is signalled once http.Server.Shutdown has closed the
 	// listener; the drain step signals it again (a no-op) in case this
 	// callback has not run by the time Shutdown returns.

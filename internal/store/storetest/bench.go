@@ -61,7 +61,7 @@ func BenchmarkItems(b *testing.B, db *store.DB, placeholder string) {
 		b.Fatal(err)
 	}
 	engine := gin.New()
-	engine.Use(gin.Recovery(), ginberth.Metrics(httpMetrics), ginberth.State(app))
+	engine.Use(gin.Recovery(), ginberth.Metrics(httpMetrics)) // serve puts the app's state in each request's context
 	engine.GET("/items/:key", func(c *gin.Context) {
 		v, err := ginberth.MustGet(c, benchStore).Get(c.Request.Context(), c.Param("key"))
 		switch {
