@@ -75,6 +75,9 @@ func State(app *lifespan.App) gin.HandlerFunc {
 func current(c *gin.Context) lifespan.Values {
 	if v, ok := c.Get(stateKey); ok {
 		if st, ok := v.(*lifespan.State); ok {
+			if st == nil { // State's app has not started: no state, not the context's
+				return nil
+			}
 			return st
 		}
 	}
@@ -86,8 +89,9 @@ func current(c *gin.Context) lifespan.Values {
 }
 
 // Get returns the value of key for this request: one the request Set, or
-// else the app's (from State, or from the state serve put in the
-// request's context).
+// else the app's: from State's app when State is mounted, else from the
+// state serve put in the request's context, where each app of serve's
+// Group is read in order and the first that set key wins.
 func Get[T any](c *gin.Context, key lifespan.Key[T]) (T, bool) {
 	return key.Get(current(c))
 }
@@ -98,7 +102,8 @@ func MustGet[T any](c *gin.Context, key lifespan.Key[T]) T {
 	v := current(c)
 	if v == nil {
 		panic(fmt.Sprintf("ginberth: state %q: this request has no lifespan state: serve the engine with serve "+
-			"(its API listener, or a server whose BaseContext is serve.Server.BaseContext), or mount ginberth.State", key.Name()))
+			"(its API listener, or a server whose BaseContext is serve.Server.BaseContext), or mount ginberth.State "+
+			"for an app that has started", key.Name()))
 	}
 	return key.MustGet(v)
 }

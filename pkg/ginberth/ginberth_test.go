@@ -474,3 +474,25 @@ func TestMustGetWithoutStateSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// Get and MustGet on a context with no request (gin.CreateTestContext's)
+// find no state and say so, rather than dereferencing nil; State mounted
+// for an app that has not started is no state either, not the context's.
+func TestNoStateWithoutARequestOrAStartedApp(t *testing.T) {
+	c, _ := gin.CreateTestContext(httptest.NewRecorder())
+	if _, ok := Get(c, dsnKey); ok {
+		t.Error("Get found state on a context without a request")
+	}
+	idle := &lifespan.App{Name: "idle"}
+	r := gin.New()
+	r.Use(State(idle))
+	var msg any
+	r.GET("/dsn", func(c *gin.Context) {
+		defer func() { msg = recover() }()
+		MustGet(c, dsnKey)
+	})
+	withState(r, lifespan.Group{startedApp(t)}).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/dsn", nil))
+	if s, _ := msg.(string); !strings.Contains(s, "no lifespan state") || !strings.Contains(s, "has started") {
+		t.Errorf("MustGet under State of an idle app: panic %q, want one saying there is no state", msg)
+	}
+}

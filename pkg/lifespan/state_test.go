@@ -116,7 +116,7 @@ func TestGroupIsValues(t *testing.T) {
 	first := started("first", func(s *Scope) { dsnKey.Set(s, "postgres://first") })
 	second := started("second", func(s *Scope) { dsnKey.Set(s, "postgres://second"); countKey.Set(s, 2) })
 	idle := &App{Name: "idle"}
-	g := Group{idle, first, second}
+	g := Group{idle, nil, first, second}
 	for _, tt := range []struct {
 		name string
 		got  func() (any, bool)

@@ -4,9 +4,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,6 +26,9 @@ import (
 // histogram's _count are both sums of them, and agree in every scrape. A
 // scrape that runs beside a request may see that request's bucket but not
 // yet its duration in _sum (or the reverse); the next scrape sees both.
+// The exposition has the series, labels, buckets and created timestamps
+// the client_golang pair had; _sum is summed in nanoseconds, so it can
+// differ from theirs in the last digits of a float.
 type HTTP struct {
 	requests, duration *prometheus.Desc
 
@@ -37,8 +42,9 @@ type HTTP struct {
 
 // series is one label set's figures.
 type series struct {
-	method, route, code string
-	status              int // code, as a number
+	method, route, code string // the labels
+	status              int    // code, as a number
+	created             time.Time
 
 	// buckets counts requests by the first bound of durationBounds they are
 	// within; the last counts those longer than every bound. They are not
@@ -99,18 +105,12 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 
 // ObserveRequest records a finished request. route must be a template
 // ("/api/v1/items/:key"), never a raw path; methods outside the standard
-// nine are recorded as "other". A negative d is recorded as 0.
+// nine are recorded as "other", and bytes of route that are not valid
+// UTF-8 as U+FFFD. A negative d is recorded as 0.
 func (h *HTTP) ObserveRequest(method, route string, code int, d time.Duration) {
 	s := find((*h.children.Load())[route], method, code)
-	if s == nil && !knownMethods[method] {
-		// An invented method is cached as "other": look that up before
-		// taking the writers' lock, so a client sending random methods
-		// does not serialise every request on it.
-		method = "other"
-		s = find((*h.children.Load())[route], method, code)
-	}
 	if s == nil {
-		s = h.addChild(method, route, code)
+		s = h.labelled(method, route, code)
 	}
 	d = max(d, 0)
 	i := 0
@@ -139,8 +139,26 @@ func find(route []*series, method string, code int) *series {
 	return nil
 }
 
+// labelled finds the series of a request whose labels are not cached as
+// they came: an invented method is "other", and a route that is not valid
+// UTF-8 (no Gin template is) has its bad bytes replaced, as a label must be
+// valid. Both are looked up again before taking the writers' lock, so a
+// client sending random methods does not serialise every request on it.
+func (h *HTTP) labelled(method, route string, code int) *series {
+	if !knownMethods[method] {
+		method = "other"
+	}
+	if !utf8.ValidString(route) {
+		route = strings.ToValidUTF8(route, "\uFFFD")
+	}
+	if s := find((*h.children.Load())[route], method, code); s != nil {
+		return s
+	}
+	return h.addChild(method, route, code)
+}
+
 // addChild makes the series of a label set not seen yet and caches it;
-// method is one of knownMethods or "other".
+// method is one of knownMethods or "other", and route is valid UTF-8.
 func (h *HTTP) addChild(method, route string, code int) *series {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -148,7 +166,7 @@ func (h *HTTP) addChild(method, route string, code int) *series {
 	if s := find(old[route], method, code); s != nil {
 		return s
 	}
-	s := &series{method: method, route: route, code: strconv.Itoa(code), status: code}
+	s := &series{method: method, route: route, code: strconv.Itoa(code), status: code, created: time.Now()}
 	next := make(map[string][]*series, len(old)+1)
 	for r, v := range old {
 		next[r] = v
@@ -165,36 +183,49 @@ func (h *HTTP) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: a counter per label set, and a
-// histogram per method and route that adds up their codes' buckets. It
-// reads under the writers' lock (folding each pending sum) and sends after
-// releasing it, so a slow scrape never holds up a request's new label set.
+// histogram per method and route that adds up their codes' buckets (made
+// when the first of them was). It reads under the writers' lock, folding
+// each pending sum, and makes and sends the metrics after releasing it, so
+// a slow scrape never holds up a request's new label set.
 func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 	type histKey struct{ method, route string }
 	type hist struct {
-		counts [len(durationBuckets) + 1]uint64
-		sum    float64
+		counts  [len(durationBuckets) + 1]uint64
+		sum     float64
+		created time.Time
 	}
-	var out []prometheus.Metric
+	type counter struct {
+		s *series
+		n uint64
+	}
+	var counters []counter
 	hists := map[histKey]*hist{}
 	h.mu.Lock()
 	for _, s := range allSeries(*h.children.Load()) {
 		k := histKey{s.method, s.route}
 		hs := hists[k]
 		if hs == nil {
-			hs = &hist{}
+			hs = &hist{created: s.created}
 			hists[k] = hs
 		}
 		s.fold()
 		hs.sum += s.sum
+		if s.created.Before(hs.created) {
+			hs.created = s.created
+		}
 		var n uint64
 		for i := range s.buckets {
 			c := s.buckets[i].Load()
 			hs.counts[i] += c
 			n += c
 		}
-		out = append(out, prometheus.MustNewConstMetric(h.requests, prometheus.CounterValue, float64(n), s.method, s.route, s.code))
+		counters = append(counters, counter{s, n})
 	}
 	h.mu.Unlock()
+	for _, c := range counters {
+		ch <- orInvalid(h.requests)(prometheus.NewConstMetricWithCreatedTimestamp(h.requests, prometheus.CounterValue,
+			float64(c.n), c.s.created, c.s.method, c.s.route, c.s.code))
+	}
 	for k, hs := range hists {
 		buckets := make(map[float64]uint64, len(durationBuckets))
 		var n uint64
@@ -204,10 +235,19 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 				buckets[durationBuckets[i]] = n
 			}
 		}
-		out = append(out, prometheus.MustNewConstHistogram(h.duration, n, hs.sum, buckets, k.method, k.route))
+		ch <- orInvalid(h.duration)(prometheus.NewConstHistogramWithCreatedTimestamp(h.duration, n, hs.sum, buckets, hs.created, k.method, k.route))
 	}
-	for _, m := range out {
-		ch <- m
+}
+
+// orInvalid passes a made metric on, or one that fails the scrape with err
+// instead of panicking: labels are valid by construction (see labelled),
+// so err would be a bug here.
+func orInvalid(desc *prometheus.Desc) func(prometheus.Metric, error) prometheus.Metric {
+	return func(m prometheus.Metric, err error) prometheus.Metric {
+		if err != nil {
+			return prometheus.NewInvalidMetric(desc, err)
+		}
+		return m
 	}
 }
 

@@ -185,7 +185,8 @@ func TestHTTPRecordsSeconds(t *testing.T) {
 	t.Fatal("no berth_http_request_duration_seconds gathered")
 }
 
-// The exposition is what client_golang's CounterVec and HistogramVec gave:
+// The exposition is what client_golang's CounterVec and HistogramVec gave
+// in the text formats (TestHTTPCreatedTimestamps checks the rest):
 // a counter per method, route and code, and a histogram per method and
 // route whose buckets, count and sum add up its codes'. A duration on a
 // bucket's bound is within it; a negative one counts as 0.
@@ -301,7 +302,7 @@ func TestHTTPScrapesAgreeWhileRequestsRun(t *testing.T) {
 		}
 		return counted, histogram
 	}
-	for i := range 100 { // every one while the requests run
+	for i := range 1000 { // every one while the requests run
 		if c, hs := scrape(); c != hs {
 			stop.Store(true)
 			wg.Wait()
@@ -346,4 +347,93 @@ func requestsTotal(t *testing.T, h *HTTP, method, route, code string) float64 {
 		}
 	}
 	return got
+}
+
+// Each series carries when it was made, as client_golang's did (Prometheus
+// reads it, in the protobuf format, to start a new series at zero): a
+// counter when its label set was first seen, a histogram when the first
+// of its codes was.
+func TestHTTPCreatedTimestamps(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	h.ObserveRequest("GET", "/r", 200, time.Millisecond)
+	between := time.Now()
+	h.ObserveRequest("GET", "/r", 404, time.Millisecond)
+	after := time.Now()
+	for _, m := range collect(t, h) {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		var created time.Time
+		switch {
+		case m.GetCounter() != nil:
+			created = m.GetCounter().GetCreatedTimestamp().AsTime()
+		case m.GetHistogram() != nil:
+			created = m.GetHistogram().GetCreatedTimestamp().AsTime()
+		}
+		lo, hi := before, between // the 200s' counter and the histogram
+		if labels["code"] == "404" {
+			lo, hi = between, after
+		}
+		if created.Before(lo.Truncate(time.Microsecond)) || created.After(hi) {
+			t.Errorf("%v: created %v, want between %v and %v", labels, created, lo, hi)
+		}
+	}
+}
+
+// A route that is not valid UTF-8 (a caller's, not Gin's) is one series
+// with its bad bytes replaced, and the scrape still succeeds: a label must
+// be valid UTF-8, and an invalid one used to fail every later scrape.
+func TestHTTPInvalidUTF8RouteIsReplaced(t *testing.T) {
+	reg := NewRegistry()
+	h, err := NewHTTP(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ObserveRequest("GET", "/x\xff", 200, time.Millisecond)
+	h.ObserveRequest("GET", "/x\xfe", 200, time.Millisecond)
+	h.ObserveRequest("GET", "/x\xff", 200, time.Millisecond) // the lookup again, not a new series
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("scrape failed: %v", err)
+	}
+	if got := requestsTotal(t, h, "GET", "/x\uFFFD", "200"); got != 3 {
+		t.Errorf("requests on /x\uFFFD = %v, want 3", got)
+	}
+	if n := testutil.CollectAndCount(h, "berth_http_requests_total"); n != 1 {
+		t.Errorf("series = %d, want 1", n)
+	}
+}
+
+// A request whose duration takes the pending sum past foldAt folds it
+// under the lock a scrape folds under: run with -race, this fails if the
+// request's fold takes no lock.
+func TestHTTPFoldBesideAScrape(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ObserveRequest("GET", "/r", 200, 0)
+	s := (*h.children.Load())["/r"][0]
+	const rounds = 20
+	for range rounds {
+		s.pending.Add(foldAt - 1) // on top of what the last round left pending
+		var wg sync.WaitGroup
+		wg.Go(func() { h.ObserveRequest("GET", "/r", 200, time.Second) })
+		wg.Go(func() { collect(t, h) })
+		wg.Wait()
+	}
+	var sum float64
+	for _, m := range collect(t, h) {
+		if hist := m.GetHistogram(); hist != nil {
+			sum = hist.GetSampleSum()
+		}
+	}
+	want := rounds * (float64(foldAt-1) + 1e9) / 1e9
+	if math.Abs(sum-want) > want*1e-12 {
+		t.Fatalf("sum = %v s, want %v s", sum, want)
+	}
 }

@@ -35,6 +35,11 @@
 // idle timeouts, header size, open connections); the admin server's limits
 // are fixed and tighter, so a flood on the API cannot starve the probes.
 //
+// Every API request's context holds the apps' state (the Group under
+// lifespan.StateContextKey, set once per listener by [Server.BaseContext]),
+// so handlers read it at no cost per request; a server that mounts
+// [Server.APIHandler] takes BaseContext as its own.
+//
 // The API and admin servers listen separately by default; with
 // SingleListener the probes and /metrics share the API port (and withhold
 // failure reasons). With Config.GracePeriod set (the pod's
