@@ -2,6 +2,7 @@ package ginberth_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -50,7 +51,11 @@ func BenchmarkRequestPath(b *testing.B) {
 // berth's stack (or an empty middleware, the cost of one more Gin step)
 // beside the bare engine, and reports layer/bare. "state-middleware" is
 // ginberth.State, which an engine served without serve mounts (behind
-// serve the state is in the request's context, at no cost per request).
+// serve the state is in the request's context, at no cost per request);
+// "state-read" is the same handler reading one key with ginberth.MustGet
+// first, from a request whose context is as deep as net/http makes it
+// (the listener's base, the server and address values, the connection's
+// and the request's cancels): what a handler's read of the state costs.
 // Two more are floors, not berth: what any middleware that times requests
 // pays, reading the monotonic clock before and after the handler, and
 // those reads with an unlabelled client_golang histogram and counter
@@ -59,6 +64,21 @@ func BenchmarkRequestPathLayers(b *testing.B) {
 	app, httpMetrics := benchApp(b)
 	gatedSrv := berthtest.Start(b, serve.Config{Apps: lifespan.Group{app}, API: benchEngine()}).Server
 	gated, gatedReq := gatedSrv.APIHandler(), itemRequest.WithContext(gatedSrv.BaseContext(nil))
+	deep := context.WithValue(gatedSrv.BaseContext(nil), http.ServerContextKey, &http.Server{})
+	deep = context.WithValue(deep, http.LocalAddrContextKey, &net.TCPAddr{})
+	deep, cancelConn := context.WithCancel(deep)
+	defer cancelConn()
+	deep, cancelRequest := context.WithCancel(deep)
+	defer cancelRequest()
+	reading := gin.New() // benchEngine's, the handler reading first
+	reading.Use(gin.Recovery())
+	reading.GET("/api/v1/items/:key", func(c *gin.Context) {
+		if ginberth.MustGet(c, benchKey) == "" {
+			b.Fatal("empty state")
+		}
+		itemHandler(c)
+	})
+	readReq := itemRequest.WithContext(deep)
 	for _, layer := range []struct {
 		name string
 		h    http.Handler
@@ -68,6 +88,7 @@ func BenchmarkRequestPathLayers(b *testing.B) {
 		{"gate", gated, gatedReq},
 		{"metrics", benchEngine(ginberth.Metrics(httpMetrics)), itemRequest},
 		{"state-middleware", benchEngine(ginberth.State(app)), itemRequest},
+		{"state-read", reading, readReq},
 		{"floor-clock", benchEngine(timing(func(time.Duration) {})), itemRequest},
 		{"floor-client_golang", benchEngine(timing(func(d time.Duration) { floorRequests.Inc(); floorDuration.Observe(d.Seconds()) })), itemRequest},
 	} {
@@ -121,11 +142,17 @@ func benchEngine(mw ...gin.HandlerFunc) *gin.Engine {
 	return e
 }
 
-// benchApp is an app of one hook that does nothing, and route metrics on a
-// registry of their own.
+// benchKey is the state benchApp's hook sets.
+var benchKey = lifespan.NewKey[string]("bench")
+
+// benchApp is an app of one hook that sets benchKey, and route metrics on
+// a registry of their own.
 func benchApp(b *testing.B) (*lifespan.App, *metrics.HTTP) {
 	app := &lifespan.App{Name: "bench"}
-	app.Append(lifespan.Hook{Name: "noop", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) { return nil, nil }})
+	app.Append(lifespan.Hook{Name: "state", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		benchKey.Set(s, "ready")
+		return nil, nil
+	}})
 	httpMetrics, err := metrics.NewHTTP(metrics.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

@@ -89,9 +89,10 @@ func current(c *gin.Context) lifespan.Values {
 }
 
 // Get returns the value of key for this request: one the request Set, or
-// else the app's: from State's app when State is mounted, else from the
-// state serve put in the request's context, where each app of serve's
-// Group is read in order and the first that set key wins.
+// else the app's: from State's app when State is mounted (none while that
+// app has not started, whatever the context holds), else from the state
+// serve put in the request's context, where each app of serve's Group is
+// read in order and the first that set key wins.
 func Get[T any](c *gin.Context, key lifespan.Key[T]) (T, bool) {
 	return key.Get(current(c))
 }

@@ -109,7 +109,10 @@ func (s *Server) PreStopDelay() time.Duration { return max(s.cfg.PreStopDelay, 0
 // Handlers read the apps' state from the request's context, which the
 // API listener gives every request: a server that mounts APIHandler takes
 // BaseContext as its own (http.Server{Handler: s.APIHandler(),
-// BaseContext: s.BaseContext}), or its handlers find no state.
+// BaseContext: s.BaseContext}), or, when its BaseContext does more, adds
+// the state to the context it makes (context.WithValue(ctx,
+// lifespan.StateContextKey, lifespan.Values(apps))); else its handlers
+// find no state.
 func (s *Server) APIHandler() http.Handler { return s.gate }
 
 // BaseContext is the context every request of the API listener starts
