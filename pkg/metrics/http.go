@@ -64,10 +64,13 @@ const foldAt = 1 << 62
 
 // knownMethods are labelled as themselves; any other method is "other", so
 // clients inventing methods cannot grow the series set (or the cache).
-var knownMethods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
-	http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true,
-	http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+// Each maps to its constant, which the series keeps as its label rather
+// than the request's string (net/http's is a slice of the request line,
+// which would stay in memory with it).
+var knownMethods = map[string]string{
+	http.MethodGet: http.MethodGet, http.MethodHead: http.MethodHead, http.MethodPost: http.MethodPost,
+	http.MethodPut: http.MethodPut, http.MethodPatch: http.MethodPatch, http.MethodDelete: http.MethodDelete,
+	http.MethodConnect: http.MethodConnect, http.MethodOptions: http.MethodOptions, http.MethodTrace: http.MethodTrace,
 }
 
 // durationBuckets are the latency histogram's bucket bounds, in seconds:
@@ -145,7 +148,9 @@ func find(route []*series, method string, code int) *series {
 // valid. Both are looked up again before taking the writers' lock, so a
 // client sending random methods does not serialise every request on it.
 func (h *HTTP) labelled(method, route string, code int) *series {
-	if !knownMethods[method] {
+	if m, ok := knownMethods[method]; ok {
+		method = m
+	} else {
 		method = "other"
 	}
 	if !utf8.ValidString(route) {

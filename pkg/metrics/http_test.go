@@ -3,11 +3,13 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -435,5 +437,22 @@ func TestHTTPFoldBesideAScrape(t *testing.T) {
 	want := rounds * (float64(foldAt-1) + 1e9) / 1e9
 	if math.Abs(sum-want) > want*1e-12 {
 		t.Fatalf("sum = %v s, want %v s", sum, want)
+	}
+}
+
+// A series keeps the method's constant as its label, not the request's
+// string: net/http's is a slice of the request line, URL and query
+// included, which would stay in memory for as long as the series.
+func TestHTTPKeepsNoRequestsMethodString(t *testing.T) {
+	h, err := NewHTTP(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "GET /api/v1/items/k?token=secret HTTP/1.1"
+	method, _, _ := strings.Cut(strings.Clone(line), " ")
+	h.ObserveRequest(method, "/api/v1/items/:key", 200, time.Millisecond)
+	s := (*h.children.Load())["/api/v1/items/:key"][0]
+	if unsafe.StringData(s.method) != unsafe.StringData(http.MethodGet) {
+		t.Fatal("the series' method label is the request's string, not http.MethodGet")
 	}
 }
