@@ -24,10 +24,14 @@ var (
 	userKey = lifespan.NewKey[string]("user")
 )
 
-func startedApp(t *testing.T) *lifespan.App {
-	l := &lifespan.App{Name: "api"}
+func startedApp(t *testing.T) *lifespan.App { return startedAppOf(t, "api", "postgres://db") }
+
+// startedAppOf is a started app named name whose hook sets dsnKey to dsn;
+// it stops when the test ends.
+func startedAppOf(t *testing.T, name, dsn string) *lifespan.App {
+	l := &lifespan.App{Name: name}
 	l.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-		dsnKey.Set(s, "postgres://db")
+		dsnKey.Set(s, dsn)
 		return nil, nil
 	}})
 	if err := l.Start(t.Context()); err != nil {
@@ -77,17 +81,8 @@ func TestStateAndRequestLayer(t *testing.T) {
 func TestStateOfTwoAppsNeverCrosses(t *testing.T) {
 	engines := map[string]*gin.Engine{}
 	for _, dsn := range []string{"postgres://one", "postgres://two"} {
-		l := &lifespan.App{Name: dsn}
-		l.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			dsnKey.Set(s, dsn)
-			return nil, nil
-		}})
-		if err := l.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Stop(context.Background()) })
 		r := gin.New()
-		r.Use(State(l))
+		r.Use(State(startedAppOf(t, dsn, dsn)))
 		r.GET("/dsn", func(c *gin.Context) { c.String(200, MustGet(c, dsnKey)) })
 		engines[dsn] = r
 	}
@@ -438,17 +433,8 @@ func TestGetReadsTheStateInTheRequestsContext(t *testing.T) {
 // State, when mounted, is what Get reads, before the context's state: it
 // names one app.
 func TestStateMiddlewareComesBeforeTheContexts(t *testing.T) {
-	other := &lifespan.App{Name: "other"}
-	other.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-		dsnKey.Set(s, "postgres://other")
-		return nil, nil
-	}})
-	if err := other.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Stop(context.Background()) })
 	r := gin.New()
-	r.Use(State(other))
+	r.Use(State(startedAppOf(t, "other", "postgres://other")))
 	r.GET("/dsn", func(c *gin.Context) { c.String(200, MustGet(c, dsnKey)) })
 	rec := httptest.NewRecorder()
 	withState(r, lifespan.Group{startedApp(t)}).ServeHTTP(rec, httptest.NewRequest("GET", "/dsn", nil))
