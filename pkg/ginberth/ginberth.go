@@ -23,7 +23,7 @@ var stateKey = new(byte)
 // re-adding it on every request cost about as much as the rest of State.
 var keysPool = sync.Pool{New: func() any { return make(map[any]any, 1) }}
 
-// State returns middleware that gives each request app's state, read
+// State returns middleware that gives each request the state of app, read
 // when the request arrives: handlers behind serve's gate always see the
 // complete, read-only state. Behind serve you need not mount it: serve
 // puts its apps' state in every API request's context, which [Get] reads

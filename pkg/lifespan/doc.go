@@ -23,7 +23,9 @@
 // reverse, and keys read from it read each app's state in order. Package
 // serve puts its Group in every API request's context under
 // [StateContextKey], once per listener, so handlers reach the state at no
-// cost per request. Every phase change, hook start and stop and task exit is an
+// cost per request.
+//
+// Every phase change, hook start and stop and task exit is an
 // [Event] given to the app's [Observer]; [LogObserver] logs them with
 // log/slog, and package metrics turns them into Prometheus figures.
 //
