@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"net/http"
 	"strconv"
@@ -172,10 +173,7 @@ func (h *HTTP) addChild(method, route string, code int) *series {
 		return s
 	}
 	s := &series{method: method, route: route, code: strconv.Itoa(code), status: code, created: time.Now()}
-	next := make(map[string][]*series, len(old)+1)
-	for r, v := range old {
-		next[r] = v
-	}
+	next := maps.Clone(old)
 	next[route] = append(old[route][:len(old[route]):len(old[route])], s)
 	h.children.Store(&next)
 	return s
