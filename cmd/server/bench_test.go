@@ -95,27 +95,54 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 
 // BenchmarkProbesUnderLoad is the probe half of make bench: sixteen
 // keep-alive clients saturate GET /api/v1/info while a probe asks /readyz
-// every 20ms, against the reference service and against a control (a bare
-// Gin server beside heptiolabs/healthcheck's handler on its own port, with
-// eight checks), in alternating 3s phases; it reports each side's probe
-// latency percentiles and API throughput.
+// every 20ms, against a control (a bare Gin server beside
+// heptiolabs/healthcheck's handler on its own port, with eight checks) and
+// a candidate, in alternating 3s phases; it reports each side's probe
+// latency percentiles and API throughput. In "berth" the candidate is the
+// reference service; in "noise-floor" it is a second control, identical to
+// the first: how far apart two sides that do the same work read on this
+// machine, which a difference between berth and the control must exceed
+// to mean anything.
 func BenchmarkProbesUnderLoad(b *testing.B) {
-	controlAPI := httptest.NewServer(bareInfo())
-	defer controlAPI.Close()
+	control := probeControl(b)
+	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+	b.Run("berth", func(b *testing.B) {
+		probesUnderLoad(b, control, probeSide{"berth", berth.URL, berth.AdminURL + "/readyz"})
+	})
+	b.Run("noise-floor", func(b *testing.B) {
+		second := probeControl(b)
+		second.name = "control2"
+		probesUnderLoad(b, control, second)
+	})
+}
+
+// probeSide is one side of BenchmarkProbesUnderLoad: its name in the
+// metrics, its API's base URL and its probe's URL.
+type probeSide struct{ name, api, probe string }
+
+// probeControl starts the control: a bare Gin server, and
+// heptiolabs/healthcheck's handler with eight checks on its own port.
+func probeControl(b *testing.B) probeSide {
+	api := httptest.NewServer(bareInfo())
+	b.Cleanup(api.Close)
 	hc := healthcheck.NewHandler()
 	for i := range 8 {
 		hc.AddReadinessCheck(fmt.Sprint("check", i), func() error { return nil })
 	}
-	controlAdmin := httptest.NewServer(hc)
-	defer controlAdmin.Close()
+	admin := httptest.NewServer(hc)
+	b.Cleanup(admin.Close)
+	return probeSide{"control", api.URL, admin.URL + "/ready"}
+}
 
-	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+// probesUnderLoad runs BenchmarkProbesUnderLoad's phases against control
+// and candidate and reports their figures.
+func probesUnderLoad(b *testing.B, control, candidate probeSide) {
 	type result struct {
 		probes   []time.Duration
 		requests int64
 		elapsed  time.Duration
 	}
-	phase := func(api, probe string) result {
+	phase := func(side probeSide) result {
 		stop := make(chan struct{})
 		var requests atomic.Int64
 		var workers sync.WaitGroup
@@ -129,7 +156,7 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 						return
 					default:
 					}
-					resp, err := client.Get(api + "/api/v1/info")
+					resp, err := client.Get(side.api + "/api/v1/info")
 					if err != nil {
 						b.Error(err)
 						return
@@ -149,7 +176,7 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 		for range 150 { // 3s of probes
 			<-tick.C
 			t0 := time.Now()
-			resp, err := prober.Get(probe)
+			resp, err := prober.Get(side.probe)
 			if err != nil {
 				failure = err
 				break
@@ -157,7 +184,7 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
-				failure = fmt.Errorf("%s: %s", probe, resp.Status)
+				failure = fmt.Errorf("%s: %s", side.probe, resp.Status)
 				break
 			}
 			r.probes = append(r.probes, time.Since(t0))
@@ -171,20 +198,16 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 		r.elapsed, r.requests = time.Since(begin), requests.Load()
 		return r
 	}
-	var berthR, controlR result
+	results := map[string]*result{control.name: {}, candidate.name: {}}
 	b.ResetTimer()
 	// Two rounds of four phases per iteration: 600 probes a side, so the
 	// p99 is not the third-slowest of a handful.
 	for range 2 * b.N {
-		for _, side := range []struct {
-			into       *result
-			api, probe string
-		}{{&controlR, controlAPI.URL, controlAdmin.URL + "/ready"}, {&berthR, berth.URL, berth.AdminURL + "/readyz"},
-			{&berthR, berth.URL, berth.AdminURL + "/readyz"}, {&controlR, controlAPI.URL, controlAdmin.URL + "/ready"}} {
-			r := phase(side.api, side.probe)
-			side.into.probes = append(side.into.probes, r.probes...)
-			side.into.requests += r.requests
-			side.into.elapsed += r.elapsed
+		for _, side := range []probeSide{control, candidate, candidate, control} {
+			r, into := phase(side), results[side.name]
+			into.probes = append(into.probes, r.probes...)
+			into.requests += r.requests
+			into.elapsed += r.elapsed
 		}
 	}
 	b.StopTimer()
@@ -193,12 +216,13 @@ func BenchmarkProbesUnderLoad(b *testing.B) {
 		slices.Sort(s)
 		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
 	}
-	b.ReportMetric(pct(berthR.probes, 0.5), "berth-p50-ms")
-	b.ReportMetric(pct(berthR.probes, 0.99), "berth-p99-ms")
-	b.ReportMetric(pct(controlR.probes, 0.5), "control-p50-ms")
-	b.ReportMetric(pct(controlR.probes, 0.99), "control-p99-ms")
-	b.ReportMetric(float64(berthR.requests)/berthR.elapsed.Seconds(), "berth-api-req/s")
-	b.ReportMetric(float64(controlR.requests)/controlR.elapsed.Seconds(), "control-api-req/s")
+	for _, side := range []probeSide{candidate, control} {
+		r := results[side.name]
+		b.ReportMetric(pct(r.probes, 0.5), side.name+"-p50-ms")
+		b.ReportMetric(pct(r.probes, 0.99), side.name+"-p99-ms")
+		b.ReportMetric(float64(r.requests)/r.elapsed.Seconds(), side.name+"-api-req/s")
+	}
+	b.ReportMetric(pct(results[candidate.name].probes, 0.99)/pct(results[control.name].probes, 0.99), "p99/control-p99")
 }
 
 // BenchmarkReadyzHandler is the in-process half of the probe comparison:
