@@ -213,23 +213,37 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	}
 	switch {
 	case err != nil && strings.Contains(err.Error(), "berth: item limit"):
-		return false, &LimitError{What: "items", Limit: s.itemBound(ctx)}
+		return false, &LimitError{What: "items", Limit: s.itemBound(ctx, err)}
 	case err != nil:
 		return false, s.failed("put", err)
 	}
 	return created, nil
 }
 
-// itemBound is the bound the database enforces: the one the last process
-// to migrate it recorded, which may not be this one's (a rollout that
-// changes BERTH_MAX_ITEMS). This process's own is the fallback.
-func (s *DB) itemBound(ctx context.Context) int64 {
-	ctx, cancel := s.bound(context.WithoutCancel(ctx))
-	defer cancel()
-	bound := s.limits.MaxItems
+// itemBound is the bound the database enforced when it refused an insert
+// with err: the one the last process to migrate it recorded, which may not
+// be this one's (a rollout that changes BERTH_MAX_ITEMS). PostgreSQL's
+// trigger names it in its error, so a refusal costs one round trip;
+// SQLite's cannot (RAISE takes a fixed message), so it is read back, within
+// what is left of ctx, the Put's own bound: a refused Put never waits
+// longer than the store's Timeout. This process's own bound is the
+// fallback.
+func (s *DB) itemBound(ctx context.Context, err error) int64 {
+	var pgErr *pgconn.PgError
+	var bound int64
+	if errors.As(err, &pgErr) {
+		if _, scanErr := fmt.Sscanf(pgErr.Message, pgLimitMessage, &bound); scanErr == nil {
+			return bound
+		}
+	}
+	bound = s.limits.MaxItems
 	_ = s.db.QueryRowContext(ctx, "SELECT max FROM item_count WHERE id = 1").Scan(&bound)
 	return bound
 }
+
+// pgLimitMessage is the message PostgreSQL's items trigger raises when an
+// insert would pass the bound (migrations/postgres/00001_items.sql).
+const pgLimitMessage = "berth: item limit of %d reached"
 
 // putSQLite replaces or inserts in one transaction, in the write queue;
 // SQLite has one writer at a time, so nothing can insert the key in

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A Put refused at the item limit reports the bound the database enforced.
+// PostgreSQL's trigger names it, so the refusal costs the insert's round
+// trip alone; when the error does not name it (SQLite's cannot), the bound
+// is read back within the Put's own deadline, not a fresh one, so a refused
+// Put never waits twice the store's Timeout. The database here is a
+// recording driver: what is asserted is which statements run, and under
+// which deadline.
+func TestItemLimitRefusalRoundTrips(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		insertErr error
+		want      int64
+		queries   int // statements run: the insert, and the read-back
+	}{
+		{"PostgreSQL names the bound", &pgconn.PgError{Code: "23514", Message: "berth: item limit of 7 reached"}, 7, 1},
+		{"wrapped, it still does", wrapped{&pgconn.PgError{Code: "23514", Message: "berth: item limit of 12 reached"}}, 12, 1},
+		{"a message without the bound is read back", errors.New("berth: item limit reached"), 9, 2},
+		{"a PostgreSQL message of another shape is read back", &pgconn.PgError{Code: "23514", Message: "berth: item limit reached"}, 9, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recordingConn{insertErr: tt.insertErr, stored: 9}
+			db := sql.OpenDB(rec)
+			defer db.Close()
+			s := &DB{db: db, d: postgres, limits: Limits{MaxItems: 100, Timeout: time.Hour}, where: "recording"}
+			_, err := s.Put(t.Context(), "k", []byte(`1`))
+			var le *LimitError
+			if !errors.As(err, &le) || le.What != "items" || le.Limit != tt.want {
+				t.Fatalf("Put = %v, want the limit of %d items", err, tt.want)
+			}
+			if len(rec.queries) != tt.queries {
+				t.Fatalf("statements run: %q, want %d", rec.queries, tt.queries)
+			}
+			if tt.queries == 2 && !rec.deadlines[1].Equal(rec.deadlines[0]) {
+				t.Fatalf("the read-back's deadline %v is not the insert's %v: a refused Put could wait twice the Timeout", rec.deadlines[1], rec.deadlines[0])
+			}
+		})
+	}
+}
+
+// The message pgLimitMessage parses is the one the migration raises.
+func TestPgLimitMessageMatchesMigration(t *testing.T) {
+	sqlText, err := migrations.ReadFile("migrations/postgres/00001_items.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised := "'" + strings.Replace(pgLimitMessage, "%d", "%", 1) + "'"
+	if !strings.Contains(string(sqlText), "RAISE EXCEPTION "+raised) {
+		t.Fatalf("the items trigger does not raise %s, which itemBound parses", raised)
+	}
+}
+
+type wrapped struct{ error }
+
+func (w wrapped) Unwrap() error { return w.error }
+
+// recordingConn is a database/sql connection (and its connector) that
+// records each query and its context's deadline: an INSERT fails with
+// insertErr, and anything else answers one row holding stored.
+type recordingConn struct {
+	insertErr error
+	stored    int64
+
+	mu        sync.Mutex
+	queries   []string
+	deadlines []time.Time
+}
+
+func (c *recordingConn) Connect(context.Context) (driver.Conn, error) { return c, nil }
+func (c *recordingConn) Driver() driver.Driver                        { return nil }
+func (c *recordingConn) Prepare(string) (driver.Stmt, error) {
+	return nil, errors.New("recordingConn: Prepare is not supported")
+}
+func (c *recordingConn) Close() error { return nil }
+func (c *recordingConn) Begin() (driver.Tx, error) {
+	return nil, errors.New("recordingConn: Begin is not supported")
+}
+
+func (c *recordingConn) QueryContext(ctx context.Context, query string, _ []driver.NamedValue) (driver.Rows, error) {
+	deadline, _ := ctx.Deadline()
+	c.mu.Lock()
+	c.queries = append(c.queries, strings.Fields(query)[0])
+	c.deadlines = append(c.deadlines, deadline)
+	c.mu.Unlock()
+	if strings.HasPrefix(strings.TrimSpace(query), "INSERT") {
+		return nil, c.insertErr
+	}
+	return &oneRow{v: c.stored}, nil
+}
+
+// oneRow is rows of one column and one row.
+type oneRow struct {
+	v    int64
+	done bool
+}
+
+func (r *oneRow) Columns() []string { return []string{"v"} }
+func (r *oneRow) Close() error      { return nil }
+func (r *oneRow) Next(dest []driver.Value) error {
+	if r.done {
+		return io.EOF
+	}
+	dest[0], r.done = r.v, true
+	return nil
+}
