@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -16,11 +18,13 @@ import (
 
 // A Put refused at the item limit reports the bound the database enforced.
 // PostgreSQL's trigger names it, so the refusal costs the insert's round
-// trip alone; when the error does not name it (SQLite's cannot), the bound
-// is read back within the Put's own deadline, not a fresh one, so a refused
-// Put never waits twice the store's Timeout. The database here is a
-// recording driver: what is asserted is which statements run, and under
-// which deadline.
+// trip alone; when the error does not name it (SQLite's triggers do not),
+// the bound is read back within the Put's own deadline, not a fresh one, so
+// a refused Put never waits twice the store's Timeout. The database here is
+// a recording driver that answers only the read-back's exact query: what
+// is asserted is which statements run, and under which deadline. (It has no
+// transactions, so the Put takes PostgreSQL's path; the read-back is the
+// same for both databases.)
 func TestItemLimitRefusalRoundTrips(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
@@ -38,6 +42,7 @@ func TestItemLimitRefusalRoundTrips(t *testing.T) {
 			db := sql.OpenDB(rec)
 			defer db.Close()
 			s := &DB{db: db, d: postgres, limits: Limits{MaxItems: 100, Timeout: time.Hour}, where: "recording"}
+			before := time.Now()
 			_, err := s.Put(t.Context(), "k", []byte(`1`))
 			var le *LimitError
 			if !errors.As(err, &le) || le.What != "items" || le.Limit != tt.want {
@@ -46,6 +51,9 @@ func TestItemLimitRefusalRoundTrips(t *testing.T) {
 			if len(rec.queries) != tt.queries {
 				t.Fatalf("statements run: %q, want %d", rec.queries, tt.queries)
 			}
+			if d := rec.deadlines[0]; d.Before(before.Add(s.limits.Timeout)) || d.After(time.Now().Add(s.limits.Timeout)) {
+				t.Fatalf("the insert's deadline is %v, want the store's Timeout (%v) from the Put", d, s.limits.Timeout)
+			}
 			if tt.queries == 2 && !rec.deadlines[1].Equal(rec.deadlines[0]) {
 				t.Fatalf("the read-back's deadline %v is not the insert's %v: a refused Put could wait twice the Timeout", rec.deadlines[1], rec.deadlines[0])
 			}
@@ -53,15 +61,30 @@ func TestItemLimitRefusalRoundTrips(t *testing.T) {
 	}
 }
 
-// The message pgLimitMessage parses is the one the migration raises.
-func TestPgLimitMessageMatchesMigration(t *testing.T) {
-	sqlText, err := migrations.ReadFile("migrations/postgres/00001_items.sql")
-	if err != nil {
-		t.Fatal(err)
+// The message pgLimitMessage parses is the one every PostgreSQL migration
+// that defines the items trigger raises, with the bound as its value.
+func TestPgLimitMessageMatchesMigrations(t *testing.T) {
+	files, err := fs.Glob(migrations, "migrations/postgres/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("postgres migrations: %v, %v", files, err)
 	}
-	raised := "'" + strings.Replace(pgLimitMessage, "%d", "%", 1) + "'"
-	if !strings.Contains(string(sqlText), "RAISE EXCEPTION "+raised) {
-		t.Fatalf("the items trigger does not raise %s, which itemBound parses", raised)
+	raised := "RAISE EXCEPTION '" + strings.Replace(pgLimitMessage, "%d", "%", 1) + "', bound"
+	defining := 0
+	for _, f := range files {
+		sqlText, err := migrations.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(sqlText), "item limit") {
+			continue
+		}
+		defining++
+		if !strings.Contains(string(sqlText), raised) {
+			t.Errorf("%s raises the item limit without %s, which itemBound parses", f, raised)
+		}
+	}
+	if defining == 0 {
+		t.Fatal("no postgres migration raises the item limit")
 	}
 }
 
@@ -71,7 +94,8 @@ func (w wrapped) Unwrap() error { return w.error }
 
 // recordingConn is a database/sql connection (and its connector) that
 // records each query and its context's deadline: an INSERT fails with
-// insertErr, and anything else answers one row holding stored.
+// insertErr, the read-back of the bound answers one row holding stored,
+// and anything else fails.
 type recordingConn struct {
 	insertErr error
 	stored    int64
@@ -94,13 +118,16 @@ func (c *recordingConn) Begin() (driver.Tx, error) {
 func (c *recordingConn) QueryContext(ctx context.Context, query string, _ []driver.NamedValue) (driver.Rows, error) {
 	deadline, _ := ctx.Deadline()
 	c.mu.Lock()
-	c.queries = append(c.queries, strings.Fields(query)[0])
+	c.queries = append(c.queries, query)
 	c.deadlines = append(c.deadlines, deadline)
 	c.mu.Unlock()
-	if strings.HasPrefix(strings.TrimSpace(query), "INSERT") {
+	switch {
+	case strings.HasPrefix(strings.TrimSpace(query), "INSERT"):
 		return nil, c.insertErr
+	case query == "SELECT max FROM item_count WHERE id = 1":
+		return &oneRow{v: c.stored}, nil
 	}
-	return &oneRow{v: c.stored}, nil
+	return nil, fmt.Errorf("recordingConn: unexpected query %q", query)
 }
 
 // oneRow is rows of one column and one row.

@@ -223,11 +223,12 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 // itemBound is the bound the database enforced when it refused an insert
 // with err: the one the last process to migrate it recorded, which may not
 // be this one's (a rollout that changes BERTH_MAX_ITEMS). PostgreSQL's
-// trigger names it in its error, so a refusal costs one round trip;
-// SQLite's cannot (RAISE takes a fixed message), so it is read back, within
+// trigger names it in its error, so a refusal costs one round trip.
+// SQLite's triggers raise a fixed message, so there it is read back, within
 // what is left of ctx, the Put's own bound: a refused Put never waits
-// longer than the store's Timeout. This process's own bound is the
-// fallback.
+// longer than the store's Timeout. When that read fails (ctx spent, say),
+// this process's own bound is reported; on SQLite, whose file only this
+// process migrates, that is the database's too.
 func (s *DB) itemBound(ctx context.Context, err error) int64 {
 	var pgErr *pgconn.PgError
 	var bound int64
