@@ -188,9 +188,9 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 	// The API's write timeout (which runs from the request's headers) must
 	// not cut off the longest request the service allows: the work route's,
 	// or an items request that reads its body (at most the read timeout)
-	// and then waits on the database (at most BERTH_DB_TIMEOUT, twice for a
-	// put refused at the item bound, which reads the bound afresh).
-	if need := max(c.WorkMax, serve.DefaultLimits.ReadTimeout+2*c.DBTimeout) + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
+	// and then waits on the database (at most BERTH_DB_TIMEOUT, a put
+	// refused at the item bound included).
+	if need := max(c.WorkMax, serve.DefaultLimits.ReadTimeout+c.DBTimeout) + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
 		sc.Limits.WriteTimeout = need
 	}
 	if c.PushgatewayURL != "" {
