@@ -44,23 +44,26 @@ type Config struct {
 	SidecarTimeout time.Duration `env:"BERTH_SIDECAR_TIMEOUT" envDefault:"60s"`
 	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
 	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT"`
-	LogLevel       string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
-	LogFormat      string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
-	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
-	DemoFail       string        `env:"BERTH_DEMO_FAIL"`
-	JobInterval    time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
-	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"15s"`
-	BodyLimit      int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
-	DatabaseURL    string        `env:"BERTH_DATABASE_URL"`
-	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
-	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
-	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
-	MigrateTimeout time.Duration `env:"BERTH_MIGRATE_TIMEOUT" envDefault:"1m"`
-	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
-	PushgatewayURL string        `env:"BERTH_PUSHGATEWAY_URL"`
-	PushTimeout    time.Duration `env:"BERTH_PUSH_TIMEOUT"`
-	PodName        string        `env:"POD_NAME"`
-	PodNamespace   string        `env:"POD_NAMESPACE"`
+	// QuitAfterFailedStart also tells the sidecars to quit after a failed
+	// startup: for a Job's pod, which nothing restarts.
+	QuitAfterFailedStart bool          `env:"BERTH_SIDECAR_QUIT_AFTER_FAILED_START" envDefault:"false"`
+	LogLevel             string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
+	LogFormat            string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
+	DemoWarmup           time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
+	DemoFail             string        `env:"BERTH_DEMO_FAIL"`
+	JobInterval          time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
+	WorkMax              time.Duration `env:"BERTH_WORK_MAX" envDefault:"15s"`
+	BodyLimit            int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
+	DatabaseURL          string        `env:"BERTH_DATABASE_URL"`
+	DataDir              string        `env:"BERTH_DATA_DIR" envDefault:"data"`
+	DBWait               time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
+	DBTimeout            time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
+	MigrateTimeout       time.Duration `env:"BERTH_MIGRATE_TIMEOUT" envDefault:"1m"`
+	MaxItems             int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
+	PushgatewayURL       string        `env:"BERTH_PUSHGATEWAY_URL"`
+	PushTimeout          time.Duration `env:"BERTH_PUSH_TIMEOUT"`
+	PodName              string        `env:"POD_NAME"`
+	PodNamespace         string        `env:"POD_NAMESPACE"`
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
@@ -151,6 +154,9 @@ func Load(environ map[string]string) (Config, error) {
 	if err := sidecar.ValidateQuitURLs(cfg.SidecarQuit); err != nil {
 		bad("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err.Error())
 	}
+	if cfg.QuitAfterFailedStart && len(cfg.SidecarQuit) == 0 {
+		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs")
+	}
 	if len(problems) > 0 {
 		return cfg, &Error{Problems: problems}
 	}
@@ -212,6 +218,7 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 	if len(c.SidecarQuit) > 0 {
 		urls := c.SidecarQuit
 		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, sidecar.Options{Logger: log}) }
+		sc.QuitSidecarsAfterFailedStartup = c.QuitAfterFailedStart
 	}
 	return sc
 }

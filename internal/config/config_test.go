@@ -72,6 +72,8 @@ func TestLoad(t *testing.T) {
 		{"demo fail sidecars without sidecars", map[string]string{"BERTH_DEMO_FAIL": "sidecars"}, "runs only when BERTH_SIDECARS is set"},
 		{"sidecars", map[string]string{"BERTH_SIDECARS": "ftp://x:1"}, `BERTH_SIDECARS="ftp://x:1": sidecar "ftp://x:1": scheme "ftp" not supported`},
 		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},
+		{"quit after a failed start with nothing to quit", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"},
+			`BERTH_SIDECAR_QUIT_AFTER_FAILED_START="true": there is nothing to quit: set BERTH_SIDECAR_QUIT`},
 		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number; want between 1 and 536870912`},
 		{"a number too large to read", map[string]string{"BERTH_BODY_LIMIT": "99999999999999999999"},
 			`BERTH_BODY_LIMIT="99999999999999999999" is too large; want between 1 and 536870912`},
@@ -137,7 +139,10 @@ func TestServeMapsTheTimeline(t *testing.T) {
 		}},
 		{"quiet period", map[string]string{"BERTH_DRAIN_QUIET": "1s"}, func(sc serve.Config) bool { return sc.DrainQuiet == time.Second }},
 		{"sidecar quit", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_TIMEOUT": "3s"}, func(sc serve.Config) bool {
-			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second
+			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second && !sc.QuitSidecarsAfterFailedStartup
+		}},
+		{"sidecar quit after a failed start too", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}, func(sc serve.Config) bool {
+			return sc.QuitSidecars != nil && sc.QuitSidecarsAfterFailedStartup
 		}},
 		{"push at exit", map[string]string{"BERTH_PUSHGATEWAY_URL": "http://pushgateway:9091", "BERTH_PUSH_TIMEOUT": "3s"}, func(sc serve.Config) bool {
 			return sc.OnShutdown != nil && sc.OnShutdownTimeout == 3*time.Second && sc.Budget() == 40*time.Second

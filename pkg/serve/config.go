@@ -107,9 +107,16 @@ type Config struct {
 	// classic sidecar's quit endpoint once the app no longer needs the
 	// network. Its error is logged and ends the run unclean. It does not
 	// run after a failed startup, whose container a Deployment restarts
-	// beside the sidecar.
+	// beside the sidecar, unless QuitSidecarsAfterFailedStartup is set.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
+	// QuitSidecarsAfterFailedStartup runs QuitSidecars after a failed or
+	// abandoned startup too, once OnShutdown has run. Set it where the
+	// container is not restarted in its pod (a Job's pod with
+	// restartPolicy Never): there a classic sidecar left running would
+	// hold the pod, and the Job, open for good. Its error is logged; Run
+	// still returns the startup's. New refuses it without QuitSidecars.
+	QuitSidecarsAfterFailedStartup bool
 
 	// RetryAfter is the Retry-After given by API routes before startup
 	// completes (0: DefaultRetryAfter; sent in whole seconds, at least 1).
@@ -279,6 +286,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
 		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
+	}
+	if c.QuitSidecarsAfterFailedStartup && c.QuitSidecars == nil {
+		problems = append(problems, "QuitSidecarsAfterFailedStartup is set but QuitSidecars is nil: there is nothing to run; set QuitSidecars, or unset QuitSidecarsAfterFailedStartup")
 	}
 	problems = append(problems, c.appProblems()...)
 	if c.delay() > 0 && c.PreStopDelay > 0 {

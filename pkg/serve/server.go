@@ -198,17 +198,22 @@ func (s *Server) Run(ctx context.Context) error {
 // startupFailed ends a run whose startup failed or was abandoned: the
 // hooks that started were stopped already; OnShutdown gets a report of no
 // drain with the startup's error (its figures, such as the failed hook,
-// would otherwise end with the process, before any scrape), and the
-// servers stop.
+// would otherwise end with the process, before any scrape), classic
+// sidecars are told to quit if QuitSidecarsAfterFailedStartup says so,
+// and the servers stop.
 func (s *Server) startupFailed(err error) {
 	reason := "startup failed"
 	if s.sig.ShutdownInitiated.Signalled() {
 		reason = s.reason
 	}
 	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
-	// Classic sidecars are not told to quit: in a Deployment the container
+	// Classic sidecars are not told to quit unless the config says so (a
+	// Job's pod that is not restarted): in a Deployment the container
 	// restarts in the same pod, and a sidecar told to quit would restart
 	// beside it, and might not be ready when the app waits for it again.
+	if s.cfg.QuitSidecarsAfterFailedStartup {
+		_ = s.quitSidecars() // logged; the run's error stays the startup's
+	}
 	s.stopServers()
 }
 

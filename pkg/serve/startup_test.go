@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -110,6 +111,34 @@ func TestStartupFailure(t *testing.T) {
 	}
 	if f.sig.StartupComplete.Signalled() || f.sig.ShutdownInitiated.Signalled() {
 		t.Fatal("a failed startup signalled StartupComplete or ShutdownInitiated")
+	}
+}
+
+// Where the container is not restarted in its pod (a Job's), the config
+// asks for the classic sidecars to be told to quit after a failed startup
+// too: after the rollback and the final report, and without changing
+// Run's error, even when the quit fails.
+func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
+	for _, quitErr := range []error{nil, errors.New("proxy unreachable")} {
+		t.Run(fmt.Sprint("quit error ", quitErr), func(t *testing.T) {
+			j := &journal{}
+			a := app(j, "db")
+			a.Append(lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				return nil, errors.New("cache unreachable")
+			}})
+			f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(),
+				OnShutdown:                     func(context.Context, ShutdownReport) error { j.add("final report"); return nil },
+				QuitSidecars:                   func(context.Context) error { j.add("quit sidecars"); return quitErr },
+				QuitSidecarsAfterFailedStartup: true})
+			err := within(t, f.runErr, "Run")
+			var se *StartupError
+			if !errors.As(err, &se) || ExitCode(err) != ExitStartup || (quitErr != nil && errors.Is(err, quitErr)) {
+				t.Fatalf("Run = %v (exit %d), want the startup's error alone", err, ExitCode(err))
+			}
+			if got := j.list(); !slices.Equal(got, []string{"stop db", "final report", "quit sidecars"}) {
+				t.Fatalf("after the failed startup: %q", got)
+			}
+		})
 	}
 }
 
