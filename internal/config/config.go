@@ -45,7 +45,8 @@ type Config struct {
 	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
 	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT"`
 	// QuitAfterFailedStart also tells the sidecars to quit after a failed
-	// startup: for a Job's pod, which nothing restarts.
+	// startup: for a Job's pod with restartPolicy Never, which nothing
+	// restarts.
 	QuitAfterFailedStart bool          `env:"BERTH_SIDECAR_QUIT_AFTER_FAILED_START" envDefault:"false"`
 	LogLevel             string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
 	LogFormat            string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
@@ -173,7 +174,8 @@ func (e *Error) Error() string { return "configuration: " + strings.Join(e.Probl
 
 // Serve returns the serve.Config the settings describe: addresses, the
 // shutdown timeline, the grace period and, with BERTH_SIDECAR_QUIT, the
-// call that tells classic sidecars to quit, and, with BERTH_PUSHGATEWAY_URL,
+// call that tells classic sidecars to quit (after a failed startup too,
+// with BERTH_SIDECAR_QUIT_AFTER_FAILED_START), and, with BERTH_PUSHGATEWAY_URL,
 // the push of the final figures gathered from figures at exit. The caller
 // adds the apps, the API, the probes and the metrics handler.
 func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Config {
@@ -195,7 +197,8 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 	// not cut off the longest request the service allows: the work route's,
 	// or an items request that reads its body (at most the read timeout)
 	// and then waits on the database (at most BERTH_DB_TIMEOUT, a put
-	// refused at the item bound included).
+	// refused at the item bound included; SQLite's commit, which takes no
+	// context, is not bounded by it, and the slack below covers it).
 	if need := max(c.WorkMax, serve.DefaultLimits.ReadTimeout+c.DBTimeout) + 10*time.Second; need > serve.DefaultLimits.WriteTimeout {
 		sc.Limits.WriteTimeout = need
 	}

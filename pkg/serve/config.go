@@ -114,8 +114,12 @@ type Config struct {
 	// abandoned startup too, once OnShutdown has run. Set it where the
 	// container is not restarted in its pod (a Job's pod with
 	// restartPolicy Never): there a classic sidecar left running would
-	// hold the pod, and the Job, open for good. Its error is logged; Run
-	// still returns the startup's. New refuses it without QuitSidecars.
+	// hold the pod, and the Job, open for good. Not where the container
+	// restarts in its pod (a Deployment, restartPolicy OnFailure): it
+	// would wait for a sidecar that has quit. Its error is logged; Run
+	// still returns the startup's. A Run that fails before the startup
+	// (a listener it cannot open) does not quit. New refuses it without
+	// QuitSidecars.
 	QuitSidecarsAfterFailedStartup bool
 
 	// RetryAfter is the Retry-After given by API routes before startup

@@ -3,7 +3,6 @@ package serve
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
@@ -115,28 +115,60 @@ func TestStartupFailure(t *testing.T) {
 }
 
 // Where the container is not restarted in its pod (a Job's), the config
-// asks for the classic sidecars to be told to quit after a failed startup
-// too: after the rollback and the final report, and without changing
-// Run's error, even when the quit fails.
+// asks for the classic sidecars to be told to quit after a failed or
+// abandoned startup too: after the rollback and the final report, within
+// QuitTimeout, logged, and without changing Run's error, even when the
+// quit fails or ignores its context.
 func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
-	for _, quitErr := range []error{nil, errors.New("proxy unreachable")} {
-		t.Run(fmt.Sprint("quit error ", quitErr), func(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	for _, tt := range []struct {
+		name      string
+		abandoned bool // a shutdown abandons the startup, rather than a hook failing
+		quit      func(context.Context) error
+		log       string
+	}{
+		{"told to quit", false, func(context.Context) error { return nil }, "sidecars told to quit"},
+		{"the quit fails", false, func(context.Context) error { return errors.New("proxy unreachable") }, "quit sidecars: proxy unreachable"},
+		{"the quit ignores its context", false, func(context.Context) error { <-release; return nil }, "quit sidecars: abandoned"},
+		{"an abandoned startup", true, func(context.Context) error { return nil }, "sidecars told to quit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			j := &journal{}
 			a := app(j, "db")
-			a.Append(lifespan.Hook{Name: "cache", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			entered := make(chan struct{})
+			a.Append(lifespan.Hook{Name: "cache", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+				if tt.abandoned {
+					close(entered)
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
 				return nil, errors.New("cache unreachable")
 			}})
+			var logs logbuf.Buffer
 			f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(),
-				OnShutdown:                     func(context.Context, ShutdownReport) error { j.add("final report"); return nil },
-				QuitSidecars:                   func(context.Context) error { j.add("quit sidecars"); return quitErr },
+				Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+				OnShutdown:  func(context.Context, ShutdownReport) error { j.add("final report"); return nil },
+				QuitTimeout: 50 * time.Millisecond,
+				QuitSidecars: func(ctx context.Context) error {
+					j.add("quit sidecars")
+					return tt.quit(ctx)
+				},
 				QuitSidecarsAfterFailedStartup: true})
+			if tt.abandoned {
+				within(t, entered, "cache to start")
+				f.srv.Shutdown()
+			}
 			err := within(t, f.runErr, "Run")
 			var se *StartupError
-			if !errors.As(err, &se) || ExitCode(err) != ExitStartup || (quitErr != nil && errors.Is(err, quitErr)) {
+			if !errors.As(err, &se) || ExitCode(err) != ExitStartup || strings.Contains(err.Error(), "quit") {
 				t.Fatalf("Run = %v (exit %d), want the startup's error alone", err, ExitCode(err))
 			}
 			if got := j.list(); !slices.Equal(got, []string{"stop db", "final report", "quit sidecars"}) {
-				t.Fatalf("after the failed startup: %q", got)
+				t.Fatalf("after the startup: %q", got)
+			}
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Fatalf("logs when Run returned lack %q:\n%s", tt.log, logs.String())
 			}
 		})
 	}

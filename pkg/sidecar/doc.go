@@ -13,7 +13,8 @@
 // POST /quitquitquit, Linkerd's POST /shutdown) once the app's teardown is
 // over, for Jobs and pods whose sidecars would otherwise outlive the app
 // (serve runs it as Config.QuitSidecars; after a failed startup only with
-// Config.QuitSidecarsAfterFailedStartup, which a Job's pod wants).
+// Config.QuitSidecarsAfterFailedStartup, for a Job's pod with
+// restartPolicy Never).
 // Native sidecars (initContainers with restartPolicy: Always) need neither:
 // the kubelet starts them before and stops them after the app.
 package sidecar
