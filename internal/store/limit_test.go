@@ -23,22 +23,24 @@ import (
 // a refused Put never waits twice the store's Timeout. The database here is
 // a recording driver that answers only the read-back's exact query: what
 // is asserted is which statements run, and under which deadline. (It has no
-// transactions, so the Put takes PostgreSQL's path; the read-back is the
-// same for both databases.)
+// transactions, so the store here has PostgreSQL's dialect, whose Put needs
+// none; the read-back is the same for both databases.)
 func TestItemLimitRefusalRoundTrips(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		insertErr error
 		want      int64
-		queries   int // statements run: the insert, and the read-back
+		queries   int  // statements run: the insert, and the read-back
+		readFails bool // the read-back fails: this process's bound is reported
 	}{
-		{"PostgreSQL names the bound", &pgconn.PgError{Code: "23514", Message: "berth: item limit of 7 reached"}, 7, 1},
-		{"wrapped, it still does", wrapped{&pgconn.PgError{Code: "23514", Message: "berth: item limit of 12 reached"}}, 12, 1},
-		{"a message without the bound is read back", errors.New("berth: item limit reached"), 9, 2},
-		{"a PostgreSQL message of another shape is read back", &pgconn.PgError{Code: "23514", Message: "berth: item limit reached"}, 9, 2},
+		{"PostgreSQL names the bound", &pgconn.PgError{Code: "23514", Message: "berth: item limit of 7 reached"}, 7, 1, false},
+		{"wrapped, it still does", wrapped{&pgconn.PgError{Code: "23514", Message: "berth: item limit of 12 reached"}}, 12, 1, false},
+		{"a message without the bound is read back", errors.New("berth: item limit reached"), 9, 2, false},
+		{"a PostgreSQL message of another shape is read back", &pgconn.PgError{Code: "23514", Message: "berth: item limit reached"}, 9, 2, false},
+		{"a failed read-back reports this process's bound", errors.New("berth: item limit reached"), 100, 2, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := &recordingConn{insertErr: tt.insertErr, stored: 9}
+			rec := &recordingConn{insertErr: tt.insertErr, stored: 9, readFails: tt.readFails}
 			db := sql.OpenDB(rec)
 			defer db.Close()
 			s := &DB{db: db, d: postgres, limits: Limits{MaxItems: 100, Timeout: time.Hour}, where: "recording"}
@@ -75,8 +77,8 @@ func TestPgLimitMessageMatchesMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(sqlText), "item limit") {
-			continue
+		if !strings.Contains(string(sqlText), "items_counted") {
+			continue // it does not define the trigger's function
 		}
 		defining++
 		if !strings.Contains(string(sqlText), raised) {
@@ -84,7 +86,7 @@ func TestPgLimitMessageMatchesMigrations(t *testing.T) {
 		}
 	}
 	if defining == 0 {
-		t.Fatal("no postgres migration raises the item limit")
+		t.Fatal("no postgres migration defines the items trigger")
 	}
 }
 
@@ -94,11 +96,12 @@ func (w wrapped) Unwrap() error { return w.error }
 
 // recordingConn is a database/sql connection (and its connector) that
 // records each query and its context's deadline: an INSERT fails with
-// insertErr, the read-back of the bound answers one row holding stored,
-// and anything else fails.
+// insertErr, the read-back of the bound answers one row holding stored
+// (or fails, with readFails), and anything else fails.
 type recordingConn struct {
 	insertErr error
 	stored    int64
+	readFails bool
 
 	mu        sync.Mutex
 	queries   []string
@@ -124,6 +127,8 @@ func (c *recordingConn) QueryContext(ctx context.Context, query string, _ []driv
 	switch {
 	case strings.HasPrefix(strings.TrimSpace(query), "INSERT"):
 		return nil, c.insertErr
+	case query == "SELECT max FROM item_count WHERE id = 1" && c.readFails:
+		return nil, errors.New("recordingConn: the read-back fails")
 	case query == "SELECT max FROM item_count WHERE id = 1":
 		return &oneRow{v: c.stored}, nil
 	}
