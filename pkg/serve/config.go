@@ -117,9 +117,9 @@ type Config struct {
 	// hold the pod, and the Job, open for good. Not where the container
 	// restarts in its pod (a Deployment, restartPolicy OnFailure): it
 	// would wait for a sidecar that has quit. Its error is logged; Run
-	// still returns the startup's. A Run that fails before the startup
-	// (a listener it cannot open) does not quit. New refuses it without
-	// QuitSidecars.
+	// still returns the startup's. A Run that cannot open a listener
+	// quits too, and returns its *ConfigError; a Run refused as a second
+	// call does not. New refuses it without QuitSidecars.
 	QuitSidecarsAfterFailedStartup bool
 
 	// RetryAfter is the Retry-After given by API routes before startup

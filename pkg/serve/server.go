@@ -181,6 +181,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
 	}
 	if err := s.listen(); err != nil {
+		// Nothing started, but a Job's pod that is not restarted would
+		// still wait on its sidecars: they are told to quit as after a
+		// failed startup.
+		if s.cfg.QuitSidecarsAfterFailedStartup {
+			_ = s.quitSidecars() // logged; the run's error stays the listener's
+		}
 		return err // the caller reports it once, in its own words
 	}
 	defer s.watch(ctx)()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -169,6 +170,62 @@ func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), tt.log) {
 				t.Fatalf("logs when Run returned lack %q:\n%s", tt.log, logs.String())
+			}
+		})
+	}
+}
+
+// TestListenFailureQuitsSidecarsWhenAsked: a Run that cannot open its
+// listener started nothing, yet a Job's pod would wait on its sidecars as
+// after a failed startup; with QuitSidecarsAfterFailedStartup they are told
+// to quit, and Run still returns the listener's *ConfigError. Without it,
+// or on a second Run, they are not.
+func TestListenFailureQuitsSidecarsWhenAsked(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tt := range []struct {
+		name      string
+		asked     bool
+		api       string // the API's address: taken, or free for a Run that is refused as a second call
+		wantQuits int
+	}{
+		{"asked", true, taken.Addr().String(), 1},
+		{"not asked", false, taken.Addr().String(), 0},
+		{"a second Run", true, "", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var quits atomic.Int32
+			var logs logbuf.Buffer
+			cfg := Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(),
+				APIAddr: tt.api, AdminAddr: "127.0.0.1:0", DrainDelay: -1,
+				Logger:                         slog.New(slog.NewTextHandler(&logs, nil)),
+				QuitSidecars:                   func(context.Context) error { quits.Add(1); return nil },
+				QuitSidecarsAfterFailedStartup: tt.asked}
+			var srv *Server
+			if tt.api == "" { // a first Run that ends cleanly, then a second
+				f := start(t, cfg)
+				within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+				f.srv.Shutdown()
+				if err := within(t, f.runErr, "Run"); err != nil {
+					t.Fatalf("first Run = %v", err)
+				}
+				srv, tt.wantQuits = f.srv, int(quits.Load()) // the shutdown's own quit
+			} else if srv, err = New(cfg); err != nil {
+				t.Fatal(err)
+			}
+			err := srv.Run(context.Background())
+			var refused *ConfigError
+			if !errors.As(err, &refused) || strings.Contains(err.Error(), "quit") {
+				t.Fatalf("Run = %v, want the *ConfigError alone", err)
+			}
+			if got := int(quits.Load()); got != tt.wantQuits {
+				t.Fatalf("the sidecars were told to quit %d times, want %d", got, tt.wantQuits)
+			}
+			if told := strings.Contains(logs.String(), "sidecars told to quit"); told != (tt.wantQuits > 0) {
+				t.Fatalf("logs say the sidecars were told to quit: %v, want %v:\n%s", told, tt.wantQuits > 0, logs.String())
 			}
 		})
 	}

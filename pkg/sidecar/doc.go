@@ -12,7 +12,8 @@
 // At shutdown, [Quit] calls each classic sidecar's quit endpoint (Istio's
 // POST /quitquitquit, Linkerd's POST /shutdown) once the app's teardown is
 // over, for Jobs and pods whose sidecars would otherwise outlive the app
-// (serve runs it as Config.QuitSidecars; after a failed startup only with
+// (serve runs it as Config.QuitSidecars; after a failed startup, or a
+// listener it could not open, only with
 // Config.QuitSidecarsAfterFailedStartup, for a Job's pod with
 // restartPolicy Never).
 // Native sidecars (initContainers with restartPolicy: Always) need neither:
