@@ -30,6 +30,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/berth-dev/berth/pkg/sidecar"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -110,6 +111,7 @@ func runServe(env map[string]string, stderr io.Writer) int {
 		// much is valid, so a log pipeline parses this line too.
 		log := newLogger(stderr, slog.LevelInfo, env["BERTH_LOG_FORMAT"] != "text")
 		log.Error("refusing to start", refusal(err)...)
+		quitAfterRefusal(env, log)
 		return serve.ExitConfig
 	}
 	if cfg.PodName == "" {
@@ -120,6 +122,7 @@ func runServe(env map[string]string, stderr io.Writer) int {
 	srv, err := newService(cfg, log)
 	if err != nil {
 		log.Error("refusing to start", refusal(err)...)
+		quitAfterRefusal(env, log)
 		return serve.ExitCode(err)
 	}
 	applyMemoryLimit(log, env)
@@ -131,6 +134,21 @@ func runServe(env map[string]string, stderr io.Writer) int {
 	}
 	log.Info("exiting", "code", code)
 	return code
+}
+
+// quitAfterRefusal tells classic sidecars to quit when the service refuses
+// to start, if BERTH_SIDECAR_QUIT_AFTER_FAILED_START asks for it after a
+// failed startup and the quit's own settings are valid: a Job's pod that is
+// not restarted would otherwise wait on them for good. (A listener that
+// cannot be opened is serve.Run's refusal, and Run quits them itself.)
+func quitAfterRefusal(env map[string]string, log *slog.Logger) {
+	urls, timeout, ok := config.QuitAfterRefusal(env)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_ = sidecar.Quit(ctx, urls, sidecar.Options{Logger: log}) // each outcome logged
 }
 
 // refusal is the log attributes of a refusal to start: the error, in the

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,6 +102,58 @@ func TestRunExitCodes(t *testing.T) {
 	var stdout bytes.Buffer
 	if code := run([]string{"version"}, nil, &stdout, io.Discard); code != 0 || stdout.String() != "dev\n" {
 		t.Fatalf("version: %d %q", code, stdout.String())
+	}
+}
+
+// TestRefusalsQuitSidecarsWhenAsked: with
+// BERTH_SIDECAR_QUIT_AFTER_FAILED_START, a Job's classic sidecars are told
+// to quit however the service ends without serving: a refused
+// configuration, a grace period serve refuses, a port in use, a failed
+// startup. Not when it is unset, nor when the quit's own settings are
+// among the refused ones.
+func TestRefusalsQuitSidecarsWhenAsked(t *testing.T) {
+	var quits atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/quitquitquit" {
+			quits.Add(1)
+		}
+	}))
+	defer proxy.Close()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	quitURL := proxy.URL + "/quitquitquit"
+	asked := map[string]string{"BERTH_SIDECAR_QUIT": quitURL, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}
+	for _, tt := range []struct {
+		name      string
+		env       map[string]string
+		code      int
+		wantQuits int32
+	}{
+		{"configuration refused", map[string]string{"BERTH_DRAIN_DELAY": "x"}, serve.ExitConfig, 1},
+		{"grace period refused by serve", map[string]string{"BERTH_GRACE_PERIOD": "30s"}, serve.ExitConfig, 1},
+		{"port in use", map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}, serve.ExitConfig, 1},
+		{"startup failed", map[string]string{"BERTH_DEMO_FAIL": "cache"}, serve.ExitStartup, 1},
+		{"not asked", map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "false"}, serve.ExitConfig, 0},
+		// Each of these would reach the sidecar, were the quit attempted.
+		{"the quit's own timeout refused", map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}, serve.ExitConfig, 0},
+		{"one of the quit's URLs refused", map[string]string{"BERTH_SIDECAR_QUIT": quitURL + ",127.0.0.1:1/quitquitquit"}, serve.ExitConfig, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			quits.Store(0)
+			env := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}
+			maps.Copy(env, asked)
+			maps.Copy(env, tt.env)
+			var stderr bytes.Buffer
+			if code := run(nil, env, io.Discard, &stderr); code != tt.code {
+				t.Fatalf("exit %d, want %d:\n%s", code, tt.code, stderr.String())
+			}
+			if got := quits.Load(); got != tt.wantQuits {
+				t.Fatalf("the sidecar was told to quit %d times, want %d:\n%s", got, tt.wantQuits, stderr.String())
+			}
+		})
 	}
 }
 

@@ -101,9 +101,8 @@ var otherVariables = []string{"BERTH_SIDECAR_ADDR", "BERTH_SIDECAR_READY_DELAY",
 // Variables returns every BERTH_ variable the service knows, sorted.
 func Variables() []string {
 	var names []string
-	t := reflect.TypeFor[Config]()
-	for i := range t.NumField() {
-		if name := t.Field(i).Tag.Get("env"); strings.HasPrefix(name, "BERTH_") {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+		if name := f.Tag.Get("env"); strings.HasPrefix(name, "BERTH_") {
 			names = append(names, name)
 		}
 	}

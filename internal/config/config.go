@@ -42,29 +42,54 @@ type Config struct {
 	Margin         time.Duration `env:"BERTH_SHUTDOWN_MARGIN"`
 	Sidecars       []string      `env:"BERTH_SIDECARS" envSeparator:","`
 	SidecarTimeout time.Duration `env:"BERTH_SIDECAR_TIMEOUT" envDefault:"60s"`
-	SidecarQuit    []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
-	QuitTimeout    time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT"`
+	Quitting
+	LogLevel       string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
+	LogFormat      string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
+	DemoWarmup     time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
+	DemoFail       string        `env:"BERTH_DEMO_FAIL"`
+	JobInterval    time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
+	WorkMax        time.Duration `env:"BERTH_WORK_MAX" envDefault:"15s"`
+	BodyLimit      int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
+	DatabaseURL    string        `env:"BERTH_DATABASE_URL"`
+	DataDir        string        `env:"BERTH_DATA_DIR" envDefault:"data"`
+	DBWait         time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
+	DBTimeout      time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
+	MigrateTimeout time.Duration `env:"BERTH_MIGRATE_TIMEOUT" envDefault:"1m"`
+	MaxItems       int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
+	PushgatewayURL string        `env:"BERTH_PUSHGATEWAY_URL"`
+	PushTimeout    time.Duration `env:"BERTH_PUSH_TIMEOUT"`
+	PodName        string        `env:"POD_NAME"`
+	PodNamespace   string        `env:"POD_NAMESPACE"`
+}
+
+// Quitting is the settings that tell classic sidecars to quit: part of
+// Config, and read on their own by QuitAfterRefusal.
+type Quitting struct {
+	SidecarQuit []string      `env:"BERTH_SIDECAR_QUIT" envSeparator:","`
+	QuitTimeout time.Duration `env:"BERTH_SIDECAR_QUIT_TIMEOUT"`
 	// QuitAfterFailedStart also tells the sidecars to quit after a failed
-	// startup: for a Job's pod with restartPolicy Never, which nothing
-	// restarts.
-	QuitAfterFailedStart bool          `env:"BERTH_SIDECAR_QUIT_AFTER_FAILED_START" envDefault:"false"`
-	LogLevel             string        `env:"BERTH_LOG_LEVEL" envDefault:"info"`
-	LogFormat            string        `env:"BERTH_LOG_FORMAT" envDefault:"json"`
-	DemoWarmup           time.Duration `env:"BERTH_DEMO_WARMUP" envDefault:"1s"`
-	DemoFail             string        `env:"BERTH_DEMO_FAIL"`
-	JobInterval          time.Duration `env:"BERTH_JOB_INTERVAL" envDefault:"10s"`
-	WorkMax              time.Duration `env:"BERTH_WORK_MAX" envDefault:"15s"`
-	BodyLimit            int64         `env:"BERTH_BODY_LIMIT" envDefault:"1048576"`
-	DatabaseURL          string        `env:"BERTH_DATABASE_URL"`
-	DataDir              string        `env:"BERTH_DATA_DIR" envDefault:"data"`
-	DBWait               time.Duration `env:"BERTH_DB_WAIT" envDefault:"60s"`
-	DBTimeout            time.Duration `env:"BERTH_DB_TIMEOUT" envDefault:"1500ms"`
-	MigrateTimeout       time.Duration `env:"BERTH_MIGRATE_TIMEOUT" envDefault:"1m"`
-	MaxItems             int64         `env:"BERTH_MAX_ITEMS" envDefault:"100000"`
-	PushgatewayURL       string        `env:"BERTH_PUSHGATEWAY_URL"`
-	PushTimeout          time.Duration `env:"BERTH_PUSH_TIMEOUT"`
-	PodName              string        `env:"POD_NAME"`
-	PodNamespace         string        `env:"POD_NAMESPACE"`
+	// startup, or a refusal to start: for a Job's pod with restartPolicy
+	// Never, which nothing restarts.
+	QuitAfterFailedStart bool `env:"BERTH_SIDECAR_QUIT_AFTER_FAILED_START" envDefault:"false"`
+}
+
+// QuitAfterRefusal reads the sidecar-quit settings alone, for a service
+// that refuses to start (exit 2) and would otherwise leave a Job's classic
+// sidecars holding its pod: the quit URLs and the timeout to tell them
+// within, when BERTH_SIDECAR_QUIT_AFTER_FAILED_START is true and the three
+// BERTH_SIDECAR_QUIT variables are themselves valid, whatever else in
+// environ Load refused. ok is false otherwise: a quit whose own settings
+// are in doubt is not attempted.
+func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Duration, ok bool) {
+	q := Quitting{QuitTimeout: serve.DefaultQuitTimeout}
+	problems, unread := parseValues(&q, environ)
+	problems = append(problems, setButEmpty(q, environ)...)
+	problems = append(problems, outOfBounds(q, environ, unread)...)
+	q.SidecarQuit = entries(q.SidecarQuit)
+	if len(problems) > 0 || !q.QuitAfterFailedStart || len(q.SidecarQuit) == 0 || sidecar.ValidateQuitURLs(q.SidecarQuit) != nil {
+		return nil, 0, false
+	}
+	return q.SidecarQuit, q.QuitTimeout, true
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
@@ -87,7 +112,7 @@ func Load(environ map[string]string) (Config, error) {
 		DrainTimeout: serve.DefaultDrainTimeout,
 		StopTimeout:  serve.DefaultStopTimeout,
 		Margin:       serve.DefaultMargin,
-		QuitTimeout:  serve.DefaultQuitTimeout,
+		Quitting:     Quitting{QuitTimeout: serve.DefaultQuitTimeout},
 		PushTimeout:  serve.DefaultOnShutdownTimeout,
 	}
 	problems, unread := parse(&cfg, environ)
@@ -312,13 +337,13 @@ func ParseLevel(s string) (slog.Level, error) {
 func setButEmpty[T any](cfg T, environ map[string]string) []string {
 	var problems []string
 	v := reflect.ValueOf(cfg)
-	for i, f := range reflect.VisibleFields(v.Type()) {
+	for _, f := range reflect.VisibleFields(v.Type()) {
 		name := f.Tag.Get("env")
 		what, typed := accepted[f.Type]
 		if value, set := environ[name]; !typed || !set || value != "" {
 			continue
 		}
-		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.Field(i).Interface(), what))
+		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.FieldByIndex(f.Index).Interface(), what))
 	}
 	return problems
 }
