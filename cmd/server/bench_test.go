@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -59,16 +61,32 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 }
 
 // BenchmarkLoopbackLayers splits BenchmarkLoopbackLoad's gap: each
-// sub-benchmark runs the same eight clients against the bare Gin server and
-// against one part of berth: "bare" is a second bare server, the harness's
-// noise floor (it should read 1.00); "limits" is the bare server behind an
-// http.Server with serve.DefaultLimits' timeouts and header cap (net/http
-// then arms timers for each connection's deadlines on every request, where
-// without limits it only clears them); "stack" is the reference service's
-// API handler (gate, metrics, state, its own /api/v1/info) on a server
-// without limits.
+// sub-benchmark runs the same eight clients against a baseline and against
+// one part of the service, and reports layer/baseline. Against the bare Gin
+// server: "bare" is a second bare server, the harness's noise floor (it
+// should read 1.00); "limits" is the bare server behind an http.Server
+// with serve.DefaultLimits' timeouts and header cap (net/http then arms
+// timers for each connection's deadlines on every request, where without
+// limits it only clears them); "handler" is the reference service's engine
+// without berth's gate and metrics, on a server without limits: the
+// service's own work (its /api/v1/info body, its nosniff header, its cache
+// read through the state), which is not berth's request path; "stack" is
+// the reference service's API handler (gate, metrics, state, its own
+// /api/v1/info) on a server without limits. Against "handler": "path" is
+// "stack" again, so that what it reads is berth's request path alone (the
+// gate and the metrics) over loopback.
 func BenchmarkLoopbackLayers(b *testing.B) {
-	berth := startWith(b, map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()})
+	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()}
+	sc := serveConfigWith(b, env)
+	berth := berthtest.Start(b, sc)
+	cfg, err := config.Load(env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	handler := httptest.NewUnstartedServer(newAPI(cfg, sc.Apps[0], nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	handler.Config.BaseContext = berth.Server.BaseContext
+	handler.Start()
+	defer handler.Close()
 	bare := httptest.NewServer(bareInfo())
 	defer bare.Close()
 	limited := httptest.NewUnstartedServer(bareInfo())
@@ -85,10 +103,13 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	defer bare2.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	b.Cleanup(client.CloseIdleConnections)
-	for _, layer := range []struct{ name, url string }{{"bare", bare2.URL}, {"limits", limited.URL}, {"stack", stack.URL}} {
+	for _, layer := range []struct{ name, baseline, url string }{
+		{"bare", bare.URL, bare2.URL}, {"limits", bare.URL, limited.URL}, {"handler", bare.URL, handler.URL},
+		{"stack", bare.URL, stack.URL}, {"path", handler.URL, stack.URL},
+	} {
 		b.Run(layer.name, func(b *testing.B) {
-			r := sidebyside.Run(b, 400, loopbackLoad(b, client, bare.URL+"/api/v1/info"), loopbackLoad(b, client, layer.url+"/api/v1/info"))
-			b.ReportMetric(1/r.Ratio(), "layer/bare-throughput")
+			r := sidebyside.Run(b, 400, loopbackLoad(b, client, layer.baseline+"/api/v1/info"), loopbackLoad(b, client, layer.url+"/api/v1/info"))
+			b.ReportMetric(1/r.Ratio(), "layer/baseline-throughput")
 		})
 	}
 }
