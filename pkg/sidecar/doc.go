@@ -12,10 +12,11 @@
 // At shutdown, [Quit] calls each classic sidecar's quit endpoint (Istio's
 // POST /quitquitquit, Linkerd's POST /shutdown) once the app's teardown is
 // over, for Jobs and pods whose sidecars would otherwise outlive the app
-// (serve runs it as Config.QuitSidecars; after a failed startup, or a
-// listener it could not open, only with
-// Config.QuitSidecarsAfterFailedStartup, for a Job's pod with
-// restartPolicy Never).
+// (serve runs it as Config.QuitSidecars). A refused connection is a sidecar
+// gone already, unless [Options.RetryRefused] says it may not have started
+// yet: so it is after a failed startup, or a listener serve could not open,
+// where Config.QuitSidecarsAfterFailedStartup runs it for a Job's pod with
+// restartPolicy Never.
 // Native sidecars (initContainers with restartPolicy: Always) need neither:
 // the kubelet starts them before and stops them after the app.
 package sidecar

@@ -95,7 +95,8 @@ func ParseTargets(specs []string) ([]Target, error) {
 // than AttemptTimeout, that moment has passed at the start, and the
 // backoff runs as it falls.)
 type Options struct {
-	// The wait's schedule; Quit, bounded by its context, uses none of them.
+	// The wait's schedule. Quit, bounded by its context, uses the backoff
+	// alone, and only with RetryRefused.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	Deadline       time.Duration
@@ -104,6 +105,14 @@ type Options struct {
 	Client *http.Client
 	// Logger logs the wait's progress and each quit call's outcome.
 	Logger *slog.Logger
+	// RetryRefused makes Quit retry a connection refused, with the
+	// backoff, until its context ends, where it otherwise reads one as a
+	// sidecar already gone: for a quit that can come before the sidecar
+	// has started listening, as when the app gives up within moments of
+	// the pod's start (a refused configuration, a startup that failed at
+	// once). A sidecar that never listens is then a failure, logged and
+	// returned.
+	RetryRefused bool
 }
 
 // Waiter waits for sidecars and reports them as checks.
@@ -227,7 +236,8 @@ func (w *Waiter) Checks(interval time.Duration) []probes.Check {
 // Quit POSTs to every quit URL at once (Istio /quitquitquit, Linkerd
 // /shutdown) with opts.Client, bounded by ctx, logs each outcome to
 // opts.Logger, and returns the failures joined. A connection refused
-// counts as success: the sidecar is already gone.
+// counts as success, the sidecar already gone, unless opts.RetryRefused
+// says it may not have started yet.
 func Quit(ctx context.Context, urls []string, opts Options) error {
 	client, log := opts.Client, opts.Logger
 	if client == nil {
@@ -236,13 +246,32 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Only a refusal is retried, and only with RetryRefused; a failure
+	// that comes as ctx ends (the last attempt's, cut short) leaves the
+	// refusals before it as the reason.
+	retry := backoff.Schedule{Initial: opts.InitialBackoff, Max: opts.MaxBackoff,
+		GiveUp: func(err error) bool { return !opts.RetryRefused || !isRefused(err) && ctx.Err() == nil }}
+	if retry.Initial <= 0 {
+		retry.Initial = 100 * time.Millisecond
+	}
+	if retry.Max <= 0 {
+		retry.Max = 2 * time.Second
+	}
 	errs := make([]error, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
 		wg.Go(func() {
 			begin := time.Now()
 			shown := redact.URL(u)
-			err := redact.Error(quitOne(ctx, client, u), u)
+			_, err := retry.Retry(ctx, func() error { return quitOne(ctx, client, u) })
+			switch {
+			case err != nil && isRefused(err) && !opts.RetryRefused:
+				log.Info("sidecar already gone: connection refused", "url", shown)
+				return
+			case err != nil && isRefused(err):
+				err = fmt.Errorf("nothing listened there before the quit's timeout: %w", err)
+			}
+			err = redact.Error(err, u)
 			if err != nil {
 				errs[i] = fmt.Errorf("POST %s: %w", shown, err)
 				log.Error("sidecar quit failed", "url", shown, "error", err)
@@ -262,9 +291,6 @@ func quitOne(ctx context.Context, client *http.Client, u string) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if isRefused(err) {
-			return nil
-		}
 		return err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
@@ -279,11 +305,21 @@ func quitOne(ctx context.Context, client *http.Client, u string) error {
 func ValidateQuitURLs(urls []string) error {
 	for _, s := range urls {
 		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || !validPort(u.Port(), u.Host) {
 			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", redact.URL(s))
 		}
 	}
 	return nil
+}
+
+// validPort reports whether a URL's port, if host names one, is from 1 to
+// 65535.
+func validPort(port, host string) bool {
+	if port == "" && !strings.HasSuffix(host, ":") {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

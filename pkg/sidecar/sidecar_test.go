@@ -340,12 +340,73 @@ func TestQuit(t *testing.T) {
 	}
 }
 
+// TestQuitRetriesRefusedWhenAsked: with RetryRefused, a sidecar that is
+// not listening yet (its first connections refused) still gets the quit
+// once it listens, and one that never listens is a failure at the
+// context's end, not a success; without it, a refusal is a sidecar gone.
+func TestQuitRetriesRefusedWhenAsked(t *testing.T) {
+	var posts atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+		}
+	}))
+	defer proxy.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := closed.Addr().String()
+	closed.Close() // nothing listens there: a dial is refused
+	for _, tt := range []struct {
+		name     string
+		retry    bool
+		refusals int32 // dials refused before the proxy "listens"; -1: never
+		posts    int32
+		err      string
+		log      string
+	}{
+		{"listening late, retried", true, 2, 1, "", "sidecar told to quit"},
+		{"never listening, retried", true, -1, 0, "nothing listened there before the quit's timeout", "sidecar quit failed"},
+		{"listening late, not retried", false, 2, 0, "", "sidecar already gone: connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			posts.Store(0)
+			var dials atomic.Int32
+			dialer := &net.Dialer{}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					if n := dials.Add(1); tt.refusals < 0 || n <= tt.refusals {
+						return dialer.DialContext(ctx, network, nobody)
+					}
+					return dialer.DialContext(ctx, network, proxy.Listener.Addr().String())
+				}}}
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			var logs logbuf.Buffer
+			err := Quit(ctx, []string{proxy.URL + "/quitquitquit"}, Options{Client: client, RetryRefused: tt.retry,
+				InitialBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("Quit = %v, want %q", err, tt.err)
+			}
+			if posts.Load() != tt.posts {
+				t.Fatalf("posts = %d, want %d", posts.Load(), tt.posts)
+			}
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Fatalf("logs lack %q:\n%s", tt.log, logs.String())
+			}
+		})
+	}
+}
+
 func TestValidateQuitURLs(t *testing.T) {
 	if err := ValidateQuitURLs([]string{"http://127.0.0.1:15020/quitquitquit"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateQuitURLs([]string{"127.0.0.1:15020"}); err == nil || !strings.Contains(err.Error(), "want http://host:port/path") {
-		t.Fatalf("err = %v", err)
+	for _, bad := range []string{"127.0.0.1:15020", "http://127.0.0.1:99999/quitquitquit", "http://127.0.0.1:0/quitquitquit", "http://:15020/quitquitquit"} {
+		if err := ValidateQuitURLs([]string{bad}); err == nil || !strings.Contains(err.Error(), "want http://host:port/path") {
+			t.Fatalf("ValidateQuitURLs(%q) = %v", bad, err)
+		}
 	}
 }
 
