@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/pkg/serve"
@@ -137,18 +138,32 @@ func runServe(env map[string]string, stderr io.Writer) int {
 }
 
 // quitAfterRefusal tells classic sidecars to quit when the service refuses
-// to start, if BERTH_SIDECAR_QUIT_AFTER_FAILED_START asks for it after a
-// failed startup and the quit's own settings are valid: a Job's pod that is
-// not restarted would otherwise wait on them for good. (A listener that
-// cannot be opened is serve.Run's refusal, and Run quits them itself.)
+// to start, if BERTH_SIDECAR_QUIT_AFTER_FAILED_START asks for it: a Job's
+// pod that is not restarted would otherwise wait on them for good. The
+// refusal comes within moments of the pod's start, before a sidecar may be
+// listening, so a refused connection is retried until the quit's timeout.
+// A quit asked for whose own settings are refused is not attempted, and
+// the log says so. (A listener that cannot be opened is serve.Run's
+// refusal, and Run quits them itself.)
 func quitAfterRefusal(env map[string]string, log *slog.Logger) {
-	urls, timeout, ok := config.QuitAfterRefusal(env)
-	if !ok {
+	urls, timeout, err := config.QuitAfterRefusal(env)
+	switch {
+	case err != nil:
+		log.Warn("sidecars not told to quit: the quit's own settings are refused", "error", err.Error())
+		return
+	case urls == nil:
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	_ = sidecar.Quit(ctx, urls, sidecar.Options{Logger: log}) // each outcome logged
+	begin := time.Now()
+	err = sidecar.Quit(ctx, urls, sidecar.Options{Logger: log, RetryRefused: true}) // each sidecar's outcome logged
+	took := slog.Float64("took_seconds", time.Since(begin).Seconds())
+	if err != nil {
+		log.Error("sidecars quit failed", "error", err.Error(), took)
+		return
+	}
+	log.Info("sidecars told to quit", took)
 }
 
 // refusal is the log attributes of a refusal to start: the error, in the

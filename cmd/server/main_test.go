@@ -109,8 +109,10 @@ func TestRunExitCodes(t *testing.T) {
 // BERTH_SIDECAR_QUIT_AFTER_FAILED_START, a Job's classic sidecars are told
 // to quit however the service ends without serving: a refused
 // configuration, a grace period serve refuses, a port in use, a failed
-// startup. Not when it is unset, nor when the quit's own settings are
-// among the refused ones.
+// startup. As that can come before a sidecar listens, a refused connection
+// is retried until the quit's timeout, and is a failure then, not a
+// sidecar gone. Not when the switch is unset, nor when the quit's own
+// settings are refused, which the log says.
 func TestRefusalsQuitSidecarsWhenAsked(t *testing.T) {
 	var quits atomic.Int32
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -124,27 +126,44 @@ func TestRefusalsQuitSidecarsWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := "http://" + closed.Addr().String() + "/quitquitquit" // nothing listens there
+	closed.Close()
 	quitURL := proxy.URL + "/quitquitquit"
 	asked := map[string]string{"BERTH_SIDECAR_QUIT": quitURL, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}
+	notListening := map[string]string{"BERTH_SIDECAR_QUIT": silent, "BERTH_SIDECAR_QUIT_TIMEOUT": "300ms"}
+	with := func(a, b map[string]string) map[string]string {
+		m := maps.Clone(a)
+		maps.Copy(m, b)
+		return m
+	}
 	for _, tt := range []struct {
 		name      string
 		env       map[string]string
 		code      int
 		wantQuits int32
+		log       string // "": nothing about the sidecars
 	}{
-		{"configuration refused", map[string]string{"BERTH_DRAIN_DELAY": "x"}, serve.ExitConfig, 1},
-		{"grace period refused by serve", map[string]string{"BERTH_GRACE_PERIOD": "30s"}, serve.ExitConfig, 1},
-		{"port in use", map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}, serve.ExitConfig, 1},
-		{"startup failed", map[string]string{"BERTH_DEMO_FAIL": "cache"}, serve.ExitStartup, 1},
-		{"not asked", map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "false"}, serve.ExitConfig, 0},
+		{"configuration refused", map[string]string{"BERTH_DRAIN_DELAY": "x"}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
+		{"grace period refused by serve", map[string]string{"BERTH_GRACE_PERIOD": "30s"}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
+		{"port in use", map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
+		{"startup failed", map[string]string{"BERTH_DEMO_FAIL": "cache"}, serve.ExitStartup, 1, `"msg":"sidecars told to quit"`},
+		{"configuration refused, nothing listening", with(notListening, map[string]string{"BERTH_DRAIN_DELAY": "x"}), serve.ExitConfig, 0, "nothing listened there before the quit's timeout"},
+		{"port in use, nothing listening", with(notListening, map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}), serve.ExitConfig, 0, "nothing listened there before the quit's timeout"},
+		{"startup failed, nothing listening", with(notListening, map[string]string{"BERTH_DEMO_FAIL": "cache"}), serve.ExitStartup, 0, "nothing listened there before the quit's timeout"},
+		{"not asked", map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "false"}, serve.ExitConfig, 0, ""},
 		// Each of these would reach the sidecar, were the quit attempted.
-		{"the quit's own timeout refused", map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}, serve.ExitConfig, 0},
-		{"one of the quit's URLs refused", map[string]string{"BERTH_SIDECAR_QUIT": quitURL + ",127.0.0.1:1/quitquitquit"}, serve.ExitConfig, 0},
+		{"the quit's own timeout refused", map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}, serve.ExitConfig, 0,
+			`"msg":"sidecars not told to quit: the quit's own settings are refused","error":"configuration: BERTH_SIDECAR_QUIT_TIMEOUT=\"11m\"`},
+		{"one of the quit's URLs refused", map[string]string{"BERTH_SIDECAR_QUIT": quitURL + ",127.0.0.1:1/quitquitquit"}, serve.ExitConfig, 0,
+			`"msg":"sidecars not told to quit: the quit's own settings are refused"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			quits.Store(0)
-			env := map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}
-			maps.Copy(env, asked)
+			env := with(map[string]string{"BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_ADMIN_ADDR": "127.0.0.1:0", "BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()}, asked)
 			maps.Copy(env, tt.env)
 			var stderr bytes.Buffer
 			if code := run(nil, env, io.Discard, &stderr); code != tt.code {
@@ -152,6 +171,9 @@ func TestRefusalsQuitSidecarsWhenAsked(t *testing.T) {
 			}
 			if got := quits.Load(); got != tt.wantQuits {
 				t.Fatalf("the sidecar was told to quit %d times, want %d:\n%s", got, tt.wantQuits, stderr.String())
+			}
+			if out := stderr.String(); tt.log == "" && strings.Contains(out, "sidecar") || !strings.Contains(out, tt.log) {
+				t.Fatalf("logs, want %q about the sidecars:\n%s", tt.log, out)
 			}
 		})
 	}

@@ -75,21 +75,32 @@ type Quitting struct {
 
 // QuitAfterRefusal reads the sidecar-quit settings alone, for a service
 // that refuses to start (exit 2) and would otherwise leave a Job's classic
-// sidecars holding its pod: the quit URLs and the timeout to tell them
-// within, when BERTH_SIDECAR_QUIT_AFTER_FAILED_START is true and the three
-// BERTH_SIDECAR_QUIT variables are themselves valid, whatever else in
-// environ Load refused. ok is false otherwise: a quit whose own settings
+// sidecars holding its pod. When BERTH_SIDECAR_QUIT_AFTER_FAILED_START is
+// unset or false it returns nothing: no quit was asked for. Else it
+// returns the quit URLs and the timeout to tell them within, whatever else
+// in environ Load refused, or, when one of the quit's own settings
+// (BERTH_SIDECAR_QUIT, BERTH_SIDECAR_QUIT_TIMEOUT and the switch itself)
+// is invalid or missing, an *Error naming it: a quit whose own settings
 // are in doubt is not attempted.
-func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Duration, ok bool) {
+func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Duration, err error) {
+	const asked = "BERTH_SIDECAR_QUIT_AFTER_FAILED_START"
 	q := Quitting{QuitTimeout: serve.DefaultQuitTimeout}
 	problems, unread := parseValues(&q, environ)
+	if !q.QuitAfterFailedStart && !unread[asked] {
+		return nil, 0, nil
+	}
 	problems = append(problems, setButEmpty(q, environ)...)
 	problems = append(problems, outOfBounds(q, environ, unread)...)
 	q.SidecarQuit = entries(q.SidecarQuit)
-	if len(problems) > 0 || !q.QuitAfterFailedStart || len(q.SidecarQuit) == 0 || sidecar.ValidateQuitURLs(q.SidecarQuit) != nil {
-		return nil, 0, false
+	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
+		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", environ["BERTH_SIDECAR_QUIT"], err))
+	} else if len(q.SidecarQuit) == 0 {
+		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
-	return q.SidecarQuit, q.QuitTimeout, true
+	if len(problems) > 0 {
+		return nil, 0, &Error{Problems: problems}
+	}
+	return q.SidecarQuit, q.QuitTimeout, nil
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
@@ -246,7 +257,12 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 	if len(c.SidecarQuit) > 0 {
 		urls := c.SidecarQuit
 		sc.QuitSidecars = func(ctx context.Context) error { return sidecar.Quit(ctx, urls, sidecar.Options{Logger: log}) }
-		sc.QuitSidecarsAfterFailedStartup = c.QuitAfterFailedStart
+		if c.QuitAfterFailedStart {
+			// The sidecar may not be listening yet: a refusal is retried.
+			sc.QuitSidecarsAfterFailedStartup = func(ctx context.Context) error {
+				return sidecar.Quit(ctx, urls, sidecar.Options{Logger: log, RetryRefused: true})
+			}
+		}
 	}
 	return sc
 }

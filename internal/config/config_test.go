@@ -35,6 +35,12 @@ func TestLoad(t *testing.T) {
 		{"absurd body limit", map[string]string{"BERTH_BODY_LIMIT": "0"}, `BERTH_BODY_LIMIT="0": want between 1 and 536870912`},
 		{"a duration set to nothing", map[string]string{"BERTH_DRAIN_DELAY": ""}, "BERTH_DRAIN_DELAY is set but empty: unset it for its default (5s), or give a Go duration such as 250ms, 5s or 1m"},
 		{"a switch set to nothing", map[string]string{"BERTH_SINGLE_LISTENER": ""}, "BERTH_SINGLE_LISTENER is set but empty: unset it for its default (false), or give true or false"},
+		// Quitting's fields are promoted into Config: their defaults, and
+		// those of the fields after them, are read where they are.
+		{"a promoted duration set to nothing", map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": ""}, "BERTH_SIDECAR_QUIT_TIMEOUT is set but empty: unset it for its default (5s)"},
+		{"a promoted switch set to nothing", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": ""}, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START is set but empty: unset it for its default (false)"},
+		{"a duration after them set to nothing", map[string]string{"BERTH_DEMO_WARMUP": ""}, "BERTH_DEMO_WARMUP is set but empty: unset it for its default (1s)"},
+		{"the last duration set to nothing", map[string]string{"BERTH_PUSH_TIMEOUT": ""}, "BERTH_PUSH_TIMEOUT is set but empty: unset it for its default (2s)"},
 		{"empty text settings are their defaults", map[string]string{"BERTH_DEMO_FAIL": "", "BERTH_DATABASE_URL": "", "BERTH_SIDECARS": ""}, ""},
 		{"a typo", map[string]string{"BERTH_DRAIN_DELY": "5s"}, "BERTH_DRAIN_DELY is not a berth variable; did you mean BERTH_DRAIN_DELAY?"},
 		{"not even close", map[string]string{"BERTH_COLOUR": "blue"}, "BERTH_COLOUR is not a berth variable; the README lists them"},
@@ -125,6 +131,48 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestQuitAfterRefusal: the sidecar-quit settings read alone, whatever
+// else is refused; a quit asked for with a setting of its own in doubt is
+// an error that names it, not a quit.
+func TestQuitAfterRefusal(t *testing.T) {
+	const u = "http://127.0.0.1:15020/quitquitquit"
+	asked := func(more map[string]string) map[string]string {
+		env := map[string]string{"BERTH_SIDECAR_QUIT": u, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}
+		maps.Copy(env, more)
+		return env
+	}
+	for _, tt := range []struct {
+		name    string
+		env     map[string]string
+		urls    []string
+		timeout time.Duration
+		err     string // substring of the error; "" = none
+	}{
+		{"not asked", map[string]string{"BERTH_SIDECAR_QUIT": u}, nil, 0, ""},
+		{"asked not to", asked(map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "false"}), nil, 0, ""},
+		{"asked", asked(nil), []string{u}, serve.DefaultQuitTimeout, ""},
+		{"asked, with a timeout", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "2s"}), []string{u}, 2 * time.Second, ""},
+		{"asked, the list read as Load reads it", asked(map[string]string{"BERTH_SIDECAR_QUIT": " " + u + " ,, "}), []string{u}, serve.DefaultQuitTimeout, ""},
+		{"asked, whatever else is refused", asked(map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_DRAIN_DELY": "5s"}), []string{u}, serve.DefaultQuitTimeout, ""},
+		{"the switch unreadable", asked(map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "yes"}), nil, 0, `BERTH_SIDECAR_QUIT_AFTER_FAILED_START="yes" is not true or false`},
+		{"the timeout unreadable", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "x"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="x" is not a Go duration`},
+		{"the timeout set to nothing", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": ""}), nil, 0, "BERTH_SIDECAR_QUIT_TIMEOUT is set but empty"},
+		{"the timeout out of range", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="11m": want between 100ms and 10m0s`},
+		{"a URL refused", asked(map[string]string{"BERTH_SIDECAR_QUIT": u + ",127.0.0.1:1/quitquitquit"}), nil, 0, `want http://host:port/path`},
+		{"no URL", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}, nil, 0, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			urls, timeout, err := QuitAfterRefusal(tt.env)
+			if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("err = %v, want %q", err, tt.err)
+			}
+			if !slices.Equal(urls, tt.urls) || timeout != tt.timeout {
+				t.Fatalf("QuitAfterRefusal = %q, %v; want %q, %v", urls, timeout, tt.urls, tt.timeout)
+			}
+		})
+	}
+}
+
 func TestServeMapsTheTimeline(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -139,10 +187,10 @@ func TestServeMapsTheTimeline(t *testing.T) {
 		}},
 		{"quiet period", map[string]string{"BERTH_DRAIN_QUIET": "1s"}, func(sc serve.Config) bool { return sc.DrainQuiet == time.Second }},
 		{"sidecar quit", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_TIMEOUT": "3s"}, func(sc serve.Config) bool {
-			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second && !sc.QuitSidecarsAfterFailedStartup
+			return sc.QuitSidecars != nil && sc.Budget() == 40*time.Second && sc.QuitSidecarsAfterFailedStartup == nil
 		}},
 		{"sidecar quit after a failed start too", map[string]string{"BERTH_SIDECAR_QUIT": "http://127.0.0.1:15020/quitquitquit", "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}, func(sc serve.Config) bool {
-			return sc.QuitSidecars != nil && sc.QuitSidecarsAfterFailedStartup
+			return sc.QuitSidecars != nil && sc.QuitSidecarsAfterFailedStartup != nil
 		}},
 		{"push at exit", map[string]string{"BERTH_PUSHGATEWAY_URL": "http://pushgateway:9091", "BERTH_PUSH_TIMEOUT": "3s"}, func(sc serve.Config) bool {
 			return sc.OnShutdown != nil && sc.OnShutdownTimeout == 3*time.Second && sc.Budget() == 40*time.Second

@@ -18,10 +18,16 @@ func FuzzLoad(f *testing.F) {
 		{"BERTH_DATABASE_URL", "postgres://u:p@h:5432/d?sslmode=disable"}, {"BERTH_DRAIN_DELY", "5s"},
 		{"BERTH_SINGLE_LISTENER", "yes"}, {"BERTH_LOG_LEVEL", "DEBUG"}, {"BERTH_GRACE_PERIOD", "2562047h"},
 		{"BERTH_SIDECAR_QUIT", "http://127.0.0.1:15020/quitquitquit"}, {"BERTH_PUSHGATEWAY_URL", "http://pg:9091"},
+		{"BERTH_PUSH_TIMEOUT", ""}, {"BERTH_SIDECAR_QUIT_TIMEOUT", ""}, {"BERTH_SIDECAR_QUIT_AFTER_FAILED_START", "1"},
 	} {
 		f.Add(seed.name, seed.value)
 	}
 	f.Fuzz(func(t *testing.T, name, value string) {
+		// The quit's settings read alone never panic, and never ask for a
+		// quit on one variable: it needs the switch and a URL.
+		if urls, _, err := QuitAfterRefusal(map[string]string{name: value}); urls != nil || err != nil && !strings.Contains(err.Error(), "BERTH_SIDECAR_QUIT") {
+			t.Fatalf("QuitAfterRefusal(%s=%q) = %q, %v", name, value, urls, err)
+		}
 		cfg, err := Load(map[string]string{name: value})
 		if err != nil {
 			if strings.HasPrefix(name, "BERTH_") && !strings.Contains(err.Error(), name) {

@@ -107,20 +107,22 @@ type Config struct {
 	// classic sidecar's quit endpoint once the app no longer needs the
 	// network. Its error is logged and ends the run unclean. It does not
 	// run after a failed startup, whose container a Deployment restarts
-	// beside the sidecar, unless QuitSidecarsAfterFailedStartup is set.
+	// beside the sidecar.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
-	// QuitSidecarsAfterFailedStartup runs QuitSidecars after a failed or
-	// abandoned startup too, once OnShutdown has run. Set it where the
+	// QuitSidecarsAfterFailedStartup, when set, runs after a failed or
+	// abandoned startup (once OnShutdown has run), and after a Run that
+	// cannot open a listener, bounded by QuitTimeout. Set it where the
 	// container is not restarted in its pod (a Job's pod with
 	// restartPolicy Never): there a classic sidecar left running would
 	// hold the pod, and the Job, open for good. Not where the container
 	// restarts in its pod (a Deployment, restartPolicy OnFailure): it
-	// would wait for a sidecar that has quit. Its error is logged; Run
-	// still returns the startup's. A Run that cannot open a listener
-	// quits too, and returns its *ConfigError; a Run refused as a second
-	// call does not. New refuses it without QuitSidecars.
-	QuitSidecarsAfterFailedStartup bool
+	// would wait for a sidecar that has quit. It may run before the
+	// sidecar listens (the app can fail within moments of the pod's
+	// start), so it must not read a refused connection as a sidecar gone:
+	// sidecar.Quit with Options.RetryRefused does not. Its error is
+	// logged; Run still returns the startup's (or the listener's).
+	QuitSidecarsAfterFailedStartup func(ctx context.Context) error
 
 	// RetryAfter is the Retry-After given by API routes before startup
 	// completes (0: DefaultRetryAfter; sent in whole seconds, at least 1).
@@ -136,7 +138,10 @@ type Config struct {
 	// once the hooks that started have stopped, with a report of no drain
 	// whose Err is the *StartupError. Its error, or its running past the
 	// timeout, is logged; it does not make the shutdown unclean, and Run
-	// does not wait for it past the timeout.
+	// does not wait for it past the timeout. Its ctx (as QuitSidecars')
+	// ends a sliver before the timeout (a tenth of it, at most 50ms), so
+	// that a function that gives up as ctx ends is heard with its own
+	// error rather than read as one that ignored it.
 	OnShutdown        func(ctx context.Context, r ShutdownReport) error
 	OnShutdownTimeout time.Duration
 	// ShutdownOn are the OS signals that start the shutdown (nil: SIGTERM,
@@ -290,9 +295,6 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
 		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
-	}
-	if c.QuitSidecarsAfterFailedStartup && c.QuitSidecars == nil {
-		problems = append(problems, "QuitSidecarsAfterFailedStartup is set but QuitSidecars is nil: there is nothing to run; set QuitSidecars, or unset QuitSidecarsAfterFailedStartup")
 	}
 	problems = append(problems, c.appProblems()...)
 	if c.delay() > 0 && c.PreStopDelay > 0 {

@@ -183,11 +183,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.listen(); err != nil {
 		// Nothing started, but a Job's pod that is not restarted would
 		// still wait on its sidecars: they are told to quit as after a
-		// failed startup.
-		if s.cfg.QuitSidecarsAfterFailedStartup {
-			_ = s.quitSidecars() // logged; the run's error stays the listener's
-		}
-		return err // the caller reports it once, in its own words
+		// failed startup. The quit is logged; the run's error stays the
+		// listener's, which the caller reports once, in its own words.
+		_ = s.quitSidecars(s.cfg.QuitSidecarsAfterFailedStartup)
+		return err
 	}
 	defer s.watch(ctx)()
 	if ctx.Err() != nil { // done already: begin the shutdown now, not when watch's goroutine runs
@@ -205,7 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 // hooks that started were stopped already; OnShutdown gets a report of no
 // drain with the startup's error (its figures, such as the failed hook,
 // would otherwise end with the process, before any scrape), classic
-// sidecars are told to quit if QuitSidecarsAfterFailedStartup says so,
+// sidecars are told to quit if QuitSidecarsAfterFailedStartup is set,
 // and the servers stop.
 func (s *Server) startupFailed(err error) {
 	reason := "startup failed"
@@ -213,13 +212,11 @@ func (s *Server) startupFailed(err error) {
 		reason = s.reason
 	}
 	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
-	// Classic sidecars are not told to quit unless the config says so (a
-	// Job's pod that is not restarted): in a Deployment the container
+	// Classic sidecars are not told to quit unless the config has a quit
+	// for a failed startup (a Job's pod that is not restarted): in a Deployment the container
 	// restarts in the same pod, and a sidecar told to quit would restart
 	// beside it, and might not be ready when the app waits for it again.
-	if s.cfg.QuitSidecarsAfterFailedStartup {
-		_ = s.quitSidecars() // logged; the run's error stays the startup's
-	}
+	_ = s.quitSidecars(s.cfg.QuitSidecarsAfterFailedStartup) // logged; the run's error stays the startup's
 	s.stopServers()
 }
 

@@ -23,7 +23,7 @@ func (s *Server) shutdown() error {
 	rep := s.complete()
 	// The push in complete needs the network, which a classic sidecar
 	// (a mesh proxy) provides: the sidecars quit after it.
-	quitErr := s.quitSidecars()
+	quitErr := s.quitSidecars(s.cfg.QuitSidecars)
 	s.stopServers()
 	return errors.Join(rep.Err, quitErr)
 }
@@ -195,17 +195,19 @@ func (s *Server) stopContext() (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.Background(), s.sig.InFlightDrained.At().Add(s.cfg.StopTimeout))
 }
 
-// quitSidecars tells classic sidecars to quit, now that the app needs no
-// network: its hooks have stopped and OnShutdown has sent its report. It
-// logs the quit and returns its error, which ends the run unclean.
-func (s *Server) quitSidecars() error {
-	if s.cfg.QuitSidecars == nil {
+// quitSidecars runs quit (Config.QuitSidecars, or after a failed startup
+// Config.QuitSidecarsAfterFailedStartup), if set, to tell classic sidecars
+// to quit, now that the app needs no network: its hooks have stopped and
+// OnShutdown has sent its report. It logs the quit and returns its error,
+// which ends a shutdown unclean.
+func (s *Server) quitSidecars(quit func(context.Context) error) error {
+	if quit == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
 	defer cancel()
 	begin := time.Now()
-	err := bounded(ctx, s.cfg.QuitSidecars)
+	err := bounded(ctx, quit)
 	took := slog.Float64("took_seconds", time.Since(begin).Seconds())
 	if err != nil {
 		err = fmt.Errorf("quit sidecars: %w", err)
@@ -225,7 +227,19 @@ var errAbandoned = errors.New("abandoned: it did not return within its timeout")
 // A panic in f is its error (a *lifespan.PanicError), as a hook's is: it
 // must not end the process before the steps after it (the sidecars' quit,
 // the admin server's close) have run.
+//
+// f's own context ends a sliver before the wait does (a tenth of the time
+// left, at most 50ms), so that a function that gives up as its context
+// ends, as a quit or a push that is still retrying does, has returned its
+// own error by the time the wait ends, rather than being read as
+// abandoned.
 func bounded(ctx context.Context, f func(context.Context) error) error {
+	fctx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithDeadline(ctx, deadline.Add(-min(time.Until(deadline)/10, 50*time.Millisecond)))
+		defer cancel()
+	}
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -235,7 +249,7 @@ func bounded(ctx context.Context, f func(context.Context) error) error {
 			}
 			done <- err
 		}()
-		err = f(ctx)
+		err = f(fctx)
 	}()
 	select {
 	case err := <-done:

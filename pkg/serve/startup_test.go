@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -148,14 +149,14 @@ func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 			}})
 			var logs logbuf.Buffer
 			f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(),
-				Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
-				OnShutdown:  func(context.Context, ShutdownReport) error { j.add("final report"); return nil },
-				QuitTimeout: 50 * time.Millisecond,
-				QuitSidecars: func(ctx context.Context) error {
+				Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+				OnShutdown:   func(context.Context, ShutdownReport) error { j.add("final report"); return nil },
+				QuitTimeout:  50 * time.Millisecond,
+				QuitSidecars: func(context.Context) error { j.add("the shutdown's quit"); return nil },
+				QuitSidecarsAfterFailedStartup: func(ctx context.Context) error {
 					j.add("quit sidecars")
 					return tt.quit(ctx)
-				},
-				QuitSidecarsAfterFailedStartup: true})
+				}})
 			if tt.abandoned {
 				within(t, entered, "cache to start")
 				f.srv.Shutdown()
@@ -175,57 +176,69 @@ func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 	}
 }
 
-// TestListenFailureQuitsSidecarsWhenAsked: a Run that cannot open its
-// listener started nothing, yet a Job's pod would wait on its sidecars as
-// after a failed startup; with QuitSidecarsAfterFailedStartup they are told
-// to quit, and Run still returns the listener's *ConfigError. Without it,
-// or on a second Run, they are not.
+// TestListenFailureQuitsSidecarsWhenAsked: a Run that cannot open a
+// listener (the API's or the admin's) started nothing, yet a Job's pod
+// would wait on its sidecars as after a failed startup; with
+// QuitSidecarsAfterFailedStartup they are told to quit (logged, even when
+// the quit fails), and Run still returns the listener's *ConfigError. Not
+// with QuitSidecars alone, the shutdown's, nor on a second Run.
 func TestListenFailureQuitsSidecarsWhenAsked(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	busy := taken.Addr().String()
 	for _, tt := range []struct {
-		name      string
-		asked     bool
-		api       string // the API's address: taken, or free for a Run that is refused as a second call
-		wantQuits int
+		name        string
+		asked       bool
+		api, admin  string // "": a free port
+		second      bool   // a second Run, after a first that ended cleanly
+		quitErr     error
+		wantQuits   int32
+		log, listen string
 	}{
-		{"asked", true, taken.Addr().String(), 1},
-		{"not asked", false, taken.Addr().String(), 0},
-		{"a second Run", true, "", 0},
+		{"the API's address taken", true, busy, "", false, nil, 1, "sidecars told to quit", "APIAddr="},
+		{"the admin's address taken", true, "", busy, false, nil, 1, "sidecars told to quit", "AdminAddr="},
+		{"the quit fails", true, busy, "", false, errors.New("proxy unreachable"), 1, "quit sidecars: proxy unreachable", "APIAddr="},
+		{"not asked", false, busy, "", false, nil, 0, "", "APIAddr="},
+		{"a second Run", true, "", "", true, nil, 0, "", "Run called a second time"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var quits atomic.Int32
 			var logs logbuf.Buffer
 			cfg := Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(),
-				APIAddr: tt.api, AdminAddr: "127.0.0.1:0", DrainDelay: -1,
-				Logger:                         slog.New(slog.NewTextHandler(&logs, nil)),
-				QuitSidecars:                   func(context.Context) error { quits.Add(1); return nil },
-				QuitSidecarsAfterFailedStartup: tt.asked}
-			var srv *Server
-			if tt.api == "" { // a first Run that ends cleanly, then a second
-				f := start(t, cfg)
-				within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-				f.srv.Shutdown()
-				if err := within(t, f.runErr, "Run"); err != nil {
-					t.Fatalf("first Run = %v", err)
-				}
-				srv, tt.wantQuits = f.srv, int(quits.Load()) // the shutdown's own quit
-			} else if srv, err = New(cfg); err != nil {
+				APIAddr: cmp.Or(tt.api, "127.0.0.1:0"), AdminAddr: cmp.Or(tt.admin, "127.0.0.1:0"), DrainDelay: -1,
+				Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+				QuitSidecars: func(context.Context) error { return nil }}
+			if tt.asked {
+				cfg.QuitSidecarsAfterFailedStartup = func(context.Context) error { quits.Add(1); return tt.quitErr }
+			}
+			srv, err := New(cfg)
+			if err != nil {
 				t.Fatal(err)
 			}
-			err := srv.Run(context.Background())
-			var refused *ConfigError
-			if !errors.As(err, &refused) || strings.Contains(err.Error(), "quit") {
-				t.Fatalf("Run = %v, want the *ConfigError alone", err)
+			if tt.second {
+				first := make(chan error, 1)
+				go func() { first <- srv.Run(context.Background()) }()
+				within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")
+				srv.Shutdown()
+				if err := within(t, first, "the first Run"); err != nil {
+					t.Fatalf("first Run = %v", err)
+				}
 			}
-			if got := int(quits.Load()); got != tt.wantQuits {
+			before := len(logs.String()) // what the second Run logs is after this
+			err = srv.Run(context.Background())
+			var refused *ConfigError
+			if !errors.As(err, &refused) || !strings.Contains(err.Error(), tt.listen) || strings.Contains(err.Error(), "quit") {
+				t.Fatalf("Run = %v, want the listener's *ConfigError alone (%q)", err, tt.listen)
+			}
+			if got := quits.Load(); got != tt.wantQuits {
 				t.Fatalf("the sidecars were told to quit %d times, want %d", got, tt.wantQuits)
 			}
-			if told := strings.Contains(logs.String(), "sidecars told to quit"); told != (tt.wantQuits > 0) {
-				t.Fatalf("logs say the sidecars were told to quit: %v, want %v:\n%s", told, tt.wantQuits > 0, logs.String())
+			out := logs.String()[before:]
+			if told := strings.Contains(out, "sidecars"); told != (tt.log != "") || !strings.Contains(out, tt.log) {
+				t.Fatalf("logs, want %q about the sidecars:\n%s", tt.log, out)
 			}
 		})
 	}

@@ -593,6 +593,37 @@ func TestQuitSidecarsIsBounded(t *testing.T) {
 	}
 }
 
+// A quit or a push that gives up as its context ends (a client still
+// retrying, a request cut off) returns its own error, not "abandoned": its
+// context ends a sliver before the wait for it does. One that ignores its
+// context is still abandoned, within the timeout the budget counts.
+func TestBoundedKeepsAGiveUpsOwnError(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	giveUp := errors.New("nothing listened there")
+	for _, tt := range []struct {
+		name string
+		f    func(context.Context) error
+		want error
+	}{
+		{"gives up as its context ends", func(ctx context.Context) error { <-ctx.Done(); return giveUp }, giveUp},
+		{"ignores its context", func(context.Context) error { <-release; return nil }, errAbandoned},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			timeout := 200 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			begin := time.Now()
+			if err := bounded(ctx, tt.f); !errors.Is(err, tt.want) {
+				t.Fatalf("bounded = %v, want %v", err, tt.want)
+			}
+			if took := time.Since(begin); took > timeout+time.Second {
+				t.Fatalf("bounded took %v, past its timeout of %v", took, timeout)
+			}
+		})
+	}
+}
+
 // InFlightDrained comes when the last request returns: http.Server.Shutdown
 // alone looks for idle connections at intervals that grow to 500ms, and
 // signalled it 250ms to 500ms after a request of 1.25s ended (the request's
