@@ -69,12 +69,12 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 // timers for each connection's deadlines on every request, where without
 // limits it only clears them); "handler" is the reference service's engine
 // without berth's gate and metrics, on a server without limits: the
-// service's own work (its /api/v1/info body, its nosniff header, its cache
-// read through the state), which is not berth's request path; "stack" is
-// the reference service's API handler (gate, metrics, state, its own
-// /api/v1/info) on a server without limits. Against "handler": "path" is
-// "stack" again, so that what it reads is berth's request path alone (the
-// gate and the metrics) over loopback.
+// service's own work (its /api/v1/info values read on each request, its
+// nosniff header) and its read of the cache through berth's lifespan
+// state; "stack" is the reference service's API handler (gate, metrics,
+// state, its own /api/v1/info) on a server without limits. Against
+// "handler": "path" is "stack" again, so that what it reads is berth's
+// gate, drain accounting and route metrics over loopback.
 func BenchmarkLoopbackLayers(b *testing.B) {
 	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()}
 	sc := serveConfigWith(b, env)
