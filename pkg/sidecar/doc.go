@@ -14,9 +14,10 @@
 // over, for Jobs and pods whose sidecars would otherwise outlive the app
 // (serve runs it as Config.QuitSidecars). A refused connection is a sidecar
 // gone already, unless [Options.RetryRefused] says it may not have started
-// yet: so it is after a failed startup, or a listener serve could not open,
-// where Config.QuitSidecarsAfterFailedStartup runs it for a Job's pod with
-// restartPolicy Never.
+// yet. Set it in the quit you give serve as
+// Config.QuitSidecarsAfterFailedStartup (for a Job's pod with restartPolicy
+// Never), which runs after a failed startup or a listener Run could not
+// open, within moments of the pod's start.
 // Native sidecars (initContainers with restartPolicy: Always) need neither:
 // the kubelet starts them before and stops them after the app.
 package sidecar

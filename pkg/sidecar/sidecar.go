@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -106,7 +108,8 @@ type Options struct {
 	// Logger logs the wait's progress and each quit call's outcome.
 	Logger *slog.Logger
 	// RetryRefused makes Quit retry a connection refused, with the
-	// backoff, until its context ends, where it otherwise reads one as a
+	// backoff and once more shortly before its context ends (a tenth of
+	// the time left, at most 100ms), where it otherwise reads one as a
 	// sidecar already gone: for a quit that can come before the sidecar
 	// has started listening, as when the app gives up within moments of
 	// the pod's start (a refused configuration, a startup that failed at
@@ -257,17 +260,27 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	if retry.Max <= 0 {
 		retry.Max = 2 * time.Second
 	}
+	if deadline, ok := ctx.Deadline(); ok && opts.RetryRefused {
+		// Pauses that double would leave the end of the wait untried: one
+		// attempt comes shortly before it, for a sidecar that listens late.
+		retry.Aim = deadline.Add(-min(time.Until(deadline)/10, 100*time.Millisecond))
+	}
 	errs := make([]error, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
 		wg.Go(func() {
 			begin := time.Now()
 			shown := redact.URL(u)
-			_, err := retry.Retry(ctx, func() error { return quitOne(ctx, client, u) })
+			var connected atomic.Bool // an attempt got past the refusals
+			_, err := retry.Retry(ctx, func() error { return quitOne(ctx, client, u, &connected) })
 			switch {
 			case err != nil && isRefused(err) && !opts.RetryRefused:
 				log.Info("sidecar already gone: connection refused", "url", shown)
 				return
+			case err != nil && isRefused(err) && connected.Load():
+				// The last attempt connected, and ctx ended before the
+				// answer: the refusals before it are not the reason.
+				err = fmt.Errorf("it listened, but did not answer before the quit's timeout: %w", ctx.Err())
 			case err != nil && isRefused(err):
 				err = fmt.Errorf("nothing listened there before the quit's timeout: %w", err)
 			}
@@ -284,7 +297,10 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	return errors.Join(errs...)
 }
 
-func quitOne(ctx context.Context, client *http.Client, u string) error {
+// quitOne POSTs to one quit URL, and notes in connected when it got a
+// connection.
+func quitOne(ctx context.Context, client *http.Client, u string, connected *atomic.Bool) error {
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return err

@@ -323,13 +323,15 @@ func TestQuit(t *testing.T) {
 	goneURL := "http://" + gone.Addr().String() + "/shutdown"
 	gone.Close()
 
-	if err := Quit(t.Context(), []string{ok.URL + "/quitquitquit", goneURL}, Options{Logger: quiet}); err != nil {
+	bounded, cancel := context.WithTimeout(t.Context(), 2*time.Second) // a refusal retried would fail, not hang
+	defer cancel()
+	if err := Quit(bounded, []string{ok.URL + "/quitquitquit", goneURL}, Options{Logger: quiet}); err != nil {
 		t.Fatalf("Quit = %v (a sidecar already gone is not an error)", err)
 	}
 	if posts.Load() != 1 {
 		t.Fatalf("posts = %d", posts.Load())
 	}
-	err := Quit(t.Context(), []string{bad.URL + "/quitquitquit"}, Options{Logger: quiet})
+	err := Quit(bounded, []string{bad.URL + "/quitquitquit"}, Options{Logger: quiet})
 	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") {
 		t.Fatalf("Quit = %v", err)
 	}
@@ -342,55 +344,81 @@ func TestQuit(t *testing.T) {
 
 // TestQuitRetriesRefusedWhenAsked: with RetryRefused, a sidecar that is
 // not listening yet (its first connections refused) still gets the quit
-// once it listens, and one that never listens is a failure at the
-// context's end, not a success; without it, a refusal is a sidecar gone.
+// once it listens, late in the wait too; one that never listens is a
+// failure at the context's end, not a success; one that listens and does
+// not answer in time is not reported as never listening; any other failure
+// is not retried; and the pauses between attempts are the backoff's.
+// Without RetryRefused, a refusal is a sidecar gone.
 func TestQuitRetriesRefusedWhenAsked(t *testing.T) {
+	release := make(chan struct{})
 	var posts atomic.Int32
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			posts.Add(1)
-		}
-	}))
-	defer proxy.Close()
+	handlers := map[string]http.HandlerFunc{
+		"ok":     func(http.ResponseWriter, *http.Request) { posts.Add(1) },
+		"500":    func(w http.ResponseWriter, _ *http.Request) { posts.Add(1); w.WriteHeader(500) },
+		"silent": func(http.ResponseWriter, *http.Request) { posts.Add(1); <-release }, // takes the quit, never answers
+	}
+	servers := map[string]*httptest.Server{}
+	for name, h := range handlers {
+		servers[name] = httptest.NewServer(h)
+		defer servers[name].Close()
+	}
+	defer close(release) // before the servers close: they wait for their handlers
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	nobody := closed.Addr().String()
 	closed.Close() // nothing listens there: a dial is refused
+	never := func(int32, time.Duration) bool { return true }
+	firstTwo := func(n int32, _ time.Duration) bool { return n <= 2 }
 	for _, tt := range []struct {
 		name     string
 		retry    bool
-		refusals int32 // dials refused before the proxy "listens"; -1: never
+		proxy    string
+		refused  func(dial int32, since time.Duration) bool // whether this dial is refused
+		window   time.Duration
+		backoff  time.Duration // 0: Quit's default
 		posts    int32
-		err      string
-		log      string
+		maxDials int32
+		err, log string
 	}{
-		{"listening late, retried", true, 2, 1, "", "sidecar told to quit"},
-		{"never listening, retried", true, -1, 0, "nothing listened there before the quit's timeout", "sidecar quit failed"},
-		{"listening late, not retried", false, 2, 0, "", "sidecar already gone: connection refused"},
+		{"listening late, retried", true, "ok", firstTwo, 500 * time.Millisecond, 10 * time.Millisecond, 1, 3, "", "sidecar told to quit"},
+		// The default backoff tries at 0, 0.1s, 0.3s and 0.7s, and would
+		// next at 1.5s: the attempt aimed shortly before the end finds it.
+		{"listening in the last stretch, retried", true, "ok", func(_ int32, since time.Duration) bool { return since < 750*time.Millisecond },
+			time.Second, 0, 1, 6, "", "sidecar told to quit"},
+		{"never listening, retried", true, "ok", never, 300 * time.Millisecond, 0, 0, 6, "nothing listened there before the quit's timeout", "sidecar quit failed"},
+		{"listening, not answering, retried", true, "silent", firstTwo, 300 * time.Millisecond, 10 * time.Millisecond, 1, 3,
+			"it listened, but did not answer before the quit's timeout: context deadline exceeded", "sidecar quit failed"},
+		{"another failure, not retried", true, "500", func(int32, time.Duration) bool { return false }, time.Second, 10 * time.Millisecond, 1, 1, "500 Internal Server Error", "sidecar quit failed"},
+		{"listening late, not retried", false, "ok", firstTwo, 500 * time.Millisecond, 10 * time.Millisecond, 0, 1, "", "sidecar already gone: connection refused"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			posts.Store(0)
 			var dials atomic.Int32
 			dialer := &net.Dialer{}
+			begin := time.Now()
+			proxy := servers[tt.proxy]
 			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
 				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					if n := dials.Add(1); tt.refusals < 0 || n <= tt.refusals {
+					if tt.refused(dials.Add(1), time.Since(begin)) {
 						return dialer.DialContext(ctx, network, nobody)
 					}
 					return dialer.DialContext(ctx, network, proxy.Listener.Addr().String())
 				}}}
-			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(t.Context(), tt.window)
 			defer cancel()
 			var logs logbuf.Buffer
 			err := Quit(ctx, []string{proxy.URL + "/quitquitquit"}, Options{Client: client, RetryRefused: tt.retry,
-				InitialBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+				InitialBackoff: tt.backoff, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("Quit = %v, want %q", err, tt.err)
 			}
 			if posts.Load() != tt.posts {
 				t.Fatalf("posts = %d, want %d", posts.Load(), tt.posts)
+			}
+			if n := dials.Load(); n > tt.maxDials {
+				t.Fatalf("%d dials, want at most %d", n, tt.maxDials)
 			}
 			if !strings.Contains(logs.String(), tt.log) {
 				t.Fatalf("logs lack %q:\n%s", tt.log, logs.String())
@@ -400,10 +428,13 @@ func TestQuitRetriesRefusedWhenAsked(t *testing.T) {
 }
 
 func TestValidateQuitURLs(t *testing.T) {
-	if err := ValidateQuitURLs([]string{"http://127.0.0.1:15020/quitquitquit"}); err != nil {
-		t.Fatal(err)
+	for _, good := range []string{"http://127.0.0.1:15020/quitquitquit", "http://127.0.0.1:65535/quitquitquit", "https://localhost/shutdown"} {
+		if err := ValidateQuitURLs([]string{good}); err != nil {
+			t.Fatalf("ValidateQuitURLs(%q) = %v", good, err)
+		}
 	}
-	for _, bad := range []string{"127.0.0.1:15020", "http://127.0.0.1:99999/quitquitquit", "http://127.0.0.1:0/quitquitquit", "http://:15020/quitquitquit"} {
+	for _, bad := range []string{"127.0.0.1:15020", "http://127.0.0.1:99999/quitquitquit", "http://127.0.0.1:0/quitquitquit",
+		"http://127.0.0.1:/quitquitquit", "http://:15020/quitquitquit"} {
 		if err := ValidateQuitURLs([]string{bad}); err == nil || !strings.Contains(err.Error(), "want http://host:port/path") {
 			t.Fatalf("ValidateQuitURLs(%q) = %v", bad, err)
 		}
