@@ -76,7 +76,8 @@ type Quitting struct {
 // QuitAfterRefusal reads the sidecar-quit settings alone, for a service
 // that refuses to start (exit 2) and would otherwise leave a Job's classic
 // sidecars holding its pod. When BERTH_SIDECAR_QUIT_AFTER_FAILED_START is
-// unset or false it returns nothing: no quit was asked for. Else it
+// unset or false it returns nothing: no quit was asked for (set to
+// anything else, empty included, it counts as asked). Else it
 // returns the quit URLs and the timeout to tell them within, whatever else
 // in environ Load refused, or, when one of the quit's own settings
 // (BERTH_SIDECAR_QUIT, BERTH_SIDECAR_QUIT_TIMEOUT and the switch itself)
@@ -86,8 +87,8 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	const asked = "BERTH_SIDECAR_QUIT_AFTER_FAILED_START"
 	q := Quitting{QuitTimeout: serve.DefaultQuitTimeout}
 	problems, unread := parseValues(&q, environ)
-	if !q.QuitAfterFailedStart && !unread[asked] {
-		return nil, 0, nil
+	if value, set := environ[asked]; !q.QuitAfterFailedStart && !unread[asked] && (!set || value != "") {
+		return nil, 0, nil // not asked: unset, or false (set but empty is a problem below)
 	}
 	problems = append(problems, setButEmpty(q, environ)...)
 	problems = append(problems, outOfBounds(q, environ, unread)...)

@@ -155,6 +155,7 @@ func TestQuitAfterRefusal(t *testing.T) {
 		{"asked, the list read as Load reads it", asked(map[string]string{"BERTH_SIDECAR_QUIT": " " + u + " ,, "}), []string{u}, serve.DefaultQuitTimeout, ""},
 		{"asked, whatever else is refused", asked(map[string]string{"BERTH_DRAIN_DELAY": "x", "BERTH_DRAIN_DELY": "5s"}), []string{u}, serve.DefaultQuitTimeout, ""},
 		{"the switch unreadable", asked(map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "yes"}), nil, 0, `BERTH_SIDECAR_QUIT_AFTER_FAILED_START="yes" is not true or false`},
+		{"the switch set to nothing", asked(map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": ""}), nil, 0, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START is set but empty"},
 		{"the timeout unreadable", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "x"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="x" is not a Go duration`},
 		{"the timeout set to nothing", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": ""}), nil, 0, "BERTH_SIDECAR_QUIT_TIMEOUT is set but empty"},
 		{"the timeout out of range", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="11m": want between 100ms and 10m0s`},

@@ -110,9 +110,12 @@ type Config struct {
 	// beside the sidecar.
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
-	// QuitSidecarsAfterFailedStartup, when set, runs after a failed or
-	// abandoned startup (once OnShutdown has run), and after a Run that
-	// cannot open a listener, bounded by QuitTimeout. Set it where the
+	// QuitSidecarsAfterFailedStartup, when set, runs after a failed
+	// startup (once OnShutdown has run), and after a Run that cannot open
+	// a listener, bounded by QuitTimeout. After a startup abandoned for a
+	// shutdown (a signal: the pod, its sidecars with it, is being
+	// stopped), QuitSidecars runs instead when it is set, as a refusal
+	// then means a sidecar gone. Set it where the
 	// container is not restarted in its pod (a Job's pod with
 	// restartPolicy Never): there a classic sidecar left running would
 	// hold the pod, and the Job, open for good. Not where the container
@@ -239,7 +242,7 @@ func (c *Config) closeWindow() time.Duration {
 // kubelet's first action (the preStop sleep, or SIGTERM) to the process
 // exit: preStop + drain delay (or, after a preStop sleep, 1s to close
 // keep-alive connections) + drain timeout + stop timeout (+ sidecar quit
-// timeout) (+ OnShutdown's timeout) + margin. The sum saturates instead of
+// timeout, when either quit is set) (+ OnShutdown's timeout) + margin. The sum saturates instead of
 // overflowing. Zero fields count as their defaults, negative ones (which
 // New refuses) as 0. The margin must also absorb the lifespan's late-stop
 // grace, which Budget does not count: a stop or background task that
@@ -249,8 +252,8 @@ func (c *Config) closeWindow() time.Duration {
 func (c Config) Budget() time.Duration {
 	c.defaultDurations()
 	parts := []time.Duration{max(c.PreStopDelay, 0), c.delay(), c.closeWindow(), c.DrainTimeout, c.StopTimeout, c.Margin}
-	if c.QuitSidecars != nil {
-		parts = append(parts, c.QuitTimeout)
+	if c.QuitSidecars != nil || c.QuitSidecarsAfterFailedStartup != nil {
+		parts = append(parts, c.QuitTimeout) // one of them runs, once
 	}
 	if c.OnShutdown != nil {
 		parts = append(parts, c.OnShutdownTimeout)
@@ -314,7 +317,7 @@ func (c *Config) validate() error {
 	if b := c.Budget(); c.GracePeriod > 0 && b > c.GracePeriod {
 		quit := ""
 		shorten := []string{"DrainTimeout", "StopTimeout"}
-		if c.QuitSidecars != nil {
+		if c.QuitSidecars != nil || c.QuitSidecarsAfterFailedStartup != nil {
 			quit = fmt.Sprintf(" + sidecar quit %v", c.QuitTimeout)
 			shorten = append(shorten, "QuitTimeout")
 		}

@@ -204,8 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 // hooks that started were stopped already; OnShutdown gets a report of no
 // drain with the startup's error (its figures, such as the failed hook,
 // would otherwise end with the process, before any scrape), classic
-// sidecars are told to quit if QuitSidecarsAfterFailedStartup is set,
-// and the servers stop.
+// sidecars are told to quit if QuitSidecarsAfterFailedStartup is set
+// (with QuitSidecars, if set, when a shutdown abandoned the startup), and
+// the servers stop.
 func (s *Server) startupFailed(err error) {
 	reason := "startup failed"
 	if s.sig.ShutdownInitiated.Signalled() {
@@ -216,7 +217,15 @@ func (s *Server) startupFailed(err error) {
 	// for a failed startup (a Job's pod that is not restarted): in a Deployment the container
 	// restarts in the same pod, and a sidecar told to quit would restart
 	// beside it, and might not be ready when the app waits for it again.
-	_ = s.quitSidecars(s.cfg.QuitSidecarsAfterFailedStartup) // logged; the run's error stays the startup's
+	quit := s.cfg.QuitSidecarsAfterFailedStartup
+	if s.sig.ShutdownInitiated.Signalled() && s.cfg.QuitSidecars != nil {
+		// Abandoned for a shutdown: the pod's sidecars are stopping too,
+		// and one that refuses the connection is gone, not yet to start.
+		quit = s.cfg.QuitSidecars
+	}
+	if quit != nil && s.cfg.QuitSidecarsAfterFailedStartup != nil {
+		_ = s.quitSidecars(quit) // logged; the run's error stays the startup's
+	}
 	s.stopServers()
 }
 

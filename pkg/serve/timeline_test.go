@@ -595,30 +595,50 @@ func TestQuitSidecarsIsBounded(t *testing.T) {
 
 // A quit or a push that gives up as its context ends (a client still
 // retrying, a request cut off) returns its own error, not "abandoned": its
-// context ends a sliver before the wait for it does. One that ignores its
-// context is still abandoned, within the timeout the budget counts.
+// context ends a sliver before the wait for it does, a tenth of the time
+// left and at most 50ms. One that ignores its context is still abandoned,
+// at the timeout the budget counts.
 func TestBoundedKeepsAGiveUpsOwnError(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	giveUp := errors.New("nothing listened there")
 	for _, tt := range []struct {
-		name string
-		f    func(context.Context) error
-		want error
+		name              string
+		timeout           time.Duration
+		ignores           bool
+		sliverMin, sliver time.Duration // how much sooner f's context ends
 	}{
-		{"gives up as its context ends", func(ctx context.Context) error { <-ctx.Done(); return giveUp }, giveUp},
-		{"ignores its context", func(context.Context) error { <-release; return nil }, errAbandoned},
+		{"gives up as its context ends", 200 * time.Millisecond, false, 15 * time.Millisecond, 20 * time.Millisecond},
+		{"a longer timeout: the sliver's cap", time.Second, false, 50 * time.Millisecond, 50 * time.Millisecond},
+		{"ignores its context", 200 * time.Millisecond, true, 15 * time.Millisecond, 20 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			timeout := 200 * time.Millisecond
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
 			defer cancel()
-			begin := time.Now()
-			if err := bounded(ctx, tt.f); !errors.Is(err, tt.want) {
-				t.Fatalf("bounded = %v, want %v", err, tt.want)
+			wait, _ := ctx.Deadline()
+			var own time.Time
+			err := bounded(ctx, func(fctx context.Context) error {
+				own, _ = fctx.Deadline()
+				if tt.ignores {
+					<-release
+					return nil
+				}
+				<-fctx.Done()
+				time.Sleep(5 * time.Millisecond) // the work of giving up: a log line, a close
+				return giveUp
+			})
+			want := giveUp
+			if tt.ignores {
+				want = errAbandoned
 			}
-			if took := time.Since(begin); took > timeout+time.Second {
-				t.Fatalf("bounded took %v, past its timeout of %v", took, timeout)
+			if !errors.Is(err, want) {
+				t.Fatalf("bounded = %v, want %v", err, want)
+			}
+			if tt.ignores {
+				return // own was written by a goroutine still running
+			}
+			if sooner := wait.Sub(own); sooner < tt.sliverMin || sooner > tt.sliver {
+				t.Fatalf("f's context ends %v before the wait, want %v to %v", sooner, tt.sliverMin, tt.sliver)
 			}
 		})
 	}
