@@ -108,9 +108,9 @@ type Options struct {
 	// Logger logs the wait's progress and each quit call's outcome.
 	Logger *slog.Logger
 	// RetryRefused makes Quit retry a connection refused, with the
-	// backoff and once more shortly before its context ends (a tenth of
-	// the time left, at most 100ms), where it otherwise reads one as a
-	// sidecar already gone: for a quit that can come before the sidecar
+	// backoff and, when its context has a deadline, once more shortly
+	// before it (a tenth of the time left, at most 100ms), where it
+	// otherwise reads one as a sidecar already gone: for a quit that can come before the sidecar
 	// has started listening, as when the app gives up within moments of
 	// the pod's start (a refused configuration, a startup that failed at
 	// once). A sidecar that never listens is then a failure, logged and
@@ -271,18 +271,23 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 		wg.Go(func() {
 			begin := time.Now()
 			shown := redact.URL(u)
-			var connected atomic.Bool // an attempt got past the refusals
-			_, err := retry.Retry(ctx, func() error { return quitOne(ctx, client, u, &connected) })
+			// The outcome is the last attempt's: a refusal, an answer, or a
+			// connection whose answer ctx's end cut short.
+			var connected atomic.Bool // the last attempt connected
+			var err error
+			_, _ = retry.Retry(ctx, func() error {
+				connected.Store(false)
+				err = quitOne(ctx, client, u, &connected)
+				return err
+			})
 			switch {
 			case err != nil && isRefused(err) && !opts.RetryRefused:
 				log.Info("sidecar already gone: connection refused", "url", shown)
 				return
-			case err != nil && isRefused(err) && connected.Load():
-				// The last attempt connected, and ctx ended before the
-				// answer: the refusals before it are not the reason.
-				err = fmt.Errorf("it listened, but did not answer before the quit's timeout: %w", ctx.Err())
 			case err != nil && isRefused(err):
 				err = fmt.Errorf("nothing listened there before the quit's timeout: %w", err)
+			case err != nil && connected.Load() && ctx.Err() != nil:
+				err = fmt.Errorf("it listened, but did not answer before the quit's timeout: %w", ctx.Err())
 			}
 			err = redact.Error(err, u)
 			if err != nil {
@@ -297,10 +302,14 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	return errors.Join(errs...)
 }
 
-// quitOne POSTs to one quit URL, and notes in connected when it got a
-// connection.
+// quitOne POSTs to one quit URL, and notes in connected when a connection
+// to it was made (something listened, whatever came after).
 func quitOne(ctx context.Context, client *http.Client, u string, connected *atomic.Bool) error {
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{ConnectDone: func(_, _ string, err error) {
+		if err == nil {
+			connected.Store(true)
+		}
+	}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return err

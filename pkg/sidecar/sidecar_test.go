@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -390,6 +391,8 @@ func TestQuitRetriesRefusedWhenAsked(t *testing.T) {
 		{"never listening, retried", true, "ok", never, 300 * time.Millisecond, 0, 0, 6, "nothing listened there before the quit's timeout", "sidecar quit failed"},
 		{"listening, not answering, retried", true, "silent", firstTwo, 300 * time.Millisecond, 10 * time.Millisecond, 1, 3,
 			"it listened, but did not answer before the quit's timeout: context deadline exceeded", "sidecar quit failed"},
+		{"listening at once, not answering", false, "silent", func(int32, time.Duration) bool { return false }, 300 * time.Millisecond, 0, 1, 1,
+			"it listened, but did not answer before the quit's timeout: context deadline exceeded", "sidecar quit failed"},
 		{"another failure, not retried", true, "500", func(int32, time.Duration) bool { return false }, time.Second, 10 * time.Millisecond, 1, 1, "500 Internal Server Error", "sidecar quit failed"},
 		{"listening late, not retried", false, "ok", firstTwo, 500 * time.Millisecond, 10 * time.Millisecond, 0, 1, "", "sidecar already gone: connection refused"},
 	} {
@@ -426,6 +429,41 @@ func TestQuitRetriesRefusedWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+// TestQuitAimsAnAttemptBeforeItsEnd: with RetryRefused, refused attempts
+// follow the backoff (100ms, doubling to 2s), and one comes a tenth of the
+// time left before the deadline, at most 100ms before it, so the end of a
+// long wait is not left untried. (Under synctest the times are exact.)
+func TestQuitAimsAnAttemptBeforeItsEnd(t *testing.T) {
+	ms := retrytest.Ms
+	for _, tt := range []struct {
+		window time.Duration
+		want   []time.Duration
+	}{
+		{300 * time.Millisecond, ms(0, 100, 270)},                 // a tenth of 300ms: 30ms before
+		{1200 * time.Millisecond, ms(0, 100, 300, 700, 1100)},     // a tenth would be 120ms: 100ms before
+		{5 * time.Second, ms(0, 100, 300, 700, 1500, 3100, 4900)}, // the backoff's cap of 2s, then 100ms before
+	} {
+		t.Run(tt.window.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := retrytest.Record(t, 0, "")
+				client := &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+					_ = a.Try() // records when; the answer is a refusal
+					return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+				})}
+				ctx, cancel := context.WithTimeout(t.Context(), tt.window)
+				defer cancel()
+				err := Quit(ctx, []string{"http://sidecar:15020/quitquitquit"}, Options{Client: client, RetryRefused: true, Logger: quiet})
+				a.Check(tt.want, err, "nothing listened there before the quit's timeout")
+			})
+		})
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of one function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestValidateQuitURLs(t *testing.T) {
 	for _, good := range []string{"http://127.0.0.1:15020/quitquitquit", "http://127.0.0.1:65535/quitquitquit", "https://localhost/shutdown"} {
