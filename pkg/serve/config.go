@@ -107,15 +107,16 @@ type Config struct {
 	// classic sidecar's quit endpoint once the app no longer needs the
 	// network. Its error is logged and ends the run unclean. It does not
 	// run after a failed startup, whose container a Deployment restarts
-	// beside the sidecar.
+	// beside the sidecar (but see QuitSidecarsAfterFailedStartup).
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
 	// QuitSidecarsAfterFailedStartup, when set, runs after a failed
 	// startup (once OnShutdown has run), and after a Run that cannot open
-	// a listener, bounded by QuitTimeout. After a startup abandoned for a
-	// shutdown (a signal: the pod, its sidecars with it, is being
-	// stopped), QuitSidecars runs instead when it is set, as a refusal
-	// then means a sidecar gone. Set it where the
+	// a listener, bounded by QuitTimeout. After a startup abandoned for an
+	// OS signal (the pod, its sidecars with it, is being stopped),
+	// QuitSidecars runs instead when it is set, as a refusal then means a
+	// sidecar gone; a startup abandoned otherwise (Shutdown, ctx, a
+	// failing server) counts as failed. Set it where the
 	// container is not restarted in its pod (a Job's pod with
 	// restartPolicy Never): there a classic sidecar left running would
 	// hold the pod, and the Job, open for good. Not where the container

@@ -39,6 +39,8 @@ func TestConfigValidation(t *testing.T) {
 			"shutdown needs up to 37s (preStop 0s + drain delay 5s + drain timeout 20s + stop timeout 10s + margin 2s) but GracePeriod is 30s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 37s, or shorten DrainDelay, DrainTimeout, StopTimeout or Margin"},
 		{"sidecar quit counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecars: quit},
 			"+ sidecar quit 5s + margin 2s) but GracePeriod is 37s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 42s"},
+		{"the quit after a failed startup counts too", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, QuitSidecarsAfterFailedStartup: quit},
+			"+ sidecar quit 5s + margin 2s) but GracePeriod is 37s; raise GracePeriod (the pod's terminationGracePeriodSeconds) to at least 42s, or shorten DrainDelay, DrainTimeout, StopTimeout, QuitTimeout or Margin"},
 		{"preStop counts, and the second that closes keep-alive connections", Config{Apps: g, API: h, DrainDelay: -1, PreStopDelay: 5 * time.Second, GracePeriod: 37 * time.Second},
 			"shutdown needs up to 38s (preStop 5s + keep-alive close 1s + drain timeout 20s"},
 		{"final report counts", Config{Apps: g, API: h, GracePeriod: 37 * time.Second, OnShutdown: func(context.Context, ShutdownReport) error { return nil }, OnShutdownTimeout: 3 * time.Second},

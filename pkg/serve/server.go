@@ -36,6 +36,7 @@ type Server struct {
 	ran      atomic.Bool
 	fireOnce sync.Once
 	reason   string // what fired ShutdownInitiated; read after it is signalled
+	bySignal bool   // an OS signal fired it (the pod is being stopped); as reason
 
 	apiLn, adminLn net.Listener
 	// apiServed and adminServed are what the servers accept from: the
@@ -147,12 +148,13 @@ func (s *Server) TurnedAway() int64 { return s.gate.turnedAway.Load() }
 
 // Shutdown starts the graceful shutdown, as a signal would. It returns at
 // once; Run returns when the shutdown is over.
-func (s *Server) Shutdown() { s.fire("shutdown called") }
+func (s *Server) Shutdown() { s.fire("shutdown called", false) }
 
-// fire signals ShutdownInitiated with its reason, once.
-func (s *Server) fire(reason string) {
+// fire signals ShutdownInitiated with its reason, once; bySignal says an
+// OS signal fired it.
+func (s *Server) fire(reason string, bySignal bool) {
 	s.fireOnce.Do(func() {
-		s.reason = reason
+		s.reason, s.bySignal = reason, bySignal
 		s.mark(s.sig.ShutdownInitiated, "reason", reason)
 	})
 }
@@ -190,7 +192,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.watch(ctx)()
 	if ctx.Err() != nil { // done already: begin the shutdown now, not when watch's goroutine runs
-		s.fire("context done")
+		s.fire("context done", false)
 	}
 	s.serve()
 	if err := s.startup(); err != nil {
@@ -205,27 +207,30 @@ func (s *Server) Run(ctx context.Context) error {
 // drain with the startup's error (its figures, such as the failed hook,
 // would otherwise end with the process, before any scrape), classic
 // sidecars are told to quit if QuitSidecarsAfterFailedStartup is set
-// (with QuitSidecars, if set, when a shutdown abandoned the startup), and
-// the servers stop.
+// (with QuitSidecars, if set, when an OS signal abandoned the startup),
+// and the servers stop. How the startup ended is read once, on entry: a
+// shutdown asked for while OnShutdown runs changes neither the report's
+// reason nor the quit.
 func (s *Server) startupFailed(err error) {
+	abandoned := s.sig.ShutdownInitiated.Signalled()
 	reason := "startup failed"
-	if s.sig.ShutdownInitiated.Signalled() {
+	if abandoned {
 		reason = s.reason
 	}
-	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
 	// Classic sidecars are not told to quit unless the config has a quit
-	// for a failed startup (a Job's pod that is not restarted): in a Deployment the container
-	// restarts in the same pod, and a sidecar told to quit would restart
-	// beside it, and might not be ready when the app waits for it again.
+	// for a failed startup (a Job's pod that is not restarted): in a
+	// Deployment the container restarts in the same pod, and a sidecar
+	// told to quit would restart beside it, and might not be ready when
+	// the app waits for it again.
 	quit := s.cfg.QuitSidecarsAfterFailedStartup
-	if s.sig.ShutdownInitiated.Signalled() && s.cfg.QuitSidecars != nil {
-		// Abandoned for a shutdown: the pod's sidecars are stopping too,
-		// and one that refuses the connection is gone, not yet to start.
+	if quit != nil && abandoned && s.bySignal && s.cfg.QuitSidecars != nil {
+		// Abandoned for a signal: the pod is being stopped, its sidecars
+		// with it, and one that refuses the connection is gone, not yet
+		// to start, as the shutdown's own quit reads it.
 		quit = s.cfg.QuitSidecars
 	}
-	if quit != nil && s.cfg.QuitSidecarsAfterFailedStartup != nil {
-		_ = s.quitSidecars(quit) // logged; the run's error stays the startup's
-	}
+	s.onShutdown(ShutdownReport{Reason: reason, Err: err})
+	_ = s.quitSidecars(quit) // nil: none; logged; the run's error stays the startup's
 	s.stopServers()
 }
 
@@ -266,7 +271,7 @@ func (s *Server) serve() {
 				s.serveMu.Lock()
 				s.serveErrs = append(s.serveErrs, fmt.Errorf("%s server failed: %w", name, err))
 				s.serveMu.Unlock()
-				s.fire(name + " server failed")
+				s.fire(name+" server failed", false)
 			}
 		})
 	}
@@ -334,9 +339,9 @@ func (s *Server) awaitShutdown(ctx context.Context, sigs <-chan os.Signal, done 
 	select {
 	case sig := <-sigs:
 		first = time.Now()
-		s.fire(sig.String())
+		s.fire(sig.String(), true)
 	case <-ctx.Done():
-		s.fire("context done")
+		s.fire("context done", false)
 	case <-s.sig.ShutdownInitiated.Done():
 	case <-done:
 		return first, false

@@ -120,8 +120,8 @@ func TestStartupFailure(t *testing.T) {
 // asks for the classic sidecars to be told to quit after a failed or
 // abandoned startup too: after the rollback and the final report, within
 // QuitTimeout, logged, and without changing Run's error, even when the
-// quit fails or ignores its context. A startup abandoned for a shutdown
-// runs the shutdown's quit: the pod's sidecars are stopping too.
+// quit fails or ignores its context. (Which quit runs when: see
+// TestStartupEndChoosesTheQuit.)
 func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
@@ -167,15 +167,95 @@ func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 			if !errors.As(err, &se) || ExitCode(err) != ExitStartup || strings.Contains(err.Error(), "quit") {
 				t.Fatalf("Run = %v (exit %d), want the startup's error alone", err, ExitCode(err))
 			}
-			quit := "quit sidecars"
-			if tt.abandoned { // for a shutdown: the sidecars are stopping, and the shutdown's quit knows it
-				quit = "the shutdown's quit"
-			}
-			if got := j.list(); !slices.Equal(got, []string{"stop db", "final report", quit}) {
+			if got := j.list(); !slices.Equal(got, []string{"stop db", "final report", "quit sidecars"}) {
 				t.Fatalf("after the startup: %q", got)
 			}
 			if !strings.Contains(logs.String(), tt.log) {
 				t.Fatalf("logs when Run returned lack %q:\n%s", tt.log, logs.String())
+			}
+		})
+	}
+}
+
+// TestStartupEndChoosesTheQuit: after a startup that did not complete,
+// QuitSidecarsAfterFailedStartup runs, or nothing without it; QuitSidecars
+// runs in its place only when an OS signal abandoned the startup (the pod
+// and its sidecars are being stopped, so a refusal means gone). How the
+// startup ended is read once: a shutdown asked for while the final report
+// runs changes neither the reason nor the quit.
+func TestStartupEndChoosesTheQuit(t *testing.T) {
+	const (
+		failed    = "failed"    // a hook's error
+		bySignal  = "signal"    // SIGUSR1, one of ShutdownOn
+		byCall    = "Shutdown"  // Server.Shutdown
+		byServer  = "server"    // the API server failed
+		lateCall  = "late call" // failed, then Shutdown during OnShutdown
+		bothQuits = "both"
+	)
+	for _, tt := range []struct {
+		end, quits string // quits: "both", "QS" or "QSAFS"
+		want       []string
+		reason     string
+	}{
+		{failed, bothQuits, []string{"QSAFS"}, "startup failed"},
+		{failed, "QSAFS", []string{"QSAFS"}, "startup failed"},
+		{failed, "QS", nil, "startup failed"},
+		{bySignal, bothQuits, []string{"QS"}, "user defined signal 1"},
+		{bySignal, "QSAFS", []string{"QSAFS"}, "user defined signal 1"},
+		{bySignal, "QS", nil, "user defined signal 1"},
+		{byCall, bothQuits, []string{"QSAFS"}, "shutdown called"},
+		{byServer, bothQuits, []string{"QSAFS"}, "api server failed"},
+		{lateCall, bothQuits, []string{"QSAFS"}, "startup failed"},
+	} {
+		t.Run(tt.end+", "+tt.quits, func(t *testing.T) {
+			j := &journal{}
+			entered, stored := make(chan struct{}), make(chan struct{})
+			a := &lifespan.App{Name: "api"}
+			a.Append(lifespan.Hook{Name: "slow", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+				if tt.end == failed || tt.end == lateCall {
+					<-stored // OnShutdown's Server is there to call
+					return nil, errors.New("cache unreachable")
+				}
+				close(entered)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}})
+			var srv atomic.Pointer[Server]
+			cfg := Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, ShutdownOn: []os.Signal{syscall.SIGUSR1},
+				OnShutdown: func(_ context.Context, r ShutdownReport) error {
+					if tt.end == lateCall {
+						srv.Load().Shutdown()
+					}
+					j.add("report: " + r.Reason)
+					return nil
+				}}
+			if tt.quits != "QSAFS" {
+				cfg.QuitSidecars = func(context.Context) error { j.add("QS"); return nil }
+			}
+			if tt.quits != "QS" {
+				cfg.QuitSidecarsAfterFailedStartup = func(context.Context) error { j.add("QSAFS"); return nil }
+			}
+			f := start(t, cfg)
+			srv.Store(f.srv)
+			close(stored)
+			switch tt.end {
+			case bySignal:
+				within(t, entered, "the hook to start")
+				if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+					t.Fatal(err)
+				}
+			case byCall:
+				within(t, entered, "the hook to start")
+				f.srv.Shutdown()
+			case byServer:
+				within(t, entered, "the hook to start")
+				f.srv.apiLn.Close()
+			}
+			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+				t.Fatalf("Run = %v, want a startup error", err)
+			}
+			if got, want := j.list(), append([]string{"report: " + tt.reason}, tt.want...); !slices.Equal(got, want) {
+				t.Fatalf("after the startup: %q, want %q", got, want)
 			}
 		})
 	}
