@@ -163,7 +163,7 @@ func quitAfterRefusal(env map[string]string, log *slog.Logger) {
 		log.Error("sidecars quit failed", "error", err.Error(), took)
 		return
 	}
-	log.Info("sidecars told to quit", took)
+	log.Info("sidecars quit done", took)
 }
 
 // refusal is the log attributes of a refusal to start: the error, in the

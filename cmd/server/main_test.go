@@ -147,10 +147,10 @@ func TestRefusalsQuitSidecarsWhenAsked(t *testing.T) {
 		wantQuits int32
 		log       string // "": nothing about the sidecars
 	}{
-		{"configuration refused", map[string]string{"BERTH_DRAIN_DELAY": "x"}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
-		{"grace period refused by serve", map[string]string{"BERTH_GRACE_PERIOD": "30s"}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
-		{"port in use", map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}, serve.ExitConfig, 1, `"msg":"sidecars told to quit"`},
-		{"startup failed", map[string]string{"BERTH_DEMO_FAIL": "cache"}, serve.ExitStartup, 1, `"msg":"sidecars told to quit"`},
+		{"configuration refused", map[string]string{"BERTH_DRAIN_DELAY": "x"}, serve.ExitConfig, 1, `"msg":"sidecars quit done"`},
+		{"grace period refused by serve", map[string]string{"BERTH_GRACE_PERIOD": "30s"}, serve.ExitConfig, 1, `"msg":"sidecars quit done"`},
+		{"port in use", map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}, serve.ExitConfig, 1, `"msg":"sidecars quit done"`},
+		{"startup failed", map[string]string{"BERTH_DEMO_FAIL": "cache"}, serve.ExitStartup, 1, `"msg":"sidecars quit done"`},
 		{"configuration refused, nothing listening", with(notListening, map[string]string{"BERTH_DRAIN_DELAY": "x"}), serve.ExitConfig, 0, "nothing listened there before the quit's timeout"},
 		{"port in use, nothing listening", with(notListening, map[string]string{"BERTH_HTTP_ADDR": busy.Addr().String()}), serve.ExitConfig, 0, "nothing listened there before the quit's timeout"},
 		{"startup failed, nothing listening", with(notListening, map[string]string{"BERTH_DEMO_FAIL": "cache"}), serve.ExitStartup, 0, "nothing listened there before the quit's timeout"},

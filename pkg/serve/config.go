@@ -107,7 +107,9 @@ type Config struct {
 	// classic sidecar's quit endpoint once the app no longer needs the
 	// network. Its error is logged and ends the run unclean. It does not
 	// run after a failed startup, whose container a Deployment restarts
-	// beside the sidecar (but see QuitSidecarsAfterFailedStartup).
+	// beside the sidecar, except after one an OS signal abandoned when
+	// QuitSidecarsAfterFailedStartup is set (see there; its error then
+	// leaves the startup's as the run's).
 	QuitSidecars func(ctx context.Context) error
 	QuitTimeout  time.Duration
 	// QuitSidecarsAfterFailedStartup, when set, runs after a failed
@@ -116,7 +118,13 @@ type Config struct {
 	// OS signal (the pod, its sidecars with it, is being stopped),
 	// QuitSidecars runs instead when it is set, as a refusal then means a
 	// sidecar gone; a startup abandoned otherwise (Shutdown, ctx, a
-	// failing server) counts as failed. Set it where the
+	// failing server) counts as failed. So leave SIGTERM to ShutdownOn,
+	// not to a context of signal.NotifyContext, which would read as ctx.
+	// A shutdown after a completed startup runs QuitSidecars, reading a
+	// refusal as a sidecar gone: a Job should wait for its sidecar at
+	// startup (sidecar.Waiter), so that it listens by then. The retry of
+	// a sidecar not started yet lasts QuitTimeout, which must then also
+	// cover the sidecar's start (its image pull, say). Set it where the
 	// container is not restarted in its pod (a Job's pod with
 	// restartPolicy Never): there a classic sidecar left running would
 	// hold the pod, and the Job, open for good. Not where the container

@@ -185,9 +185,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.listen(); err != nil {
 		// Nothing started, but a Job's pod that is not restarted would
 		// still wait on its sidecars: they are told to quit as after a
-		// failed startup. The quit is logged; the run's error stays the
-		// listener's, which the caller reports once, in its own words.
-		_ = s.quitSidecars(s.cfg.QuitSidecarsAfterFailedStartup)
+		// failed startup. The run's error stays the listener's, which the
+		// caller reports once, in its own words; a warning names it first,
+		// so that the log says why before the quit's lines.
+		if s.cfg.QuitSidecarsAfterFailedStartup != nil {
+			s.cfg.Logger.Warn("a listener cannot be opened; telling the sidecars to quit before exiting", "error", err.Error())
+			_ = s.quitSidecars(s.cfg.QuitSidecarsAfterFailedStartup)
+		}
 		return err
 	}
 	defer s.watch(ctx)()

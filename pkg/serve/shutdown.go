@@ -199,7 +199,9 @@ func (s *Server) stopContext() (context.Context, context.CancelFunc) {
 // Config.QuitSidecarsAfterFailedStartup), if set, to tell classic sidecars
 // to quit, now that the app needs no network: its hooks have stopped and
 // OnShutdown has sent its report. It logs the quit and returns its error,
-// which ends a shutdown unclean.
+// which ends a shutdown unclean. Its own log line says only that the
+// quit returned: sidecar.Quit's lines say what became of each sidecar
+// (told to quit, or already gone).
 func (s *Server) quitSidecars(quit func(context.Context) error) error {
 	if quit == nil {
 		return nil
@@ -214,7 +216,7 @@ func (s *Server) quitSidecars(quit func(context.Context) error) error {
 		s.cfg.Logger.Error("sidecars quit failed", "error", err.Error(), took)
 		return err
 	}
-	s.cfg.Logger.Info("sidecars told to quit", took)
+	s.cfg.Logger.Info("sidecars quit done", took)
 	return nil
 }
 

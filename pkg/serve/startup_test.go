@@ -131,10 +131,10 @@ func TestStartupFailureQuitsSidecarsWhenAsked(t *testing.T) {
 		quit      func(context.Context) error
 		log       string
 	}{
-		{"told to quit", false, func(context.Context) error { return nil }, "sidecars told to quit"},
+		{"told to quit", false, func(context.Context) error { return nil }, "sidecars quit done"},
 		{"the quit fails", false, func(context.Context) error { return errors.New("proxy unreachable") }, "quit sidecars: proxy unreachable"},
 		{"the quit ignores its context", false, func(context.Context) error { <-release; return nil }, "quit sidecars: abandoned"},
-		{"an abandoned startup", true, func(context.Context) error { return nil }, "sidecars told to quit"},
+		{"an abandoned startup", true, func(context.Context) error { return nil }, "sidecars quit done"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			j := &journal{}
@@ -283,8 +283,8 @@ func TestListenFailureQuitsSidecarsWhenAsked(t *testing.T) {
 		wantQuits   int32
 		log, listen string
 	}{
-		{"the API's address taken", true, busy, "", false, nil, 1, "sidecars told to quit", "APIAddr="},
-		{"the admin's address taken", true, "", busy, false, nil, 1, "sidecars told to quit", "AdminAddr="},
+		{"the API's address taken", true, busy, "", false, nil, 1, "sidecars quit done", "APIAddr="},
+		{"the admin's address taken", true, "", busy, false, nil, 1, "sidecars quit done", "AdminAddr="},
 		{"the quit fails", true, busy, "", false, errors.New("proxy unreachable"), 1, "quit sidecars: proxy unreachable", "APIAddr="},
 		{"not asked", false, busy, "", false, nil, 0, "", "APIAddr="},
 		{"a second Run", true, "", "", true, nil, 0, "", "Run called a second time"},
@@ -324,6 +324,10 @@ func TestListenFailureQuitsSidecarsWhenAsked(t *testing.T) {
 			out := logs.String()[before:]
 			if told := strings.Contains(out, "sidecars"); told != (tt.log != "") || !strings.Contains(out, tt.log) {
 				t.Fatalf("logs, want %q about the sidecars:\n%s", tt.log, out)
+			}
+			// Why comes before the quit's own lines.
+			if why := strings.Index(out, "a listener cannot be opened"); tt.log != "" && (why < 0 || why > strings.Index(out, tt.log)) {
+				t.Fatalf("logs, want the listener's failure before %q:\n%s", tt.log, out)
 			}
 		})
 	}

@@ -17,7 +17,9 @@
 // yet. Set it in the quit you give serve as
 // Config.QuitSidecarsAfterFailedStartup (for a Job's pod with restartPolicy
 // Never), which runs after a failed startup or a listener Run could not
-// open, possibly within moments of the pod's start.
+// open, possibly within moments of the pod's start (after a startup an OS
+// signal abandoned, serve runs Config.QuitSidecars instead: the sidecar is
+// stopping too).
 // Native sidecars (initContainers with restartPolicy: Always) need neither:
 // the kubelet starts them before and stops them after the app.
 package sidecar
