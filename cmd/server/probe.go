@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/httpurl"
 )
 
 // runProbe is `server probe URL`: exit 0 on a 2xx, 1 otherwise, for helm
@@ -19,7 +19,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	// A URL that cannot be asked is the caller's to fix (exit 2), not a
 	// target that is down (exit 1).
-	if !config.HTTPURL(args[0]) {
+	if !httpurl.Valid(args[0]) {
 		fmt.Fprintf(stderr, "probe: %q is not an http:// or https:// URL with a host; want one such as http://127.0.0.1:9090/livez\n", args[0])
 		return 2
 	}

@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/internal/httpurl"
 	"github.com/berth-dev/berth/internal/redact"
 	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
@@ -162,7 +162,7 @@ func Load(environ map[string]string) (Config, error) {
 			bad(a.name, a.value, "want a port from 0 to 65535 (or a service name), such as :8080")
 		}
 	}
-	if cfg.PushgatewayURL != "" && !HTTPURL(cfg.PushgatewayURL) {
+	if cfg.PushgatewayURL != "" && !httpurl.Valid(cfg.PushgatewayURL) {
 		bad("BERTH_PUSHGATEWAY_URL", redact.URL(cfg.PushgatewayURL), "want the Pushgateway's http:// or https:// URL, such as http://pushgateway:9091")
 	}
 	if u := cfg.DatabaseURL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
@@ -372,20 +372,6 @@ func LogFormatProblem(format string) string {
 		return ""
 	}
 	return fmt.Sprintf("BERTH_LOG_FORMAT=%q: want json or text", format)
-}
-
-// HTTPURL reports whether s is an http:// or https:// URL with a host,
-// and a port from 1 to 65535 if it names one.
-func HTTPURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return false
-	}
-	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
-		n, err := strconv.Atoi(p)
-		return err == nil && n >= 1 && n <= 65535
-	}
-	return true
 }
 
 // entries trims each entry of a comma-separated list and drops the empty

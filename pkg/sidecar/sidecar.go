@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/backoff"
+	"github.com/berth-dev/berth/internal/httpurl"
 	"github.com/berth-dev/berth/internal/redact"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -329,22 +330,11 @@ func quitOne(ctx context.Context, client *http.Client, u string, connected *atom
 // ValidateQuitURLs checks quit URLs before they are needed.
 func ValidateQuitURLs(urls []string) error {
 	for _, s := range urls {
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || !validPort(u.Port(), u.Host) {
+		if !httpurl.Valid(s) {
 			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", redact.URL(s))
 		}
 	}
 	return nil
-}
-
-// validPort reports whether a URL's port, if host names one, is from 1 to
-// 65535.
-func validPort(port, host string) bool {
-	if port == "" && !strings.HasSuffix(host, ":") {
-		return true
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535
 }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
