@@ -250,11 +250,9 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	// Only a refusal is retried, and only with RetryRefused; a failure
-	// that comes as ctx ends (the last attempt's, cut short) leaves the
-	// refusals before it as the reason.
+	// Only a refusal is retried, and only with RetryRefused.
 	retry := backoff.Schedule{Initial: opts.InitialBackoff, Max: opts.MaxBackoff,
-		GiveUp: func(err error) bool { return !opts.RetryRefused || !isRefused(err) && ctx.Err() == nil }}
+		GiveUp: func(err error) bool { return !opts.RetryRefused || !isRefused(err) }}
 	if retry.Initial <= 0 {
 		retry.Initial = 100 * time.Millisecond
 	}
