@@ -70,19 +70,30 @@ func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
 }
 
 // kill -9 cannot tell synchronous=FULL from OFF (the page cache keeps the
-// write), so each connection's durability settings are read back.
+// write), so each connection's durability settings are read back: several
+// connections held at once, as the pool would otherwise hand the same idle
+// one to every query, and a setting made on one connection only (a PRAGMA
+// run after opening, say) would pass.
 func TestSQLiteConnectionSettings(t *testing.T) {
 	db, err := sqliteOpener(t.TempDir())(t.Context(), store.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, tt := range []struct{ pragma, want string }{
-		{"journal_mode", "wal"}, {"synchronous", "2"}, {"busy_timeout", "10000"}, {"foreign_keys", "1"},
-	} {
-		var got string
-		if err := db.SQL().QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil || got != tt.want {
-			t.Errorf("PRAGMA %s = %q (%v), want %q", tt.pragma, got, err, tt.want)
+	const held = 4 // below the pool's cap of 8, so none waits for another
+	for i := range held {
+		conn, err := db.SQL().Conn(t.Context())
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer conn.Close()
+		for _, tt := range []struct{ pragma, want string }{
+			{"journal_mode", "wal"}, {"synchronous", "2"}, {"busy_timeout", "10000"}, {"foreign_keys", "1"},
+		} {
+			var got string
+			if err := conn.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil || got != tt.want {
+				t.Errorf("connection %d: PRAGMA %s = %q (%v), want %q", i, tt.pragma, got, err, tt.want)
+			}
 		}
 	}
 }
