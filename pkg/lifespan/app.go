@@ -3,6 +3,7 @@ package lifespan
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,6 +158,15 @@ func (a *App) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	defer func() {
+		// An observer's panic is logged and its event dropped: it must not
+		// end the process from a hook's goroutine, nor leave a Stop half
+		// done (its stopOnce spent, the hooks after the event unstopped).
+		if v := recover(); v != nil {
+			slog.Error("lifespan: observer panicked; its event is dropped", "app", a.Name,
+				"event", e.Kind.String(), "hook", e.Hook, "panic", fmt.Sprint(v))
+		}
+	}()
 	a.Observer(e)
 }
 

@@ -1,8 +1,11 @@
 package lifespan
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -195,5 +198,39 @@ func TestNames(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("String() = %q, want %q", tt.got, tt.want)
 		}
+	}
+}
+
+// An observer that panics (a metrics observer with a label mistake, say)
+// must neither end the process from a hook's goroutine nor leave a Stop
+// half done: every event is dropped, and the app starts and stops as it
+// would without one. The panic is logged instead.
+func TestPanickingObserverNeitherCrashesNorStopsHalfway(t *testing.T) {
+	for _, concurrency := range []int{1, 2} {
+		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
+			var logged bytes.Buffer
+			defer slog.SetDefault(slog.Default())
+			slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+			j := &journal{}
+			l := &App{Name: "api", Concurrency: concurrency, Observer: func(e Event) { panic("observer boom: " + e.Kind.String()) }}
+			l.Append(recorded(j, "db", nil, nil), recorded(j, "cache", nil, nil))
+			if err := l.Start(t.Context()); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			if err := l.Stop(t.Context()); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			if got := l.Phase(); got != PhaseStopped {
+				t.Errorf("phase after Stop = %v, want stopped", got)
+			}
+			got := j.list()
+			slices.Sort(got)
+			if want := []string{"start cache", "start db", "stop cache", "stop db"}; !slices.Equal(got, want) {
+				t.Errorf("hooks did %q, want %q", got, want)
+			}
+			if !strings.Contains(logged.String(), "observer boom: hook-started") {
+				t.Errorf("the observer's panic was not logged; the log:\n%s", logged.String())
+			}
+		})
 	}
 }

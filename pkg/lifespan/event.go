@@ -94,7 +94,8 @@ type Event struct {
 // Observer receives an app's events. It is called synchronously, never
 // while the app holds a lock, and possibly from several goroutines at once
 // (hooks starting in parallel, tasks ending): it must be quick and safe for
-// concurrent use.
+// concurrent use. An observer that panics does not stop the app: the
+// panic is logged through slog.Default and that event is dropped.
 type Observer func(Event)
 
 // Observers returns an observer that hands each event to every non-nil
