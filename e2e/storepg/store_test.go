@@ -305,3 +305,54 @@ func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
 		t.Errorf("Put after the migration: %v", err)
 	}
 }
+
+// A schema its owner migrated, then opened by a role that may read and
+// write the tables but not create any (PostgreSQL 15 grants no CREATE on
+// the public schema): with nothing to migrate, the start needs no more, as
+// an admin role migrating and an app role serving would have it. The
+// record of which versions a binary can use was written with CREATE TABLE
+// IF NOT EXISTS on every start, which checks CREATE even when the table is
+// there, and refused that role.
+func TestMigrateWithNothingPendingNeedsNoCreate(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	owner, err := opener(dbURL)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Close()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := "app_" + strings.TrimPrefix(u.Path, "/") // roles are the cluster's: one per database
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN PASSWORD 'pw'",
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	u.User = url.UserPassword(role, "pw")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	db, err := store.Open(ctx, store.Config{URL: u.String(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, quiet); err != nil {
+		t.Fatalf("Migrate as %s, nothing pending: %v", role, err)
+	}
+	if _, err := db.Put(ctx, "k", []byte(`1`)); err != nil {
+		t.Fatalf("Put as %s: %v", role, err)
+	}
+}

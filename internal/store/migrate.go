@@ -154,7 +154,25 @@ func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS berth_schema (version bigint PRIMARY KEY, works_from bigint NOT NULL)"); err != nil {
+	// Written only when missing or different: a start with nothing to
+	// migrate then needs no more than SELECT, so a role that may use the
+	// tables but not create them (PostgreSQL 15 grants no CREATE on public)
+	// can start; CREATE TABLE IF NOT EXISTS checks that right even when the
+	// table exists.
+	var exists bool
+	if err := tx.QueryRowContext(ctx, s.d.tableExists, "berth_schema").Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		var recorded int64
+		err := tx.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&recorded)
+		if err == nil && recorded == schemaWorksFrom {
+			return tx.Commit()
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	} else if _, err := tx.ExecContext(ctx, "CREATE TABLE berth_schema (version bigint PRIMARY KEY, works_from bigint NOT NULL)"); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO berth_schema (version, works_from) VALUES (?, ?) ON CONFLICT (version) DO UPDATE SET works_from = excluded.works_from"),
@@ -170,11 +188,7 @@ func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
 // version). Any other error (the database not answering) is returned.
 func (s *DB) worksFrom(ctx context.Context, version int64) (worksFrom int64, ok bool, err error) {
 	var exists bool
-	q := "SELECT to_regclass('berth_schema') IS NOT NULL"
-	if s.d.name != postgres.name {
-		q = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'berth_schema')"
-	}
-	if err := s.db.QueryRowContext(ctx, q).Scan(&exists); err != nil || !exists {
+	if err := s.db.QueryRowContext(ctx, s.d.tableExists, "berth_schema").Scan(&exists); err != nil || !exists {
 		return 0, false, err
 	}
 	err = s.db.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&worksFrom)

@@ -42,11 +42,14 @@ type Config struct {
 type dialect struct {
 	name        string // goose's dialect
 	placeholder func(n int) string
+	tableExists string // a query of whether the table its one argument names exists
 }
 
 var (
-	postgres = dialect{name: "postgres", placeholder: func(n int) string { return "$" + strconv.Itoa(n) }}
-	sqlite   = dialect{name: "sqlite3", placeholder: func(int) string { return "?" }}
+	postgres = dialect{name: "postgres", placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+		tableExists: "SELECT to_regclass($1) IS NOT NULL"}
+	sqlite = dialect{name: "sqlite3", placeholder: func(int) string { return "?" },
+		tableExists: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)"}
 )
 
 // q rewrites the ? placeholders of query for the dialect.
