@@ -46,7 +46,8 @@ type Config struct {
 	// reverse after the drain (see lifespan.Group). Each needs a Name
 	// of its own: each of its hooks is the readiness check
 	// hook/NAME/HOOK, and NAME and HOOK must fit a check's name
-	// (probes.CheckName).
+	// (probes.CheckName). New reads each app's hooks: append them all
+	// before New, as Run refuses an app given hooks after it.
 	Apps lifespan.Group
 	// API is the application's handler (a *gin.Engine, say).
 	API http.Handler

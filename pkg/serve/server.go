@@ -33,6 +33,9 @@ type Server struct {
 	// lifespan.StateContextKey.
 	base context.Context
 
+	// hooks is each app's hooks at New, which its readiness checks were
+	// made for: Run refuses apps given hooks after it.
+	hooks    [][]string
 	ran      atomic.Bool
 	fireOnce sync.Once
 	reason   string // what fired ShutdownInitiated; read after it is signalled
@@ -181,6 +184,9 @@ func (s *Server) mark(sig *Signal, attrs ...any) {
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
+	}
+	if err := s.hooksUnchanged(); err != nil {
+		return err
 	}
 	if err := s.listen(); err != nil {
 		// Nothing started, but a Job's pod that is not restarted would
@@ -486,3 +492,20 @@ func nosniff(h http.Handler) http.Handler {
 
 // nosniffValue is the header's one value, shared by every response.
 var nosniffValue = []string{"nosniff"}
+
+// hooksUnchanged refuses apps whose hooks changed after New: New made each
+// hook's readiness check and checked its name, so a hook appended later
+// would start with neither.
+func (s *Server) hooksUnchanged() error {
+	var problems []string
+	for i, app := range s.cfg.Apps {
+		if now := app.Hooks(); !slices.Equal(now, s.hooks[i]) {
+			problems = append(problems, fmt.Sprintf("app %q has hooks %q, where it had %q at New: a hook's readiness check is made, and its name checked, by New; append every hook before calling New",
+				app.Name, now, s.hooks[i]))
+		}
+	}
+	if problems != nil {
+		return &ConfigError{Problems: problems}
+	}
+	return nil
+}

@@ -194,6 +194,40 @@ func TestRunTwiceIsRefused(t *testing.T) {
 	}
 }
 
+// A hook appended after New would start with no readiness check and an
+// unchecked name: Run refuses the app, naming it and the hooks, and starts
+// nothing.
+func TestHooksAppendedAfterNewAreRefused(t *testing.T) {
+	j := &journal{}
+	a := app(j, "db")
+	srv, err := New(Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Append(lifespan.Hook{Name: "late?", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		j.add("start late?")
+		return nil, nil
+	}})
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(t.Context()) }()
+	t.Cleanup(func() { // a Run that was not refused is shut down, not left running
+		if !srv.Signals().ShutdownInitiated.Signalled() {
+			srv.Shutdown()
+		}
+	})
+	err = within(t, runErr, "the refused Run")
+	if err == nil || ExitCode(err) != ExitConfig || !strings.Contains(err.Error(), `app "api" has hooks ["db" "late?"], where it had ["db"] at New`) {
+		t.Fatalf("Run = %v, want a configuration error naming the app and its hooks", err)
+	}
+	if got := a.Phase(); got != lifespan.PhaseNew {
+		t.Errorf("the app's phase after the refused Run = %v, want new: nothing started", got)
+	}
+	if got := j.list(); len(got) != 0 {
+		t.Errorf("hooks ran: %q", got)
+	}
+}
+
 func TestContextEndStartsTheShutdown(t *testing.T) {
 	srv, err := New(Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{}})
