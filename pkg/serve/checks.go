@@ -18,8 +18,9 @@ func (s *Server) registerChecks() {
 	reg := s.cfg.Probes
 	reg.Add(probes.Liveness, probes.Check{Name: "ping", Instant: true, Run: func(context.Context) error { return nil }})
 	for _, app := range s.cfg.Apps {
-		s.hooks = append(s.hooks, app.Hooks())
-		for _, hook := range s.hooks[len(s.hooks)-1] {
+		hooks := app.Hooks()
+		s.hooks = append(s.hooks, hooks)
+		for _, hook := range hooks {
 			reg.Add(probes.Readiness, probes.Check{Name: "hook/" + app.Name + "/" + hook, Instant: true, Run: func(context.Context) error {
 				if st := app.HookStatus(hook); st != lifespan.HookUp {
 					return fmt.Errorf("hook %s", st)
