@@ -127,8 +127,13 @@ func renderedRules(t *testing.T, values map[string]any) []byte {
 	return nil
 }
 
+// rateIntervalStandIn stands in for Grafana's $__rate_interval, which is
+// at least four scrape intervals: with Prometheus's default of a minute,
+// four minutes.
+const rateIntervalStandIn = 4 * time.Minute
+
 // dashboardQueries returns every PromQL expression of the dashboard, with
-// its $namespace variable filled in.
+// its $namespace and $__rate_interval variables filled in.
 func dashboardQueries(t *testing.T) []string {
 	t.Helper()
 	r := mustRender(t, map[string]any{"metrics": map[string]any{"dashboard": map[string]any{"enabled": true}}})
@@ -154,7 +159,8 @@ func dashboardQueries(t *testing.T) []string {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, q := range p.Targets {
-			out = append(out, strings.ReplaceAll(q.Expr, "$namespace", "berth"))
+			expr := strings.ReplaceAll(q.Expr, "$namespace", "berth")
+			out = append(out, strings.ReplaceAll(expr, "$__rate_interval", rateIntervalStandIn.String()))
 		}
 	}
 	for _, v := range dash.Templating.List {
@@ -279,6 +285,26 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
 			if vs, ok := node.(*parser.VectorSelector); ok && !names[vs.Name] {
 				t.Errorf("%q names %s, which berth does not export", q, vs.Name)
+			}
+			return nil
+		})
+	}
+}
+
+// Every range a dashboard query reads over (rate, increase) holds at least
+// four scrapes at Prometheus's default interval of a minute: Grafana's
+// $__rate_interval, or longer. A panel that rates over [1m] is empty at
+// that interval, where a range holds at most one sample.
+func TestDashboardRangesHoldSeveralScrapes(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	for _, q := range dashboardQueries(t) {
+		expr, err := p.ParseExpr(q)
+		if err != nil {
+			t.Fatalf("%q does not parse: %v", q, err)
+		}
+		parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+			if ms, ok := node.(*parser.MatrixSelector); ok && ms.Range < rateIntervalStandIn {
+				t.Errorf("%q reads over %v: fewer than four scrapes at a one-minute interval; use [$__rate_interval]", q, ms.Range)
 			}
 			return nil
 		})
