@@ -344,6 +344,50 @@ func TestPushErrorHidesThePassword(t *testing.T) {
 	}
 }
 
+// The exit push replaces one group per pod: the pod's name, and its
+// namespace when the pod knows it, so the replicas of a Deployment, and
+// same-named pods in two namespaces, do not overwrite each other's
+// figures (the alerts and the prune read the group by those labels).
+func TestPushGroupsByPodAndNamespace(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want map[string]string
+	}{
+		{"in a namespace", map[string]string{"POD_NAME": "web-5d8f9-abcde", "POD_NAMESPACE": "shop"},
+			map[string]string{"job": PushJob, "pod": "web-5d8f9-abcde", "namespace": "shop"}},
+		{"no namespace given", map[string]string{"POD_NAME": "web-5d8f9-abcde"},
+			map[string]string{"job": PushJob, "pod": "web-5d8f9-abcde"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			paths := make(chan string, 1)
+			gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				paths <- r.Method + " " + r.URL.Path
+			}))
+			defer gw.Close()
+			env := map[string]string{"BERTH_PUSHGATEWAY_URL": gw.URL}
+			maps.Copy(env, tt.env)
+			cfg, err := Load(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{}); err != nil {
+				t.Fatal(err)
+			}
+			got := <-paths
+			method, path, _ := strings.Cut(got, " ")
+			parts := strings.Split(strings.TrimPrefix(path, "/metrics/"), "/")
+			group := map[string]string{}
+			for i := 0; i+1 < len(parts); i += 2 {
+				group[parts[i]] = parts[i+1]
+			}
+			if method != http.MethodPut || len(parts)%2 != 0 || !maps.Equal(group, tt.want) {
+				t.Errorf("push = %s, want a PUT to the group %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // BERTH_SIDECARS and BERTH_SIDECAR_QUIT read alike: spaces around an entry
 // and empty entries are dropped (BERTH_SIDECAR_QUIT refused both).
 func TestSidecarListsReadAlike(t *testing.T) {

@@ -93,6 +93,43 @@ func TestStopAfterDeadlineStillCallsEveryStop(t *testing.T) {
 	})
 }
 
+// Cancelling Stop's ctx does not cut the stops short: only a deadline
+// bounds them. A stop called with an already cancelled ctx that has no
+// deadline gets a live context, bounded by its hook's stop timeout.
+func TestStopWithACancelledContextGivesEachStopALiveOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type call struct {
+			name string
+			err  error
+			left time.Duration
+		}
+		var calls []call
+		hook := func(name string) Hook {
+			return Hook{Name: name, Start: func(context.Context, *Scope) (StopFunc, error) {
+				return func(ctx context.Context) error {
+					dl, _ := ctx.Deadline()
+					calls = append(calls, call{name, ctx.Err(), time.Until(dl)})
+					return nil
+				}, nil
+			}}
+		}
+		l := &App{Name: "api", StopTimeout: 4 * time.Second}
+		l.Append(hook("db"), hook("cache"))
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := l.Stop(ctx); err != nil {
+			t.Fatalf("Stop = %v, want nil: every stop ran with time to finish", err)
+		}
+		want := []call{{"cache", nil, 4 * time.Second}, {"db", nil, 4 * time.Second}}
+		if !slices.Equal(calls, want) {
+			t.Fatalf("calls = %+v, want %+v (each stop's context live, with its own timeout)", calls, want)
+		}
+	})
+}
+
 // Stops that ignore their context, past the deadline, share one grace
 // window (each with a tenth of it as a floor) instead of a window each, so
 // twenty of them overrun the deadline by 100ms + 19 × 10ms, not 20 × 100ms

@@ -329,6 +329,44 @@ func TestPruneReportsFailures(t *testing.T) {
 	}
 }
 
+// Prune's DELETEs run under its context: one that hangs is abandoned when
+// the context ends, and Prune returns that context's error.
+func TestPruneDeleteHonoursItsContext(t *testing.T) {
+	cutoff := time.Unix(1_800_000_000, 0)
+	listing, _ := fakeGateway(t, []fakeGroup{{map[string]string{"job": "berth-exit", "pod": "stuck"}, float64(cutoff.Unix() - 60), ""}}, "")
+	arrived, release := make(chan struct{}), make(chan struct{})
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodDelete {
+			listing.Config.Handler.ServeHTTP(w, r)
+			return
+		}
+		close(arrived)
+		select {
+		case <-r.Context().Done(): // the client gave up
+		case <-release: // the test's end, had it not
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(gw.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets a hung DELETE end before Close waits for it
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Prune(ctx, nil, gw.URL, "berth-exit", nil, cutoff)
+		done <- err
+	}()
+	<-arrived
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want the DELETE ended by its context (context.Canceled)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Prune still waits on a DELETE 10s after its context ended")
+	}
+}
+
 // groupOf reads the group a Pushgateway path names (/metrics/job/J/k/v...,
 // a value base64-encoded where its name ends in @base64) as its labels,
 // sorted: "job=J,k=v".
