@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +69,8 @@ type Config struct {
 	Limits Limits
 
 	// Probes receives the lifespan's checks; pass one to add checks of your
-	// own (dependencies, sidecars). Nil makes a new registry.
+	// own (dependencies, sidecars). Nil makes a new registry. Each Server
+	// needs its own: New refuses one another New has filled.
 	Probes *probes.Registry
 	// Metrics is served at /metrics on the admin listener when set.
 	Metrics http.Handler
@@ -360,7 +362,8 @@ func (c *Config) validate() error {
 // checks: a nil app, an app without a name, two apps of one name, and app or hook names that a
 // check name cannot hold (probes.CheckName): each hook becomes the
 // readiness check "hook/APP/HOOK". It refuses, too, a check already
-// in Probes under one of the names the server gives its own checks.
+// in Probes under one of the names the server gives its own checks, and
+// a Registry another serve.New has filled.
 func (c *Config) appProblems() []string {
 	var problems []string
 	own := map[string]bool{"ping": true, "shutdown": true, "lifespan": true}
@@ -390,10 +393,18 @@ func (c *Config) appProblems() []string {
 			own[name] = true
 		}
 	}
+	var taken []string
 	for _, r := range c.Probes.Results() {
 		if own[r.Name] {
-			problems = append(problems, fmt.Sprintf("Probes already has a check named %q, a name the server gives a check of its own (ping, shutdown, lifespan, hook/APP/HOOK); rename that check", r.Name))
+			taken = append(taken, r.Name)
 		}
+	}
+	if slices.Contains(taken, "ping") && slices.Contains(taken, "shutdown") && slices.Contains(taken, "lifespan") {
+		// Every check a server adds: this Registry is another Server's.
+		return append(problems, "Probes already holds the checks a server adds (ping, shutdown, lifespan): it was given to another serve.New; give each Server a Registry of its own (probes.New())")
+	}
+	for _, name := range taken {
+		problems = append(problems, fmt.Sprintf("Probes already has a check named %q, a name the server gives a check of its own (ping, shutdown, lifespan, hook/APP/HOOK); rename that check", name))
 	}
 	return problems
 }

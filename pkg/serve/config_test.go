@@ -27,6 +27,10 @@ func TestConfigValidation(t *testing.T) {
 	}
 	taken := probes.New()
 	taken.Add(probes.Readiness, probes.Check{Name: "shutdown", Run: func(context.Context) error { return nil }})
+	used := probes.New()
+	if _, err := New(Config{Apps: lifespan.Group{withHook("api", "db")}, API: h, Probes: used}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		cfg  Config
@@ -74,6 +78,8 @@ func TestConfigValidation(t *testing.T) {
 			`app "a/b", hook "c": its readiness check "hook/a/b/c" has the name of another app's hook's`},
 		{"an app name a check cannot hold", Config{Apps: lifespan.Group{withHook("api?v=2", "db")}, API: h}, `app "api?v=2", hook "db"`},
 		{"a check under a name the server takes", Config{Apps: g, API: h, Probes: taken}, `Probes already has a check named "shutdown"`},
+		{"another server's Registry", Config{Apps: lifespan.Group{withHook("api", "db")}, API: h, Probes: used},
+			"Probes already holds the checks a server adds (ping, shutdown, lifespan): it was given to another serve.New; give each Server a Registry of its own (probes.New())"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
