@@ -89,22 +89,51 @@ func (r *Registry) Start(ctx context.Context) {
 // result. Call it when what the checks watch has just changed, such as a
 // database just opened or the end of startup, so the next probe reads a
 // result from after the change rather than one up to an Interval old.
-// Each check runs with a context for which [Refreshing] is true.
+// Each check runs with a context for which [Refreshing] is true. Refresh
+// panics on a name that is not a background check's, as a refresh that
+// ran nothing would leave the probes reading the old result: that is a
+// wiring mistake, like those Add panics on.
 func (r *Registry) Refresh(ctx context.Context, names ...string) {
 	ctx = context.WithValue(ctx, refreshingKey{}, true)
-	r.mu.RLock()
-	var background []*check
-	for _, c := range r.checks {
-		if c.Interval > 0 && (len(names) == 0 || slices.Contains(names, c.Name)) {
-			background = append(background, c)
-		}
+	checks, err := r.background(names)
+	if err != nil {
+		panic("probes: " + err.Error())
 	}
-	r.mu.RUnlock()
 	var wg sync.WaitGroup
-	for _, c := range background {
+	for _, c := range checks {
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Wait()
+}
+
+// background returns the background checks named, each once, or every
+// one without names; a name that is not a background check's is an error
+// that lists those there are.
+func (r *Registry) background(names []string) ([]*check, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var all []*check
+	var have []string
+	for _, c := range r.checks {
+		if c.Interval > 0 {
+			all = append(all, c)
+			have = append(have, c.Name)
+		}
+	}
+	if len(names) == 0 {
+		return all, nil
+	}
+	var named []*check
+	for _, name := range names {
+		c := r.byName[name]
+		if c == nil || c.Interval <= 0 {
+			return nil, fmt.Errorf("Refresh(%q): no background check has that name; those with an Interval: %q", name, have)
+		}
+		if !slices.Contains(named, c) {
+			named = append(named, c)
+		}
+	}
+	return named, nil
 }
 
 type refreshingKey struct{}

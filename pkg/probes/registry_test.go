@@ -153,6 +153,7 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 			return nil
 		}})
 		r.Add(Readiness, Check{Name: "inline", Run: func(context.Context) error { runs.Add(100); return nil }})
+		r.Add(Readiness, Check{Name: "other", Interval: time.Hour, Run: func(context.Context) error { return nil }})
 		r.Start(t.Context())
 		defer r.Stop()
 		synctest.Wait()
@@ -176,6 +177,28 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 			t.Fatalf("a refresh of db by name: runs = %d, want 3", got)
 		}
 	})
+}
+
+// Refresh with a name that is no background check's panics, naming it and
+// those there are: a refresh that ran nothing would leave the probes
+// reading the old result.
+func TestRefreshRefusesANameThatIsNoBackgroundChecks(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Run: func(context.Context) error { return nil }})
+	r.Add(Readiness, Check{Name: "inline", Run: func(context.Context) error { return nil }})
+	for _, tt := range []struct{ name, want string }{
+		{"dbb", `probes: Refresh("dbb"): no background check has that name; those with an Interval: ["db"]`},
+		{"inline", `probes: Refresh("inline"): no background check has that name; those with an Interval: ["db"]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if got := recover(); got != tt.want {
+					t.Errorf("Refresh(%q) panicked with %v, want %q", tt.name, got, tt.want)
+				}
+			}()
+			r.Refresh(t.Context(), "db", tt.name)
+		})
+	}
 }
 
 // A scheduled run that started before a Refresh and ends after it does not
