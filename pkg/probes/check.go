@@ -173,14 +173,15 @@ func (c *check) init() {
 // run runs the check once under its timeout and folds the outcome into the
 // thresholded result. A run whose caller gave up first (Evaluate's ctx
 // ended, the registry stopping) says nothing about the dependency: it is
-// not recorded, and the last result stands.
-func (c *check) run(ctx context.Context) Result {
+// not recorded, and the last result stands. With calls, the goroutine
+// that runs the CheckFunc is counted in it until the function returns.
+func (c *check) run(ctx context.Context, calls *sync.WaitGroup) Result {
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	n := c.began.Add(1) // numbered first: a later number never carries an earlier start
 	begin := time.Now()
-	err := c.call(ctx)
+	err := c.call(ctx, calls)
 	if caller.Err() != nil {
 		return c.cached()
 	}
@@ -216,10 +217,17 @@ func (c *check) callInstant(ctx context.Context) (err error) {
 }
 
 // call runs the check in its own goroutine so that a check ignoring its
-// context still cannot hold the probe past the timeout.
-func (c *check) call(ctx context.Context) error {
+// context still cannot hold the probe past the timeout; calls, if not
+// nil, counts that goroutine until the function returns.
+func (c *check) call(ctx context.Context, calls *sync.WaitGroup) error {
 	done := make(chan error, 1)
+	if calls != nil {
+		calls.Add(1)
+	}
 	go func() {
+		if calls != nil {
+			defer calls.Done()
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				done <- fmt.Errorf("check panicked: %v", v)

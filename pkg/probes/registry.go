@@ -19,7 +19,8 @@ type Registry struct {
 	started bool
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the background checks' loops
+	calls  sync.WaitGroup // their CheckFuncs running
 }
 
 // New returns an empty registry.
@@ -71,7 +72,7 @@ func (r *Registry) Start(ctx context.Context) {
 			ticker := time.NewTicker(c.Interval)
 			defer ticker.Stop()
 			for {
-				c.run(ctx)
+				c.run(ctx, &r.calls)
 				select {
 				case <-ctx.Done():
 					return
@@ -101,7 +102,7 @@ func (r *Registry) Refresh(ctx context.Context, names ...string) {
 	}
 	var wg sync.WaitGroup
 	for _, c := range checks {
-		wg.Go(func() { c.run(ctx) })
+		wg.Go(func() { c.run(ctx, nil) })
 	}
 	wg.Wait()
 }
@@ -148,15 +149,39 @@ func Refreshing(ctx context.Context) bool {
 	return v
 }
 
-// Stop ends the background checks and waits for them.
+// Stop ends the background checks and waits for them: once it returns,
+// no background run starts again, and each CheckFunc a background run had
+// called has returned, having seen its context done, or has run out its
+// Timeout (one that ignores its context is waited for no longer).
+// Resources the checks use can be released after Stop.
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	cancel := r.cancel
-	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	var longest time.Duration
+	for _, c := range r.checks {
+		if c.Interval > 0 {
+			longest = max(longest, c.Timeout)
+		}
 	}
-	r.wg.Wait()
+	r.mu.Unlock()
+	if cancel == nil {
+		return // never started
+	}
+	cancel()
+	r.wg.Wait() // no run begins after this: each loop has returned
+	// Every run still in flight began before Stop, so its deadline is
+	// within the longest Timeout from now.
+	returned := make(chan struct{})
+	go func() {
+		r.calls.Wait()
+		close(returned)
+	}()
+	wait := time.NewTimer(longest)
+	defer wait.Stop()
+	select {
+	case <-returned:
+	case <-wait.C:
+	}
 }
 
 // Results returns every check's last result, sorted by name, without
@@ -235,7 +260,7 @@ func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only st
 			if detach { // once, and only with an inline check to run
 				ctx, detach = context.WithoutCancel(ctx), false
 			}
-			wg.Go(func() { results[i] = c.run(ctx) })
+			wg.Go(func() { results[i] = c.run(ctx, nil) })
 		}
 	}
 	if instant { // back to back, timed from one reading (see runInstant)

@@ -295,3 +295,70 @@ func TestNegativeSettingsAreNamed(t *testing.T) {
 		}()
 	}
 }
+
+// Stop waits for the CheckFuncs of the background runs in flight: one that
+// honours its context has returned when Stop does (so what it uses can be
+// released after Stop), and one that ignores it is waited for until its
+// Timeout and no longer.
+func TestStopWaitsForTheChecksInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		honoursCtx  bool
+		wantWaitFor time.Duration // how long Stop waits, with the check held
+	}{
+		{"honours its context", true, 0},
+		{"ignores its context", false, 30 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				var returned atomic.Bool
+				r := New()
+				r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
+					if tt.honoursCtx {
+						<-ctx.Done()
+					}
+					<-release // what the check does on its way out: held by the test
+					returned.Store(true)
+					return ctx.Err()
+				}})
+				r.Start(t.Context())
+				synctest.Wait() // the first run is in flight
+				begin := time.Now()
+				var stopped atomic.Bool
+				var took time.Duration
+				go func() {
+					r.Stop()
+					took = time.Since(begin)
+					stopped.Store(true)
+				}()
+				if tt.honoursCtx {
+					synctest.Wait() // Stop and the check, each blocked
+					if stopped.Load() {
+						t.Fatal("Stop returned while a check that saw its context end had not yet returned")
+					}
+					close(release)
+					synctest.Wait()
+					if !stopped.Load() || !returned.Load() {
+						t.Fatalf("after the check returned: Stop returned %v, check returned %v; want both", stopped.Load(), returned.Load())
+					}
+				} else {
+					time.Sleep(tt.wantWaitFor - time.Millisecond) // fake time
+					synctest.Wait()
+					if stopped.Load() {
+						t.Fatalf("Stop returned after %v, before the check's Timeout ran out", took)
+					}
+					time.Sleep(time.Millisecond) // the check's Timeout runs out
+					synctest.Wait()
+					if !stopped.Load() {
+						t.Fatal("Stop still waits past the Timeout of a check that ignores its context")
+					}
+					close(release)
+				}
+				if took != tt.wantWaitFor {
+					t.Errorf("Stop took %v, want %v", took, tt.wantWaitFor)
+				}
+			})
+		})
+	}
+}
