@@ -29,11 +29,17 @@ func Example() {
 	r := gin.New()
 	r.Use(gin.Recovery(), ginberth.State(app))
 	r.GET("/greet/:name", func(c *gin.Context) {
+		if c.Query("casual") != "" {
+			ginberth.Set(c, greetingKey, "hi") // this request's alone
+		}
 		c.String(200, ginberth.MustGet(c, greetingKey)+", "+c.Param("name"))
 	})
-	rec := httptest.NewRecorder()
-	r.ServeHTTP(rec, httptest.NewRequest("GET", "/greet/ann", nil))
-	fmt.Println(rec.Body.String())
+	for _, target := range []string{"/greet/ann?casual=1", "/greet/bob"} {
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		fmt.Println(rec.Body.String())
+	}
 	// Output:
-	// hello, ann
+	// hi, ann
+	// hello, bob
 }

@@ -89,11 +89,14 @@ func ExampleApp_Start_rollback() {
 	// lifespan "api": hook "cache": start: redis: connection refused
 }
 
-// Hooks that name what they need start several at once, in dependency order.
+// A hook starts after the hooks its After names, whatever the order they
+// were appended in, and stops before them. With Concurrency, hooks that
+// need nothing of each other start at once.
 func ExampleHook_after() {
 	app := &lifespan.App{Name: "api", Concurrency: 4}
 	step := func(name string, after ...string) lifespan.Hook {
 		return lifespan.Hook{Name: name, After: after, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			fmt.Println("start", name)
 			return func(context.Context) error { fmt.Println("stop", name); return nil }, nil
 		}}
 	}
@@ -101,6 +104,8 @@ func ExampleHook_after() {
 	_ = app.Start(context.Background())
 	_ = app.Stop(context.Background())
 	// Output:
+	// start db
+	// start cache
 	// stop cache
 	// stop db
 }

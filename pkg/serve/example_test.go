@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
 )
 
 // A server runs the app behind the API and follows the shutdown timeline;
-// every step is a lifecycle signal, signalled once and in order.
+// every step is a lifecycle signal, each signalled once: here listed in
+// the order they were signalled, by the time each records.
 func Example() {
 	app := &lifespan.App{Name: "api"}
 	app.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
@@ -43,7 +45,9 @@ func Example() {
 
 	srv.Shutdown() // as SIGTERM would
 	fmt.Println("exit code", serve.ExitCode(<-done))
-	for _, s := range srv.Signals().All() {
+	signals := srv.Signals().All()
+	slices.SortStableFunc(signals, func(a, b *serve.Signal) int { return a.At().Compare(b.At()) })
+	for _, s := range signals {
 		fmt.Println(s.Name(), s.Signalled())
 	}
 	// Output:
