@@ -356,3 +356,104 @@ func TestMigrateWithNothingPendingNeedsNoCreate(t *testing.T) {
 		t.Fatalf("Put as %s: %v", role, err)
 	}
 }
+
+// A migration that needs a lock another session holds (here a transaction
+// left open after an UPDATE of items, as an operator's psql session might)
+// does not hold up the service's queries behind it: it waits no longer
+// than its lock_timeout, lets the writes queued behind it through, and
+// tries again until that session ends. Out of time, its error says what to
+// look for. Unbounded, the pending CREATE TRIGGER of schema version 2 kept
+// every INSERT into items waiting behind it for as long as the other
+// transaction lasted.
+func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	db, err := store.Open(t.Context(), store.Config{URL: dbURL, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(t.Context(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	connect := func() *pgx.Conn {
+		c, err := pgx.Connect(t.Context(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	// Back to schema version 1, so that version 2's CREATE TRIGGER on items
+	// is pending.
+	admin := connect()
+	for _, q := range []string{"DROP TRIGGER items_truncated ON items", "DROP FUNCTION items_truncated()", "DELETE FROM goose_db_version WHERE version_id = 2"} {
+		if _, err := admin.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The other session: an UPDATE of items in a transaction left open. Its
+	// lock lets other writes through, but not CREATE TRIGGER's.
+	other := connect()
+	tx, err := other.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // committed below
+	if _, err := tx.Exec(t.Context(), "UPDATE items SET value = value WHERE key = 'a'"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Out of time: the error names what to look for.
+	short, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := db.Migrate(short, quiet); err == nil || !strings.Contains(err.Error(), "another session held a lock the migration needs") || !strings.Contains(err.Error(), "pg_stat_activity") {
+		t.Fatalf("Migrate with the lock held throughout = %v, want the lock's wait named", err)
+	}
+
+	migrated := make(chan error, 1)
+	go func() { migrated <- db.Migrate(t.Context(), quiet) }()
+	// Wait until the migration's statement queues for the lock, then write
+	// as the service does: the write queues behind it, and must get
+	// through once the statement gives up (statement_timeout only bounds a
+	// failure here).
+	for {
+		var waiting int
+		if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass AND NOT granted").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-migrated:
+			t.Fatalf("Migrate returned %v while the other session still held its lock", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	writer := connect()
+	if _, err := writer.Exec(t.Context(), "SET statement_timeout = '20s'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Exec(t.Context(), "INSERT INTO items (key, value) VALUES ('b', '2')"); err != nil {
+		t.Fatalf("a write queued behind the waiting migration: %v", err)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-migrated; err != nil {
+		t.Fatalf("Migrate once the other session ended = %v", err)
+	}
+	var version int64
+	if err := admin.QueryRow(t.Context(), "SELECT max(version_id) FROM goose_db_version").Scan(&version); err != nil || version != 2 {
+		t.Errorf("schema version %d (%v) after the migration, want 2", version, err)
+	}
+	// The service's own sessions keep the server's lock_timeout.
+	var lockTimeout string
+	if err := db.SQL().QueryRowContext(t.Context(), "SHOW lock_timeout").Scan(&lockTimeout); err != nil || lockTimeout != "0" {
+		t.Errorf("the service's lock_timeout = %q (%v), want the server's 0", lockTimeout, err)
+	}
+}

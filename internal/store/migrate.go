@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/berth-dev/berth/internal/backoff"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -30,12 +33,86 @@ var migrations embed.FS
 // would misread it. Waiting for the lock lasts until ctx's deadline, if it
 // has one. It then records the item bound (Limits.MaxItems) that the
 // database enforces, and sets a drifted item count right (see recount).
+// On PostgreSQL no statement of the migration waits longer than
+// migrationLockTimeout for a lock another session holds: it gives up, so
+// that the queries queued behind it run, and the migration is tried again
+// until ctx ends.
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
 	if err != nil {
 		return err
 	}
-	return s.locked(ctx, func() error { return s.migrate(ctx, dir, log) })
+	return s.locked(ctx, func() error {
+		m, err := s.forMigrating(ctx)
+		if err != nil {
+			return s.failed("migrate", err)
+		}
+		defer m.Close()
+		return m.migrateRetrying(ctx, dir, log)
+	})
+}
+
+// migrationLockTimeout bounds each wait of a migration's statement for a
+// lock another session holds (PostgreSQL's lock_timeout). A statement
+// waiting for a table's lock queues every later one on that table behind
+// it: unbounded, one long transaction elsewhere (an open psql session, a
+// report) would hold up every pod's reads and writes of items for as long
+// as the migration waited, up to BERTH_MIGRATE_TIMEOUT.
+const migrationLockTimeout = 2 * time.Second
+
+// pgLockNotAvailable is PostgreSQL's SQLSTATE lock_not_available, the
+// error of a statement that waited out lock_timeout.
+const pgLockNotAvailable = "55P03"
+
+// forMigrating returns the DB to migrate through: on PostgreSQL, one of
+// its own, a small pool whose sessions have lock_timeout set to
+// migrationLockTimeout (the service's sessions keep theirs); on SQLite, a
+// copy of s whose Close closes nothing.
+func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
+	m := *s
+	m.close = func() error { return nil }
+	if s.pool == nil {
+		return &m, nil
+	}
+	pc := s.pool.Config()
+	pc.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(migrationLockTimeout.Milliseconds(), 10)
+	pc.MinConns, pc.MaxConns = 0, 2 // goose's lock holds one session, the migration runs on another
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	m.pool, m.db = pool, stdlib.OpenDBFromPool(pool)
+	m.close = func() error {
+		err := m.db.Close()
+		pool.Close()
+		return err
+	}
+	return &m, nil
+}
+
+// migrateRetrying runs migrate until it ends other than by waiting out
+// migrationLockTimeout, or until ctx ends, pausing between tries so the
+// queries that queued behind the migration's statement run.
+func (s *DB) migrateRetrying(ctx context.Context, dir fs.FS, log *slog.Logger) error {
+	retry := backoff.Schedule{
+		Initial: 250 * time.Millisecond,
+		Max:     2 * time.Second,
+		// A try that ctx cut short is not given up on here: Retry then
+		// returns the failure before it, which says why.
+		GiveUp: func(err error) bool {
+			sqlstate, _ := codes(err)
+			return sqlstate != pgLockNotAvailable && ctx.Err() == nil
+		},
+		Retrying: func(attempt int, err error) {
+			log.Warn("the migration waited "+migrationLockTimeout.String()+" for a lock another session holds; letting the queries queued behind it through, then trying again",
+				"database", s.where, "attempt", attempt, "error", err.Error())
+		},
+	}
+	_, err := retry.Retry(ctx, func() error { return s.migrate(ctx, dir, log) })
+	if sqlstate, _ := codes(err); sqlstate == pgLockNotAvailable {
+		return fmt.Errorf("%w: another session held a lock the migration needs until BERTH_MIGRATE_TIMEOUT ran out: find it in pg_locks and pg_stat_activity (a long transaction, or one idle in transaction), end it, or raise BERTH_MIGRATE_TIMEOUT", err)
+	}
+	return err
 }
 
 // lockTries is how many times, a second apart, to try PostgreSQL's
