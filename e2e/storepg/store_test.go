@@ -7,6 +7,7 @@ package storepg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -455,5 +456,34 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 	var lockTimeout string
 	if err := db.SQL().QueryRowContext(t.Context(), "SHOW lock_timeout").Scan(&lockTimeout); err != nil || lockTimeout != "0" {
 		t.Errorf("the service's lock_timeout = %q (%v), want the server's 0", lockTimeout, err)
+	}
+}
+
+// A write refused because the server is read-only (SQLSTATE 25006, as
+// from a primary demoted by a failover, while the pool's connections to it
+// stay open) fails, and drops the pool's connections, so the next write
+// goes through a new connection, to the new primary. The pool kept the
+// old connection, which refused every write until its hour-long lifetime
+// ended. Here the pool's one connection is made read-only, and new ones
+// are not.
+func TestWritesLeaveAServerGoneReadOnly(t *testing.T) {
+	requirePostgres(t)
+	db, err := store.Open(t.Context(), store.Config{URL: freshDatabase(t) + "&pool_max_conns=1", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(t.Context(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(t.Context(), "SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Put(t.Context(), "k", []byte(`1`))
+	if err == nil || !strings.Contains(err.Error(), "25006") || errors.Is(err, store.ErrRefused) {
+		t.Fatalf("a write on the read-only connection = %v, want its 25006, not marked ErrRefused (a retry may succeed)", err)
+	}
+	if _, err := db.Put(t.Context(), "k", []byte(`1`)); err != nil {
+		t.Fatalf("the write after = %v, want it through a new connection", err)
 	}
 }

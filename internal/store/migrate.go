@@ -69,10 +69,9 @@ const pgLockNotAvailable = "55P03"
 // migrationLockTimeout (the service's sessions keep theirs); on SQLite, a
 // copy of s whose Close closes nothing.
 func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
-	m := *s
-	m.close = func() error { return nil }
+	m := &DB{db: s.db, d: s.d, limits: s.limits, where: s.where, file: s.file, writer: s.writer, close: func() error { return nil }}
 	if s.pool == nil {
-		return &m, nil
+		return m, nil
 	}
 	pc := s.pool.Config()
 	pc.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(migrationLockTimeout.Milliseconds(), 10)
@@ -87,7 +86,7 @@ func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
 		pool.Close()
 		return err
 	}
-	return &m, nil
+	return m, nil
 }
 
 // migrateRetrying runs migrate until it ends other than by waiting out

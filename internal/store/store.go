@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -148,6 +149,10 @@ type DB struct {
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
 	file   string        // SQLite's file; "" for PostgreSQL
 	close  func() error  // closes db, then the pool behind it
+
+	// readOnlyReset is when leaveReadOnly last closed the pool's
+	// connections (unix nanoseconds; 0: never).
+	readOnlyReset atomic.Int64
 
 	// writer queues SQLite's writes (a slot of one, waited for in
 	// order): SQLite takes one writer at a time, and left to its busy
@@ -331,12 +336,43 @@ func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // failed wraps a database error, naming the operation and the database,
-// and marks it with its kind (see kindOf) when it has one.
+// and marks it with its kind (see kindOf) when it has one. A write refused
+// as read-only also drops the pool's connections (see leaveReadOnly).
 func (s *DB) failed(op string, err error) error {
+	s.leaveReadOnly(err)
 	if kind := kindOf(err); kind != nil {
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, kind, err)
 	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
+}
+
+// pgReadOnly is PostgreSQL's SQLSTATE read_only_sql_transaction: a write
+// sent to a server that is not, or no longer, the primary.
+const pgReadOnly = "25006"
+
+// readOnlyResetEvery spaces leaveReadOnly's resets, so that a server that
+// stays read-only costs the pool one reconnection a second at most, not
+// one per write.
+const readOnlyResetEvery = time.Second
+
+// leaveReadOnly closes the pool's connections when err is PostgreSQL's
+// read-only refusal. After a failover, connections opened to the old
+// primary (demoted to a standby, or set read-only) stay open and refuse
+// every write until their lifetime ends (pgxpool's MaxConnLifetime, an
+// hour by default), where new ones look the host up again and reach the
+// new primary. Connections in use close when they are given back.
+func (s *DB) leaveReadOnly(err error) {
+	if s.pool == nil {
+		return
+	}
+	if sqlstate, _ := codes(err); sqlstate != pgReadOnly {
+		return
+	}
+	now, last := time.Now().UnixNano(), s.readOnlyReset.Load()
+	if last != 0 && now-last < int64(readOnlyResetEvery) || !s.readOnlyReset.CompareAndSwap(last, now) {
+		return
+	}
+	s.pool.Reset()
 }
 
 // pgDiskFull is PostgreSQL's SQLSTATE disk_full.
@@ -350,7 +386,8 @@ const pgDiskFull = "53100"
 //     program_limit_exceeded class (SQLSTATE 54);
 //   - ErrRefused: a refusal the database would repeat (see ErrRefused).
 //     PostgreSQL's read_only_sql_transaction (25006) is not one: it comes
-//     from a primary that failed over, which the pool leaves.
+//     from a primary that failed over, whose connections failed then
+//     closes (see leaveReadOnly), so a retry reaches the new primary.
 func kindOf(err error) error {
 	sqlstate, lite := codes(err)
 	switch {
