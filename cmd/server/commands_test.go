@@ -304,6 +304,20 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"pushgateway-group-deleted"`) || !strings.Contains(logs.String(), `"deleted":1`) {
 		t.Errorf("logs do not name what was deleted:\n%s", logs.String())
 	}
+	// Without POD_NAMESPACE or a Deployment, the whole cluster's: what a
+	// release uninstalled or renamed left behind included.
+	mu.Lock()
+	deleted = nil
+	mu.Unlock()
+	if code := run([]string{"prune-pushgateway", "1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": gw.URL}, io.Discard, &logs); code != 0 {
+		t.Fatalf("exit %d: %s", code, logs.String())
+	}
+	mu.Lock()
+	got = slices.Clone(deleted)
+	mu.Unlock()
+	if len(got) != 4 || !slices.ContainsFunc(got, func(p string) bool { return strings.Contains(p, "/namespace/other") }) {
+		t.Errorf("deleted %q, want the four groups older than 1h, of every namespace", got)
+	}
 
 	for _, tt := range []struct {
 		name string
