@@ -42,13 +42,17 @@ type Values interface {
 //
 //	v, _ := r.Context().Value(lifespan.StateContextKey).(lifespan.Values)
 //	db := dbKey.MustGet(v)
-var StateContextKey = &contextKey{"lifespan-state"}
+//
+// It is a constant, so no package can reassign it and strand the state
+// every handler reads.
+const StateContextKey contextKey = 0
 
-// contextKey is StateContextKey's type: a pointer, so a context lookup
-// compares one word, and one no other package can make.
-type contextKey struct{ name string }
+// contextKey is StateContextKey's type, one no other package can name,
+// so no other package's key equals it; an integer, so a context lookup
+// compares one word.
+type contextKey int
 
-func (k *contextKey) String() string { return "lifespan context value " + k.name }
+func (contextKey) String() string { return "lifespan context value lifespan-state" }
 
 // Get returns the key's value in v, and whether it was set.
 func (k Key[T]) Get(v Values) (T, bool) {
