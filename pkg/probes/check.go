@@ -218,16 +218,24 @@ func (c *check) callInstant(ctx context.Context) (err error) {
 
 // call runs the check in its own goroutine so that a check ignoring its
 // context still cannot hold the probe past the timeout; calls, if not
-// nil, counts that goroutine until the function returns.
+// nil, counts the function until it returns or ctx's deadline passes,
+// whichever comes first (one that ignores its context is not waited for
+// past its run's deadline).
 func (c *check) call(ctx context.Context, calls *sync.WaitGroup) error {
 	done := make(chan error, 1)
+	release := func() {}
 	if calls != nil {
 		calls.Add(1)
+		var once sync.Once
+		deadline, _ := ctx.Deadline() // run sets one: the check's Timeout
+		timer := time.AfterFunc(time.Until(deadline), func() { once.Do(calls.Done) })
+		release = func() {
+			timer.Stop()
+			once.Do(calls.Done)
+		}
 	}
 	go func() {
-		if calls != nil {
-			defer calls.Done()
-		}
+		defer release()
 		defer func() {
 			if v := recover(); v != nil {
 				done <- fmt.Errorf("check panicked: %v", v)

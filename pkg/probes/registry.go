@@ -149,39 +149,22 @@ func Refreshing(ctx context.Context) bool {
 	return v
 }
 
-// Stop ends the background checks and waits for them: once it returns,
-// no background run starts again, and each CheckFunc a background run had
-// called has returned, having seen its context done, or has run out its
-// Timeout (one that ignores its context is waited for no longer).
-// Resources the checks use can be released after Stop.
+// Stop ends the background checks and waits for them: once it returns, no
+// background run starts again, and each CheckFunc a background run called
+// has returned, or is past that run's deadline (its Timeout from when it
+// began: one that ignores its context is waited for no longer). So what
+// the background checks use can be released after Stop. Checks that
+// probes and Refresh run are their callers' to wait for.
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	cancel := r.cancel
-	var longest time.Duration
-	for _, c := range r.checks {
-		if c.Interval > 0 {
-			longest = max(longest, c.Timeout)
-		}
-	}
 	r.mu.Unlock()
 	if cancel == nil {
 		return // never started
 	}
 	cancel()
-	r.wg.Wait() // no run begins after this: each loop has returned
-	// Every run still in flight began before Stop, so its deadline is
-	// within the longest Timeout from now.
-	returned := make(chan struct{})
-	go func() {
-		r.calls.Wait()
-		close(returned)
-	}()
-	wait := time.NewTimer(longest)
-	defer wait.Stop()
-	select {
-	case <-returned:
-	case <-wait.C:
-	}
+	r.wg.Wait()    // no run begins after this: each loop has returned
+	r.calls.Wait() // each call returned, or is past its deadline
 }
 
 // Results returns every check's last result, sorted by name, without

@@ -299,19 +299,25 @@ func TestNegativeSettingsAreNamed(t *testing.T) {
 // Stop waits for the CheckFuncs of the background runs in flight: one that
 // honours its context has returned when Stop does (so what it uses can be
 // released after Stop), and one that ignores it is waited for until its
-// Timeout and no longer.
+// run's deadline and no longer: not at all once that has passed, whatever
+// the Timeout of the registry's other checks.
 func TestStopWaitsForTheChecksInFlight(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
 		honoursCtx  bool
-		wantWaitFor time.Duration // how long Stop waits, with the check held
+		stopAfter   time.Duration // from Start, with the check's first run still held
+		wantWaitFor time.Duration // how long Stop then waits
 	}{
-		{"honours its context", true, 0},
-		{"ignores its context", false, 30 * time.Second},
+		{"honours its context", true, 0, 0},
+		{"ignores its context", false, 0, 30 * time.Second},
+		{"ignores its context, past its deadline", false, time.Minute, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				release := make(chan struct{})
+				var releaseOnce sync.Once
+				free := func() { releaseOnce.Do(func() { close(release) }) }
+				defer free() // on failure too: a held check would deadlock the bubble
 				var returned atomic.Bool
 				r := New()
 				r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
@@ -322,8 +328,11 @@ func TestStopWaitsForTheChecksInFlight(t *testing.T) {
 					returned.Store(true)
 					return ctx.Err()
 				}})
+				// A check with a longer Timeout, which returns at once.
+				r.Add(Readiness, Check{Name: "cache", Interval: time.Hour, Timeout: 5 * time.Minute, Run: func(context.Context) error { return nil }})
 				r.Start(t.Context())
-				synctest.Wait() // the first run is in flight
+				synctest.Wait() // the first runs are in flight
+				time.Sleep(tt.stopAfter)
 				begin := time.Now()
 				var stopped atomic.Bool
 				var took time.Duration
@@ -332,28 +341,33 @@ func TestStopWaitsForTheChecksInFlight(t *testing.T) {
 					took = time.Since(begin)
 					stopped.Store(true)
 				}()
-				if tt.honoursCtx {
+				switch {
+				case tt.honoursCtx:
 					synctest.Wait() // Stop and the check, each blocked
 					if stopped.Load() {
 						t.Fatal("Stop returned while a check that saw its context end had not yet returned")
 					}
-					close(release)
+					free()
 					synctest.Wait()
 					if !stopped.Load() || !returned.Load() {
 						t.Fatalf("after the check returned: Stop returned %v, check returned %v; want both", stopped.Load(), returned.Load())
 					}
-				} else {
+				case tt.wantWaitFor > 0:
 					time.Sleep(tt.wantWaitFor - time.Millisecond) // fake time
 					synctest.Wait()
 					if stopped.Load() {
-						t.Fatalf("Stop returned after %v, before the check's Timeout ran out", took)
+						t.Fatalf("Stop returned after %v, before the check's run reached its deadline", took)
 					}
-					time.Sleep(time.Millisecond) // the check's Timeout runs out
+					time.Sleep(time.Millisecond) // the run's deadline passes
 					synctest.Wait()
 					if !stopped.Load() {
-						t.Fatal("Stop still waits past the Timeout of a check that ignores its context")
+						t.Fatal("Stop still waits past the deadline of a check that ignores its context")
 					}
-					close(release)
+				default:
+					synctest.Wait()
+					if !stopped.Load() {
+						t.Fatal("Stop waits on a check whose run passed its deadline before Stop was called")
+					}
 				}
 				if took != tt.wantWaitFor {
 					t.Errorf("Stop took %v, want %v", took, tt.wantWaitFor)

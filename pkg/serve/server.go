@@ -465,7 +465,8 @@ func (s *Server) ledByServerErrors(errs ...error) []error {
 	return append(slices.Clone(s.serveErrs), errs...)
 }
 
-// stopServers stops the background checks and the admin server (and the
+// stopServers stops the background checks (after a failed startup: a
+// shutdown stopped them before its hooks) and the admin server (and the
 // API server, if it still runs), and waits for them. The admin server
 // closes gracefully within adminCloseWait, then closes what is still open.
 func (s *Server) stopServers() {

@@ -19,6 +19,9 @@ func (s *Server) shutdown() error {
 	s.waitForEndpoints()
 	s.drainInFlight()
 	s.stopTasks()
+	// The background checks end before the hooks release what they check
+	// (a database's pool, say), and none runs on into the teardown.
+	s.cfg.Probes.Stop()
 	s.stopHooks()
 	rep := s.complete()
 	// The push in complete needs the network, which a classic sidecar

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
 )
 
 func TestShutdownTimeline(t *testing.T) {
@@ -784,4 +785,36 @@ func TestAdminCloseFitsTheMargin(t *testing.T) {
 		t.Errorf("Run returned %v after ShutdownComplete with a scrape in flight; want about %v, half the margin", took, margin/2)
 	}
 	within(t, scrapeCtx.Done(), "the scrape's context to end: its connection closed as Run returned")
+}
+
+// The background checks end before the stop hooks run: a check still in
+// flight when the shutdown reaches the hooks has returned before the first
+// StopFunc releases what it checks, and none starts after.
+func TestBackgroundChecksEndBeforeTheHooksStop(t *testing.T) {
+	var released atomic.Bool // the hook's resource, released by its stop
+	sawReleased := make(chan bool, 1)
+	var runs atomic.Int32
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+		// The schedule's first run (not the refresh at StartupComplete): in
+		// flight until the shutdown stops it.
+		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+			<-ctx.Done()
+			sawReleased <- released.Load()
+		}
+		return nil
+	}})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { released.Store(true); return nil }, nil
+	}})
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatal(err)
+	}
+	if within(t, sawReleased, "the check's first run to end") {
+		t.Error("the check was still running when the hook's stop released what it checks")
+	}
 }
