@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/backoff"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -33,10 +34,10 @@ var migrations embed.FS
 // would misread it. Waiting for the lock lasts until ctx's deadline, if it
 // has one. It then records the item bound (Limits.MaxItems) that the
 // database enforces, and sets a drifted item count right (see recount).
-// On PostgreSQL no statement of the migration waits longer than
-// migrationLockTimeout for a lock another session holds: it gives up, so
-// that the queries queued behind it run, and the migration is tried again
-// until ctx ends.
+// On PostgreSQL no statement of the migration waits longer than its lock
+// timeout (see lockTimeout) for a lock another session holds: it gives
+// up, so that the queries queued behind it run, and the migration is
+// tried again until ctx ends.
 func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations/"+map[string]string{"postgres": "postgres", "sqlite3": "sqlite"}[s.d.name])
 	if err != nil {
@@ -52,29 +53,49 @@ func (s *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	})
 }
 
-// migrationLockTimeout bounds each wait of a migration's statement for a
-// lock another session holds (PostgreSQL's lock_timeout). A statement
-// waiting for a table's lock queues every later one on that table behind
-// it: unbounded, one long transaction elsewhere (an open psql session, a
+// lockTimeout bounds each wait of a migration's statement for a lock
+// another session holds (PostgreSQL's lock_timeout). A statement waiting
+// for a table's lock queues every later one on that table behind it:
+// unbounded, one long transaction elsewhere (an open psql session, a
 // report) would hold up every pod's reads and writes of items for as long
-// as the migration waited, up to BERTH_MIGRATE_TIMEOUT.
-const migrationLockTimeout = 2 * time.Second
+// as the migration waited, up to BERTH_MIGRATE_TIMEOUT. The bound is
+// half a second, or a third of the service's own database timeout
+// (Limits.Timeout, BERTH_DB_TIMEOUT) when that is shorter, so a request
+// queued behind the statement still has time to run once it gives up.
+func (s *DB) lockTimeout() time.Duration {
+	bound := 500 * time.Millisecond
+	if s.limits.Timeout > 0 {
+		bound = min(bound, s.limits.Timeout/3)
+	}
+	return max(bound, time.Millisecond) // lock_timeout counts whole milliseconds; 0 would mean none
+}
 
 // pgLockNotAvailable is PostgreSQL's SQLSTATE lock_not_available, the
 // error of a statement that waited out lock_timeout.
 const pgLockNotAvailable = "55P03"
 
 // forMigrating returns the DB to migrate through: on PostgreSQL, one of
-// its own, a small pool whose sessions have lock_timeout set to
-// migrationLockTimeout (the service's sessions keep theirs); on SQLite, a
-// copy of s whose Close closes nothing.
+// its own, a small pool whose sessions set lock_timeout to lockTimeout
+// (the service's sessions keep theirs); on SQLite, a copy of s whose Close
+// closes nothing. The setting is a SET on each new session, not a startup
+// parameter, which a connection pooler such as PgBouncer would refuse.
 func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
 	m := &DB{db: s.db, d: s.d, limits: s.limits, where: s.where, file: s.file, writer: s.writer, close: func() error { return nil }}
 	if s.pool == nil {
 		return m, nil
 	}
 	pc := s.pool.Config()
-	pc.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(migrationLockTimeout.Milliseconds(), 10)
+	setLockTimeout := "SET lock_timeout = " + strconv.FormatInt(s.lockTimeout().Milliseconds(), 10)
+	connected := pc.AfterConnect
+	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if connected != nil {
+			if err := connected(ctx, conn); err != nil {
+				return err
+			}
+		}
+		_, err := conn.Exec(ctx, setLockTimeout)
+		return err
+	}
 	pc.MinConns, pc.MaxConns = 0, 2 // goose's lock holds one session, the migration runs on another
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -90,9 +111,12 @@ func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
 }
 
 // migrateRetrying runs migrate until it ends other than by waiting out
-// migrationLockTimeout, or until ctx ends, pausing between tries so the
-// queries that queued behind the migration's statement run.
+// lockTimeout, or until ctx ends, pausing between tries so the queries
+// that queued behind the migration's statement run. When the time ran out
+// after a try waited a lock out, the error says what to look for, even if
+// the last try was cut short before its own wait ended.
 func (s *DB) migrateRetrying(ctx context.Context, dir fs.FS, log *slog.Logger) error {
+	waited := false // a try waited out lock_timeout
 	retry := backoff.Schedule{
 		Initial: 250 * time.Millisecond,
 		Max:     2 * time.Second,
@@ -103,12 +127,18 @@ func (s *DB) migrateRetrying(ctx context.Context, dir fs.FS, log *slog.Logger) e
 			return sqlstate != pgLockNotAvailable && ctx.Err() == nil
 		},
 		Retrying: func(attempt int, err error) {
-			log.Warn("the migration waited "+migrationLockTimeout.String()+" for a lock another session holds; letting the queries queued behind it through, then trying again",
+			log.Warn("the migration waited "+s.lockTimeout().String()+" for a lock another session holds; letting the queries queued behind it through, then trying again",
 				"database", s.where, "attempt", attempt, "error", err.Error())
 		},
 	}
-	_, err := retry.Retry(ctx, func() error { return s.migrate(ctx, dir, log) })
-	if sqlstate, _ := codes(err); sqlstate == pgLockNotAvailable {
+	_, err := retry.Retry(ctx, func() error {
+		err := s.migrate(ctx, dir, log)
+		if sqlstate, _ := codes(err); sqlstate == pgLockNotAvailable {
+			waited = true
+		}
+		return err
+	})
+	if sqlstate, _ := codes(err); err != nil && waited && (sqlstate == pgLockNotAvailable || ctx.Err() != nil) {
 		return fmt.Errorf("%w: another session held a lock the migration needs until BERTH_MIGRATE_TIMEOUT ran out: find it in pg_locks and pg_stat_activity (a long transaction, or one idle in transaction), end it, or raise BERTH_MIGRATE_TIMEOUT", err)
 	}
 	return err

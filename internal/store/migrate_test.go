@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -134,5 +135,25 @@ func TestSQLiteRowidMigrationOutOfSpaceChangesNothing(t *testing.T) {
 	}
 	if st, err := db.Stats(ctx); err != nil || st.Items != 4 {
 		t.Fatalf("items after the failed rebuild: %+v, %v", st, err)
+	}
+}
+
+// A migration's statement waits for another session's lock no longer than
+// half a second, or a third of the database timeout when that is shorter,
+// so a request queued behind it still has time to run; never 0, which
+// PostgreSQL reads as no bound.
+func TestLockTimeoutLeavesQueuedRequestsTheirTime(t *testing.T) {
+	for _, tt := range []struct {
+		dbTimeout, want time.Duration
+	}{
+		{0, 500 * time.Millisecond},
+		{1500 * time.Millisecond, 500 * time.Millisecond},
+		{900 * time.Millisecond, 300 * time.Millisecond},
+		{time.Microsecond, time.Millisecond},
+	} {
+		s := &DB{limits: Limits{Timeout: tt.dbTimeout}}
+		if got := s.lockTimeout(); got != tt.want {
+			t.Errorf("BERTH_DB_TIMEOUT %v: lock timeout %v, want %v", tt.dbTimeout, got, tt.want)
+		}
 	}
 }
