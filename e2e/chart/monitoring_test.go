@@ -128,8 +128,9 @@ func renderedRules(t *testing.T, values map[string]any) []byte {
 }
 
 // rateIntervalStandIn stands in for Grafana's $__rate_interval, which is
-// at least four scrape intervals: with Prometheus's default of a minute,
-// four minutes.
+// at least four of the data source's Scrape interval setting (the chart
+// README says to set it to the real one): for Prometheus's default
+// interval of a minute, four minutes.
 const rateIntervalStandIn = 4 * time.Minute
 
 // dashboardQueries returns every PromQL expression of the dashboard, with
@@ -291,10 +292,11 @@ func TestRulesAndDashboardNameOnlyBerthsSeries(t *testing.T) {
 	}
 }
 
-// Every range a dashboard query reads over (rate, increase) holds at least
-// four scrapes at Prometheus's default interval of a minute: Grafana's
-// $__rate_interval, or longer. A panel that rates over [1m] is empty at
-// that interval, where a range holds at most one sample.
+// Every range a dashboard query reads over (rate, increase) is Grafana's
+// $__rate_interval, which follows the data source's scrape interval, or a
+// fixed range that holds at least four scrapes at Prometheus's default
+// interval of a minute. A panel that rates over [1m] is empty at that
+// interval, where a range holds at most one sample.
 func TestDashboardRangesHoldSeveralScrapes(t *testing.T) {
 	p := parser.NewParser(parser.Options{})
 	for _, q := range dashboardQueries(t) {

@@ -374,7 +374,12 @@ func TestPushGroupsByPodAndNamespace(t *testing.T) {
 			if err := cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{}); err != nil {
 				t.Fatal(err)
 			}
-			got := <-paths
+			var got string
+			select {
+			case got = <-paths:
+			default:
+				t.Fatal("OnShutdown returned without pushing")
+			}
 			method, path, _ := strings.Cut(got, " ")
 			parts := strings.Split(strings.TrimPrefix(path, "/metrics/"), "/")
 			group := map[string]string{}

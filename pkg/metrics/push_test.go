@@ -335,12 +335,13 @@ func TestPruneDeleteHonoursItsContext(t *testing.T) {
 	cutoff := time.Unix(1_800_000_000, 0)
 	listing, _ := fakeGateway(t, []fakeGroup{{map[string]string{"job": "berth-exit", "pod": "stuck"}, float64(cutoff.Unix() - 60), ""}}, "")
 	arrived, release := make(chan struct{}), make(chan struct{})
+	var first sync.Once
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodDelete {
 			listing.Config.Handler.ServeHTTP(w, r)
 			return
 		}
-		close(arrived)
+		first.Do(func() { close(arrived) })
 		select {
 		case <-r.Context().Done(): // the client gave up
 		case <-release: // the test's end, had it not

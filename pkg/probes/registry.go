@@ -127,8 +127,11 @@ func (r *Registry) background(names []string) ([]*check, error) {
 	var named []*check
 	for _, name := range names {
 		c := r.byName[name]
-		if c == nil || c.Interval <= 0 {
-			return nil, fmt.Errorf("Refresh(%q): no background check has that name; those with an Interval: %q", name, have)
+		switch {
+		case c == nil:
+			return nil, fmt.Errorf("Refresh(%q): no check has that name; the background checks (those with an Interval) are %q", name, have)
+		case c.Interval <= 0:
+			return nil, fmt.Errorf("Refresh(%q): that check has no Interval, so it runs whenever a probe asks for it: there is no result to refresh; the background checks are %q", name, have)
 		}
 		if !slices.Contains(named, c) {
 			named = append(named, c)

@@ -176,6 +176,10 @@ func TestRefreshRunsBackgroundChecksNow(t *testing.T) {
 		if got := runs.Load(); got != 3 {
 			t.Fatalf("a refresh of db by name: runs = %d, want 3", got)
 		}
+		r.Refresh(t.Context(), "db", "db")
+		if got := runs.Load(); got != 4 {
+			t.Fatalf("a refresh naming db twice: runs = %d, want 4 (db run once)", got)
+		}
 	})
 }
 
@@ -187,8 +191,8 @@ func TestRefreshRefusesANameThatIsNoBackgroundChecks(t *testing.T) {
 	r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Run: func(context.Context) error { return nil }})
 	r.Add(Readiness, Check{Name: "inline", Run: func(context.Context) error { return nil }})
 	for _, tt := range []struct{ name, want string }{
-		{"dbb", `probes: Refresh("dbb"): no background check has that name; those with an Interval: ["db"]`},
-		{"inline", `probes: Refresh("inline"): no background check has that name; those with an Interval: ["db"]`},
+		{"dbb", `probes: Refresh("dbb"): no check has that name; the background checks (those with an Interval) are ["db"]`},
+		{"inline", `probes: Refresh("inline"): that check has no Interval, so it runs whenever a probe asks for it: there is no result to refresh; the background checks are ["db"]`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer func() {
