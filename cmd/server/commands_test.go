@@ -48,6 +48,43 @@ func TestProbeCommand(t *testing.T) {
 	}
 }
 
+// A target that never answers fails the probe once its timeout passes;
+// what the probe prints hides a password in the URL.
+func TestProbeIsBoundedAndHidesThePassword(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hung.Close()
+	defer close(release) // before Close, which waits for the handler
+	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
+	probeTimeout = 50 * time.Millisecond
+	u := strings.Replace(hung.URL, "http://", "http://probe:s3cr3tpw@", 1)
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run([]string{"probe", u}, nil, io.Discard, &stderr) }()
+	select {
+	case code := <-done:
+		if code != 1 {
+			t.Errorf("probe of a target that never answers = %d, want 1", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("probe still waits 10s on a target that never answers")
+	}
+	if strings.Contains(stderr.String(), "s3cr3t") || !strings.Contains(stderr.String(), "probe:") {
+		t.Errorf("stderr %q: want the URL with its password hidden", stderr.String())
+	}
+	var out bytes.Buffer
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	if code := run([]string{"probe", strings.Replace(ok.URL, "http://", "http://probe:s3cr3tpw@", 1)}, nil, &out, io.Discard); code != 0 || strings.Contains(out.String(), "s3cr3t") {
+		t.Errorf("exit %d, printed %q: want 0 and the password hidden", code, out.String())
+	}
+}
+
 func TestProbePrintsWholeBody(t *testing.T) {
 	big := strings.Repeat("berth_metric 1\n", 2000) // 30 kB, like /metrics
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) }))

@@ -8,7 +8,13 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/httpurl"
+	"github.com/berth-dev/berth/internal/redact"
 )
+
+// probeTimeout bounds a probe's request, its answer's body included: a
+// target that accepts the connection and never answers fails the probe
+// (exit 1) rather than hanging a helm test hook.
+var probeTimeout = 5 * time.Second
 
 // runProbe is `server probe URL`: exit 0 on a 2xx, 1 otherwise, for helm
 // test hooks and exec probes in an image without a shell.
@@ -19,11 +25,12 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	// A URL that cannot be asked is the caller's to fix (exit 2), not a
 	// target that is down (exit 1).
+	where := redact.URL(args[0]) // as printed: any password hidden
 	if !httpurl.Valid(args[0]) {
-		fmt.Fprintf(stderr, "probe: %q is not an http:// or https:// URL with a host; want one such as http://127.0.0.1:9090/livez\n", args[0])
+		fmt.Fprintf(stderr, "probe: %q is not an http:// or https:// URL with a host; want one such as http://127.0.0.1:9090/livez\n", where)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
 	if err != nil {
@@ -32,14 +39,14 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "probe: %v\n", err)
+		fmt.Fprintf(stderr, "probe: %v\n", redact.Error(err, args[0]))
 		return 1
 	}
 	defer resp.Body.Close()
 	// The whole body (up to 8 MiB), so `server probe .../metrics` can be read
 	// through kubectl exec in an image with no shell.
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	fmt.Fprintf(stdout, "%s %s\n%s", args[0], resp.Status, body)
+	fmt.Fprintf(stdout, "%s %s\n%s", where, resp.Status, body)
 	if resp.StatusCode/100 != 2 {
 		return 1
 	}

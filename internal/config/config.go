@@ -94,7 +94,7 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	problems = append(problems, outOfBounds(q, environ, unread)...)
 	q.SidecarQuit = entries(q.SidecarQuit)
 	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
-		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", environ["BERTH_SIDECAR_QUIT"], err))
+		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", redactList(environ["BERTH_SIDECAR_QUIT"]), err))
 	} else if len(q.SidecarQuit) == 0 {
 		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
@@ -187,10 +187,10 @@ func Load(environ map[string]string) (Config, error) {
 		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "the sidecars hook runs only when BERTH_SIDECARS is set")
 	}
 	if _, err := sidecar.ParseTargets(cfg.Sidecars); err != nil {
-		bad("BERTH_SIDECARS", environ["BERTH_SIDECARS"], err.Error())
+		bad("BERTH_SIDECARS", redactList(environ["BERTH_SIDECARS"]), err.Error())
 	}
 	if err := sidecar.ValidateQuitURLs(cfg.SidecarQuit); err != nil {
-		bad("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err.Error())
+		bad("BERTH_SIDECAR_QUIT", redactList(environ["BERTH_SIDECAR_QUIT"]), err.Error())
 	}
 	if cfg.QuitAfterFailedStart && len(cfg.SidecarQuit) == 0 {
 		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs")
@@ -266,6 +266,21 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 		}
 	}
 	return sc
+}
+
+// redactList is a comma-separated list of URLs with any password in each
+// hidden, as a refusal quotes it: the entry it names is the library's to
+// redact, and the others are quoted here.
+func redactList(value string) string {
+	entries := strings.Split(value, ",")
+	for i, e := range entries {
+		trimmed := strings.TrimSpace(e)
+		if trimmed == "" {
+			continue
+		}
+		entries[i] = strings.Replace(e, trimmed, redact.URL(trimmed), 1)
+	}
+	return strings.Join(entries, ",")
 }
 
 // PushJob is the job label of the figures pushed at exit; Prometheus keeps

@@ -91,6 +91,10 @@ func TestLoad(t *testing.T) {
 			"BERTH_DATABASE_URL=\"postgres://berth:xxxxx@db:port/berth\": cannot be read (cannot parse `postgres://berth:xxxxx@db:port/berth`: invalid port); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters (such as @ as %40) percent-encoded"},
 		{"a database URL whose password is also elsewhere in it, read intact", map[string]string{"BERTH_DATABASE_URL": "postgres://u:p@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"},
 			"cannot be read (cannot parse `postgres://u:xxxxx@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem`: failed to configure TLS (unable to read CA file: open /nonexistent/ca.pem"},
+		{"a sidecar list with a password in an entry it does not refuse", map[string]string{"BERTH_SIDECARS": "http://u:s3cr3tpw@istio:15021/ready,bad"},
+			`BERTH_SIDECARS="http://u:xxxxx@istio:15021/ready,bad": `},
+		{"a quit list with a password in an entry it does not refuse", map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr3tpw@h:1/q, ftp://x"},
+			`BERTH_SIDECAR_QUIT="http://u:xxxxx@h:1/q, ftp://x": `},
 		{"a database URL that is fine", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:pw@db:5432/berth?sslmode=disable&pool_max_conns=8"}, ""},
 		{"a duration too long to read", map[string]string{"BERTH_DRAIN_TIMEOUT": "9999999h"},
 			`BERTH_DRAIN_TIMEOUT="9999999h" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 1h0m0s`},
@@ -161,11 +165,15 @@ func TestQuitAfterRefusal(t *testing.T) {
 		{"the timeout out of range", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="11m": want between 100ms and 10m0s`},
 		{"a URL refused", asked(map[string]string{"BERTH_SIDECAR_QUIT": u + ",127.0.0.1:1/quitquitquit"}), nil, 0, `want http://host:port/path`},
 		{"no URL", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}, nil, 0, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit"},
+		{"a URL refused, a password elsewhere in the list hidden", asked(map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr3tpw@h:1/q,ftp://x"}), nil, 0, `BERTH_SIDECAR_QUIT="http://u:xxxxx@h:1/q,ftp://x": `},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			urls, timeout, err := QuitAfterRefusal(tt.env)
 			if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("err = %v, want %q", err, tt.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+				t.Fatalf("err = %v shows the password", err)
 			}
 			if !slices.Equal(urls, tt.urls) || timeout != tt.timeout {
 				t.Fatalf("QuitAfterRefusal = %q, %v; want %q, %v", urls, timeout, tt.urls, tt.timeout)
