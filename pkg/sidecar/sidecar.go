@@ -106,7 +106,9 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Client makes the HTTP probes and the quit calls.
 	Client *http.Client
-	// Logger logs the wait's progress and each quit call's outcome.
+	// Logger logs the wait's progress (a sidecar's first failed attempt,
+	// then each time its attempts double, and when it is ready) and each
+	// quit call's outcome.
 	Logger *slog.Logger
 	// RetryRefused makes Quit retry a connection refused, with the
 	// backoff and, when its context has a deadline, once more shortly
@@ -203,8 +205,18 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 	if deadline, ok := ctx.Deadline(); ok {
 		aim = deadline.Add(-w.opts.AttemptTimeout)
 	}
-	attempts, err := backoff.Schedule{Initial: w.opts.InitialBackoff, Max: w.opts.MaxBackoff, Aim: aim}.
-		Retry(ctx, func() error { return probe(ctx, t) })
+	attempts, err := backoff.Schedule{
+		Initial: w.opts.InitialBackoff, Max: w.opts.MaxBackoff, Aim: aim,
+		// The first failed attempt and then each time the count doubles
+		// (1, 2, 4, 8...): a wait that ends at once stays quiet, and a
+		// long one says why without a line per attempt.
+		Retrying: func(attempt int, err error) {
+			if attempt&(attempt-1) == 0 {
+				w.opts.Logger.Info("waiting for sidecar", "sidecar", t.Name, "attempt", attempt,
+					slog.Float64("waited_seconds", time.Since(begin).Seconds()), "error", err.Error())
+			}
+		},
+	}.Retry(ctx, func() error { return probe(ctx, t) })
 	if err != nil {
 		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL.Redacted(), time.Since(begin).Round(time.Millisecond), attempts, err)
 	}

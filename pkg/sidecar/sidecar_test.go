@@ -220,6 +220,30 @@ func TestWaitRetriesUntilReady(t *testing.T) {
 	}
 }
 
+// With several sidecars, Wait waits for each: one ready does not stand
+// for the others, and the one that is not is named, in the error and in
+// the log while the wait goes on.
+func TestWaitWaitsForEverySidecar(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ready.Close()
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer notReady.Close()
+	targets, err := ParseTargets([]string{ready.URL + "/ready", notReady.URL + "/healthz/ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logbuf.Buffer
+	w := NewWaiter(targets, Options{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Deadline: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	err = w.Wait(t.Context())
+	if err == nil || !strings.Contains(err.Error(), targets[1].Name) || strings.Contains(err.Error(), "sidecar "+targets[0].Name+" ") {
+		t.Fatalf("Wait = %v, want the second sidecar, and it alone, named not ready", err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"waiting for sidecar","sidecar":"`+targets[1].Name+`","attempt":1,`) {
+		t.Errorf("no line for the sidecar waited for, its first failed attempt:\n%s", logs.String())
+	}
+}
+
 func TestWaitDeadlineNamesSidecar(t *testing.T) {
 	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
 	defer notReady.Close()
