@@ -1,7 +1,9 @@
 package config
 
 import (
+	"context"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -398,6 +400,34 @@ func TestPushGroupsByPodAndNamespace(t *testing.T) {
 				t.Errorf("push = %s, want a PUT to the group %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// The shutdown's quit reads a refused connection as a sidecar already
+// gone (it quit with the pod); the quit after a failed start, which can
+// come before the sidecar listens, retries it and fails when nothing ever
+// listened.
+func TestSidecarQuitsReadARefusalAsTheirMomentsWant(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String() + "/quitquitquit"
+	ln.Close()
+	cfg, err := Load(map[string]string{"BERTH_SIDECAR_QUIT": gone, "BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := cfg.Serve(nil, prometheus.NewRegistry())
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := sc.QuitSidecars(ctx); err != nil {
+		t.Errorf("the shutdown's quit of a sidecar already gone = %v, want nil", err)
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := sc.QuitSidecarsAfterFailedStartup(ctx); err == nil || !strings.Contains(err.Error(), "nothing listened there") {
+		t.Errorf("the quit after a failed start, nothing listening = %v, want it named a failure", err)
 	}
 }
 
