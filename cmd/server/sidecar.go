@@ -34,6 +34,9 @@ type sidecarConfig struct {
 func runSidecar(environ map[string]string, log *slog.Logger) int {
 	var cfg sidecarConfig
 	problems := config.Parse(&cfg, environ)
+	if p := config.ListenAddrProblem("BERTH_SIDECAR_ADDR", cfg.Addr); p != "" {
+		problems = append(problems, p)
+	}
 	if f := environ["BERTH_LOG_FORMAT"]; f != "" { // empty: the default, as for the service
 		if p := config.LogFormatProblem(f); p != "" {
 			problems = append(problems, p)

@@ -154,12 +154,8 @@ func Load(environ map[string]string) (Config, error) {
 		if a.name == "BERTH_ADMIN_ADDR" && cfg.SingleListener {
 			continue // not listened on
 		}
-		if _, port, err := net.SplitHostPort(a.value); err != nil || port == "" {
-			// An empty port (":", from ":${PORT}" with PORT unset) would
-			// listen on a random one, which no Service reaches.
-			bad(a.name, a.value, "want HOST:PORT or :PORT, such as :8080")
-		} else if _, err := net.LookupPort("tcp", port); err != nil {
-			bad(a.name, a.value, "want a port from 0 to 65535 (or a service name), such as :8080")
+		if p := ListenAddrProblem(a.name, a.value); p != "" {
+			problems = append(problems, p)
 		}
 	}
 	if cfg.PushgatewayURL != "" && !httpurl.Valid(cfg.PushgatewayURL) {
@@ -378,6 +374,20 @@ func setButEmpty[T any](cfg T, environ map[string]string) []string {
 		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.FieldByIndex(f.Index).Interface(), what))
 	}
 	return problems
+}
+
+// ListenAddrProblem says what is wrong with the listen address addr of
+// the variable name, or is empty for one a server can listen on and a
+// Service reach: HOST:PORT or :PORT, the port a number or a service name.
+func ListenAddrProblem(name, addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		// An empty port (":", from ":${PORT}" with PORT unset) would
+		// listen on a random one, which no Service reaches.
+		return fmt.Sprintf("%s=%q: want HOST:PORT or :PORT, such as :8080", name, addr)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Sprintf("%s=%q: want a port from 0 to 65535 (or a service name), such as :8080", name, addr)
+	}
+	return ""
 }
 
 // LogFormatProblem says what is wrong with a BERTH_LOG_FORMAT value, or
