@@ -125,10 +125,13 @@ func startSidecar(t *testing.T, cfg sidecarConfig, want int) *runningSidecar {
 	return sc
 }
 
-// quit calls the quit endpoint.
-func (sc *runningSidecar) quit(t *testing.T) {
+// quit calls the quit endpoint (Istio's path).
+func (sc *runningSidecar) quit(t *testing.T) { t.Helper(); sc.quitAt(t, "/quitquitquit") }
+
+// quitAt POSTs to the quit path given.
+func (sc *runningSidecar) quitAt(t *testing.T, path string) {
 	t.Helper()
-	resp, err := sc.client.Post(sc.url+"/quitquitquit", "", nil)
+	resp, err := sc.client.Post(sc.url+path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,28 +158,56 @@ func sendSignal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// The stand-in answers readiness at Istio's and the plain path, and quits
+// at Istio's and Linkerd's.
 func TestSidecarCommand(t *testing.T) {
-	sc := startSidecar(t, sidecarConfig{ReadyDelay: time.Hour}, http.StatusServiceUnavailable) // not ready before its delay
+	for _, path := range []string{"/quitquitquit", "/shutdown"} {
+		t.Run(path, func(t *testing.T) {
+			sc := startSidecar(t, sidecarConfig{ReadyDelay: time.Hour}, http.StatusServiceUnavailable) // not ready before its delay
+			resp, err := sc.client.Get(sc.url + "/healthz/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("/healthz/ready = %d before the ready delay, want 503 as /ready", resp.StatusCode)
+			}
+			sc.quitAt(t, path)
+			sc.exitsFor(t, "quit endpoint")
+			if !strings.Contains(sc.logs.String(), "sidecar quit requested") {
+				t.Fatalf("logs:\n%s", sc.logs.String())
+			}
+		})
+	}
+	sc := startSidecar(t, sidecarConfig{}, http.StatusOK)
+	resp, err := sc.client.Get(sc.url + "/healthz/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz/ready = %d once ready, want 200", resp.StatusCode)
+	}
 	sc.quit(t)
 	sc.exitsFor(t, "quit endpoint")
-	if !strings.Contains(sc.logs.String(), "sidecar quit requested") {
-		t.Fatalf("logs:\n%s", sc.logs.String())
-	}
 }
 
 // A classic sidecar's hold after SIGTERM ends when the service calls its
 // quit endpoint, or at once on a second signal, as a second signal ends
-// the service (it used to be ignored until the hold was over).
+// the service (it used to be ignored until the hold was over), or when
+// the hold is over.
 func TestSidecarHoldEnds(t *testing.T) {
 	for _, tt := range []struct {
 		name, reason string
+		hold         time.Duration
 		end          func(t *testing.T, sc *runningSidecar)
 	}{
-		{"quit endpoint", "quit endpoint", func(t *testing.T, sc *runningSidecar) { sc.quit(t) }},
-		{"second signal", "second signal interrupt", func(t *testing.T, _ *runningSidecar) { sendSignal(t, syscall.SIGINT) }},
+		{"quit endpoint", "quit endpoint", time.Hour, func(t *testing.T, sc *runningSidecar) { sc.quit(t) }},
+		{"second signal", "second signal interrupt", time.Hour, func(t *testing.T, _ *runningSidecar) { sendSignal(t, syscall.SIGINT) }},
+		{"hold over", "hold over", 50 * time.Millisecond, func(*testing.T, *runningSidecar) {}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sc := startSidecar(t, sidecarConfig{Hold: time.Hour, debounce: time.Nanosecond}, http.StatusOK)
+			sc := startSidecar(t, sidecarConfig{Hold: tt.hold, debounce: time.Nanosecond}, http.StatusOK)
 			sendSignal(t, syscall.SIGTERM)
 			// The end only once the signal is handled: the hold has begun.
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -372,6 +403,7 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 		{"not a Deployment's name", []string{"1h", "Rel_Berth"}, env, 2, `DEPLOYMENT=\"Rel_Berth\": want a Deployment's name`},
 		{"not a duration", []string{"soon"}, env, 2, "OLDER_THAN=soon: want a Go duration from 0s to 8784h0m0s"},
 		{"negative", []string{"-1h"}, env, 2, "OLDER_THAN=-1h"},
+		{"longer than a year", []string{"8785h"}, env, 2, "OLDER_THAN=8785h: want a Go duration from 0s to 8784h0m0s"},
 		{"no URL", []string{"1h"}, map[string]string{}, 2, "BERTH_PUSHGATEWAY_URL is not set"},
 		{"bad URL", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": "pushgateway:9091"}, 2, "BERTH_PUSHGATEWAY_URL"},
 		{"misspelt variable", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URI": gw.URL}, 2, "BERTH_PUSHGATEWAY_URL"},
