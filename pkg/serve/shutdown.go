@@ -289,14 +289,16 @@ func (s *Server) complete() ShutdownReport {
 	}
 	s.report.Store(&rep) // before the signal: Report reads it once signalled
 	s.mark(sig.ShutdownComplete)
-	rep, _ = s.Report()
-	if rep.Err != nil {
-		s.cfg.Logger.Error("shutdown complete with errors", append(rep.logAttrs(), "error", rep.Err)...)
+	// The stored report is read by others from here on (Report, a
+	// scrape): it is never written again; final is a copy, with Total.
+	final, _ := s.Report()
+	if final.Err != nil {
+		s.cfg.Logger.Error("shutdown complete with errors", append(final.logAttrs(), "error", final.Err)...)
 	} else {
-		s.cfg.Logger.Info("shutdown complete", rep.logAttrs()...)
+		s.cfg.Logger.Info("shutdown complete", final.logAttrs()...)
 	}
-	s.onShutdown(rep)
-	return rep
+	s.onShutdown(final)
+	return final
 }
 
 // onShutdown runs Config.OnShutdown, waiting for it no longer than its

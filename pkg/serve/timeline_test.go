@@ -818,3 +818,29 @@ func TestBackgroundChecksEndBeforeTheHooksStop(t *testing.T) {
 		t.Error("the check was still running when the hook's stop released what it checks")
 	}
 }
+
+// Report may be read as soon as ShutdownComplete is signalled, from any
+// goroutine, while the run goes on to log and hand out the report: the
+// stored report is never written again (run with -race: the run wrote its
+// Total into the report others read).
+func TestReportIsSafeToReadOnceComplete(t *testing.T) {
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			<-f.sig.ShutdownComplete.Done()
+			for range 100 {
+				if r, ok := f.srv.Report(); !ok || r.Reason == "" {
+					t.Errorf("Report = %+v, %v once ShutdownComplete was signalled", r, ok)
+					return
+				}
+			}
+		})
+	}
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatal(err)
+	}
+	readers.Wait()
+}
