@@ -173,9 +173,9 @@ func (c *check) init() {
 // run runs the check once under its timeout and folds the outcome into the
 // thresholded result. A run whose caller gave up first (Evaluate's ctx
 // ended, the registry stopping) says nothing about the dependency: it is
-// not recorded, and the last result stands. With calls, the goroutine
-// that runs the CheckFunc is counted in it until the function returns.
-func (c *check) run(ctx context.Context, calls *sync.WaitGroup) Result {
+// not recorded, and the last result stands. With calls, the CheckFunc is
+// counted in it while it runs (see call).
+func (c *check) run(ctx context.Context, calls *inflight) Result {
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
@@ -221,17 +221,17 @@ func (c *check) callInstant(ctx context.Context) (err error) {
 // nil, counts the function until it returns or ctx's deadline passes,
 // whichever comes first (one that ignores its context is not waited for
 // past its run's deadline).
-func (c *check) call(ctx context.Context, calls *sync.WaitGroup) error {
+func (c *check) call(ctx context.Context, calls *inflight) error {
 	done := make(chan error, 1)
 	release := func() {}
 	if calls != nil {
-		calls.Add(1)
+		calls.add()
 		var once sync.Once
 		deadline, _ := ctx.Deadline() // run sets one: the check's Timeout
-		timer := time.AfterFunc(time.Until(deadline), func() { once.Do(calls.Done) })
+		timer := time.AfterFunc(time.Until(deadline), func() { once.Do(calls.done) })
 		release = func() {
 			timer.Stop()
-			once.Do(calls.Done)
+			once.Do(calls.done)
 		}
 	}
 	go func() {
@@ -291,3 +291,43 @@ func (c *check) cached() Result {
 	defer c.mu.Unlock()
 	return c.result
 }
+
+// inflight counts the CheckFuncs running, for Registry.Stop to wait on. A
+// WaitGroup would not do: a Refresh may add a call while Stop waits.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n falls to 0; nil while n is 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// wait returns a channel closed once the calls running now have ended
+// (calls added later may keep the count up; the channel does not wait for
+// those beyond the moment the count first falls to 0).
+func (f *inflight) wait() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return closedChan
+	}
+	return f.idle
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

@@ -20,7 +20,7 @@ type Registry struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the background checks' loops
-	calls  sync.WaitGroup // their CheckFuncs running
+	calls  inflight       // the CheckFuncs their runs and Refresh's called
 }
 
 // New returns an empty registry.
@@ -102,7 +102,7 @@ func (r *Registry) Refresh(ctx context.Context, names ...string) {
 	}
 	var wg sync.WaitGroup
 	for _, c := range checks {
-		wg.Go(func() { c.run(ctx, nil) })
+		wg.Go(func() { c.run(ctx, &r.calls) })
 	}
 	wg.Wait()
 }
@@ -153,21 +153,20 @@ func Refreshing(ctx context.Context) bool {
 }
 
 // Stop ends the background checks and waits for them: once it returns, no
-// background run starts again, and each CheckFunc a background run called
-// has returned, or is past that run's deadline (its Timeout from when it
-// began: one that ignores its context is waited for no longer). So what
-// the background checks use can be released after Stop. Checks that
-// probes and Refresh run are their callers' to wait for.
+// background run starts again, and each CheckFunc a background run or a
+// Refresh called has returned, or is past that run's deadline (its
+// Timeout from when it began: one that ignores its context is waited for
+// no longer). So what the background checks use can be released after
+// Stop. Inline checks, which probes run, are their callers' to wait for.
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	cancel := r.cancel
 	r.mu.Unlock()
-	if cancel == nil {
-		return // never started
+	if cancel != nil { // started
+		cancel()
+		r.wg.Wait() // no scheduled run begins after this: each loop has returned
 	}
-	cancel()
-	r.wg.Wait()    // no run begins after this: each loop has returned
-	r.calls.Wait() // each call returned, or is past its deadline
+	<-r.calls.wait() // each call returned, or is past its deadline
 }
 
 // Results returns every check's last result, sorted by name, without

@@ -380,3 +380,41 @@ func TestStopWaitsForTheChecksInFlight(t *testing.T) {
 		})
 	}
 }
+
+// Stop waits, too, for what a Refresh called that its context cut short:
+// serve's refresh at the end of startup is cancelled by a shutdown, whose
+// hooks then release what the check uses.
+func TestStopWaitsForARefreshsCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		free := func() { releaseOnce.Do(func() { close(release) }) }
+		defer free()
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+			if Refreshing(ctx) {
+				<-ctx.Done()
+				<-release // its way out, held by the test
+			}
+			return nil
+		}})
+		r.Start(t.Context())
+		ctx, cancel := context.WithCancel(t.Context())
+		refreshed := make(chan struct{})
+		go func() { r.Refresh(ctx); close(refreshed) }()
+		synctest.Wait()
+		cancel() // the shutdown cuts the refresh short
+		<-refreshed
+		var stopped atomic.Bool
+		go func() { r.Stop(); stopped.Store(true) }()
+		synctest.Wait()
+		if stopped.Load() {
+			t.Fatal("Stop returned while the check a Refresh called was still running")
+		}
+		free()
+		synctest.Wait()
+		if !stopped.Load() {
+			t.Fatal("Stop still waits after the refresh's check returned")
+		}
+	})
+}

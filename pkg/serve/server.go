@@ -471,9 +471,11 @@ func (s *Server) ledByServerErrors(errs ...error) []error {
 // closes gracefully within adminCloseWait, then closes what is still open.
 func (s *Server) stopServers() {
 	s.stopProbes()
-	s.cfg.Probes.Stop()
+	// One window for both: the checks' calls in flight (none, or one that
+	// ignores its context, after a shutdown), then the admin server's close.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.adminCloseWait())
 	defer cancel()
+	_ = endChecks(ctx, s.cfg.Probes)
 	if s.adminSrv.Shutdown(ctx) != nil {
 		_ = s.adminSrv.Close() // a scrape still running: its connection goes with Run
 	}

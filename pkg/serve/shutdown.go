@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
 )
 
 // shutdown waits for ShutdownInitiated and then follows the timeline, one
@@ -19,9 +20,7 @@ func (s *Server) shutdown() error {
 	s.waitForEndpoints()
 	s.drainInFlight()
 	s.stopTasks()
-	// The background checks end before the hooks release what they check
-	// (a database's pool, say), and none runs on into the teardown.
-	s.cfg.Probes.Stop()
+	s.stopChecks()
 	s.stopHooks()
 	rep := s.complete()
 	// The push in complete needs the network, which a classic sidecar
@@ -180,6 +179,29 @@ func (s *Server) stopTasks() {
 		s.errs = append(s.errs, err)
 	}
 	s.mark(s.sig.TasksStopped)
+}
+
+// stopChecks ends the background checks before the hooks release what
+// they check (a database's pool, say), so that none runs on into the
+// teardown. It waits for their calls in flight within the stop timeout's
+// budget, and for no more than a tenth of it: a check that ignores its
+// context (its Timeout may be long) does not eat the hooks' time.
+func (s *Server) stopChecks() {
+	ctx, cancel := s.stopContext()
+	defer cancel()
+	wait, stopWaiting := context.WithTimeout(ctx, s.cfg.StopTimeout/10)
+	defer stopWaiting()
+	begin := time.Now()
+	if !endChecks(wait, s.cfg.Probes) {
+		s.cfg.Logger.Warn("background checks still running as the hooks stop: a check ignores its context",
+			slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+	}
+}
+
+// endChecks stops the background checks of p and waits for their calls in
+// flight no longer than ctx, reporting whether they all ended.
+func endChecks(ctx context.Context, p *probes.Registry) bool {
+	return bounded(ctx, func(context.Context) error { p.Stop(); return nil }) == nil
 }
 
 // stopHooks is T2..T3: every stop hook, in reverse order of start.

@@ -844,3 +844,35 @@ func TestReportIsSafeToReadOnceComplete(t *testing.T) {
 	}
 	readers.Wait()
 }
+
+// A background check that ignores its context holds the hooks for no
+// more than a tenth of the stop timeout: its Timeout (a minute here) is
+// not the shutdown's to wait out, and the log says a check is still
+// running.
+func TestAStuckBackgroundCheckDoesNotHoldTheHooks(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var runs atomic.Int32
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "stuck", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+			<-release // ignores its context
+		}
+		return nil
+	}})
+	stopped := make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { close(stopped); return nil }, nil
+	}})
+	var logs logbuf.Buffer
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, StopTimeout: time.Second,
+		Probes: checks, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, stopped, "the hook's stop, with the check still stuck")
+	within(t, f.runErr, "Run")
+	if !strings.Contains(logs.String(), "background checks still running as the hooks stop") {
+		t.Errorf("no warning of the check still running:\n%s", logs.String())
+	}
+}
