@@ -308,8 +308,13 @@ func (c *Config) validate() error {
 	if c.Margin > 0 && c.Margin < MinMargin {
 		problems = append(problems, fmt.Sprintf("Margin is %v; it must be at least %v (or 0, the default %v): it also absorbs the stop hooks' late grace, the admin server's close (half the margin) and the exit, which a shorter margin lets run past GracePeriod", c.Margin, MinMargin, DefaultMargin))
 	}
-	if c.Limits.MaxHeaderBytes < 0 || c.Limits.MaxConnections < 0 {
-		problems = append(problems, fmt.Sprintf("Limits.MaxHeaderBytes (%d) and Limits.MaxConnections (%d) must be 0 (the default) or more", c.Limits.MaxHeaderBytes, c.Limits.MaxConnections))
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"Limits.MaxHeaderBytes", c.Limits.MaxHeaderBytes}, {"Limits.MaxConnections", c.Limits.MaxConnections}} {
+		if n.v < 0 {
+			problems = append(problems, fmt.Sprintf("%s is %d; it must be 0 (the default) or more", n.name, n.v))
+		}
 	}
 	problems = append(problems, c.appProblems()...)
 	if c.delay() > 0 && c.PreStopDelay > 0 {
@@ -370,7 +375,7 @@ func (c *Config) appProblems() []string {
 	apps := map[string]bool{}
 	for i, app := range c.Apps {
 		if app == nil {
-			problems = append(problems, fmt.Sprintf("Apps[%d] is nil", i))
+			problems = append(problems, fmt.Sprintf("Apps[%d] is nil; give each entry of Apps an *lifespan.App, or leave it out", i))
 			continue
 		}
 		if app.Name == "" {

@@ -68,7 +68,13 @@ func TestConfigValidation(t *testing.T) {
 		{"sidecars quit after a failed startup only", Config{Apps: g, API: h, QuitSidecarsAfterFailedStartup: quit}, ""},
 		{"same ports", Config{Apps: g, API: h, APIAddr: ":80", AdminAddr: ":80"}, `APIAddr and AdminAddr are both ":80"`},
 		{"missing", Config{}, "API handler is nil"},
-		{"a nil app", Config{Apps: lifespan.Group{g[0], nil}, API: h}, "Apps[1] is nil"},
+		{"a nil app", Config{Apps: lifespan.Group{g[0], nil}, API: h}, "Apps[1] is nil; give each entry of Apps an *lifespan.App, or leave it out"},
+		{"a negative read header timeout", Config{Apps: g, API: h, Limits: Limits{ReadHeaderTimeout: -1}}, "Limits.ReadHeaderTimeout is -1ns; it must be 0 (the default) or more"},
+		{"a negative read timeout", Config{Apps: g, API: h, Limits: Limits{ReadTimeout: -1}}, "Limits.ReadTimeout is -1ns"},
+		{"a negative write timeout", Config{Apps: g, API: h, Limits: Limits{WriteTimeout: -1}}, "Limits.WriteTimeout is -1ns"},
+		{"a negative idle timeout", Config{Apps: g, API: h, Limits: Limits{IdleTimeout: -1}}, "Limits.IdleTimeout is -1ns"},
+		{"a negative header bound", Config{Apps: g, API: h, Limits: Limits{MaxHeaderBytes: -1}}, "Limits.MaxHeaderBytes is -1; it must be 0 (the default) or more"},
+		{"a negative connection bound", Config{Apps: g, API: h, Limits: Limits{MaxConnections: -1}}, "Limits.MaxConnections is -1; it must be 0 (the default) or more"},
 		{"an app without a name", Config{Apps: lifespan.Group{g[0], withHook("", "db")}, API: h}, "Apps[1] has no Name; the server names each hook's readiness check hook/APP/HOOK by it: set Name"},
 		{"a dot for a hook's name", Config{Apps: lifespan.Group{withHook("api", "..")}, API: h}, `app "api", hook "..": its readiness check would be named "hook/api/.."`},
 		{"two apps of one name", Config{Apps: lifespan.Group{withHook("api", "db"), withHook("api", "cache")}, API: h}, `two apps are named "api"`},
@@ -198,7 +204,7 @@ func TestListenFailureIsConfigError(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = srv.Run(context.Background())
-		if ExitCode(err) != ExitConfig || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "address already in use") {
+		if ExitCode(err) != ExitConfig || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "address already in use; want an address this process may listen on") {
 			t.Fatalf("Run = %v, want %q", err, tt.want)
 		}
 	}

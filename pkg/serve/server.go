@@ -244,17 +244,20 @@ func (s *Server) startupFailed(err error) {
 	s.stopServers()
 }
 
+// listenAdvice ends a listener's refusal: what would be valid.
+const listenAdvice = "want an address this process may listen on, such as :8080 with nothing else listening there (ports below 1024 need the right to bind them)"
+
 // listen binds the API and admin listeners.
 func (s *Server) listen() error {
 	apiLn, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
-		return &ConfigError{Problems: []string{fmt.Sprintf("APIAddr=%q: %v", s.cfg.APIAddr, err)}}
+		return &ConfigError{Problems: []string{fmt.Sprintf("APIAddr=%q: %v; %s", s.cfg.APIAddr, err, listenAdvice)}}
 	}
 	adminLn := apiLn
 	if !s.cfg.SingleListener {
 		if adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 			apiLn.Close()
-			return &ConfigError{Problems: []string{fmt.Sprintf("AdminAddr=%q: %v", s.cfg.AdminAddr, err)}}
+			return &ConfigError{Problems: []string{fmt.Sprintf("AdminAddr=%q: %v; %s", s.cfg.AdminAddr, err, listenAdvice)}}
 		}
 	}
 	s.apiLn, s.adminLn = apiLn, adminLn
