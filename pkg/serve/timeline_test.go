@@ -481,6 +481,44 @@ func TestPreStopModeClosesKeepAliveConnectionsFirst(t *testing.T) {
 	}
 }
 
+// In preStop mode, with no request after SIGTERM, the server waits one
+// quiet period (preStopQuiet) for the keep-alive connections, not the
+// whole close window: the preStop sleep already kept the pod serving
+// while the endpoints were updated.
+func TestPreStopModeWaitsOneQuietPeriodWhenNothingArrives(t *testing.T) {
+	var mu sync.Mutex
+	var ends []time.Time
+	fired := make(chan time.Time)
+	close(fired)
+	after := func(d time.Duration) <-chan time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		ends = append(ends, time.Now().Add(d))
+		return fired
+	}
+	f := startAfter(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1, PreStopDelay: 5 * time.Second}, after)
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	mu.Lock()
+	defer mu.Unlock()
+	t0 := f.sig.ShutdownInitiated.At()
+	// Never before the quiet period's end, and before the close window's
+	// (what the wait would be without the quiet period).
+	if len(ends) != 1 || ends[0].Sub(t0) < preStopQuiet || ends[0].Sub(t0) >= preStopCloseWindow {
+		t.Fatalf("waits ending %v after ShutdownInitiated, want one, %v after it", durationsSince(t0, ends), preStopQuiet)
+	}
+}
+
+// durationsSince is each of ends after t0.
+func durationsSince(t0 time.Time, ends []time.Time) []time.Duration {
+	out := make([]time.Duration, len(ends))
+	for i, e := range ends {
+		out[i] = e.Sub(t0)
+	}
+	return out
+}
+
 // The background tasks and the stop hooks share one stop timeout, counted
 // from InFlightDrained: a hook stops with what the tasks left of it, not a
 // fresh one (its deadline is the same instant, whatever the tasks took).
