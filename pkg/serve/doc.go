@@ -17,8 +17,9 @@
 //	TasksStopped       cut-off requests given a tenth of the stop timeout
 //	                   to return; background tasks cancelled and awaited
 //	HooksStopped       T3: the background checks end (their calls in
-//	                   flight awaited), then stop hooks run in reverse
-//	                   order of start
+//	                   flight awaited, for at most a tenth of the stop
+//	                   timeout), then stop hooks run in reverse order of
+//	                   start
 //	ShutdownComplete   the report is made, logged and given to OnShutdown;
 //	                   then classic sidecars are told to quit, and the
 //	                   admin server (probes, metrics) stops last
