@@ -125,6 +125,17 @@ func startSidecar(t *testing.T, cfg sidecarConfig, want int) *runningSidecar {
 	return sc
 }
 
+// status GETs path and returns the answer's status.
+func (sc *runningSidecar) status(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := sc.client.Get(sc.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // quit calls the quit endpoint (Istio's path).
 func (sc *runningSidecar) quit(t *testing.T) { t.Helper(); sc.quitAt(t, "/quitquitquit") }
 
@@ -164,13 +175,8 @@ func TestSidecarCommand(t *testing.T) {
 	for _, path := range []string{"/quitquitquit", "/shutdown"} {
 		t.Run(path, func(t *testing.T) {
 			sc := startSidecar(t, sidecarConfig{ReadyDelay: time.Hour}, http.StatusServiceUnavailable) // not ready before its delay
-			resp, err := sc.client.Get(sc.url + "/healthz/ready")
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusServiceUnavailable {
-				t.Errorf("/healthz/ready = %d before the ready delay, want 503 as /ready", resp.StatusCode)
+			if code := sc.status(t, "/healthz/ready"); code != http.StatusServiceUnavailable {
+				t.Errorf("/healthz/ready = %d before the ready delay, want 503 as /ready", code)
 			}
 			sc.quitAt(t, path)
 			sc.exitsFor(t, "quit endpoint")
@@ -180,13 +186,8 @@ func TestSidecarCommand(t *testing.T) {
 		})
 	}
 	sc := startSidecar(t, sidecarConfig{}, http.StatusOK)
-	resp, err := sc.client.Get(sc.url + "/healthz/ready")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("/healthz/ready = %d once ready, want 200", resp.StatusCode)
+	if code := sc.status(t, "/healthz/ready"); code != http.StatusOK {
+		t.Errorf("/healthz/ready = %d once ready, want 200", code)
 	}
 	sc.quit(t)
 	sc.exitsFor(t, "quit endpoint")
