@@ -36,57 +36,79 @@ type Target struct {
 // ParseTargets reads readiness targets: http://…, https://…, tcp://host:port
 // or a bare host:port (TCP). A TCP target is host:port alone: one written
 // with a path (a readiness URL missing its "http://") is refused, as a
-// connection accepted would then pass for ready. Errors quote each target
-// with its password, if any, hidden.
+// connection accepted would then pass for ready. The error names every
+// target refused, each quoted with its password, if any, hidden.
 func ParseTargets(specs []string) ([]Target, error) {
 	var out []Target
+	var problems []string
 	seen := map[string]bool{}
 	for _, in := range specs {
 		in = strings.TrimSpace(in)
 		if in == "" {
 			continue
 		}
-		spec := in
-		if !strings.Contains(spec, "://") {
-			spec = "tcp://" + spec
+		t, err := parseTarget(in)
+		switch {
+		case err != nil:
+			problems = append(problems, err.Error())
+		case seen[t.Name]:
+			problems = append(problems, fmt.Sprintf("sidecar %q: %s listed twice", shownTarget(in), t.Name))
+		default:
+			seen[t.Name] = true
+			out = append(out, t)
 		}
-		// What errors show: the target with its password hidden, written
-		// as it was given (without the tcp:// added to a bare host:port).
-		shown := strings.TrimPrefix(redact.URL(spec), strings.TrimSuffix(spec, in))
-		u, err := url.Parse(spec)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err // its message quotes the URL, escaped past what redact finds
-			}
-			return nil, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
-			return nil, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", shown, u.Scheme)
-		}
-		if u.Scheme == "tcp" && (u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "") {
-			return nil, fmt.Errorf("sidecar %q: a tcp target is host:port alone; for a readiness URL write http://host:port/path", shown)
-		}
-		_, port, err := net.SplitHostPort(u.Host)
-		if err != nil || port == "" {
-			return nil, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", shown)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
-		}
-		name := u.Host
-		if err := probes.CheckName("sidecar/" + name); err != nil {
-			// The host as url.Parse decoded it (an escaped space in an
-			// IPv6 zone, say) names the sidecar's readiness check.
-			return nil, fmt.Errorf("sidecar %q: host %q cannot name its readiness check: %v", shown, name, err)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("sidecar %q: %s listed twice", shown, name)
-		}
-		seen[name] = true
-		out = append(out, Target{Name: name, URL: u})
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// shownTarget is in as errors show it: with its password hidden, written
+// as it was given (without the tcp:// added to a bare host:port).
+func shownTarget(in string) string {
+	spec := in
+	if !strings.Contains(spec, "://") {
+		spec = "tcp://" + spec
+	}
+	return strings.TrimPrefix(redact.URL(spec), strings.TrimSuffix(spec, in))
+}
+
+// parseTarget reads one target, trimmed and not empty.
+func parseTarget(in string) (Target, error) {
+	spec := in
+	if !strings.Contains(spec, "://") {
+		spec = "tcp://" + spec
+	}
+	shown := shownTarget(in)
+	u, err := url.Parse(spec)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message quotes the URL, escaped past what redact finds
+		}
+		return Target{}, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
+		return Target{}, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", shown, u.Scheme)
+	}
+	if u.Scheme == "tcp" && (u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "") {
+		return Target{}, fmt.Errorf("sidecar %q: a tcp target is host:port alone; for a readiness URL write http://host:port/path", shown)
+	}
+	_, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" {
+		return Target{}, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", shown)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return Target{}, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
+	}
+	name := u.Host
+	if err := probes.CheckName("sidecar/" + name); err != nil {
+		// The host as url.Parse decoded it (an escaped space in an IPv6
+		// zone, say) names the sidecar's readiness check.
+		return Target{}, fmt.Errorf("sidecar %q: host %q cannot name its readiness check: %v", shown, name, err)
+	}
+	return Target{Name: name, URL: u}, nil
 }
 
 // Options tunes the wait ([NewWaiter]) and the quit calls ([Quit]). The
@@ -337,12 +359,17 @@ func quitOne(ctx context.Context, client *http.Client, u string, connected *atom
 	return nil
 }
 
-// ValidateQuitURLs checks quit URLs before they are needed.
+// ValidateQuitURLs checks quit URLs before they are needed; the error
+// names every URL refused, each with its password, if any, hidden.
 func ValidateQuitURLs(urls []string) error {
+	var problems []string
 	for _, s := range urls {
 		if !httpurl.Valid(s) {
-			return fmt.Errorf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", redact.URL(s))
+			problems = append(problems, fmt.Sprintf("sidecar quit URL %q: want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit)", redact.URL(s)))
 		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }

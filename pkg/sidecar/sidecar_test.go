@@ -38,6 +38,8 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"ftp://x:1"}, nil, `scheme "ftp" not supported`},
 		{[]string{"localhost"}, nil, "needs host:port"},
 		{[]string{"a:1", "tcp://a:1"}, nil, "listed twice"},
+		// Every entry refused is named, not the first alone.
+		{[]string{"ftp://x:1", "a:1", "localhost"}, nil, `sidecar "ftp://x:1": scheme "ftp" not supported; want http, https or tcp; sidecar "localhost": needs host:port`},
 		{[]string{"127.0.0.1:99999"}, nil, `sidecar "127.0.0.1:99999": port 99999; want a number from 1 to 65535`},
 		// A readiness URL without its scheme would be a TCP check, ready
 		// on any accepted connection, even a proxy answering 503.
