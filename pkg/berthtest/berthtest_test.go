@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +42,12 @@ func (f *fakeT) Errorf(format string, a ...any) {
 func (f *fakeT) Fatalf(format string, a ...any) {
 	f.fatal = fmt.Sprintf(format, a...)
 	runtime.Goexit()
+}
+func (f *fakeT) errorCount() int { return len(f.errorList()) }
+func (f *fakeT) errorList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.errors)
 }
 func (f *fakeT) cleanup() {
 	for i := len(f.cleanups) - 1; i >= 0; i-- {
@@ -226,5 +235,75 @@ func TestUnboundedBudgetDoesNotFailTheCleanup(t *testing.T) {
 	ft.cleanup()
 	if len(ft.errors) != 0 {
 		t.Errorf("a clean shutdown reported %q", ft.errors)
+	}
+}
+
+// A shutdown still running when the server's budget (plus slack) is over
+// fails the test, saying so: the wait in Cleanup is bounded. The slack is
+// set to take the whole budget back, and the stop hook is held until the
+// failure is reported.
+func TestShutdownPastTheBudgetFailsTheTest(t *testing.T) {
+	release := make(chan struct{})
+	l := &lifespan.App{Name: "api"}
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { <-release; return nil }, nil
+	}})
+	cfg := serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler(), DrainDelay: -1}
+	srv, err := serve.New(cfg) // the budget Start's server will have
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer berthtest.SetCleanupSlack(-srv.Budget())()
+	ft := &fakeT{}
+	var a *berthtest.App
+	inGoroutine(func() { a = berthtest.Start(ft, cfg) })
+	if ft.fatal != "" {
+		t.Fatal(ft.fatal)
+	}
+	ft.cleanup()
+	close(release)
+	<-a.Server.Signals().ShutdownComplete.Done()
+	if len(ft.errors) != 1 || !strings.Contains(ft.errors[0], "berthtest: shutdown still running after 0s") {
+		t.Fatalf("errors = %q, want the shutdown named still running", ft.errors)
+	}
+}
+
+// A forced exit (a second OS signal while the shutdown runs) fails the
+// test instead of ending the test binary.
+func TestForcedExitFailsTheTest(t *testing.T) {
+	release := make(chan struct{})
+	stopping := make(chan struct{})
+	l := &lifespan.App{Name: "api", StopTimeout: time.Minute}
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { close(stopping); <-release; return nil }, nil
+	}})
+	ft := &fakeT{}
+	var a *berthtest.App
+	inGoroutine(func() {
+		a = berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler(), StopTimeout: time.Minute,
+			ShutdownOn: []os.Signal{syscall.SIGUSR1}})
+	})
+	if ft.fatal != "" {
+		t.Fatal(ft.fatal)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	<-stopping // the shutdown is under way, held in the stop hook
+	// A second signal counts once serve's debounce (a second) has passed
+	// since the first: send one every 100ms until the forced exit is
+	// reported. The stop hook is held meanwhile, so the signals stay
+	// serve's to handle.
+	for deadline := time.Now().Add(10 * time.Second); ft.errorCount() == 0 && time.Now().Before(deadline); {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(release)
+	<-a.Server.Signals().ShutdownComplete.Done()
+	ft.cleanup()
+	if errs := ft.errorList(); len(errs) == 0 || !strings.Contains(errs[0], "berthtest: forced exit with code") {
+		t.Fatalf("errors = %q, want the forced exit reported", errs)
 	}
 }

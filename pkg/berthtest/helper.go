@@ -39,6 +39,10 @@ type App struct {
 // panics with every goroutine's stack.
 const startupSlack = 5 * time.Second
 
+// cleanupSlack is what the wait for the shutdown in Cleanup allows past
+// the server's budget before it fails the test.
+var cleanupSlack = 30 * time.Second
+
 // Start runs cfg's apps and servers on loopback ports and returns once
 // startup has completed (StartupComplete); a failed startup fails the test,
 // and so does one still running 5s before the test's deadline (or at half
@@ -97,8 +101,8 @@ func Start(t TB, cfg serve.Config) *App {
 	// The server's shutdown budget, plus slack, bounds the wait in Cleanup
 	// (saturating: a budget of "no bound" stays one).
 	budget := time.Duration(math.MaxInt64)
-	if b := srv.Budget(); b < budget-30*time.Second {
-		budget = b + 30*time.Second
+	if b := srv.Budget(); cleanupSlack <= 0 || b < budget-cleanupSlack {
+		budget = b + cleanupSlack
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()
