@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // PostgreSQL's disk_full is ErrOutOfSpace too; other errors are not.
@@ -99,5 +100,36 @@ func TestFailedMarksRefused(t *testing.T) {
 		if errors.Is(got, ErrRefused) != tt.want || !errors.Is(got, tt.err) {
 			t.Errorf("failed(%v) = %v; refused %v, want %v", tt.err, got, errors.Is(got, ErrRefused), tt.want)
 		}
+	}
+}
+
+// A read-only refusal resets the pool at most once a second: a server
+// read-only for good costs one reconnection a second, not one per write.
+// Other errors never reset it.
+func TestReadOnlyResetsThePoolAtMostOnceASecond(t *testing.T) {
+	pool, err := pgxpool.New(t.Context(), "postgres://u@127.0.0.1:1/db") // connects lazily: never, here
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s := &DB{pool: pool, where: "postgres 127.0.0.1:1/db as u"}
+	readOnly := &pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}
+	_ = s.failed("put", &pgconn.PgError{Code: "57P01"})
+	if s.readOnlyReset.Load() != 0 {
+		t.Fatal("another error reset the pool")
+	}
+	_ = s.failed("put", readOnly)
+	first := s.readOnlyReset.Load()
+	if first == 0 {
+		t.Fatal("a read-only refusal did not reset the pool")
+	}
+	_ = s.failed("put", readOnly)
+	if s.readOnlyReset.Load() != first {
+		t.Fatal("a second read-only refusal within the second reset the pool again")
+	}
+	s.readOnlyReset.Store(first - int64(readOnlyResetEvery)) // as if the first came a second ago
+	_ = s.failed("put", readOnly)
+	if got := s.readOnlyReset.Load(); got == first-int64(readOnlyResetEvery) {
+		t.Fatal("a read-only refusal a second after the last reset did not reset the pool")
 	}
 }
