@@ -48,6 +48,7 @@ type Server struct {
 	apiSrv, adminSrv       *http.Server
 	serving                sync.WaitGroup
 	stopProbes             context.CancelFunc
+	checksStopped          atomic.Bool // the background checks were told to stop (endChecksWithin)
 	serveMu                sync.Mutex
 	serveErrs              []error // servers that failed (not closed by the shutdown)
 
@@ -417,6 +418,9 @@ func (s *Server) startup() error {
 		// Stop abandons each app's start and rolls back what started,
 		// within the stop timeout from T0 (the budget has no drain to
 		// count here); the rollback's errors come back from Start.
+		// The background checks end first, as in a shutdown, before the
+		// rollback releases what they check.
+		s.endChecksWithin(s.cfg.StopTimeout/10, "the startup's rollback")
 		stopCtx, cancel := context.WithDeadline(context.Background(), s.sig.ShutdownInitiated.At().Add(s.cfg.StopTimeout))
 		stopErr := s.cfg.Apps.Stop(stopCtx)
 		cancel()
@@ -468,17 +472,19 @@ func (s *Server) ledByServerErrors(errs ...error) []error {
 	return append(slices.Clone(s.serveErrs), errs...)
 }
 
-// stopServers stops the background checks (after a failed startup: a
-// shutdown stopped them before its hooks) and the admin server (and the
-// API server, if it still runs), and waits for them. The admin server
+// stopServers stops the background checks (after a startup that failed
+// on its own: a shutdown, or an abandoned startup's rollback, stopped them
+// before the hooks) and the admin server (and the API server, if it still
+// runs), and waits for them. The admin server
 // closes gracefully within adminCloseWait, then closes what is still open.
 func (s *Server) stopServers() {
 	s.stopProbes()
-	// One window for both: the checks' calls in flight (none, or one that
-	// ignores its context, after a shutdown), then the admin server's close.
+	// The checks, unless the shutdown or the abandoned startup's rollback
+	// stopped them already: half the admin server's window, which the
+	// close then shares.
+	s.endChecksWithin(s.cfg.adminCloseWait()/2, "the servers stop")
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.adminCloseWait())
 	defer cancel()
-	_ = endChecks(ctx, s.cfg.Probes)
 	if s.adminSrv.Shutdown(ctx) != nil {
 		_ = s.adminSrv.Close() // a scrape still running: its connection goes with Run
 	}

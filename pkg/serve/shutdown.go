@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
-	"github.com/berth-dev/berth/pkg/probes"
 )
 
 // shutdown waits for ShutdownInitiated and then follows the timeline, one
@@ -183,25 +182,39 @@ func (s *Server) stopTasks() {
 
 // stopChecks ends the background checks before the hooks release what
 // they check (a database's pool, say), so that none runs on into the
-// teardown. It waits for their calls in flight within the stop timeout's
-// budget, and for no more than a tenth of it: a check that ignores its
-// context (its Timeout may be long) does not eat the hooks' time.
+// teardown. It waits for their calls in flight for a tenth of the stop
+// timeout at most, and no longer than the stop budget leaves (but at least
+// checksFloor, time enough for checks that honour their context to
+// return): a check that ignores its context (its Timeout may be long)
+// does not eat the hooks' time.
 func (s *Server) stopChecks() {
+	wait := s.cfg.StopTimeout / 10
 	ctx, cancel := s.stopContext()
-	defer cancel()
-	wait, stopWaiting := context.WithTimeout(ctx, s.cfg.StopTimeout/10)
-	defer stopWaiting()
-	begin := time.Now()
-	if !endChecks(wait, s.cfg.Probes) {
-		s.cfg.Logger.Warn("background checks still running as the hooks stop: a check ignores its context",
-			slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(deadline), checksFloor))
 	}
+	cancel()
+	s.endChecksWithin(wait, "the hooks stop")
 }
 
-// endChecks stops the background checks of p and waits for their calls in
-// flight no longer than ctx, reporting whether they all ended.
-func endChecks(ctx context.Context, p *probes.Registry) bool {
-	return bounded(ctx, func(context.Context) error { p.Stop(); return nil }) == nil
+// checksFloor is the least time stopChecks gives the checks' calls in
+// flight, even with the stop budget spent.
+const checksFloor = 50 * time.Millisecond
+
+// endChecksWithin stops the background checks, once, and waits for their
+// calls in flight no longer than wait; when they outlast it, it logs that
+// they were still running as what follows (next) began.
+func (s *Server) endChecksWithin(wait time.Duration, next string) {
+	if !s.checksStopped.CompareAndSwap(false, true) {
+		return // stopped already (and waited for, as long as that allowed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	begin := time.Now()
+	if bounded(ctx, func(context.Context) error { s.cfg.Probes.Stop(); return nil }) != nil {
+		s.cfg.Logger.Warn("background checks still running as "+next+": a check ignores its context, or the stop timeout was spent",
+			slog.Float64("waited_seconds", time.Since(begin).Seconds()))
+	}
 }
 
 // stopHooks is T2..T3: every stop hook, in reverse order of start.

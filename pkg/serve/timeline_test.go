@@ -898,19 +898,83 @@ func TestAStuckBackgroundCheckDoesNotHoldTheHooks(t *testing.T) {
 		}
 		return nil
 	}})
-	stopped := make(chan struct{})
+	stopped := make(chan time.Time, 1)
 	a := &lifespan.App{Name: "api"}
 	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-		return func(context.Context) error { close(stopped); return nil }, nil
+		return func(context.Context) error { stopped <- time.Now(); return nil }, nil
 	}})
 	var logs logbuf.Buffer
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, StopTimeout: time.Second,
+	const stopTimeout = 2 * time.Second
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, StopTimeout: stopTimeout,
 		Probes: checks, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
 	f.srv.Shutdown()
-	within(t, stopped, "the hook's stop, with the check still stuck")
+	at := within(t, stopped, "the hook's stop, with the check still stuck")
 	within(t, f.runErr, "Run")
+	// A tenth of the stop timeout is the wait; half of it is far past that.
+	if waited := at.Sub(f.sig.TasksStopped.At()); waited >= stopTimeout/2 {
+		t.Errorf("the hook's stop began %v after TasksStopped; the checks' wait is a tenth of the %v stop timeout", waited, stopTimeout)
+	}
 	if !strings.Contains(logs.String(), "background checks still running as the hooks stop") {
 		t.Errorf("no warning of the check still running:\n%s", logs.String())
+	}
+}
+
+// With the stop budget spent by a task that outlived it, the checks still
+// get a moment to end, and nothing is blamed on a check when none was
+// running.
+func TestASpentStopBudgetBlamesNoCheck(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "cache", Interval: time.Hour, Run: func(context.Context) error { return nil }})
+	a := &lifespan.App{Name: "api"}
+	a.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		s.Go("stuck", func(context.Context) error { <-release; return nil }) // ignores its context
+		return nil, nil
+	}})
+	var logs logbuf.Buffer
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, StopTimeout: 200 * time.Millisecond,
+		Probes: checks, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	if strings.Contains(logs.String(), "background checks still running") {
+		t.Errorf("a check blamed with none running:\n%s", logs.String())
+	}
+}
+
+// A shutdown during startup ends the background checks before the
+// rollback stops the hooks that started, as a shutdown does.
+func TestAbandonedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
+	var released atomic.Bool
+	sawReleased := make(chan bool, 1)
+	var runs atomic.Int32
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+			<-ctx.Done()
+			sawReleased <- released.Load()
+		}
+		return nil
+	}})
+	starting := make(chan struct{})
+	a := &lifespan.App{Name: "api"}
+	a.Append(
+		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { released.Store(true); return nil }, nil
+		}},
+		lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+			close(starting)
+			<-ctx.Done() // until the startup is abandoned
+			return nil, ctx.Err()
+		}},
+	)
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
+	within(t, starting, "the second hook's start")
+	f.srv.Shutdown()
+	within(t, f.runErr, "Run")
+	if within(t, sawReleased, "the check's first run to end") {
+		t.Error("the check was still running when the rollback's stop released what it checks")
 	}
 }
