@@ -280,6 +280,7 @@ func TestMisuseExits2(t *testing.T) {
 		{"probe of a URL without its scheme", []string{"probe", "localhost:9090/livez"}, nil, `"localhost:9090/livez" is not an http:// or https:// URL with a host`},
 		{"probe of a URL without a host", []string{"probe", "http:///livez"}, nil, "is not an http:// or https:// URL with a host"},
 		{"probe of another scheme", []string{"probe", "ftp://127.0.0.1/livez"}, nil, `"ftp://127.0.0.1/livez" is not an http:// or https:// URL with a host`},
+		{"probe of another scheme, its password hidden", []string{"probe", "ftp://u:s3cr3tpw@127.0.0.1/livez"}, nil, `"ftp://u:xxxxx@127.0.0.1/livez" is not an http:// or https:// URL with a host`},
 		{"sidecar log format unknown", []string{"sidecar"}, map[string]string{"BERTH_LOG_FORMAT": "xml"}, `BERTH_LOG_FORMAT=\"xml\": want json or text`},
 		// An empty log format is the default, as for the service: what is
 		// refused here is the address, checked after the settings.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	problems = append(problems, outOfBounds(q, environ, unread)...)
 	q.SidecarQuit = entries(q.SidecarQuit)
 	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
-		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", redactList(environ["BERTH_SIDECAR_QUIT"]), err))
+		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", redactList(environ["BERTH_SIDECAR_QUIT"]), listRefusal(environ["BERTH_SIDECAR_QUIT"], err)))
 	} else if len(q.SidecarQuit) == 0 {
 		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
@@ -183,10 +184,10 @@ func Load(environ map[string]string) (Config, error) {
 		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "the sidecars hook runs only when BERTH_SIDECARS is set")
 	}
 	if _, err := sidecar.ParseTargets(cfg.Sidecars); err != nil {
-		bad("BERTH_SIDECARS", redactList(environ["BERTH_SIDECARS"]), err.Error())
+		bad("BERTH_SIDECARS", redactList(environ["BERTH_SIDECARS"]), listRefusal(environ["BERTH_SIDECARS"], err))
 	}
 	if err := sidecar.ValidateQuitURLs(cfg.SidecarQuit); err != nil {
-		bad("BERTH_SIDECAR_QUIT", redactList(environ["BERTH_SIDECAR_QUIT"]), err.Error())
+		bad("BERTH_SIDECAR_QUIT", redactList(environ["BERTH_SIDECAR_QUIT"]), listRefusal(environ["BERTH_SIDECAR_QUIT"], err))
 	}
 	if cfg.QuitAfterFailedStart && len(cfg.SidecarQuit) == 0 {
 		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs")
@@ -268,6 +269,10 @@ func (c Config) Serve(log *slog.Logger, figures prometheus.Gatherer) serve.Confi
 // hidden, as a refusal quotes it: the entry it names is the library's to
 // redact, and the others are quoted here.
 func redactList(value string) string {
+	// A password holding a comma is cut in two by the list's own commas,
+	// and neither half reads as a URL's password: hide whatever lies
+	// between a scheme's "://" and the last "@" before the next "/" first.
+	value = userinfoInList.ReplaceAllString(value, "${1}xxxxx@")
 	entries := strings.Split(value, ",")
 	for i, e := range entries {
 		trimmed := strings.TrimSpace(e)
@@ -277,6 +282,23 @@ func redactList(value string) string {
 		entries[i] = strings.Replace(e, trimmed, redact.URL(trimmed), 1)
 	}
 	return strings.Join(entries, ",")
+}
+
+// userinfoInList matches a URL's "user:password@" in a list, the password
+// allowed to hold commas (but not a "/", which would end the authority).
+var userinfoInList = regexp.MustCompile(`(://[^:/@,]*:)[^/]*@`)
+
+// listRefusal is the library's refusal of a list's entries, unless a
+// password in value looks cut by the list's commas: the entries it names
+// would then quote the password's pieces, which no redaction recognises,
+// so the refusal says what is wrong instead.
+func listRefusal(value string, err error) string {
+	for _, m := range userinfoInList.FindAllString(value, -1) {
+		if _, password, _ := strings.Cut(strings.TrimPrefix(m, "://"), ":"); strings.Contains(password, ",") {
+			return "an entry is refused, and a URL's password there seems to hold a comma, which splits the list: write it as %2C"
+		}
+	}
+	return err.Error()
 }
 
 // PushJob is the job label of the figures pushed at exit; Prometheus keeps

@@ -97,6 +97,10 @@ func TestLoad(t *testing.T) {
 			`sidecar "bad1": needs host:port; want http://host:port/path, tcp://host:port or host:port; sidecar "bad2": needs host:port`},
 		{"a quit list with two entries refused, both named", map[string]string{"BERTH_SIDECAR_QUIT": "ftp://a,http://h:1/q,ftp://b"},
 			`sidecar quit URL "ftp://a": want http://host:port/path (e.g. http://127.0.0.1:15020/quitquitquit); sidecar quit URL "ftp://b"`},
+		{"a sidecar list with a comma in a password, no piece of it shown", map[string]string{"BERTH_SIDECARS": "tcp://h:1,http://u:s3cr,3tpw@istio:15021/ready"},
+			`BERTH_SIDECARS="tcp://h:1,http://u:xxxxx@istio:15021/ready": an entry is refused, and a URL's password there seems to hold a comma, which splits the list: write it as %2C`},
+		{"a quit list with a comma in a password, no piece of it shown", map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr,3tpw@h:1/q"},
+			`BERTH_SIDECAR_QUIT="http://u:xxxxx@h:1/q": an entry is refused, and a URL's password there seems to hold a comma`},
 		{"a sidecar list with a password in an entry it does not refuse", map[string]string{"BERTH_SIDECARS": "http://u:s3cr3tpw@istio:15021/ready,bad"},
 			`BERTH_SIDECARS="http://u:xxxxx@istio:15021/ready,bad": `},
 		{"a quit list with a password in an entry it does not refuse", map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr3tpw@h:1/q, ftp://x"},
@@ -125,8 +129,8 @@ func TestLoad(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "s3cr3t") {
-				t.Fatalf("err = %v shows the password", err)
+			if strings.Contains(err.Error(), "s3cr") || strings.Contains(err.Error(), "3tpw") {
+				t.Fatalf("err = %v shows the password, or a piece of it", err)
 			}
 			for name := range tt.env { // one problem, one message
 				if n := strings.Count(err.Error(), name+"="); n > 1 {

@@ -157,7 +157,9 @@ func Refreshing(ctx context.Context) bool {
 // Refresh called has returned, or is past that run's deadline (its
 // Timeout from when it began: one that ignores its context is waited for
 // no longer). So what the background checks use can be released after
-// Stop. Inline checks, which probes run, are their callers' to wait for.
+// Stop. Inline checks, which probes run, are their callers' to wait for,
+// as is a Refresh begun as Stop runs or after it (Refresh still runs its
+// checks then).
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	cancel := r.cancel

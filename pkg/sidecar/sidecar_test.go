@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -241,8 +242,17 @@ func TestWaitWaitsForEverySidecar(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), targets[1].Name) || strings.Contains(err.Error(), "sidecar "+targets[0].Name+" ") {
 		t.Fatalf("Wait = %v, want the second sidecar, and it alone, named not ready", err)
 	}
-	if !strings.Contains(logs.String(), `"msg":"waiting for sidecar","sidecar":"`+targets[1].Name+`","attempt":1,`) {
-		t.Errorf("no line for the sidecar waited for, its first failed attempt:\n%s", logs.String())
+	// Its first failed attempt, then each time the count doubles: a line
+	// per attempt would fill the log of a long wait.
+	for _, n := range []int{1, 2, 4, 8} {
+		if !strings.Contains(logs.String(), fmt.Sprintf(`"msg":"waiting for sidecar","sidecar":"%s","attempt":%d,`, targets[1].Name, n)) {
+			t.Errorf("no line for the sidecar waited for at its failed attempt %d:\n%s", n, logs.String())
+		}
+	}
+	for _, n := range []int{3, 5, 6, 7} {
+		if strings.Contains(logs.String(), fmt.Sprintf(`"attempt":%d,`, n)) {
+			t.Errorf("a line for attempt %d, which is no power of two:\n%s", n, logs.String())
+		}
 	}
 }
 
