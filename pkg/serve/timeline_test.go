@@ -825,23 +825,29 @@ func TestAdminCloseFitsTheMargin(t *testing.T) {
 	within(t, scrapeCtx.Done(), "the scrape's context to end: its connection closed as Run returned")
 }
 
-// The background checks end before the stop hooks run: a check still in
-// flight when the shutdown reaches the hooks has returned before the first
-// StopFunc releases what it checks, and none starts after.
-func TestBackgroundChecksEndBeforeTheHooksStop(t *testing.T) {
-	var released atomic.Bool // the hook's resource, released by its stop
+// heldCheck is a registry with one background check whose first
+// scheduled run (not the refresh at StartupComplete) stays in flight until
+// its context ends, then sends whether released was set by then.
+func heldCheck(released *atomic.Bool) (*probes.Registry, <-chan bool) {
 	sawReleased := make(chan bool, 1)
 	var runs atomic.Int32
 	checks := probes.New()
 	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
-		// The schedule's first run (not the refresh at StartupComplete): in
-		// flight until the shutdown stops it.
 		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
 			<-ctx.Done()
 			sawReleased <- released.Load()
 		}
 		return nil
 	}})
+	return checks, sawReleased
+}
+
+// The background checks end before the stop hooks run: a check still in
+// flight when the shutdown reaches the hooks has returned before the first
+// StopFunc releases what it checks, and none starts after.
+func TestBackgroundChecksEndBeforeTheHooksStop(t *testing.T) {
+	var released atomic.Bool // the hook's resource, released by its stop
+	checks, sawReleased := heldCheck(&released)
 	a := &lifespan.App{Name: "api"}
 	a.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
 		return func(context.Context) error { released.Store(true); return nil }, nil
@@ -948,16 +954,7 @@ func TestASpentStopBudgetBlamesNoCheck(t *testing.T) {
 // rollback stops the hooks that started, as a shutdown does.
 func TestAbandonedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
 	var released atomic.Bool
-	sawReleased := make(chan bool, 1)
-	var runs atomic.Int32
-	checks := probes.New()
-	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
-		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
-			<-ctx.Done()
-			sawReleased <- released.Load()
-		}
-		return nil
-	}})
+	checks, sawReleased := heldCheck(&released)
 	starting := make(chan struct{})
 	a := &lifespan.App{Name: "api"}
 	a.Append(
