@@ -95,7 +95,7 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	problems = append(problems, outOfBounds(q, environ, unread)...)
 	q.SidecarQuit = entries(q.SidecarQuit)
 	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
-		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q: %v", redactList(environ["BERTH_SIDECAR_QUIT"]), listRefusal(environ["BERTH_SIDECAR_QUIT"], err)))
+		problems = append(problems, listProblem("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err))
 	} else if len(q.SidecarQuit) == 0 {
 		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
@@ -184,10 +184,10 @@ func Load(environ map[string]string) (Config, error) {
 		bad("BERTH_DEMO_FAIL", cfg.DemoFail, "the sidecars hook runs only when BERTH_SIDECARS is set")
 	}
 	if _, err := sidecar.ParseTargets(cfg.Sidecars); err != nil {
-		bad("BERTH_SIDECARS", redactList(environ["BERTH_SIDECARS"]), listRefusal(environ["BERTH_SIDECARS"], err))
+		problems = append(problems, listProblem("BERTH_SIDECARS", environ["BERTH_SIDECARS"], err))
 	}
 	if err := sidecar.ValidateQuitURLs(cfg.SidecarQuit); err != nil {
-		bad("BERTH_SIDECAR_QUIT", redactList(environ["BERTH_SIDECAR_QUIT"]), listRefusal(environ["BERTH_SIDECAR_QUIT"], err))
+		problems = append(problems, listProblem("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err))
 	}
 	if cfg.QuitAfterFailedStart && len(cfg.SidecarQuit) == 0 {
 		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs")
@@ -287,6 +287,13 @@ func redactList(value string) string {
 // userinfoInList matches a URL's "user:password@" in a list, the password
 // allowed to hold commas (but not a "/", which would end the authority).
 var userinfoInList = regexp.MustCompile(`(://[^:/@,]*:)[^/]*@`)
+
+// listProblem is the refusal of the list of URLs value, set as name, that
+// the library refused with err: the value with every password hidden, and
+// why (see listRefusal).
+func listProblem(name, value string, err error) string {
+	return fmt.Sprintf("%s=%q: %s", name, redactList(value), listRefusal(value, err))
+}
 
 // listRefusal is the library's refusal of a list's entries, unless a
 // password in value looks cut by the list's commas: the entries it names

@@ -15,7 +15,6 @@ import (
 	"github.com/berth-dev/berth/internal/backoff"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -70,9 +69,12 @@ func (s *DB) lockTimeout() time.Duration {
 	return max(bound, time.Millisecond) // lock_timeout counts whole milliseconds; 0 would mean none
 }
 
-// pgLockNotAvailable is PostgreSQL's SQLSTATE lock_not_available, the
-// error of a statement that waited out lock_timeout.
-const pgLockNotAvailable = "55P03"
+// waitedOutLock reports whether err is PostgreSQL's lock_not_available
+// (SQLSTATE 55P03): a statement that waited out lock_timeout.
+func waitedOutLock(err error) bool {
+	sqlstate, _ := codes(err)
+	return sqlstate == "55P03"
+}
 
 // forMigrating returns the DB to migrate through: on PostgreSQL, one of
 // its own, a small pool whose sessions set lock_timeout to lockTimeout
@@ -101,12 +103,8 @@ func (s *DB) forMigrating(ctx context.Context) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.pool, m.db = pool, stdlib.OpenDBFromPool(pool)
-	m.close = func() error {
-		err := m.db.Close()
-		pool.Close()
-		return err
-	}
+	m.pool = pool
+	m.db, m.close = fromPool(pool)
 	return m, nil
 }
 
@@ -122,10 +120,7 @@ func (s *DB) migrateRetrying(ctx context.Context, dir fs.FS, log *slog.Logger) e
 		Max:     2 * time.Second,
 		// A try that ctx cut short is not given up on here: Retry then
 		// returns the failure before it, which says why.
-		GiveUp: func(err error) bool {
-			sqlstate, _ := codes(err)
-			return sqlstate != pgLockNotAvailable && ctx.Err() == nil
-		},
+		GiveUp: func(err error) bool { return !waitedOutLock(err) && ctx.Err() == nil },
 		Retrying: func(attempt int, err error) {
 			log.Warn("the migration waited "+s.lockTimeout().String()+" for a lock another session holds; letting the queries queued behind it through, then trying again",
 				"database", s.where, "attempt", attempt, "error", err.Error())
@@ -133,12 +128,10 @@ func (s *DB) migrateRetrying(ctx context.Context, dir fs.FS, log *slog.Logger) e
 	}
 	_, err := retry.Retry(ctx, func() error {
 		err := s.migrate(ctx, dir, log)
-		if sqlstate, _ := codes(err); sqlstate == pgLockNotAvailable {
-			waited = true
-		}
+		waited = waited || waitedOutLock(err)
 		return err
 	})
-	if sqlstate, _ := codes(err); err != nil && waited && (sqlstate == pgLockNotAvailable || ctx.Err() != nil) {
+	if err != nil && waited && (waitedOutLock(err) || ctx.Err() != nil) {
 		return fmt.Errorf("%w: another session held a lock the migration needs until BERTH_MIGRATE_TIMEOUT ran out: find it in pg_locks and pg_stat_activity (a long transaction, or one idle in transaction), end it, or raise BERTH_MIGRATE_TIMEOUT", err)
 	}
 	return err

@@ -123,12 +123,19 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", pgWhere(pc), err)
 	}
+	db, closeDB := fromPool(pool)
+	return &DB{db: db, d: postgres, limits: cfg.Limits, where: pgWhere(pc), pool: pool, close: closeDB}, nil
+}
+
+// fromPool is a database/sql handle on pool, and the function that closes
+// both, the handle first.
+func fromPool(pool *pgxpool.Pool) (*sql.DB, func() error) {
 	db := stdlib.OpenDBFromPool(pool)
-	return &DB{db: db, d: postgres, limits: cfg.Limits, where: pgWhere(pc), pool: pool, close: func() error {
+	return db, func() error {
 		err := db.Close()
 		pool.Close()
 		return err
-	}}, nil
+	}
 }
 
 // poolDefaults sizes the pool unless url does: at most maxConnections,

@@ -64,22 +64,24 @@ func ParseTargets(specs []string) ([]Target, error) {
 	return out, nil
 }
 
+// withScheme is target in as a URL: a bare host:port is TCP.
+func withScheme(in string) string {
+	if strings.Contains(in, "://") {
+		return in
+	}
+	return "tcp://" + in
+}
+
 // shownTarget is in as errors show it: with its password hidden, written
 // as it was given (without the tcp:// added to a bare host:port).
 func shownTarget(in string) string {
-	spec := in
-	if !strings.Contains(spec, "://") {
-		spec = "tcp://" + spec
-	}
+	spec := withScheme(in)
 	return strings.TrimPrefix(redact.URL(spec), strings.TrimSuffix(spec, in))
 }
 
 // parseTarget reads one target, trimmed and not empty.
 func parseTarget(in string) (Target, error) {
-	spec := in
-	if !strings.Contains(spec, "://") {
-		spec = "tcp://" + spec
-	}
+	spec := withScheme(in)
 	shown := shownTarget(in)
 	u, err := url.Parse(spec)
 	if err != nil {
