@@ -26,15 +26,17 @@ import (
 
 // Target is one sidecar to wait for.
 type Target struct {
-	// Name identifies it in logs and the "sidecar/NAME" check: host:port.
+	// Name identifies it in logs and the "sidecar/NAME" check: host:port
+	// (for an http(s) URL that names no port, its scheme's: host:80 or
+	// host:443).
 	Name string
 	// URL is an http(s) readiness URL (2xx means ready) or tcp://host:port
 	// (an accepted connection means ready).
 	URL *url.URL
 }
 
-// ParseTargets reads readiness targets: http://…, https://…, tcp://host:port
-// or a bare host:port (TCP). A TCP target is host:port alone: one written
+// ParseTargets reads readiness targets: http://…, https://… (the port may
+// be left to the scheme's), tcp://host:port or a bare host:port (TCP). A TCP target is host:port alone: one written
 // with a path (a readiness URL missing its "http://") is refused, as a
 // connection accepted would then pass for ready. The error names every
 // target refused, each quoted with its password, if any, hidden.
@@ -63,6 +65,9 @@ func ParseTargets(specs []string) ([]Target, error) {
 	}
 	return out, nil
 }
+
+// defaultPorts are the ports an http(s) target means when it names none.
+var defaultPorts = map[string]string{"http": "80", "https": "443"}
 
 // withScheme is target in as a URL: a bare host:port is TCP.
 func withScheme(in string) string {
@@ -97,14 +102,19 @@ func parseTarget(in string) (Target, error) {
 	if u.Scheme == "tcp" && (u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "") {
 		return Target{}, fmt.Errorf("sidecar %q: a tcp target is host:port alone; for a readiness URL write http://host:port/path", shown)
 	}
-	_, port, err := net.SplitHostPort(u.Host)
+	name := u.Host
+	if p, ok := defaultPorts[u.Scheme]; ok && u.Hostname() != "" && u.Port() == "" && !strings.HasSuffix(u.Host, ":") {
+		// An http(s) URL that names no port means its scheme's, as it
+		// does to the client that probes it (and to a quit URL).
+		name = net.JoinHostPort(u.Hostname(), p)
+	}
+	_, port, err := net.SplitHostPort(name)
 	if err != nil || port == "" {
 		return Target{}, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", shown)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return Target{}, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
 	}
-	name := u.Host
 	if err := probes.CheckName("sidecar/" + name); err != nil {
 		// The host as url.Parse decoded it (an escaped space in an IPv6
 		// zone, say) names the sidecar's readiness check.

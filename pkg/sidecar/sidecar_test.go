@@ -57,6 +57,13 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
 		{[]string{"127.0.0.1:http"}, nil, `invalid port ":http" after host`},
 		{[]string{"127.0.0.1:65535", "[::1]:1"}, []string{"127.0.0.1:65535", "[::1]:1"}, ""},
+		// An http(s) URL without a port means its scheme's, as a quit URL
+		// does; a TCP target has no scheme's port to mean.
+		{[]string{"http://envoy/ready", "https://[::1]/ready", "http://u:s3cret@proxy/"}, []string{"envoy:80", "[::1]:443", "proxy:80"}, ""},
+		{[]string{"http://envoy:80/ready", "http://envoy/ready"}, nil, `sidecar "http://envoy/ready": envoy:80 listed twice`},
+		{[]string{"http://envoy:/ready"}, nil, "needs host:port"},
+		{[]string{"http:///ready"}, nil, "needs host:port"},
+		{[]string{"tcp://envoy"}, nil, "needs host:port"},
 		// A host url.Parse decodes to one with a space would name a check
 		// probes refuses: the service panicked as it wired the checks.
 		{[]string{"http://[fe80::1%25en0%20x]:15021/ready"}, nil, `sidecar "http://[fe80::1%25en0%20x]:15021/ready": host "[fe80::1%en0 x]:15021" cannot name its readiness check`},
