@@ -21,11 +21,12 @@ func recovered(v any) error {
 }
 
 // TimeoutError reports a start or stop that had not returned by its
-// deadline. The hook's function may still be running. When it returns, a
-// HookStopped event with Late set reports what followed, if anything did:
-// a late stop's error, or, for a start that succeeded after all, the call
-// of the stop it returned. A late stop that succeeds, or a late start that
-// fails, adds no event: the timeout already counted the failure.
+// deadline. The hook's function may still be running. When it returns,
+// what followed is reported, if anything did: a late stop's error, in a
+// HookStopped with Late set; for a start that succeeded after all, the
+// call of the stop it returned, as a stop of its own (HookStopping, then
+// HookStopped). A late stop that succeeds, or a late start that fails,
+// adds no event: the timeout already counted the failure.
 //
 // A start is waited for up to 100ms past its timeout, for the error it
 // returns as its context ends (a dependency's "connection refused", say):

@@ -35,9 +35,12 @@ type EventKind int
 
 // The kinds of event. A HookStarting is always followed by a HookStarted
 // (with Err set when it failed), and a HookStopping by a HookStopped. A
-// start or stop reported as timed out or cut short may send one more
-// HookStopped (or, for a start cut short that then failed by itself, one
-// more HookStarted), with Late set, when it finally returns.
+// stop reported as timed out may send one more HookStopped, and a start
+// cut short that then failed by itself one more HookStarted, with Late
+// set, when it finally returns. A start reported as timed out or cut
+// short that succeeds after all is stopped, and that stop is reported as
+// any other, HookStopping then HookStopped, possibly after the app's phase
+// changed to stopped or failed.
 const (
 	// PhaseChanged: the app entered Event.Phase. Entering PhaseReady or
 	// PhaseFailed carries the whole startup's duration; entering
@@ -82,11 +85,10 @@ type Event struct {
 	// one that failed by itself; Err says what ended it.
 	CutShort bool
 	// Late marks the outcome of a start or stop already reported as timed
-	// out or cut short: the late stop's own error, or the stop of a start
-	// that returned after the startup ended (there was no HookStopping for
-	// it), or, on a HookStarted, the failure of its own of a start first
-	// reported cut short. The timeout's event counted that failure; a late
-	// event adds what happened after.
+	// out or cut short: on a HookStopped, the error a stop that timed out
+	// returned in the end (its timeout's event counted that failure); on a
+	// HookStarted, the failure of its own of a start first reported cut
+	// short (which was not counted as its failure then).
 	Late bool
 	Time time.Time
 }

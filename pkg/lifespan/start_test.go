@@ -91,20 +91,42 @@ func TestPanicErrorCarriesStack(t *testing.T) {
 	}
 }
 
+// The stop of a start that timed out and then succeeded is a stop of its
+// own, reported as any other (HookStopping, then HookStopped with its
+// duration and error), not a late outcome of an event already reported.
 func TestLateStartIsStoppedWhenItReturns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
-		stopped := make(chan struct{})
-		l := &App{Name: "api"}
+		var mu sync.Mutex
+		var stops []Event
+		l := &App{Name: "api", Observer: func(e Event) {
+			if e.Kind == HookStopping || e.Kind == HookStopped {
+				mu.Lock()
+				stops = append(stops, e)
+				mu.Unlock()
+			}
+		}}
 		l.Append(Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
 			<-release
-			return func(context.Context) error { close(stopped); return nil }, nil
+			return func(context.Context) error {
+				time.Sleep(200 * time.Millisecond) // the bubble's clock
+				return errors.New("flush failed")
+			}, nil
 		}})
 		if err := l.Start(t.Context()); err == nil {
 			t.Fatal("Start succeeded, want timeout")
 		}
 		close(release)
-		<-stopped // the late start's resource is released
+		time.Sleep(time.Second)
+		synctest.Wait() // the late start's resource is released
+		mu.Lock()
+		defer mu.Unlock()
+		if len(stops) != 2 || stops[0].Kind != HookStopping || stops[1].Kind != HookStopped {
+			t.Fatalf("stop events %+v, want a HookStopping, then a HookStopped", stops)
+		}
+		if e := stops[1]; e.Late || e.Duration != 200*time.Millisecond || e.Err == nil || !strings.Contains(e.Err.Error(), `hook "slow": stop after late start: flush failed`) {
+			t.Fatalf("HookStopped %+v, want not late, 200ms, the stop's error", e)
+		}
 	})
 }
 

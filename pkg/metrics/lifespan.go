@@ -51,7 +51,7 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 			return
 		}
 		if e.Late {
-			return // its timeout was counted; a late outcome is no second start or stop
+			return // a stop's timeout was counted; its late outcome is no second stop
 		}
 		phase := "start"
 		if e.Kind == lifespan.HookStopped {

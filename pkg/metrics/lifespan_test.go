@@ -143,10 +143,11 @@ func TestCutShortStartsAreNoFailures(t *testing.T) {
 	}
 }
 
-// A stop that times out and fails later, and a start that times out and
-// is stopped when it finally returns, each send a late HookStopped. The
-// timeouts are the failures; the late events add no second failure and no
-// stop duration for a hook that never started.
+// A stop that times out and fails later sends a late HookStopped: the
+// timeout is the failure, and the late event adds no second one. A start
+// that times out and returns later is stopped then, and that stop is one
+// of its own: its duration is recorded, and it fails, it is a stop
+// failure (one no event counted before; it used to be dropped unseen).
 func TestLateEventsCountOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewRegistry()
@@ -172,34 +173,50 @@ func TestLateEventsCountOnce(t *testing.T) {
 			t.Fatal("Stop = nil, want the stop's timeout")
 		}
 		lateStart := &lifespan.App{Name: "jobs", Observer: lifespan.Observers(m.OnEvent, record)}
-		lateStart.Append(lifespan.Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-			<-release
-			return func(context.Context) error { return nil }, nil
-		}})
+		lateStart.Append(
+			lifespan.Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				<-release
+				return func(context.Context) error { time.Sleep(300 * time.Millisecond); return nil }, nil
+			}},
+			lifespan.Hook{Name: "leaky", StartTimeout: time.Second, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				<-release
+				return func(context.Context) error { return errors.New("flush failed") }, nil
+			}},
+		)
+		lateStart.Concurrency = 2
 		if err := lateStart.Start(t.Context()); err == nil {
-			t.Fatal("Start = nil, want the start's timeout")
+			t.Fatal("Start = nil, want the starts' timeouts")
 		}
 		close(release)
-		synctest.Wait() // the late stop failed; the late start was stopped
-		if len(late) != 2 || late[0].Hook == late[1].Hook {
-			t.Fatalf("late events %+v, want one for db's stop and one for slow's start", late)
+		time.Sleep(time.Second) // the bubble's clock: past slow's 300ms stop
+		synctest.Wait()         // the late stop failed; the late starts were stopped
+		if len(late) != 1 || late[0].Hook != "db" {
+			t.Fatalf("late events %+v, want only db's late stop", late)
 		}
 		for _, tt := range []struct {
 			app, hook, phase string
 			failures         float64
-		}{{"api", "db", "stop", 1}, {"jobs", "slow", "start", 1}, {"jobs", "slow", "stop", 0}} {
+		}{
+			{"api", "db", "stop", 1},
+			{"jobs", "slow", "start", 1}, {"jobs", "slow", "stop", 0},
+			{"jobs", "leaky", "start", 1}, {"jobs", "leaky", "stop", 1},
+		} {
 			if got := testutil.ToFloat64(m.hookFailures.WithLabelValues(tt.app, tt.hook, tt.phase)); got != tt.failures {
 				t.Errorf("berth_hook_failures_total{app=%q,hook=%q,phase=%q} = %v, want %v", tt.app, tt.hook, tt.phase, got, tt.failures)
 			}
 		}
 		// A timed-out start or stop is waited for the late grace (100ms)
-		// past its 1s timeout before it counts as failed: 1.1s each.
+		// past its 1s timeout before it counts as failed: 1.1s each. The
+		// late start's stop took its 300ms; a failed stop's duration of 0
+		// is not recorded.
 		if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP berth_hook_duration_seconds How long each hook's start or stop took.
 # TYPE berth_hook_duration_seconds gauge
 berth_hook_duration_seconds{app="api",hook="db",phase="start"} 0
 berth_hook_duration_seconds{app="api",hook="db",phase="stop"} 1.1
+berth_hook_duration_seconds{app="jobs",hook="leaky",phase="start"} 1.1
 berth_hook_duration_seconds{app="jobs",hook="slow",phase="start"} 1.1
+berth_hook_duration_seconds{app="jobs",hook="slow",phase="stop"} 0.3
 `), "berth_hook_duration_seconds"); err != nil {
 			t.Error(err)
 		}
