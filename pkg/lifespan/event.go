@@ -43,7 +43,8 @@ type EventKind int
 // changed to stopped or failed.
 const (
 	// PhaseChanged: the app entered Event.Phase. Entering PhaseReady or
-	// PhaseFailed carries the whole startup's duration; entering
+	// PhaseFailed carries the whole startup's duration (a failed one's
+	// rollback included); entering
 	// PhaseStopped carries the whole stop's (background tasks and hooks).
 	PhaseChanged EventKind = iota
 	HookStarting

@@ -5,11 +5,9 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -154,9 +152,7 @@ func (h *HTTP) labelled(method, route string, code int) *series {
 	} else {
 		method = "other"
 	}
-	if !utf8.ValidString(route) {
-		route = strings.ToValidUTF8(route, "\uFFFD")
-	}
+	route = validLabel(route)
 	if s := find((*h.children.Load())[route], method, code); s != nil {
 		return s
 	}

@@ -24,7 +24,7 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 		taskFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_task_failures_total",
 			Help: "Background tasks that ended with an error or a panic; 0 from the task's start."}, []string{"app", "task"}),
 		startupDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_startup_duration_seconds",
-			Help: "How long the app's whole startup took, successful or not."}, []string{"app"}),
+			Help: "How long the app's whole startup took, successful or not (a failed one's rollback included)."}, []string{"app"}),
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_phase",
 			Help: "1 for the app's current lifespan phase, 0 for the others."}, []string{"app", "phase"}),
 	}
@@ -36,6 +36,7 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 
 // OnEvent records one lifespan event; it is a lifespan.Observer.
 func (m *Lifespan) OnEvent(e lifespan.Event) {
+	e.App, e.Hook = validLabel(e.App), validLabel(e.Hook)
 	switch e.Kind {
 	case lifespan.HookStarting:
 		// The failure counters exist at 0 before anything can fail, so

@@ -30,7 +30,8 @@ func TestLifespanMetrics(t *testing.T) {
 		{Kind: lifespan.TaskStarted, App: "api", Hook: "refresh"},
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseReady, Duration: 2250 * time.Millisecond},
 		{Kind: lifespan.TaskExited, App: "api", Hook: "refresh", Err: errors.New("lost lease")},
-		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker"}, // clean exit at shutdown
+		{Kind: lifespan.TaskStarted, App: "api", Hook: "ticker"},
+		{Kind: lifespan.TaskExited, App: "api", Hook: "ticker"}, // clean exit at shutdown: 0, present from its start
 		{Kind: lifespan.TaskStarted, App: "api", Hook: "consumer"},
 		{Kind: lifespan.TaskExited, App: "api", Hook: "consumer", Err: fmt.Errorf("consume: %w", context.Canceled)}, // its own cancellation: a failure
 		{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStopping},
@@ -54,19 +55,20 @@ berth_hook_failures_total{app="api",hook="cache",phase="start"} 0
 berth_hook_failures_total{app="api",hook="cache",phase="stop"} 1
 berth_hook_failures_total{app="api",hook="db",phase="start"} 0
 berth_hook_failures_total{app="api",hook="db",phase="stop"} 0
-# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not.
+# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not (a failed one's rollback included).
 # TYPE berth_startup_duration_seconds gauge
 berth_startup_duration_seconds{app="api"} 2.25
 # HELP berth_task_failures_total Background tasks that ended with an error or a panic; 0 from the task's start.
 # TYPE berth_task_failures_total counter
 berth_task_failures_total{app="api",task="consumer"} 1
 berth_task_failures_total{app="api",task="refresh"} 1
+berth_task_failures_total{app="api",task="ticker"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"berth_hook_duration_seconds", "berth_hook_failures_total", "berth_startup_duration_seconds", "berth_task_failures_total"); err != nil {
 		t.Fatal(err)
 	}
-	for phase, want := range map[string]float64{"stopped": 1, "ready": 0, "starting": 0} {
+	for phase, want := range map[string]float64{"stopped": 1, "ready": 0, "starting": 0, "failed": 0} {
 		if got := testutil.ToFloat64(m.phase.WithLabelValues("api", phase)); got != want {
 			t.Errorf("berth_phase{phase=%q} = %v, want %v", phase, got, want)
 		}
@@ -292,11 +294,40 @@ func TestFailedStartupFigures(t *testing.T) {
 # HELP berth_hook_duration_seconds How long each hook's start or stop took.
 # TYPE berth_hook_duration_seconds gauge
 berth_hook_duration_seconds{app="api",hook="db",phase="start"} 1.5
-# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not.
+# HELP berth_startup_duration_seconds How long the app's whole startup took, successful or not (a failed one's rollback included).
 # TYPE berth_startup_duration_seconds gauge
 berth_startup_duration_seconds{app="api"} 1.6
+# HELP berth_phase 1 for the app's current lifespan phase, 0 for the others.
+# TYPE berth_phase gauge
+berth_phase{app="api",phase="failed"} 1
+berth_phase{app="api",phase="new"} 0
+berth_phase{app="api",phase="ready"} 0
+berth_phase{app="api",phase="starting"} 0
+berth_phase{app="api",phase="stopped"} 0
+berth_phase{app="api",phase="stopping"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "berth_hook_duration_seconds", "berth_startup_duration_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "berth_hook_duration_seconds", "berth_startup_duration_seconds", "berth_phase"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A name that is not UTF-8 cannot be a label value: client_golang would
+// panic on it, and the event would be lost. Its bad bytes are replaced.
+func TestLifespanLabelsNotUTF8(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, _ := NewLifespan(reg)
+	m.OnEvent(lifespan.Event{Kind: lifespan.HookStarting, App: "api\xff", Hook: "db\xfe"})
+	m.OnEvent(lifespan.Event{Kind: lifespan.HookStarted, App: "api\xff", Hook: "db\xfe", Err: errors.New("refused")})
+	m.OnEvent(lifespan.Event{Kind: lifespan.TaskStarted, App: "api\xff", Hook: "job\xfd"})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP berth_hook_failures_total Hook starts or stops that failed, panicked or timed out (not a start the startup's end cut short); 0 from the hook's start.
+# TYPE berth_hook_failures_total counter
+berth_hook_failures_total{app="api�",hook="db�",phase="start"} 1
+berth_hook_failures_total{app="api�",hook="db�",phase="stop"} 0
+# HELP berth_task_failures_total Background tasks that ended with an error or a panic; 0 from the task's start.
+# TYPE berth_task_failures_total counter
+berth_task_failures_total{app="api�",task="job�"} 0
+`), "berth_hook_failures_total", "berth_task_failures_total"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,7 +24,8 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves reg in the Prometheus exposition format.
+// Handler serves reg in the format the scraper asks for: OpenMetrics,
+// Prometheus's protobuf or its classic text format.
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }
@@ -63,3 +65,13 @@ func metricNames(c prometheus.Collector) []string {
 // fqName finds a metric's name in a *prometheus.Desc's String, which is
 // all that type shows of it.
 var fqName = regexp.MustCompile(`fqName: "([^"]*)"`)
+
+// validLabel is s as a label value can hold it: bytes that are not UTF-8
+// become U+FFFD, where client_golang would panic (and a collector's panic
+// fails the whole scrape).
+func validLabel(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -64,5 +65,23 @@ func TestFailedRegistrationLeavesNothing(t *testing.T) {
 	reg.Unregister(taken)
 	if _, err := NewLifespan(reg); err != nil {
 		t.Fatalf("NewLifespan once the cause is gone = %v, want it to register afresh", err)
+	}
+}
+
+// Handler answers a scraper in the format it asks for: OpenMetrics (as
+// Prometheus asks first) or the classic text format.
+func TestHandlerNegotiatesTheFormat(t *testing.T) {
+	reg := NewRegistry()
+	for _, tt := range []struct{ accept, contentType, ends string }{
+		{"application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", "application/openmetrics-text", "# EOF\n"},
+		{"text/plain;version=0.0.4", "text/plain", "\n"},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept", tt.accept)
+		rec := httptest.NewRecorder()
+		Handler(reg).ServeHTTP(rec, req)
+		if ct := rec.Header().Get("Content-Type"); rec.Code != http.StatusOK || !strings.HasPrefix(ct, tt.contentType) || !strings.HasSuffix(rec.Body.String(), tt.ends) || strings.HasSuffix(rec.Body.String(), "# EOF\n") != (tt.ends == "# EOF\n") {
+			t.Errorf("Accept %s: %d %s, body ending %q; want %s ending %q", tt.accept, rec.Code, ct, rec.Body.String()[max(rec.Body.Len()-10, 0):], tt.contentType, tt.ends)
+		}
 	}
 }

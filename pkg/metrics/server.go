@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"time"
 
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +28,7 @@ var (
 	cutOffDesc = prometheus.NewDesc("berth_drain_cut_off_requests",
 		"Requests cut off by the drain timeout; absent until the shutdown completes.", nil, nil)
 	budgetDesc = prometheus.NewDesc("berth_shutdown_budget_seconds",
-		"The longest the shutdown can take with the server's settings: preStop + drain delay + drain timeout + stop timeout (+ sidecar quit, + final report) + margin.", nil, nil)
+		"The longest the shutdown can take with the server's settings: preStop + drain delay (after a preStop sleep without one, 1s to close keep-alive connections) + drain timeout + stop timeout (+ sidecar quit, + final report) + margin.", nil, nil)
 	graceDesc = prometheus.NewDesc("berth_grace_period_seconds",
 		"The pod's terminationGracePeriodSeconds, as the server was told (BERTH_GRACE_PERIOD); absent when it was not.", nil, nil)
 	preStopDesc = prometheus.NewDesc("berth_prestop_delay_seconds",
@@ -59,10 +60,24 @@ func (c server) Describe(ch chan<- *prometheus.Desc) {
 
 func (c server) Collect(ch chan<- prometheus.Metric) {
 	sig := c.srv.Signals()
-	latest := sig.Latest()
-	for _, s := range sig.All() {
-		if s.Signalled() {
-			ch <- prometheus.MustNewConstMetric(signalTimeDesc, prometheus.GaugeValue, float64(s.At().UnixNano())/1e9, s.Name())
+	all := sig.All()
+	// One reading of the signals for the whole scrape, taken again if one
+	// was signalled while it was read: the signal shown as the latest, the
+	// times and berth_ready agree with each other.
+	var latest *serve.Signal
+	at := make(map[*serve.Signal]time.Time, len(all))
+	for range 3 {
+		latest = sig.Latest()
+		for _, s := range all {
+			at[s] = s.At()
+		}
+		if sig.Latest() == latest {
+			break
+		}
+	}
+	for _, s := range all {
+		if !at[s].IsZero() {
+			ch <- prometheus.MustNewConstMetric(signalTimeDesc, prometheus.GaugeValue, float64(at[s].UnixNano())/1e9, s.Name())
 		}
 		current := 0.0
 		if s == latest {
@@ -71,7 +86,7 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(currentSignalDesc, prometheus.GaugeValue, current, s.Name())
 	}
 	ready := 0.0
-	if sig.StartupComplete.Signalled() && !sig.ReadinessFailing.Signalled() {
+	if !at[sig.StartupComplete].IsZero() && at[sig.ReadinessFailing].IsZero() {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
@@ -82,7 +97,7 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(graceDesc, prometheus.GaugeValue, g.Seconds())
 	}
 	ch <- prometheus.MustNewConstMetric(preStopDesc, prometheus.GaugeValue, c.srv.PreStopDelay().Seconds())
-	if sig.ReadinessFailing.Signalled() { // live, so a scrape during the delay sees it move
+	if !at[sig.ReadinessFailing].IsZero() { // live, so a scrape during the delay sees it move
 		ch <- prometheus.MustNewConstMetric(servedDuringDelayDesc, prometheus.GaugeValue, float64(c.srv.ServedDuringDelay()))
 	}
 	if r, ok := c.srv.Report(); ok {

@@ -82,11 +82,23 @@ func TestServerMetricsFollowTheSignals(t *testing.T) {
 			t.Errorf("%s present during startup", absent)
 		}
 	}
+	currentIs := func(when string, m map[string]float64, want *serve.Signal) {
+		t.Helper()
+		for _, s := range srv.Signals().All() {
+			v, ok := m["berth_lifecycle_signal{signal="+s.Name()+"}"]
+			if w := map[bool]float64{true: 1}[s == want]; !ok || v != w {
+				t.Errorf("%s: berth_lifecycle_signal{signal=%s} = %v (present %v), want %v", when, s.Name(), v, ok, w)
+			}
+		}
+	}
+	currentIs("during startup", during, srv.Signals().Listening)
 	close(release)
 	<-srv.Signals().StartupComplete.Done()
-	if got := scrape(t, reg)["berth_ready"]; got != 1 {
+	ready := scrape(t, reg)
+	if got := ready["berth_ready"]; got != 1 {
 		t.Errorf("berth_ready after startup = %v", got)
 	}
+	currentIs("after startup", ready, srv.Signals().StartupComplete)
 	srv.Shutdown()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -96,6 +108,7 @@ func TestServerMetricsFollowTheSignals(t *testing.T) {
 	if after["berth_ready"] != 0 || after["berth_shutdown_duration_seconds"] != rep.Total.Seconds() || rep.Total <= 0 || after["berth_drain_cut_off_requests"] != 0 {
 		t.Errorf("after the shutdown: %v (report %+v)", after, rep)
 	}
+	currentIs("after the shutdown", after, srv.Signals().ShutdownComplete)
 	for _, s := range srv.Signals().All() {
 		got := after["berth_lifecycle_signal_timestamp_seconds{signal="+s.Name()+"}"]
 		if want := float64(s.At().UnixNano()) / 1e9; got != want {

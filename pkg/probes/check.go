@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // CheckFunc reports a dependency's health: nil when healthy. It must return
@@ -117,14 +118,18 @@ type check struct {
 }
 
 // CheckName refuses what cannot name a check. A check's name is a URL
-// path (/readyz/NAME): it must not be empty or contain whitespace, '?' or
-// '#', and each of its '/'-separated segments must be a name, not empty,
-// "." or ".." (an HTTP mux cleans those away, so the check's sub-path
-// would reach another name).
+// path (/readyz/NAME) and a metric's label: it must be UTF-8, not empty,
+// without whitespace, '?' or '#', and each of its '/'-separated segments
+// must be a name, not empty, "." or ".." (an HTTP mux cleans those away,
+// so the check's sub-path would reach another name).
 func CheckName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("check without a name")
+	case !utf8.ValidString(name):
+		// A metric's label must be UTF-8: one such name would fail every
+		// scrape of the registry that reports the check.
+		return fmt.Errorf("check %q: name is not valid UTF-8", name)
 	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || r == '?' || r == '#' }):
 		return fmt.Errorf("check %q: name must not contain whitespace, '?' or '#'", name)
 	}

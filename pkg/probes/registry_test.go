@@ -32,6 +32,9 @@ func TestCheckName(t *testing.T) {
 		{"db/", "every part between '/'s must be a name"},
 		{"a/./b", "every part between '/'s must be a name"},
 		{"..", "every part between '/'s must be a name"},
+		// A label that is not UTF-8 would fail every scrape of the metrics.
+		{"sidecar/istio\xff:15021", `check "sidecar/istio\xff:15021": name is not valid UTF-8`},
+		{"caf\u00e9", ""},
 	} {
 		err := CheckName(tt.name)
 		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {

@@ -57,6 +57,9 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"http://127.0.0.1:70000/ready"}, nil, "port 70000; want a number from 1 to 65535"},
 		{[]string{"127.0.0.1:http"}, nil, `invalid port ":http" after host`},
 		{[]string{"127.0.0.1:65535", "[::1]:1"}, []string{"127.0.0.1:65535", "[::1]:1"}, ""},
+		// A host that decodes to bytes that are not UTF-8 cannot label
+		// the check's metrics (one such label fails every scrape).
+		{[]string{"istio%ff:15021"}, nil, `sidecar "istio%ff:15021": host "istio\xff:15021" cannot name its readiness check: check "sidecar/istio\xff:15021": name is not valid UTF-8`},
 		// An http(s) URL without a port means its scheme's, as a quit URL
 		// does; a TCP target has no scheme's port to mean.
 		{[]string{"http://envoy/ready", "https://[::1]/ready", "http://u:s3cret@proxy/"}, []string{"envoy:80", "[::1]:443", "proxy:80"}, ""},
