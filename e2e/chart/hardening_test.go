@@ -790,8 +790,8 @@ func TestExtraEnvCannotBypassTheChartsChecks(t *testing.T) {
 		{"BERTH_PUSH_TIMEOUT", "", nil, "from metrics.pushgateway.timeoutSeconds (not with these values)"},
 		{"BERTH_DRAIN_QUIET", "", map[string]any{"drain": map[string]any{"mode": "preStop"}}, "from drain.quietSeconds (not with these values)"},
 		{"BERTH_SIDECAR_QUIT", "", nil, "set terminationGracePeriodSeconds to fit its quit timeout too"},
-		{"BERTH_SIDECAR_QUIT", "", map[string]any{"terminationGracePeriodSeconds": 60}, ""},
-		{"BERTH_SIDECARS", "", nil, ""},
+		{"BERTH_SIDECAR_QUIT", "http://127.0.0.1:15020/quitquitquit", map[string]any{"terminationGracePeriodSeconds": 60}, ""},
+		{"BERTH_SIDECARS", "127.0.0.1:15021", nil, ""},
 		{"PGPASSWORD", "", external, ""},
 		// The classic sidecar's wait, which the chart reads: within the
 		// service's range and with a unit, or the pod would exit 2.
@@ -799,12 +799,21 @@ func TestExtraEnvCannotBypassTheChartsChecks(t *testing.T) {
 		{"BERTH_SIDECAR_TIMEOUT", "90", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}}, `BERTH_SIDECAR_TIMEOUT="90", which is not a duration with a unit`},
 		{"BERTH_SIDECAR_TIMEOUT", "2h", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic"}}, `BERTH_SIDECAR_TIMEOUT="2h": want between 100ms and 1h`},
 		{"BERTH_SIDECAR_TIMEOUT", "50ms", nil, `BERTH_SIDECAR_TIMEOUT="50ms": want between 100ms and 1h`},
+		// The quit's timeout, which the grace period counts, likewise.
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", "10m", map[string]any{"terminationGracePeriodSeconds": 700}, ""},
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", "100ms", map[string]any{"terminationGracePeriodSeconds": 700}, ""},
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", "5", map[string]any{"terminationGracePeriodSeconds": 700}, `BERTH_SIDECAR_QUIT_TIMEOUT="5", which is not a duration with a unit`},
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", "50ms", map[string]any{"terminationGracePeriodSeconds": 700}, `BERTH_SIDECAR_QUIT_TIMEOUT="50ms": want between 100ms and 10m`},
+		{"BERTH_SIDECAR_QUIT_TIMEOUT", "11m", map[string]any{"terminationGracePeriodSeconds": 700}, `BERTH_SIDECAR_QUIT_TIMEOUT="11m": want between 100ms and 10m`},
 	} {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			_, err := render(t, extra(tt.name, tt.value, tt.values))
+			values := extra(tt.name, tt.value, tt.values)
+			_, err := render(t, values)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("refused: %v", err)
+			case tt.want == "":
+				accepted(t, values, "") // and the service takes what was rendered
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("err = %v, want it refused with %q", err, tt.want)
 			}

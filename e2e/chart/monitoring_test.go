@@ -64,6 +64,38 @@ func TestScrapeAnnotationsAndPushAtExit(t *testing.T) {
 	}
 }
 
+// The chart takes the Pushgateway URLs the service takes, and refuses at
+// install the ones it refuses (the pods exited 2 and crash-looped): a
+// stray space, a port that is no number or out of range, no host.
+func TestPushgatewayURLsAreTheServices(t *testing.T) {
+	for _, tt := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://pushgateway.monitoring:9091", true},
+		{"https://push.example.com", true},
+		{"http://pushgateway:9091/prefix/", true},
+		{"http://[::1]:9091", true},
+		{"http://user:s3cret@pushgateway:65535", true},
+		{"http://pushgateway.monitoring:9091 ", false},
+		{"http://pushgateway:9O91", false},
+		{"http://:9091", false},
+		{"http://pg:0", false},
+		{"http://pg:65536", false},
+		{"http://pg:", false},
+		{"pushgateway:9091", false},
+	} {
+		t.Run(tt.url, func(t *testing.T) {
+			values := map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": tt.url}}}
+			if tt.ok {
+				accepted(t, values, "BERTH_PUSHGATEWAY_URL")
+			} else {
+				refused(t, values, "metrics.pushgateway.url")
+			}
+		})
+	}
+}
+
 func TestMonitoringObjectsNeedTheirCRDs(t *testing.T) {
 	tests := []struct {
 		name   string

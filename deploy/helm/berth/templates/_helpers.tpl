@@ -254,18 +254,14 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- if and (eq $v.config.demoFail "sidecars") (not $v.sidecar.enabled) }}
 {{- fail "config.demoFail=sidecars fails the sidecars hook, which runs only with sidecar.enabled=true: enable the sidecar or choose another hook" }}
 {{- end }}
+{{- /* The durations extraEnv may set that the chart counts (in the startup allowance, in the grace period), in the service's ranges (internal/config/bounds.go). */}}
+{{- include "berth.extraDuration" (list $v "BERTH_SIDECAR_TIMEOUT" 100 3600000 "100ms and 1h") }}
+{{- include "berth.extraDuration" (list $v "BERTH_SIDECAR_QUIT_TIMEOUT" 100 600000 "100ms and 10m") }}
 {{- /* How long the service waits for a classic sidecar: BERTH_SIDECAR_TIMEOUT, 60s unless extraEnv sets it. */}}
 {{- $sidecarTimeout := 60.0 }}
 {{- range $e := $v.extraEnv }}
 {{- if and (eq $e.name "BERTH_SIDECAR_TIMEOUT") (hasKey $e "value") }}
-{{- /* The service's range (internal/config/bounds.go); refused here, where the message can name extraEnv, rather than by a pod that exits 2. */}}
-{{- if not (regexMatch "^(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$" (toString $e.value)) }}
-{{- fail (printf "extraEnv sets BERTH_SIDECAR_TIMEOUT=%q, which is not a duration with a unit such as 90s or 2m: the service would refuse to start" (toString $e.value)) }}
-{{- end }}
 {{- $sidecarTimeout = divf (float64 (include "berth.ms" $e.value)) 1000.0 }}
-{{- if or (lt $sidecarTimeout 0.1) (gt $sidecarTimeout 3600.0) }}
-{{- fail (printf "extraEnv sets BERTH_SIDECAR_TIMEOUT=%q: want between 100ms and 1h, the service's range" (toString $e.value)) }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- $delay := divf (float64 (include "berth.ms" $v.sidecar.readyDelay)) 1000.0 }}
@@ -308,6 +304,25 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- end }}
 {{- if gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas) }}
 {{- fail (printf "autoscaling.minReplicas=%d is above autoscaling.maxReplicas=%d" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses the value extraEnv gives a duration variable the chart counts
+unless it is a duration with a unit within the service's range: here, where
+the message can name extraEnv, rather than by a pod that exits 2. Its
+argument: (list .Values NAME MIN_MS MAX_MS "MIN and MAX"). */}}
+{{- define "berth.extraDuration" -}}
+{{- $name := index . 1 }}
+{{- range $e := (index . 0).extraEnv }}
+{{- if and (eq $e.name $name) (hasKey $e "value") }}
+{{- if not (regexMatch "^(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$" (toString $e.value)) }}
+{{- fail (printf "extraEnv sets %s=%q, which is not a duration with a unit such as 90s or 2m: the service would refuse to start" $name (toString $e.value)) }}
+{{- end }}
+{{- $ms := float64 (include "berth.ms" $e.value) }}
+{{- if or (lt $ms (float64 (index $ 2))) (gt $ms (float64 (index $ 3))) }}
+{{- fail (printf "extraEnv sets %s=%q: want between %s, the service's range" $name (toString $e.value) (index $ 4)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
