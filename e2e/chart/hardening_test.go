@@ -245,9 +245,21 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"PDB that lets every pod go", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": 3}},
 			"podDisruptionBudget.maxUnavailable=3 lets all 3 pods be evicted at once"},
 		{"PDB of 100%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "100%"}},
-			"podDisruptionBudget.maxUnavailable=100% lets all 3 pods be evicted at once"},
+			"podDisruptionBudget.maxUnavailable=100% lets all 3 pods be evicted at once; keep it below 3, or a percentage of at most 66%"},
 		{"PDB percentage that rounds up to every pod", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "67%"}},
 			"podDisruptionBudget.maxUnavailable=67% lets all 3 pods be evicted at once"},
+		{"PDB that lets no pod go", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": 0}},
+			"podDisruptionBudget.maxUnavailable=0 lets no pod be evicted: every node drain and upgrade would wait on it for good"},
+		{"PDB of 0%", map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": "0%"}}, "podDisruptionBudget.maxUnavailable=0% lets no pod be evicted"},
+		// From a floor of one pod the budget is rendered, and must hold
+		// once the autoscaler runs two.
+		{"PDB of 100% from an autoscaler's floor of one", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 1}, "podDisruptionBudget": map[string]any{"maxUnavailable": "100%"},
+			"postgresql": map[string]any{"poolSize": 8}},
+			"podDisruptionBudget.maxUnavailable=100% lets all 2 pods be evicted at once (the autoscaler's, once it scales up from autoscaling.minReplicas=1); keep it below 2, or a percentage of at most 50%"},
+		{"PDB of 51% from an autoscaler's floor of one", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 1}, "podDisruptionBudget": map[string]any{"maxUnavailable": "51%"},
+			"postgresql": map[string]any{"poolSize": 8}}, "podDisruptionBudget.maxUnavailable=51% lets all 2 pods be evicted at once"},
+		{"PDB of 2 from an autoscaler's floor of one", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 1}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2},
+			"postgresql": map[string]any{"poolSize": 8}}, "podDisruptionBudget.maxUnavailable=2 lets all 2 pods be evicted at once"},
 		{"PDB against the autoscaler's floor", map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 2}, "podDisruptionBudget": map[string]any{"maxUnavailable": 2},
 			"postgresql": map[string]any{"poolSize": 8}},
 			"podDisruptionBudget.maxUnavailable=2 lets all 2 pods be evicted at once"},
@@ -877,6 +889,8 @@ func TestAutoscalingFromOnePodHasADisruptionBudget(t *testing.T) {
 	if r := mustRender(t, map[string]any{"replicaCount": 1}); r.pdb != nil {
 		t.Errorf("one pod, no autoscaler: PodDisruptionBudget %+v, want none", r.pdb.Spec)
 	}
+	// A budget not rendered refuses nothing: its maxUnavailable=0 blocks no drain.
+	mustRender(t, map[string]any{"replicaCount": 1, "podDisruptionBudget": map[string]any{"maxUnavailable": 0}})
 }
 
 // A rollout is not reported stalled (ProgressDeadlineExceeded, Argo CD's

@@ -289,13 +289,19 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- fail "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: the rollout could never replace a pod; raise one of them" }}
 {{- end }}
 {{- $min := int (include "berth.minReplicas" .) }}
-{{- if and $v.podDisruptionBudget.enabled (gt $min 1) }}
+{{- /* An autoscaler from one pod renders the budget too, and scales to two or more: a budget must hold there. */}}
+{{- $scaledUp := and $v.autoscaling.enabled (lt $min 2) (ge (int $v.autoscaling.maxReplicas) 2) }}
+{{- if $scaledUp }}{{ $min = 2 }}{{ end }}
+{{- if and $v.podDisruptionBudget.enabled (or $v.autoscaling.enabled (gt (int $v.replicaCount) 1)) }}{{/* as pdb.yaml renders it */}}
 {{- $mu := toString $v.podDisruptionBudget.maxUnavailable }}
 {{- /* Kubernetes rounds a percentage up: ceil(p*n/100) pods may go. */}}
 {{- $pct := hasSuffix "%" $mu }}
 {{- $n := atoi (trimSuffix "%" $mu) }}
-{{- if or (and $pct (gt (mul $n $min) (mul 100 (sub $min 1)))) (and (not $pct) (ge $n $min)) }}
-{{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets all %d pods be evicted at once; keep it below %s" $mu $min (ternary "autoscaling.minReplicas" "replicaCount" $v.autoscaling.enabled)) }}
+{{- if eq $n 0 }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets no pod be evicted: every node drain and upgrade would wait on it for good; keep it at 1 or more, or disable the budget (podDisruptionBudget.enabled=false)" $mu) }}
+{{- end }}
+{{- if and (gt $min 1) (or (and $pct (gt (mul $n $min) (mul 100 (sub $min 1)))) (and (not $pct) (ge $n $min))) }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets all %d pods be evicted at once%s; keep it below %d, or a percentage of at most %d%%" $mu $min (ternary " (the autoscaler's, once it scales up from autoscaling.minReplicas=1)" "" $scaledUp) $min (div (mul 100 (sub $min 1)) $min)) }}
 {{- end }}
 {{- end }}
 {{- if $v.autoscaling.enabled }}
