@@ -179,7 +179,9 @@ func TestSwitchingDatabasesWhileAClaimHoldsTheItemsIsRefused(t *testing.T) {
 		{"no claim, embedded", nil, embedded, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var objects []runtime.Object
+			// The bundled PostgreSQL's password, kept as a release's is.
+			objects := []runtime.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-postgresql", Namespace: "ns"},
+				Data: map[string][]byte{"password": []byte("kept")}}}
 			if tt.claim != nil {
 				objects = append(objects, tt.claim)
 			}
@@ -226,6 +228,39 @@ func TestBundledPasswordIsKept(t *testing.T) {
 	}
 	if len(r.secrets) != 1 || string(r.secrets[0].Data["password"]) != "kept-password" {
 		t.Fatalf("secret %+v, want the password kept", r.secrets)
+	}
+}
+
+// Dropping postgresql.existingSecret from a release whose PostgreSQL
+// data is kept would generate a new password the data does not know:
+// refused, naming the claim and the Secret. With the chart's Secret there,
+// or another release's claim, or the user's Secret still named, it renders.
+func TestANewPasswordForKeptDataIsRefused(t *testing.T) {
+	claim := func(instance string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-rel-berth-postgresql-0", Namespace: "ns",
+			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-postgresql", Namespace: "ns"}, Data: map[string][]byte{"password": []byte("kept")}}
+	users := map[string]any{"postgresql": map[string]any{"existingSecret": "pg-pass"}}
+	for _, tt := range []struct {
+		name    string
+		objects []runtime.Object
+		values  map[string]any
+		want    string // "" renders
+	}{
+		{"the user's Secret dropped", []runtime.Object{claim("rel")}, nil,
+			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, but the Secret ns/rel-berth-postgresql with its password does not exist"},
+		{"the user's Secret still named", []runtime.Object{claim("rel")}, users, ""},
+		{"the chart's Secret kept", []runtime.Object{claim("rel"), secret}, nil, ""},
+		{"another release's claim", []runtime.Object{claim("other")}, nil, ""},
+		{"a first install", nil, nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderIn(t, newCluster(t, tt.objects...), kindVersion, tt.values)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }
 
