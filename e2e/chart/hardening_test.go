@@ -358,6 +358,38 @@ func TestRefusedAtInstall(t *testing.T) {
 	}
 }
 
+// A port below 1024 is bound by a process without capabilities only where
+// the runtime lowers net.ipv4.ip_unprivileged_port_start (containerd 1.x
+// keeps 1024, and the pod crash-looped): the chart sets that safe sysctl
+// to the lowest such port, keeping the user's sysctls, or theirs for it.
+func TestPrivilegedPortsGetTheirSysctl(t *testing.T) {
+	own := map[string]any{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
+	other := map[string]any{"name": "net.ipv4.ping_group_range", "value": "0 2147483647"}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   []corev1.Sysctl
+	}{
+		{"defaults", nil, nil},
+		{"the API on 80", map[string]any{"ports": map[string]any{"http": 80}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
+		{"the admin port on 443, the API on 80", map[string]any{"ports": map[string]any{"http": 80, "admin": 443}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
+		{"the sidecar on 15", map[string]any{"sidecar": map[string]any{"enabled": true, "port": 15}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "15"}}},
+		{"a sidecar not run on 15", map[string]any{"sidecar": map[string]any{"enabled": false, "port": 15}}, nil},
+		{"the user's other sysctl kept", map[string]any{"ports": map[string]any{"http": 80}, "podSecurityContext": map[string]any{"sysctls": []any{other}}},
+			[]corev1.Sysctl{{Name: "net.ipv4.ping_group_range", Value: "0 2147483647"}, {Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
+		{"the user's own setting", map[string]any{"ports": map[string]any{"http": 80}, "podSecurityContext": map[string]any{"sysctls": []any{own}}},
+			[]corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRender(t, tt.values)
+			got := r.deployment.Spec.Template.Spec.SecurityContext
+			if !reflect.DeepEqual(got.Sysctls, tt.want) || got.RunAsUser == nil || *got.RunAsUser != 65532 {
+				t.Fatalf("pod securityContext %+v, want sysctls %+v beside the restricted defaults", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestIntOrPercentAccepted: counts and percentages both work where
 // Kubernetes takes either.
 func TestIntOrPercentAccepted(t *testing.T) {

@@ -367,6 +367,25 @@ counts as 5s); empty without such a call, given as a value or from one. */}}
 {{- end }}
 
 {{/* The service's container securityContext (restricted by default). */}}
+{{/* The service pod's securityContext: podSecurityContext, and, when a
+port the pod listens on is below 1024, the safe sysctl that lets a process
+without capabilities bind it (runtimes differ on its default: containerd
+1.x keeps 1024), unless podSecurityContext sets that sysctl itself. */}}
+{{- define "berth.podSecurityContext" -}}
+{{- $psc := deepCopy .Values.podSecurityContext }}
+{{- $ports := list (int .Values.ports.http) (int .Values.ports.admin) }}
+{{- if .Values.sidecar.enabled }}{{ $ports = append $ports (int .Values.sidecar.port) }}{{ end }}
+{{- $lowest := 65536 }}
+{{- range $ports }}{{ if lt . (int $lowest) }}{{ $lowest = . }}{{ end }}{{ end }}
+{{- $sysctls := get $psc "sysctls" | default list }}
+{{- $set := false }}
+{{- range $sysctls }}{{ if eq (get . "name") "net.ipv4.ip_unprivileged_port_start" }}{{ $set = true }}{{ end }}{{ end }}
+{{- if and (lt (int $lowest) 1024) (not $set) }}
+{{- $_ := set $psc "sysctls" (append $sysctls (dict "name" "net.ipv4.ip_unprivileged_port_start" "value" (toString $lowest))) }}
+{{- end }}
+{{- toYaml $psc }}
+{{- end }}
+
 {{- define "berth.containerSecurityContext" -}}
 {{- toYaml .Values.securityContext }}
 {{- end }}
