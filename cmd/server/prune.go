@@ -14,8 +14,6 @@ import (
 	"github.com/berth-dev/berth/pkg/serve"
 )
 
-// maxPruneAge bounds prune-pushgateway's OLDER_THAN: a year.
-const maxPruneAge = 366 * 24 * time.Hour
 
 // pruneTimeout bounds a whole prune: the listing and every deletion.
 const pruneTimeout = time.Minute
@@ -37,8 +35,8 @@ func runPrune(args []string, env map[string]string, log *slog.Logger) int {
 		return serve.ExitConfig
 	}
 	age, err := time.ParseDuration(args[0])
-	if err != nil || age < 0 || age > maxPruneAge {
-		log.Error("refusing to prune", "error", "OLDER_THAN="+args[0]+": want a Go duration from 0s to "+maxPruneAge.String()+", such as 2h", "usage", usage)
+	if err != nil || age < 0 || age > config.MaxPruneAge {
+		log.Error("refusing to prune", "error", "OLDER_THAN="+args[0]+": want a Go duration from 0s to "+config.MaxPruneAge.String()+", such as 2h", "usage", usage)
 		return serve.ExitConfig
 	}
 	var deployment *regexp.Regexp

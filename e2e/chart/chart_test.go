@@ -7,7 +7,9 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 )
@@ -252,6 +255,35 @@ func container(t *testing.T, cs []corev1.Container, name string) corev1.Containe
 	return corev1.Container{}
 }
 
+// targetOf returns the number of the port of container c that the Service
+// port p sends traffic to (its targetPort, by name or number), 0 when c
+// has no port of that name.
+func targetOf(p corev1.ServicePort, c corev1.Container) int32 {
+	if p.TargetPort.Type == intstr.String {
+		for _, cp := range c.Ports {
+			if cp.Name == p.TargetPort.StrVal {
+				return cp.ContainerPort
+			}
+		}
+		return 0
+	}
+	if p.TargetPort.IntVal == 0 {
+		return p.Port // Kubernetes' default: the Service's own port
+	}
+	return p.TargetPort.IntVal
+}
+
+// listensOn returns the port of a listen address such as ":8080".
+func listensOn(t *testing.T, addr string) int32 {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.ParseInt(port, 10, 32)
+	if err != nil || perr != nil {
+		t.Fatalf("listen address %q has no port", addr)
+	}
+	return int32(n)
+}
+
 func restricted(t *testing.T, where string, sc *corev1.SecurityContext) {
 	t.Helper()
 	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
@@ -411,11 +443,26 @@ func TestOptionalResources(t *testing.T) {
 	}
 }
 
+// service.nodePort is the API's fixed node port where the Service has node
+// ports (NodePort, LoadBalancer); with ClusterIP it is ignored, as
+// values.yaml says: the API server refuses a nodePort on a ClusterIP
+// Service, and the install would fail.
 func TestNodePort(t *testing.T) {
-	r := mustRender(t, map[string]any{"service": map[string]any{"type": "NodePort", "nodePort": 30080}})
-	api := service(t, r, "rel-berth")
-	if p := api.Spec.Ports[0]; api.Spec.Type != corev1.ServiceTypeNodePort || p.NodePort != 30080 {
-		t.Fatalf("service %+v", api.Spec)
+	for _, tt := range []struct {
+		typ  corev1.ServiceType
+		want int32
+	}{
+		{corev1.ServiceTypeNodePort, 30080},
+		{corev1.ServiceTypeLoadBalancer, 30080},
+		{corev1.ServiceTypeClusterIP, 0},
+	} {
+		t.Run(string(tt.typ), func(t *testing.T) {
+			r := mustRender(t, map[string]any{"service": map[string]any{"type": string(tt.typ), "nodePort": 30080}})
+			api := service(t, r, "rel-berth")
+			if p := api.Spec.Ports[0]; api.Spec.Type != tt.typ || p.NodePort != tt.want {
+				t.Fatalf("service.type=%s, service.nodePort=30080: type %s, nodePort %d; want nodePort %d", tt.typ, api.Spec.Type, p.NodePort, tt.want)
+			}
+		})
 	}
 }
 

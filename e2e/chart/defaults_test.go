@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -109,22 +110,27 @@ func TestChartRangesAreTheServices(t *testing.T) {
 	tests := []struct {
 		key, env string
 		unit     unit
-		skipMax  bool // the edge is out of reach for another, tested reason
+		// The edge is out of reach for another, tested reason.
+		skipMin, skipMax bool
 	}{
-		{"drain.delaySeconds", "BERTH_DRAIN_DELAY", seconds, false},
-		{"drain.quietSeconds", "BERTH_DRAIN_QUIET", fraction, true}, // must also be shorter than the delay (max 600)
-		{"drain.timeoutSeconds", "BERTH_DRAIN_TIMEOUT", seconds, false},
-		{"drain.stopTimeoutSeconds", "BERTH_STOP_TIMEOUT", seconds, false},
-		{"drain.marginSeconds", "BERTH_SHUTDOWN_MARGIN", seconds, false},
-		{"sidecar.quitTimeoutSeconds", "BERTH_SIDECAR_QUIT_TIMEOUT", seconds, false},
-		{"database.waitSeconds", "BERTH_DB_WAIT", seconds, false},
-		{"database.migrateTimeoutSeconds", "BERTH_MIGRATE_TIMEOUT", seconds, false},
-		{"database.maxItems", "BERTH_MAX_ITEMS", count, false},
-		{"database.timeout", "BERTH_DB_TIMEOUT", duration, false},
-		{"metrics.pushgateway.timeoutSeconds", "BERTH_PUSH_TIMEOUT", seconds, false},
-		{"config.workMaxSeconds", "BERTH_WORK_MAX", seconds, false},
-		{"config.demoWarmup", "BERTH_DEMO_WARMUP", duration, false},
-		{"config.jobInterval", "BERTH_JOB_INTERVAL", duration, false},
+		{"drain.delaySeconds", "BERTH_DRAIN_DELAY", seconds, false, false},
+		{"drain.quietSeconds", "BERTH_DRAIN_QUIET", fraction, false, true}, // must also be shorter than the delay (max 600)
+		{"drain.timeoutSeconds", "BERTH_DRAIN_TIMEOUT", seconds, false, false},
+		{"drain.stopTimeoutSeconds", "BERTH_STOP_TIMEOUT", seconds, false, false},
+		{"drain.marginSeconds", "BERTH_SHUTDOWN_MARGIN", seconds, false, false},
+		{"sidecar.quitTimeoutSeconds", "BERTH_SIDECAR_QUIT_TIMEOUT", seconds, false, false},
+		{"database.waitSeconds", "BERTH_DB_WAIT", seconds, false, false},
+		{"database.migrateTimeoutSeconds", "BERTH_MIGRATE_TIMEOUT", seconds, false, false},
+		{"database.maxItems", "BERTH_MAX_ITEMS", count, false, false},
+		{"database.timeout", "BERTH_DB_TIMEOUT", duration, false, false},
+		{"metrics.pushgateway.timeoutSeconds", "BERTH_PUSH_TIMEOUT", seconds, false, false},
+		{"config.workMaxSeconds", "BERTH_WORK_MAX", seconds, false, false},
+		{"config.demoWarmup", "BERTH_DEMO_WARMUP", duration, false, false},
+		{"config.jobInterval", "BERTH_JOB_INTERVAL", duration, false, false},
+		// A grace period must fit the shutdown budget, over an hour here
+		// (TestRejectedValues refuses a short one); null, not 0, has the
+		// chart compute it.
+		{"terminationGracePeriodSeconds", "BERTH_GRACE_PERIOD", seconds, true, false},
 	}
 	// Room for every edge: a long drain timeout (the work cap's ceiling), a
 	// classic sidecar and a Pushgateway (so their timeouts reach the pod),
@@ -174,17 +180,27 @@ func TestChartRangesAreTheServices(t *testing.T) {
 		case count:
 			lo, hi, under, over = int(b.Min), int(b.Max), int(b.Min)-1, int(b.Max)+1
 		}
-		if b.ZeroOK {
-			under = nil // 0 is accepted; there is nothing just below the range
+		if b.ZeroOK && !tt.skipMin {
 			t.Run(tt.key+"=0", func(t *testing.T) { accepted(t, set(base(), tt.key, zeroOf(lo)), "") })
 		}
-		t.Run(fmt.Sprint(tt.key, "=", lo), func(t *testing.T) {
-			e := accepted(t, set(base(), tt.key, lo), tt.env)
-			// The value the chart was given is the one the pod gets.
-			if want := map[unit]string{seconds: fmt.Sprintf("%vs", lo), count: fmt.Sprint(lo), duration: fmt.Sprint(lo)}[tt.unit]; want != "" && e[tt.env] != want {
-				t.Errorf("%s=%v renders %s=%q, want %q", tt.key, lo, tt.env, e[tt.env], want)
-			}
-		})
+		// 0 is accepted where it means something: then only a value
+		// strictly between 0 and the minimum (a fraction or a duration of
+		// half of it) is just below the range. A whole unit below a
+		// minimum of 1 is that 0.
+		if b.ZeroOK && under == zeroOf(lo) {
+			under = nil
+		}
+		if tt.skipMin {
+			under = nil
+		} else {
+			t.Run(fmt.Sprint(tt.key, "=", lo), func(t *testing.T) {
+				e := accepted(t, set(base(), tt.key, lo), tt.env)
+				// The value the chart was given is the one the pod gets.
+				if want := map[unit]string{seconds: fmt.Sprintf("%vs", lo), count: fmt.Sprint(lo), duration: fmt.Sprint(lo)}[tt.unit]; want != "" && e[tt.env] != want {
+					t.Errorf("%s=%v renders %s=%q, want %q", tt.key, lo, tt.env, e[tt.env], want)
+				}
+			})
+		}
 		if under != nil {
 			t.Run(fmt.Sprint(tt.key, "=", under), func(t *testing.T) { refused(t, set(base(), tt.key, under), tt.key) })
 		}
@@ -220,6 +236,51 @@ func TestChartRangesAreTheServices(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestChartChoicesAreTheServices: every value values.schema.json lists for
+// a key that becomes a BERTH_ variable is one the service's configuration
+// loader accepts. A choice added to the schema before the service knows it
+// would pass helm install and crash-loop the pod.
+func TestChartChoicesAreTheServices(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties map[string]struct {
+			Properties map[string]struct{ Enum []any }
+		}
+	}
+	if err := json.Unmarshal(ch.Schema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ key, env string }{
+		{"config.logLevel", "BERTH_LOG_LEVEL"},
+		{"config.logFormat", "BERTH_LOG_FORMAT"},
+		{"config.demoFail", "BERTH_DEMO_FAIL"},
+	} {
+		section, leaf, _ := strings.Cut(tt.key, ".")
+		choices := schema.Properties[section].Properties[leaf].Enum
+		if len(choices) == 0 {
+			t.Fatalf("values.schema.json lists no values for %s", tt.key)
+		}
+		for _, v := range choices {
+			t.Run(fmt.Sprint(tt.key, "=", v), func(t *testing.T) {
+				// The sidecar runs, so that every hook config.demoFail may
+				// name (its sidecars hook too) is one the service runs.
+				values := map[string]any{section: map[string]any{leaf: v}, "sidecar": map[string]any{"enabled": true}}
+				name := tt.env
+				if v == "" {
+					name = "" // none, which may be rendered as no variable
+				}
+				e := accepted(t, values, name)
+				if name != "" && e[tt.env] != fmt.Sprint(v) {
+					t.Errorf("%s=%v renders %s=%q", tt.key, v, tt.env, e[tt.env])
+				}
+			})
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-dev/berth/internal/config"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -343,6 +344,10 @@ func TestRefusedAtInstall(t *testing.T) {
 			"extraEnv sets BERTH_SINGLE_LISTENER, which would serve the probes on the API port"},
 		{"a drain timeout shorter than a database call", map[string]any{"drain": map[string]any{"timeoutSeconds": 1}, "config": map[string]any{"workMaxSeconds": 1}},
 			"drain.timeoutSeconds (1) is shorter than database.timeout (1500ms)"},
+		// The service refuses BERTH_WORK_MAX past BERTH_DRAIN_TIMEOUT at
+		// start: a request it accepted could be cut off by its own drain.
+		{"a work cap past the drain timeout", map[string]any{"config": map[string]any{"workMaxSeconds": 21}},
+			"config.workMaxSeconds (21) is longer than drain.timeoutSeconds (20)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -564,6 +569,81 @@ func TestOptionalKeys(t *testing.T) {
 	}
 }
 
+// The Ingress and the HTTPRoute send traffic to a port the API's Service
+// has, by name or number, and that port to the server's API listener
+// (BERTH_HTTP_ADDR): a backend naming a port the Service lacks (the
+// container's, say) leaves the controller without endpoints, and every
+// request answered 503. The Service's port differs from the container's
+// here, so that one cannot pass for the other.
+func TestRoutesReachTheAPI(t *testing.T) {
+	r := mustRender(t, map[string]any{"service": map[string]any{"port": 8000},
+		"ingress": map[string]any{"enabled": true, "hosts": []any{map[string]any{"host": "a.example.com", "paths": []any{map[string]any{"path": "/", "pathType": "Prefix"}}},
+			map[string]any{"host": "b.example.com", "paths": []any{map[string]any{"path": "/api", "pathType": "Prefix"}}}}},
+		"httpRoute": map[string]any{"enabled": true, "parentRefs": []any{map[string]any{"name": "gw"}}}}, crdAPIs...)
+	api := service(t, r, "rel-berth")
+	server := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+	listener := listensOn(t, env(server)["BERTH_HTTP_ADDR"])
+	// reaches checks one backend: the API's Service, a port of it, that
+	// port sending to the listener.
+	reaches := func(what, name, portName string, portNumber int32) {
+		t.Helper()
+		if name != api.Name {
+			t.Errorf("%s: backend Service %q, want the API's %q", what, name, api.Name)
+			return
+		}
+		i := slices.IndexFunc(api.Spec.Ports, func(p corev1.ServicePort) bool {
+			return portName != "" && p.Name == portName || portNumber != 0 && p.Port == portNumber
+		})
+		if i < 0 {
+			t.Errorf("%s: backend port %q/%d is none of the Service's ports %+v", what, portName, portNumber, api.Spec.Ports)
+			return
+		}
+		if got := targetOf(api.Spec.Ports[i], server); got != listener {
+			t.Errorf("%s: the Service's port %s sends to port %d, not the API's %d", what, api.Spec.Ports[i].Name, got, listener)
+		}
+	}
+	if r.ingress == nil {
+		t.Fatal("no Ingress")
+	}
+	paths := 0
+	for _, rule := range r.ingress.Spec.Rules {
+		for _, path := range rule.HTTP.Paths {
+			paths++
+			b := path.Backend.Service
+			if b == nil {
+				t.Errorf("Ingress %s%s: no Service backend", rule.Host, path.Path)
+				continue
+			}
+			reaches("Ingress "+rule.Host+path.Path, b.Name, b.Port.Name, b.Port.Number)
+		}
+	}
+	if paths != 2 {
+		t.Errorf("the Ingress routes %d paths, want the 2 given", paths)
+	}
+	var route map[string]any
+	for _, m := range r.custom {
+		if m["kind"] == "HTTPRoute" {
+			route = m
+		}
+	}
+	if route == nil {
+		t.Fatal("no HTTPRoute")
+	}
+	refs := 0
+	for _, rule := range route["spec"].(map[string]any)["rules"].([]any) {
+		for _, ref := range rule.(map[string]any)["backendRefs"].([]any) {
+			refs++
+			ref := ref.(map[string]any)
+			port, _ := ref["port"].(float64) // a Gateway API backend names its port by number
+			name, _ := ref["name"].(string)
+			reaches("HTTPRoute", name, "", int32(port))
+		}
+	}
+	if refs == 0 {
+		t.Error("the HTTPRoute has no backend")
+	}
+}
+
 // TestRollingTheServiceLeavesTheDatabaseAlone: the usual way to roll the
 // service (a pod annotation, as the e2e does) must not change PostgreSQL's
 // pod template, or every rollout of the service would restart its database.
@@ -728,6 +808,67 @@ func TestHelmTestPodIsAdmittedAndPulls(t *testing.T) {
 	}
 }
 
+// Each NetworkPolicy governs its own workload's pods, and only them: the
+// bundled PostgreSQL's selects the StatefulSet's pods and admits the
+// service's on the database port; the service's selects the Deployment's.
+// A PostgreSQL policy that selected the service's pods would leave the
+// database open to every pod, and cut the service off from its clients.
+func TestNetworkPoliciesGovernTheirOwnPods(t *testing.T) {
+	r := mustRender(t, map[string]any{"networkPolicy": map[string]any{"enabled": true}})
+	pods := map[string]corev1.PodTemplateSpec{"Deployment": r.deployment.Spec.Template, "StatefulSet": r.statefulSet.Spec.Template}
+	for _, tt := range []struct {
+		policy, owner string // owner: the workload whose pods it governs
+		from          string // the workload whose pods it admits, "" for any
+	}{
+		{r.deployment.Name, "Deployment", ""},
+		{r.statefulSet.Name, "StatefulSet", "Deployment"},
+	} {
+		t.Run(tt.owner, func(t *testing.T) {
+			i := slices.IndexFunc(r.policies, func(p networkingv1.NetworkPolicy) bool { return p.Name == tt.policy })
+			if i < 0 {
+				t.Fatalf("no NetworkPolicy %s", tt.policy)
+			}
+			p := r.policies[i]
+			sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for owner, pod := range pods {
+				if got, want := sel.Matches(labels.Set(pod.Labels)), owner == tt.owner; got != want {
+					t.Errorf("NetworkPolicy %s selects the %s's pods: %v, want %v (selector %v, labels %v)", p.Name, owner, got, want, sel, pod.Labels)
+				}
+			}
+			// Every port it opens is one its own pods listen on.
+			var named []string
+			for _, c := range pods[tt.owner].Spec.Containers {
+				for _, cp := range c.Ports {
+					named = append(named, cp.Name)
+				}
+			}
+			for _, rule := range p.Spec.Ingress {
+				for _, port := range rule.Ports {
+					if port.Port == nil || !slices.Contains(named, port.Port.String()) {
+						t.Errorf("NetworkPolicy %s opens port %v, none of the %s pods' %v", p.Name, port.Port, tt.owner, named)
+					}
+				}
+				if tt.from == "" {
+					continue
+				}
+				admitted := labels.Set(pods[tt.from].Labels)
+				if !slices.ContainsFunc(rule.From, func(peer networkingv1.NetworkPolicyPeer) bool {
+					if peer.PodSelector == nil || peer.NamespaceSelector != nil {
+						return false
+					}
+					s, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+					return err == nil && s.Matches(admitted)
+				}) {
+					t.Errorf("NetworkPolicy %s does not admit the %s's pods (labels %v): %+v", p.Name, tt.from, pods[tt.from].Labels, rule.From)
+				}
+			}
+		})
+	}
+}
+
 // No selector of the service's matches the helm test pod: a Service would
 // route to it, the PodDisruptionBudget would count it among the pods it
 // guards, and the NetworkPolicy for the service would govern it. Also
@@ -808,6 +949,28 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// A native sidecar's readyDelay is checked against the startup probe the
+// chart gives it (periodSeconds x failureThreshold), read from the rendered
+// pod: a delay just under that allowance is accepted, one at it refused
+// (the kubelet would restart the sidecar before it is ready, and the
+// service would never start).
+func TestNativeSidecarDelayIsItsStartupProbes(t *testing.T) {
+	native := func(delay string) map[string]any {
+		return map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "native", "readyDelay": delay}}
+	}
+	spec := mustRender(t, native("0s")).deployment.Spec.Template.Spec
+	sc := container(t, spec.InitContainers, "sidecar")
+	p := sc.StartupProbe
+	if p == nil || p.PeriodSeconds < 1 || p.FailureThreshold < 1 {
+		t.Fatalf("the native sidecar's startupProbe %+v: want periodSeconds and failureThreshold set", p)
+	}
+	allowed := time.Duration(p.PeriodSeconds*p.FailureThreshold) * time.Second
+	under := fmt.Sprintf("%dms", allowed.Milliseconds()-1)
+	t.Run(under, func(t *testing.T) { accepted(t, native(under), "") })
+	at := fmt.Sprintf("%ds", int(allowed.Seconds()))
+	t.Run(at, func(t *testing.T) { refused(t, native(at), "sidecar.readyDelay") })
 }
 
 // A variable the chart sets from its values, though not with the values

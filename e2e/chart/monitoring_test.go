@@ -482,3 +482,97 @@ func TestPushgatewayPruneCronJob(t *testing.T) {
 		})
 	}
 }
+
+// The longest age the chart keeps groups for is the longest the prune
+// command takes: at it the CronJob passes an OLDER_THAN the command
+// accepts, and a minute more is refused at install, naming the key.
+func TestPruneAgeIsTheCommands(t *testing.T) {
+	most := int(config.MaxPruneAge / time.Minute)
+	prune := func(minutes any) map[string]any {
+		return map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": "http://pushgateway.monitoring:9091",
+			"prune": map[string]any{"enabled": true, "olderThanMinutes": minutes}}}}
+	}
+	// A values file hands helm every number as a float64.
+	for _, minutes := range []any{most, float64(most)} {
+		t.Run(fmt.Sprintf("%T %v", minutes, minutes), func(t *testing.T) {
+			r, err := render(t, prune(minutes))
+			if err != nil {
+				t.Fatalf("olderThanMinutes=%v, the prune command's bound, refused: %v", minutes, err)
+			}
+			args := container(t, r.cronJob.Spec.JobTemplate.Spec.Template.Spec.Containers, "prune").Args
+			if len(args) < 2 || args[0] != "prune-pushgateway" {
+				t.Fatalf("args %q, want prune-pushgateway OLDER_THAN ...", args)
+			}
+			// As the command reads it: a Go duration from 0s to config.MaxPruneAge.
+			age, err := time.ParseDuration(args[1])
+			if err != nil || age < 0 || age > config.MaxPruneAge {
+				t.Fatalf("OLDER_THAN=%q (%v): the command takes a Go duration from 0s to %v", args[1], err, config.MaxPruneAge)
+			}
+			if age != time.Duration(most)*time.Minute {
+				t.Errorf("OLDER_THAN=%q, want the %d minutes given", args[1], most)
+			}
+		})
+	}
+	refused(t, prune(most+1), "metrics.pushgateway.prune.olderThanMinutes")
+}
+
+// The ServiceMonitor scrapes the admin listener, which serves /metrics: its
+// endpoint names a port of the Services it selects, and that port sends to
+// the server's BERTH_ADMIN_ADDR. A port the selected Service lacks is
+// skipped by the Prometheus Operator without a word, and nothing would be
+// scraped; the API port serves no /metrics.
+func TestServiceMonitorScrapesTheAdminPort(t *testing.T) {
+	r := mustRender(t, map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, serviceMonitorAPI)
+	var sm map[string]any
+	for _, m := range r.custom {
+		if m["kind"] == "ServiceMonitor" {
+			sm = m
+		}
+	}
+	if sm == nil {
+		t.Fatal("no ServiceMonitor")
+	}
+	raw, err := json.Marshal(sm["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Selector  metav1.LabelSelector
+		Endpoints []struct{ Port, Path string }
+	}
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+	admin := listensOn(t, env(server)["BERTH_ADMIN_ADDR"])
+	if len(spec.Endpoints) == 0 {
+		t.Fatal("the ServiceMonitor has no endpoint")
+	}
+	for _, ep := range spec.Endpoints {
+		if ep.Path != "/metrics" {
+			t.Errorf("endpoint path %q, want /metrics", ep.Path)
+		}
+		scraped := 0
+		for _, s := range r.services {
+			if !selector.Matches(labels.Set(s.Labels)) {
+				continue
+			}
+			for _, p := range s.Spec.Ports {
+				if p.Name != ep.Port {
+					continue
+				}
+				scraped++
+				if got := targetOf(p, server); got != admin {
+					t.Errorf("endpoint port %q: Service %s's port sends to %d, not the admin listener's %d", ep.Port, s.Name, got, admin)
+				}
+			}
+		}
+		if scraped == 0 {
+			t.Errorf("endpoint port %q is a port of no Service the ServiceMonitor selects (%v): nothing would be scraped", ep.Port, selector)
+		}
+	}
+}

@@ -21,6 +21,11 @@ type Bound struct {
 	Duration bool
 }
 
+// MaxPruneAge bounds the prune-pushgateway command's OLDER_THAN (a year):
+// the chart's prune CronJob passes metrics.pushgateway.prune's age, whose
+// limit the chart tests check against this.
+const MaxPruneAge = 366 * 24 * time.Hour
+
 // BoundOf returns the range of the variable name, if it has one. The chart
 // tests check the chart's own limits against these.
 func BoundOf(name string) (Bound, bool) {
