@@ -206,8 +206,22 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if n := c.Request.ContentLength; n > 0 {
 		buf.Grow(int(min(n, limit, readAhead)) + bytes.MinRead)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	_, err := buf.ReadFrom(http.MaxBytesReader(underlying(c.Writer), c.Request.Body, limit))
 	return buf.Bytes(), err
+}
+
+// underlying is net/http's own ResponseWriter beneath w's wrappers (Gin's,
+// the middleware's). http.MaxBytesReader tells only that one that the body
+// went past its limit, so the server closes the connection after the 413
+// rather than reading up to 256 KiB more of the body before sending it.
+func underlying(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
 }
 
 // readAhead bounds what readBody reserves before the body arrives.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +174,68 @@ func (failingStore) Stats(context.Context) (store.Stats, error)        { return 
 
 // With the database gone, requests that need it answer 503 with
 // Retry-After and a JSON error at once; the others keep answering 200.
+// A chunked body past BERTH_BODY_LIMIT is answered 413 as soon as it
+// passes the limit, while the client is still sending: the server closes
+// the connection after the answer. It used to read on, up to 256 KiB more,
+// before answering, so a client that sends more later (here: one that
+// stops past the limit without ending its body) waited out the read
+// timeout, and a slow one held the connection that long.
+func TestBodyPastTheLimitIsRefusedWhileItStreams(t *testing.T) {
+	app := startService(t, nil) // BERTH_BODY_LIMIT=64
+	conn, err := net.Dial("tcp", strings.TrimPrefix(app.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// 80 bytes of a body that does not end: no last chunk follows.
+	fmt.Fprintf(conn, "PUT /api/v1/items/big HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n%s\r\n", strings.Repeat("x", 80))
+	// Far inside the API's 30s read timeout, which the old code waited for.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body past the limit that goes on: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Fatalf("answer %d (close %v), want 413 and the connection closed", resp.StatusCode, resp.Close)
+	}
+}
+
+// BERTH_DB_TIMEOUT bounds each write: one behind a write lock another
+// process holds on the SQLite file is a 503 with Retry-After once the
+// timeout passes, not after SQLite's own 10s busy timeout (the client
+// here gives up at 5s).
+func TestDBTimeoutBoundsAWriteBehindALock(t *testing.T) {
+	dir := t.TempDir()
+	app := startService(t, map[string]string{"BERTH_DATA_DIR": dir, "BERTH_DB_TIMEOUT": "300ms"})
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "berth.db")+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, method := range []string{http.MethodPut, http.MethodDelete} {
+		req, _ := http.NewRequest(method, app.URL+"/api/v1/items/k", strings.NewReader(`{"v":1}`))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s behind another process's write lock: %v; want 503 once BERTH_DB_TIMEOUT (300ms) passed", method, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+			t.Fatalf("%s behind another process's write lock = %d Retry-After=%q; want 503 + Retry-After", method, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+}
+
 func TestDatabaseOutageIsA503(t *testing.T) {
 	c := &cache{}
 	c.stats.Store(&store.Stats{Items: 7})

@@ -14,7 +14,6 @@ import (
 	"github.com/berth-dev/berth/pkg/serve"
 )
 
-
 // pruneTimeout bounds a whole prune: the listing and every deletion.
 const pruneTimeout = time.Minute
 
