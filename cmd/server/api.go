@@ -86,6 +86,12 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 			fail(c, http.StatusUnsupportedMediaType, "Content-Type %q is not JSON; send application/json", ct)
 			return
 		}
+		// A compressed body would be read as its bytes: not JSON, and
+		// refused as if the client had sent something else.
+		if ce := c.GetHeader("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			fail(c, http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported; send the body uncompressed", ce)
+			return
+		}
 		// A body announced as too large is refused before it is read, so a
 		// client that sent "Expect: 100-continue" never sends it.
 		if c.Request.ContentLength > cfg.BodyLimit {

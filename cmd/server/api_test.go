@@ -369,12 +369,36 @@ func TestHTTPDetails(t *testing.T) {
 		{"a trailing slash", "GET", app.URL + "/api/v1/info/", "", "", false, 404},
 		{"no key", "GET", app.URL + "/api/v1/items", "", "", false, 404},
 		{"no key, PUT", "PUT", app.URL + "/api/v1/items", `{"v":1}`, "application/json", false, 404},
+		{"an empty key, HEAD", "HEAD", items, "", "", false, 400},
+		{"a key with an escaped slash in lower case", "GET", items + "a%2fb", "", "", false, 400},
+		{"DELETE of a key over 256 bytes", "DELETE", items + strings.Repeat("k", 300), "", "", false, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := send(tt.method, tt.url, tt.body, tt.contentType, tt.chunked)
 			if resp.StatusCode != tt.code || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 				t.Fatalf("%s %s = %d (nosniff %q), want %d", tt.method, tt.url, resp.StatusCode, resp.Header.Get("X-Content-Type-Options"), tt.code)
+			}
+		})
+	}
+
+	for _, tt := range []struct {
+		encoding string
+		code     int
+	}{{"gzip", 415}, {"br", 415}, {"identity", 201}} {
+		t.Run("Content-Encoding "+tt.encoding, func(t *testing.T) {
+			req, _ := http.NewRequest("PUT", items+"ce-"+tt.encoding, strings.NewReader(`{"v":1}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Encoding", tt.encoding)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.encoding) {
+				t.Fatalf("PUT with Content-Encoding %s = %d %v, want %d", tt.encoding, resp.StatusCode, out, tt.code)
 			}
 		})
 	}
