@@ -190,6 +190,19 @@ func decode(t *testing.T, ch *chart.Chart, files map[string]string) *rendered {
 }
 
 // pods returns every pod template the chart rendered, by owner.
+// customOf returns the rendered custom object of kind (an HTTPRoute, a
+// ServiceMonitor), failing the test when there is none.
+func (r *rendered) customOf(t *testing.T, kind string) map[string]any {
+	t.Helper()
+	for _, m := range r.custom {
+		if m["kind"] == kind {
+			return m
+		}
+	}
+	t.Fatalf("no %s rendered", kind)
+	return nil
+}
+
 func (r *rendered) pods() map[string]corev1.PodTemplateSpec {
 	pods := map[string]corev1.PodTemplateSpec{}
 	if r.deployment != nil {

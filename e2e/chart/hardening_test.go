@@ -557,12 +557,7 @@ func TestOptionalKeys(t *testing.T) {
 			t.Errorf("unexpected NetworkPolicy %s", p.Name)
 		}
 	}
-	var route map[string]any
-	for _, m := range r.custom {
-		if m["kind"] == "HTTPRoute" {
-			route = m
-		}
-	}
+	route := r.customOf(t, "HTTPRoute")
 	backend := route["spec"].(map[string]any)["rules"].([]any)[0].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)
 	if backend["name"] != api.Name || backend["port"] != float64(80) {
 		t.Errorf("HTTPRoute backend %v", backend)
@@ -620,15 +615,7 @@ func TestRoutesReachTheAPI(t *testing.T) {
 	if paths != 2 {
 		t.Errorf("the Ingress routes %d paths, want the 2 given", paths)
 	}
-	var route map[string]any
-	for _, m := range r.custom {
-		if m["kind"] == "HTTPRoute" {
-			route = m
-		}
-	}
-	if route == nil {
-		t.Fatal("no HTTPRoute")
-	}
+	route := r.customOf(t, "HTTPRoute")
 	refs := 0
 	for _, rule := range route["spec"].(map[string]any)["rules"].([]any) {
 		for _, ref := range rule.(map[string]any)["backendRefs"].([]any) {

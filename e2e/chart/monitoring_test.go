@@ -145,18 +145,11 @@ func renderedRules(t *testing.T, values map[string]any) []byte {
 		values = map[string]any{}
 	}
 	values["metrics"] = map[string]any{"prometheusRule": map[string]any{"enabled": true}}
-	r := mustRender(t, values, prometheusRuleAPI)
-	for _, obj := range r.custom {
-		if obj["kind"] == "PrometheusRule" {
-			b, err := yaml.Marshal(obj["spec"])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}
+	b, err := yaml.Marshal(mustRender(t, values, prometheusRuleAPI).customOf(t, "PrometheusRule")["spec"])
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no PrometheusRule rendered")
-	return nil
+	return b
 }
 
 // rateIntervalStandIn stands in for Grafana's $__rate_interval, which is
@@ -523,15 +516,7 @@ func TestPruneAgeIsTheCommands(t *testing.T) {
 // scraped; the API port serves no /metrics.
 func TestServiceMonitorScrapesTheAdminPort(t *testing.T) {
 	r := mustRender(t, map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}}, serviceMonitorAPI)
-	var sm map[string]any
-	for _, m := range r.custom {
-		if m["kind"] == "ServiceMonitor" {
-			sm = m
-		}
-	}
-	if sm == nil {
-		t.Fatal("no ServiceMonitor")
-	}
+	sm := r.customOf(t, "ServiceMonitor")
 	raw, err := json.Marshal(sm["spec"])
 	if err != nil {
 		t.Fatal(err)
