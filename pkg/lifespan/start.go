@@ -332,17 +332,11 @@ func (a *App) lateFailure(l lateStart, err error) {
 }
 
 // stopLate calls the stop of a start that succeeded after its startup
-// ended, bounded by its stop timeout and ctx. It reports it as any stop is
-// reported, a HookStopping and a HookStopped with its duration: no event
-// reported this stop before, so its failure is a failure of its own.
+// ended, bounded as any stop is (its stop timeout and ctx's deadline), and
+// reports it as any stop is reported, a HookStopping and a HookStopped
+// with its duration: no event reported this stop before, so its failure
+// is a failure of its own. (The hook's status stays failed: its start
+// was reported as failed.)
 func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) {
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), stopDeadline(parent, a.stopTimeoutOf(h)))
-	defer cancel()
-	a.emit(Event{Kind: HookStopping, Hook: h.Name})
-	begin := time.Now()
-	err := callStop(ctx, stop)
-	if err != nil {
-		err = fmt.Errorf("lifespan %q: hook %q: stop after late start: %w", a.Name, h.Name, err)
-	}
-	a.emit(Event{Kind: HookStopped, Hook: h.Name, Duration: time.Since(begin), Err: err})
+	_ = a.runStop(parent, h, stop, "stop after late start", func() {})
 }

@@ -130,6 +130,42 @@ func TestLateStartIsStoppedWhenItReturns(t *testing.T) {
 	})
 }
 
+// That stop is bounded as any stop is: one that ignores its context is
+// abandoned at its stop timeout (and the late grace) with a TimeoutError,
+// rather than holding the rollback, or its goroutine, for good.
+func TestLateStartsStopIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release, block := make(chan struct{}), make(chan struct{})
+		var mu sync.Mutex
+		var stopped []Event
+		l := &App{Name: "api", StopTimeout: time.Second, Observer: func(e Event) {
+			if e.Kind == HookStopped {
+				mu.Lock()
+				stopped = append(stopped, e)
+				mu.Unlock()
+			}
+		}}
+		l.Append(Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
+			<-release
+			return func(context.Context) error { <-block; return nil }, nil // ignores its context
+		}})
+		if err := l.Start(t.Context()); err == nil {
+			t.Fatal("Start succeeded, want timeout")
+		}
+		close(release)
+		time.Sleep(time.Hour) // the bubble's clock: far past the stop timeout
+		synctest.Wait()
+		mu.Lock()
+		got := slices.Clone(stopped)
+		mu.Unlock()
+		var te *TimeoutError
+		if len(got) != 1 || !errors.As(got[0].Err, &te) || te.Op != "stop" || got[0].Duration != time.Second+l.lateGrace {
+			t.Fatalf("HookStopped events %+v, want one: the stop abandoned at 1s and the late grace, a TimeoutError", got)
+		}
+		close(block)
+	})
+}
+
 func TestStopDuringStartAbandonsAndRollsBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		j := &journal{}

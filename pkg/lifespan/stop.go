@@ -113,17 +113,25 @@ func (a *App) stopHooks(ctx context.Context) error {
 }
 
 func (a *App) stopHook(parent context.Context, s startedHook) error {
-	h := a.hooks[s.idx]
-	timeout := a.stopTimeoutOf(h)
 	a.status[s.idx].Store(int32(HookRunningStop))
+	return a.runStop(parent, a.hooks[s.idx], s.stop, "stop", func() { a.status[s.idx].Store(int32(HookDown)) })
+}
+
+// runStop calls h's stop function, bounded by h's stop timeout and
+// parent's deadline, and reports it: HookStopping, then HookStopped with
+// its duration and error (what names the call in the error), after
+// stopped has run. A stop that ignores its context is abandoned after the
+// late grace as a TimeoutError, and its own error, should it return one
+// later, is a late HookStopped.
+func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string, stopped func()) error {
 	a.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
-	deadline := stopDeadline(parent, timeout)
+	deadline := stopDeadline(parent, a.stopTimeoutOf(h))
 	var err error
-	if s.stop != nil {
+	if stop != nil {
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
 		done := make(chan error, 1)
-		go func() { done <- callStop(ctx, s.stop) }()
+		go func() { done <- callStop(ctx, stop) }()
 		// Stops called after ctx's deadline share one grace window past
 		// it, each with a floor: n stops that ignore their context
 		// overrun the deadline by the window and n floors, not n windows.
@@ -134,7 +142,7 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 			err = &TimeoutError{Op: "stop", Timeout: max(deadline.Sub(begin), 0)}
 			go func() {
 				if late := <-done; late != nil {
-					a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: late stop: %w", a.Name, h.Name, late)})
+					a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: late %s: %w", a.Name, h.Name, what, late)})
 				}
 			}()
 		}
@@ -143,9 +151,9 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 	}
 	d := time.Since(begin)
 	if err != nil {
-		err = fmt.Errorf("lifespan %q: hook %q: stop: %w", a.Name, h.Name, err)
+		err = fmt.Errorf("lifespan %q: hook %q: %s: %w", a.Name, h.Name, what, err)
 	}
-	a.status[s.idx].Store(int32(HookDown))
+	stopped()
 	a.emit(Event{Kind: HookStopped, Hook: h.Name, Duration: d, Err: err})
 	return err
 }
