@@ -88,7 +88,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		}
 		// A compressed body would be read as its bytes: not JSON, and
 		// refused as if the client had sent something else.
-		if ce := c.GetHeader("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		if ce := encoded(c.Request.Header); ce != "" {
 			fail(c, http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported; send the body uncompressed", ce)
 			return
 		}
@@ -214,6 +214,20 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(underlying(c.Writer), c.Request.Body, limit))
 	return buf.Bytes(), err
+}
+
+// encoded is the first content coding h's Content-Encoding lines name
+// other than identity, "" for none: every line and every comma-separated
+// coding counts, as each is applied to the body.
+func encoded(h http.Header) string {
+	for _, line := range h.Values("Content-Encoding") {
+		for coding := range strings.SplitSeq(line, ",") {
+			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+				return coding
+			}
+		}
+	}
+	return ""
 }
 
 // underlying is net/http's own ResponseWriter beneath w's wrappers (Gin's,

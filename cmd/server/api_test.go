@@ -172,8 +172,6 @@ func (failingStore) Put(context.Context, string, []byte) (bool, error) { return 
 func (failingStore) Delete(context.Context, string) error              { return errNoAnswer }
 func (failingStore) Stats(context.Context) (store.Stats, error)        { return store.Stats{}, errNoAnswer }
 
-// With the database gone, requests that need it answer 503 with
-// Retry-After and a JSON error at once; the others keep answering 200.
 // A chunked body past BERTH_BODY_LIMIT is answered 413 as soon as it
 // passes the limit, while the client is still sending: the server closes
 // the connection after the answer. It used to read on, up to 256 KiB more,
@@ -236,6 +234,8 @@ func TestDBTimeoutBoundsAWriteBehindALock(t *testing.T) {
 	}
 }
 
+// With the database gone, requests that need it answer 503 with
+// Retry-After and a JSON error at once; the others keep answering 200.
 func TestDatabaseOutageIsA503(t *testing.T) {
 	c := &cache{}
 	c.stats.Store(&store.Stats{Items: 7})
@@ -383,13 +383,17 @@ func TestHTTPDetails(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		encoding string
+		encoding []string // one header line each
 		code     int
-	}{{"gzip", 415}, {"br", 415}, {"identity", 201}} {
-		t.Run("Content-Encoding "+tt.encoding, func(t *testing.T) {
-			req, _ := http.NewRequest("PUT", items+"ce-"+tt.encoding, strings.NewReader(`{"v":1}`))
+		refused  string
+	}{
+		{[]string{"gzip"}, 415, "gzip"}, {[]string{"br"}, 415, "br"}, {[]string{"identity"}, 201, ""}, {[]string{"IDENTITY"}, 201, ""},
+		{[]string{"identity, gzip"}, 415, "gzip"}, {[]string{"identity", "gzip"}, 415, "gzip"},
+	} {
+		t.Run(fmt.Sprint("Content-Encoding ", tt.encoding), func(t *testing.T) {
+			req, _ := http.NewRequest("PUT", items+"ce-"+strings.Join(tt.encoding, "-"), strings.NewReader(`{"v":1}`))
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Content-Encoding", tt.encoding)
+			req.Header["Content-Encoding"] = tt.encoding
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -397,7 +401,7 @@ func TestHTTPDetails(t *testing.T) {
 			var out map[string]any
 			json.NewDecoder(resp.Body).Decode(&out)
 			resp.Body.Close()
-			if resp.StatusCode != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.encoding) {
+			if resp.StatusCode != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.refused) {
 				t.Fatalf("PUT with Content-Encoding %s = %d %v, want %d", tt.encoding, resp.StatusCode, out, tt.code)
 			}
 		})

@@ -63,7 +63,8 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 	all := sig.All()
 	// One reading of the signals for the whole scrape, taken again if one
 	// was signalled while it was read: the signal shown as the latest, the
-	// times and berth_ready agree with each other.
+	// times and berth_ready agree with each other. (No test reaches the
+	// retry: a signal would have to fire between two atomic loads.)
 	var latest *serve.Signal
 	at := make(map[*serve.Signal]time.Time, len(all))
 	for range 3 {
