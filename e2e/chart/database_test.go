@@ -249,7 +249,10 @@ func TestANewPasswordForKeptDataIsRefused(t *testing.T) {
 		want    string // "" renders
 	}{
 		{"the user's Secret dropped", []runtime.Object{claim("rel")}, nil,
-			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, but the Secret ns/rel-berth-postgresql with its password does not exist"},
+			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, but there is no password to read back: the Secret ns/rel-berth-postgresql does not exist"},
+		{"the chart's Secret without its password", []runtime.Object{claim("rel"), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "rel-berth-postgresql", Namespace: "ns"}}}, nil,
+			"the Secret ns/rel-berth-postgresql has no key password"},
+		{"no persistence: the claim is not mounted", []runtime.Object{claim("rel")}, map[string]any{"postgresql": map[string]any{"persistence": map[string]any{"enabled": false}}}, ""},
 		{"the user's Secret still named", []runtime.Object{claim("rel")}, users, ""},
 		{"the chart's Secret kept", []runtime.Object{claim("rel"), secret}, nil, ""},
 		{"another release's claim", []runtime.Object{claim("other")}, nil, ""},

@@ -379,6 +379,9 @@ func TestPrivilegedPortsGetTheirSysctl(t *testing.T) {
 		{"the API on 80", map[string]any{"ports": map[string]any{"http": 80}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
 		{"the admin port on 443, the API on 80", map[string]any{"ports": map[string]any{"http": 80, "admin": 443}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
 		{"the sidecar on 15", map[string]any{"sidecar": map[string]any{"enabled": true, "port": 15}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "15"}}},
+		{"the admin port alone on 443", map[string]any{"ports": map[string]any{"admin": 443}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "443"}}},
+		{"the API on 1023", map[string]any{"ports": map[string]any{"http": 1023}}, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "1023"}}},
+		{"the API on 1024", map[string]any{"ports": map[string]any{"http": 1024}}, nil},
 		{"a sidecar not run on 15", map[string]any{"sidecar": map[string]any{"enabled": false, "port": 15}}, nil},
 		{"the user's other sysctl kept", map[string]any{"ports": map[string]any{"http": 80}, "podSecurityContext": map[string]any{"sysctls": []any{other}}},
 			[]corev1.Sysctl{{Name: "net.ipv4.ping_group_range", Value: "0 2147483647"}, {Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
@@ -1073,6 +1076,10 @@ func TestAutoscalingFromOnePodHasADisruptionBudget(t *testing.T) {
 	}
 	// A budget not rendered refuses nothing: its maxUnavailable=0 blocks no drain.
 	mustRender(t, map[string]any{"replicaCount": 1, "podDisruptionBudget": map[string]any{"maxUnavailable": 0}})
+	// An autoscaler that never runs two pods has one pod to let go: a
+	// budget of 100% is no worse than 1 there.
+	mustRender(t, map[string]any{"replicaCount": 1, "autoscaling": map[string]any{"enabled": true, "minReplicas": 1, "maxReplicas": 1},
+		"podDisruptionBudget": map[string]any{"maxUnavailable": "100%"}})
 }
 
 // A rollout is not reported stalled (ProgressDeadlineExceeded, Argo CD's

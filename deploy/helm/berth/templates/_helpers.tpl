@@ -366,7 +366,6 @@ counts as 5s); empty without such a call, given as a value or from one. */}}
 {{- if .Values.terminationGracePeriodSeconds }}{{ .Values.terminationGracePeriodSeconds }}{{ else }}{{ include "berth.shutdownBudget" . }}{{ end }}
 {{- end }}
 
-{{/* The service's container securityContext (restricted by default). */}}
 {{/* The service pod's securityContext: podSecurityContext, and, when a
 port the pod listens on is below 1024, the safe sysctl that lets a process
 without capabilities bind it (runtimes differ on its default: containerd
@@ -386,6 +385,7 @@ without capabilities bind it (runtimes differ on its default: containerd
 {{- toYaml $psc }}
 {{- end }}
 
+{{/* The service's container securityContext (restricted by default). */}}
 {{- define "berth.containerSecurityContext" -}}
 {{- toYaml .Values.securityContext }}
 {{- end }}
