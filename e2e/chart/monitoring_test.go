@@ -79,6 +79,7 @@ func TestPushgatewayURLsAreTheServices(t *testing.T) {
 		"http://pushgateway.monitoring:9091 ", "http://pushgateway:9O91", "http://:9091", "http://pg:0", "http://pg:65536", "http://pg:",
 		"pushgateway:9091", "ftp://pg/", "http://h/%zz", "http://a%41b/", "http://h/a\x7fb", "http://h#%zz", "http://a b/", "http://h/\tx",
 		"http://[::1%zz]:1", "http://h%2f/", "http://h:00000/", "http://h:0065536", "http://u%zz@h/", "http://h/%",
+		"http://admin:Pa^ss{1}@push.example.com:9091", "http://admin:pässword@pg:9091", "http://u:p%5Ess@h/", "http://svc.ns.svc.cluster.local:9091",
 	} {
 		t.Run(url, func(t *testing.T) {
 			values := map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"url": url}}}

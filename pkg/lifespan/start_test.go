@@ -149,6 +149,7 @@ func TestLateStartsStopIsBounded(t *testing.T) {
 			<-release
 			return func(context.Context) error { <-block; return nil }, nil // ignores its context
 		}})
+		defer close(block)
 		if err := l.Start(t.Context()); err == nil {
 			t.Fatal("Start succeeded, want timeout")
 		}
@@ -162,7 +163,44 @@ func TestLateStartsStopIsBounded(t *testing.T) {
 		if len(got) != 1 || !errors.As(got[0].Err, &te) || te.Op != "stop" || got[0].Duration != time.Second+l.lateGrace {
 			t.Fatalf("HookStopped events %+v, want one: the stop abandoned at 1s and the late grace, a TimeoutError", got)
 		}
-		close(block)
+	})
+}
+
+// The same when the late start returns during the failed startup's
+// rollback, which waits for it (up to its stop timeout) and stops it
+// there: Start returns once that stop's timeout has passed.
+func TestLateStartsStopInTheRollbackIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		block := make(chan struct{})
+		defer close(block)
+		var mu sync.Mutex
+		var stopped []Event
+		l := &App{Name: "api", StopTimeout: 5 * time.Second, Observer: func(e Event) {
+			if e.Kind == HookStopped {
+				mu.Lock()
+				stopped = append(stopped, e)
+				mu.Unlock()
+			}
+		}}
+		l.Append(Hook{Name: "slow", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
+			time.Sleep(1500 * time.Millisecond) // past its timeout, inside the rollback's wait
+			return func(context.Context) error { <-block; return nil }, nil
+		}})
+		begin := time.Now()
+		if err := l.Start(t.Context()); err == nil {
+			t.Fatal("Start succeeded, want timeout")
+		}
+		// The start timed out at 1.1s; the rollback took its result at
+		// 1.5s and waited 5s and the late grace for its stop.
+		if took, want := time.Since(begin), 1500*time.Millisecond+5*time.Second+l.lateGrace; took != want {
+			t.Fatalf("Start returned after %v, want %v", took, want)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var te *TimeoutError
+		if len(stopped) != 1 || !errors.As(stopped[0].Err, &te) || te.Op != "stop" {
+			t.Fatalf("HookStopped events %+v, want one with the stop's TimeoutError", stopped)
+		}
 	})
 }
 
