@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
 )
@@ -103,4 +106,76 @@ func TestMigrateTimeoutIsConfigured(t *testing.T) {
 		}
 	}
 	t.Fatal("no migrate hook")
+}
+
+// flakyStats is a store whose Stats answers figures or fails, as the test
+// sets; nothing else of it is called.
+type flakyStats struct {
+	store.Store
+	mu    sync.Mutex
+	stats store.Stats
+	err   error
+}
+
+func (f *flakyStats) Stats(context.Context) (store.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats, f.err
+}
+
+func (f *flakyStats) set(st store.Stats, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stats, f.err = st, err
+}
+
+// The cache-refresh job rides out a database outage: a refresh that fails
+// leaves the cache's last figures and is not counted as a run in
+// /api/v1/info's jobRuns; the next one that succeeds is.
+func TestCacheRefreshRidesOutAnOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := &flakyStats{stats: store.Stats{Items: 1, Bytes: 10}}
+		app := &lifespan.App{Name: "berth"}
+		app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			storeKey.Set(s, db)
+			return nil, nil
+		}})
+		app.Append(serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{})[2:]...) // cache, jobs
+		if err := app.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		c := cacheKey.MustGet(app.State())
+		tick := func() {
+			time.Sleep(cfg.JobInterval)
+			synctest.Wait()
+		}
+		for _, step := range []struct {
+			name  string
+			stats store.Stats
+			err   error
+			items int64 // the cache's figure after the tick
+			runs  int64
+		}{
+			{"refreshed", store.Stats{Items: 2, Bytes: 20}, nil, 2, 1},
+			{"outage", store.Stats{}, errors.New("connection refused"), 2, 1},
+			{"outage again", store.Stats{}, errors.New("connection refused"), 2, 1},
+			{"back", store.Stats{Items: 3, Bytes: 30}, nil, 3, 2},
+		} {
+			db.set(step.stats, step.err)
+			tick()
+			if got := c.stats.Load().Items; got != step.items {
+				t.Errorf("%s: cache holds %d items, want %d", step.name, got, step.items)
+			}
+			if got := c.jobRuns.Load(); got != step.runs {
+				t.Errorf("%s: jobRuns %d, want %d", step.name, got, step.runs)
+			}
+		}
+		if err := app.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
