@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // PostgreSQL's disk_full is ErrOutOfSpace too; other errors are not.
@@ -131,5 +133,29 @@ func TestReadOnlyResetsThePoolAtMostOnceASecond(t *testing.T) {
 	_ = s.failed("put", readOnly)
 	if got := s.readOnlyReset.Load(); got == first-int64(readOnlyResetEvery) {
 		t.Fatal("a read-only refusal a second after the last reset did not reset the pool")
+	}
+}
+
+// SQLite reports extended result codes (the driver turns them on), and
+// kindOf reads primary ones: codes reduces one to its primary, so an
+// extended code of a class kindOf knows (an I/O error's subtype, say) is
+// judged by its class. Here a duplicate key's SQLITE_CONSTRAINT_PRIMARYKEY
+// (1555) reads as SQLITE_CONSTRAINT (19).
+func TestCodesReadsThePrimaryResultCode(t *testing.T) {
+	db, err := Open(t.Context(), Config{DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL().ExecContext(t.Context(), "CREATE TABLE t (k PRIMARY KEY); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.SQL().ExecContext(t.Context(), "INSERT INTO t VALUES (1)")
+	var le *sqlitedriver.Error
+	if !errors.As(err, &le) || le.Code() != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+		t.Fatalf("duplicate key: %v, want the driver's extended SQLITE_CONSTRAINT_PRIMARYKEY", err)
+	}
+	if _, lite := codes(err); lite != sqlite3.SQLITE_CONSTRAINT {
+		t.Errorf("codes(%v) = %d, want SQLITE_CONSTRAINT (%d)", err, lite, sqlite3.SQLITE_CONSTRAINT)
 	}
 }
