@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,7 +39,7 @@ func State(app *lifespan.App) gin.HandlerFunc {
 	}
 	return func(c *gin.Context) {
 		if c.Keys != nil { // an earlier middleware made the map: share it
-			c.Set(stateKey, app.State())
+			c.Set(stateKey, relayered(c, app.State()))
 			c.Next()
 			return
 		}
@@ -50,14 +51,19 @@ func State(app *lifespan.App) gin.HandlerFunc {
 		c.Keys = keys
 		c.Next()
 		// Take the map back only if it is still the request's and holds
-		// nothing but the state's entry: values handlers stored with c.Set
-		// stay for the middleware before this one, which may read them
-		// after its own c.Next. It goes back carrying the app's state, not
-		// a layer a handler Set, whose values the pool would keep alive.
-		if len(keys) != 1 || len(c.Keys) != 1 || reflect.ValueOf(c.Keys).UnsafePointer() != reflect.ValueOf(keys).UnsafePointer() {
+		// nothing but the state's entry, and the layers Set added (which
+		// go): values handlers stored with c.Set stay for the middleware
+		// before this one, which may read them after its own c.Next. It
+		// goes back carrying the app's state, not a layer a handler Set,
+		// whose values the pool (or Gin's, which keeps the Context) would
+		// keep alive.
+		if reflect.ValueOf(c.Keys).UnsafePointer() != reflect.ValueOf(keys).UnsafePointer() {
 			return
 		}
-		if v, ok := keys[stateKey]; ok {
+		if _, set := keys[layersKey]; set && len(keys) == 2 {
+			delete(keys, layersKey)
+		}
+		if v, ok := keys[stateKey]; ok && len(keys) == 1 {
 			if v != st {
 				keys[stateKey] = st
 			}
@@ -65,6 +71,25 @@ func State(app *lifespan.App) gin.HandlerFunc {
 			keysPool.Put(keys)
 		}
 	}
+}
+
+// layersKey is the gin.Context key holding what the request Set, in
+// order, each as a function that lays its value on a parent. A State
+// mounted after a Set (behind an auth middleware that Set the user, say)
+// lays them again on its app's state, so the handler reads both.
+var layersKey = new(byte)
+
+// layers is the value under layersKey.
+type layers []func(parent lifespan.Values) *lifespan.State
+
+// relayered is st with the request's layers laid on it again, in order.
+func relayered(c *gin.Context, st *lifespan.State) *lifespan.State {
+	v, _ := c.Get(layersKey)
+	done, _ := v.(layers) // none when nothing was Set
+	for _, layer := range done {
+		st = layer(st)
+	}
+	return st
 }
 
 // current is the request's state: the layer Set or State put in c.Keys,
@@ -110,9 +135,16 @@ func MustGet[T any](c *gin.Context, key lifespan.Key[T]) T {
 }
 
 // Set adds value under key for this request only: a layer on top of the
-// app's state (see lifespan.Key.With) that no other request sees.
+// app's state (see lifespan.Key.With) that no other request sees. A State
+// mounted after Set lays the value again on its own app's state, so a
+// value an earlier middleware Set (an authenticated user, say) stays
+// readable beside that app's.
 func Set[T any](c *gin.Context, key lifespan.Key[T], value T) {
-	c.Set(stateKey, key.With(current(c), value))
+	layer := func(parent lifespan.Values) *lifespan.State { return key.With(parent, value) }
+	c.Set(stateKey, layer(current(c)))
+	v, _ := c.Get(layersKey)
+	done, _ := v.(layers)
+	c.Set(layersKey, append(slices.Clip(done), layer))
 }
 
 // RequestObserver records finished requests; *metrics.HTTP is one.

@@ -482,3 +482,45 @@ func TestNoStateWithoutARequestOrAStartedApp(t *testing.T) {
 		t.Errorf("MustGet under State of an idle app: panic %q, want one saying there is no state", msg)
 	}
 }
+
+// A value Set before State (by an auth middleware in front of a route
+// group that mounts State, say) is still the request's behind State, laid
+// on that State's app; so is one Set after, and behind a second State the
+// second's app is read, with both values.
+func TestSetBeforeStateIsKept(t *testing.T) {
+	traceKey := lifespan.NewKey[string]("trace")
+	setUser := func(c *gin.Context) { Set(c, userKey, "ann"); c.Next() }
+	setTrace := func(c *gin.Context) { Set(c, traceKey, "t-1"); c.Next() }
+	for _, tt := range []struct {
+		name string
+		mw   []gin.HandlerFunc
+		want string
+	}{
+		{"set, then state", []gin.HandlerFunc{setUser, State(startedApp(t))}, "ann true postgres://db"},
+		{"set, state, set", []gin.HandlerFunc{setUser, State(startedApp(t)), setTrace}, "ann true postgres://db t-1"},
+		{"set, set, state", []gin.HandlerFunc{setUser, setTrace, State(startedApp(t))}, "ann true postgres://db t-1"},
+		{"set, state, state", []gin.HandlerFunc{setUser, State(startedApp(t)), State(startedAppOf(t, "b", "postgres://b"))}, "ann true postgres://b"},
+		{"state, set, state", []gin.HandlerFunc{State(startedApp(t)), setUser, State(startedAppOf(t, "b", "postgres://b"))}, "ann true postgres://b"},
+		{"set twice, then state", []gin.HandlerFunc{setUser, func(c *gin.Context) { Set(c, userKey, "bob") }, State(startedApp(t))}, "bob true postgres://db"},
+		{"set, then an app not started", []gin.HandlerFunc{setUser, State(&lifespan.App{Name: "idle"})}, "ann true "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := gin.New()
+			r.Use(tt.mw...)
+			r.GET("/", func(c *gin.Context) {
+				user, ok := Get(c, userKey)
+				dsn, _ := Get(c, dsnKey)
+				out := fmt.Sprintf("%s %v %s", user, ok, dsn)
+				if trace, ok := Get(c, traceKey); ok {
+					out += " " + trace
+				}
+				c.String(200, out)
+			})
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			if got := rec.Body.String(); got != tt.want {
+				t.Fatalf("handler read %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
