@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -190,17 +191,36 @@ func (d deadlineT) Deadline() (time.Time, bool) { return d.deadline, true }
 
 // A startup that is still running close to the test's deadline fails the
 // test, naming the hook still starting: Start used to wait until go test's
-// timeout panicked, with nothing reported.
+// timeout panicked, with nothing reported. The test's cleanup then waits
+// for the rollback: the stops of the hooks that started and OnShutdown
+// run before the test ends, not after (where a log through t panics).
 func TestStartupPastTheDeadlineFailsTheTest(t *testing.T) {
+	var stopped, reported atomic.Bool
+	release := make(chan struct{})
 	l := &lifespan.App{Name: "api"}
-	l.Append(lifespan.Hook{Name: "migrate", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
-		<-ctx.Done() // a start that would never end on its own
+	l.Append(lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { stopped.Store(true); return nil }, nil
+	}})
+	l.Append(lifespan.Hook{Name: "migrate", After: []string{"db"}, Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-ctx.Done() // a start that would never end on its own,
+		<-release    // and is slow to notice its context
 		return nil, ctx.Err()
 	}})
 	ft := deadlineT{&fakeT{}, time.Now().Add(200 * time.Millisecond)} // waits half of it
-	inGoroutine(func() { berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler()}) })
+	inGoroutine(func() {
+		berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler(),
+			OnShutdown: func(context.Context, serve.ShutdownReport) error { reported.Store(true); return nil }})
+	})
 	if !strings.Contains(ft.fatal, "berthtest: startup still running close to the test's deadline; still starting: api/hook:migrate") {
 		t.Fatalf("fatal = %q", ft.fatal)
+	}
+	close(release)
+	ft.cleanup()
+	if !stopped.Load() || !reported.Load() {
+		t.Errorf("the test's cleanups ended before the rollback did (db stopped %v, OnShutdown ran %v)", stopped.Load(), reported.Load())
+	}
+	if errs := ft.errorList(); len(errs) != 0 {
+		t.Errorf("errors besides the fatal one: %q", errs)
 	}
 }
 

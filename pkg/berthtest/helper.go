@@ -47,7 +47,8 @@ var cleanupSlack = 30 * time.Second
 // startup has completed (StartupComplete); a failed startup fails the test,
 // and so does one still running 5s before the test's deadline (or at half
 // the time left, when less), when t has one (a *testing.T run with
-// -timeout), naming the hooks still starting.
+// -timeout), naming the hooks still starting (Cleanup then waits for the
+// rollback of what did start).
 // Unless set in cfg: there is no drain delay (a test has no endpoints to
 // propagate; with DrainQuiet set, serve's default delay, which the quiet
 // period ends early), OS signals are not handled, logs are discarded, and a forced
@@ -87,6 +88,22 @@ func Start(t TB, cfg serve.Config) *App {
 			expired = timer.C
 		}
 	}
+	// The server's shutdown budget, plus slack, bounds the wait for Run
+	// in Cleanup (saturating: a budget of "no bound" stays one).
+	budget := time.Duration(math.MaxInt64)
+	if b := srv.Budget(); cleanupSlack <= 0 || b < budget-cleanupSlack {
+		budget = b + cleanupSlack
+	}
+	waitForRun := func(report bool) {
+		select {
+		case err := <-done:
+			if err != nil && report {
+				t.Errorf("berthtest: shutdown: %v", err)
+			}
+		case <-time.After(budget):
+			t.Errorf("berthtest: shutdown still running after %v", budget)
+		}
+	}
 	select {
 	case <-srv.Signals().StartupComplete.Done():
 	case err := <-done:
@@ -95,25 +112,17 @@ func Start(t TB, cfg serve.Config) *App {
 	case <-expired:
 		running := cfg.Apps.Running()
 		srv.Shutdown() // abandons the startup; Run goes on to roll it back
+		// The test ends once its cleanups have waited for the rollback:
+		// its hooks' stops and OnShutdown run while the test is still
+		// running, and leave no goroutine behind. Run's error is the
+		// abandoned startup, which the test already fails for.
+		t.Cleanup(func() { waitForRun(false) })
 		t.Fatalf("berthtest: startup still running close to the test's deadline; still starting: %s", strings.Join(running, ", "))
 		return nil
 	}
-	// The server's shutdown budget, plus slack, bounds the wait in Cleanup
-	// (saturating: a budget of "no bound" stays one).
-	budget := time.Duration(math.MaxInt64)
-	if b := srv.Budget(); cleanupSlack <= 0 || b < budget-cleanupSlack {
-		budget = b + cleanupSlack
-	}
 	t.Cleanup(func() {
 		srv.Shutdown()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("berthtest: shutdown: %v", err)
-			}
-		case <-time.After(budget):
-			t.Errorf("berthtest: shutdown still running after %v", budget)
-		}
+		waitForRun(true)
 	})
 	return &App{
 		URL:      "http://" + srv.APIAddr().String(),

@@ -81,3 +81,41 @@ func TestAwaitIdle(t *testing.T) {
 		}
 	})
 }
+
+// The gate counts a request as served during the delay, and notes its
+// arrival for the quiet period, only between ReadinessFailing and
+// DrainStarted; from ReadinessFailing on, every response asks its client
+// to close the connection.
+func TestGateCountsArrivalsDuringTheDelayOnly(t *testing.T) {
+	g := newGate(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), newSignals(), time.Second)
+	g.sig.StartupComplete.signal()
+	var lastBefore int64
+	for _, step := range []struct {
+		name   string
+		signal *Signal
+		during int64 // g.duringDelay after the request
+		closes bool
+		noted  bool // the request's arrival is the last one noted
+	}{
+		{"serving", nil, 0, false, false},
+		{"readiness failing", g.sig.ReadinessFailing, 1, true, true},
+		{"drain started", g.sig.DrainStarted, 1, true, false},
+	} {
+		if step.signal != nil {
+			step.signal.signal()
+		}
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if got := g.duringDelay.Load(); got != step.during {
+			t.Errorf("%s: served during the delay %d, want %d", step.name, got, step.during)
+		}
+		if got := rec.Header().Get("Connection") == "close"; got != step.closes {
+			t.Errorf("%s: Connection: close %v, want %v", step.name, got, step.closes)
+		}
+		last := g.lastArrival.Load()
+		if noted := last != lastBefore; noted != step.noted {
+			t.Errorf("%s: arrival noted %v, want %v", step.name, noted, step.noted)
+		}
+		lastBefore = last
+	}
+}
