@@ -1,11 +1,13 @@
 package ginberth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -163,8 +165,11 @@ const StatusClientClosedRequest = 499
 // request whose handler panics is reported too, on the panic's way to a
 // recovering middleware mounted before Metrics (gin.Recovery): as a 500,
 // the answer that middleware gives, unless the handler had already
-// written its status, or its client had gone (then as
-// StatusClientClosedRequest: nothing reached it). A request that ends with nothing written and its
+// written its status (then with that status), or its client had gone, or
+// the panic is one Recovery writes nothing for (http.ErrAbortHandler, a
+// broken pipe, a reset connection): then as StatusClientClosedRequest, a
+// response abandoned (Gin sends an empty 200 after it if the connection
+// still works). A request that ends with nothing written and its
 // status still 200 (Gin's default, or set) after its context was cancelled
 // (the client left, or the server cut it off) is reported as
 // StatusClientClosedRequest: nothing was answered; any other status the
@@ -186,7 +191,16 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 				route = "unmatched"
 			}
 			if !c.Writer.Written() {
-				if panicked && ctx.Err() == nil {
+				aborted := false
+				if panicked {
+					// Read the panic, and send it on its way to the
+					// recovering middleware unchanged.
+					if v := recover(); v != nil {
+						defer panic(v)
+						aborted = abortsTheResponse(v)
+					}
+				}
+				if panicked && !aborted && ctx.Err() == nil {
 					code = http.StatusInternalServerError
 				} else if panicked || code == http.StatusOK && ctx.Err() != nil {
 					// Nothing written, and the client gone: Gin's 200 was
@@ -201,6 +215,15 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 		c.Next()
 		panicked = false
 	}
+}
+
+// abortsTheResponse reports whether a panic's value is one gin.Recovery
+// answers with nothing, as the connection is broken or the handler meant
+// to abort its response: http.ErrAbortHandler, or a write's EPIPE or
+// ECONNRESET.
+func abortsTheResponse(v any) bool {
+	err, ok := v.(error)
+	return ok && (errors.Is(err, http.ErrAbortHandler) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
 }
 
 // epoch anchors request timing on the monotonic clock: time.Since(epoch)

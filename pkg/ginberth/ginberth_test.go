@@ -2,13 +2,17 @@ package ginberth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"weak"
@@ -295,8 +299,10 @@ func TestMetricsUseRouteTemplate(t *testing.T) {
 // mounts it; the panic passes through Metrics on its way there, and the
 // request is still recorded, as the 500 the client gets. A panic after the
 // handler wrote its status is recorded with that status; one whose client
-// had gone (http.ErrAbortHandler, say, for which Recovery writes nothing)
-// as 499: no 500 reached anyone.
+// had gone as 499: no 500 reached anyone. So is a panic Recovery writes
+// nothing for (http.ErrAbortHandler, a broken pipe, a reset connection),
+// client or none: the handler abandoned its response, and the panic still
+// reaches Recovery as it was.
 func TestMetricsRecordRequestsThatPanic(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -306,7 +312,15 @@ func TestMetricsRecordRequestsThatPanic(t *testing.T) {
 	}{
 		{"before writing", func(c *gin.Context) { panic("no store in the state") }, false, http.StatusInternalServerError},
 		{"after writing", func(c *gin.Context) { c.Status(http.StatusAccepted); c.Writer.WriteHeaderNow(); panic("late") }, false, http.StatusAccepted},
-		{"the client gone", func(c *gin.Context) { <-c.Request.Context().Done(); panic(http.ErrAbortHandler) }, true, StatusClientClosedRequest},
+		{"the client gone", func(c *gin.Context) { <-c.Request.Context().Done(); panic("no store in the state") }, true, StatusClientClosedRequest},
+		{"the client gone, the response aborted", func(c *gin.Context) { <-c.Request.Context().Done(); panic(http.ErrAbortHandler) }, true, StatusClientClosedRequest},
+		{"the response aborted", func(c *gin.Context) { panic(http.ErrAbortHandler) }, false, StatusClientClosedRequest},
+		{"a broken pipe", func(c *gin.Context) {
+			panic(&net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)})
+		}, false, StatusClientClosedRequest},
+		{"a reset connection", func(c *gin.Context) { panic(fmt.Errorf("writing: %w", syscall.ECONNRESET)) }, false, StatusClientClosedRequest},
+		{"an error that is none of these", func(c *gin.Context) { panic(errors.New("no store in the state")) }, false, http.StatusInternalServerError},
+		{"a nil panic", func(c *gin.Context) { panic(nil) }, false, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -326,6 +340,24 @@ func TestMetricsRecordRequestsThatPanic(t *testing.T) {
 				t.Fatalf("client got %d; recorded %v %v, want one GET /boom %d", rec.Code, obs.routes, obs.codes, tt.code)
 			}
 		})
+	}
+}
+
+// Metrics reads a panic on its way through and sends it on unchanged: the
+// recovering middleware in front of it gets the handler's own value.
+func TestMetricsPassesThePanicOn(t *testing.T) {
+	for _, v := range []any{"no store in the state", http.ErrAbortHandler, fmt.Errorf("writing: %w", syscall.ECONNRESET), &net.OpError{Op: "write", Err: syscall.EPIPE}} {
+		var got any
+		r := gin.New()
+		r.Use(func(c *gin.Context) {
+			defer func() { got = recover(); c.AbortWithStatus(http.StatusInternalServerError) }()
+			c.Next()
+		}, Metrics(&recorded{}))
+		r.GET("/boom", func(*gin.Context) { panic(v) })
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/boom", nil))
+		if got != v {
+			t.Errorf("panic(%v) reached the recovering middleware as %v", v, got)
+		}
 	}
 }
 
