@@ -95,6 +95,46 @@ func TestProbePrintsWholeBody(t *testing.T) {
 	}
 }
 
+// A body the probe's timeout cuts short (a target that answers 200 and
+// stalls) fails the probe, saying so: what it printed is not the answer.
+// One longer than the probe prints passes, and says the rest is not shown.
+func TestProbeSaysWhenTheBodyIsCut(t *testing.T) {
+	release := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "berth_metric 1\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stalled.Close()
+	defer close(release) // before Close, which waits for the handler
+	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
+	probeTimeout = 100 * time.Millisecond
+	var out, stderr bytes.Buffer
+	if code := run([]string{"probe", stalled.URL + "/metrics"}, nil, &out, &stderr); code != 1 || !strings.Contains(stderr.String(), "the answer's body was cut short after 15 bytes: ") {
+		t.Errorf("probe of a body that stalls: exit %d, stderr %q; want 1 and the body named as cut short", code, stderr.String())
+	}
+
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, io.LimitReader(zeros{}, maxProbeBody+1<<10))
+	}))
+	defer huge.Close()
+	probeTimeout = 30 * time.Second
+	out.Reset()
+	stderr.Reset()
+	code := run([]string{"probe", huge.URL}, nil, &out, &stderr)
+	if printed := out.Len() - len(huge.URL+" 200 OK\n"); code != 0 || printed != maxProbeBody || !strings.Contains(stderr.String(), "longer than 8 MiB; the rest is not printed") {
+		t.Errorf("probe of a body over 8 MiB: exit %d, printed %d bytes, stderr %q; want 0, 8 MiB, and the cut named", code, printed, stderr.String())
+	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
 // runningSidecar is serveSidecar on a loopback port, for a test.
 type runningSidecar struct {
 	url    string

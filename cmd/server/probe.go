@@ -43,12 +43,28 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer resp.Body.Close()
-	// The whole body (up to 8 MiB), so `server probe .../metrics` can be read
-	// through kubectl exec in an image with no shell.
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	// The whole body (up to maxProbeBody), so `server probe .../metrics`
+	// can be read through kubectl exec in an image with no shell. A body
+	// the timeout (or the connection) cut short fails the probe: what it
+	// printed is not the answer.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody+1))
+	cut := len(body) > maxProbeBody
+	if cut {
+		body = body[:maxProbeBody]
+	}
 	fmt.Fprintf(stdout, "%s %s\n%s", where, resp.Status, body)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "probe: the answer's body was cut short after %d bytes: %v\n", len(body), redact.Error(err, args[0]))
+		return 1
+	case cut:
+		fmt.Fprintf(stderr, "probe: the answer's body is longer than %d MiB; the rest is not printed\n", maxProbeBody>>20)
+	}
 	if resp.StatusCode/100 != 2 {
 		return 1
 	}
 	return 0
 }
+
+// maxProbeBody is how much of an answer's body a probe prints.
+const maxProbeBody = 8 << 20

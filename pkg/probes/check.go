@@ -178,8 +178,10 @@ func (c *check) init() {
 // run runs the check once under its timeout and folds the outcome into the
 // thresholded result. A run whose caller gave up first (Evaluate's ctx
 // ended, the registry stopping) says nothing about the dependency: it is
-// not recorded, and the last result stands. With calls, the CheckFunc is
-// counted in it while it runs (see call).
+// not recorded, and the last result stands; the result returned for it is
+// failing, with the caller's error, as the caller cannot be told the
+// check passes (the last pass may be from before the dependency hung).
+// With calls, the CheckFunc is counted in it while it runs (see call).
 func (c *check) run(ctx context.Context, calls *inflight) Result {
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
@@ -188,7 +190,9 @@ func (c *check) run(ctx context.Context, calls *inflight) Result {
 	begin := time.Now()
 	err := c.call(ctx, calls)
 	if caller.Err() != nil {
-		return c.cached()
+		r := c.cached()
+		r.Passing, r.Err = false, fmt.Errorf("not run to the end: its caller gave up: %w", context.Cause(caller))
+		return r
 	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // finished, but too late to count
@@ -284,7 +288,7 @@ func (c *check) record(err error, n uint64, at time.Time, d time.Duration) Resul
 	} else {
 		r.ConsecutiveFailures++
 		r.ConsecutiveSuccesses = 0
-		if first || r.ConsecutiveFailures >= c.FailureThreshold {
+		if r.ConsecutiveFailures >= c.FailureThreshold { // a check not yet passing is failing already
 			r.Passing = false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -41,31 +42,58 @@ func TestThresholdsStopFlapping(t *testing.T) {
 	}
 }
 
+// A check's first result is its verdict at once, whatever its thresholds:
+// one failing from the start never passed (it starts failing, with
+// ErrNotRun), and one passing from the start need not wait for
+// SuccessThreshold passes, which exist to stop a recovering check flapping.
 func TestFirstResultCountsAtOnce(t *testing.T) {
-	r := New()
-	r.Add(Readiness, Check{Name: "dep", FailureThreshold: 5, Run: fail("down")})
-	if rep, _ := r.Evaluate(t.Context(), Readiness, "", nil); rep.Passing {
-		t.Fatal("a check failing from the start reported passing")
+	for _, tt := range []struct {
+		name  string
+		check Check
+		want  bool
+	}{
+		{"failing", Check{Name: "dep", FailureThreshold: 5, Run: fail("down")}, false},
+		{"passing", Check{Name: "dep", SuccessThreshold: 3, Run: func(context.Context) error { return nil }}, true},
+	} {
+		r := New()
+		r.Add(Readiness, tt.check)
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "", nil); rep.Passing != tt.want {
+			t.Errorf("%s from the start: passing %v, want %v", tt.name, rep.Passing, tt.want)
+		}
 	}
 }
 
-func TestInlineCheckTimesOut(t *testing.T) {
+// A check that passed once and now hangs, evaluated by a caller whose ctx
+// ends before the check's Timeout (a gRPC health call's deadline, say), is
+// failing for that caller, with its error: the run says nothing about the
+// dependency and is not recorded, but the last pass may be from before it
+// hung, and reporting it would say passing for as long as it hangs.
+func TestEvaluateCutShortIsNoPass(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
+		var down atomic.Bool
 		r := New()
-		r.Add(Readiness, Check{Name: "deaf", Timeout: 2 * time.Second, Run: func(context.Context) error {
-			<-release // ignores its context
+		r.Add(Readiness, Check{Name: "dep", Timeout: 5 * time.Second, Run: func(ctx context.Context) error {
+			if down.Load() {
+				<-ctx.Done() // the dependency hangs; the check honours its ctx
+				return ctx.Err()
+			}
 			return nil
 		}})
-		begin := time.Now()
-		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
-		if took := time.Since(begin); took != 2*time.Second {
-			t.Errorf("probe took %v, want the 2s timeout", took)
+		if rep, _ := r.Evaluate(t.Context(), Readiness, "", nil); !rep.Passing {
+			t.Fatal("no first pass")
 		}
-		if rep.Passing || !errors.Is(rep.Checks[0].Err, context.DeadlineExceeded) {
-			t.Errorf("report = %+v", rep)
+		down.Store(true)
+		for i := range 3 {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			rep, _ := r.Evaluate(ctx, Readiness, "", nil)
+			cancel()
+			if err := rep.Checks[0].Err; rep.Passing || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "its caller gave up") {
+				t.Errorf("Evaluate %d, cut short by its caller: passing %v, error %v; want failing, the caller's deadline", i+1, rep.Passing, err)
+			}
 		}
-		close(release)
+		if res := r.Results()[0]; !res.Passing || res.Runs != 1 {
+			t.Errorf("after the cut-short runs: %+v; want the one recorded pass", res)
+		}
 	})
 }
 
@@ -84,13 +112,16 @@ func TestInstantChecks(t *testing.T) {
 		return nil
 	}})
 	r.Add(Liveness, Check{Name: "bad", Instant: true, Run: func(context.Context) error { panic("nil map") }})
+	r.Add(Liveness, Check{Name: "worse", Run: func(context.Context) error { panic("nil map") }})
 	rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
 	if !rep.Passing || instantDeadline || !inlineDeadline {
 		t.Fatalf("passing %v; instant check had a deadline %v, inline check %v", rep.Passing, instantDeadline, inlineDeadline)
 	}
-	rep, _ = r.Evaluate(t.Context(), Liveness, "", nil)
-	if rep.Passing || rep.Checks[0].Err == nil || !strings.Contains(rep.Checks[0].Err.Error(), "check panicked: nil map") {
-		t.Fatalf("a panicking instant check: %+v", rep.Checks)
+	for _, name := range []string{"bad", "worse"} {
+		rep, _ = r.Evaluate(t.Context(), Liveness, name, nil)
+		if rep.Passing || rep.Checks[0].Err == nil || !strings.Contains(rep.Checks[0].Err.Error(), "check panicked: nil map") {
+			t.Errorf("a panicking check (%s): %+v", name, rep.Checks)
+		}
 	}
 }
 

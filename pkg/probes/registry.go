@@ -17,6 +17,7 @@ type Registry struct {
 	checks  []*check
 	byName  map[string]*check
 	started bool
+	stopped bool // Stop was called: Start runs nothing from then on
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the background checks' loops
@@ -29,8 +30,8 @@ func New() *Registry {
 }
 
 // Add registers c for the probes in kind. It panics on an invalid check, a
-// name already used, or a background check added after Start: those are
-// wiring mistakes.
+// name already used, or a background check added after Start or Stop:
+// those are wiring mistakes.
 func (r *Registry) Add(kind Kind, c Check) {
 	ch := &check{Check: c, kind: kind}
 	if err := ch.validate(); err != nil {
@@ -45,6 +46,9 @@ func (r *Registry) Add(kind Kind, c Check) {
 	if r.started && c.Interval > 0 {
 		panic(fmt.Sprintf("probes: background check %q added after Start", c.Name))
 	}
+	if r.stopped && c.Interval > 0 {
+		panic(fmt.Sprintf("probes: background check %q added after Stop: it would never run", c.Name))
+	}
 	r.checks = append(r.checks, ch)
 	r.byName[c.Name] = ch
 }
@@ -53,11 +57,11 @@ func (r *Registry) Add(kind Kind, c Check) {
 // Stop or ctx ends. It returns at once. After Stop, or once ctx ends, the
 // background checks no longer run and probes keep reading their last
 // results: start the registry with a context that lasts as long as its
-// probes are served.
+// probes are served. A second Start, or one after Stop, does nothing.
 func (r *Registry) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.started {
+	if r.started || r.stopped {
 		return
 	}
 	r.started = true
@@ -163,6 +167,7 @@ func Refreshing(ctx context.Context) bool {
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	cancel := r.cancel
+	r.stopped = true
 	r.mu.Unlock()
 	if cancel != nil { // started
 		cancel()
@@ -194,7 +199,9 @@ type Report struct {
 
 // Evaluate reports the probe of kind: instant checks run now in the
 // caller's goroutine, other inline checks run now concurrently, each under
-// its timeout, and background checks give their cached result.
+// its timeout, and background checks give their cached result. An inline
+// check still running when ctx ends is reported failing, with ctx's
+// error, and its run is not recorded.
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind, or exclude names it.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {

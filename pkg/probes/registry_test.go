@@ -58,6 +58,50 @@ func TestAddAfterStart(t *testing.T) {
 	r.Add(Readiness, Check{Name: "late", Interval: time.Second, Run: pass})
 }
 
+// Once Stop has returned, no background run starts again: a Start after
+// it (a registry stopped before it was started, as a failed wiring does)
+// runs nothing, and so does a second Start; a background check added then
+// is refused, as it would never run.
+func TestStartAfterStopRunsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "bg", Interval: time.Second, Run: func(context.Context) error { runs.Add(1); return nil }})
+		r.Stop()
+		r.Start(t.Context())
+		time.Sleep(3500 * time.Millisecond) // three intervals and a half of synctest's clock
+		synctest.Wait()
+		r.Stop()
+		if n := runs.Load(); n != 0 {
+			t.Errorf("Start after Stop ran the background check %d times", n)
+		}
+		defer func() {
+			if msg := fmt.Sprint(recover()); msg != `probes: background check "late" added after Stop: it would never run` {
+				t.Errorf("Add of a background check after Stop: panic %q", msg)
+			}
+		}()
+		r.Add(Readiness, Check{Name: "late", Interval: time.Second, Run: pass})
+	})
+}
+
+// A second Start does not start the background checks again: each runs
+// once at Start and then once an Interval.
+func TestSecondStartIsIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		r := New()
+		r.Add(Readiness, Check{Name: "bg", Interval: time.Second, Run: func(context.Context) error { runs.Add(1); return nil }})
+		r.Start(t.Context())
+		r.Start(t.Context())
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		r.Stop()
+		if n := runs.Load(); n != 3 { // at 0s, 1s and 2s
+			t.Errorf("the background check ran %d times in 2.5s after two Starts, want 3", n)
+		}
+	})
+}
+
 func TestAddPanicsOnMistakes(t *testing.T) {
 	tests := []struct {
 		name string
