@@ -95,7 +95,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// its result is the dependency's, whoever waits for it.
 	rep, ok := h.r.evaluate(req.Context(), true, kind, only, exclude)
 	if !ok {
-		http.Error(w, fmt.Sprintf("%s has no check %q", probe, only), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("%s has no check %q; its checks: %s", probe, only, strings.Join(h.r.names(kind), ", ")), http.StatusNotFound)
 		return
 	}
 	hdr := w.Header()

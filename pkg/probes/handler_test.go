@@ -45,7 +45,8 @@ func TestHandler(t *testing.T) {
 		{"sub-path beside an exclude of another check: no warning", public, "GET", "/readyz/hook/api/warm?verbose&exclude=db", nil, 200,
 			"[+]hook/api/warm ok\n", "cannot be excluded"},
 		{"sub-path of a failing check", public, "GET", "/readyz/db", nil, 503, "[-]db failed", ""},
-		{"sub-path of another probe's check", public, "GET", "/livez/db", nil, 404, `livez has no check "db"`, ""},
+		{"sub-path of another probe's check", public, "GET", "/livez/db", nil, 404, `livez has no check "db"; its checks: ping`, ""},
+		{"sub-path of no check", public, "GET", "/readyz/nope", nil, 404, `readyz has no check "nope"; its checks: db, hook/api/warm`, ""},
 		{"startupz", public, "GET", "/startupz", nil, 200, "ok\n", ""},
 		{"HEAD", public, "HEAD", "/livez", nil, 200, "", ""},
 		{"POST refused", public, "POST", "/livez", nil, 405, "use GET or HEAD", ""},
@@ -73,6 +74,9 @@ func TestHandler(t *testing.T) {
 			}
 			if code < 400 && hdr.Get("Cache-Control") != "no-store" {
 				t.Errorf("Cache-Control = %q", hdr.Get("Cache-Control"))
+			}
+			if got := hdr.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 			}
 		})
 	}

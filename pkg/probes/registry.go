@@ -176,6 +176,20 @@ func (r *Registry) Stop() {
 	<-r.calls.wait() // each call returned, or is past its deadline
 }
 
+// names returns the names of kind's checks, sorted.
+func (r *Registry) names(kind Kind) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for _, c := range r.checks {
+		if c.kind&kind != 0 {
+			out = append(out, c.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Results returns every check's last result, sorted by name, without
 // running any check.
 func (r *Registry) Results() []Result {

@@ -58,6 +58,23 @@ func TestAddAfterStart(t *testing.T) {
 	r.Add(Readiness, Check{Name: "late", Interval: time.Second, Run: pass})
 }
 
+// Results lists every check, of every probe, sorted by name, whatever
+// the order they were added in.
+func TestResultsAreSortedByName(t *testing.T) {
+	r := New()
+	for _, name := range []string{"sidecar/envoy:15021", "db", "hook/api/warm", "cache"} {
+		r.Add(Readiness, Check{Name: name, Run: pass})
+	}
+	r.Add(Liveness, Check{Name: "ping", Run: pass})
+	var got []string
+	for _, res := range r.Results() {
+		got = append(got, res.Name)
+	}
+	if want := []string{"cache", "db", "hook/api/warm", "ping", "sidecar/envoy:15021"}; !slices.Equal(got, want) {
+		t.Errorf("Results = %q, want %q", got, want)
+	}
+}
+
 // Once Stop has returned, no background run starts again: a Start after
 // it (a registry stopped before it was started, as a failed wiring does)
 // runs nothing, and so does a second Start; a background check added then

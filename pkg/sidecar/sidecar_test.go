@@ -382,6 +382,16 @@ func TestQuit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") {
 		t.Fatalf("Quit = %v", err)
 	}
+	// A 4xx is no quit either: a wrong path (Linkerd's /shutdown sent to
+	// Istio) or method, and the sidecar runs on.
+	for _, code := range []int{http.StatusNotFound, http.StatusMethodNotAllowed} {
+		refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }))
+		err := Quit(bounded, []string{refusing.URL + "/shutdown"}, Options{Logger: quiet})
+		refusing.Close()
+		if err == nil || !strings.Contains(err.Error(), http.StatusText(code)) {
+			t.Errorf("Quit to a sidecar answering %d = %v, want a failure naming it", code, err)
+		}
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := Quit(ctx, []string{ok.URL + "/quitquitquit"}, Options{Logger: quiet}); err == nil {
