@@ -316,6 +316,9 @@ func TestMisuseExits2(t *testing.T) {
 		{"serve with arguments", []string{"serve", "--port=80"}, nil, `server: serve takes no arguments, got ["--port=80"]`},
 		{"version with arguments", []string{"version", "x"}, nil, `server: version takes no arguments`},
 		{"sidecar with arguments", []string{"sidecar", "x"}, nil, `server: sidecar takes no arguments`},
+		{"help with arguments", []string{"help", "probe"}, nil, `server: help takes no arguments`},
+		{"--help with arguments", []string{"--help", "x"}, nil, `server: --help takes no arguments`},
+		{"probe of a URL without its scheme, its password hidden", []string{"probe", "admin:s3cr3tpw@127.0.0.1:9090/livez"}, nil, `"admin:xxxxx@127.0.0.1:9090/livez" is not an http:// or https:// URL with a host`},
 		{"probe without a URL", []string{"probe"}, nil, "usage: server probe URL"},
 		{"probe of a URL without its scheme", []string{"probe", "localhost:9090/livez"}, nil, `"localhost:9090/livez" is not an http:// or https:// URL with a host`},
 		{"probe of a URL without a host", []string{"probe", "http:///livez"}, nil, "is not an http:// or https:// URL with a host"},
@@ -350,8 +353,8 @@ func TestMisuseExits2(t *testing.T) {
 			go func() { exited <- run(tt.args, tt.env, &stdout, &stderr) }()
 			select {
 			case code := <-exited:
-				if code != 2 || !strings.Contains(stderr.String(), tt.want) {
-					t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tt.want)
+				if code != 2 || !strings.Contains(stderr.String(), tt.want) || strings.Contains(stderr.String(), "s3cr3t") {
+					t.Fatalf("exit %d, stderr %q; want 2 and %q, and no password", code, stderr.String(), tt.want)
 				}
 			case <-time.After(30 * time.Second): // a regression starts the command instead of refusing it
 				t.Fatalf("still running after 30s; want it refused with exit 2 and %q", tt.want)
@@ -483,6 +486,17 @@ func TestPodsOf(t *testing.T) {
 	} {
 		if got := podsOf(tt.deployment).MatchString(tt.pod); got != tt.want {
 			t.Errorf("podsOf(%q).MatchString(%q) = %v, want %v", tt.deployment, tt.pod, got, tt.want)
+		}
+	}
+}
+
+// help, -h and --help print the usage, which names every command, and
+// exit 0.
+func TestHelpPrintsTheUsage(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		var stdout bytes.Buffer
+		if code := run([]string{arg}, nil, &stdout, io.Discard); code != 0 || !strings.Contains(stdout.String(), "usage: server [serve | sidecar | probe URL | prune-pushgateway OLDER_THAN [DEPLOYMENT] | version | help]") {
+			t.Errorf("server %s: exit %d, printed %q", arg, code, stdout.String())
 		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if (cmd == "serve" || cmd == "sidecar" || cmd == "version") && len(args) > 0 {
+	if slices.Contains([]string{"serve", "sidecar", "version", "help", "-h", "--help"}, cmd) && len(args) > 0 {
 		fmt.Fprintf(stderr, "server: %s takes no arguments, got %q (configuration is BERTH_* environment variables)\n%s\n", cmd, args, usage)
 		return serve.ExitConfig
 	}
@@ -80,7 +81,7 @@ func run(args []string, env map[string]string, stdout, stderr io.Writer) int {
 	}
 }
 
-const usage = `usage: server [serve | sidecar | probe URL | prune-pushgateway OLDER_THAN | version]
+const usage = `usage: server [serve | sidecar | probe URL | prune-pushgateway OLDER_THAN [DEPLOYMENT] | version | help]
 configuration: BERTH_* environment variables (see the README)`
 
 // newLogger returns the service's logger. Every duration is logged in

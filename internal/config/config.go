@@ -397,7 +397,7 @@ func setButEmpty[T any](cfg T, environ map[string]string) []string {
 	for _, f := range reflect.VisibleFields(v.Type()) {
 		name := f.Tag.Get("env")
 		what, typed := accepted[f.Type]
-		if value, set := environ[name]; !typed || !set || value != "" {
+		if value, set := environ[name]; name == "" || !typed || !set || value != "" { // untagged: no variable (execve allows one named "")
 			continue
 		}
 		problems = append(problems, fmt.Sprintf("%s is set but empty: unset it for its default (%v), or give %s", name, v.FieldByIndex(f.Index).Interface(), what))

@@ -105,6 +105,21 @@ func TestLoad(t *testing.T) {
 			`BERTH_SIDECARS="http://u:xxxxx@istio:15021/ready,bad": `},
 		{"a quit list with a password in an entry it does not refuse", map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr3tpw@h:1/q, ftp://x"},
 			`BERTH_SIDECAR_QUIT="http://u:xxxxx@h:1/q, ftp://x": `},
+		// Passwords written otherwise, each hidden: a libpq keyword/value
+		// string (pgx reads one; the service wants a URL), a password in
+		// the query, a URL without its scheme.
+		{"a keyword/value connection string, its password hidden", map[string]string{"BERTH_DATABASE_URL": "host=db user=app password=s3cr3tpw dbname=app"},
+			`BERTH_DATABASE_URL="host=db user=app password=xxxxx dbname=app": want a postgres:// or postgresql:// URL`},
+		{"a database URL without its scheme, its password hidden", map[string]string{"BERTH_DATABASE_URL": "app:s3cr3tpw@db:5432/app"},
+			`BERTH_DATABASE_URL="app:xxxxx@db:5432/app": want a postgres:// or postgresql:// URL`},
+		{"a database URL with its password in the query, hidden", map[string]string{"BERTH_DATABASE_URL": "postgres://app@db:5432/app?password=s3cr3tpw&sslmode=bogus"},
+			`BERTH_DATABASE_URL="postgres://app@db:5432/app?password=xxxxx&sslmode=bogus": cannot be read`},
+		{"a Pushgateway URL without its scheme, its password hidden", map[string]string{"BERTH_PUSHGATEWAY_URL": "admin:s3cr3tpw@pushgateway:9091"},
+			`BERTH_PUSHGATEWAY_URL="admin:xxxxx@pushgateway:9091": want the Pushgateway's http:// or https:// URL`},
+		{"a quit URL without its scheme, its password hidden", map[string]string{"BERTH_SIDECAR_QUIT": "admin:s3cr3tpw@127.0.0.1:15000/quitquitquit"},
+			`BERTH_SIDECAR_QUIT="admin:xxxxx@127.0.0.1:15000/quitquitquit": `},
+		{"a sidecar without its scheme, its password hidden", map[string]string{"BERTH_SIDECARS": "admin:s3cr3tpw@127.0.0.1:15000/ready"},
+			`BERTH_SIDECARS="admin:xxxxx@127.0.0.1:15000/ready": `},
 		{"a database URL that is fine", map[string]string{"BERTH_DATABASE_URL": "postgres://berth:pw@db:5432/berth?sslmode=disable&pool_max_conns=8"}, ""},
 		{"a duration too long to read", map[string]string{"BERTH_DRAIN_TIMEOUT": "9999999h"},
 			`BERTH_DRAIN_TIMEOUT="9999999h" is not a Go duration such as 250ms, 5s or 1m; want between 100ms and 1h0m0s`},
@@ -142,6 +157,21 @@ func TestLoad(t *testing.T) {
 	_, err := Load(map[string]string{"BERTH_STOP_TIMEOUT": "soon", "BERTH_SINGLE_LISTENER": "yes"})
 	if !strings.Contains(err.Error(), `BERTH_SINGLE_LISTENER="yes" is not true or false`) {
 		t.Fatalf("second problem not reported: %v", err)
+	}
+}
+
+// Parse reads only the fields that name a variable: an untagged field is
+// no variable "", even when the environment holds an entry of that empty
+// name (execve allows "="), which made the empty-value check panic on an
+// unexported field.
+func TestParseIgnoresUntaggedFields(t *testing.T) {
+	var cfg struct {
+		Hold     time.Duration `env:"BERTH_SIDECAR_HOLD" envDefault:"0s"`
+		debounce time.Duration
+	}
+	_ = cfg.debounce
+	if problems := Parse(&cfg, map[string]string{"": ""}); len(problems) != 0 {
+		t.Fatalf("Parse = %q, want no problem", problems)
 	}
 }
 

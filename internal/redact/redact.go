@@ -1,5 +1,8 @@
-// Package redact hides the password of a URL, in the URL and in errors
-// that quote it, so that a connection string can be shown to an operator.
+// Package redact hides the passwords a connection string holds, in the
+// string and in errors that quote it, so that it can be shown to an
+// operator however it was written: a URL (with its scheme, or without,
+// as "user:password@host"), a password in a URL's query, or a libpq
+// keyword/value string ("host=db password=s3cret"), which pgx reads too.
 package redact
 
 import (
@@ -9,22 +12,23 @@ import (
 	"strings"
 )
 
-// URL returns raw with its password, if any, replaced by "xxxxx". A URL
-// that does not parse (an unencoded "@" or space in the password, say)
+// URL returns raw with every password in it replaced by "xxxxx": the
+// URL's own, and the value of a password or sslpassword parameter, in
+// its query or as a libpq keyword. A URL that does not parse (an
+// unencoded "@" or space in the password, say), or that has no scheme,
 // has everything between the user's ":" and the last "@", the host's, cut
 // out, as net/url itself splits user from host at the last "@".
 func URL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return hideUserinfo(raw, raw)
-	}
-	if u.User == nil {
-		return raw
+	s := hideParams(raw)
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" { // "user:pass@host" parses as scheme "user"
+		return hideUserinfo(s, s)
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		return u.String()
 	}
-	return u.String()
+	return s
 }
 
 // quoted is a connection string as pgx quotes it in its errors.
@@ -42,10 +46,13 @@ func Error(err error, raw string) error {
 	}
 	msg := quoted.ReplaceAllLiteralString(err.Error(), "`"+URL(raw)+"`")
 	// raw's own "user:password@", wherever the message repeats raw
-	// unquoted (client_golang's push errors quote the URL so).
-	msg = hideUserinfo(msg, raw)
-	if pass := password(raw); len(pass) >= 6 {
-		msg = strings.ReplaceAll(msg, pass, "xxxxx")
+	// unquoted (client_golang's push errors quote the URL so), and any
+	// password parameter it repeats.
+	msg = hideParams(hideUserinfo(msg, raw))
+	for _, pass := range passwords(raw) {
+		if len(pass) >= 6 {
+			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		}
 	}
 	if msg == err.Error() {
 		return err
@@ -53,14 +60,41 @@ func Error(err error, raw string) error {
 	return errors.New(msg)
 }
 
-// userinfo is the text of raw between "://" and its last "@", split at
-// the first ":"; ok is false without that ":".
+// queryParam is a password parameter in a URL's query, and keywordParam
+// one in a libpq keyword/value string, whose value may be quoted (with
+// backslash escapes) or runs to the next space. Each keeps its value in
+// its last group.
+var (
+	queryParam   = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#]+)`)
+	keywordParam = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)`)
+)
+
+// hideParams replaces the values of s's password parameters by "xxxxx".
+func hideParams(s string) string {
+	s = queryParam.ReplaceAllString(s, "${1}xxxxx")
+	return keywordParam.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// userinfo is raw's "user:password" split at the first ":": the text
+// between "://" and the last "@", or for a URL without a scheme, the text
+// before the last "@" ahead of its path; ok is false without that ":", or
+// when raw is no URL (a keyword/value string, say).
 func userinfo(raw string) (user, pass string, ok bool) {
-	i, at := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
-	if i < 0 || at < i {
+	start, end := 0, len(raw)
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + 3
+	} else if j := strings.IndexAny(raw, "/?#"); j >= 0 {
+		end = j
+	}
+	at := strings.LastIndex(raw[:end], "@")
+	if at < start {
 		return "", "", false
 	}
-	return strings.Cut(raw[i+3:at], ":")
+	info := raw[start:at]
+	if start == 0 && strings.ContainsAny(info, " \t=") {
+		return "", "", false
+	}
+	return strings.Cut(info, ":")
 }
 
 // hideUserinfo replaces raw's "user:password@", wherever s holds it, by
@@ -73,13 +107,27 @@ func hideUserinfo(s, raw string) string {
 	return strings.ReplaceAll(s, user+":"+pass+"@", user+":xxxxx@")
 }
 
-// password is raw's password: as net/url reads it, or, when raw does not
-// parse, the text between the user's ":" and the last "@".
-func password(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		pass, _ := u.User.Password()
-		return pass
+// passwords are the passwords raw holds: the URL's, as net/url reads it
+// or, when raw does not parse as a URL with a scheme, the text between
+// the user's ":" and the last "@"; and the values of its password
+// parameters, unquoted.
+func passwords(raw string) []string {
+	var out []string
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		if pass, ok := u.User.Password(); ok {
+			out = append(out, pass)
+		}
+	} else if _, pass, ok := userinfo(raw); ok {
+		out = append(out, pass)
 	}
-	_, pass, _ := userinfo(raw)
-	return pass
+	for _, re := range []*regexp.Regexp{queryParam, keywordParam} {
+		for _, m := range re.FindAllStringSubmatch(raw, -1) {
+			v := m[len(m)-1]
+			if unquoted, err := url.QueryUnescape(v); re == queryParam && err == nil {
+				out = append(out, unquoted)
+			}
+			out = append(out, strings.Trim(v, "'"))
+		}
+	}
+	return out
 }

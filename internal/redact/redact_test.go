@@ -18,6 +18,24 @@ func TestURL(t *testing.T) {
 		{"postgres://berth:s3c@ret@db:notaport/berth", "postgres://berth:xxxxx@db:notaport/berth"},
 		{"postgres://berth:pass word@db/berth", "postgres://berth:xxxxx@db/berth"},
 		{"http://pushgateway:9091", "http://pushgateway:9091"},
+		// Written otherwise: without the scheme, the password in the query
+		// (pgx reads it there), a libpq keyword/value string.
+		{"berth:s3cret@db:5432/berth", "berth:xxxxx@db:5432/berth"},
+		{"admin:s3cret@127.0.0.1:15000/quit@x", "admin:xxxxx@127.0.0.1:15000/quit@x"},
+		{"admin:s3c@ret@pushgateway:9091", "admin:xxxxx@pushgateway:9091"},
+		{"postgres://berth@db/berth?password=s3cret&sslmode=bogus", "postgres://berth@db/berth?password=xxxxx&sslmode=bogus"},
+		{"postgres://db/berth?sslmode=require&PASSWORD=s3cret#x", "postgres://db/berth?sslmode=require&PASSWORD=xxxxx#x"},
+		{"postgres://db/berth?sslpassword=s3cret", "postgres://db/berth?sslpassword=xxxxx"},
+		{"host=db user=berth password=s3cret dbname=berth", "host=db user=berth password=xxxxx dbname=berth"},
+		{`host=db password = 'it\'s s3cret' dbname=berth`, "host=db password = xxxxx dbname=berth"},
+		{`host=db password='s3c\'ret and more' sslpassword=p@ss:w`, "host=db password=xxxxx sslpassword=xxxxx"},
+		{"password=s3cret", "password=xxxxx"},
+		{"host=db:5432 password=p@ss dbname=berth", "host=db:5432 password=xxxxx dbname=berth"},
+		// Not passwords.
+		{"host=db user=berth dbname=berth", "host=db user=berth dbname=berth"},
+		{"postgres://db/berth?mypassword=open", "postgres://db/berth?mypassword=open"},
+		{"127.0.0.1:15021", "127.0.0.1:15021"},
+		{"berth@db/berth", "berth@db/berth"},
 	} {
 		if got := redact.URL(tt.raw); got != tt.want {
 			t.Errorf("URL(%q) = %q, want %q", tt.raw, got, tt.want)
@@ -50,6 +68,30 @@ func TestErrorHidesEveryPartOfThePassword(t *testing.T) {
 	plain := errors.New("connection refused")
 	if got := redact.Error(plain, "postgres://a:b@c/d"); got != plain {
 		t.Errorf("an error without the URL became %v", got)
+	}
+}
+
+// A password written otherwise (in the query, as a keyword, without the
+// URL's scheme) is hidden in an error that repeats it too: quoted as pgx
+// quotes a connection string, as a parameter, or anywhere when it is six
+// characters or more.
+func TestErrorHidesAPasswordWrittenOtherwise(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://berth@db/berth?password=s3cret6&sslmode=bogus",
+		"host=db user=berth password=s3cret6 sslmode=bogus",
+		"host=db user=berth password='s3cret6' sslmode=bogus",
+		"berth:s3cret6@db:5432/berth",
+		"postgres://berth@db/berth?password=s3cr%65t6",
+	} {
+		for _, msg := range []string{
+			"cannot parse `" + raw + "`: failed to configure TLS",
+			"connecting with password=s3cret6: refused",
+			"the server refused s3cret6",
+		} {
+			if got := redact.Error(errors.New(msg), raw).Error(); strings.Contains(got, "s3cret6") {
+				t.Errorf("Error(%q, %q) = %q", msg, raw, got)
+			}
+		}
 	}
 }
 
