@@ -82,7 +82,10 @@ var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]
 // ReplicaSet's pod-template hash, then five random characters), where
 // Kubernetes cuts what comes before the five to 58 characters, the hash
 // and even NAME with it. Another Deployment NAME-x's pods
-// (NAME-x-HASH-XXXXX) do not match.
+// (NAME-x-HASH-XXXXX) do not match, with one exception names alone cannot
+// settle: when "NAME-x-" is 58 characters long, its pods are
+// NAME-x-XXXXX, which is also how NAME's pods read when their hash is x
+// (a hash of 1 to 10 characters; most are 9 or 10).
 func podsOf(deployment string) *regexp.Regexp {
 	const maxBase = 58 // Kubernetes's generated names: a base of at most 58, then 5
 	base := deployment + "-"
