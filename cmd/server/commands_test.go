@@ -391,6 +391,17 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
 
+	// A Pushgateway that lists a group and refuses to delete it.
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			http.Error(w, "storage is read-only", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, `{"status":"success","data":[{"labels":{"job":"berth-exit","namespace":"shop","pod":"old"},"push_time_seconds":{"metrics":[{"value":"%g"}]}}]}`, now-7200)
+	}))
+	defer refusing.Close()
+	withPassword := strings.Replace(refusing.URL, "http://", "http://admin:s3cr3tpw@", 1)
+
 	env := map[string]string{"BERTH_PUSHGATEWAY_URL": gw.URL, "POD_NAMESPACE": "shop"}
 	var logs bytes.Buffer
 	if code := run([]string{"prune-pushgateway", "1h"}, env, io.Discard, &logs); code != 0 {
@@ -453,10 +464,12 @@ func TestPrunePushgatewayCommand(t *testing.T) {
 		{"bad URL", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": "pushgateway:9091"}, 2, "BERTH_PUSHGATEWAY_URL"},
 		{"misspelt variable", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URI": gw.URL}, 2, "BERTH_PUSHGATEWAY_URL"},
 		{"unreachable", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": closed}, 1, "pruning the Pushgateway failed"},
+		{"a name too long for a Deployment", []string{"1h", strings.Repeat("a", 254)}, env, 2, "at most 253"},
+		{"a deletion refused, the password hidden", []string{"1h"}, map[string]string{"BERTH_PUSHGATEWAY_URL": withPassword}, 1, "admin:xxxxx@"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			if code := run(append([]string{"prune-pushgateway"}, tt.args...), tt.env, io.Discard, &logs); code != tt.code || !strings.Contains(logs.String(), tt.says) {
+			if code := run(append([]string{"prune-pushgateway"}, tt.args...), tt.env, io.Discard, &logs); code != tt.code || !strings.Contains(logs.String(), tt.says) || strings.Contains(logs.String(), "s3cr3t") {
 				t.Errorf("exit %d, want %d, logging %q:\n%s", code, tt.code, tt.says, logs.String())
 			}
 		})

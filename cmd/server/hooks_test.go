@@ -90,6 +90,26 @@ func TestDemoWarmupFitsTheCacheHook(t *testing.T) {
 	}
 }
 
+// A shutdown during the warm-up does not wait for it: the start returns
+// as its context ends, not when the 10m warm-up would have.
+func TestDemoWarmupEndsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "10m", "BERTH_DATA_DIR": t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := &lifespan.App{Name: "berth"}
+		app.Append(withDemo(cfg, serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{})[:3])...) // db, migrate, cache
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel) // SIGTERM, a second into the warm-up
+		begin := time.Now()
+		err = app.Start(ctx)
+		if took := time.Since(begin); !errors.Is(err, context.Canceled) || took != time.Second {
+			t.Errorf("start cancelled a second into a 10m warm-up: %v after %v; want it ended then", err, took)
+		}
+	})
+}
+
 // The migrate hook's bound is BERTH_MIGRATE_TIMEOUT: a migration that
 // copies a large table may need more than the default minute.
 func TestMigrateTimeoutIsConfigured(t *testing.T) {
@@ -178,4 +198,35 @@ func TestCacheRefreshRidesOutAnOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// The sidecar wait's failure names the setting to raise, and only when the
+// wait itself ran out: a wait ended by a shutdown was not too short.
+func TestSidecarWaitNamesItsTimeoutOnlyWhenItRanOut(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		shutdown bool
+		names    bool
+	}{
+		{"the wait ran out", false, true},
+		{"a shutdown ended it", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := namingTheWait(lifespan.Hook{Name: "sidecars", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, errors.New(`sidecar "istio-proxy:15021" not ready: 503 Service Unavailable`)
+			}}, time.Minute)
+			ctx, cancel := context.WithCancel(t.Context())
+			if tt.shutdown {
+				cancel()
+			}
+			defer cancel()
+			_, err := h.Start(ctx, nil)
+			if named := strings.Contains(fmt.Sprint(err), "waited BERTH_SIDECAR_TIMEOUT=1m0s for BERTH_SIDECARS"); err == nil || named != tt.names {
+				t.Errorf("error %v: names BERTH_SIDECAR_TIMEOUT %v, want %v", err, named, tt.names)
+			}
+		})
+	}
 }
