@@ -3,8 +3,10 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -40,6 +42,26 @@ func TestThresholdsStopFlapping(t *testing.T) {
 	if res.ConsecutiveSuccesses != 2 || res.ConsecutiveFailures != 0 || res.Err != nil {
 		t.Fatalf("result = %+v", res)
 	}
+}
+
+// A check without a Timeout runs under DefaultTimeout, 1s, and one with a
+// Timeout under its own.
+func TestCheckTimeoutDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New()
+		var got []time.Duration
+		for _, timeout := range []time.Duration{0, 3 * time.Second} {
+			r.Add(Readiness, Check{Name: fmt.Sprint("t", timeout), Timeout: timeout, Run: func(ctx context.Context) error {
+				deadline, _ := ctx.Deadline()
+				got = append(got, time.Until(deadline))
+				return nil
+			}})
+			r.Evaluate(t.Context(), Readiness, fmt.Sprint("t", timeout), nil)
+		}
+		if want := []time.Duration{time.Second, 3 * time.Second}; !slices.Equal(got, want) {
+			t.Errorf("checks ran under %v, want %v", got, want)
+		}
+	})
 }
 
 // A check's first result is its verdict at once, whatever its thresholds:

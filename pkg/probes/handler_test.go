@@ -55,6 +55,7 @@ func TestHandler(t *testing.T) {
 		{"json in any case", public, "GET", "/livez?format=JSON", nil, 200, `{"probe":"livez","status":"ok"`, ""},
 		{"text asked for over Accept", public, "GET", "/livez?format=text", []string{"Accept", "application/json"}, 200, "ok\n", "{"},
 		{"unknown format", public, "GET", "/livez?format=yaml", nil, 400, `format "yaml": want json or text (the default)`, ""},
+		{"an empty format, Accept decides", public, "GET", "/livez?format=", []string{"Accept", "application/json"}, 200, `{"probe":"livez","status":"ok"`, ""},
 		{"json by query", public, "GET", "/readyz?format=json", nil, 503,
 			`{"probe":"readyz","status":"failed","checks":[{"name":"db","ok":false,"reason":"reason withheld"},{"name":"hook/api/warm","ok":true}]}`, "refused"},
 		{"json by Accept", admin, "GET", "/livez", []string{"Accept", "application/json"}, 200,
