@@ -258,16 +258,27 @@ func (c *cluster) probeAll(ctx context.Context, ns, pod string, urls ...string) 
 	return outs, errs
 }
 
-// followLogs streams a container's log until the container exits and then
-// delivers all of it.
+// followLimit bounds a follow of a pod's log: longer than any step that
+// waits for a pod to exit (a rollout of three pods under load), shorter
+// than the suite's own limit.
+const followLimit = 8 * time.Minute
+
+// followLogs streams a container's log until the container exits (or
+// followLimit passes) and then delivers all of it.
 func (c *cluster) followLogs(t *testing.T, ns, pod, container string) <-chan string {
 	t.Helper()
-	stream, err := c.cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(t.Context())
+	// Bounded, so a pod that never exits (an upgrade that rolled nothing)
+	// ends the follow with the log so far, which the caller's checks then
+	// name, rather than a wait as long as the whole suite's.
+	ctx, cancel := context.WithTimeout(t.Context(), followLimit)
+	stream, err := c.cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
 	if err != nil {
+		cancel()
 		t.Fatalf("following %s/%s logs: %v", pod, container, err)
 	}
 	out := make(chan string, 1)
 	go func() {
+		defer cancel()
 		defer stream.Close()
 		b, err := io.ReadAll(stream)
 		if err != nil { // cut off: the whole log, read back, if it still can be

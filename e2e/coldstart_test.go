@@ -51,7 +51,9 @@ func TestColdStartWaitsForTheDatabase(t *testing.T) {
 			if db := waiting.Fields["database"]; db != "postgres ext-pg:5432/berth as berth" || strings.Contains(text, "cold-pw") {
 				t.Errorf("the wait names %v (and the password must never appear)", db)
 			}
-			if p, _ := c.cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); podReady(*p) {
+			if p, err := c.cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
+				t.Fatalf("reading pod %s: %v", pod.Name, err)
+			} else if podReady(*p) {
 				t.Fatal("berth is Ready before its database exists")
 			}
 			c.createPostgres(t, ns)

@@ -67,9 +67,12 @@ const (
 	loadMaxDuration = 4 * time.Minute
 )
 
-func startLoad(baseURL string) *load {
+func startLoad(t *testing.T, baseURL string) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), loadMaxDuration)
 	l := &load{cancel: cancel, done: make(chan struct{}), reasons: map[string]int{}}
+	// A step that fails before stop must not leave the load running into
+	// the scenarios after it.
+	t.Cleanup(func() { cancel(); <-l.done; l.wg.Wait() })
 	client := &http.Client{
 		Timeout:   15 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: 200, MaxIdleConnsPerHost: 200, IdleConnTimeout: 30 * time.Second},
@@ -178,6 +181,9 @@ func (r loadReport) check(t *testing.T, what string, failuresExpected bool) {
 	t.Helper()
 	if r.CutShort {
 		t.Errorf("%s: the load stopped by itself after %v, before the scenario ended: its figures miss the end", what, loadMaxDuration)
+	}
+	if r.Total == 0 {
+		t.Errorf("%s: the load sent no request: 0 failed means nothing", what)
 	}
 	if !failuresExpected && r.Failed != 0 {
 		t.Errorf("%s under load: %d of %d requests failed: %v", what, r.Failed, r.Total, r.Reasons)

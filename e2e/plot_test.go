@@ -40,14 +40,19 @@ type timeline struct {
 	c     *cluster
 	began time.Time
 	stop  chan struct{}
+	halt  func() // closes stop, once: at finish, or when the scenario ends without it
 	done  chan struct{}
 
 	mu    sync.Mutex
 	ready map[string][]plotter.XY // pod -> (seconds, 1 ready / 0 not)
 }
 
-func (c *cluster) recordTimeline(name string) *timeline {
+// recordTimeline polls the main release's pods' readiness for a plot,
+// until finish, or until t ends (a step that failed before finish).
+func (c *cluster) recordTimeline(t *testing.T, name string) *timeline {
 	tl := &timeline{name: name, c: c, began: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), ready: map[string][]plotter.XY{}}
+	tl.halt = sync.OnceFunc(func() { close(tl.stop) })
+	t.Cleanup(func() { tl.halt(); <-tl.done })
 	go func() {
 		defer close(tl.done)
 		tick := time.NewTicker(250 * time.Millisecond)
@@ -81,7 +86,7 @@ func (c *cluster) recordTimeline(name string) *timeline {
 // finish stops recording and writes the plot to the artifacts folder.
 func (tl *timeline) finish(t *testing.T, outcomes []outcome) {
 	t.Helper()
-	close(tl.stop)
+	tl.halt()
 	<-tl.done
 	end := time.Now()
 	p := newProm(t)

@@ -68,17 +68,18 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 		}).
 		Assess("a rolling update under load: shutdowns pushed, startups scraped, requests served equal to the load's", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			old := podNames(fresh) // pods that have served nothing yet
-			tl := c.recordTimeline("rolling update, figures in Prometheus")
+			tl := c.recordTimeline(t, "rolling update, figures in Prometheus")
 			began := time.Now()
-			ld := startLoad(apiURL)
+			ld := startLoad(t, apiURL)
 			c.waitServing(t, mainNamespace, fresh) // a baseline: the load reaches every pod before the rollout
-			err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-1")
+			// With the chart's drain, whatever a scenario before this one
+			// left (TestZeroDowntime's control ends with none).
+			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-1", "drain.delaySeconds=5", "drain.quietSeconds=0"); err != nil {
+				t.Fatal(err) // helm's own error (the load and the timeline stop in cleanup)
+			}
 			current := c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			rep := ld.stop(began)
 			defer tl.finish(t, rep.Outcomes)
-			if err != nil {
-				t.Fatal(err)
-			}
 			rep.check(t, "rolling update", false)
 			born := podNames(current)
 			oldRe, bornRe := strings.Join(old, "|"), strings.Join(born, "|")

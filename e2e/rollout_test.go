@@ -25,7 +25,7 @@ const (
 	warmup   = 5 * time.Second
 )
 
-// TestZeroDowntime runs against the release `make deploy` installed: it
+// TestZeroDowntime runs against the release TestMain installed: it
 // proves readiness gating, then zero failed requests through a rolling
 // update, a pod deletion and a rolling update with the quiet-period drain,
 // all under load, then runs the same rollout with the drain disabled as a
@@ -152,9 +152,9 @@ func TestZeroDowntime(t *testing.T) {
 		Assess("pod deletion under load: zero failed requests, in-flight requests complete", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			victim := c.waitSettled(t, mainNamespace, mainRelease, replicas)[0]
 			logs := c.followLogs(t, mainNamespace, victim.Name, "server")
-			tl := c.recordTimeline("pod deletion")
+			tl := c.recordTimeline(t, "pod deletion")
 			began := time.Now()
-			ld := startLoad(apiURL)
+			ld := startLoad(t, apiURL)
 			c.waitServing(t, mainNamespace, c.waitSettled(t, mainNamespace, mainRelease, replicas))
 			// A request that outlasts the drain delay (8s against 5s), sent
 			// to the victim itself through the API server's pod proxy just
@@ -208,6 +208,13 @@ func TestZeroDowntime(t *testing.T) {
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			figures["berth rolling update, quiet period"], shutdowns["quiet period (1s, delay 5s)"] = c.rolloutUnderLoad(t, "quiet-1", false)
+			// Each median over the three replaced pods (a pod whose log
+			// lacked its lines has already failed the step).
+			for _, k := range []string{"fixed delay (5s)", "quiet period (1s, delay 5s)"} {
+				if n := len(shutdowns[k]); n != replicas {
+					t.Fatalf("%d shutdown times for %s, want one per replaced pod (%d)", n, k, replicas)
+				}
+			}
 			fixed, quiet := median(shutdowns["fixed delay (5s)"]), median(shutdowns["quiet period (1s, delay 5s)"])
 			if quiet >= fixed {
 				t.Errorf("median SIGTERM-to-exit with the quiet period %v, not shorter than the fixed delay's %v", quiet, fixed)
@@ -266,17 +273,16 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) 
 	for i, p := range old {
 		logs[i] = c.followLogs(t, mainNamespace, p.Name, "server")
 	}
-	tl := c.recordTimeline("rolling update " + revision)
+	tl := c.recordTimeline(t, "rolling update "+revision)
 	began := time.Now()
-	ld := startLoad(apiURL)
+	ld := startLoad(t, apiURL)
 	c.waitServing(t, mainNamespace, old) // a baseline: the load reaches every pod before the rollout
-	err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout="+revision)
+	if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout="+revision); err != nil {
+		t.Fatal(err) // helm's own error, not a wait for pods that never roll (the load stops in cleanup)
+	}
 	c.waitSettled(t, mainNamespace, mainRelease, replicas)
 	rep := ld.stop(began)
 	tl.finish(t, rep.Outcomes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("rollout %s: %s", revision, rep)
 	rep.check(t, "rolling update "+revision, control)
 	var took []time.Duration
