@@ -113,10 +113,22 @@ func TestSettingsThatCannotWorkAreRefused(t *testing.T) {
 			}
 		})
 	}
+	for _, h := range []Hook{{Name: "db", Start: noop, StopTimeout: -1}, {Name: "db", Start: noop, StartTimeout: -1}} {
+		l := &App{Name: "api"}
+		l.Append(h)
+		want := fmt.Sprintf(`hook "db": StartTimeout %v, StopTimeout %v; want 0 (the app's) or more`, h.StartTimeout, h.StopTimeout)
+		if err := l.Start(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Start = %v, want %q", err, want)
+		}
+	}
+	// A context already done starts nothing.
+	j := &journal{}
 	l := &App{Name: "api"}
-	l.Append(Hook{Name: "db", Start: noop, StopTimeout: -1})
-	if err := l.Start(t.Context()); err == nil || !strings.Contains(err.Error(), `hook "db": StartTimeout 0s, StopTimeout -1ns`) {
-		t.Fatalf("Start = %v", err)
+	l.Append(recorded(j, "db", nil, nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := l.Start(ctx); err == nil || !strings.Contains(err.Error(), "startup abandoned") || len(j.list()) != 0 {
+		t.Errorf("Start with a done context = %v, hooks %q; want it abandoned before any hook", err, j.list())
 	}
 }
 

@@ -29,17 +29,19 @@ func TestGroupStartsInOrderStopsInReverse(t *testing.T) {
 
 func TestGroupFailureStopsEarlierApps(t *testing.T) {
 	j := &journal{}
-	a, b, c := &App{Name: "a"}, &App{Name: "b"}, &App{Name: "c"}
+	a, b, c, d := &App{Name: "a"}, &App{Name: "b"}, &App{Name: "c"}, &App{Name: "d"}
 	a.Append(recorded(j, "a.db", nil, errors.New("a close")))
-	b.Append(recorded(j, "b.db", nil, nil), recorded(j, "b.bad", errors.New("denied"), nil))
-	c.Append(recorded(j, "c.db", nil, nil))
-	err := Group{a, b, c}.Start(t.Context())
-	for _, s := range []string{`lifespan "b": hook "b.bad": start: denied`, `lifespan "a": hook "a.db": stop: a close`} {
+	b.Append(recorded(j, "b.db", nil, nil))
+	c.Append(recorded(j, "c.db", nil, nil), recorded(j, "c.bad", errors.New("denied"), nil))
+	d.Append(recorded(j, "d.db", nil, nil))
+	err := Group{a, b, c, d}.Start(t.Context())
+	for _, s := range []string{`lifespan "c": hook "c.bad": start: denied`, `lifespan "a": hook "a.db": stop: a close`} {
 		if err == nil || !strings.Contains(err.Error(), s) {
 			t.Errorf("Start = %v, want %q", err, s)
 		}
 	}
-	want := []string{"start a.db", "start b.db", "start b.bad failed", "stop b.db", "stop a.db"}
+	// The failed app rolls itself back; the apps before it stop in reverse.
+	want := []string{"start a.db", "start b.db", "start c.db", "start c.bad failed", "stop c.db", "stop b.db", "stop a.db"}
 	if got := j.list(); !slices.Equal(got, want) {
 		t.Fatalf("journal = %q, want %q", got, want)
 	}
@@ -98,5 +100,32 @@ func TestGroupRunningNamesEachApp(t *testing.T) {
 	}
 	if err := g.Stop(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// StopTasks ends each app's tasks in the reverse of the apps' order, each
+// app's before the next app's begin to end, as Stop stops the apps.
+func TestGroupStopTasksInReverse(t *testing.T) {
+	j := &journal{}
+	var g Group
+	for _, name := range []string{"a", "b", "c"} {
+		app := &App{Name: name}
+		app.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			s.Go("job", func(ctx context.Context) error { <-ctx.Done(); j.add("%s's task ended", name); return ctx.Err() })
+			return nil, nil
+		}})
+		g = append(g, app)
+	}
+	if err := g.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.StopTasks(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := j.list(), []string{"c's task ended", "b's task ended", "a's task ended"}; !slices.Equal(got, want) {
+		t.Fatalf("journal = %q, want %q", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -116,7 +117,8 @@ type startResult struct {
 	idx      int
 	stop     StopFunc
 	err      error
-	cutShort bool // the startup's end, not the hook, made it fail
+	cutShort bool      // the startup's end, not the hook, made it fail
+	at       time.Time // when the start returned
 }
 
 // schedule starts each hook once its dependencies have started, at most
@@ -218,6 +220,7 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 			if v := recover(); v != nil {
 				r = startResult{err: recovered(v)}
 			}
+			r.at = time.Now()
 			done <- r
 		}()
 		r.stop, r.err = h.Start(hctx, scope)
@@ -281,23 +284,29 @@ type lateStart struct {
 }
 
 // stopLateStarts waits for the starts the startup's end left running, each
-// until its hook's stop timeout or ctx's deadline, and stops, in reverse,
-// those that succeeded after all: they began after the hooks they depend
-// on, so they stop before them. A start still running then is left to stop
-// itself when it returns (reapLateStart), out of that order.
-func (a *App) stopLateStarts(ctx context.Context) {
+// until its hook's stop timeout or ctx's deadline, and stops those that
+// succeeded after all in the reverse of the order they completed, as
+// hooks stop (none of them depends on another: each was running while the
+// others were). It returns their stops' errors, which are the rollback's.
+// A start still running then is left to stop itself when it returns
+// (reapLateStart), out of that order, its errors reported as events only.
+func (a *App) stopLateStarts(ctx context.Context) error {
 	a.mu.Lock()
 	late := a.late
 	a.late = nil
 	a.mu.Unlock()
-	var succeeded []lateStart
-	var stops []StopFunc
+	type succeeded struct {
+		h    Hook
+		stop StopFunc
+		at   time.Time
+	}
+	var done []succeeded
 	for _, l := range late {
 		timer := time.NewTimer(time.Until(stopDeadline(ctx, a.stopTimeoutOf(l.h))))
 		select {
 		case r := <-l.done:
 			if r.err == nil && r.stop != nil {
-				succeeded, stops = append(succeeded, l), append(stops, r.stop)
+				done = append(done, succeeded{l.h, r.stop, r.at})
 			}
 			a.lateFailure(l, r.err)
 		case <-timer.C:
@@ -305,9 +314,12 @@ func (a *App) stopLateStarts(ctx context.Context) {
 		}
 		timer.Stop()
 	}
-	for i := len(succeeded) - 1; i >= 0; i-- {
-		a.stopLate(ctx, succeeded[i].h, stops[i])
+	slices.SortStableFunc(done, func(x, y succeeded) int { return x.at.Compare(y.at) })
+	var errs []error
+	for i := len(done) - 1; i >= 0; i-- {
+		errs = append(errs, a.stopLate(ctx, done[i].h, done[i].stop))
 	}
+	return errors.Join(errs...)
 }
 
 // reapLateStart waits for a start that outlived its startup and, if it
@@ -315,7 +327,7 @@ func (a *App) stopLateStarts(ctx context.Context) {
 func (a *App) reapLateStart(l lateStart) {
 	r := <-l.done
 	if r.err == nil && r.stop != nil {
-		a.stopLate(context.Background(), l.h, r.stop)
+		_ = a.stopLate(context.Background(), l.h, r.stop) // reported as its events: Start has returned
 	}
 	a.lateFailure(l, r.err)
 }
@@ -337,6 +349,6 @@ func (a *App) lateFailure(l lateStart, err error) {
 // with its duration: no event reported this stop before, so its failure
 // is a failure of its own. (The hook's status stays failed: its start
 // was reported as failed.)
-func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) {
-	_ = a.runStop(parent, h, stop, "stop after late start", func() {})
+func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) error {
+	return a.runStop(parent, h, stop, "stop after late start", func() {})
 }

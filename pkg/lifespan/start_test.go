@@ -477,3 +477,83 @@ func TestParallelFailureIsNotACancellation(t *testing.T) {
 		}
 	})
 }
+
+// A start that succeeds past its timeout while the rollback waits for it
+// is stopped in the rollback, and that stop's failure is in Start's error
+// with every other rolled-back hook's: no caller heard of it before.
+func TestLateStartsStopErrorIsStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &App{Name: "api", StopTimeout: 5 * time.Second}
+		a.Append(
+			Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+				return func(context.Context) error { return errors.New("db close failed") }, nil
+			}},
+			Hook{Name: "cache", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
+				time.Sleep(2 * time.Second) // succeeds past its timeout, inside the rollback's wait
+				return func(context.Context) error { return errors.New("cache flush failed") }, nil
+			}},
+		)
+		err := a.Start(t.Context())
+		for _, s := range []string{`hook "db": stop: db close failed`, `hook "cache": stop after late start: cache flush failed`} {
+			if err == nil || !strings.Contains(err.Error(), s) {
+				t.Errorf("Start = %v\nwant it to contain %q", err, s)
+			}
+		}
+	})
+}
+
+// Late starts that succeed while the rollback waits for them stop in the
+// reverse of the order their starts completed, as hooks do, whatever the
+// order they were cut short in.
+func TestLateStartsStopInReverseOfCompletion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &journal{}
+		a := &App{Name: "api", Concurrency: 3, StopTimeout: time.Minute}
+		late := func(name string, d, timeout time.Duration) Hook {
+			return Hook{Name: name, StartTimeout: timeout, Start: func(context.Context, *Scope) (StopFunc, error) {
+				time.Sleep(d) // ignores its context
+				j.add("start %s", name)
+				return func(context.Context) error { j.add("stop %s", name); return nil }, nil
+			}}
+		}
+		// a times out at 0.5s and fails the startup, which cuts b and c
+		// short; c completes at 1s, b at 2s, a at 3s.
+		a.Append(late("a", 3*time.Second, 500*time.Millisecond), late("b", 2*time.Second, 0), late("c", time.Second, 0))
+		if err := a.Start(t.Context()); err == nil {
+			t.Fatal("Start = nil")
+		}
+		want := []string{"start c", "start b", "start a", "stop a", "stop b", "stop c"}
+		if got := j.list(); !slices.Equal(got, want) {
+			t.Errorf("journal %q, want %q", got, want)
+		}
+	})
+}
+
+// A failed startup's PhaseFailed event carries the whole startup's
+// duration, its rollback included, as EventKind's doc says.
+func TestFailedStartupsDurationIncludesTheRollback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var failed []Event
+		a := &App{Name: "api", Observer: func(e Event) {
+			if e.Kind == PhaseChanged && e.Phase == PhaseFailed {
+				failed = append(failed, e)
+			}
+		}}
+		a.Append(
+			Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+				time.Sleep(time.Second)
+				return func(context.Context) error { time.Sleep(2 * time.Second); return nil }, nil
+			}},
+			Hook{Name: "bad", Start: func(context.Context, *Scope) (StopFunc, error) {
+				time.Sleep(4 * time.Second)
+				return nil, errors.New("denied")
+			}},
+		)
+		if err := a.Start(t.Context()); err == nil {
+			t.Fatal("Start = nil")
+		}
+		if len(failed) != 1 || failed[0].Duration != 7*time.Second || failed[0].Err == nil {
+			t.Fatalf("PhaseFailed events %+v; want one of 7s (1s, 4s, then a 2s rollback) with the error", failed)
+		}
+	})
+}

@@ -95,8 +95,8 @@ func (a *App) taskWait(ctx context.Context) time.Duration {
 func (a *App) rollback() error {
 	ctx := a.rollbackContext(context.Background())
 	err := a.tasks.stop(a.Name, a.taskWait(ctx))
-	a.stopLateStarts(ctx)
-	return errors.Join(err, a.stopHooks(ctx))
+	lateErr := a.stopLateStarts(ctx)
+	return errors.Join(err, lateErr, a.stopHooks(ctx))
 }
 
 // stopHooks calls every started hook's stop, in reverse.
