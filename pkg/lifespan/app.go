@@ -38,9 +38,10 @@ type App struct {
 	StartTimeout time.Duration
 	// StopTimeout bounds each hook's stop, and the wait for the background
 	// tasks, unless the hook sets its own; 0 means DefaultStopTimeout. A
-	// stop still running at its bound is waited for up to 100ms more (a
-	// window every late stop and task wait shares, each at least 10ms),
-	// so that the reverse order holds for one just finishing.
+	// stop still running at its bound is waited for up to 100ms more, so
+	// that the reverse order holds for one just finishing (past Stop's
+	// deadline, every late stop and task wait shares one such window,
+	// each at least 10ms).
 	StopTimeout time.Duration
 	// Concurrency is how many hooks may start at once, each as soon as the
 	// hooks it names in After have started; 0 or 1 starts them one by one.

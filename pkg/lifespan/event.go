@@ -97,7 +97,8 @@ type Event struct {
 // Observer receives an app's events. It is called synchronously, never
 // while the app holds a lock, and possibly from several goroutines at once
 // (hooks starting in parallel, tasks ending): it must be quick and safe for
-// concurrent use. An observer that panics does not stop the app: the
+// concurrent use, and must not call the app's Start or Stop (it runs on the
+// goroutine of a hook those wait for, so Stop would wait for good). An observer that panics does not stop the app: the
 // panic is logged through slog.Default and that event is dropped.
 type Observer func(Event)
 

@@ -81,7 +81,8 @@ func (k Key[T]) MustGet(v Values) T {
 // Set stores value under the key in the app's state. It may be called only
 // from a hook's start function, through the Scope it was given: after the
 // start returned it panics, since state is read-only once ready, and after
-// the start passed its timeout the value is dropped.
+// the start passed its timeout the value is dropped. It panics on a zero
+// Key: make keys with NewKey.
 func (k Key[T]) Set(s *Scope, value T) {
 	if k.id == nil {
 		panic("lifespan: Set with a zero Key; make keys with NewKey")
@@ -92,7 +93,7 @@ func (k Key[T]) Set(s *Scope, value T) {
 // With returns a new State that holds value under the key on top of parent
 // (which may be nil: a nil *State or Group is empty). parent is not
 // changed: this is how a request adds values of its own without any other
-// request seeing them.
+// request seeing them. It panics on a zero Key: make keys with NewKey.
 func (k Key[T]) With(parent Values, value T) *State {
 	if k.id == nil {
 		panic("lifespan: With with a zero Key; make keys with NewKey")

@@ -29,7 +29,10 @@ import (
 //
 // If Start is still running, Stop abandons it and returns once its rollback
 // is done; the rollback stops what started under ctx, as Stop would, and
-// its errors are Start's to report, so Stop then returns nil. Stop on an
+// its errors are Start's to report, so Stop then returns nil. (A start
+// that failed by itself has begun its rollback under the stop timeouts
+// alone: a Stop that comes during it waits for it, and its ctx does not
+// shorten it.) Stop on an
 // app that never started returns nil and makes a later Start fail. Calling
 // Stop again returns the first call's result.
 func (a *App) Stop(ctx context.Context) error {
