@@ -60,41 +60,71 @@ func Error(err error, raw string) error {
 	return errors.New(msg)
 }
 
-// queryParam is a password parameter in a URL's query, and keywordParam
-// one in a libpq keyword/value string, whose value may be quoted (with
-// backslash escapes) or runs to the next space. Each keeps its value in
-// its last group.
+// keywordParam is a password parameter of a libpq keyword/value string:
+// its value quoted (with backslash escapes) or running to the next
+// unescaped space, kept in the last group. keywordString is such a string:
+// it begins with a keyword and "=", which no URL does.
 var (
-	queryParam   = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#]+)`)
-	keywordParam = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)`)
+	keywordParam  = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:\\.|\S)+)`)
+	keywordString = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
 )
+
+// isPasswordKey reports whether a URL query's key, escapes decoded as
+// url.Query decodes them (and so pgx reads it), names a password.
+func isPasswordKey(key string) bool {
+	if k, err := url.QueryUnescape(key); err == nil {
+		key = k
+	}
+	return strings.EqualFold(key, "password") || strings.EqualFold(key, "sslpassword")
+}
+
+// query returns where s's query begins and ends, or ok false without one.
+func query(s string) (start, end int, ok bool) {
+	q := strings.Index(s, "?")
+	if q < 0 || keywordString.MatchString(s) {
+		return 0, 0, false
+	}
+	end = len(s)
+	if h := strings.Index(s[q:], "#"); h >= 0 {
+		end = q + h
+	}
+	return q + 1, end, true
+}
 
 // hideParams replaces the values of s's password parameters by "xxxxx".
 func hideParams(s string) string {
-	s = queryParam.ReplaceAllString(s, "${1}xxxxx")
+	if start, end, ok := query(s); ok {
+		pairs := strings.Split(s[start:end], "&")
+		for i, pair := range pairs {
+			if k, v, ok := strings.Cut(pair, "="); ok && v != "" && isPasswordKey(k) {
+				pairs[i] = k + "=xxxxx"
+			}
+		}
+		s = s[:start] + strings.Join(pairs, "&") + s[end:]
+	}
 	return keywordParam.ReplaceAllString(s, "${1}xxxxx")
 }
 
 // userinfo is raw's "user:password" split at the first ":": the text
-// between "://" and the last "@", or for a URL without a scheme, the text
-// before the last "@" ahead of its path; ok is false without that ":", or
-// when raw is no URL (a keyword/value string, say).
+// between "://" and the last "@". For a URL without a scheme it is the
+// text before the last "@" ahead of the path, or, when none is (a "/" in
+// the password), before the last "@" of all. ok is false without that
+// ":", or when raw is a keyword/value string.
 func userinfo(raw string) (user, pass string, ok bool) {
-	start, end := 0, len(raw)
+	start, at := 0, strings.LastIndex(raw, "@")
 	if i := strings.Index(raw, "://"); i >= 0 {
 		start = i + 3
-	} else if j := strings.IndexAny(raw, "/?#"); j >= 0 {
-		end = j
+	} else if keywordString.MatchString(raw) {
+		return "", "", false
+	} else if slash := strings.Index(raw, "/"); slash >= 0 {
+		if a := strings.LastIndex(raw[:slash], "@"); a >= 0 && strings.Contains(raw[:a], ":") {
+			at = a
+		}
 	}
-	at := strings.LastIndex(raw[:end], "@")
 	if at < start {
 		return "", "", false
 	}
-	info := raw[start:at]
-	if start == 0 && strings.ContainsAny(info, " \t=") {
-		return "", "", false
-	}
-	return strings.Cut(info, ":")
+	return strings.Cut(raw[start:at], ":")
 }
 
 // hideUserinfo replaces raw's "user:password@", wherever s holds it, by
@@ -110,7 +140,8 @@ func hideUserinfo(s, raw string) string {
 // passwords are the passwords raw holds: the URL's, as net/url reads it
 // or, when raw does not parse as a URL with a scheme, the text between
 // the user's ":" and the last "@"; and the values of its password
-// parameters, unquoted.
+// parameters, as pgx reads them (a query's unescaped, a keyword's
+// unquoted and unescaped).
 func passwords(raw string) []string {
 	var out []string
 	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
@@ -120,14 +151,26 @@ func passwords(raw string) []string {
 	} else if _, pass, ok := userinfo(raw); ok {
 		out = append(out, pass)
 	}
-	for _, re := range []*regexp.Regexp{queryParam, keywordParam} {
-		for _, m := range re.FindAllStringSubmatch(raw, -1) {
-			v := m[len(m)-1]
-			if unquoted, err := url.QueryUnescape(v); re == queryParam && err == nil {
-				out = append(out, unquoted)
+	if start, end, ok := query(raw); ok {
+		for _, pair := range strings.Split(raw[start:end], "&") {
+			if k, v, ok := strings.Cut(pair, "="); ok && isPasswordKey(k) {
+				out = append(out, v)
+				if unescaped, err := url.QueryUnescape(v); err == nil {
+					out = append(out, unescaped)
+				}
 			}
-			out = append(out, strings.Trim(v, "'"))
 		}
+	}
+	for _, m := range keywordParam.FindAllStringSubmatch(raw, -1) {
+		v := m[len(m)-1]
+		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+			v = v[1 : len(v)-1]
+		}
+		out = append(out, v, backslashes.ReplaceAllString(v, "$1"))
 	}
 	return out
 }
+
+// backslashes is a keyword value's escape: the character after it stands
+// for itself.
+var backslashes = regexp.MustCompile(`\\(.)`)

@@ -31,6 +31,12 @@ func TestURL(t *testing.T) {
 		{`host=db password='s3c\'ret and more' sslpassword=p@ss:w`, "host=db password=xxxxx sslpassword=xxxxx"},
 		{"password=s3cret", "password=xxxxx"},
 		{"host=db:5432 password=p@ss dbname=berth", "host=db:5432 password=xxxxx dbname=berth"},
+		{"admin:c2VjcmV0cGFzcw==@pushgateway:9091", "admin:xxxxx@pushgateway:9091"},
+		{"admin:abc/def==@pushgateway:9091/x", "admin:xxxxx@pushgateway:9091/x"},
+		{"admin:pa ss word@pushgateway:9091", "admin:xxxxx@pushgateway:9091"},
+		{`host=db password=s3cr\ et6789 dbname=berth`, "host=db password=xxxxx dbname=berth"},
+		{"postgres://db/berth?pass%77ord=s3cret&sslmode=require", "postgres://db/berth?pass%77ord=xxxxx&sslmode=require"},
+		{"postgres://db/berth?password=&sslmode=require", "postgres://db/berth?password=&sslmode=require"},
 		// Not passwords.
 		{"host=db user=berth dbname=berth", "host=db user=berth dbname=berth"},
 		{"postgres://db/berth?mypassword=open", "postgres://db/berth?mypassword=open"},
@@ -82,6 +88,9 @@ func TestErrorHidesAPasswordWrittenOtherwise(t *testing.T) {
 		"host=db user=berth password='s3cret6' sslmode=bogus",
 		"berth:s3cret6@db:5432/berth",
 		"postgres://berth@db/berth?password=s3cr%65t6",
+		"postgres://berth@db/berth?pass%77ord=s3cret6",
+		`host=db password=s3cret\6 sslmode=bogus`,
+		`host=db password='s3cret\6' sslmode=bogus`,
 	} {
 		for _, msg := range []string{
 			"cannot parse `" + raw + "`: failed to configure TLS",
@@ -91,6 +100,22 @@ func TestErrorHidesAPasswordWrittenOtherwise(t *testing.T) {
 			if got := redact.Error(errors.New(msg), raw).Error(); strings.Contains(got, "s3cret6") {
 				t.Errorf("Error(%q, %q) = %q", msg, raw, got)
 			}
+		}
+	}
+}
+
+// A short password (under six characters, not hidden everywhere) is still
+// hidden where the message repeats it as a parameter; and a keyword/value
+// string holding ":" and "@" is not read as a URL's user and password,
+// which would cut it at the "@" inside its password and show the rest.
+func TestErrorHidesAShortPasswordParameter(t *testing.T) {
+	for _, tt := range []struct{ raw, msg, want string }{
+		{"postgres://db/berth?password=pw", "connecting with password=pw failed: refused", "connecting with password=xxxxx failed: refused"},
+		{"host=db password=pw", "connecting with password=pw failed: refused", "connecting with password=xxxxx failed: refused"},
+		{"host=db:5432 password=p@ss dbname=berth", "cannot parse host=db:5432 password=p@ss dbname=berth", "cannot parse host=db:5432 password=xxxxx dbname=berth"},
+	} {
+		if got := redact.Error(errors.New(tt.msg), tt.raw).Error(); got != tt.want {
+			t.Errorf("Error(%q, %q) = %q, want %q", tt.msg, tt.raw, got, tt.want)
 		}
 	}
 }
