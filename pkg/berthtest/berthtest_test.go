@@ -327,3 +327,38 @@ func TestForcedExitFailsTheTest(t *testing.T) {
 		t.Fatalf("errors = %q, want the forced exit reported", errs)
 	}
 }
+
+// The wait for an abandoned startup's rollback ends before the test's
+// deadline even when the rollback does not (a start that ignores its
+// context, waited for as a late start): the test fails with Start's
+// message and the wait's, where go test's timeout would otherwise panic
+// first and lose both.
+func TestRollbackWaitEndsBeforeTheDeadline(t *testing.T) {
+	release := make(chan struct{})
+	ended := make(chan struct{})
+	l := &lifespan.App{Name: "api"}
+	l.Append(lifespan.Hook{Name: "migrate", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-release // ignores its context
+		return nil, nil
+	}})
+	ft := deadlineT{&fakeT{}, time.Now().Add(400 * time.Millisecond)}
+	inGoroutine(func() {
+		berthtest.Start(ft, serve.Config{Apps: lifespan.Group{l}, API: http.NotFoundHandler(),
+			OnShutdown: func(context.Context, serve.ShutdownReport) error { close(ended); return nil }})
+	})
+	cleaned := make(chan struct{})
+	go func() { ft.cleanup(); close(cleaned) }()
+	select {
+	case <-cleaned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cleanup still waits for a rollback that outlasts the test's deadline")
+	}
+	if errs := ft.errorList(); !strings.Contains(ft.fatal, "startup still running") || len(errs) != 1 || !strings.Contains(errs[0], "berthtest: shutdown still running after") {
+		t.Errorf("fatal %q, errors %q; want the startup named and the wait's end", ft.fatal, errs)
+	}
+	if time.Now().After(ft.deadline) {
+		t.Errorf("the cleanup returned %v after the test's deadline", time.Since(ft.deadline))
+	}
+	close(release) // the rollback ends, and the server with it
+	<-ended
+}

@@ -78,8 +78,9 @@ func Start(t TB, cfg serve.Config) *App {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background()) }()
 	var expired <-chan time.Time
+	var deadline time.Time // the test's, if it has one
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if deadline, ok := d.Deadline(); ok {
+		if deadline, ok = d.Deadline(); ok {
 			// Half of what is left when that is less than the slack:
 			// a test run with a short -timeout still gets its startup.
 			left := time.Until(deadline)
@@ -94,14 +95,14 @@ func Start(t TB, cfg serve.Config) *App {
 	if b := srv.Budget(); cleanupSlack <= 0 || b < budget-cleanupSlack {
 		budget = b + cleanupSlack
 	}
-	waitForRun := func(report bool) {
+	waitForRun := func(report bool, bound time.Duration) {
 		select {
 		case err := <-done:
 			if err != nil && report {
 				t.Errorf("berthtest: shutdown: %v", err)
 			}
-		case <-time.After(budget):
-			t.Errorf("berthtest: shutdown still running after %v", budget)
+		case <-time.After(bound):
+			t.Errorf("berthtest: shutdown still running after %v", bound)
 		}
 	}
 	select {
@@ -115,14 +116,19 @@ func Start(t TB, cfg serve.Config) *App {
 		// The test ends once its cleanups have waited for the rollback:
 		// its hooks' stops and OnShutdown run while the test is still
 		// running, and leave no goroutine behind. Run's error is the
-		// abandoned startup, which the test already fails for.
-		t.Cleanup(func() { waitForRun(false) })
+		// abandoned startup, which the test already fails for. The wait
+		// ends a second before the test's deadline (or halfway there),
+		// so that go test's timeout never swallows the failure above.
+		t.Cleanup(func() {
+			left := time.Until(deadline)
+			waitForRun(false, min(budget, max(left-time.Second, left/2)))
+		})
 		t.Fatalf("berthtest: startup still running close to the test's deadline; still starting: %s", strings.Join(running, ", "))
 		return nil
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()
-		waitForRun(true)
+		waitForRun(true, budget)
 	})
 	return &App{
 		URL:      "http://" + srv.APIAddr().String(),

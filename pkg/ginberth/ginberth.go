@@ -169,7 +169,10 @@ const StatusClientClosedRequest = 499
 // the panic is one Recovery writes nothing for (http.ErrAbortHandler, a
 // broken pipe, a reset connection): then as StatusClientClosedRequest, a
 // response abandoned (Gin sends an empty 200 after it if the connection
-// still works). A request that ends with nothing written and its
+// still works). To tell those apart, Metrics recovers a panic that comes
+// before anything was written and raises it again unchanged, so its
+// deferred call is the top frame of that panic's trace (the handler's
+// frames are still below it). A request that ends with nothing written and its
 // status still 200 (Gin's default, or set) after its context was cancelled
 // (the client left, or the server cut it off) is reported as
 // StatusClientClosedRequest: nothing was answered; any other status the

@@ -95,7 +95,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// its result is the dependency's, whoever waits for it.
 	rep, ok := h.r.evaluate(req.Context(), true, kind, only, exclude)
 	if !ok {
-		http.Error(w, fmt.Sprintf("%s has no check %q; its checks: %s", probe, only, strings.Join(h.r.names(kind), ", ")), http.StatusNotFound)
+		checks := "it has none"
+		if names := h.r.names(kind); len(names) > 0 {
+			checks = "its checks: " + strings.Join(names, ", ")
+		}
+		http.Error(w, fmt.Sprintf("%s has no check %q; %s", probe, only, checks), http.StatusNotFound)
 		return
 	}
 	hdr := w.Header()

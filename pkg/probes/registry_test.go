@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -72,6 +74,17 @@ func TestResultsAreSortedByName(t *testing.T) {
 	}
 	if want := []string{"cache", "db", "hook/api/warm", "ping", "sidecar/envoy:15021"}; !slices.Equal(got, want) {
 		t.Errorf("Results = %q, want %q", got, want)
+	}
+	// As a 404 for an unknown check lists them, a probe's alone.
+	rec := httptest.NewRecorder()
+	r.Handler(HandlerOptions{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz/nope", nil))
+	if want := `readyz has no check "nope"; its checks: cache, db, hook/api/warm, sidecar/envoy:15021`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("404 %q, want %q", rec.Body.String(), want)
+	}
+	rec = httptest.NewRecorder()
+	r.Handler(HandlerOptions{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/startupz/nope", nil))
+	if want := `startupz has no check "nope"; it has none`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("404 %q, want %q", rec.Body.String(), want)
 	}
 }
 
