@@ -72,7 +72,7 @@ func startLoad(t *testing.T, baseURL string) *load {
 	l := &load{cancel: cancel, done: make(chan struct{}), reasons: map[string]int{}}
 	// A step that fails before stop must not leave the load running into
 	// the scenarios after it.
-	t.Cleanup(func() { cancel(); <-l.done; l.wg.Wait() })
+	t.Cleanup(l.halt)
 	client := &http.Client{
 		Timeout:   15 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: 200, MaxIdleConnsPerHost: 200, IdleConnTimeout: 30 * time.Second},
@@ -160,11 +160,17 @@ func (l *load) one(client *http.Client, url string, long bool) {
 	l.mu.Unlock()
 }
 
-// stop ends the load, waits for every request in flight, and reports.
-func (l *load) stop(began time.Time) loadReport {
+// halt ends the load and waits for every request in flight; it may be
+// called again.
+func (l *load) halt() {
 	l.cancel()
 	<-l.done
 	l.wg.Wait()
+}
+
+// stop ends the load, waits for every request in flight, and reports.
+func (l *load) stop(began time.Time) loadReport {
+	l.halt()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	reasons := map[string]int{}

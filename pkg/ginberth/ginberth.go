@@ -84,11 +84,17 @@ var layersKey = new(byte)
 // layers is the value under layersKey.
 type layers []func(parent lifespan.Values) *lifespan.State
 
+// setLayers is what the request Set so far, in order; none when nothing
+// was Set.
+func setLayers(c *gin.Context) layers {
+	v, _ := c.Get(layersKey)
+	done, _ := v.(layers)
+	return done
+}
+
 // relayered is st with the request's layers laid on it again, in order.
 func relayered(c *gin.Context, st *lifespan.State) *lifespan.State {
-	v, _ := c.Get(layersKey)
-	done, _ := v.(layers) // none when nothing was Set
-	for _, layer := range done {
+	for _, layer := range setLayers(c) {
 		st = layer(st)
 	}
 	return st
@@ -144,9 +150,7 @@ func MustGet[T any](c *gin.Context, key lifespan.Key[T]) T {
 func Set[T any](c *gin.Context, key lifespan.Key[T], value T) {
 	layer := func(parent lifespan.Values) *lifespan.State { return key.With(parent, value) }
 	c.Set(stateKey, layer(current(c)))
-	v, _ := c.Get(layersKey)
-	done, _ := v.(layers)
-	c.Set(layersKey, append(slices.Clip(done), layer))
+	c.Set(layersKey, append(slices.Clip(setLayers(c)), layer))
 }
 
 // RequestObserver records finished requests; *metrics.HTTP is one.
