@@ -15,13 +15,17 @@ import (
 // URL returns raw with every password in it replaced by "xxxxx": the
 // URL's own, and the value of a password or sslpassword parameter, in
 // its query or as a libpq keyword. A URL that does not parse (an
-// unencoded "@" or space in the password, say), or that has no scheme,
-// has everything between the user's ":" and the last "@", the host's, cut
-// out, as net/url itself splits user from host at the last "@".
+// unencoded "@" or space in the password, say), that has no scheme, or
+// whose path holds an "@" (an unencoded "/" in the password ended the
+// authority early) has everything between the user's ":" and the last
+// "@", the host's, cut out, as net/url itself splits user from host at
+// the last "@". A password parameter's value runs on over what an
+// unencoded "&" or "#" in it cut off: the parameters without "=" after
+// it and, when it comes last, the fragment.
 func URL(raw string) string {
 	s := hideParams(raw)
-	u, err := url.Parse(s)
-	if err != nil || u.Opaque != "" { // "user:pass@host" parses as scheme "user"
+	u, ok := asURL(s)
+	if !ok {
 		return hideUserinfo(s, s)
 	}
 	if _, ok := u.User.Password(); ok {
@@ -29,6 +33,18 @@ func URL(raw string) string {
 		return u.String()
 	}
 	return s
+}
+
+// asURL parses raw as a URL when net/url reads its userinfo as written:
+// it parses, has a scheme ("user:pass@host" parses as scheme "user", the
+// rest opaque), and has no "@" in its path after a host with a port
+// ("scheme://user:12/34@host" reads as host "user", port "12").
+func asURL(raw string) (*url.URL, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" || u.User == nil && u.Port() != "" && strings.Contains(u.Path, "@") {
+		return nil, false
+	}
+	return u, true
 }
 
 // quoted is a connection string as pgx quotes it in its errors.
@@ -91,16 +107,58 @@ func query(s string) (start, end int, ok bool) {
 	return q + 1, end, true
 }
 
+// param is one of a URL query's parameters: "key=value", or a bare
+// "key" without "=".
+type param struct {
+	key, value         string
+	hasValue, password bool
+}
+
+// queryOf splits s into what comes before its query's parameters, the
+// parameters, and what follows them (the fragment, with its "#"); ok is
+// false when s has no query. A password's value runs on over what an
+// unencoded "&" or "#" in it cut off: the bare keys after it and, when it
+// comes last, the fragment.
+func queryOf(s string) (head string, params []param, tail string, ok bool) {
+	start, end, ok := query(s)
+	if !ok {
+		return s, nil, "", false
+	}
+	head, tail = s[:start], s[end:]
+	for _, pair := range strings.Split(s[start:end], "&") {
+		k, v, hasValue := strings.Cut(pair, "=")
+		if n := len(params); !hasValue && n > 0 && params[n-1].password {
+			params[n-1].value += "&" + pair
+			continue
+		}
+		params = append(params, param{key: k, value: v, hasValue: hasValue, password: hasValue && isPasswordKey(k)})
+	}
+	if n := len(params); params[n-1].password {
+		params[n-1].value += tail
+		tail = ""
+	}
+	return head, params, tail, true
+}
+
 // hideParams replaces the values of s's password parameters by "xxxxx".
 func hideParams(s string) string {
-	if start, end, ok := query(s); ok {
-		pairs := strings.Split(s[start:end], "&")
-		for i, pair := range pairs {
-			if k, v, ok := strings.Cut(pair, "="); ok && v != "" && isPasswordKey(k) {
-				pairs[i] = k + "=xxxxx"
+	if head, params, tail, ok := queryOf(s); ok {
+		var b strings.Builder
+		b.WriteString(head)
+		for i, p := range params {
+			if i > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(p.key)
+			switch {
+			case p.password && p.value != "":
+				b.WriteString("=xxxxx")
+			case p.hasValue:
+				b.WriteString("=" + p.value)
 			}
 		}
-		s = s[:start] + strings.Join(pairs, "&") + s[end:]
+		b.WriteString(tail)
+		s = b.String()
 	}
 	return keywordParam.ReplaceAllString(s, "${1}xxxxx")
 }
@@ -144,20 +202,23 @@ func hideUserinfo(s, raw string) string {
 // unquoted and unescaped).
 func passwords(raw string) []string {
 	var out []string
-	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+	if u, ok := asURL(raw); ok {
 		if pass, ok := u.User.Password(); ok {
 			out = append(out, pass)
 		}
 	} else if _, pass, ok := userinfo(raw); ok {
 		out = append(out, pass)
 	}
-	if start, end, ok := query(raw); ok {
-		for _, pair := range strings.Split(raw[start:end], "&") {
-			if k, v, ok := strings.Cut(pair, "="); ok && isPasswordKey(k) {
-				out = append(out, v)
-				if unescaped, err := url.QueryUnescape(v); err == nil {
-					out = append(out, unescaped)
-				}
+	_, params, _, _ := queryOf(raw)
+	for _, p := range params {
+		if p.password {
+			// The whole value, and the part before an unencoded "&" or
+			// "#", which pgx reads as the password.
+			read, _, _ := strings.Cut(p.value, "#")
+			read, _, _ = strings.Cut(read, "&")
+			out = append(out, p.value, read)
+			if unescaped, err := url.QueryUnescape(read); err == nil {
+				out = append(out, unescaped)
 			}
 		}
 	}

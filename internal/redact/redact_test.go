@@ -24,7 +24,7 @@ func TestURL(t *testing.T) {
 		{"admin:s3cret@127.0.0.1:15000/quit@x", "admin:xxxxx@127.0.0.1:15000/quit@x"},
 		{"admin:s3c@ret@pushgateway:9091", "admin:xxxxx@pushgateway:9091"},
 		{"postgres://berth@db/berth?password=s3cret&sslmode=bogus", "postgres://berth@db/berth?password=xxxxx&sslmode=bogus"},
-		{"postgres://db/berth?sslmode=require&PASSWORD=s3cret#x", "postgres://db/berth?sslmode=require&PASSWORD=xxxxx#x"},
+		{"postgres://db/berth?sslmode=require&PASSWORD=s3cret#x", "postgres://db/berth?sslmode=require&PASSWORD=xxxxx"},
 		{"postgres://db/berth?sslpassword=s3cret", "postgres://db/berth?sslpassword=xxxxx"},
 		{"host=db user=berth password=s3cret dbname=berth", "host=db user=berth password=xxxxx dbname=berth"},
 		{`host=db password = 'it\'s s3cret' dbname=berth`, "host=db password = xxxxx dbname=berth"},
@@ -37,6 +37,14 @@ func TestURL(t *testing.T) {
 		{`host=db password=s3cr\ et6789 dbname=berth`, "host=db password=xxxxx dbname=berth"},
 		{"postgres://db/berth?pass%77ord=s3cret&sslmode=require", "postgres://db/berth?pass%77ord=xxxxx&sslmode=require"},
 		{"postgres://db/berth?password=&sslmode=require", "postgres://db/berth?password=&sslmode=require"},
+		// Unencoded: a "/" ends a URL's authority, so net/url reads the
+		// password as a port and the rest as the path; a "&" or "#" ends a
+		// query parameter, so pgx reads only its start as the password.
+		{"postgres://berth:12/34@db/berth", "postgres://berth:xxxxx@db/berth"},
+		{"postgres://berth:ab/cd@db/berth?sslmode=require", "postgres://berth:xxxxx@db/berth?sslmode=require"},
+		{"postgres://db/berth?password=s3c&ret&sslmode=require", "postgres://db/berth?password=xxxxx&sslmode=require"},
+		{"postgres://db/berth?password=s3c#ret", "postgres://db/berth?password=xxxxx"},
+		{"postgres://db/berth?sslmode=require#password=x", "postgres://db/berth?sslmode=require#password=x"},
 		// Not passwords.
 		{"host=db user=berth dbname=berth", "host=db user=berth dbname=berth"},
 		{"postgres://db/berth?mypassword=open", "postgres://db/berth?mypassword=open"},
@@ -99,6 +107,23 @@ func TestErrorHidesAPasswordWrittenOtherwise(t *testing.T) {
 		} {
 			if got := redact.Error(errors.New(msg), raw).Error(); strings.Contains(got, "s3cret6") {
 				t.Errorf("Error(%q, %q) = %q", msg, raw, got)
+			}
+		}
+	}
+}
+
+// A password with an unencoded "/", "&" or "#" (which cut it short as
+// net/url and pgx read it) is hidden whole in an error that quotes the
+// URL or repeats the password, not only the part they read.
+func TestErrorHidesAnUnencodedPasswordWhole(t *testing.T) {
+	for _, tt := range []struct{ raw, pass string }{
+		{"postgres://berth:s3cr/et6@db/berth", "s3cr/et6"},
+		{"postgres://berth@db/berth?password=s3c&ret6", "s3c&ret6"},
+		{"postgres://berth@db/berth?password=s3c#ret6", "s3c#ret6"},
+	} {
+		for _, msg := range []string{"cannot parse `" + tt.raw + "`: failed", "the server refused " + tt.pass} {
+			if got := redact.Error(errors.New(msg), tt.raw).Error(); strings.Contains(got, "et6") {
+				t.Errorf("Error(%q, %q) = %q", msg, tt.raw, got)
 			}
 		}
 	}
