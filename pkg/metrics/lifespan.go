@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,7 +13,40 @@ type Lifespan struct {
 	hookFailures    *prometheus.CounterVec
 	taskFailures    *prometheus.CounterVec
 	startupDuration *prometheus.GaugeVec
-	phase           *prometheus.GaugeVec
+	phase           *phases
+}
+
+var phaseDesc = prometheus.NewDesc("berth_phase",
+	"1 for the app's current lifespan phase, 0 for the others.", []string{"app", "phase"}, nil)
+
+// phases collects berth_phase: each app's current phase, read once per
+// scrape, so that a scrape during a phase change sees exactly one phase
+// at 1 (six gauges set one by one showed none, or two, in between).
+type phases struct {
+	mu  sync.Mutex
+	now map[string]lifespan.Phase // by app
+}
+
+func (p *phases) set(app string, phase lifespan.Phase) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.now[app] = phase
+}
+
+func (p *phases) Describe(ch chan<- *prometheus.Desc) { ch <- phaseDesc }
+
+func (p *phases) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for app, now := range p.now {
+		for phase := lifespan.PhaseNew; phase <= lifespan.PhaseFailed; phase++ {
+			v := 0.0
+			if phase == now {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(phaseDesc, prometheus.GaugeValue, v, app, phase.String())
+		}
+	}
 }
 
 // NewLifespan registers the lifespan metrics with reg.
@@ -25,8 +60,7 @@ func NewLifespan(reg prometheus.Registerer) (*Lifespan, error) {
 			Help: "Background tasks that ended with an error or a panic; 0 from the task's start."}, []string{"app", "task"}),
 		startupDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_startup_duration_seconds",
 			Help: "How long the app's whole startup took, successful or not (a failed one's rollback included)."}, []string{"app"}),
-		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_phase",
-			Help: "1 for the app's current lifespan phase, 0 for the others."}, []string{"app", "phase"}),
+		phase: &phases{now: map[string]lifespan.Phase{}},
 	}
 	if err := register(reg, "NewLifespan", onceHint+" (one Lifespan observes every app of a Group: pass its OnEvent to each)", m.hookDuration, m.hookFailures, m.taskFailures, m.startupDuration, m.phase); err != nil {
 		return nil, err
@@ -69,13 +103,7 @@ func (m *Lifespan) OnEvent(e lifespan.Event) {
 			m.taskFailures.WithLabelValues(e.App, e.Hook).Inc()
 		}
 	case lifespan.PhaseChanged:
-		for p := lifespan.PhaseNew; p <= lifespan.PhaseFailed; p++ {
-			v := 0.0
-			if p == e.Phase {
-				v = 1
-			}
-			m.phase.WithLabelValues(e.App, p.String()).Set(v)
-		}
+		m.phase.set(e.App, e.Phase)
 		if e.Phase == lifespan.PhaseReady || e.Phase == lifespan.PhaseFailed {
 			m.startupDuration.WithLabelValues(e.App).Set(e.Duration.Seconds())
 		}

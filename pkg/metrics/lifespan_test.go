@@ -69,7 +69,7 @@ berth_task_failures_total{app="api",task="ticker"} 0
 		t.Fatal(err)
 	}
 	for phase, want := range map[string]float64{"stopped": 1, "ready": 0, "starting": 0, "failed": 0} {
-		if got := testutil.ToFloat64(m.phase.WithLabelValues("api", phase)); got != want {
+		if got := phaseValue(t, reg, "api", phase); got != want {
 			t.Errorf("berth_phase{phase=%q} = %v, want %v", phase, got, want)
 		}
 	}
@@ -83,7 +83,7 @@ func TestLifespanMetricsFromARealApp(t *testing.T) {
 	if err := l.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(m.phase.WithLabelValues("api", "ready")); got != 1 {
+	if got := phaseValue(t, reg, "api", "ready"); got != 1 {
 		t.Fatalf("berth_phase{phase=ready} = %v after start", got)
 	}
 	if n := testutil.CollectAndCount(m.hookDuration); n != 1 {
@@ -329,5 +329,73 @@ berth_hook_failures_total{app="api�",hook="db�",phase="stop"} 0
 berth_task_failures_total{app="api�",task="job�"} 0
 `), "berth_hook_failures_total", "berth_task_failures_total"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// phaseValue is berth_phase{app, phase} as reg exposes it, or -1 when
+// reg has no such series.
+func phaseValue(t *testing.T, reg *prometheus.Registry, app, phase string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "berth_phase" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["app"] == app && labels["phase"] == phase {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// Every scrape sees exactly one phase at 1 for an app, as berth_phase's
+// HELP says, even while the app changes phase: six gauges set one by one
+// showed none at 1 between zeroing the old phase and setting the new.
+func TestPhaseIsOneForExactlyOnePhaseInEveryScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewLifespan(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OnEvent(lifespan.Event{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStarting})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m.OnEvent(lifespan.Event{Kind: lifespan.PhaseChanged, App: "api", Phase: lifespan.PhaseStarting + lifespan.Phase(i%3)})
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 2000 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ones, series := 0.0, 0
+		for _, mf := range mfs {
+			if mf.GetName() == "berth_phase" {
+				for _, s := range mf.GetMetric() {
+					ones += s.GetGauge().GetValue()
+					series++
+				}
+			}
+		}
+		if ones != 1 || series != 6 {
+			t.Fatalf("scrape %d: berth_phase is 1 for %v of its %d phases, want exactly 1 of 6", i, ones, series)
+		}
 	}
 }
