@@ -17,11 +17,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// finalFamilies are the figures a process knows for certain only as it
-// exits, and that no scrape may see: how the shutdown went (its duration,
-// each stop hook's duration and outcome, the drain report, the time of
-// every lifecycle signal), with the startup's and the requests served for
-// the whole life of the process.
+// finalFamilies are what Push sends: the figures a process knows for
+// certain only as it exits, which no scrape may see (how the shutdown
+// went: its duration, each stop hook's duration and outcome, the drain
+// report, the time of every lifecycle signal), with what explains them
+// (the shutdown's budget, the pod's grace period and preStop delay, which
+// a scrape reads too) and the process's lifetime totals (its startup, its
+// hooks' and tasks' failures, the requests it served).
 var finalFamilies = []string{
 	"berth_shutdown_duration_seconds", "berth_drain_", "berth_lifecycle_signal_timestamp_seconds",
 	"berth_hook_duration_seconds", "berth_hook_failures_total", "berth_task_failures_total",
@@ -60,9 +62,11 @@ func (f final) Gather() ([]*dto.MetricFamily, error) {
 // Push sends the final figures gathered from g to the Pushgateway at url,
 // replacing the group that job and grouping name (the pod, so replicas do
 // not overwrite each other), so they outlive the process: pass it, bounded
-// by its context, as serve.Config.OnShutdown. Only the shutdown's figures,
-// the startup's and the requests' counters go; a scrape reads the rest
-// while the process lives. When some collector of g fails, the figures
+// by its context, as serve.Config.OnShutdown. Only the families that
+// describe the exit go: the shutdown's figures, its budget, grace period
+// and preStop delay, every lifecycle signal's time, the hooks' durations
+// and failures, the tasks' failures, the startup's duration and the
+// request counters; a scrape reads the rest while the process lives. When some collector of g fails, the figures
 // gathered are pushed all the same and Push returns the failure.
 func Push(ctx context.Context, client *http.Client, url, job string, grouping map[string]string, g prometheus.Gatherer) error {
 	if client == nil {

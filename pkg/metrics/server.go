@@ -62,17 +62,30 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 	sig := c.srv.Signals()
 	all := sig.All()
 	// One reading of the signals for the whole scrape, taken again if one
-	// was signalled while it was read: the signal shown as the latest, the
+	// was signalled while it was read (the latest changed, or a signal
+	// had its time but not yet its place in the order, so that a time
+	// later than the latest's shows): the signal shown as the latest, the
 	// times and berth_ready agree with each other. (No test reaches the
 	// retry: a signal would have to fire between two atomic loads.)
 	var latest *serve.Signal
 	at := make(map[*serve.Signal]time.Time, len(all))
+	consistent := func() bool {
+		if sig.Latest() != latest {
+			return false
+		}
+		for _, s := range all {
+			if !at[s].IsZero() && (latest == nil || at[s].After(at[latest])) {
+				return false
+			}
+		}
+		return true
+	}
 	for range 3 {
 		latest = sig.Latest()
 		for _, s := range all {
 			at[s] = s.At()
 		}
-		if sig.Latest() == latest {
+		if consistent() {
 			break
 		}
 	}
