@@ -348,6 +348,36 @@ func TestRefusedAtInstall(t *testing.T) {
 		// start: a request it accepted could be cut off by its own drain.
 		{"a work cap past the drain timeout", map[string]any{"config": map[string]any{"workMaxSeconds": 21}},
 			"config.workMaxSeconds (21) is longer than drain.timeoutSeconds (20)"},
+		// What the API server or a CRD would refuse, refused at install
+		// with the key named.
+		{"an extraEnv value that is a number", map[string]any{"extraEnv": []any{map[string]any{"name": "GOMAXPROCS", "value": 2}}}, "extraEnv"},
+		{"an extraEnv value that is a boolean", map[string]any{"extraEnv": []any{map[string]any{"name": "GODEBUG", "value": true}}}, "extraEnv"},
+		{"an empty topology key", map[string]any{"topologySpread": map[string]any{"topologyKey": ""}}, "topologyKey"},
+		{"a scrape interval without a unit", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "15"}}}, "interval"},
+		{"a prune schedule that is no cron line", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"prune": map[string]any{"schedule": "every hour"}}}}, "schedule"},
+		{"an extra volume mount without its path", map[string]any{"extraVolumes": []any{map[string]any{"name": "x", "emptyDir": map[string]any{}}},
+			"extraVolumeMounts": []any{map[string]any{"name": "x"}}}, "at '/extraVolumeMounts/0': missing property 'mountPath'"},
+		// Names the pod already has.
+		{"an extra volume named as the embedded database's", map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}, "extraVolumes": []any{map[string]any{"name": "data", "emptyDir": map[string]any{}}}},
+			`extraVolumes has a volume named "data", which the pod already has`},
+		{"two extra volumes of one name", map[string]any{"extraVolumes": []any{map[string]any{"name": "x", "emptyDir": map[string]any{}}, map[string]any{"name": "x", "emptyDir": map[string]any{}}}},
+			`extraVolumes has a volume named "x", which the pod already has`},
+		{"an extra mount at the embedded database's path", map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}, "extraVolumes": []any{map[string]any{"name": "x", "emptyDir": map[string]any{}}},
+			"extraVolumeMounts": []any{map[string]any{"name": "x", "mountPath": "/data/"}}}, "extraVolumeMounts mounts /data/, where the service container already mounts a volume"},
+		{"an extra container named server", map[string]any{"extraContainers": []any{map[string]any{"name": "server", "image": "busybox"}}},
+			`extraContainers has a container named "server", which the pod already has`},
+		{"an init container named as the native sidecar", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "native"}, "initContainers": []any{map[string]any{"name": "sidecar", "image": "busybox"}}},
+			`initContainers has a container named "sidecar", which the pod already has`},
+		// The autoscaler reads utilisation against every container's request.
+		{"an autoscaler over a server without a CPU request", map[string]any{"autoscaling": map[string]any{"enabled": true}, "postgresql": map[string]any{"poolSize": 8},
+			"resources": map[string]any{"requests": map[string]any{"cpu": nil}}}, "autoscaling.enabled: resources request no cpu"},
+		{"an autoscaler over a sidecar without a CPU request", map[string]any{"autoscaling": map[string]any{"enabled": true}, "postgresql": map[string]any{"poolSize": 8},
+			"sidecar": map[string]any{"enabled": true, "resources": map[string]any{"requests": map[string]any{"cpu": nil}}}}, "autoscaling.enabled: sidecar.resources request no cpu"},
+		{"an autoscaler over an extra container without a CPU request", map[string]any{"autoscaling": map[string]any{"enabled": true}, "postgresql": map[string]any{"poolSize": 8},
+			"extraContainers": []any{map[string]any{"name": "log", "image": "busybox"}}}, `autoscaling.enabled: extraContainers "log"'s resources request no cpu`},
+		{"an autoscaler on memory over a server without a memory request", map[string]any{"postgresql": map[string]any{"poolSize": 8},
+			"autoscaling": map[string]any{"enabled": true, "targetMemoryUtilizationPercentage": 80},
+			"resources":   map[string]any{"requests": map[string]any{"memory": nil}, "limits": map[string]any{"memory": nil}}}, "autoscaling.enabled: resources request no memory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,6 +388,7 @@ func TestRefusedAtInstall(t *testing.T) {
 			_, err := render(t, tt.values, apis...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+
 			}
 		})
 	}
@@ -1128,5 +1159,23 @@ func TestEveryPodTakesTheNodePool(t *testing.T) {
 		if pod.Spec.NodeSelector["pool"] != "berth" || len(pod.Spec.Tolerations) != 1 || pod.Spec.Tolerations[0].Key != "dedicated" {
 			t.Errorf("%s pods: nodeSelector %v, tolerations %v; want the service's", owner, pod.Spec.NodeSelector, pod.Spec.Tolerations)
 		}
+	}
+}
+
+// An Ingress path is rendered as the string given, whatever YAML makes of
+// its characters: unquoted, "/docs #section" was read as "/docs" (the
+// rest a comment) and "/a: b" failed to render.
+func TestIngressPathIsRenderedAsGiven(t *testing.T) {
+	for _, path := range []string{"/docs #section", "/a: b", "/'quoted'", "/"} {
+		t.Run(path, func(t *testing.T) {
+			r, err := render(t, map[string]any{"ingress": map[string]any{"enabled": true, "hosts": []any{
+				map[string]any{"host": "berth.example.com", "paths": []any{map[string]any{"path": path, "pathType": "Prefix"}}}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.ingress.Spec.Rules[0].HTTP.Paths[0].Path; got != path {
+				t.Fatalf("Ingress path %q, want %q", got, path)
+			}
+		})
 	}
 }

@@ -311,6 +311,47 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- if gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas) }}
 {{- fail (printf "autoscaling.minReplicas=%d is above autoscaling.maxReplicas=%d" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
+{{- /* The HPA reads utilisation against each container's request (a limit alone defaults it): without one, it never scales. */}}
+{{- $targeted := list "cpu" }}
+{{- if $v.autoscaling.targetMemoryUtilizationPercentage }}{{ $targeted = append $targeted "memory" }}{{ end }}
+{{- $requests := list (list "resources" $v.resources) }}
+{{- if $v.sidecar.enabled }}{{ $requests = append $requests (list "sidecar.resources" $v.sidecar.resources) }}{{ end }}
+{{- range $c := $v.extraContainers }}{{ $requests = append $requests (list (printf "extraContainers %q's resources" $c.name) $c.resources) }}{{ end }}
+{{- range $r := $requests }}
+{{- range $resource := $targeted }}
+{{- $res := index $r 1 | default dict }}
+{{- if not (or (dig "requests" $resource "" $res) (dig "limits" $resource "" $res)) }}
+{{- fail (printf "autoscaling.enabled: %s request no %s, and the autoscaler, which reads %s utilisation against every container's request, would never scale; set %s.requests.%s" (index $r 0) $resource $resource (index $r 0) $resource) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* What the chart names in its pods, which the extra containers, volumes and mounts must not name again: the API server refuses a pod with two of one. */}}
+{{- $embedded := eq (include "berth.databaseMode" .) "embedded" }}
+{{- $containers := list "server" }}
+{{- if $v.sidecar.enabled }}{{ $containers = append $containers "sidecar" }}{{ end }}
+{{- range $key := list "extraContainers" "initContainers" }}
+{{- range $c := get $v $key }}
+{{- if has $c.name $containers }}
+{{- fail (printf "%s has a container named %q, which the pod already has (the chart names its own server, and sidecar with sidecar.enabled): container names must be unique in a pod; choose another" $key $c.name) }}
+{{- end }}
+{{- $containers = append $containers $c.name }}
+{{- end }}
+{{- end }}
+{{- $volumes := ternary (list "data") (list) $embedded }}
+{{- range $vol := $v.extraVolumes }}
+{{- if has $vol.name $volumes }}
+{{- fail (printf "extraVolumes has a volume named %q, which the pod already has (the embedded database's volume is data): volume names must be unique in a pod; choose another" $vol.name) }}
+{{- end }}
+{{- $volumes = append $volumes $vol.name }}
+{{- end }}
+{{- $paths := ternary (list "/data") (list) $embedded }}
+{{- range $m := $v.extraVolumeMounts }}
+{{- $path := trimSuffix "/" $m.mountPath }}
+{{- if has $path $paths }}
+{{- fail (printf "extraVolumeMounts mounts %s, where the service container already mounts a volume (the embedded database's is at /data): mount paths must be unique in a container; choose another" $m.mountPath) }}
+{{- end }}
+{{- $paths = append $paths $path }}
 {{- end }}
 {{- end }}
 
