@@ -307,6 +307,71 @@ func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
 	}
 }
 
+// berthSchemaLockID is the advisory lock store takes around its record of
+// which binaries a schema version works with (berth_schema).
+const berthSchemaLockID = 0x62657274
+
+// A newer release that migrates while this binary's Migrate is between
+// reading the schema version and applying its own migrations leaves it
+// nothing to apply (goose leaves versions above a binary's alone), and
+// Migrate still refuses a schema that says this binary cannot use it.
+// Here the newer release's migration, in one transaction, holds the lock
+// around berth_schema while this Migrate waits for it, having read the
+// version already. Migrate read the version only before that wait, and
+// returned nil on a schema it refuses a moment later.
+func TestMigrateRefusesASchemaMigratedPastItMeanwhile(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	db, err := opener(dbURL)(t.Context(), store.Limits{}) // migrated to this binary's newest
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	newer, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newer.Close(context.Background())
+	tx, err := newer.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // committed below
+	for _, q := range []string{
+		fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", berthSchemaLockID),
+		"INSERT INTO goose_db_version (version_id, is_applied) VALUES (999, true)",
+		"INSERT INTO berth_schema (version, works_from) VALUES (999, 999)",
+	} {
+		if _, err := tx.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	migrated := make(chan error, 1)
+	go func() { migrated <- db.Migrate(t.Context(), quiet) }()
+	// Once this Migrate waits for the lock (it has read the version), the
+	// newer release's migration commits.
+	for {
+		var waiting int
+		if err := newer.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-migrated:
+			t.Fatalf("Migrate returned %v while the newer release's migration held its lock", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-migrated; err == nil || !strings.Contains(err.Error(), "newer than this binary knows") || !strings.Contains(err.Error(), "needs a binary that knows version 999") {
+		t.Fatalf("Migrate as a newer release migrated past it = %v, want the schema refused", err)
+	}
+}
+
 // A schema its owner migrated, then opened by a role that may read and
 // write the tables but not create any (PostgreSQL 15 grants no CREATE on
 // the public schema): with nothing to migrate, the start needs no more, as

@@ -174,21 +174,9 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 	}
 	var results []*goose.MigrationResult
 	if current > known {
-		// A rollback: a newer release migrated this database. Its schema
-		// says which binaries can still use it.
-		worksFrom, ok, err := s.worksFrom(ctx, current)
-		if err != nil {
-			return s.failed("migrate", fmt.Errorf("reading what schema version %d needs (berth_schema): %w", current, err))
+		if err := s.acceptNewer(ctx, current, known, log); err != nil {
+			return err
 		}
-		if !ok || worksFrom > known {
-			needs := ""
-			if ok {
-				needs = fmt.Sprintf(" and needs a binary that knows version %d", worksFrom)
-			}
-			return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d)%s: run a newer berth; or, if another application's goose migrations share this database (its goose_db_version table), give berth a database of its own", s.where, current, known, needs)
-		}
-		log.Warn("database schema is newer than this binary knows, and says binaries that know its version "+strconv.FormatInt(worksFrom, 10)+" can use it: going on without migrating",
-			"database", s.where, "version", current, "known", known)
 	} else {
 		// Before migrating, so a binary rolled back to finds the record
 		// as soon as the new version is there.
@@ -197,6 +185,18 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 		}
 		if results, err = p.Up(ctx); err != nil {
 			return s.failed("migrate", err)
+		}
+		// A newer release may have migrated between the version read
+		// above and Up, which takes goose's lock afresh and leaves
+		// versions above this binary's alone: read the version again, so
+		// that a schema this binary cannot use is refused now too.
+		if current, err = p.GetDBVersion(ctx); err != nil {
+			return s.failed("migrate", err)
+		}
+		if current > known {
+			if err := s.acceptNewer(ctx, current, known, log); err != nil {
+				return err
+			}
 		}
 	}
 	for _, r := range results {
@@ -220,6 +220,27 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 		}
 	}
 	log.Info("schema up to date", "database", s.where, "version", max(known, current), "applied", len(results), "max_items", s.limits.MaxItems)
+	return nil
+}
+
+// acceptNewer decides whether this binary, which knows schema versions up
+// to known, can use a database a newer release migrated to current: it
+// can when that schema's record in berth_schema says binaries that know
+// known's version or an older one can.
+func (s *DB) acceptNewer(ctx context.Context, current, known int64, log *slog.Logger) error {
+	worksFrom, ok, err := s.worksFrom(ctx, current)
+	if err != nil {
+		return s.failed("migrate", fmt.Errorf("reading what schema version %d needs (berth_schema): %w", current, err))
+	}
+	if !ok || worksFrom > known {
+		needs := ""
+		if ok {
+			needs = fmt.Sprintf(" and needs a binary that knows version %d", worksFrom)
+		}
+		return fmt.Errorf("database %s has schema version %d, newer than this binary knows (%d)%s: run a newer berth; or, if another application's goose migrations share this database (its goose_db_version table), give berth a database of its own", s.where, current, known, needs)
+	}
+	log.Warn("database schema is newer than this binary knows, and says binaries that know its version "+strconv.FormatInt(worksFrom, 10)+" can use it: going on without migrating",
+		"database", s.where, "version", current, "known", known)
 	return nil
 }
 
