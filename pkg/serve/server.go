@@ -38,8 +38,9 @@ type Server struct {
 	hooks    [][]string
 	ran      atomic.Bool
 	fireOnce sync.Once
-	reason   string // what fired ShutdownInitiated; read after it is signalled
-	bySignal bool   // an OS signal fired it (the pod is being stopped); as reason
+	markMu   sync.Mutex // mark's: one signal's line written before the next signal's
+	reason   string     // what fired ShutdownInitiated; read after it is signalled
+	bySignal bool       // an OS signal fired it (the pod is being stopped); as reason
 
 	apiLn, adminLn net.Listener
 	// apiServed and adminServed are what the servers accept from: the
@@ -166,6 +167,10 @@ func (s *Server) fire(reason string, bySignal bool) {
 // mark signals sig and logs it, with the time since ShutdownInitiated once
 // the shutdown has begun.
 func (s *Server) mark(sig *Signal, attrs ...any) {
+	// Signalling wakes whoever waits on the signal, who may mark the next
+	// one at once: its line must wait for this one's.
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
 	if !sig.signal() {
 		return
 	}

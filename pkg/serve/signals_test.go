@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -319,4 +320,74 @@ func ignoring(t *testing.T, sig os.Signal, ignore bool) {
 	was := signal.Ignored(sig)
 	set(ignore)
 	t.Cleanup(func() { set(was) })
+}
+
+// signalLog records the messages of the records it handles, in the order
+// they reach it. ShutdownInitiated's record is a slow write: it waits
+// (bounded) until another signal's record arrives, as a log line still
+// being written when the next signal fires would.
+type signalLog struct {
+	names   []string // the signals' names: the records that end the wait
+	mu      sync.Mutex
+	msgs    []string
+	arrived chan struct{} // made when ShutdownInitiated's record arrives
+	woken   bool
+}
+
+func (h *signalLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *signalLog) WithGroup(string) slog.Handler            { return h }
+
+func (h *signalLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case r.Message == "ShutdownInitiated" && h.arrived == nil:
+		arrived := make(chan struct{})
+		h.arrived = arrived
+		h.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-time.After(200 * time.Millisecond): // none came: the next signal waits for this line
+		}
+		h.mu.Lock()
+	case h.arrived != nil && !h.woken && slices.Contains(h.names, r.Message):
+		close(h.arrived)
+		h.woken = true
+	}
+	h.msgs = append(h.msgs, r.Message)
+	return nil
+}
+
+// The signals' lines are logged in the order the signals fire, however
+// slow the log: ShutdownInitiated's line was written after the signal had
+// woken the shutdown, which then logged ReadinessFailing before it (two
+// runs of thirty, with no slow log at all).
+func TestSignalsAreLoggedInTheOrderTheyFire(t *testing.T) {
+	h := &signalLog{}
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{})}, API: http.NotFoundHandler(), DrainDelay: -1, Logger: slog.New(h)})
+	for _, s := range f.sig.All() {
+		h.names = append(h.names, s.Name())
+	}
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatalf("Run = %v, want a clean shutdown", err)
+	}
+	fired := slices.Clone(f.sig.All())
+	slices.SortStableFunc(fired, func(a, b *Signal) int { return a.At().Compare(b.At()) })
+	var want, got []string
+	for _, s := range fired {
+		want = append(want, s.Name())
+	}
+	h.mu.Lock()
+	for _, m := range h.msgs {
+		if slices.Contains(h.names, m) {
+			got = append(got, m)
+		}
+	}
+	h.mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Fatalf("signals logged in the order %v, want the order they fired, %v", got, want)
+	}
 }
