@@ -251,7 +251,7 @@ func (s *Server) startupFailed(err error) {
 }
 
 // listenAdvice ends a listener's refusal: what would be valid.
-const listenAdvice = "want an address this process may listen on, such as :8080 with nothing else listening there (ports below 1024 need the right to bind them)"
+const listenAdvice = "want an address this process may listen on: a port nothing else listens on, and not the other listener's (ports below 1024 need the right to bind them)"
 
 // listen binds the API and admin listeners.
 func (s *Server) listen() error {
