@@ -16,8 +16,8 @@ import (
 // URL's own, and the value of a password or sslpassword parameter, in
 // its query or as a libpq keyword. A URL that does not parse (an
 // unencoded "@" or space in the password, say), that has no scheme, or
-// whose path holds an "@" (an unencoded "/" in the password ended the
-// authority early) has everything between the user's ":" and the last
+// whose password an unencoded "/", "?" or "#" cut short (see asURL) has
+// everything between the user's ":" and the last
 // "@", the host's, cut out, as net/url itself splits user from host at
 // the last "@". A password parameter's value runs on over what an
 // unencoded "&" or "#" in it cut off: the parameters without "=" after
@@ -36,13 +36,31 @@ func URL(raw string) string {
 }
 
 // asURL parses raw as a URL when net/url reads its userinfo as written:
-// it parses, has a scheme ("user:pass@host" parses as scheme "user", the
-// rest opaque), and has no "@" in its path after a host with a port
-// ("scheme://user:12/34@host" reads as host "user", port "12").
+// it parses, and has a scheme ("user:pass@host" parses as scheme "user",
+// the rest opaque). An unencoded "/", "?" or "#" in a password that
+// begins with digits (or with that character) ends the authority early,
+// and net/url reads "scheme://user:12/34@host" as host "user", port "12"
+// and path "/34@host": such a URL, whose authority holds a ":" and whose
+// first path segment, query or fragment (up to its first "/", "?" or "#")
+// holds an "@", is read by hand too. (A URL with a port and a first path
+// segment holding "@", "scheme://host:5432/db@x", reads so as well; an
+// "@" further along the path, "/users/@me", does not.)
 func asURL(raw string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Opaque != "" || u.User == nil && u.Port() != "" && strings.Contains(u.Path, "@") {
+	if err != nil || u.Opaque != "" {
 		return nil, false
+	}
+	if u.User == nil && strings.Contains(u.Host, ":") && !strings.HasPrefix(u.Host, "[") {
+		_, rest, _ := strings.Cut(raw, "://")
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+			first := rest[end+1:]
+			if next := strings.IndexAny(first, "/?#"); next >= 0 {
+				first = first[:next]
+			}
+			if strings.Contains(first, "@") {
+				return nil, false
+			}
+		}
 	}
 	return u, true
 }

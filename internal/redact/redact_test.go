@@ -45,6 +45,15 @@ func TestURL(t *testing.T) {
 		{"postgres://db/berth?password=s3c&ret&sslmode=require", "postgres://db/berth?password=xxxxx&sslmode=require"},
 		{"postgres://db/berth?password=s3c#ret", "postgres://db/berth?password=xxxxx"},
 		{"postgres://db/berth?sslmode=require#password=x", "postgres://db/berth?sslmode=require#password=x"},
+		{"postgres://berth:/s3cret@db/berth", "postgres://berth:xxxxx@db/berth"},
+		{"postgres://berth:12?s3cret@db/berth", "postgres://berth:xxxxx@db/berth"},
+		{"postgres://berth:12#s3cret@db/berth", "postgres://berth:xxxxx@db/berth"},
+		{"postgres://berth:#s3cret@db/berth", "postgres://berth:xxxxx@db/berth"},
+		// An "@" further along a URL's path is no password's.
+		{"http://127.0.0.1:9090/users/@me", "http://127.0.0.1:9090/users/@me"},
+		{"http://pushgateway:9091/metrics/job/a@b", "http://pushgateway:9091/metrics/job/a@b"},
+		{"http://[::1]:9090/x@y", "http://[::1]:9090/x@y"},
+		{"postgres://db:5432/berth?application_name=a@b", "postgres://db:5432/berth?application_name=a@b"},
 		// Not passwords.
 		{"host=db user=berth dbname=berth", "host=db user=berth dbname=berth"},
 		{"postgres://db/berth?mypassword=open", "postgres://db/berth?mypassword=open"},
@@ -120,6 +129,7 @@ func TestErrorHidesAnUnencodedPasswordWhole(t *testing.T) {
 		{"postgres://berth:s3cr/et6@db/berth", "s3cr/et6"},
 		{"postgres://berth@db/berth?password=s3c&ret6", "s3c&ret6"},
 		{"postgres://berth@db/berth?password=s3c#ret6", "s3c#ret6"},
+		{"postgres://berth:12?s3cret6@db/berth", "12?s3cret6"},
 	} {
 		for _, msg := range []string{"cannot parse `" + tt.raw + "`: failed", "the server refused " + tt.pass} {
 			if got := redact.Error(errors.New(msg), tt.raw).Error(); strings.Contains(got, "et6") {
