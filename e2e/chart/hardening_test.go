@@ -354,6 +354,7 @@ func TestRefusedAtInstall(t *testing.T) {
 		{"an extraEnv value that is a boolean", map[string]any{"extraEnv": []any{map[string]any{"name": "GODEBUG", "value": true}}}, "extraEnv"},
 		{"an empty topology key", map[string]any{"topologySpread": map[string]any{"topologyKey": ""}}, "topologyKey"},
 		{"a scrape interval without a unit", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "15"}}}, "interval"},
+		{"a scrape interval the Prometheus Operator refuses", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "30s1m"}}}, "interval"},
 		{"a prune schedule that is no cron line", map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"prune": map[string]any{"schedule": "every hour"}}}}, "schedule"},
 		{"an extra volume mount without its path", map[string]any{"extraVolumes": []any{map[string]any{"name": "x", "emptyDir": map[string]any{}}},
 			"extraVolumeMounts": []any{map[string]any{"name": "x"}}}, "at '/extraVolumeMounts/0': missing property 'mountPath'"},
@@ -388,7 +389,6 @@ func TestRefusedAtInstall(t *testing.T) {
 			_, err := render(t, tt.values, apis...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
-
 			}
 		})
 	}
@@ -1175,6 +1175,56 @@ func TestIngressPathIsRenderedAsGiven(t *testing.T) {
 			}
 			if got := r.ingress.Spec.Rules[0].HTTP.Paths[0].Path; got != path {
 				t.Fatalf("Ingress path %q, want %q", got, path)
+			}
+		})
+	}
+}
+
+// What the refusals in TestRefusedAtInstall must still accept: a limit
+// alone defaults a request, the data volume and /data are the embedded
+// database's only, a mount under /data is another path, and the
+// schedules, intervals, env entries and containers users write.
+func TestValidNeighboursOfTheRefusalsAreAccepted(t *testing.T) {
+	embedded := func(m map[string]any) map[string]any {
+		m["replicaCount"], m["postgresql"] = 1, map[string]any{"enabled": false}
+		return m
+	}
+	prune := func(schedule string) map[string]any {
+		return map[string]any{"metrics": map[string]any{"pushgateway": map[string]any{"prune": map[string]any{"schedule": schedule}}}}
+	}
+	interval := func(d string) map[string]any {
+		return map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": d}}}
+	}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+	}{
+		{"an autoscaler on memory over a memory limit alone", map[string]any{"postgresql": map[string]any{"poolSize": 8},
+			"autoscaling": map[string]any{"enabled": true, "targetMemoryUtilizationPercentage": 80},
+			"resources":   map[string]any{"requests": map[string]any{"memory": nil}, "limits": map[string]any{"memory": "256Mi"}}}},
+		{"an autoscaler over a CPU limit alone", map[string]any{"postgresql": map[string]any{"poolSize": 8}, "autoscaling": map[string]any{"enabled": true},
+			"resources": map[string]any{"requests": map[string]any{"cpu": nil}, "limits": map[string]any{"cpu": "500m"}}}},
+		{"an autoscaler over an extra container with a CPU request", map[string]any{"postgresql": map[string]any{"poolSize": 8}, "autoscaling": map[string]any{"enabled": true},
+			"extraContainers": []any{map[string]any{"name": "log", "image": "busybox", "resources": map[string]any{"requests": map[string]any{"cpu": "10m"}}}}}},
+		{"an autoscaler with a native sidecar and an init container", map[string]any{"postgresql": map[string]any{"poolSize": 8}, "autoscaling": map[string]any{"enabled": true},
+			"sidecar": map[string]any{"enabled": true, "mode": "native"}, "initContainers": []any{map[string]any{"name": "init", "image": "busybox"}}}},
+		{"a volume named data beside PostgreSQL", map[string]any{"extraVolumes": []any{map[string]any{"name": "data", "emptyDir": map[string]any{}}}}},
+		{"a mount at /data beside PostgreSQL", map[string]any{"extraVolumes": []any{map[string]any{"name": "x", "emptyDir": map[string]any{}}},
+			"extraVolumeMounts": []any{map[string]any{"name": "x", "mountPath": "/data"}}}},
+		{"a mount under /data beside the embedded database", embedded(map[string]any{"extraVolumes": []any{map[string]any{"name": "cfg", "configMap": map[string]any{"name": "c"}}},
+			"extraVolumeMounts": []any{map[string]any{"name": "cfg", "mountPath": "/data/x", "subPath": "x"}}})},
+		{"an extra container named sidecar without the chart's", map[string]any{"extraContainers": []any{map[string]any{"name": "sidecar", "image": "busybox"}}}},
+		{"an env entry from a field", map[string]any{"extraEnv": []any{map[string]any{"name": "POD_IP", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.podIP"}}}}}},
+		{"a scrape interval of 1m30s", interval("1m30s")},
+		{"a scrape interval of a day", interval("1d")},
+		{"a prune every quarter hour", prune("*/15 * * * *")},
+		{"a prune @hourly", prune("@hourly")},
+		{"a prune @every 1h30m", prune("@every 1h30m")},
+		{"a prune with month and day names", prune("0 3 * JAN-DEC MON-FRI")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := render(t, tt.values, crdAPIs...); err != nil {
+				t.Fatalf("refused: %v", err)
 			}
 		})
 	}

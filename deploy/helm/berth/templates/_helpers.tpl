@@ -321,7 +321,7 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- range $resource := $targeted }}
 {{- $res := index $r 1 | default dict }}
 {{- if not (or (dig "requests" $resource "" $res) (dig "limits" $resource "" $res)) }}
-{{- fail (printf "autoscaling.enabled: %s request no %s, and the autoscaler, which reads %s utilisation against every container's request, would never scale; set %s.requests.%s" (index $r 0) $resource $resource (index $r 0) $resource) }}
+{{- fail (printf "autoscaling.enabled: %s request no %s, and the autoscaler, which reads %s utilisation against every container's request, would never scale; set %s.requests.%s (a namespace LimitRange's default request does not show in the chart's values: set it here too)" (index $r 0) $resource $resource (index $r 0) $resource) }}
 {{- end }}
 {{- end }}
 {{- end }}
