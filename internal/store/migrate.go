@@ -183,7 +183,11 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 		if err := s.recordWorksFrom(ctx, known); err != nil {
 			return s.failed("migrate", err)
 		}
-		if results, err = p.Up(ctx); err != nil {
+		results, err = p.Up(ctx)
+		for _, r := range results { // applied, whatever comes next
+			log.Info("migration applied", "database", s.where, "version", r.Source.Version, "file", r.Source.Path, slog.Float64("took_seconds", r.Duration.Seconds()))
+		}
+		if err != nil {
 			return s.failed("migrate", err)
 		}
 		// A newer release may have migrated between the version read
@@ -198,9 +202,6 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 				return err
 			}
 		}
-	}
-	for _, r := range results {
-		log.Info("migration applied", "database", s.where, "version", r.Source.Version, "file", r.Source.Path, slog.Float64("took_seconds", r.Duration.Seconds()))
 	}
 	// The item bound lives beside the count it bounds, for the triggers.
 	if _, err := s.db.ExecContext(ctx, s.d.q("UPDATE item_count SET max = ? WHERE id = 1"), s.limits.MaxItems); err != nil {

@@ -58,6 +58,23 @@ func (c server) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// agree reports whether a reading of the signals holds together: latest
+// (read before the times at) is still the latest (again, read after
+// them), and no signal has a time later than latest's, or any time while
+// none is latest, as one caught between storing its time and taking its
+// place in the order would.
+func agree(latest *serve.Signal, at map[*serve.Signal]time.Time, again *serve.Signal) bool {
+	if again != latest {
+		return false
+	}
+	for _, t := range at {
+		if !t.IsZero() && (latest == nil || t.After(at[latest])) {
+			return false
+		}
+	}
+	return true
+}
+
 func (c server) Collect(ch chan<- prometheus.Metric) {
 	sig := c.srv.Signals()
 	all := sig.All()
@@ -66,26 +83,16 @@ func (c server) Collect(ch chan<- prometheus.Metric) {
 	// had its time but not yet its place in the order, so that a time
 	// later than the latest's shows): the signal shown as the latest, the
 	// times and berth_ready agree with each other. (No test reaches the
-	// retry: a signal would have to fire between two atomic loads.)
+	// retry in Collect, as a signal would have to fire between two atomic
+	// loads; agree's own test fabricates such readings.)
 	var latest *serve.Signal
 	at := make(map[*serve.Signal]time.Time, len(all))
-	consistent := func() bool {
-		if sig.Latest() != latest {
-			return false
-		}
-		for _, s := range all {
-			if !at[s].IsZero() && (latest == nil || at[s].After(at[latest])) {
-				return false
-			}
-		}
-		return true
-	}
 	for range 3 {
 		latest = sig.Latest()
 		for _, s := range all {
 			at[s] = s.At()
 		}
-		if consistent() {
+		if agree(latest, at, sig.Latest()) {
 			break
 		}
 	}

@@ -221,3 +221,37 @@ func TestServedDuringDelayIsLive(t *testing.T) {
 		t.Errorf("after the shutdown: gauge %v, report %d; want 1 and 1", got, rep.ServedDuringDelay)
 	}
 }
+
+// A reading of the signals agrees when the latest read before and after
+// the times is one signal and no time is later than its; a signal caught
+// between storing its time and its place in the order (a time past the
+// latest's, or a time while none is latest) makes Collect read again.
+func TestSignalReadingsAgree(t *testing.T) {
+	srv, err := serve.New(serve.Config{API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ShutdownOn: []os.Signal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := srv.Signals()
+	t0 := time.Now()
+	for _, tt := range []struct {
+		name          string
+		latest, again *serve.Signal
+		at            map[*serve.Signal]time.Time
+		want          bool
+	}{
+		{"none signalled", nil, nil, map[*serve.Signal]time.Time{sig.Listening: {}}, true},
+		{"the latest has the latest time", sig.StartupComplete, sig.StartupComplete,
+			map[*serve.Signal]time.Time{sig.Listening: t0, sig.StartupComplete: t0.Add(time.Second), sig.ShutdownInitiated: {}}, true},
+		{"the latest changed meanwhile", sig.StartupComplete, sig.ShutdownInitiated,
+			map[*serve.Signal]time.Time{sig.Listening: t0, sig.StartupComplete: t0.Add(time.Second)}, false},
+		{"a time later than the latest's", sig.StartupComplete, sig.StartupComplete,
+			map[*serve.Signal]time.Time{sig.Listening: t0, sig.StartupComplete: t0.Add(time.Second), sig.ShutdownInitiated: t0.Add(2 * time.Second)}, false},
+		{"a time while none is latest", nil, nil, map[*serve.Signal]time.Time{sig.Listening: t0}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := agree(tt.latest, tt.at, tt.again); got != tt.want {
+				t.Fatalf("agree = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
