@@ -307,6 +307,28 @@ func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
 	}
 }
 
+// waitForLockWait returns once conn's server has a session waiting for a
+// lock that which (a pg_locks condition) selects, and fails the test if
+// the Migrate sending on migrated returns first, while held says what it
+// should have waited for.
+func waitForLockWait(t *testing.T, conn *pgx.Conn, which string, migrated <-chan error, held string) {
+	t.Helper()
+	for {
+		var waiting int
+		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE "+which+" AND NOT granted").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		select {
+		case err := <-migrated:
+			t.Fatalf("Migrate returned %v while %s", err, held)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // berthSchemaLockID is the advisory lock store takes around its record of
 // which binaries a schema version works with (berth_schema).
 const berthSchemaLockID = 0x62657274
@@ -350,20 +372,7 @@ func TestMigrateRefusesASchemaMigratedPastItMeanwhile(t *testing.T) {
 	go func() { migrated <- db.Migrate(t.Context(), quiet) }()
 	// Once this Migrate waits for the lock (it has read the version), the
 	// newer release's migration commits.
-	for {
-		var waiting int
-		if err := newer.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-migrated:
-			t.Fatalf("Migrate returned %v while the newer release's migration held its lock", err)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitForLockWait(t, newer, "locktype = 'advisory'", migrated, "the newer release's migration held its lock")
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -491,20 +500,7 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 	go func() { migrated <- db.Migrate(t.Context(), quiet) }()
 	// Wait until the migration's statement queues for the lock, then write
 	// as the other pod does, while the migration gives up and tries again.
-	for {
-		var waiting int
-		if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass AND NOT granted").Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-migrated:
-			t.Fatalf("Migrate returned %v while the other session still held its lock", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	waitForLockWait(t, admin, "relation = 'items'::regclass", migrated, "the other session still held its lock")
 	for i := range 10 {
 		if _, err := pod.Put(t.Context(), fmt.Sprint("b", i), []byte(`2`)); err != nil {
 			t.Fatalf("write %d, queued behind the waiting migration: %v", i, err)
