@@ -25,7 +25,7 @@ PG_REPO         := $(patsubst %:$(PG_TAG),%,$(POSTGRES_IMAGE))
 
 FUZZTIME ?= 30s
 # Each fuzz target and its package; make test runs their seed corpora.
-FUZZ_TARGETS := FuzzLoad:./internal/config FuzzPutGet:./internal/store FuzzPutItem:./cmd/server \
+FUZZ_TARGETS := FuzzLoad:./internal/config FuzzPutGet:./internal/store FuzzPutItem:./cmd/server FuzzURL:./internal/redact \
                 FuzzWorkDuration:./cmd/server FuzzHandler:./pkg/probes FuzzParseTargets:./pkg/sidecar
 
 help: ## list targets
@@ -47,7 +47,7 @@ bench: ## benchmarks: berth's request path vs bare Gin, probes with a slow check
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./cmd/... ./internal/...
 	cd e2e && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./storepg/...
 
-fuzz: ## run every fuzz target for FUZZTIME each (outside input: configuration, probe queries, item keys and bodies, work durations, sidecar addresses)
+fuzz: ## run every fuzz target for FUZZTIME each (outside input: configuration, connection strings to redact, probe queries, item keys and bodies, work durations, sidecar addresses)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \

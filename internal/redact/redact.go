@@ -95,11 +95,12 @@ func Error(err error, raw string) error {
 }
 
 // keywordParam is a password parameter of a libpq keyword/value string:
-// its value quoted (with backslash escapes) or running to the next
-// unescaped space, kept in the last group. keywordString is such a string:
+// its value quoted (with backslash escapes; unterminated, to the end; and
+// what sticks to its closing quote, which libpq refuses) or running to the
+// next unescaped space, kept in the last group. keywordString is such a string:
 // it begins with a keyword and "=", which no URL does.
 var (
-	keywordParam  = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:\\.|\S)+)`)
+	keywordParam  = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.|\\$)*'?\S*|(?:\\.|\S)+)`)
 	keywordString = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
 )
 
