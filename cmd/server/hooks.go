@@ -39,7 +39,8 @@ var (
 )
 
 // dbCheck is the readiness check "db": a ping of the database through
-// heptiolabs/healthcheck's DatabasePingCheck, run in the background every
+// heptiolabs/healthcheck's DatabasePingCheck (after, for SQLite, a look at
+// whether its file is still the one open: store.DB.CheckFile), run in the background every
 // few seconds, so a probe reads the cached result and never waits on the
 // database. It fails until the db hook has opened the database, and once
 // its stop has closed it.
@@ -77,7 +78,13 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 				return nil, err
 			}
 			log.Info("database open", "database", db.Where())
-			check := heptio.Check(healthcheck.DatabasePingCheck(db.SQL(), cfg.DBTimeout))
+			pingDB := heptio.Check(healthcheck.DatabasePingCheck(db.SQL(), cfg.DBTimeout))
+			check := probes.CheckFunc(func(ctx context.Context) error {
+				if err := db.CheckFile(); err != nil { // SQLite's file deleted under it: a ping still answers
+					return err
+				}
+				return pingDB(ctx)
+			})
 			ping.ping.Store(&check)
 			if ping.refresh != nil {
 				ping.refresh(ctx) // not "not open yet" for up to 5s more

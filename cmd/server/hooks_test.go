@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +51,15 @@ func TestDBCheckFollowsTheDBHook(t *testing.T) {
 	}
 	if !passing() {
 		t.Errorf("db still failing right after the db hook opened the database: %+v", checks.Results())
+	}
+	// SQLite's file deleted under the open database: a ping still answers
+	// from the file it has open; the check does not pass.
+	if err := os.Remove(filepath.Join(cfg.DataDir, "berth.db")); err != nil {
+		t.Fatal(err)
+	}
+	checks.Refresh(t.Context())
+	if passing() || !strings.Contains(fmt.Sprint(checks.Results()), "berth.db was deleted while the service had it open") {
+		t.Errorf("db after its file was deleted: %+v, want it failing and saying so", checks.Results())
 	}
 	if err := app.Stop(t.Context()); err != nil {
 		t.Fatal(err)

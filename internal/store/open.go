@@ -90,6 +90,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.file != "" {
+		// The first connection made the file: the one CheckFile compares.
+		if s.opened, err = os.Stat(s.file); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("database %s: %w", s.where, explain(err))
+		}
+	}
 	return s, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -148,6 +150,7 @@ type DB struct {
 	where  string        // the host or the file, for logs; never a password
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
 	file   string        // SQLite's file; "" for PostgreSQL
+	opened os.FileInfo   // SQLite's file as Open found it, for CheckFile
 	close  func() error  // closes db, then the pool behind it
 
 	// readOnlyReset is when leaveReadOnly last closed the pool's
@@ -160,6 +163,31 @@ type DB struct {
 	// keeps losing the lock to ones just arrived, until its timeout turns
 	// a healthy write into a 503. nil for PostgreSQL, whose rows lock.
 	writer chan struct{}
+}
+
+// CheckFile returns an error wrapping ErrRefused when SQLite's database
+// file is no longer the one the store opened: deleted, or replaced by
+// another (a backup copied over it). The store still reads and writes the
+// file it has open, which no later start will find: what is written to it
+// now is lost at the next start, with everything before. Writes are
+// refused meanwhile, and the service's "db" check fails with this error.
+// It returns nil for PostgreSQL, and when the file cannot be looked at for
+// another reason (SQLite then reports what it finds).
+func (s *DB) CheckFile() error {
+	if s.opened == nil {
+		return nil
+	}
+	now, err := os.Stat(s.file)
+	var what string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		what = "was deleted"
+	case err != nil, os.SameFile(now, s.opened):
+		return nil
+	default:
+		what = "was replaced by another file"
+	}
+	return fmt.Errorf("%w: the database file %s %s while the service had it open; writes are refused, as they would be lost at the next start with every item before them: copy the open file back from /proc/%d/fd (the one whose link names it, \"(deleted)\") before restarting", ErrRefused, s.file, what, os.Getpid())
 }
 
 // queueWrite waits for the write slot (SQLite only), for no longer than
@@ -260,6 +288,9 @@ func (s *DB) putSQLite(ctx context.Context, key string, value []byte) (bool, err
 		return false, err
 	}
 	defer release() // also when the driver panics: a slot kept would stall every write
+	if err := s.CheckFile(); err != nil {
+		return false, err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -303,6 +334,9 @@ func (s *DB) deleteRow(ctx context.Context, key string) (sql.Result, error) {
 		return nil, err
 	}
 	defer release()
+	if err := s.CheckFile(); err != nil {
+		return nil, err
+	}
 	return s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)
 }
 

@@ -208,3 +208,63 @@ func TestUnopenableFileIsNotWaitedOn(t *testing.T) {
 		t.Fatalf("Open with a directory for berth.db = %v", err)
 	}
 }
+
+// A database file deleted, or replaced by another, while the store has it
+// open: SQLite goes on writing the file it has open, which the next start
+// will not find, so every write since (and every item before) would be
+// lost then. Writes are refused, naming the file and what happened to it;
+// reads still answer from the open file.
+func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
+	for _, tt := range []struct {
+		name, want string
+		lose       func(t *testing.T, file string)
+	}{
+		{"deleted", "was deleted", func(t *testing.T, file string) {
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced", "was replaced by another file", func(t *testing.T, file string) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, b, 0o600); err != nil { // a backup copied back: a new file
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.CheckFile(); err != nil {
+				t.Fatalf("CheckFile on the file opened = %v", err)
+			}
+			file := filepath.Join(dir, "berth.db")
+			tt.lose(t, file)
+			check := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), file+" "+tt.want) {
+					t.Errorf("%s after the file %s = %v, want ErrRefused naming %s", what, tt.want, err, file)
+				}
+			}
+			check("CheckFile", db.CheckFile())
+			_, err = db.Put(t.Context(), "b", []byte(`2`))
+			check("Put", err)
+			check("Delete", db.Delete(t.Context(), "a"))
+			if v, err := db.Get(t.Context(), "a"); err != nil || string(v) != "1" {
+				t.Errorf("Get from the open file = %q, %v", v, err)
+			}
+		})
+	}
+}
