@@ -80,7 +80,7 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 			log.Info("database open", "database", db.Where())
 			pingDB := heptio.Check(healthcheck.DatabasePingCheck(db.SQL(), cfg.DBTimeout))
 			check := probes.CheckFunc(func(ctx context.Context) error {
-				if err := db.CheckFile(); err != nil { // SQLite's file deleted under it: a ping still answers
+				if err := db.CheckFile(ctx); err != nil { // SQLite's file deleted under it: a ping still answers
 					return err
 				}
 				return pingDB(ctx)

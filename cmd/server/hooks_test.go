@@ -58,7 +58,7 @@ func TestDBCheckFollowsTheDBHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks.Refresh(t.Context())
-	if passing() || !strings.Contains(fmt.Sprint(checks.Results()), "berth.db was deleted while the service had it open") {
+	if passing() || !strings.Contains(fmt.Sprint(checks.Results()), "berth.db was deleted or renamed while the service had it open") {
 		t.Errorf("db after its file was deleted: %+v, want it failing and saying so", checks.Results())
 	}
 	if err := app.Stop(t.Context()); err != nil {

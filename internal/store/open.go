@@ -204,7 +204,12 @@ func openSQLite(cfg Config) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", explain(err))
 	}
-	path := filepath.Join(dir, "berth.db")
+	// Absolute, as SQLite resolves it once at open: CheckFile looks at
+	// the same file after a change of working directory.
+	path, err := filepath.Abs(filepath.Join(dir, "berth.db"))
+	if err != nil {
+		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", err)
+	}
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
 	// commit durable before it returns; immediate transactions take the
 	// write lock at BEGIN, so two writers wait (busy_timeout) instead of

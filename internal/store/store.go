@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,7 @@ type DB struct {
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
 	file   string        // SQLite's file; "" for PostgreSQL
 	opened os.FileInfo   // SQLite's file as Open found it, for CheckFile
+	lost   atomic.Bool   // CheckFile found the file gone, and checkpointed
 	close  func() error  // closes db, then the pool behind it
 
 	// readOnlyReset is when leaveReadOnly last closed the pool's
@@ -166,14 +168,20 @@ type DB struct {
 }
 
 // CheckFile returns an error wrapping ErrRefused when SQLite's database
-// file is no longer the one the store opened: deleted, or replaced by
-// another (a backup copied over it). The store still reads and writes the
-// file it has open, which no later start will find: what is written to it
-// now is lost at the next start, with everything before. Writes are
-// refused meanwhile, and the service's "db" check fails with this error.
-// It returns nil for PostgreSQL, and when the file cannot be looked at for
-// another reason (SQLite then reports what it finds).
-func (s *DB) CheckFile() error {
+// file is no longer the one the store opened: deleted, renamed away, or
+// deleted and another put in its place (a backup copied back). The store
+// still reads and writes the file it has open, which no later start will
+// find: what is written to it now is lost at the next start, with
+// everything before. Writes are refused meanwhile, and the service's
+// "db" check fails with this error. The first time it finds the file
+// gone it folds the write-ahead log into the open file, so that a copy of
+// that one file (from /proc/PID/fd, as the error says) holds every
+// acknowledged write even when the log was deleted too. It cannot see a
+// copy written over the file in place (the same file, its pages replaced
+// under SQLite, which corrupts it). It returns nil for PostgreSQL, and
+// when the file cannot be looked at for another reason (SQLite then
+// reports what it finds).
+func (s *DB) CheckFile(ctx context.Context) error {
 	if s.opened == nil {
 		return nil
 	}
@@ -181,13 +189,16 @@ func (s *DB) CheckFile() error {
 	var what string
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		what = "was deleted"
+		what = "was deleted or renamed"
 	case err != nil, os.SameFile(now, s.opened):
 		return nil
 	default:
 		what = "was replaced by another file"
 	}
-	return fmt.Errorf("%w: the database file %s %s while the service had it open; writes are refused, as they would be lost at the next start with every item before them: copy the open file back from /proc/%d/fd (the one whose link names it, \"(deleted)\") before restarting", ErrRefused, s.file, what, os.Getpid())
+	if s.lost.CompareAndSwap(false, true) {
+		_, _ = s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(FULL)") // best effort: the error below says what to copy either way
+	}
+	return fmt.Errorf("%w: the database file %s %s while the service had it open; writes are refused, as they would be lost at the next start with every item before them: before the service stops, copy the file it still has open back from /proc/%d/fd (the link to %s (deleted); and, if there is one, the link to %s-wal (deleted), beside it as %s-wal)", ErrRefused, s.file, what, os.Getpid(), s.file, s.file, filepath.Base(s.file))
 }
 
 // queueWrite waits for the write slot (SQLite only), for no longer than
@@ -288,7 +299,7 @@ func (s *DB) putSQLite(ctx context.Context, key string, value []byte) (bool, err
 		return false, err
 	}
 	defer release() // also when the driver panics: a slot kept would stall every write
-	if err := s.CheckFile(); err != nil {
+	if err := s.CheckFile(ctx); err != nil {
 		return false, err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -334,7 +345,7 @@ func (s *DB) deleteRow(ctx context.Context, key string) (sql.Result, error) {
 		return nil, err
 	}
 	defer release()
-	if err := s.CheckFile(); err != nil {
+	if err := s.CheckFile(ctx); err != nil {
 		return nil, err
 	}
 	return s.db.ExecContext(ctx, s.d.q("DELETE FROM items WHERE key = ?"), key)

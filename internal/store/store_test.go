@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -219,7 +220,7 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 		name, want string
 		lose       func(t *testing.T, file string)
 	}{
-		{"deleted", "was deleted", func(t *testing.T, file string) {
+		{"deleted", "was deleted or renamed", func(t *testing.T, file string) {
 			if err := os.Remove(file); err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +248,7 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 			if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.CheckFile(); err != nil {
+			if err := db.CheckFile(t.Context()); err != nil {
 				t.Fatalf("CheckFile on the file opened = %v", err)
 			}
 			file := filepath.Join(dir, "berth.db")
@@ -258,7 +259,7 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 					t.Errorf("%s after the file %s = %v, want ErrRefused naming %s", what, tt.want, err, file)
 				}
 			}
-			check("CheckFile", db.CheckFile())
+			check("CheckFile", db.CheckFile(t.Context()))
 			_, err = db.Put(t.Context(), "b", []byte(`2`))
 			check("Put", err)
 			check("Delete", db.Delete(t.Context(), "a"))
@@ -266,5 +267,85 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 				t.Errorf("Get from the open file = %q, %v", v, err)
 			}
 		})
+	}
+}
+
+// The recovery the refusal names works when the whole data directory was
+// emptied, the write-ahead log with the file: the copy of the one open
+// file the error points at holds every acknowledged write, as CheckFile
+// folded the log into it when it found the file gone.
+func TestTheOpenFileHoldsEveryWriteOnceRefused(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/fd, which Linux has")
+	}
+	dir := t.TempDir()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 20 {
+		if _, err := db.Put(t.Context(), fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "berth.db")
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Put(t.Context(), "late", []byte(`1`)); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("Put after the directory was emptied = %v, want ErrRefused", err)
+	}
+	// What the error says to do: copy the open file back.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := false
+	for _, fd := range fds {
+		link := filepath.Join("/proc/self/fd", fd.Name())
+		if target, err := os.Readlink(link); err == nil && target == file+" (deleted)" && !copied {
+			b, err := os.ReadFile(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			copied = true
+		}
+	}
+	if !copied {
+		t.Fatalf("no open file links to %s (deleted)", file)
+	}
+	db.Close()
+	again, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	for i := range 20 {
+		if v, err := again.Get(t.Context(), fmt.Sprint("k", i)); err != nil || string(v) != fmt.Sprint(i) {
+			t.Errorf("k%d from the copied file = %q, %v", i, v, err)
+		}
+	}
+}
+
+// A data directory given relative to the working directory (the default,
+// data) names the same file after the directory changes: CheckFile looked
+// at the relative path again, and refused every write as if the file were
+// gone.
+func TestCheckFileFollowsTheFileNotTheWorkingDirectory(t *testing.T) {
+	t.Chdir(t.TempDir())
+	db, err := sqliteOpener("data")(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	t.Chdir(t.TempDir())
+	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
+		t.Fatalf("Put after a change of working directory = %v", err)
 	}
 }
