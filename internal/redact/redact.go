@@ -94,13 +94,15 @@ func Error(err error, raw string) error {
 	return errors.New(msg)
 }
 
-// keywordParam is a password parameter of a libpq keyword/value string:
-// its value quoted (with backslash escapes; unterminated, to the end; and
-// what sticks to its closing quote, which libpq refuses) or running to the
-// next unescaped space, kept in the last group. keywordString is such a string:
-// it begins with a keyword and "=", which no URL does.
+// keywordParam is a password parameter of a libpq keyword/value string,
+// after the start, a space or the closing quote of the value before it
+// (which libpq ends there): its value quoted, in the second group (with
+// backslash escapes; unterminated, it runs to the end), or running to the
+// next unescaped space, in the third. A space is libpq's, which counts a
+// vertical tab as one. keywordString is such a string: it begins with a
+// keyword and "=", which no URL does.
 var (
-	keywordParam  = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.|\\$)*'?\S*|(?:\\.|\S)+)`)
+	keywordParam  = regexp.MustCompile(`(?i)((?:^|[\s\v'])(?:ssl)?password[\s\v]*=[\s\v]*)(?:('(?:[^'\\]|\\[\s\S]|\\$)*'?)|((?:\\[\s\S]|[^\s\v])+))`)
 	keywordString = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
 )
 
@@ -179,7 +181,13 @@ func hideParams(s string) string {
 		b.WriteString(tail)
 		s = b.String()
 	}
-	return keywordParam.ReplaceAllString(s, "${1}xxxxx")
+	return keywordParam.ReplaceAllStringFunc(s, func(m string) string {
+		p := keywordParam.FindStringSubmatch(m)
+		if p[2] != "" { // quoted: what follows the quote is the next keyword's
+			return p[1] + "'xxxxx'"
+		}
+		return p[1] + "xxxxx"
+	})
 }
 
 // userinfo is raw's "user:password" split at the first ":": the text
@@ -242,9 +250,9 @@ func passwords(raw string) []string {
 		}
 	}
 	for _, m := range keywordParam.FindAllStringSubmatch(raw, -1) {
-		v := m[len(m)-1]
-		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
-			v = v[1 : len(v)-1]
+		v := m[3]
+		if q := m[2]; q != "" {
+			v = strings.TrimSuffix(q[1:], "'")
 		}
 		out = append(out, v, backslashes.ReplaceAllString(v, "$1"))
 	}
@@ -253,4 +261,4 @@ func passwords(raw string) []string {
 
 // backslashes is a keyword value's escape: the character after it stands
 // for itself.
-var backslashes = regexp.MustCompile(`\\(.)`)
+var backslashes = regexp.MustCompile(`(?s)\\(.)`)

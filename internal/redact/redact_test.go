@@ -27,8 +27,15 @@ func TestURL(t *testing.T) {
 		{"postgres://db/berth?sslmode=require&PASSWORD=s3cret#x", "postgres://db/berth?sslmode=require&PASSWORD=xxxxx"},
 		{"postgres://db/berth?sslpassword=s3cret", "postgres://db/berth?sslpassword=xxxxx"},
 		{"host=db user=berth password=s3cret dbname=berth", "host=db user=berth password=xxxxx dbname=berth"},
-		{`host=db password = 'it\'s s3cret' dbname=berth`, "host=db password = xxxxx dbname=berth"},
-		{`host=db password='s3c\'ret and more' sslpassword=p@ss:w`, "host=db password=xxxxx sslpassword=xxxxx"},
+		{`host=db password = 'it\'s s3cret' dbname=berth`, "host=db password = 'xxxxx' dbname=berth"},
+		{`host=db password='s3c\'ret and more' sslpassword=p@ss:w`, "host=db password='xxxxx' sslpassword=xxxxx"},
+		// libpq's (and pgx's) reading: a keyword may follow a closing quote
+		// at once, a vertical tab is a space, and a backslash escapes a
+		// newline too.
+		{"host=db user='berth'password=s3cretpw dbname=x", "host=db user='berth'password=xxxxx dbname=x"},
+		{"host=db sslpassword='x' password='pw'dbname=y", "host=db sslpassword='xxxxx' password='xxxxx'dbname=y"},
+		{"host=db\vpassword\v=\vs3cretpw dbname=x", "host=db\vpassword\v=\vxxxxx dbname=x"},
+		{"host=db password='ab\\\ns3cretpw' dbname=x", "host=db password='xxxxx' dbname=x"},
 		{"password=s3cret", "password=xxxxx"},
 		{"host=db:5432 password=p@ss dbname=berth", "host=db:5432 password=xxxxx dbname=berth"},
 		{"admin:c2VjcmV0cGFzcw==@pushgateway:9091", "admin:xxxxx@pushgateway:9091"},
