@@ -51,17 +51,8 @@ func TestProbeCommand(t *testing.T) {
 // A target that never answers fails the probe once its timeout passes;
 // what the probe prints hides a password in the URL.
 func TestProbeIsBoundedAndHidesThePassword(t *testing.T) {
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer hung.Close()
-	defer close(release) // before Close, which waits for the handler
-	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
-	probeTimeout = 50 * time.Millisecond
+	hung := stallingServer(t, "")
+	withProbeTimeout(t, 50*time.Millisecond)
 	u := strings.Replace(hung.URL, "http://", "http://probe:s3cr3tpw@", 1)
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
@@ -99,19 +90,8 @@ func TestProbePrintsWholeBody(t *testing.T) {
 // stalls) fails the probe, saying so: what it printed is not the answer.
 // One longer than the probe prints passes, and says the rest is not shown.
 func TestProbeSaysWhenTheBodyIsCut(t *testing.T) {
-	release := make(chan struct{})
-	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "berth_metric 1\n")
-		w.(http.Flusher).Flush()
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer stalled.Close()
-	defer close(release) // before Close, which waits for the handler
-	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
-	probeTimeout = 100 * time.Millisecond
+	stalled := stallingServer(t, "berth_metric 1\n")
+	withProbeTimeout(t, 100*time.Millisecond)
 	var out, stderr bytes.Buffer
 	if code := run([]string{"probe", stalled.URL + "/metrics"}, nil, &out, &stderr); code != 1 || !strings.Contains(stderr.String(), "the answer's body was cut short after 15 bytes: ") {
 		t.Errorf("probe of a body that stalls: exit %d, stderr %q; want 1 and the body named as cut short", code, stderr.String())
@@ -121,13 +101,40 @@ func TestProbeSaysWhenTheBodyIsCut(t *testing.T) {
 		io.Copy(w, io.LimitReader(zeros{}, maxProbeBody+1<<10))
 	}))
 	defer huge.Close()
-	probeTimeout = 30 * time.Second
+	withProbeTimeout(t, 30*time.Second)
 	out.Reset()
 	stderr.Reset()
 	code := run([]string{"probe", huge.URL}, nil, &out, &stderr)
 	if printed := out.Len() - len(huge.URL+" 200 OK\n"); code != 0 || printed != maxProbeBody || !strings.Contains(stderr.String(), "longer than 8 MiB; the rest is not printed") {
 		t.Errorf("probe of a body over 8 MiB: exit %d, printed %d bytes, stderr %q; want 0, 8 MiB, and the cut named", code, printed, stderr.String())
 	}
+}
+
+// stallingServer answers every request with prefix (flushed, unless
+// empty: then not even the headers go), then holds it until the request
+// ends or the test does.
+func stallingServer(t *testing.T, prefix string) *httptest.Server {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if prefix != "" {
+			io.WriteString(w, prefix)
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // first: Close waits for the handler
+	return srv
+}
+
+// withProbeTimeout sets probeTimeout to d until the test ends.
+func withProbeTimeout(t *testing.T, d time.Duration) {
+	old := probeTimeout
+	probeTimeout = d
+	t.Cleanup(func() { probeTimeout = old })
 }
 
 // zeros reads as an endless run of zero bytes.

@@ -40,9 +40,9 @@ var (
 
 // dbCheck is the readiness check "db": a ping of the database through
 // heptiolabs/healthcheck's DatabasePingCheck (after, for SQLite, a look at
-// whether its file is still the one open: store.DB.CheckFile), run in the background every
-// few seconds, so a probe reads the cached result and never waits on the
-// database. It fails until the db hook has opened the database, and once
+// whether its file is still the one open: store.DB.CheckFile), run in the
+// background every few seconds, so a probe reads the cached result and
+// never waits on the database. It fails until the db hook has opened the database, and once
 // its stop has closed it.
 type dbCheck struct {
 	ping    atomic.Pointer[probes.CheckFunc]
