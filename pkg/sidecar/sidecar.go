@@ -199,23 +199,27 @@ func (w *Waiter) probe(ctx context.Context, t Target) error {
 	}
 	resp, err := w.opts.Client.Do(req)
 	if err != nil {
-		return err
+		// The client's error quotes the URL whole, query included.
+		return redact.Error(err, t.URL.String())
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: %s", t.URL.Redacted(), resp.Status)
+		return fmt.Errorf("GET %s: %s", redact.URL(t.URL.String()), resp.Status)
 	}
 	return nil
 }
 
 // Wait returns once every target answered ready, or with an error naming
-// those that did not before the deadline (or ctx) ended.
+// those that did not before the deadline (or ctx) ended, each with its
+// last failure. When ctx ended first, the error says so and matches ctx's
+// cause (errors.Is with context.Canceled or DeadlineExceeded): the caller
+// gave up, which is no failure of the sidecar's.
 func (w *Waiter) Wait(ctx context.Context) error { return w.wait(ctx, w.probe) }
 
 // wait is Wait with probe in place of w.probe, for tests.
 func (w *Waiter) wait(ctx context.Context, probe func(context.Context, Target) error) error {
-	ctx, cancel := context.WithTimeout(ctx, w.opts.Deadline)
+	ctx, cancel := context.WithTimeoutCause(ctx, w.opts.Deadline, errOwnDeadline)
 	defer cancel()
 	errs := make([]error, len(w.targets))
 	var wg sync.WaitGroup
@@ -252,11 +256,23 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 		},
 	}.Retry(ctx, func() error { return probe(ctx, t) })
 	if err != nil {
-		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, t.URL.Redacted(), time.Since(begin).Round(time.Millisecond), attempts, err)
+		waited := time.Since(begin).Round(time.Millisecond)
+		if cause := context.Cause(ctx); cause != nil && cause != errOwnDeadline {
+			// The caller gave up (a signal, another hook's failure, the
+			// hook's start timeout): the error says so, and matches
+			// context.Canceled or DeadlineExceeded, so no one reads the
+			// wait's end as the sidecar's failure.
+			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts, when the wait was cut short (%w); last failure: %w", t.Name, redact.URL(t.URL.String()), waited, attempts, cause, err)
+		}
+		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, redact.URL(t.URL.String()), waited, attempts, err)
 	}
 	w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 	return nil
 }
+
+// errOwnDeadline is the cause of a wait's end at Options.Deadline, which
+// is the sidecar's failure; any other is the caller's.
+var errOwnDeadline = errors.New("the sidecar wait's deadline")
 
 // Hook returns the lifespan hook "sidecars" that waits for every target.
 func (w *Waiter) Hook() lifespan.Hook {
@@ -347,14 +363,14 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 	return errors.Join(errs...)
 }
 
-// quitOne POSTs to one quit URL, and notes in connected when a connection
-// to it was made (something listened, whatever came after).
+// quitOne POSTs to one quit URL, and notes in connected when the request
+// got a connection to it, made or reused (something listened, whatever
+// came after).
 func quitOne(ctx context.Context, client *http.Client, u string, connected *atomic.Bool) error {
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{ConnectDone: func(_, _ string, err error) {
-		if err == nil {
-			connected.Store(true)
-		}
-	}})
+	// GotConn, not ConnectDone: the quit may go over a connection the
+	// readiness probes left open (Linkerd and the chart's own sidecar
+	// answer both on one port), which is connected all the same.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return err

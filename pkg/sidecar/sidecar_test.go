@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -601,5 +602,152 @@ func TestWaitAttemptsBeforeTheDeadline(t *testing.T) {
 				attempts.Check(tt.attempts, err, tt.err)
 			})
 		})
+	}
+}
+
+// A password in a readiness URL's query (?password=, which redact.URL
+// hides, as ParseTargets' errors and Quit's do) must be hidden from Wait's
+// error and log too: the README says errors and logs show these URLs with
+// any password hidden.
+func TestWaitHidesAQueryPassword(t *testing.T) {
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer sc.Close()
+	withPassword := sc.URL + "/ready?password=s3cret-pw"
+	targets, err := ParseTargets([]string{withPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logbuf.Buffer
+	opts := Options{Deadline: 20 * time.Millisecond, InitialBackoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	waitErr := NewWaiter(targets, opts).Wait(t.Context())
+	quitErr := Quit(t.Context(), []string{withPassword}, opts)
+	if waitErr == nil || quitErr == nil {
+		t.Fatalf("Wait = %v, Quit = %v; want both to fail on a 503", waitErr, quitErr)
+	}
+	if strings.Contains(quitErr.Error(), "s3cret") {
+		t.Fatalf("Quit's error shows the password: %v", quitErr)
+	}
+	for what, text := range map[string]string{"Wait's error": waitErr.Error(), "the log": logs.String()} {
+		if strings.Contains(text, "s3cret") {
+			t.Errorf("%s shows the query's password (Quit hides it): %s", what, text)
+		}
+	}
+}
+
+// Linkerd serves /ready and /shutdown on one port (4191), as the chart's
+// own sidecar does. The waiter's probes and Quit can share a client, so
+// the quit may go over the kept-alive connection a readiness probe left:
+// a sidecar that listened there but does not answer is still reported as
+// listening, as on a fresh connection.
+func TestQuitOverAReusedConnectionSaysItListened(t *testing.T) {
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			<-r.Context().Done() // listens, never answers the quit
+		}
+	}))
+	defer sc.Close()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	targets, err := ParseTargets([]string{sc.URL + "/ready"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWaiter(targets, Options{Client: client, Logger: quiet})
+	if err := w.Wait(t.Context()); err != nil { // leaves an idle connection
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	err = Quit(ctx, []string{sc.URL + "/shutdown"}, Options{Client: client, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "it listened, but did not answer before the quit's timeout") {
+		t.Fatalf("Quit over a reused connection = %v; want the sidecar reported as listening but not answering", err)
+	}
+}
+
+// onRecord is a slog handler that signals each record whose message is msg.
+type onRecord struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h onRecord) Enabled(context.Context, slog.Level) bool { return true }
+func (h onRecord) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h onRecord) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onRecord) WithGroup(string) slog.Handler      { return h }
+
+func refusingAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// A wait whose caller gave up (a signal abandoning startup, another hook's
+// failure) says so: its error matches context.Canceled, as the database
+// wait's does, and does not read as the sidecar's own failure.
+func TestWaitCancelledByTheCallerSaysSo(t *testing.T) {
+	targets, err := ParseTargets([]string{refusingAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
+		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Wait(ctx) }()
+	<-waiting // the first attempt was refused; the wait pauses
+	cancel()
+	err = <-errc
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after its caller cancelled = %q; want an error matching context.Canceled", err)
+	}
+}
+
+// So a startup abandoned during the sidecar wait reports no failure of
+// the hook's own after the startup ended (a Late HookStarted, logged as an
+// error and counted in berth_hook_failures_total, which alerts): the wait
+// ended only because it was cancelled.
+func TestAbandonedStartupDuringTheWaitIsNoLateFailure(t *testing.T) {
+	targets, err := ParseTargets([]string{refusingAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
+		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
+	var mu sync.Mutex
+	var late []lifespan.Event
+	app := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
+		if e.Late && e.Kind == lifespan.HookStarted {
+			mu.Lock()
+			late = append(late, e)
+			mu.Unlock()
+		}
+	}}
+	app.Append(w.Hook())
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Start(ctx) }()
+	<-waiting
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start = %v; want the startup cancelled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range late {
+		t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
 	}
 }
