@@ -114,20 +114,53 @@ func Variables() []string {
 	return slices.Sorted(slices.Values(append(names, otherVariables...)))
 }
 
-// serviceLink matches the variables the kubelet writes for every Service in
-// the namespace (enableServiceLinks): a Service named berth or berth-admin
-// gives BERTH_SERVICE_HOST, BERTH_ADMIN_PORT_9090_TCP_ADDR and the like.
-// They always come with the Service's <NAME>_SERVICE_HOST, which is how a
-// typo such as BERTH_HTTP_PORT is still told apart from them.
-var serviceLink = regexp.MustCompile(`^([A-Z0-9_]+?)_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_ADDR|_PORT|_PROTO)?)?)$`)
+// serviceLink matches what follows a Service's name in the variables the
+// kubelet writes for every Service in the namespace (enableServiceLinks): a
+// Service named berth or berth-admin gives BERTH_SERVICE_HOST,
+// BERTH_ADMIN_PORT_9090_TCP_ADDR and the like. They always come with the
+// Service's <NAME>_SERVICE_HOST, which is how a typo such as
+// BERTH_HTTP_PORT is still told apart from them.
+var serviceLink = regexp.MustCompile(`^(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_ADDR|_PORT|_PROTO)?)?)$`)
 
+// isServiceLink reports whether name is a service link: every "_" in it is
+// tried as the end of the Service's name, since the name may itself hold
+// what a link's tail looks like (a Service named berth-service writes
+// BERTH_SERVICE_PORT, its own PORT).
 func isServiceLink(name string, environ map[string]string) bool {
-	m := serviceLink.FindStringSubmatch(name)
-	if m == nil {
-		return false
+	for i := range len(name) {
+		if name[i] != '_' || !serviceLink.MatchString(name[i+1:]) {
+			continue
+		}
+		if _, ok := environ[name[:i]+"_SERVICE_HOST"]; ok {
+			return true
+		}
 	}
-	_, ok := environ[m[1]+"_SERVICE_HOST"]
-	return ok
+	return false
+}
+
+// likelyMeant are names a user may well write for a variable of another
+// name: serve.Config calls BERTH_HTTP_ADDR's value APIAddr. Spelling alone
+// would suggest BERTH_ADMIN_ADDR, the other server's.
+var likelyMeant = map[string]string{"BERTH_API_ADDR": "BERTH_HTTP_ADDR"}
+
+// suggestion is the known name a refused one was likely meant as, or "":
+// an alias from likelyMeant, or else the nearest known name when it is a
+// few typos away (one per four characters after BERTH_, at least one), so
+// that a name of a different meaning that happens to look alike
+// (BERTH_BODY_MAX, BERTH_WORK_MAX) is not offered.
+func suggestion(name string, known []string) string {
+	if meant, ok := likelyMeant[name]; ok {
+		return meant
+	}
+	rest, tails := strings.TrimPrefix(name, "BERTH_"), make([]string, len(known))
+	for i, k := range known {
+		tails[i] = strings.TrimPrefix(k, "BERTH_")
+	}
+	closest, d := nearest(rest, tails)
+	if d > max(1, len(rest)/4) {
+		return ""
+	}
+	return "BERTH_" + closest
 }
 
 // unknownVariables refuses BERTH_ variables the service does not know, a
@@ -146,8 +179,8 @@ func unknownVariables(environ map[string]string) []string {
 			continue
 		}
 		msg := fmt.Sprintf("%s is not a berth variable", name)
-		if closest, d := nearest(name, known); d <= 3 {
-			msg += fmt.Sprintf("; did you mean %s?", closest)
+		if meant := suggestion(name, known); meant != "" {
+			msg += fmt.Sprintf("; did you mean %s?", meant)
 		} else {
 			msg += "; the README lists them"
 		}

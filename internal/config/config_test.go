@@ -46,6 +46,9 @@ func TestLoad(t *testing.T) {
 		{"empty text settings are their defaults", map[string]string{"BERTH_DEMO_FAIL": "", "BERTH_DATABASE_URL": "", "BERTH_SIDECARS": ""}, ""},
 		{"a typo", map[string]string{"BERTH_DRAIN_DELY": "5s"}, "BERTH_DRAIN_DELY is not a berth variable; did you mean BERTH_DRAIN_DELAY?"},
 		{"not even close", map[string]string{"BERTH_COLOUR": "blue"}, "BERTH_COLOUR is not a berth variable; the README lists them"},
+		{"a name of another meaning that looks alike", map[string]string{"BERTH_BODY_MAX": "1024"}, "BERTH_BODY_MAX is not a berth variable; the README lists them"},
+		{"the API's address by serve's name for it", map[string]string{"BERTH_API_ADDR": ":8081"}, "BERTH_API_ADDR is not a berth variable; did you mean BERTH_HTTP_ADDR?"},
+		{"a typo of two letters swapped", map[string]string{"BERTH_STPO_TIMEOUT": "5s"}, "BERTH_STPO_TIMEOUT is not a berth variable; did you mean BERTH_STOP_TIMEOUT?"},
 		{"another program's variable", map[string]string{"HOME": "/root", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}, ""},
 		{"service links of Services named berth and berth-admin", map[string]string{
 			"BERTH_SERVICE_HOST": "10.96.0.7", "BERTH_SERVICE_PORT": "80", "BERTH_SERVICE_PORT_HTTP": "80",
@@ -53,6 +56,10 @@ func TestLoad(t *testing.T) {
 			"BERTH_PORT_80_TCP_PORT": "80", "BERTH_PORT_80_TCP_PROTO": "tcp", "BERTH_ADMIN_SERVICE_HOST": "10.96.0.8",
 			"BERTH_ADMIN_PORT_9090_TCP_ADDR": "10.96.0.8", "BERTH_POSTGRESQL_SERVICE_HOST": "10.96.0.9",
 			"BERTH_POSTGRESQL_SERVICE_PORT_POSTGRESQL": "5432"}, ""},
+		{"service links of a Service named berth-service, whose own name ends as a link's tail does", map[string]string{
+			"BERTH_SERVICE_SERVICE_HOST": "10.96.0.7", "BERTH_SERVICE_SERVICE_PORT": "80", "BERTH_SERVICE_SERVICE_PORT_HTTP": "80",
+			"BERTH_SERVICE_PORT": "tcp://10.96.0.7:80", "BERTH_SERVICE_PORT_80_TCP": "tcp://10.96.0.7:80",
+			"BERTH_SERVICE_PORT_80_TCP_ADDR": "10.96.0.7", "BERTH_SERVICE_PORT_80_TCP_PORT": "80", "BERTH_SERVICE_PORT_80_TCP_PROTO": "tcp"}, ""},
 		{"a mistake that only looks like a service link", map[string]string{"BERTH_HTTP_PORT": "8080", "BERTH_SERVICE_HOST": "10.96.0.7"},
 			"BERTH_HTTP_PORT is not a berth variable"},
 		{"long requests cut off by the drain", map[string]string{"BERTH_WORK_MAX": "30s"},
