@@ -16,10 +16,10 @@ import (
 // once all have started, and then the app's State is set and its phase is
 // PhaseReady. If a start fails, panics or passes its timeout, or ctx ends
 // first, every hook already started is stopped in reverse and Start returns
-// the error, naming the app and the hook. Before that rollback, a start
-// still running (one that ignores its context) is waited for, up to its
-// hook's stop timeout: if it succeeds then, it is stopped first. Start may be called once, and not
-// after Stop.
+// the error, naming the app and the hook. Before that rollback, the starts
+// still running (ones that ignore their context) are waited for, together,
+// each up to its hook's stop timeout: one that succeeds by then is stopped
+// first. Start may be called once, and not after Stop.
 func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	switch {
@@ -300,19 +300,23 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 		stop StopFunc
 		at   time.Time
 	}
+	// Each is waited for from now, all at once: n starts stuck together
+	// hold the rollback one stop timeout, not n.
+	deadlines := make([]time.Time, len(late))
+	for i, l := range late {
+		deadlines[i] = stopDeadline(ctx, a.stopTimeoutOf(l.h))
+	}
 	var done []succeeded
-	for _, l := range late {
-		timer := time.NewTimer(time.Until(stopDeadline(ctx, a.stopTimeoutOf(l.h))))
-		select {
-		case r := <-l.done:
-			if r.err == nil && r.stop != nil {
-				done = append(done, succeeded{l.h, r.stop, r.at})
-			}
-			a.lateFailure(l, r.err)
-		case <-timer.C:
+	for i, l := range late {
+		r, ok := receiveBy(l.done, deadlines[i])
+		if !ok {
 			go a.reapLateStart(l)
+			continue
 		}
-		timer.Stop()
+		if r.err == nil && r.stop != nil {
+			done = append(done, succeeded{l.h, r.stop, r.at})
+		}
+		a.lateFailure(l, r.err)
 	}
 	slices.SortStableFunc(done, func(x, y succeeded) int { return x.at.Compare(y.at) })
 	var errs []error
@@ -320,6 +324,26 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 		errs = append(errs, a.stopLate(ctx, done[i].h, done[i].stop))
 	}
 	return errors.Join(errs...)
+}
+
+// receiveBy receives from ch until deadline; ok is false if nothing came
+// by then. What ch already holds is received even past the deadline: a
+// start that has returned is always taken, never left to chance between
+// two ready cases of a select.
+func receiveBy[T any](ch <-chan T, deadline time.Time) (v T, ok bool) {
+	select {
+	case v = <-ch:
+		return v, true
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case v = <-ch:
+		return v, true
+	case <-timer.C:
+		return v, false
+	}
 }
 
 // reapLateStart waits for a start that outlived its startup and, if it

@@ -557,3 +557,71 @@ func TestFailedStartupsDurationIncludesTheRollback(t *testing.T) {
 		}
 	})
 }
+
+// Before the rollback, a start still running (one that ignores its
+// context) is waited for up to its hook's stop timeout: starts that time
+// out together are waited for together, so n stuck starts hold the
+// rollback one stop timeout, not n.
+func TestLateStartsAreWaitedForTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		block := make(chan struct{})
+		defer close(block)
+		a := &App{Name: "api", Concurrency: 2, StartTimeout: time.Second, StopTimeout: 2 * time.Second}
+		for _, n := range []string{"a", "b"} {
+			a.Append(Hook{Name: n, Start: func(context.Context, *Scope) (StopFunc, error) {
+				<-block // ignores its context
+				return nil, nil
+			}})
+		}
+		begin := time.Now()
+		if err := a.Start(t.Context()); err == nil {
+			t.Fatal("Start succeeded, want timeouts")
+		}
+		// Both timed out at 1s and were given the late grace; each is
+		// then waited for up to its 2s stop timeout.
+		if took, want := time.Since(begin), time.Second+lateStopGrace+2*time.Second; took > want {
+			t.Errorf("Start returned after %v, want at most %v: the late starts' waits ran one after the other", took, want)
+		}
+	})
+}
+
+// A start still running when the startup ends that has succeeded by the
+// time the rollback reaches it is stopped in the rollback, first, even when
+// the rollback's deadline has passed (here a background task that ignores
+// its cancellation used the window up): it is not left to stop on its own,
+// after db. (Its result and the expired deadline are both ready then; a
+// select between them would pick one at random, hence the 20 runs.)
+func TestALateStartThatAlreadySucceededIsStoppedInTheRollback(t *testing.T) {
+	for i := range 20 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				j := &journal{}
+				stuck := make(chan struct{})
+				a := &App{Name: "api", StopTimeout: time.Hour}
+				a.Append(Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+					s.Go("poller", func(context.Context) error { <-stuck; return nil }) // ignores its cancellation
+					j.add("start db")
+					return func(context.Context) error { j.add("stop db"); return nil }, nil
+				}})
+				a.Append(Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
+					time.Sleep(2 * time.Second) // a blocking call that ignores its context
+					j.add("start cache")
+					return func(context.Context) error { j.add("stop cache"); return nil }, nil
+				}})
+				started := make(chan error, 1)
+				go func() { started <- a.Start(context.Background()) }()
+				time.Sleep(time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_ = a.Stop(ctx)
+				<-started
+				atReturn := j.list()
+				close(stuck)
+				synctest.Wait()
+				if want := []string{"start db", "start cache", "stop cache", "stop db"}; !slices.Equal(atReturn, want) {
+					t.Errorf("journal when Start returned %q, want %q", atReturn, want)
+				}
+			})
+		})
+	}
+}
