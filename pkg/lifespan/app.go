@@ -47,17 +47,19 @@ type App struct {
 	// hooks it names in After have started; 0 or 1 starts them one by one.
 	Concurrency int
 
-	mu       sync.Mutex // guards the fields below up to phase
-	hooks    []Hook
-	index    map[string]int
-	status   []atomic.Int32 // a HookStatus per hook, sized at Start
-	started  []startedHook  // in the order their starts completed
-	launched bool
-	stopped  bool // Stop ran before Start: Start must refuse
-	cancel   context.CancelFunc
-	done     chan struct{}   // closed when Start returns
-	stopCtx  context.Context // Stop's, when Stop abandoned Start: its rollback's bound
-	late     []lateStart     // starts the startup's end left running, for the rollback
+	mu        sync.Mutex // guards the fields below up to phase
+	hooks     []Hook
+	index     map[string]int
+	status    []atomic.Int32 // a HookStatus per hook, sized at Start
+	started   []startedHook  // in the order their starts completed
+	launched  bool
+	stopped   bool // Stop ran before Start: Start must refuse
+	cancel    context.CancelFunc
+	done      chan struct{}   // closed when Start returns
+	bound     context.Context // the ctx of the Stop with the earliest deadline (bindStop)
+	tightened chan struct{}   // closed, and replaced, when bound changes
+	calls     []atomic.Int32  // per hook, its start or stop functions running now
+	late      []lateStart     // starts the startup's end left running, for the rollback
 
 	lateGrace time.Duration // lateStopGrace, shortened by tests
 	phase     atomic.Int32
@@ -131,14 +133,15 @@ func (a *App) Phase() Phase { return Phase(a.phase.Load()) }
 // until every hook has started.
 func (a *App) State() *State { return a.state.Load() }
 
-// Running names what is running now: hooks starting or stopping as
-// "hook:NAME" and background tasks as "task:NAME".
+// Running names what is running now: hooks whose start or stop function
+// has not returned as "hook:NAME" (also one the app stopped waiting for,
+// past its timeout, which runs on), and background tasks as "task:NAME".
 func (a *App) Running() []string {
 	var out []string
 	a.mu.Lock()
 	if a.launched {
 		for i, h := range a.hooks {
-			if s := HookStatus(a.status[i].Load()); s == HookRunningStart || s == HookRunningStop {
+			if a.calls[i].Load() > 0 {
 				out = append(out, "hook:"+h.Name)
 			}
 		}
@@ -148,6 +151,14 @@ func (a *App) Running() []string {
 		out = append(out, "task:"+t)
 	}
 	return out
+}
+
+// calling counts a call of h's start or stop function as running, until
+// the function it returns is called, as the call returns.
+func (a *App) calling(h Hook) (returned func()) {
+	c := &a.calls[a.index[h.Name]] // index and calls do not change once started
+	c.Add(1)
+	return func() { c.Add(-1) }
 }
 
 func (a *App) emit(e Event) {

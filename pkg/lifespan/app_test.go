@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 func TestStartInOrderStopInReverse(t *testing.T) {
@@ -243,6 +244,61 @@ func TestPanickingObserverNeitherCrashesNorStopsHalfway(t *testing.T) {
 			if !strings.Contains(logged.String(), "observer boom: hook-started") {
 				t.Errorf("the observer's panic was not logged; the log:\n%s", logged.String())
 			}
+		})
+	}
+}
+
+// Running names a hook while its start or stop function runs, also one the
+// app stopped waiting for at its timeout (a stop or start that ignores its
+// context): serve's second signal logs Running to say what was still
+// running, which such a call usually is. It is gone once the call returns.
+func TestRunningNamesCallsTheAppGaveUpOn(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		hook func(block <-chan struct{}) Hook
+		// run starts (and stops) the app, up to where the call runs on.
+		run func(t *testing.T, a *App)
+	}{
+		{"a stop abandoned at its timeout", func(block <-chan struct{}) Hook {
+			return Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+				return func(context.Context) error { <-block; return nil }, nil
+			}}
+		}, func(t *testing.T, a *App) {
+			if err := a.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			var te *TimeoutError
+			if err := a.Stop(t.Context()); !errors.As(err, &te) {
+				t.Fatalf("Stop = %v, want a stop TimeoutError", err)
+			}
+		}},
+		{"a start past its timeout, after Start returned", func(block <-chan struct{}) Hook {
+			return Hook{Name: "db", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
+				<-block
+				return nil, nil
+			}}
+		}, func(t *testing.T, a *App) {
+			var te *TimeoutError
+			if err := a.Start(t.Context()); !errors.As(err, &te) {
+				t.Fatalf("Start = %v, want a start TimeoutError", err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				block := make(chan struct{})
+				a := &App{Name: "api", StopTimeout: time.Second}
+				a.Append(tt.hook(block))
+				tt.run(t, a)
+				if got := a.Running(); !slices.Equal(got, []string{"hook:db"}) {
+					t.Errorf("Running = %q while db's call runs on; want [hook:db]", got)
+				}
+				close(block)
+				synctest.Wait()
+				if got := a.Running(); len(got) != 0 {
+					t.Errorf("Running = %q once db's call returned; want none", got)
+				}
+			})
 		})
 	}
 }

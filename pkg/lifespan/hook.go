@@ -9,8 +9,9 @@ import (
 
 // StopFunc undoes what a start did. It gets a context whose deadline is the
 // earlier of the hook's stop timeout and the deadline of the context given
-// to Stop; once that has passed the context is already done, and the stop
-// should release what it can at once.
+// to Stop (a Stop called while the stop runs, with an earlier deadline,
+// brings it forward); once that has passed the context is already done,
+// and the stop should release what it can at once.
 type StopFunc func(ctx context.Context) error
 
 // StartFunc starts a hook and returns the function that stops it (nil when

@@ -32,6 +32,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.launched = true
 	a.status = make([]atomic.Int32, len(a.hooks))
+	a.calls = make([]atomic.Int32, len(a.hooks))
 	a.done = make(chan struct{})
 	if a.lateGrace == 0 {
 		a.lateGrace = lateStopGrace
@@ -214,7 +215,9 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	scope := &Scope{app: a, hook: h.Name}
 	begin := time.Now()
 	done := make(chan startResult, 1)
+	returned := a.calling(h)
 	go func() {
+		defer returned()
 		var r startResult
 		defer func() {
 			if v := recover(); v != nil {
@@ -304,11 +307,11 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 	// hold the rollback one stop timeout, not n.
 	deadlines := make([]time.Time, len(late))
 	for i, l := range late {
-		deadlines[i] = stopDeadline(ctx, a.stopTimeoutOf(l.h))
+		deadlines[i] = a.stepDeadline(ctx, a.stopTimeoutOf(l.h))
 	}
 	var done []succeeded
 	for i, l := range late {
-		r, ok := receiveBy(l.done, deadlines[i])
+		r, ok := awaitStep(a, l.done, deadlines[i], 0, nil)
 		if !ok {
 			go a.reapLateStart(l)
 			continue
@@ -324,26 +327,6 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 		errs = append(errs, a.stopLate(ctx, done[i].h, done[i].stop))
 	}
 	return errors.Join(errs...)
-}
-
-// receiveBy receives from ch until deadline; ok is false if nothing came
-// by then. What ch already holds is received even past the deadline: a
-// start that has returned is always taken, never left to chance between
-// two ready cases of a select.
-func receiveBy[T any](ch <-chan T, deadline time.Time) (v T, ok bool) {
-	select {
-	case v = <-ch:
-		return v, true
-	default:
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case v = <-ch:
-		return v, true
-	case <-timer.C:
-		return v, false
-	}
 }
 
 // reapLateStart waits for a start that outlived its startup and, if it

@@ -29,18 +29,20 @@ import (
 //
 // If Start is still running, Stop abandons it and returns once its rollback
 // is done; the rollback stops what started under ctx, as Stop would, and
-// its errors are Start's to report, so Stop then returns nil. (A start
-// that failed by itself has begun its rollback under the stop timeouts
-// alone: a Stop that comes during it waits for it, and its ctx does not
-// shorten it.) Stop on an
-// app that never started returns nil and makes a later Start fail. Calling
-// Stop again returns the first call's result.
+// its errors are Start's to report, so Stop then returns nil. A start that
+// failed by itself rolls back under the stop timeouts alone until a Stop
+// comes; from then on ctx's deadline bounds what is left of it, the stop
+// under way included (its context ends at that deadline). Stop on an app
+// that never started returns nil and makes a later Start fail. Calling
+// Stop again waits for the first call and returns its result; a deadline
+// earlier than the first call's bounds what is left of its stop, as a Stop
+// during a rollback does.
 func (a *App) Stop(ctx context.Context) error {
+	a.bindStop(ctx) // also when a stop or rollback is under way: its deadline bounds the rest
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
 		launched, cancel, done := a.launched, a.cancel, a.done
 		a.stopped = !launched
-		a.stopCtx = ctx
 		a.mu.Unlock()
 		if !launched {
 			a.setPhase(PhaseStopped, 0, nil)
@@ -79,22 +81,38 @@ func (a *App) stopTasks(ctx context.Context) error {
 	return a.tasks.stop(a.Name, a.taskWait(ctx))
 }
 
-// taskWait is how long stopping the tasks may take, by the rule each
-// hook's stop follows: until the stop timeout, cut to ctx's deadline, and
-// the late-stop grace past it, a window every late wait shares; never less
-// than a tenth of the grace. A task that needs a moment to wind down after
-// its cancellation so has the same allowance just before the deadline as
-// just after it, and the apps of a Group whose tasks all ignore their
-// context overrun the deadline by one grace and a tenth of it per app,
-// not by a grace per app.
-func (a *App) taskWait(ctx context.Context) time.Duration {
-	deadline := stopDeadline(ctx, a.stopTimeoutOf(Hook{}))
-	return max(time.Until(deadline.Add(a.lateGrace)), a.lateGrace/10)
+// taskWait waits for the tasks (done closes when they have all returned)
+// by the rule each hook's stop follows (awaitStep): until the stop
+// timeout, cut to ctx's deadline (and any Stop's), and the late-stop grace
+// past it, a window every late wait shares; never less than a tenth of the
+// grace. A task that needs a moment to wind down after its cancellation
+// so has the same allowance just before the deadline as just after it,
+// and the apps of a Group whose tasks all ignore their context overrun
+// the deadline by one grace and a tenth of it per app, not by a grace per
+// app.
+func (a *App) taskWait(ctx context.Context) func(done <-chan struct{}) bool {
+	deadline := a.stepDeadline(ctx, a.stopTimeoutOf(Hook{}))
+	return func(done <-chan struct{}) bool {
+		_, ok := awaitStep(a, done, deadline, a.lateGrace, nil)
+		return ok
+	}
+}
+
+// stepDeadline is the deadline of a step of the app's stop: the earliest
+// of timeout from now, ctx's deadline and that of every Stop called.
+func (a *App) stepDeadline(ctx context.Context, timeout time.Duration) time.Time {
+	d := stopDeadline(ctx, timeout)
+	if bound, _ := a.stopBound(); bound != nil {
+		if dl, ok := bound.Deadline(); ok && dl.Before(d) {
+			return dl
+		}
+	}
+	return d
 }
 
 // rollback stops what a failed Start started: tasks, then every started
-// hook, bounded by Stop's ctx when Stop abandoned the start (or by the
-// stop timeouts alone when it failed on its own).
+// hook, bounded by Stop's ctx when Stop abandoned the start, or by the
+// stop timeouts alone when it failed on its own, until a Stop comes.
 func (a *App) rollback() error {
 	ctx := a.rollbackContext(context.Background())
 	err := a.tasks.stop(a.Name, a.taskWait(ctx))
@@ -129,28 +147,30 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string, stopped func()) error {
 	a.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
-	deadline := stopDeadline(parent, a.stopTimeoutOf(h))
 	var err error
 	if stop != nil {
-		ctx, cancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
+		deadline := a.stepDeadline(parent, a.stopTimeoutOf(h))
+		ctx := newStopContext(parent, deadline)
 		done := make(chan error, 1)
-		go func() { done <- callStop(ctx, stop) }()
+		returned := a.calling(h)
+		go func() {
+			defer returned()
+			done <- callStop(ctx, stop)
+		}()
 		// Stops called after ctx's deadline share one grace window past
 		// it, each with a floor: n stops that ignore their context
 		// overrun the deadline by the window and n floors, not n windows.
-		wait := time.NewTimer(max(time.Until(deadline.Add(a.lateGrace)), a.lateGrace/10))
-		select {
-		case err = <-done:
-		case <-wait.C:
-			err = &TimeoutError{Op: "stop", Timeout: max(deadline.Sub(begin), 0)}
+		var ok bool
+		if err, ok = awaitStep(a, done, deadline, a.lateGrace, ctx.bringForward); !ok {
+			dl, _ := ctx.Deadline()
+			err = &TimeoutError{Op: "stop", Timeout: max(dl.Sub(begin), 0)}
 			go func() {
 				if late := <-done; late != nil {
 					a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: late %s: %w", a.Name, h.Name, what, late)})
 				}
 			}()
 		}
-		wait.Stop()
-		cancel()
+		ctx.end(context.Canceled)
 	}
 	d := time.Since(begin)
 	if err != nil {
@@ -168,25 +188,4 @@ func callStop(ctx context.Context, stop StopFunc) (err error) {
 		}
 	}()
 	return stop(ctx)
-}
-
-// rollbackContext bounds the rollback of the app's failed start: the ctx
-// of the Stop that abandoned it, or else otherwise.
-func (a *App) rollbackContext(otherwise context.Context) context.Context {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.stopCtx != nil {
-		return a.stopCtx
-	}
-	return otherwise
-}
-
-// stopDeadline is a stop's deadline: the earlier of timeout from now and
-// ctx's deadline.
-func stopDeadline(ctx context.Context, timeout time.Duration) time.Time {
-	deadline := time.Now().Add(timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		return dl
-	}
-	return deadline
 }

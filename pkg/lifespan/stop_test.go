@@ -361,3 +361,88 @@ func TestStopDuringStartStopsALateStartFirst(t *testing.T) {
 		}
 	})
 }
+
+// A Stop's deadline bounds what is left of a stop already under way: a
+// failed start's rollback (which runs under the stop timeouts alone until
+// a Stop comes: serve's Stop on a SIGTERM during startup), or a Stop
+// without a deadline (Group.Start's rollback of the apps before the one
+// that failed, which Group.Stop then reaches). The stop under way sees its
+// context end at the new deadline, as DeadlineExceeded.
+func TestALaterStopBoundsAStopUnderWay(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// underWay starts the app and begins its stop, or its rollback,
+		// which ends in what it returns.
+		underWay func(a *App) <-chan error
+		// bubble runs the case on synctest's clock. The later Stop of "a
+		// Stop without a deadline" waits on the first's sync.Once, which
+		// synctest does not count as blocked: that case runs on the real
+		// clock, with a short deadline, and its figures are the same.
+		bubble bool
+	}{
+		{"a failed start's rollback", func(a *App) <-chan error {
+			a.Append(Hook{Name: "bad", Start: func(context.Context, *Scope) (StopFunc, error) {
+				return nil, errors.New("migration failed")
+			}})
+			ended := make(chan error, 1)
+			go func() { ended <- a.Start(context.Background()) }()
+			return ended
+		}, true},
+		{"a Stop without a deadline", func(a *App) <-chan error {
+			ended := make(chan error, 1)
+			go func() {
+				if err := a.Start(context.Background()); err != nil {
+					ended <- err
+					return
+				}
+				ended <- a.Stop(context.Background())
+			}()
+			return ended
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			run := func(t *testing.T) {
+				inStop := make(chan struct{})
+				var stopCtx context.Context
+				a := &App{Name: "api", StopTimeout: time.Hour}
+				a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+					return func(ctx context.Context) error {
+						stopCtx = ctx
+						close(inStop)
+						<-ctx.Done() // a stop that honours its context (a pool draining)
+						return ctx.Err()
+					}, nil
+				}})
+				ended := tt.underWay(a)
+				<-inStop
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				stopped := make(chan time.Duration, 1)
+				go func() {
+					begin := time.Now()
+					_ = a.Stop(ctx)
+					stopped <- time.Since(begin)
+				}()
+				var took time.Duration
+				select {
+				case took = <-stopped:
+				case <-time.After(time.Minute): // a failure detector, not a pause: with the bound it takes 50ms
+					t.Fatal("Stop with a 50ms deadline had not returned after a minute: it waits out the stop under way")
+				}
+				<-ended
+				if limit := 50*time.Millisecond + lateStopGrace; tt.bubble && took > limit {
+					t.Errorf("Stop with a 50ms deadline returned after %v, want at most %v", took, limit)
+				}
+				want, _ := ctx.Deadline()
+				if dl, _ := stopCtx.Deadline(); !errors.Is(stopCtx.Err(), context.DeadlineExceeded) || !dl.Equal(want) {
+					t.Errorf("the stop under way ended with %v at the deadline %v; want DeadlineExceeded at the Stop's, %v", stopCtx.Err(), dl, want)
+				}
+			}
+			if tt.bubble {
+				synctest.Test(t, run)
+			} else {
+				run(t)
+			}
+		})
+	}
+}

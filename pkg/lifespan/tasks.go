@@ -94,11 +94,12 @@ func (t *tasks) names() []string {
 	return names
 }
 
-// stop cancels every task and waits for them until wait passes. The first
-// call returns the errors tasks ended with and, if some are still running,
-// one naming them; a later or concurrent call waits for the first and
-// returns nil, so no error is reported twice.
-func (t *tasks) stop(app string, wait time.Duration) error {
+// stop cancels every task and waits for them with await, which is given a
+// channel closed once they have all returned and reports whether that
+// came in time. The first call returns the errors tasks ended with and, if
+// some are still running, one naming them; a later or concurrent call
+// waits for the first and returns nil, so no error is reported twice.
+func (t *tasks) stop(app string, await func(done <-chan struct{}) bool) error {
 	t.init()
 	t.mu.Lock()
 	if t.closed {
@@ -114,13 +115,10 @@ func (t *tasks) stop(app string, wait time.Duration) error {
 	t.cancel()
 	done := make(chan struct{})
 	go func() { t.wg.Wait(); close(done) }()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	begin := time.Now()
 	var late error
-	select {
-	case <-done:
-	case <-timer.C:
-		late = fmt.Errorf("lifespan %q: background tasks still running %v after cancellation: %v", app, wait, t.names())
+	if !await(done) {
+		late = fmt.Errorf("lifespan %q: background tasks still running %v after cancellation: %v", app, time.Since(begin).Round(time.Millisecond), t.names())
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -555,3 +555,71 @@ func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown (a SIGTERM, say) that comes while a startup that failed by
+// itself is rolling back bounds what is left of the rollback by the stop
+// timeout from T0, as for any abandoned startup (the README's exit code 1:
+// "for a signal, within BERTH_STOP_TIMEOUT of it"): a stop under way then,
+// and each after it, ends by T0 + StopTimeout, not by its hook's own
+// (here an hour), which the pod's grace period does not count.
+func TestShutdownDuringAFailedStartupsRollbackBoundsIt(t *testing.T) {
+	const stopTimeout = 300 * time.Millisecond
+	for _, tt := range []struct {
+		name    string
+		sameApp bool // the started hooks are in the app that fails, or in an app before it
+	}{
+		{"in the app that failed", true},
+		{"in an app started before it", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stopping := make(chan struct{})
+			var mu sync.Mutex
+			ended := map[string]time.Time{} // each stop's deadline when its context ended
+			waitingStop := func(name string, began chan struct{}) lifespan.Hook {
+				return lifespan.Hook{Name: name, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+					return func(ctx context.Context) error { // honours its context, as a pool draining would
+						if began != nil {
+							close(began)
+						}
+						<-ctx.Done()
+						dl, _ := ctx.Deadline()
+						mu.Lock()
+						ended[name] = dl
+						mu.Unlock()
+						return nil
+					}, nil
+				}}
+			}
+			db, cache := waitingStop("db", nil), waitingStop("cache", stopping)
+			warm := lifespan.Hook{Name: "warm", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				return nil, errors.New("warm failed")
+			}}
+			// Each hook's own stop timeout is an hour: only the shutdown bounds the stops.
+			api := &lifespan.App{Name: "api", StopTimeout: time.Hour}
+			apps := lifespan.Group{api}
+			if tt.sameApp {
+				api.Append(db, cache, warm)
+			} else {
+				infra := &lifespan.App{Name: "infra", StopTimeout: time.Hour}
+				infra.Append(db, cache)
+				api.Append(warm)
+				apps = lifespan.Group{infra, api}
+			}
+			f := start(t, Config{Apps: apps, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
+			within(t, stopping, "the rollback's first stop")
+			f.srv.Shutdown()
+			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+				t.Fatalf("Run = %v", err)
+			}
+			limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, name := range []string{"cache", "db"} {
+				if dl, ok := ended[name]; !ok || dl.After(limit) {
+					t.Errorf("the rollback's stop of %s ended with the deadline %v (ended: %v); want at most the stop timeout from T0 (%v)",
+						name, dl.Format(time.RFC3339Nano), ok, limit.Format(time.RFC3339Nano))
+				}
+			}
+		})
+	}
+}
