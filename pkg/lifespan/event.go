@@ -53,9 +53,15 @@ const (
 	HookStopped
 	TaskStarted
 	TaskExited
+	// RollbackStarting: the startup failed or was abandoned, and what
+	// started (if anything did) is about to be stopped (the tasks, then the hooks, in
+	// reverse). Observers see it before the first of those stops, and the
+	// rollback waits for them: one may end what reads the app's resources
+	// (package serve ends its background checks here), but briefly.
+	RollbackStarting
 )
 
-var kindNames = [...]string{"phase", "hook-starting", "hook-started", "hook-stopping", "hook-stopped", "task-started", "task-exited"}
+var kindNames = [...]string{"phase", "hook-starting", "hook-started", "hook-stopping", "hook-stopped", "task-started", "task-exited", "rollback-starting"}
 
 func (k EventKind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {

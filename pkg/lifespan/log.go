@@ -54,6 +54,8 @@ func logObserver(log *slog.Logger) (Observer, *loggedErrors) {
 			}
 		case HookStarting, HookStopping, TaskStarted:
 			level, msg = slog.LevelDebug, e.Kind.String()
+		case RollbackStarting:
+			level, msg = slog.LevelWarn, "lifespan rolling back" // why is the failed hook's line, just before
 		default:
 			msg = e.Kind.String()
 		}

@@ -55,6 +55,12 @@ func (a *App) Start(ctx context.Context) error {
 		err = a.schedule(ctx, hooks, deps)
 	}
 	if err != nil {
+		a.mu.Lock()
+		something := len(a.started) > 0 || len(a.late) > 0 // tasks are started by hooks
+		a.mu.Unlock()
+		if something {
+			a.emit(Event{Kind: RollbackStarting})
+		}
 		err = errors.Join(err, a.rollback())
 		a.setPhase(PhaseFailed, time.Since(begin), err)
 		return err

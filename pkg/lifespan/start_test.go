@@ -625,3 +625,46 @@ func TestALateStartThatAlreadySucceededIsStoppedInTheRollback(t *testing.T) {
 		})
 	}
 }
+
+// A failed startup tells its observers it is about to roll back before the
+// first stop, and after the failure that caused it (an observer ends what
+// reads the app's resources then: serve's background checks); with nothing
+// started, nothing is rolled back and nothing is said.
+func TestRollbackStartingComesBeforeTheFirstStop(t *testing.T) {
+	fail := Hook{Name: "bad", Start: func(context.Context, *Scope) (StopFunc, error) { return nil, errors.New("migration failed") }}
+	db := Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+		return func(context.Context) error { return nil }, nil
+	}}
+	for _, tt := range []struct {
+		name  string
+		hooks []Hook
+		want  []string
+	}{
+		{"something started", []Hook{db, fail}, []string{"hook-started bad", "rollback-starting ", "hook-stopping db", "hook-stopped db", "phase "}},
+		{"nothing started", []Hook{fail, db}, []string{"hook-started bad", "phase "}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string
+			a := &App{Name: "api", Observer: func(e Event) {
+				if e.Kind != HookStarting && (e.Kind != PhaseChanged || e.Phase == PhaseFailed) {
+					mu.Lock()
+					seen = append(seen, e.Kind.String()+" "+e.Hook)
+					mu.Unlock()
+				}
+			}}
+			a.Append(tt.hooks...)
+			if err := a.Start(t.Context()); err == nil {
+				t.Fatal("Start succeeded")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if i := slices.Index(seen, "hook-started db"); i >= 0 {
+				seen = slices.Delete(seen, i, i+1)
+			}
+			if !slices.Equal(seen, tt.want) {
+				t.Errorf("events %q, want %q", seen, tt.want)
+			}
+		})
+	}
+}

@@ -48,7 +48,10 @@ type Config struct {
 	// of its own: each of its hooks is the readiness check
 	// hook/NAME/HOOK, and NAME and HOOK must fit a check's name
 	// (probes.CheckName). New reads each app's hooks: append them all
-	// before New, as Run refuses an app given hooks after it.
+	// before New, as Run refuses an app given hooks after it. Run adds an
+	// observer of its own to each app's Observer (yours still gets every
+	// event): it ends the background checks when a failed startup is about
+	// to roll back, before the hooks release what the checks read.
 	Apps lifespan.Group
 	// API is the application's handler (a *gin.Engine, say).
 	API http.Handler

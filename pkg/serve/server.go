@@ -411,6 +411,7 @@ func (s *Server) startup() error {
 		s.cfg.Logger.Warn("shutdown requested before startup; starting no app", "reason", s.reason)
 		return s.startupError(fmt.Errorf("the shutdown (%s) began before the startup; no app was started", s.reason))
 	}
+	s.observeRollbacks()
 	ctx, abort := context.WithCancel(context.Background())
 	defer abort()
 	started := make(chan error, 1)
@@ -461,6 +462,20 @@ func (s *Server) startup() error {
 	return nil
 }
 
+// observeRollbacks has each app tell the server when its failed startup
+// is about to roll back (lifespan.RollbackStarting, before the first stop),
+// so that the background checks end first, as they do before a shutdown's
+// stops and an abandoned startup's rollback.
+func (s *Server) observeRollbacks() {
+	for _, app := range s.cfg.Apps {
+		app.Observer = lifespan.Observers(app.Observer, func(e lifespan.Event) {
+			if e.Kind == lifespan.RollbackStarting {
+				s.endChecksWithin(s.cfg.StopTimeout/10, "the startup's rollback")
+			}
+		})
+	}
+}
+
 // startupError is the StartupError for err, led by the errors of the
 // servers that failed, if one did: a server that fails during startup
 // abandons it, and the abandoned hook's own error (its context cancelled)
@@ -477,16 +492,16 @@ func (s *Server) ledByServerErrors(errs ...error) []error {
 	return append(slices.Clone(s.serveErrs), errs...)
 }
 
-// stopServers stops the background checks (after a startup that failed
-// on its own: a shutdown, or an abandoned startup's rollback, stopped them
-// before the hooks) and the admin server (and the API server, if it still
-// runs), and waits for them. The admin server
+// stopServers stops the background checks (unless a shutdown, or a
+// startup's rollback, stopped them before the hooks already; a startup
+// that failed with nothing started has none to roll back) and the admin
+// server (and the API server, if it still runs), and waits for them. The admin server
 // closes gracefully within adminCloseWait, then closes what is still open.
 func (s *Server) stopServers() {
 	s.stopProbes()
-	// The checks, unless the shutdown or the abandoned startup's rollback
-	// stopped them already: half the admin server's window, which the
-	// close then shares.
+	// The checks, unless the shutdown or the startup's rollback stopped
+	// them already: half the admin server's window, which the close then
+	// gets afresh.
 	s.endChecksWithin(s.cfg.adminCloseWait()/2, "the servers stop")
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.adminCloseWait())
 	defer cancel()

@@ -623,3 +623,41 @@ func TestShutdownDuringAFailedStartupsRollbackBoundsIt(t *testing.T) {
 		})
 	}
 }
+
+// A startup that fails by itself (a hook's start returns an error) rolls
+// back the hooks that started inside Apps.Start: the background checks must
+// have ended before that rollback releases what they check, as they do for
+// a shutdown and for an abandoned startup.
+func TestFailedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
+	var released atomic.Bool
+	running := make(chan struct{})
+	sawReleased := make(chan bool, 1)
+	var runs atomic.Int32
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+			close(running)
+			<-ctx.Done()
+			sawReleased <- released.Load()
+		}
+		return nil
+	}})
+	a := &lifespan.App{Name: "api"}
+	a.Append(
+		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+			return func(context.Context) error { released.Store(true); return nil }, nil
+		}},
+		lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+			<-running // the check is in flight, using what "db" opened
+			return nil, errors.New("warm failed")
+		}},
+	)
+	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	if within(t, sawReleased, "the check's first run to end") {
+		t.Error("the check was still running when the failed startup's rollback released what it checks")
+	}
+}
