@@ -57,7 +57,12 @@ type Check struct {
 	// Interval, when set, runs the check in the background every Interval
 	// (starting at once when the registry starts); probes read the cached
 	// result and report the check failing until its first run passes.
-	// Without it the check runs inline on every probe.
+	// Without it the check runs inline on every probe, for as long as
+	// the probes are served: package serve ends background checks before
+	// the hooks release what they read, but serves probes, and so runs
+	// inline checks, until its last step. A check that reads what a hook
+	// opens (a database pool) belongs in the background, or must answer
+	// with an error, not a panic or a wait, once that is closed.
 	Interval time.Duration
 	// Instant marks a check that only reads memory (a flag, a signal, a
 	// status) and never blocks: it runs in the probe's own goroutine, with
