@@ -145,7 +145,8 @@ var likelyMeant = map[string]string{"BERTH_API_ADDR": "BERTH_HTTP_ADDR"}
 
 // suggestion is the known name a refused one was likely meant as, or "":
 // an alias from likelyMeant, or else the nearest known name when it is a
-// few typos away (one per four characters after BERTH_, at least one), so
+// few slips away (one edit per four characters after BERTH_, at least one;
+// a swap of two letters is one), so
 // that a name of a different meaning that happens to look alike
 // (BERTH_BODY_MAX, BERTH_WORK_MAX) is not offered.
 func suggestion(name string, known []string) string {
@@ -200,25 +201,31 @@ func nearest(s string, names []string) (string, int) {
 	return best, bestD
 }
 
-// distance is the Levenshtein distance between a and b.
+// distance is the edit distance between a and b, a swap of two adjacent
+// letters counting as one edit, as one slip of the fingers (optimal string
+// alignment).
 func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // serveFields maps serve.Config's field names, as serve's errors name them,

@@ -49,6 +49,7 @@ func TestLoad(t *testing.T) {
 		{"a name of another meaning that looks alike", map[string]string{"BERTH_BODY_MAX": "1024"}, "BERTH_BODY_MAX is not a berth variable; the README lists them"},
 		{"the API's address by serve's name for it", map[string]string{"BERTH_API_ADDR": ":8081"}, "BERTH_API_ADDR is not a berth variable; did you mean BERTH_HTTP_ADDR?"},
 		{"a typo of two letters swapped", map[string]string{"BERTH_STPO_TIMEOUT": "5s"}, "BERTH_STPO_TIMEOUT is not a berth variable; did you mean BERTH_STOP_TIMEOUT?"},
+		{"two letters swapped in the shortest name", map[string]string{"BERTH_DB_WIAT": "5s"}, "BERTH_DB_WIAT is not a berth variable; did you mean BERTH_DB_WAIT?"},
 		{"another program's variable", map[string]string{"HOME": "/root", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}, ""},
 		{"service links of Services named berth and berth-admin", map[string]string{
 			"BERTH_SERVICE_HOST": "10.96.0.7", "BERTH_SERVICE_PORT": "80", "BERTH_SERVICE_PORT_HTTP": "80",

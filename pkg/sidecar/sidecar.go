@@ -199,8 +199,7 @@ func (w *Waiter) probe(ctx context.Context, t Target) error {
 	}
 	resp, err := w.opts.Client.Do(req)
 	if err != nil {
-		// The client's error quotes the URL whole, query included.
-		return redact.Error(err, t.URL.String())
+		return hidePassword(err, t.URL.String())
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
@@ -258,6 +257,9 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 	if err != nil {
 		waited := time.Since(begin).Round(time.Millisecond)
 		if cause := context.Cause(ctx); cause != nil && cause != errOwnDeadline {
+			if !errors.Is(cause, ctx.Err()) { // a cause of the caller's own: it cancelled all the same
+				cause = fmt.Errorf("%w: %w", ctx.Err(), cause)
+			}
 			// The caller gave up (a signal, another hook's failure, the
 			// hook's start timeout): the error says so, and matches
 			// context.Canceled or DeadlineExceeded, so no one reads the
@@ -268,6 +270,19 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 	}
 	w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 	return nil
+}
+
+// hidePassword hides raw's password in err. A client's error quotes the
+// URL whole, query included: its URL is redacted where it stands, which
+// keeps the message after it (the cause: a refused connection, a timeout)
+// and the error chain. Any other error goes through redact.Error.
+func hidePassword(err error, raw string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redact.URL(ue.URL)
+		return err
+	}
+	return redact.Error(err, raw)
 }
 
 // errOwnDeadline is the cause of a wait's end at Options.Deadline, which
@@ -338,7 +353,8 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 			var err error
 			_, _ = retry.Retry(ctx, func() error {
 				connected.Store(false)
-				err = quitOne(ctx, client, u, &connected)
+				// Hidden before any wrapping, which copies the message.
+				err = hidePassword(quitOne(ctx, client, u, &connected), u)
 				return err
 			})
 			switch {
@@ -350,7 +366,7 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 			case err != nil && connected.Load() && ctx.Err() != nil:
 				err = fmt.Errorf("it listened, but did not answer before the quit's timeout: %w", ctx.Err())
 			}
-			err = redact.Error(err, u)
+			err = hidePassword(err, u)
 			if err != nil {
 				errs[i] = fmt.Errorf("POST %s: %w", shown, err)
 				log.Error("sidecar quit failed", "url", shown, "error", err)

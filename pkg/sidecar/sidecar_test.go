@@ -751,3 +751,100 @@ func TestAbandonedStartupDuringTheWaitIsNoLateFailure(t *testing.T) {
 		t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
 	}
 }
+
+// A readiness URL whose ?password= comes last: the probe's error hides the
+// password, but must still say why the sidecar was not ready (the
+// connection refused) and still match it, as it does for a URL without a
+// password.
+func TestProbeErrorWithAQueryPasswordKeepsItsCause(t *testing.T) {
+	targets, err := ParseTargets([]string{"http://" + refusingAddr(t) + "/ready?password=s3cret-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWaiter(targets, Options{Logger: quiet, AttemptTimeout: time.Second})
+	err = w.probe(t.Context(), targets[0])
+	if err == nil {
+		t.Fatal("probe of a refusing address succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("probe error shows the password: %v", err)
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("probe error = %q: the failure itself (connection refused) is cut off", err)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("probe error = %q no longer matches ECONNREFUSED (the unredacted one does)", err)
+	}
+	// And so Wait's error, whose "last failure" is the probe's.
+	w = NewWaiter(targets, Options{Logger: quiet, InitialBackoff: time.Millisecond, Deadline: 30 * time.Millisecond})
+	if err := w.Wait(t.Context()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Wait = %v: its last failure does not say the connection was refused", err)
+	}
+}
+
+// So does Quit's, for a sidecar that never listened (RetryRefused): the
+// password is hidden before its error is wrapped.
+func TestQuitErrorWithAQueryPasswordKeepsItsCause(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := Quit(ctx, []string{"http://" + refusingAddr(t) + "/quitquitquit?password=s3cret-pw"},
+		Options{Logger: quiet, RetryRefused: true, InitialBackoff: time.Millisecond})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Quit = %v; want the refusal, without the password", err)
+	}
+}
+
+// A caller that cancels with a cause of its own (errgroup.WithContext does,
+// with the first goroutine's error) still cancelled: Wait's error must
+// match context.Canceled, as its doc says and as the database wait's does
+// (it wraps ctx.Err()), not only the cause.
+func TestWaitCancelledWithACauseMatchesCanceled(t *testing.T) {
+	targets, err := ParseTargets([]string{refusingAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
+		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
+	ctx, cancel := context.WithCancelCause(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Wait(ctx) }()
+	<-waiting
+	cancel(errors.New("the metrics server failed"))
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after its caller cancelled with a cause = %q; want an error matching context.Canceled", err)
+	}
+}
+
+// So an app started under such a context (an errgroup's) reports no late
+// failure of the sidecars hook.
+func TestStartupCancelledWithACauseIsNoLateFailure(t *testing.T) {
+	targets, err := ParseTargets([]string{refusingAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 1)
+	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
+		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
+	var mu sync.Mutex
+	var late []lifespan.Event
+	app := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
+		if e.Late && e.Kind == lifespan.HookStarted {
+			mu.Lock()
+			late = append(late, e)
+			mu.Unlock()
+		}
+	}}
+	app.Append(w.Hook())
+	ctx, cancel := context.WithCancelCause(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Start(ctx) }()
+	<-waiting
+	cancel(errors.New("the metrics server failed"))
+	<-errc
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range late {
+		t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
+	}
+}
