@@ -70,7 +70,8 @@ func stopDeadline(ctx context.Context, timeout time.Duration) time.Time {
 // not by n graces. A Stop that binds an earlier deadline meanwhile brings
 // deadline forward, and moved is told the new one. What ch already holds
 // is taken, even past the end: a step that has finished is never left to
-// chance between two ready cases of a select.
+// chance between two ready cases of a select. A nil a (a step no Stop
+// bounds) waits for deadline as it is.
 func awaitStep[T any](a *App, ch <-chan T, deadline time.Time, grace time.Duration, moved func(time.Time)) (v T, ok bool) {
 	select {
 	case v = <-ch:
@@ -86,8 +87,11 @@ func awaitStep[T any](a *App, ch <-chan T, deadline time.Time, grace time.Durati
 	}
 	timer := time.NewTimer(end())
 	defer timer.Stop()
-	var tightened <-chan struct{}
-	follow := func() { // the bound now, and when it changes next
+	var tightened <-chan struct{} // nil, and never ready, for a nil a
+	follow := func() {            // the bound now, and when it changes next
+		if a == nil {
+			return
+		}
 		var bound context.Context
 		bound, tightened = a.stopBound()
 		if bound == nil {

@@ -54,10 +54,12 @@ const (
 	TaskStarted
 	TaskExited
 	// RollbackStarting: the startup failed or was abandoned, and what
-	// started (if anything did) is about to be stopped (the tasks, then the hooks, in
-	// reverse). Observers see it before the first of those stops, and the
-	// rollback waits for them: one may end what reads the app's resources
-	// (package serve ends its background checks here), but briefly.
+	// started is about to be stopped: the app's tasks, then its hooks in
+	// reverse, and, in a Group, the apps started before it. It is sent
+	// even when nothing started. Observers see it before the first of
+	// those stops, and the rollback waits for them: one may end what reads
+	// the app's resources (package serve ends its background checks
+	// here), but briefly.
 	RollbackStarting
 )
 

@@ -15,8 +15,10 @@ import (
 // Debug, failures at Error with the panic stack when there is one, as
 // "hook-start-failed", "hook-stop-failed" and "task-failed"; a start the
 // startup's end cut short (Event.CutShort) is logged at Warn, as
-// "hook-start-cut-short", with what ended it. A late event
-// (Event.Late) carries late=true. An error is logged once: a phase change that gathers errors (a failed startup, a
+// "hook-start-cut-short", with what ended it, and a rollback about to
+// begin (RollbackStarting) as "lifespan rolling back". A late event
+// (Event.Late) carries late=true. An error is logged once: a phase
+// change that gathers errors (a failed startup, a
 // stop with errors) is logged at Error with only the errors no hook or
 // task event of its app logged already, and with no error attribute when
 // they all were. Apps are told apart by name, so apps sharing an observer

@@ -55,12 +55,9 @@ func (a *App) Start(ctx context.Context) error {
 		err = a.schedule(ctx, hooks, deps)
 	}
 	if err != nil {
-		a.mu.Lock()
-		something := len(a.started) > 0 || len(a.late) > 0 // tasks are started by hooks
-		a.mu.Unlock()
-		if something {
-			a.emit(Event{Kind: RollbackStarting})
-		}
+		// Said even with nothing of this app's to stop: in a Group, the
+		// apps before it are stopped next.
+		a.emit(Event{Kind: RollbackStarting})
 		err = errors.Join(err, a.rollback())
 		a.setPhase(PhaseFailed, time.Since(begin), err)
 		return err
@@ -223,13 +220,13 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	done := make(chan startResult, 1)
 	returned := a.calling(h)
 	go func() {
-		defer returned()
 		var r startResult
 		defer func() {
 			if v := recover(); v != nil {
 				r = startResult{err: recovered(v)}
 			}
 			r.at = time.Now()
+			returned() // before anyone can learn it returned
 			done <- r
 		}()
 		r.stop, r.err = h.Start(hctx, scope)
@@ -340,7 +337,10 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 func (a *App) reapLateStart(l lateStart) {
 	r := <-l.done
 	if r.err == nil && r.stop != nil {
-		_ = a.stopLate(context.Background(), l.h, r.stop) // reported as its events: Start has returned
+		// Reported as its events: Start has returned. Its stop has its own
+		// timeout, whenever it comes: the deadline of a Stop that has
+		// returned bounds nothing now.
+		_ = a.runStop(context.Background(), l.h, r.stop, "stop after late start", func() {}, false)
 	}
 	a.lateFailure(l, r.err)
 }
@@ -363,5 +363,5 @@ func (a *App) lateFailure(l lateStart, err error) {
 // is a failure of its own. (The hook's status stays failed: its start
 // was reported as failed.)
 func (a *App) stopLate(parent context.Context, h Hook, stop StopFunc) error {
-	return a.runStop(parent, h, stop, "stop after late start", func() {})
+	return a.runStop(parent, h, stop, "stop after late start", func() {}, true)
 }

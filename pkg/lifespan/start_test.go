@@ -627,44 +627,108 @@ func TestALateStartThatAlreadySucceededIsStoppedInTheRollback(t *testing.T) {
 }
 
 // A failed startup tells its observers it is about to roll back before the
-// first stop, and after the failure that caused it (an observer ends what
-// reads the app's resources then: serve's background checks); with nothing
-// started, nothing is rolled back and nothing is said.
+// first stop and after the failure that caused it (an observer ends what
+// reads the app's resources then: serve's background checks), also when
+// the app that failed started nothing but a Group stops the apps before it.
 func TestRollbackStartingComesBeforeTheFirstStop(t *testing.T) {
 	fail := Hook{Name: "bad", Start: func(context.Context, *Scope) (StopFunc, error) { return nil, errors.New("migration failed") }}
 	db := Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
 		return func(context.Context) error { return nil }, nil
 	}}
 	for _, tt := range []struct {
-		name  string
-		hooks []Hook
-		want  []string
+		name       string
+		infra, api []Hook // two apps of a Group, started in that order
+		want       []string
 	}{
-		{"something started", []Hook{db, fail}, []string{"hook-started bad", "rollback-starting ", "hook-stopping db", "hook-stopped db", "phase "}},
-		{"nothing started", []Hook{fail, db}, []string{"hook-started bad", "phase "}},
+		{"in the app that failed", nil, []Hook{db, fail},
+			[]string{"api hook-started bad", "api rollback-starting ", "api hook-stopping db", "api hook-stopped db", "api phase "}},
+		{"in an app before it", []Hook{db}, []Hook{fail},
+			[]string{"api hook-started bad", "api rollback-starting ", "api phase ", "infra hook-stopping db", "infra hook-stopped db"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var seen []string
-			a := &App{Name: "api", Observer: func(e Event) {
-				if e.Kind != HookStarting && (e.Kind != PhaseChanged || e.Phase == PhaseFailed) {
-					mu.Lock()
-					seen = append(seen, e.Kind.String()+" "+e.Hook)
-					mu.Unlock()
+			observe := func(e Event) {
+				if e.Kind == HookStarted && e.Err == nil || e.Kind == HookStarting || e.Kind == PhaseChanged && e.Phase != PhaseFailed {
+					return
 				}
-			}}
-			a.Append(tt.hooks...)
-			if err := a.Start(t.Context()); err == nil {
+				mu.Lock()
+				seen = append(seen, e.App+" "+e.Kind.String()+" "+e.Hook)
+				mu.Unlock()
+			}
+			infra, api := &App{Name: "infra", Observer: observe}, &App{Name: "api", Observer: observe}
+			infra.Append(tt.infra...)
+			api.Append(tt.api...)
+			if err := (Group{infra, api}).Start(t.Context()); err == nil {
 				t.Fatal("Start succeeded")
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if i := slices.Index(seen, "hook-started db"); i >= 0 {
-				seen = slices.Delete(seen, i, i+1)
-			}
 			if !slices.Equal(seen, tt.want) {
 				t.Errorf("events %q, want %q", seen, tt.want)
 			}
 		})
+	}
+}
+
+// A start that outlives its abandoned startup's rollback is left to stop
+// itself when it finally returns (reapLateStart, which deliberately stops it
+// under context.Background(): Stop has long returned). That stop must get
+// its hook's stop timeout, not the deadline of the Stop that returned long
+// ago, which would make its context done before it began.
+func TestAReapedLateStartsStopIsNotBoundByAStopThatReturned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		entered := make(chan struct{})
+		stopErr := make(chan error, 1)
+		a := &App{Name: "api", StopTimeout: time.Second}
+		a.Append(Hook{Name: "slow", Start: func(context.Context, *Scope) (StopFunc, error) {
+			close(entered)
+			<-release // ignores its context
+			return func(ctx context.Context) error {
+				stopErr <- ctx.Err() // a graceful close that honours its context
+				return nil
+			}, nil
+		}})
+		started := make(chan error, 1)
+		go func() { started <- a.Start(context.Background()) }()
+		<-entered
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = a.Stop(ctx)
+		<-started
+		time.Sleep(10 * time.Second) // fake clock: the Stop's deadline is long past
+		close(release)
+		synctest.Wait()
+		if err := <-stopErr; err != nil {
+			t.Errorf("the reaped start's stop got a context already done (%v): bound by the deadline of a Stop that returned 8s before", err)
+		}
+	})
+}
+
+// A start may start a background task (Scope.Go) and then fail: no hook
+// started, yet the rollback cancels and awaits that task, and
+// RollbackStarting comes before it.
+func TestRollbackStartingComesBeforeATaskOfAFailedStartIsStopped(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	a := &App{Name: "api", Observer: func(e Event) {
+		if e.Kind == RollbackStarting || e.Kind == TaskExited {
+			mu.Lock()
+			seen = append(seen, e.Kind.String())
+			mu.Unlock()
+		}
+	}}
+	a.Append(Hook{Name: "bad", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		s.Go("poller", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		return nil, errors.New("migration failed")
+	}})
+	if err := a.Start(t.Context()); err == nil {
+		t.Fatal("Start succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"rollback-starting", "task-exited"}; !slices.Equal(seen, want) {
+		t.Errorf("events %q, want %q: the rollback stopped a task without saying it would", seen, want)
 	}
 }

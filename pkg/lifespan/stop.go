@@ -135,7 +135,7 @@ func (a *App) stopHooks(ctx context.Context) error {
 
 func (a *App) stopHook(parent context.Context, s startedHook) error {
 	a.status[s.idx].Store(int32(HookRunningStop))
-	return a.runStop(parent, a.hooks[s.idx], s.stop, "stop", func() { a.status[s.idx].Store(int32(HookDown)) })
+	return a.runStop(parent, a.hooks[s.idx], s.stop, "stop", func() { a.status[s.idx].Store(int32(HookDown)) }, true)
 }
 
 // runStop calls h's stop function, bounded by h's stop timeout and
@@ -143,25 +143,30 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 // its duration and error (what names the call in the error), after
 // stopped has run. A stop that ignores its context is abandoned after the
 // late grace as a TimeoutError, and its own error, should it return one
-// later, is a late HookStopped.
-func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string, stopped func()) error {
+// later, is a late HookStopped. With bounded, the app's Stops bound it too
+// (see bindStop); a stop that comes after they returned is not theirs.
+func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string, stopped func(), bounded bool) error {
 	a.emit(Event{Kind: HookStopping, Hook: h.Name})
 	begin := time.Now()
 	var err error
 	if stop != nil {
-		deadline := a.stepDeadline(parent, a.stopTimeoutOf(h))
+		deadline, by := stopDeadline(parent, a.stopTimeoutOf(h)), (*App)(nil)
+		if bounded {
+			deadline, by = a.stepDeadline(parent, a.stopTimeoutOf(h)), a
+		}
 		ctx := newStopContext(parent, deadline)
 		done := make(chan error, 1)
 		returned := a.calling(h)
 		go func() {
-			defer returned()
-			done <- callStop(ctx, stop)
+			err := callStop(ctx, stop)
+			returned() // before anyone can learn it returned
+			done <- err
 		}()
 		// Stops called after ctx's deadline share one grace window past
 		// it, each with a floor: n stops that ignore their context
 		// overrun the deadline by the window and n floors, not n windows.
 		var ok bool
-		if err, ok = awaitStep(a, done, deadline, a.lateGrace, ctx.bringForward); !ok {
+		if err, ok = awaitStep(by, done, deadline, a.lateGrace, ctx.bringForward); !ok {
 			dl, _ := ctx.Deadline()
 			err = &TimeoutError{Op: "stop", Timeout: max(dl.Sub(begin), 0)}
 			go func() {

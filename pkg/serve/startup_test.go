@@ -661,3 +661,40 @@ func TestFailedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
 		t.Error("the check was still running when the failed startup's rollback released what it checks")
 	}
 }
+
+// Two apps: "db" holds the pool the check uses and starts; "api"'s first
+// hook then fails by itself, with nothing of its own started. Group.Start
+// stops "db" next: the background check has ended before db's stop
+// releases the pool.
+func TestFailedStartupOfALaterAppEndsTheChecksBeforeTheEarlierAppsStop(t *testing.T) {
+	var released atomic.Bool
+	running := make(chan struct{})
+	sawReleased := make(chan bool, 1)
+	var runs atomic.Int32
+	checks := probes.New()
+	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+			close(running)
+			<-ctx.Done()
+			sawReleased <- released.Load()
+		}
+		return nil
+	}})
+	db := &lifespan.App{Name: "db"}
+	db.Append(lifespan.Hook{Name: "pool", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+		return func(context.Context) error { released.Store(true); return nil }, nil
+	}})
+	api := &lifespan.App{Name: "api"}
+	api.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+		<-running // the check is in flight, using db's pool
+		return nil, errors.New("warm failed")
+	}})
+	f := start(t, Config{Apps: lifespan.Group{db, api}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	if within(t, sawReleased, "the check's first run to end") {
+		t.Error("the check was still running when Group.Start's rollback stopped the earlier app and released what it checks")
+	}
+}
