@@ -625,76 +625,51 @@ func TestShutdownDuringAFailedStartupsRollbackBoundsIt(t *testing.T) {
 }
 
 // A startup that fails by itself (a hook's start returns an error) rolls
-// back the hooks that started inside Apps.Start: the background checks must
-// have ended before that rollback releases what they check, as they do for
-// a shutdown and for an abandoned startup.
+// back what started: the background checks have ended before that rollback
+// releases what they check, as they do for a shutdown and for an abandoned
+// startup. The pool is a hook of the app that failed, or of an app before
+// it, which Group.Start stops after the failed app (with nothing of its
+// own started) rolled back.
 func TestFailedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
-	var released atomic.Bool
-	running := make(chan struct{})
-	sawReleased := make(chan bool, 1)
-	var runs atomic.Int32
-	checks := probes.New()
-	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
-		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
-			close(running)
-			<-ctx.Done()
-			sawReleased <- released.Load()
-		}
-		return nil
-	}})
-	a := &lifespan.App{Name: "api"}
-	a.Append(
-		lifespan.Hook{Name: "db", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-			return func(context.Context) error { released.Store(true); return nil }, nil
-		}},
-		lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
-			<-running // the check is in flight, using what "db" opened
-			return nil, errors.New("warm failed")
-		}},
-	)
-	f := start(t, Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
-	err := within(t, f.runErr, "Run")
-	if ExitCode(err) != ExitStartup {
-		t.Fatalf("Run = %v", err)
-	}
-	if within(t, sawReleased, "the check's first run to end") {
-		t.Error("the check was still running when the failed startup's rollback released what it checks")
-	}
-}
-
-// Two apps: "db" holds the pool the check uses and starts; "api"'s first
-// hook then fails by itself, with nothing of its own started. Group.Start
-// stops "db" next: the background check has ended before db's stop
-// releases the pool.
-func TestFailedStartupOfALaterAppEndsTheChecksBeforeTheEarlierAppsStop(t *testing.T) {
-	var released atomic.Bool
-	running := make(chan struct{})
-	sawReleased := make(chan bool, 1)
-	var runs atomic.Int32
-	checks := probes.New()
-	checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
-		if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
-			close(running)
-			<-ctx.Done()
-			sawReleased <- released.Load()
-		}
-		return nil
-	}})
-	db := &lifespan.App{Name: "db"}
-	db.Append(lifespan.Hook{Name: "pool", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
-		return func(context.Context) error { released.Store(true); return nil }, nil
-	}})
-	api := &lifespan.App{Name: "api"}
-	api.Append(lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
-		<-running // the check is in flight, using db's pool
-		return nil, errors.New("warm failed")
-	}})
-	f := start(t, Config{Apps: lifespan.Group{db, api}, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
-	err := within(t, f.runErr, "Run")
-	if ExitCode(err) != ExitStartup {
-		t.Fatalf("Run = %v", err)
-	}
-	if within(t, sawReleased, "the check's first run to end") {
-		t.Error("the check was still running when Group.Start's rollback stopped the earlier app and released what it checks")
+	for _, sameApp := range []bool{true, false} {
+		t.Run(map[bool]string{true: "in the app that failed", false: "in an app before it"}[sameApp], func(t *testing.T) {
+			var released atomic.Bool
+			running := make(chan struct{})
+			sawReleased := make(chan bool, 1)
+			var runs atomic.Int32
+			checks := probes.New()
+			checks.Add(probes.Liveness, probes.Check{Name: "db-ping", Interval: time.Hour, Timeout: time.Minute, Run: func(ctx context.Context) error {
+				if !probes.Refreshing(ctx) && runs.Add(1) == 1 {
+					close(running)
+					<-ctx.Done()
+					sawReleased <- released.Load()
+				}
+				return nil
+			}})
+			pool := lifespan.Hook{Name: "pool", Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+				return func(context.Context) error { released.Store(true); return nil }, nil
+			}}
+			warm := lifespan.Hook{Name: "warm", Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+				<-running // the check is in flight, using the pool
+				return nil, errors.New("warm failed")
+			}}
+			api := &lifespan.App{Name: "api"}
+			apps := lifespan.Group{api}
+			if sameApp {
+				api.Append(pool, warm)
+			} else {
+				db := &lifespan.App{Name: "db"}
+				db.Append(pool)
+				api.Append(warm)
+				apps = lifespan.Group{db, api}
+			}
+			f := start(t, Config{Apps: apps, API: http.NotFoundHandler(), DrainDelay: -1, Probes: checks})
+			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+				t.Fatalf("Run = %v", err)
+			}
+			if within(t, sawReleased, "the check's first run to end") {
+				t.Error("the check was still running when the failed startup's rollback released what it checks")
+			}
+		})
 	}
 }

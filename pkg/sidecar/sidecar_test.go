@@ -693,65 +693,6 @@ func refusingAddr(t *testing.T) string {
 	return addr
 }
 
-// A wait whose caller gave up (a signal abandoning startup, another hook's
-// failure) says so: its error matches context.Canceled, as the database
-// wait's does, and does not read as the sidecar's own failure.
-func TestWaitCancelledByTheCallerSaysSo(t *testing.T) {
-	targets, err := ParseTargets([]string{refusingAddr(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan struct{}, 1)
-	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
-		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- w.Wait(ctx) }()
-	<-waiting // the first attempt was refused; the wait pauses
-	cancel()
-	err = <-errc
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait after its caller cancelled = %q; want an error matching context.Canceled", err)
-	}
-}
-
-// So a startup abandoned during the sidecar wait reports no failure of
-// the hook's own after the startup ended (a Late HookStarted, logged as an
-// error and counted in berth_hook_failures_total, which alerts): the wait
-// ended only because it was cancelled.
-func TestAbandonedStartupDuringTheWaitIsNoLateFailure(t *testing.T) {
-	targets, err := ParseTargets([]string{refusingAddr(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan struct{}, 1)
-	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
-		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
-	var mu sync.Mutex
-	var late []lifespan.Event
-	app := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
-		if e.Late && e.Kind == lifespan.HookStarted {
-			mu.Lock()
-			late = append(late, e)
-			mu.Unlock()
-		}
-	}}
-	app.Append(w.Hook())
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- app.Start(ctx) }()
-	<-waiting
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Start = %v; want the startup cancelled", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, e := range late {
-		t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
-	}
-}
-
 // A readiness URL whose ?password= comes last: the probe's error hides the
 // password, but must still say why the sidecar was not ready (the
 // connection refused) and still match it, as it does for a URL without a
@@ -794,57 +735,58 @@ func TestQuitErrorWithAQueryPasswordKeepsItsCause(t *testing.T) {
 	}
 }
 
-// A caller that cancels with a cause of its own (errgroup.WithContext does,
-// with the first goroutine's error) still cancelled: Wait's error must
-// match context.Canceled, as its doc says and as the database wait's does
-// (it wraps ctx.Err()), not only the cause.
-func TestWaitCancelledWithACauseMatchesCanceled(t *testing.T) {
-	targets, err := ParseTargets([]string{refusingAddr(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan struct{}, 1)
-	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
-		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
-	ctx, cancel := context.WithCancelCause(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- w.Wait(ctx) }()
-	<-waiting
-	cancel(errors.New("the metrics server failed"))
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait after its caller cancelled with a cause = %q; want an error matching context.Canceled", err)
-	}
-}
-
-// So an app started under such a context (an errgroup's) reports no late
-// failure of the sidecars hook.
-func TestStartupCancelledWithACauseIsNoLateFailure(t *testing.T) {
-	targets, err := ParseTargets([]string{refusingAddr(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan struct{}, 1)
-	w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
-		Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
-	var mu sync.Mutex
-	var late []lifespan.Event
-	app := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
-		if e.Late && e.Kind == lifespan.HookStarted {
-			mu.Lock()
-			late = append(late, e)
-			mu.Unlock()
+// A wait whose caller gave up (a signal abandoning startup, another hook's
+// failure, an errgroup cancelling with its first error as the cause) says
+// so: its error matches context.Canceled, as the database wait's does, and
+// does not read as the sidecar's own failure. So a startup abandoned during
+// the wait reports no failure of the hook's own after the startup ended (a
+// Late HookStarted, logged as an error and counted in
+// berth_hook_failures_total, which alerts).
+func TestWaitCancelledByTheCallerSaysSo(t *testing.T) {
+	// cancelled runs wait until the first attempt was refused and the wait
+	// pauses, cancels its context with cause, and returns its error.
+	cancelled := func(t *testing.T, cause error, wait func(w *Waiter, ctx context.Context) error) error {
+		targets, err := ParseTargets([]string{refusingAddr(t)})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}}
-	app.Append(w.Hook())
-	ctx, cancel := context.WithCancelCause(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- app.Start(ctx) }()
-	<-waiting
-	cancel(errors.New("the metrics server failed"))
-	<-errc
-	mu.Lock()
-	defer mu.Unlock()
-	for _, e := range late {
-		t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
+		waiting := make(chan struct{}, 1)
+		w := NewWaiter(targets, Options{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: time.Hour,
+			Logger: slog.New(onRecord{"waiting for sidecar", waiting})})
+		ctx, cancel := context.WithCancelCause(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- wait(w, ctx) }()
+		<-waiting
+		cancel(cause)
+		return <-errc
+	}
+	for _, cause := range []error{nil, errors.New("the metrics server failed")} {
+		t.Run(fmt.Sprintf("cause %v", cause), func(t *testing.T) {
+			err := cancelled(t, cause, func(w *Waiter, ctx context.Context) error { return w.Wait(ctx) })
+			if !errors.Is(err, context.Canceled) || cause != nil && !errors.Is(err, cause) {
+				t.Errorf("Wait after its caller cancelled = %q; want an error matching context.Canceled and the cause", err)
+			}
+			var mu sync.Mutex
+			var late []lifespan.Event
+			app := &lifespan.App{Name: "api", Observer: func(e lifespan.Event) {
+				if e.Late && e.Kind == lifespan.HookStarted {
+					mu.Lock()
+					late = append(late, e)
+					mu.Unlock()
+				}
+			}}
+			err = cancelled(t, cause, func(w *Waiter, ctx context.Context) error {
+				app.Append(w.Hook())
+				return app.Start(ctx)
+			})
+			if want := cmp.Or(cause, context.Canceled); !errors.Is(err, want) {
+				t.Errorf("Start = %v; want the startup abandoned for %v", err, want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range late {
+				t.Errorf("late start failure reported for a wait that was only cancelled: %v", e.Err)
+			}
+		})
 	}
 }
