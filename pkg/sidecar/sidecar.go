@@ -255,7 +255,7 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 		},
 	}.Retry(ctx, func() error { return probe(ctx, t) })
 	if err != nil {
-		waited := time.Since(begin).Round(time.Millisecond)
+		which := fmt.Sprintf("sidecar %s (%s) not ready after %v and %d attempts", t.Name, redact.URL(t.URL.String()), time.Since(begin).Round(time.Millisecond), attempts)
 		if cause := context.Cause(ctx); cause != nil && cause != errOwnDeadline {
 			if !errors.Is(cause, ctx.Err()) { // a cause of the caller's own: it cancelled all the same
 				cause = fmt.Errorf("%w: %w", ctx.Err(), cause)
@@ -264,9 +264,9 @@ func (w *Waiter) waitOne(ctx context.Context, t Target, probe func(context.Conte
 			// hook's start timeout): the error says so, and matches
 			// context.Canceled or DeadlineExceeded, so no one reads the
 			// wait's end as the sidecar's failure.
-			return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts, when the wait was cut short (%w); last failure: %w", t.Name, redact.URL(t.URL.String()), waited, attempts, cause, err)
+			return fmt.Errorf("%s, when the wait was cut short (%w); last failure: %w", which, cause, err)
 		}
-		return fmt.Errorf("sidecar %s (%s) not ready after %v and %d attempts; last failure: %w", t.Name, redact.URL(t.URL.String()), waited, attempts, err)
+		return fmt.Errorf("%s; last failure: %w", which, err)
 	}
 	w.opts.Logger.Info("sidecar ready", "sidecar", t.Name, "attempts", attempts, slog.Float64("waited_seconds", time.Since(begin).Seconds()))
 	return nil
@@ -353,8 +353,7 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 			var err error
 			_, _ = retry.Retry(ctx, func() error {
 				connected.Store(false)
-				// Hidden before any wrapping, which copies the message.
-				err = hidePassword(quitOne(ctx, client, u, &connected), u)
+				err = quitOne(ctx, client, u, &connected)
 				return err
 			})
 			switch {
@@ -366,7 +365,6 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 			case err != nil && connected.Load() && ctx.Err() != nil:
 				err = fmt.Errorf("it listened, but did not answer before the quit's timeout: %w", ctx.Err())
 			}
-			err = hidePassword(err, u)
 			if err != nil {
 				errs[i] = fmt.Errorf("POST %s: %w", shown, err)
 				log.Error("sidecar quit failed", "url", shown, "error", err)
@@ -381,7 +379,8 @@ func Quit(ctx context.Context, urls []string, opts Options) error {
 
 // quitOne POSTs to one quit URL, and notes in connected when the request
 // got a connection to it, made or reused (something listened, whatever
-// came after).
+// came after). Its error shows the URL with any password hidden, as it is
+// before Quit wraps it (wrapping copies the message).
 func quitOne(ctx context.Context, client *http.Client, u string, connected *atomic.Bool) error {
 	// GotConn, not ConnectDone: the quit may go over a connection the
 	// readiness probes left open (Linkerd and the chart's own sidecar
@@ -389,11 +388,11 @@ func quitOne(ctx context.Context, client *http.Client, u string, connected *atom
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		return err
+		return hidePassword(err, u)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return hidePassword(err, u)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()

@@ -145,26 +145,33 @@ func TestProbeIsBoundedByAttemptTimeout(t *testing.T) {
 	}
 }
 
-// Errors name a sidecar's URL with its password hidden.
+// Errors and logs name a sidecar's URL with its password hidden, in its
+// userinfo or its query (?password=), as the README says.
 func TestErrorsHideThePassword(t *testing.T) {
 	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
 	defer sc.Close()
-	withPassword := strings.Replace(sc.URL, "http://", "http://probe:s3cret-pw@", 1) + "/ready"
-	targets, err := ParseTargets([]string{withPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logbuf.Buffer
-	opts := Options{Deadline: 20 * time.Millisecond, InitialBackoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	waitErr := NewWaiter(targets, opts).Wait(t.Context())
-	quitErr := Quit(t.Context(), []string{withPassword}, opts)
-	if waitErr == nil || quitErr == nil {
-		t.Fatalf("Wait = %v, Quit = %v; want both to fail on a 503", waitErr, quitErr)
-	}
-	for what, text := range map[string]string{"Wait's error": waitErr.Error(), "Quit's error": quitErr.Error(), "the log": logs.String()} {
-		if strings.Contains(text, "s3cret") || !strings.Contains(text, "probe:xxxxx@") {
-			t.Errorf("%s shows the password, or not the URL: %s", what, text)
-		}
+	for _, tt := range []struct{ name, url, shown string }{
+		{"userinfo", strings.Replace(sc.URL, "http://", "http://probe:s3cret-pw@", 1) + "/ready", "probe:xxxxx@"},
+		{"query", sc.URL + "/ready?password=s3cret-pw", "password=xxxxx"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			targets, err := ParseTargets([]string{tt.url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs logbuf.Buffer
+			opts := Options{Deadline: 20 * time.Millisecond, InitialBackoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			waitErr := NewWaiter(targets, opts).Wait(t.Context())
+			quitErr := Quit(t.Context(), []string{tt.url}, opts)
+			if waitErr == nil || quitErr == nil {
+				t.Fatalf("Wait = %v, Quit = %v; want both to fail on a 503", waitErr, quitErr)
+			}
+			for what, text := range map[string]string{"Wait's error": waitErr.Error(), "Quit's error": quitErr.Error(), "the log": logs.String()} {
+				if strings.Contains(text, "s3cret") || !strings.Contains(text, tt.shown) {
+					t.Errorf("%s shows the password, or not the URL: %s", what, text)
+				}
+			}
+		})
 	}
 	if err := ValidateQuitURLs([]string{"ftp://u:s3cret-pw@127.0.0.1:1/quit"}); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("ValidateQuitURLs = %v, want an error without the password", err)
@@ -602,35 +609,6 @@ func TestWaitAttemptsBeforeTheDeadline(t *testing.T) {
 				attempts.Check(tt.attempts, err, tt.err)
 			})
 		})
-	}
-}
-
-// A password in a readiness URL's query (?password=, which redact.URL
-// hides, as ParseTargets' errors and Quit's do) must be hidden from Wait's
-// error and log too: the README says errors and logs show these URLs with
-// any password hidden.
-func TestWaitHidesAQueryPassword(t *testing.T) {
-	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
-	defer sc.Close()
-	withPassword := sc.URL + "/ready?password=s3cret-pw"
-	targets, err := ParseTargets([]string{withPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logbuf.Buffer
-	opts := Options{Deadline: 20 * time.Millisecond, InitialBackoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	waitErr := NewWaiter(targets, opts).Wait(t.Context())
-	quitErr := Quit(t.Context(), []string{withPassword}, opts)
-	if waitErr == nil || quitErr == nil {
-		t.Fatalf("Wait = %v, Quit = %v; want both to fail on a 503", waitErr, quitErr)
-	}
-	if strings.Contains(quitErr.Error(), "s3cret") {
-		t.Fatalf("Quit's error shows the password: %v", quitErr)
-	}
-	for what, text := range map[string]string{"Wait's error": waitErr.Error(), "the log": logs.String()} {
-		if strings.Contains(text, "s3cret") {
-			t.Errorf("%s shows the query's password (Quit hides it): %s", what, text)
-		}
 	}
 }
 
