@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -105,7 +108,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 			fail(c, http.StatusRequestEntityTooLarge, "body over the %d-byte limit (BERTH_BODY_LIMIT)", cfg.BodyLimit)
 			return
 		case err != nil:
-			fail(c, http.StatusBadRequest, "reading body: %v", err)
+			bodyFailed(c, err, len(body))
 			return
 		case !utf8.Valid(body):
 			// json.Valid does not check: a strict client could not decode
@@ -200,6 +203,30 @@ func storeFailed(c *gin.Context, log *slog.Logger, err error) {
 		log.Warn("store unavailable", "method", c.Request.Method, "route", c.FullPath(), "error", err.Error())
 		c.Header("Retry-After", "1")
 		fail(c, http.StatusServiceUnavailable, "the database did not answer; retry later")
+	}
+}
+
+// bodyFailed answers a request whose body could not be read after got
+// bytes. The network's errors name the server's and the client's socket
+// addresses (a pod's IP), which are not the client's to read: a body that
+// did not arrive within the server's read timeout is a 408, one that
+// ended early (before its Content-Length, or its last chunk) a 400, each saying so in the service's
+// terms; a connection that broke has no one to answer. What is left is
+// net/http's account of a malformed body (a bad chunk), which names no
+// address.
+func bodyFailed(c *gin.Context, err error, got int) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		fail(c, http.StatusRequestTimeout, "the body did not arrive within the server's read timeout (%d bytes came); nothing was stored", got)
+	case errors.Is(err, io.ErrUnexpectedEOF) && c.Request.ContentLength >= 0:
+		fail(c, http.StatusBadRequest, "the body ended after %d of the %d bytes its Content-Length announced; nothing was stored", got, c.Request.ContentLength)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		fail(c, http.StatusBadRequest, "the body ended after %d bytes, before its last chunk; nothing was stored", got)
+	case errors.As(err, &netErr):
+		c.Abort() // the connection broke: no one reads an answer
+	default:
+		fail(c, http.StatusBadRequest, "reading body: %v", err)
 	}
 }
 

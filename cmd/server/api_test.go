@@ -199,6 +199,58 @@ func TestBodyPastTheLimitIsRefusedWhileItStreams(t *testing.T) {
 	}
 }
 
+// A body that does not arrive whole is answered in the service's terms:
+// a 408 when the server's read timeout passes first, a 400 when it ends
+// before its Content-Length or its last chunk. Neither answer quotes the
+// network's error, which names the server's socket address (a pod's IP)
+// and the client's.
+func TestABodyThatDoesNotArriveSaysWhyWithoutAddresses(t *testing.T) {
+	_, api := apiOver(t, &mapStore{m: map[string][]byte{}}, &cache{}, nil)
+	srv := httptest.NewUnstartedServer(api)
+	srv.Config.ReadTimeout = time.Second
+	srv.Start()
+	defer srv.Close()
+	tests := []struct {
+		name, request string
+		closeWrite    bool
+		code          int
+		says          string
+	}{
+		{"past the read timeout", "Content-Length: 10\r\n\r\n{\"v\"", false, 408,
+			"the body did not arrive within the server's read timeout (4 bytes came); nothing was stored"},
+		{"shorter than its Content-Length", "Content-Length: 10\r\n\r\n{\"v\"", true, 400,
+			"the body ended after 4 of the 10 bytes its Content-Length announced; nothing was stored"},
+		{"chunked, without its last chunk", "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"v\"\r\n", true, 400,
+			"the body ended after 4 bytes, before its last chunk; nothing was stored"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /api/v1/items/k HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s", tt.request)
+			if tt.closeWrite {
+				conn.(*net.TCPConn).CloseWrite()
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			defer resp.Body.Close()
+			var out struct{ Error string }
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.code || out.Error != tt.says {
+				t.Fatalf("answer %d %q, want %d %q", resp.StatusCode, out.Error, tt.code, tt.says)
+			}
+		})
+	}
+}
+
 // BERTH_DB_TIMEOUT bounds each write: one behind a write lock another
 // process holds on the SQLite file is a 503 with Retry-After once the
 // timeout passes, not after SQLite's own 10s busy timeout (the client
