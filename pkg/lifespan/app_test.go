@@ -252,12 +252,17 @@ func TestPanickingObserverNeitherCrashesNorStopsHalfway(t *testing.T) {
 // app stopped waiting for at its timeout (a stop or start that ignores its
 // context): serve's second signal logs Running to say what was still
 // running, which such a call usually is. It is gone once the call returns.
+// HookStatus tells the same truth: a stop abandoned at its timeout is
+// still stopping until it returns; a start past its timeout failed, and
+// stays failed.
 func TestRunningNamesCallsTheAppGaveUpOn(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		hook func(block <-chan struct{}) Hook
 		// run starts (and stops) the app, up to where the call runs on.
 		run func(t *testing.T, a *App)
+		// db's status while the call runs on, and once it returned.
+		during, after HookStatus
 	}{
 		{"a stop abandoned at its timeout", func(block <-chan struct{}) Hook {
 			return Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
@@ -271,7 +276,7 @@ func TestRunningNamesCallsTheAppGaveUpOn(t *testing.T) {
 			if err := a.Stop(t.Context()); !errors.As(err, &te) {
 				t.Fatalf("Stop = %v, want a stop TimeoutError", err)
 			}
-		}},
+		}, HookRunningStop, HookDown},
 		{"a start past its timeout, after Start returned", func(block <-chan struct{}) Hook {
 			return Hook{Name: "db", StartTimeout: time.Second, Start: func(context.Context, *Scope) (StopFunc, error) {
 				<-block
@@ -282,7 +287,7 @@ func TestRunningNamesCallsTheAppGaveUpOn(t *testing.T) {
 			if err := a.Start(t.Context()); !errors.As(err, &te) {
 				t.Fatalf("Start = %v, want a start TimeoutError", err)
 			}
-		}},
+		}, HookFailed, HookFailed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -293,10 +298,16 @@ func TestRunningNamesCallsTheAppGaveUpOn(t *testing.T) {
 				if got := a.Running(); !slices.Equal(got, []string{"hook:db"}) {
 					t.Errorf("Running = %q while db's call runs on; want [hook:db]", got)
 				}
+				if got := a.HookStatus("db"); got != tt.during {
+					t.Errorf("db is %v while its call runs on; want %v", got, tt.during)
+				}
 				close(block)
 				synctest.Wait()
 				if got := a.Running(); len(got) != 0 {
 					t.Errorf("Running = %q once db's call returned; want none", got)
+				}
+				if got := a.HookStatus("db"); got != tt.after {
+					t.Errorf("db is %v once its call returned; want %v", got, tt.after)
 				}
 			})
 		})

@@ -42,7 +42,10 @@ type Hook struct {
 type HookStatus int32
 
 // The statuses of a hook, in the order a hook passes through them.
-// HookFailed ends a hook whose start failed, panicked or timed out.
+// HookFailed ends a hook whose start failed, panicked or timed out (a
+// start that runs on past its timeout stays failed). HookRunningStop lasts
+// until the stop function returns: a stop abandoned at its timeout is
+// still stopping after Stop returned, as [App.Running] says too.
 const (
 	HookPending HookStatus = iota
 	HookRunningStart

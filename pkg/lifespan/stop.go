@@ -143,7 +143,7 @@ func (a *App) stopHook(parent context.Context, s startedHook) error {
 // its duration and error (what names the call in the error), after
 // stopped has run. A stop that ignores its context is abandoned after the
 // late grace as a TimeoutError, and its own error, should it return one
-// later, is a late HookStopped. With bounded, the app's Stops bound it too
+// later, is a late HookStopped; stopped runs when it returns. With bounded, the app's Stops bound it too
 // (see bindStop); a stop that comes after they returned is not theirs.
 func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string, stopped func(), bounded bool) error {
 	a.emit(Event{Kind: HookStopping, Hook: h.Name})
@@ -169,8 +169,13 @@ func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string
 		if err, ok = awaitStep(by, done, deadline, a.lateGrace, ctx.bringForward); !ok {
 			dl, _ := ctx.Deadline()
 			err = &TimeoutError{Op: "stop", Timeout: max(dl.Sub(begin), 0)}
+			// The stop still runs: it has stopped when it returns.
+			whenStopped := stopped
+			stopped = func() {}
 			go func() {
-				if late := <-done; late != nil {
+				late := <-done
+				whenStopped()
+				if late != nil {
 					a.emit(Event{Kind: HookStopped, Hook: h.Name, Late: true, Err: fmt.Errorf("lifespan %q: hook %q: late %s: %w", a.Name, h.Name, what, late)})
 				}
 			}()
