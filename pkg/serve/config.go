@@ -29,8 +29,9 @@ const (
 	// MinMargin is the shortest Margin New accepts: the margin also
 	// absorbs what Budget does not count, the lifespan's late-stop grace
 	// (100ms past the stop timeout, and 10ms more for each stop or task
-	// that ignores its context), the admin server's close (up to half the
-	// margin) and the process exit.
+	// that ignores its context), the wait for the background checks' calls
+	// in flight when the stop budget is already spent (up to 50ms), the
+	// admin server's close (up to half the margin) and the process exit.
 	MinMargin          = 500 * time.Millisecond
 	DefaultQuitTimeout = 5 * time.Second
 	DefaultRetryAfter  = time.Second
