@@ -33,6 +33,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -46,9 +47,11 @@ import (
 
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindcmd "sigs.k8s.io/kind/pkg/cmd"
+	"sigs.k8s.io/yaml"
 )
 
 var (
@@ -61,12 +64,14 @@ var (
 	pushgatewayImage = envOr("PUSHGATEWAY_IMAGE", "prom/pushgateway:v1.5.1")
 	// pushgatewayURL is where berth's pods push their final figures.
 	pushgatewayURL = "http://pushgateway.monitoring.svc:9091"
-	// prometheusURL is the e2e's Prometheus, on its NodePort.
-	prometheusURL = "http://127.0.0.1:30090"
+	// prometheusURL is the e2e's Prometheus, on its NodePort, where the
+	// cluster maps that to the host (see hostURL).
+	prometheusURL string
 	mainNamespace = "berth"
 	artifacts     = envOr("E2E_ARTIFACTS", filepath.Join("..", "e2e-artifacts"))
-	// apiURL is the release's NodePort, mapped to the host by deploy/kind.
-	apiURL = "http://127.0.0.1:30080"
+	// apiURL is the release's NodePort, where the cluster maps that to
+	// the host (see hostURL).
+	apiURL string
 )
 
 const (
@@ -74,6 +79,10 @@ const (
 	chartPath   = "../deploy/helm/berth"
 	kindConfig  = "../deploy/kind/cluster.yaml"
 	mainRelease = "berth"
+	// The node ports deploy/kind/cluster.yaml maps to the host: the main
+	// release's API, and the e2e's Prometheus (testdata/monitoring.yaml).
+	apiNodePort        = 30080
+	prometheusNodePort = 30090
 )
 
 func envOr(k, def string) string {
@@ -184,16 +193,26 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	var clusterErr error
 	if reuse == "" {
 		_ = provider.Delete(clusterName, "") // a same-named cluster left by an earlier run
-		clusterErr = provider.Create(clusterName,
-			kindcluster.CreateWithConfigFile(kindConfig),
-			kindcluster.CreateWithNodeImage(envOr("KIND_NODE_IMAGE", "kindest/node:v1.34.0")),
-			kindcluster.CreateWithWaitForReady(3*time.Minute),
-			kindcluster.CreateWithDisplayUsage(false), kindcluster.CreateWithDisplaySalutation(false))
+		var cfg *v1alpha4.Cluster
+		if cfg, clusterErr = clusterConfig(); clusterErr == nil {
+			clusterErr = provider.Create(clusterName,
+				kindcluster.CreateWithV1Alpha4Config(cfg),
+				kindcluster.CreateWithNodeImage(envOr("KIND_NODE_IMAGE", "kindest/node:v1.34.0")),
+				kindcluster.CreateWithWaitForReady(3*time.Minute),
+				kindcluster.CreateWithDisplayUsage(false), kindcluster.CreateWithDisplaySalutation(false))
+		}
 	}
 	wg.Wait()
 	if err := errors.Join(buildErr, clusterErr); err != nil {
 		return "", err
 	}
+	var apiErr, promErr error
+	apiURL, apiErr = hostURL(provider, apiNodePort)
+	prometheusURL, promErr = hostURL(provider, prometheusNodePort)
+	if err := errors.Join(apiErr, promErr); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: the API is on %s, Prometheus on %s\n", apiURL, prometheusURL)
 	kubeconfig, err := writeKubeconfig(provider)
 	if err != nil {
 		return "", err
@@ -214,6 +233,55 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 		return "", err
 	}
 	return kubeconfig, installMain(kubeconfig)
+}
+
+// clusterConfig is deploy/kind/cluster.yaml with its host ports left to
+// Docker, which picks free ones: the fixed ports it names (those the README
+// uses with `make kind-up`) may be taken on this machine, by such a
+// cluster or by another run. hostURL finds where each node port went.
+func clusterConfig() (*v1alpha4.Cluster, error) {
+	raw, err := os.ReadFile(kindConfig)
+	if err != nil {
+		return nil, err
+	}
+	var cfg v1alpha4.Cluster
+	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", kindConfig, err)
+	}
+	for i := range cfg.Nodes {
+		for j := range cfg.Nodes[i].ExtraPortMappings {
+			cfg.Nodes[i].ExtraPortMappings[j].HostPort = 0
+		}
+	}
+	return &cfg, nil
+}
+
+// hostURL is the http URL on this machine of the cluster's node port: the
+// host port a node's container maps it to, as Docker reports it (a free
+// one for a cluster the e2e made, the fixed one for a reused cluster of
+// `make kind-up`).
+func hostURL(provider *kindcluster.Provider, nodePort int) (string, error) {
+	nodes, err := provider.ListNodes(clusterName)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		out, err := exec.Command("docker", "port", n.String(), fmt.Sprintf("%d/tcp", nodePort)).Output()
+		if err != nil {
+			continue // not mapped on this node
+		}
+		// One line per address, such as 127.0.0.1:32768 or 0.0.0.0:32768.
+		addr, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", fmt.Errorf("docker port %s %d/tcp: %q: %w", n.String(), nodePort, out, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		return "http://" + net.JoinHostPort(host, port), nil
+	}
+	return "", fmt.Errorf("no node of cluster %s maps node port %d to this machine (deploy/kind/cluster.yaml's extraPortMappings do)", clusterName, nodePort)
 }
 
 // buildImage builds the service image from the repository's Dockerfile.
@@ -276,7 +344,7 @@ func loadImage(provider *kindcluster.Provider, image string) error {
 
 // installMain installs the release the zero-downtime scenarios use, in a
 // namespace that enforces the restricted Pod Security Standard, with the
-// API on NodePort 30080 (mapped to the host by deploy/kind).
+// API on NodePort apiNodePort (mapped to the host by deploy/kind).
 func installMain(kubeconfig string) error {
 	env := []string{"KUBECONFIG=" + kubeconfig}
 	if err := command(env, "helm", "lint", "--strict", chartPath); err != nil {
@@ -289,7 +357,7 @@ func installMain(kubeconfig string) error {
 		return err
 	}
 	args := []string{"upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
-		"--set", "service.type=NodePort", "--set", "service.nodePort=30080", "--set", "metrics.pushgateway.url=" + pushgatewayURL}
+		"--set", "service.type=NodePort", "--set", fmt.Sprintf("service.nodePort=%d", apiNodePort), "--set", "metrics.pushgateway.url=" + pushgatewayURL}
 	for _, a := range imageArgs() {
 		args = append(args, "--set-string", a) // a tag such as 15 is a string, not a number
 	}
