@@ -26,7 +26,7 @@ PG_REPO         := $(patsubst %:$(PG_TAG),%,$(POSTGRES_IMAGE))
 FUZZTIME ?= 30s
 # Each fuzz target and its package; make test runs their seed corpora.
 FUZZ_TARGETS := FuzzLoad:./internal/config FuzzPutGet:./internal/store FuzzPutItem:./cmd/server FuzzURL:./internal/redact \
-                FuzzWorkDuration:./cmd/server FuzzHandler:./pkg/probes FuzzParseTargets:./pkg/sidecar
+                FuzzWorkDuration:./cmd/server FuzzHandler:./pkg/probes FuzzProbeQuery:./pkg/probes FuzzParseTargets:./pkg/sidecar
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'

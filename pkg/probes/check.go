@@ -206,18 +206,20 @@ func (c *check) run(ctx context.Context, calls *inflight) Result {
 }
 
 // runInstant runs an instant check in the caller's goroutine, starting
-// begin after epoch, and returns its result and when it ended, after epoch.
+// begin after epoch, puts its result in into and returns when it ended,
+// after epoch.
 // A probe reads the clock once (epoch) and runs its instant checks back to
 // back, each from the end of the one before: one read of the monotonic
 // clock a check, where timing each alone would take three (time.Now and
 // time.Since), the larger part of a cheap probe's cost. Each duration then
 // also holds the time the previous result took to record (tens of
 // nanoseconds, more when concurrent probes contend for that check's lock).
-func (c *check) runInstant(ctx context.Context, epoch time.Time, begin time.Duration) (Result, time.Duration) {
+func (c *check) runInstant(ctx context.Context, epoch time.Time, begin time.Duration, into *Result) time.Duration {
 	n := c.began.Add(1)
 	err := c.callInstant(ctx)
 	end := time.Since(epoch)
-	return c.record(err, n, epoch.Add(begin), end-begin), end
+	c.recordInto(into, err, n, epoch.Add(begin), end-begin)
+	return end
 }
 
 // callInstant runs an instant check in the caller's goroutine.
@@ -266,8 +268,16 @@ func (c *check) call(ctx context.Context, calls *inflight) error {
 }
 
 // record counts the outcome of run n, begun at and lasting d, and makes it
-// the result unless a run begun after it is already recorded.
-func (c *check) record(err error, n uint64, at time.Time, d time.Duration) Result {
+// the result unless a run begun after it is already recorded; it returns
+// the result then.
+func (c *check) record(err error, n uint64, at time.Time, d time.Duration) (r Result) {
+	c.recordInto(&r, err, n, at, d)
+	return r
+}
+
+// recordInto is record, with the result copied into into (one copy, under
+// the check's lock, where returning it would take two).
+func (c *check) recordInto(into *Result, err error, n uint64, at time.Time, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.result
@@ -275,29 +285,28 @@ func (c *check) record(err error, n uint64, at time.Time, d time.Duration) Resul
 	if err != nil {
 		r.Failures++
 	}
-	if n < c.recorded {
-		// A run that started later (a Refresh overtaking a slow scheduled
-		// run, say) is already recorded; this older outcome is stale: it
-		// is counted, but it does not change the verdict.
-		return *r
-	}
-	first := !r.Ran
-	c.recorded = n
-	r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
-	if err == nil {
-		r.ConsecutiveSuccesses++
-		r.ConsecutiveFailures = 0
-		if first || r.ConsecutiveSuccesses >= c.SuccessThreshold {
-			r.Passing = true
+	// A run that started later (a Refresh overtaking a slow scheduled run,
+	// say) may be recorded already: this older outcome is then stale. It is
+	// counted, but it does not change the verdict.
+	if n >= c.recorded {
+		first := !r.Ran
+		c.recorded = n
+		r.Ran, r.Err, r.LastRun, r.Duration = true, err, at, d
+		if err == nil {
+			r.ConsecutiveSuccesses++
+			r.ConsecutiveFailures = 0
+			if first || r.ConsecutiveSuccesses >= c.SuccessThreshold {
+				r.Passing = true
+			}
+		} else {
+			r.ConsecutiveFailures++
+			r.ConsecutiveSuccesses = 0
+			if r.ConsecutiveFailures >= c.FailureThreshold { // a check not yet passing is failing already
+				r.Passing = false
+			}
 		}
-	} else {
-		r.ConsecutiveFailures++
-		r.ConsecutiveSuccesses = 0
-		if r.ConsecutiveFailures >= c.FailureThreshold { // a check not yet passing is failing already
-			r.Passing = false
-		}
 	}
-	return *r
+	*into = *r
 }
 
 func (c *check) cached() Result {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,6 +49,28 @@ func FuzzHandler(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 				t.Fatalf("%q?%q: JSON does not parse: %v\n%s", path, query, err, rec.Body)
 			}
+		}
+	})
+}
+
+// A probe's query reads as url.ParseQuery reads it: the first ?format=,
+// every ?exclude= in order, and whether ?verbose is there, whatever the
+// escapes, separators and malformed pairs.
+func FuzzProbeQuery(f *testing.F) {
+	for _, seed := range []string{
+		"", "exclude=db", "exclude=db&exclude=hook%2Fapi%2Fcache", "verbose", "verbose=0&format=json", "format=&format=json",
+		"exclude=a;b&exclude=c", "exclude=%zz&exclude=ok", "ex%63lude=x+y", "&&=&exclude", "format=JSON&verbose&exclude=db&exclude=",
+		strings.Repeat("&", maxQueryParams-1) + "verbose", strings.Repeat("&", maxQueryParams) + "verbose",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		m, _ := url.ParseQuery(raw)
+		got := parseProbeQuery(raw, nil)
+		_, verbose := m["verbose"]
+		formats, formatSet := m["format"]
+		if got.verbose != verbose || got.formatSet != formatSet || formatSet && got.format != formats[0] || !slices.Equal(got.exclude, m["exclude"]) {
+			t.Fatalf("%q: read %+v; url.ParseQuery reads %q", raw, got, m)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // HandlerOptions configures a probe handler.
@@ -31,6 +32,14 @@ var (
 	textPlain = []string{"text/plain; charset=utf-8"}
 	okBody    = []byte("ok\n")
 )
+
+// resultsPool lends probes the array of their report's results, so that a
+// probe, which the kubelet sends every few seconds and a busy process must
+// still answer quickly, does not allocate one each time.
+var resultsPool = sync.Pool{New: func() any { return new([]Result) }}
+
+// maxPooledResults is the largest array of results resultsPool keeps.
+const maxPooledResults = 64
 
 type handler struct {
 	r    *Registry
@@ -68,13 +77,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
 		return
 	}
-	var q url.Values // nil, which reads as empty, when there is no query
-	if req.URL.RawQuery != "" {
-		q = req.URL.Query()
-	}
+	var excludeBuf [8]string
+	q := parseProbeQuery(req.URL.RawQuery, excludeBuf[:0])
 	asJSON := strings.Contains(req.Header.Get("Accept"), "application/json")
-	if f, set := q["format"]; set {
-		switch v := f[0]; {
+	if q.formatSet {
+		switch v := q.format; {
 		case v == "": // as if absent: Accept decides
 		case strings.EqualFold(v, "json"):
 			asJSON = true
@@ -86,14 +93,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	// A sub-path asks for its one check: ?exclude= does not apply there.
-	exclude := q["exclude"]
+	exclude := q.exclude
 	if only != "" {
 		exclude = nil
 	}
 	// A check the probe started runs to its own timeout even if the
 	// client (the kubelet, whose timeoutSeconds may be shorter) leaves:
 	// its result is the dependency's, whoever waits for it.
-	rep, ok := h.r.evaluate(req.Context(), true, kind, only, exclude)
+	results := resultsPool.Get().(*[]Result)
+	rep, ok := h.r.evaluate(req.Context(), true, kind, only, exclude, *results)
+	defer func() {
+		// Back to the pool once the response is written, holding no check's
+		// error or name meanwhile; a probe of very many checks does not keep
+		// its large array there.
+		if cap(rep.Checks) <= maxPooledResults {
+			clear(rep.Checks)
+			*results = rep.Checks[:0]
+			resultsPool.Put(results)
+		}
+	}()
 	if !ok {
 		checks := "it has none"
 		if names := h.r.names(kind); len(names) > 0 {
@@ -114,7 +132,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	hdr["Content-Type"] = textPlain
 	w.WriteHeader(code)
-	_, verbose := q["verbose"]
+	verbose := q.verbose
 	if rep.Passing && !verbose {
 		_, _ = w.Write(okBody)
 		return
@@ -136,6 +154,56 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		fmt.Fprintf(&b, "%s check failed\n", probe)
 	}
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// maxQueryParams is url.ParseQuery's default limit: it reads nothing of a
+// query with more parameters.
+const maxQueryParams = 10000
+
+// probeQuery is what a probe's query asks for: ?format= (its first
+// value), ?exclude= (every value, in order) and ?verbose (with any value).
+type probeQuery struct {
+	format             string
+	formatSet, verbose bool
+	exclude            []string
+}
+
+// parseProbeQuery reads raw as url.ParseQuery does (pairs split at '&', a
+// pair holding ';' skipped, '+' and %XX unescaped, a pair that does not
+// unescape skipped) but keeps only what a probe reads, appending the
+// excludes to exclude: it builds no map, which the kubelet's probe (with
+// its ?exclude=) would otherwise allocate every few seconds.
+func parseProbeQuery(raw string, exclude []string) probeQuery {
+	q := probeQuery{exclude: exclude}
+	if strings.Count(raw, "&") >= maxQueryParams {
+		return q // url.ParseQuery reads none of them (at its default limit)
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			continue
+		}
+		switch k {
+		case "format":
+			if !q.formatSet {
+				q.format, q.formatSet = v, true
+			}
+		case "exclude":
+			q.exclude = append(q.exclude, v)
+		case "verbose":
+			q.verbose = true
+		}
+	}
+	return q
 }
 
 func (h *handler) reason(c Result) string {

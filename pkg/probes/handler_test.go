@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestHandler(t *testing.T) {
@@ -110,6 +113,47 @@ func TestHandlerOverHTTP(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "ok\n" {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
+}
+
+// Probes borrow the array of their results from a pool: probes of
+// different shapes at once (more checks, fewer, one; cached, instant and
+// inline ones; a failing one) each answer with their own checks, as the
+// same probe alone answers, never with another's.
+func TestConcurrentProbesAnswerWithTheirOwnChecks(t *testing.T) {
+	r := New()
+	r.Add(Liveness, Check{Name: "ping", Run: pass, Instant: true})
+	r.Add(Readiness, Check{Name: "db", Run: fail("down")})
+	r.Add(Readiness|Startup, Check{Name: "warm", Run: pass, Instant: true})
+	r.Add(Readiness, Check{Name: "cache", Run: pass, Interval: time.Hour})
+	r.Add(Readiness, Check{Name: "flag", Run: pass, Instant: true})
+	r.Start(t.Context())
+	defer r.Stop()
+	r.Refresh(t.Context())
+	h := r.Handler(HandlerOptions{ShowReasons: true})
+	answer := func(target string) string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		return fmt.Sprint(rec.Code, " ", rec.Body.String())
+	}
+	targets := []string{"/livez?verbose", "/readyz?verbose", "/readyz/warm?verbose", "/startupz?verbose",
+		"/readyz?verbose&exclude=db", "/readyz?format=json", "/readyz?verbose&exclude=db&exclude=cache&exclude=flag"}
+	alone := map[string]string{}
+	for _, target := range targets {
+		alone[target] = answer(target)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				target := targets[(g+i)%len(targets)]
+				if got := answer(target); got != alone[target] {
+					t.Errorf("%s answered %q beside other probes; alone, %q", target, got, alone[target])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // A check whose last run passed but that has not yet passed

@@ -203,6 +203,26 @@ func (r *Registry) Results() []Result {
 	return out
 }
 
+// startInline starts each of selected's inline checks that is not
+// instant in a goroutine of its own, which puts its result in results at
+// the check's index, and returns what to wait on for them; with detach,
+// the checks run under ctx's values but not its cancellation. (A function
+// of its own, so that a probe without such checks, which only reads
+// memory, does not move the probe's variables to the heap for goroutines
+// it never starts.)
+func startInline(ctx context.Context, detach bool, selected []*check, results []Result) *sync.WaitGroup {
+	if detach {
+		ctx = context.WithoutCancel(ctx)
+	}
+	var wg sync.WaitGroup
+	for i, c := range selected {
+		if c.Interval <= 0 && !c.Instant {
+			wg.Go(func() { results[i] = c.run(ctx, nil) })
+		}
+	}
+	return &wg
+}
+
 // Report is the outcome of one probe.
 type Report struct {
 	Kind     Kind
@@ -219,17 +239,18 @@ type Report struct {
 // Checks named in exclude are left out. With only set, just that check is
 // reported; ok is false if it is not a check of kind, or exclude names it.
 func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude []string) (rep Report, ok bool) {
-	return r.evaluate(ctx, false, kind, only, exclude)
+	return r.evaluate(ctx, false, kind, only, exclude, nil)
 }
 
 // evaluate is Evaluate; with detach, inline checks run under ctx's values
 // but not its cancellation (a probe whose client gives up still records
-// what the check found, within the check's own timeout).
-func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only string, exclude []string) (rep Report, ok bool) {
+// what the check found, within the check's own timeout). The report's
+// Checks use buf's array when it has room.
+func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only string, exclude []string, buf []Result) (rep Report, ok bool) {
 	// Small fixed buffers: a probe of up to 16 checks with up to 8 excludes
 	// (the chart's probe has one) selects without allocating.
-	var buf [16]*check
-	selected := buf[:0]
+	var selectedBuf [16]*check
+	selected := selectedBuf[:0]
 	var usedBuf [8]bool // used[i]: exclude[i] matched a check
 	used := usedBuf[:]
 	if len(exclude) > len(usedBuf) {
@@ -255,9 +276,12 @@ func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only st
 	if only != "" && len(selected) == 0 {
 		return Report{}, false
 	}
-	results := make([]Result, len(selected))
-	var wg sync.WaitGroup
-	instant := false
+	results := buf[:0]
+	if cap(buf) < len(selected) {
+		results = make([]Result, len(selected))
+	}
+	results = results[:len(selected)]
+	instant, inline := false, false
 	for i, c := range selected {
 		switch {
 		case c.Interval > 0:
@@ -265,21 +289,24 @@ func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only st
 		case c.Instant:
 			instant = true
 		default:
-			if detach { // once, and only with an inline check to run
-				ctx, detach = context.WithoutCancel(ctx), false
-			}
-			wg.Go(func() { results[i] = c.run(ctx, nil) })
+			inline = true
 		}
+	}
+	var running *sync.WaitGroup
+	if inline {
+		running = startInline(ctx, detach, selected, results)
 	}
 	if instant { // back to back, timed from one reading (see runInstant)
 		epoch, mark := time.Now(), time.Duration(0)
 		for i, c := range selected {
 			if c.Instant {
-				results[i], mark = c.runInstant(ctx, epoch, mark)
+				mark = c.runInstant(ctx, epoch, mark, &results[i])
 			}
 		}
 	}
-	wg.Wait()
+	if running != nil {
+		running.Wait()
+	}
 	rep = Report{Kind: kind, Passing: true, Checks: results}
 	for _, res := range rep.Checks {
 		rep.Passing = rep.Passing && res.Passing
