@@ -376,6 +376,13 @@ func TestRefusedAtInstall(t *testing.T) {
 			"sidecar": map[string]any{"enabled": true, "resources": map[string]any{"requests": map[string]any{"cpu": nil}}}}, "autoscaling.enabled: sidecar.resources request no cpu"},
 		{"an autoscaler over an extra container without a CPU request", map[string]any{"autoscaling": map[string]any{"enabled": true}, "postgresql": map[string]any{"poolSize": 8},
 			"extraContainers": []any{map[string]any{"name": "log", "image": "busybox"}}}, `autoscaling.enabled: extraContainers "log"'s resources request no cpu`},
+		// The autoscaler sums a restartable init container's request too
+		// (a native sidecar): without one it fails "missing request for
+		// cpu" and never scales. An init container that runs to completion
+		// first is not summed, and needs none.
+		{"an autoscaler over a native sidecar of the user's without a CPU request", map[string]any{"autoscaling": map[string]any{"enabled": true}, "postgresql": map[string]any{"poolSize": 8},
+			"initContainers": []any{map[string]any{"name": "proxy", "image": "envoy", "restartPolicy": "Always"}}},
+			`autoscaling.enabled: initContainers "proxy"'s resources (a native sidecar: restartPolicy Always) request no cpu`},
 		{"an autoscaler on memory over a server without a memory request", map[string]any{"postgresql": map[string]any{"poolSize": 8},
 			"autoscaling": map[string]any{"enabled": true, "targetMemoryUtilizationPercentage": 80},
 			"resources":   map[string]any{"requests": map[string]any{"memory": nil}, "limits": map[string]any{"memory": nil}}}, "autoscaling.enabled: resources request no memory"},
@@ -579,8 +586,9 @@ func TestOptionalKeys(t *testing.T) {
 	for _, p := range r.policies {
 		switch p.Name {
 		case "rel-berth":
-			if len(p.Spec.Ingress) != 2 || p.Spec.Ingress[0].Ports[0].Port.String() != "http" || p.Spec.Ingress[1].Ports[0].Port.String() != "admin" ||
-				p.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+			if len(p.Spec.Ingress) != 3 || p.Spec.Ingress[0].Ports[0].Port.String() != "http" || p.Spec.Ingress[1].Ports[0].Port.String() != "admin" ||
+				p.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" ||
+				p.Spec.Ingress[2].Ports[0].Port.String() != "logs" { // networkPolicy.extraIngress, for the logger's port
 				t.Errorf("service policy %+v", p.Spec)
 			}
 		case "rel-berth-postgresql":
@@ -888,6 +896,68 @@ func TestNetworkPoliciesGovernTheirOwnPods(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A port an extra container declares (an exporter, an auth proxy) is
+// admitted by a rule of networkPolicy.extraIngress, which the service's
+// NetworkPolicy carries after its own two; with none that admits it (by
+// number, name, range, or a rule for every port, of the port's protocol),
+// the chart refuses, naming the container, the port and the value to set:
+// the port would otherwise be cut off, unseen.
+func TestNetworkPolicyAdmitsExtraContainersPortsOrRefuses(t *testing.T) {
+	exporter := []any{map[string]any{"name": "exporter", "image": "exporter:1",
+		"ports": []any{map[string]any{"name": "metrics", "containerPort": 9100}}}}
+	for _, tt := range []struct {
+		name    string
+		ingress []any
+		refused bool
+	}{
+		{"no rule", nil, true},
+		{"a rule for its number", []any{map[string]any{"ports": []any{map[string]any{"port": 9100}}}}, false},
+		{"a rule for its name", []any{map[string]any{"ports": []any{map[string]any{"port": "metrics"}}}}, false},
+		{"a range holding it", []any{map[string]any{"ports": []any{map[string]any{"port": 9000, "endPort": 9200}}}}, false},
+		{"a rule for every port", []any{map[string]any{"from": []any{map[string]any{"podSelector": map[string]any{}}}}}, false},
+		{"a rule for another port", []any{map[string]any{"ports": []any{map[string]any{"port": 9101}}}}, true},
+		{"a rule for its number over UDP", []any{map[string]any{"ports": []any{map[string]any{"port": 9100, "protocol": "UDP"}}}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := render(t, map[string]any{"extraContainers": exporter,
+				"networkPolicy": map[string]any{"enabled": true, "extraIngress": tt.ingress}})
+			if tt.refused {
+				want := `networkPolicy.enabled admits nothing to extraContainers "exporter"'s port 9100 (metrics): add a rule that does to networkPolicy.extraIngress`
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("err = %v, want one saying %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(r.policies, func(p networkingv1.NetworkPolicy) bool { return p.Name == r.deployment.Name })
+			if i < 0 {
+				t.Fatal("no NetworkPolicy for the service's pods")
+			}
+			rules := r.policies[i].Spec.Ingress
+			if len(rules) != 3 || !reflect.DeepEqual(rules[2], decodeRule(t, tt.ingress[0])) {
+				t.Errorf("the policy's rules are %+v; want the chart's two, then networkPolicy.extraIngress's %v", rules, tt.ingress)
+			}
+		})
+	}
+}
+
+// decodeRule is v, a value as the chart's values hold it, as the
+// NetworkPolicyIngressRule it renders.
+func decodeRule(t *testing.T, v any) networkingv1.NetworkPolicyIngressRule {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule networkingv1.NetworkPolicyIngressRule
+	if err := json.Unmarshal(raw, &rule); err != nil {
+		t.Fatal(err)
+	}
+	return rule
 }
 
 // No selector of the service's matches the helm test pod: a Service would

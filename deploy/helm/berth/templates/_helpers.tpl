@@ -317,6 +317,8 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- $requests := list (list "resources" $v.resources) }}
 {{- if $v.sidecar.enabled }}{{ $requests = append $requests (list "sidecar.resources" $v.sidecar.resources) }}{{ end }}
 {{- range $c := $v.extraContainers }}{{ $requests = append $requests (list (printf "extraContainers %q's resources" $c.name) $c.resources) }}{{ end }}
+{{- /* A restartable init container (restartPolicy: Always, a native sidecar) runs beside the server, and the autoscaler sums its request too. */}}
+{{- range $c := $v.initContainers }}{{ if eq (toString $c.restartPolicy) "Always" }}{{ $requests = append $requests (list (printf "initContainers %q's resources (a native sidecar: restartPolicy Always)" $c.name) $c.resources) }}{{ end }}{{ end }}
 {{- range $r := $requests }}
 {{- range $resource := $targeted }}
 {{- $res := index $r 1 | default dict }}
@@ -352,6 +354,28 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- fail (printf "extraVolumeMounts mounts %s, where the service container already mounts a volume (the embedded database's is at /data): mount paths must be unique in a container; choose another" $m.mountPath) }}
 {{- end }}
 {{- $paths = append $paths $path }}
+{{- end }}
+{{- /* The pods' NetworkPolicy admits the chart's two ports and the rules of networkPolicy.extraIngress: a port an extra container declares that none of those admits would be cut off. */}}
+{{- if $v.networkPolicy.enabled }}
+{{- range $c := $v.extraContainers }}
+{{- range $p := $c.ports }}
+{{- $admitted := false }}
+{{- range $rule := $v.networkPolicy.extraIngress }}
+{{- if not $rule.ports }}{{ $admitted = true }}{{ end }}
+{{- range $rp := $rule.ports }}
+{{- $sameProtocol := eq (default "TCP" $rp.protocol) (default "TCP" $p.protocol) }}
+{{- $port := toString $rp.port }}
+{{- $byName := and $p.name (eq $port $p.name) }}
+{{- $byNumber := eq $port (toString $p.containerPort) }}
+{{- $inRange := and $rp.endPort (regexMatch "^[0-9]+$" $port) (ge (int $p.containerPort) (int $rp.port)) (le (int $p.containerPort) (int $rp.endPort)) }}
+{{- if and $sameProtocol (or (not $rp.port) $byName $byNumber $inRange) }}{{ $admitted = true }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if not $admitted }}
+{{- fail (printf "networkPolicy.enabled admits nothing to extraContainers %q's port %v%s: add a rule that does to networkPolicy.extraIngress, such as {ports: [{port: %v}], from: [...]}" $c.name $p.containerPort (ternary (printf " (%s)" $p.name) "" (not (empty $p.name))) $p.containerPort) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
