@@ -2,6 +2,7 @@ package chart
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -147,17 +148,37 @@ func (c cluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableRes
 // claim (kept after its StatefulSet or its uninstall) still holds the items
 // is refused, naming the claim: away from the embedded database's, or from
 // the bundled PostgreSQL's to the embedded database (the service used to
-// start on an empty SQLite file). Another release's claim of that name, or
-// none, is no reason to refuse.
+// start on an empty SQLite file). So is one that names the release's
+// objects anew (a changed nameOverride or fullnameOverride), which would
+// make a new, empty claim beside the one that holds the items, whatever
+// the database, but the move from a bundled PostgreSQL to an external one,
+// which the chart allows. Another release's claim of that name, or none,
+// is no reason to refuse.
 func TestSwitchingDatabasesWhileAClaimHoldsTheItemsIsRefused(t *testing.T) {
 	claim := func(name, instance string) *corev1.PersistentVolumeClaim {
 		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
 			Labels: map[string]string{"app.kubernetes.io/instance": instance}}}
 	}
+	// The claims as the chart makes them, with their labels.
+	sqliteMade := func(name string) *corev1.PersistentVolumeClaim {
+		c := claim(name, "rel")
+		c.Labels["helm.sh/chart"], c.Labels["app.kubernetes.io/name"] = "berth-0.1.0", "berth"
+		return c
+	}
+	pgMade := func(name string) *corev1.PersistentVolumeClaim {
+		c := claim(name, "rel")
+		c.Labels["app.kubernetes.io/name"] = "berth-postgresql"
+		return c
+	}
 	sqlite, pg := "rel-berth-data", "data-rel-berth-postgresql-0"
 	bundled := map[string]any{}
 	external := map[string]any{"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
 	embedded := map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false}}
+	renamed := func(values map[string]any, key, name string) map[string]any {
+		out := maps.Clone(values)
+		out[key] = name
+		return out
+	}
 	for _, tt := range []struct {
 		name   string
 		claim  *corev1.PersistentVolumeClaim // nil: none
@@ -177,6 +198,16 @@ func TestSwitchingDatabasesWhileAClaimHoldsTheItemsIsRefused(t *testing.T) {
 		{"another release's bundled claim", claim(pg, "other"), embedded, ""},
 		{"no claim, bundled", nil, bundled, ""},
 		{"no claim, embedded", nil, embedded, ""},
+		{"bundled, a new nameOverride", pgMade(pg), renamed(bundled, "nameOverride", "api"),
+			"the claim ns/data-rel-berth-postgresql-0 holds this release's bundled PostgreSQL data, but these values name the release's objects differently (nameOverride or fullnameOverride changed), so its claim would now be data-rel-api-postgresql-0"},
+		{"bundled, a new fullnameOverride", pgMade(pg), renamed(bundled, "fullnameOverride", "shop"), "so its claim would now be data-shop-postgresql-0"},
+		{"embedded, a new fullnameOverride", sqliteMade(sqlite), renamed(embedded, "fullnameOverride", "shop"),
+			"the claim ns/rel-berth-data holds this release's embedded SQLite database, but these values name the release's objects differently (nameOverride or fullnameOverride changed), so its claim would now be shop-data: the service would start on an empty database and the items would be left behind. Set nameOverride and fullnameOverride back to what made rel-berth-data, or move the items and then delete the claim (kubectl -n ns delete pvc rel-berth-data)"},
+		{"embedded to the bundled PostgreSQL, renamed", sqliteMade(sqlite), renamed(bundled, "nameOverride", "api"), "holds this release's embedded SQLite database"},
+		{"bundled to the embedded database, renamed", pgMade(pg), renamed(embedded, "nameOverride", "api"), "holds this release's bundled PostgreSQL data"},
+		{"bundled to an external database, renamed", pgMade(pg), renamed(external, "nameOverride", "api"), ""},
+		{"bundled, the name it was made with, set", pgMade(pg), renamed(bundled, "fullnameOverride", "rel-berth"), ""},
+		{"another release's claim, renamed", claim(sqlite, "other"), renamed(embedded, "fullnameOverride", "shop"), ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// The bundled PostgreSQL's password, kept as a release's is.

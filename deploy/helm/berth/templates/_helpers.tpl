@@ -149,6 +149,7 @@ template that renders the service includes it.
 */}}
 {{- define "berth.validate" -}}
 {{- $v := .Values }}
+{{- include "berth.dataUnderOtherNames" . }}
 {{- /* The service's own ranges (internal/config/bounds.go) for the values given as durations. */}}
 {{- range $r := list (list "config.demoWarmup" $v.config.demoWarmup 1 600000 true "1ms" "10m") (list "config.jobInterval" $v.config.jobInterval 100 86400000 false "100ms" "24h") (list "database.timeout" $v.database.timeout 10 60000 false "10ms" "1m") }}
 {{- $ms := float64 (include "berth.ms" (index $r 1)) }}
@@ -374,6 +375,30 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- if not $admitted }}
 {{- fail (printf "networkPolicy.enabled admits nothing to extraContainers %q's port %v%s: add a rule that does to networkPolicy.extraIngress, such as {ports: [{port: %v}], from: [...]}" $c.name $p.containerPort (ternary (printf " (%s)" $p.name) "" (not (empty $p.name))) $p.containerPort) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses an upgrade or reinstall that names the release's objects anew
+(a changed nameOverride or fullnameOverride) while a claim made under the
+old names holds the release's items: the new names make a new, empty claim
+beside it, and the refusals of a switch between databases, which look the
+claim up by its current name, would not see the old one. An embedded
+database's claim holds the items in every mode; a bundled PostgreSQL's is
+left for an external database, as it is when the names stay. */}}
+{{- define "berth.dataUnderOtherNames" -}}
+{{- $mode := include "berth.databaseMode" . }}
+{{- $claims := dict "embedded" (printf "%s-data" (include "berth.fullname" .)) "bundled" (printf "data-%s-0" (include "berth.postgresql.fullname" .)) }}
+{{- range $pvc := (lookup "v1" "PersistentVolumeClaim" .Release.Namespace "").items | default list }}
+{{- $labels := $pvc.metadata.labels | default dict }}
+{{- $name := $pvc.metadata.name }}
+{{- if eq (get $labels "app.kubernetes.io/instance") $.Release.Name }}
+{{- $kind := "" }}
+{{- if and (hasPrefix "berth-" (get $labels "helm.sh/chart")) (hasSuffix "-data" $name) }}{{ $kind = "embedded" }}{{ end }}
+{{- if and (hasSuffix "-postgresql" (get $labels "app.kubernetes.io/name")) (regexMatch "^data-.+-0$" $name) (ne $mode "external") }}{{ $kind = "bundled" }}{{ end }}
+{{- if and $kind (ne $name (get $claims $kind)) }}
+{{- fail (printf "the claim %s/%s holds this release's %s, but these values name the release's objects differently (nameOverride or fullnameOverride changed), so its claim would now be %s: the service would start on an empty database and the items would be left behind. Set nameOverride and fullnameOverride back to what made %s, or move the items and then delete the claim (kubectl -n %s delete pvc %s)" $.Release.Namespace $name (ternary "embedded SQLite database" "bundled PostgreSQL data" (eq $kind "embedded")) (get $claims $kind) $name $.Release.Namespace $name) }}
 {{- end }}
 {{- end }}
 {{- end }}
