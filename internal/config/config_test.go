@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/pkg/metrics"
 	"github.com/berth-dev/berth/pkg/serve"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -394,10 +395,23 @@ func TestPushErrorHidesThePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{})
+	err = cfg.Serve(nil, finalFigures(t)).OnShutdown(t.Context(), serve.ShutdownReport{})
 	if err == nil || !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), ":pw@") || !strings.Contains(err.Error(), "berth:xxxxx@") {
 		t.Fatalf("a refused push = %v", err)
 	}
+}
+
+// finalFigures is a registry holding one of the figures the exit push
+// sends (a request counted), as the service's does by its exit: Push
+// refuses one without any, which would empty the pod's group.
+func finalFigures(t *testing.T) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	h, err := metrics.NewHTTP(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ObserveRequest(http.MethodGet, "/api/v1/info", http.StatusOK, time.Millisecond)
+	return reg
 }
 
 // The exit push replaces one group per pod: the pod's name, and its
@@ -427,7 +441,7 @@ func TestPushGroupsByPodAndNamespace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := cfg.Serve(nil, prometheus.NewRegistry()).OnShutdown(t.Context(), serve.ShutdownReport{}); err != nil {
+			if err := cfg.Serve(nil, finalFigures(t)).OnShutdown(t.Context(), serve.ShutdownReport{}); err != nil {
 				t.Fatal(err)
 			}
 			var got string

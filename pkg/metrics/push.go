@@ -34,8 +34,9 @@ var finalFamilies = []string{
 // final is a Gatherer of g's final figures only. A collector that fails
 // (the registry is the caller's: one of its own collectors may read a
 // resource closed at exit) does not stop the push of what was gathered:
-// its error is kept in err for Push to return, and only a gathering that
-// found no final figure at all fails.
+// its error is kept in err for Push to return. A gathering that found no
+// final figure fails, whether or not a collector did: its push, empty,
+// would empty the pod's group.
 type final struct {
 	g   prometheus.Gatherer
 	err *error
@@ -52,30 +53,47 @@ func (f final) Gather() ([]*dto.MetricFamily, error) {
 			}
 		}
 	}
-	if err != nil && len(out) > 0 {
+	switch {
+	case len(out) == 0:
+		return nil, errors.Join(fmt.Errorf("metrics: Push: the gatherer holds none of berth's final figures (%s...), and an empty push would empty the pod's group: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on", strings.Join(finalFamilies[:3], ", ")), err)
+	case err != nil:
 		*f.err = err
-		err = nil
 	}
-	return out, err
+	return out, nil
 }
 
 // Push sends the final figures gathered from g to the Pushgateway at url,
 // replacing the group that job and grouping name (the pod, so replicas do
-// not overwrite each other), so they outlive the process: pass it, bounded
+// not overwrite each other; not a label the figures carry, such as app,
+// hook, phase, task, signal, method, route or code, for which
+// client_golang refuses the push), so they outlive the process: pass it, bounded
 // by its context, as serve.Config.OnShutdown. Only the families that
 // describe the exit go: the shutdown's figures, its budget, grace period
 // and preStop delay, every lifecycle signal's time, the hooks' durations
 // and failures, the tasks' failures, the startup's duration and the
-// request counters; a scrape reads the rest while the process lives. When some collector of g fails, the figures
-// gathered are pushed all the same and Push returns the failure.
+// request counters; a scrape reads the rest while the process lives. When
+// some collector of g fails, the figures gathered are pushed all the same
+// and Push returns the failure. With no url, no g, or none of those
+// families in g (a registry berth's metrics were not registered on), Push
+// sends nothing and says so.
 func Push(ctx context.Context, client *http.Client, url, job string, grouping map[string]string, g prometheus.Gatherer) error {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	if url == "" {
+		return errors.New("metrics: Push: no Pushgateway URL; want http://HOST:PORT")
+	}
+	if g == nil {
+		return errors.New("metrics: Push with a nil prometheus.Gatherer: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on")
+	}
 	var gatherErr error
 	err := pusher(url, job, grouping, client).Gatherer(final{g, &gatherErr}).PushContext(ctx)
 	if gatherErr != nil {
-		gatherErr = fmt.Errorf("metrics: Push: some figures could not be gathered (the rest were pushed): %w", gatherErr)
+		sent := " (the rest were pushed)"
+		if err != nil {
+			sent = ""
+		}
+		gatherErr = fmt.Errorf("metrics: Push: some figures could not be gathered%s: %w", sent, gatherErr)
 	}
 	return errors.Join(err, gatherErr)
 }

@@ -169,6 +169,70 @@ func TestPushGoesOnPastAFailingCollector(t *testing.T) {
 	}
 }
 
+// A push that could not send the figures does not say the rest went: a
+// failing collector beside a gateway that refuses the push is reported as
+// both failures, without "(the rest were pushed)".
+func TestPushSaysWhatWentOnlyWhenItWent(t *testing.T) {
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "pushgateway overloaded", http.StatusServiceUnavailable)
+	}))
+	defer gw.Close()
+	reg := NewRegistry()
+	h, _ := NewHTTP(reg)
+	h.ObserveRequest("GET", "/api/v1/info", 200, time.Millisecond)
+	reg.MustRegister(failing{prometheus.NewDesc("app_db_pool_open", "open connections", nil, nil)})
+	err := Push(context.Background(), nil, gw.URL, "berth-exit", map[string]string{"pod": "p"}, reg)
+	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "pool closed") || strings.Contains(err.Error(), "were pushed") {
+		t.Fatalf("Push to a gateway that answered 503, beside a failing collector = %v; want both failures, and no claim that the rest were pushed", err)
+	}
+}
+
+// Push sends nothing when it has nowhere to send, or nothing of berth's to
+// send: an empty URL would reach a host named "metrics" (push.New reads ""
+// as http:/), and an empty PUT would empty the pod's group. Each is an
+// error that says what to pass.
+func TestPushSendsNothingWithoutAURLOrFinalFigures(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	rt := roundTripper(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, r.Method+" "+r.URL.String())
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+	})
+	withFigures := NewRegistry()
+	if _, err := NewHTTP(withFigures); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, url string
+		g         prometheus.Gatherer
+		want      string
+	}{
+		{"no URL", "", withFigures, "metrics: Push: no Pushgateway URL; want http://HOST:PORT"},
+		{"no gatherer", "http://gw:9091", nil, "metrics: Push with a nil prometheus.Gatherer: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on"},
+		{"a registry without berth's metrics", "http://gw:9091", NewRegistry(), "metrics: Push: the gatherer holds none of berth's final figures"},
+		{"the default registry", "http://gw:9091", prometheus.DefaultGatherer, "an empty push would empty the pod's group: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			sent = nil
+			mu.Unlock()
+			err := Push(context.Background(), &http.Client{Transport: rt}, tt.url, "berth-exit", map[string]string{"pod": "p"}, tt.g)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil || !strings.Contains(err.Error(), tt.want) || len(sent) != 0 {
+				t.Fatalf("Push = %v, sent %q; want %q and nothing sent", err, sent, tt.want)
+			}
+		})
+	}
+}
+
+// roundTripper is an http.RoundTripper of a function.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // failing is a collector whose every collection fails.
 type failing struct{ desc *prometheus.Desc }
 

@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -25,8 +26,12 @@ func NewRegistry() *prometheus.Registry {
 }
 
 // Handler serves reg in the format the scraper asks for: OpenMetrics,
-// Prometheus's protobuf or its classic text format.
+// Prometheus's protobuf or its classic text format. It panics if reg is
+// nil: every scrape would fail.
 func Handler(reg *prometheus.Registry) http.Handler {
+	if reg == nil {
+		panic("metrics: Handler with a nil *prometheus.Registry: every scrape would fail; pass the registry the metrics are registered on (NewRegistry makes one)")
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }
 
@@ -35,6 +40,9 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // can fix the cause and try again) and returns the error, naming the
 // metrics that collided and adding hint.
 func register(reg prometheus.Registerer, what, hint string, cs ...prometheus.Collector) error {
+	if isNil(reg) {
+		return fmt.Errorf("metrics: %s with a nil prometheus.Registerer: pass the registry the admin server serves (NewRegistry makes one)", what)
+	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -44,6 +52,17 @@ func register(reg prometheus.Registerer, what, hint string, cs ...prometheus.Col
 		}
 	}
 	return nil
+}
+
+// isNil reports whether r is nil, or an interface holding a nil pointer
+// (a *prometheus.Registry declared and never made), which would panic at
+// its first use.
+func isNil(r prometheus.Registerer) bool {
+	if r == nil {
+		return true
+	}
+	v := reflect.ValueOf(r)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // onceHint is register's hint for metrics a process registers once.

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -84,4 +85,39 @@ func TestHandlerNegotiatesTheFormat(t *testing.T) {
 			t.Errorf("Accept %s: %d %s, body ending %q; want %s ending %q", tt.accept, rec.Code, ct, rec.Body.String()[max(rec.Body.Len()-10, 0):], tt.contentType, tt.ends)
 		}
 	}
+}
+
+// A nil registry is refused with an error that names it, by every
+// function that registers, where it used to be a nil-pointer panic
+// naming nothing; Handler, which returns no error, panics saying so.
+func TestNilRegistryIsRefused(t *testing.T) {
+	srv, err := serve.New(serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "a"}}, API: http.NotFoundHandler(),
+		ShutdownOn: []os.Signal{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var declared *prometheus.Registry // never made
+	for _, tt := range []struct {
+		name, fn string
+		register func() error
+	}{
+		{"NewHTTP", "NewHTTP", func() error { _, err := NewHTTP(nil); return err }},
+		{"NewLifespan", "NewLifespan", func() error { _, err := NewLifespan(nil); return err }},
+		{"RegisterServer", "RegisterServer", func() error { return RegisterServer(nil, srv) }},
+		{"RegisterChecks", "RegisterChecks", func() error { return RegisterChecks(nil, probes.New()) }},
+		{"a *prometheus.Registry declared, never made", "NewHTTP", func() error { _, err := NewHTTP(declared); return err }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := "metrics: " + tt.fn + " with a nil prometheus.Registerer: pass the registry the admin server serves (NewRegistry makes one)"
+			if err := tt.register(); err == nil || err.Error() != want {
+				t.Fatalf("err = %v, want %q", err, want)
+			}
+		})
+	}
+	defer func() {
+		if v := recover(); !strings.Contains(fmt.Sprint(v), "metrics: Handler with a nil *prometheus.Registry") {
+			t.Fatalf("Handler(nil) panicked with %v, want a panic naming the nil registry", v)
+		}
+	}()
+	Handler(nil)
 }
