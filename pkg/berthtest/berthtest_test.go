@@ -224,6 +224,42 @@ func TestStartupPastTheDeadlineFailsTheTest(t *testing.T) {
 	}
 }
 
+// The shutdown in Cleanup ends its wait before the test's deadline too, as
+// the rollback's does: a request that outlives the drain used to hold the
+// cleanup for the drain timeout, past the deadline, where go test panics
+// with every goroutine's stack and the helper's own account of what was
+// still running is never read. The account names the request in flight.
+func TestCleanupEndsItsWaitBeforeTheDeadline(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	ft := deadlineT{&fakeT{}, time.Now().Add(1500 * time.Millisecond)}
+	var a *berthtest.App
+	inGoroutine(func() {
+		a = berthtest.Start(ft, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, DrainTimeout: 5 * time.Second,
+			API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { arrived <- struct{}{}; <-release })})
+	})
+	if ft.fatal != "" {
+		t.Fatal(ft.fatal)
+	}
+	go func() {
+		if resp, err := a.Client.Get(a.URL + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-arrived
+	ft.cleanup()
+	ended := time.Now()
+	close(release) // the shutdown then ends, in the background
+	if ended.After(ft.deadline) {
+		t.Errorf("the cleanup returned %v after the test's deadline", ended.Sub(ft.deadline).Round(time.Millisecond))
+	}
+	if errs := ft.errorList(); len(errs) != 1 || !strings.HasPrefix(errs[0], "berthtest: shutdown still running after ") ||
+		!strings.Contains(errs[0], "(1 API requests in flight; still running: )") {
+		t.Errorf("errors %q; want one naming the request in flight", errs)
+	}
+	<-a.Server.Signals().ShutdownComplete.Done() // no goroutine outlives the test
+}
+
 // With less than the slack left before the deadline (go test -timeout 4s),
 // a quick startup still completes: the wait is then half the time left
 // (it used to be negative, and every Start failed at once).

@@ -40,7 +40,8 @@ type App struct {
 const startupSlack = 5 * time.Second
 
 // cleanupSlack is what the wait for the shutdown in Cleanup allows past
-// the server's budget before it fails the test.
+// the server's budget before it fails the test (the test's deadline
+// bounds it too).
 var cleanupSlack = 30 * time.Second
 
 // Start runs cfg's apps and servers on loopback ports and returns once
@@ -54,7 +55,10 @@ var cleanupSlack = 30 * time.Second
 // period ends early), OS signals are not handled, logs are discarded, and a forced
 // exit fails the test instead of exiting. The shutdown runs in t.Cleanup,
 // which fails the test if the shutdown reports an error or outlasts the
-// server's budget (plus 30s of slack).
+// server's budget (plus 30s of slack), or runs until a second before the
+// test's deadline (or half the time left, when less): it then names the
+// requests in flight and what still runs, where go test's timeout would
+// panic with every goroutine's stack and none of that.
 func Start(t TB, cfg serve.Config) *App {
 	t.Helper()
 	cfg.APIAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -95,6 +99,16 @@ func Start(t TB, cfg serve.Config) *App {
 	if b := srv.Budget(); cleanupSlack <= 0 || b < budget-cleanupSlack {
 		budget = b + cleanupSlack
 	}
+	// The wait ends a second before the test's deadline (or halfway
+	// there), so that go test's timeout, which panics with every
+	// goroutine's stack, never swallows what the test is failed for.
+	bounded := func() time.Duration {
+		if deadline.IsZero() {
+			return budget
+		}
+		left := time.Until(deadline)
+		return min(budget, max(left-time.Second, left/2))
+	}
 	waitForRun := func(report bool, bound time.Duration) {
 		select {
 		case err := <-done:
@@ -102,7 +116,8 @@ func Start(t TB, cfg serve.Config) *App {
 				t.Errorf("berthtest: shutdown: %v", err)
 			}
 		case <-time.After(bound):
-			t.Errorf("berthtest: shutdown still running after %v", bound)
+			t.Errorf("berthtest: shutdown still running after %v (%d API requests in flight; still running: %s)",
+				bound.Round(time.Millisecond), srv.InFlight(), strings.Join(cfg.Apps.Running(), ", "))
 		}
 	}
 	select {
@@ -116,19 +131,14 @@ func Start(t TB, cfg serve.Config) *App {
 		// The test ends once its cleanups have waited for the rollback:
 		// its hooks' stops and OnShutdown run while the test is still
 		// running, and leave no goroutine behind. Run's error is the
-		// abandoned startup, which the test already fails for. The wait
-		// ends a second before the test's deadline (or halfway there),
-		// so that go test's timeout never swallows the failure above.
-		t.Cleanup(func() {
-			left := time.Until(deadline)
-			waitForRun(false, min(budget, max(left-time.Second, left/2)))
-		})
+		// abandoned startup, which the test already fails for.
+		t.Cleanup(func() { waitForRun(false, bounded()) })
 		t.Fatalf("berthtest: startup still running close to the test's deadline; still starting: %s", strings.Join(running, ", "))
 		return nil
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()
-		waitForRun(true, budget)
+		waitForRun(true, bounded())
 	})
 	return &App{
 		URL:      "http://" + srv.APIAddr().String(),
