@@ -235,10 +235,11 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	return kubeconfig, installMain(kubeconfig)
 }
 
-// clusterConfig is deploy/kind/cluster.yaml with its host ports left to
-// Docker, which picks free ones: the fixed ports it names (those the README
-// uses with `make kind-up`) may be taken on this machine, by such a
-// cluster or by another run. hostURL finds where each node port went.
+// clusterConfig is deploy/kind/cluster.yaml with its host ports left
+// open (0), for which kind picks free ones: the fixed ports it names (those
+// the README uses with `make kind-up`) may be taken on this machine, by
+// such a cluster or by another run. hostURL finds where each node port
+// went.
 func clusterConfig() (*v1alpha4.Cluster, error) {
 	raw, err := os.ReadFile(kindConfig)
 	if err != nil {
@@ -257,9 +258,9 @@ func clusterConfig() (*v1alpha4.Cluster, error) {
 }
 
 // hostURL is the http URL on this machine of the cluster's node port: the
-// host port a node's container maps it to, as Docker reports it (a free
-// one for a cluster the e2e made, the fixed one for a reused cluster of
-// `make kind-up`).
+// host port a node's container maps it to, as Docker reports it (the free
+// one kind picked for a cluster the e2e made, the fixed one for a reused
+// cluster of `make kind-up`).
 func hostURL(provider *kindcluster.Provider, nodePort int) (string, error) {
 	nodes, err := provider.ListNodes(clusterName)
 	if err != nil {

@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/serve"
+	"github.com/gin-gonic/gin"
 )
 
 // startService runs the service on loopback through berthtest, with the
@@ -246,6 +249,53 @@ func TestABodyThatDoesNotArriveSaysWhyWithoutAddresses(t *testing.T) {
 			}
 			if resp.StatusCode != tt.code || out.Error != tt.says {
 				t.Fatalf("answer %d %q, want %d %q", resp.StatusCode, out.Error, tt.code, tt.says)
+			}
+		})
+	}
+}
+
+// bodyFailed's cases one by one, with the errors net/http hands it: the
+// network's name the pod's address, which no answer quotes; a connection
+// the client broke gets no answer at all (no one would read it); only
+// net/http's account of a malformed body, which names no address, is
+// quoted.
+func TestBodyFailedAnswersWithoutTheNetworksError(t *testing.T) {
+	netErr := func(err error) error {
+		return &net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 8080},
+			Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 51234}, Err: err}
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		code int    // 0: nothing written
+		says string // the error's text in the answer
+	}{
+		{"a read timeout", netErr(os.ErrDeadlineExceeded), 408, "the body did not arrive within the server's read timeout (3 bytes came); nothing was stored"},
+		{"a connection reset", netErr(syscall.ECONNRESET), 0, ""},
+		{"a body cut short", io.ErrUnexpectedEOF, 400, "the body ended after 3 of the 10 bytes its Content-Length announced; nothing was stored"},
+		{"a malformed chunk", errors.New("invalid byte in chunk length"), 400, "reading body: invalid byte in chunk length"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			c, _ := gin.CreateTestContext(rec)
+			c.Request = httptest.NewRequest(http.MethodPut, "/api/v1/items/k", strings.NewReader("{}"))
+			c.Request.ContentLength = 10
+			bodyFailed(c, tt.err, 3)
+			if !c.IsAborted() {
+				t.Error("the request goes on to its handler's next step")
+			}
+			if tt.code == 0 {
+				if c.Writer.Written() || rec.Body.Len() != 0 {
+					t.Fatalf("answered %d %q to a connection the client broke", rec.Code, rec.Body)
+				}
+				return
+			}
+			var out struct{ Error string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tt.code || out.Error != tt.says || strings.Contains(rec.Body.String(), "10.0.0.") {
+				t.Fatalf("answer %d %q, want %d %q", rec.Code, out.Error, tt.code, tt.says)
 			}
 		})
 	}

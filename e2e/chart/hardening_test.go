@@ -903,10 +903,34 @@ func TestNetworkPoliciesGovernTheirOwnPods(t *testing.T) {
 // NetworkPolicy carries after its own two; with none that admits it (by
 // number, name, range, or a rule for every port, of the port's protocol),
 // the chart refuses, naming the container, the port and the value to set:
-// the port would otherwise be cut off, unseen.
+// the port would otherwise be cut off, unseen. A native sidecar of the
+// user's (an init container with restartPolicy Always) serves beside the
+// server and is checked alike; an init container that runs to completion
+// first is not.
 func TestNetworkPolicyAdmitsExtraContainersPortsOrRefuses(t *testing.T) {
 	exporter := []any{map[string]any{"name": "exporter", "image": "exporter:1",
 		"ports": []any{map[string]any{"name": "metrics", "containerPort": 9100}}}}
+	for _, tt := range []struct {
+		name  string
+		key   string // where the container is: extraContainers or initContainers
+		extra map[string]any
+	}{
+		{"an extra container", "extraContainers", nil},
+		{"a native sidecar", "initContainers", map[string]any{"restartPolicy": "Always"}},
+	} {
+		t.Run(tt.name+", no rule", func(t *testing.T) {
+			c := maps.Clone(exporter[0].(map[string]any))
+			maps.Copy(c, tt.extra)
+			_, err := render(t, map[string]any{tt.key: []any{c}, "networkPolicy": map[string]any{"enabled": true}})
+			want := `networkPolicy.enabled admits nothing to ` + tt.key + ` "exporter"'s port 9100 (metrics): add a rule that does to networkPolicy.extraIngress`
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want one saying %q", err, want)
+			}
+		})
+	}
+	if _, err := render(t, map[string]any{"initContainers": exporter, "networkPolicy": map[string]any{"enabled": true}}); err != nil {
+		t.Errorf("an init container that runs to completion, with a port: %v", err)
+	}
 	for _, tt := range []struct {
 		name    string
 		ingress []any

@@ -83,7 +83,7 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 	if url == "" {
 		return errors.New("metrics: Push: no Pushgateway URL; want http://HOST:PORT")
 	}
-	if g == nil {
+	if isNil(g) {
 		return errors.New("metrics: Push with a nil prometheus.Gatherer: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on")
 	}
 	var gatherErr error

@@ -189,8 +189,9 @@ func TestPushSaysWhatWentOnlyWhenItWent(t *testing.T) {
 
 // Push sends nothing when it has nowhere to send, or nothing of berth's to
 // send: an empty URL would reach a host named "metrics" (push.New reads ""
-// as http:/), and an empty PUT would empty the pod's group. Each is an
-// error that says what to pass.
+// as http:/), an empty PUT would empty the pod's group, and a nil gatherer
+// (typed or not) would panic at shutdown. Each is an error that says what
+// to pass.
 func TestPushSendsNothingWithoutAURLOrFinalFigures(t *testing.T) {
 	var mu sync.Mutex
 	var sent []string
@@ -211,6 +212,7 @@ func TestPushSendsNothingWithoutAURLOrFinalFigures(t *testing.T) {
 	}{
 		{"no URL", "", withFigures, "metrics: Push: no Pushgateway URL; want http://HOST:PORT"},
 		{"no gatherer", "http://gw:9091", nil, "metrics: Push with a nil prometheus.Gatherer: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on"},
+		{"a *prometheus.Registry declared, never made", "http://gw:9091", (*prometheus.Registry)(nil), "metrics: Push with a nil prometheus.Gatherer"},
 		{"a registry without berth's metrics", "http://gw:9091", NewRegistry(), "metrics: Push: the gatherer holds none of berth's final figures"},
 		{"the default registry", "http://gw:9091", prometheus.DefaultGatherer, "an empty push would empty the pod's group: pass the registry that NewLifespan, NewHTTP and RegisterServer registered on"},
 	} {

@@ -54,10 +54,10 @@ func register(reg prometheus.Registerer, what, hint string, cs ...prometheus.Col
 	return nil
 }
 
-// isNil reports whether r is nil, or an interface holding a nil pointer
-// (a *prometheus.Registry declared and never made), which would panic at
-// its first use.
-func isNil(r prometheus.Registerer) bool {
+// isNil reports whether r (a Registerer or a Gatherer) is nil, or an
+// interface holding a nil pointer (a *prometheus.Registry declared and
+// never made), which would panic at its first use.
+func isNil(r any) bool {
 	if r == nil {
 		return true
 	}

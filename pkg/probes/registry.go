@@ -244,8 +244,9 @@ func (r *Registry) Evaluate(ctx context.Context, kind Kind, only string, exclude
 
 // evaluate is Evaluate; with detach, inline checks run under ctx's values
 // but not its cancellation (a probe whose client gives up still records
-// what the check found, within the check's own timeout). The report's
-// Checks use buf's array when it has room.
+// what the check found, within the check's own timeout); instant checks,
+// which never block, run under ctx as it is. The report's Checks use
+// buf's array when it has room.
 func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only string, exclude []string, buf []Result) (rep Report, ok bool) {
 	// Small fixed buffers: a probe of up to 16 checks with up to 8 excludes
 	// (the chart's probe has one) selects without allocating.
@@ -277,8 +278,8 @@ func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only st
 		return Report{}, false
 	}
 	results := buf[:0]
-	if cap(buf) < len(selected) {
-		results = make([]Result, len(selected))
+	if buf == nil || cap(buf) < len(selected) { // Evaluate's, or a small buffer
+		results = make([]Result, len(selected)) // never nil: a report of no check lists none, []
 	}
 	results = results[:len(selected)]
 	instant, inline := false, false

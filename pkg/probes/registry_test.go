@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -494,4 +495,32 @@ func TestStopWaitsForARefreshsCalls(t *testing.T) {
 			t.Fatal("Stop still waits after the refresh's check returned")
 		}
 	})
+}
+
+// A probe that selects no check (none registered for its kind, or every
+// one excluded) passes and lists none: Checks is empty, not nil, so a
+// caller that marshals the report reads [], as before the handler's
+// probes took their results from a pool.
+func TestEvaluateOfNoCheckListsNone(t *testing.T) {
+	r := New()
+	r.Add(Readiness, Check{Name: "db", Run: pass, Instant: true})
+	for _, tt := range []struct {
+		name    string
+		kind    Kind
+		exclude []string
+	}{
+		{"no check of the kind", Liveness, nil},
+		{"every check excluded", Readiness, []string{"db"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, ok := r.Evaluate(t.Context(), tt.kind, "", tt.exclude)
+			raw, err := json.Marshal(rep.Checks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok || !rep.Passing || string(raw) != "[]" {
+				t.Fatalf("Evaluate = %+v, %v; Checks marshal as %s, want a passing report listing []", rep, ok, raw)
+			}
+		})
+	}
 }

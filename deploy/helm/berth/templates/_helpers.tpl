@@ -356,9 +356,14 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- end }}
 {{- $paths = append $paths $path }}
 {{- end }}
-{{- /* The pods' NetworkPolicy admits the chart's two ports and the rules of networkPolicy.extraIngress: a port an extra container declares that none of those admits would be cut off. */}}
+{{- /* The pods' NetworkPolicy admits the chart's two ports and the rules of networkPolicy.extraIngress: a port that a container of the user's declares (an extra one, or a native sidecar: an init container with restartPolicy Always) and none of those admits would be cut off. */}}
 {{- if $v.networkPolicy.enabled }}
-{{- range $c := $v.extraContainers }}
+{{- $serving := list }}
+{{- range $c := $v.extraContainers }}{{ $serving = append $serving (list "extraContainers" $c) }}{{ end }}
+{{- range $c := $v.initContainers }}{{ if eq (toString $c.restartPolicy) "Always" }}{{ $serving = append $serving (list "initContainers" $c) }}{{ end }}{{ end }}
+{{- range $kc := $serving }}
+{{- $key := index $kc 0 }}
+{{- $c := index $kc 1 }}
 {{- range $p := $c.ports }}
 {{- $admitted := false }}
 {{- range $rule := $v.networkPolicy.extraIngress }}
@@ -373,7 +378,7 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- end }}
 {{- end }}
 {{- if not $admitted }}
-{{- fail (printf "networkPolicy.enabled admits nothing to extraContainers %q's port %v%s: add a rule that does to networkPolicy.extraIngress, such as {ports: [{port: %v}], from: [...]}" $c.name $p.containerPort (ternary (printf " (%s)" $p.name) "" (not (empty $p.name))) $p.containerPort) }}
+{{- fail (printf "networkPolicy.enabled admits nothing to %s %q's port %v%s: add a rule that does to networkPolicy.extraIngress, such as {ports: [{port: %v}], from: [...]}; or, for a port only the pod's own containers reach (a proxy on 127.0.0.1, which NetworkPolicy does not govern), drop its ports entry" $key $c.name $p.containerPort (ternary (printf " (%s)" $p.name) "" (not (empty $p.name))) $p.containerPort) }}
 {{- end }}
 {{- end }}
 {{- end }}
