@@ -67,7 +67,8 @@ func (s HookStatus) String() string {
 // Scope is what a start function gets to publish state (with [Key.Set])
 // and start background tasks (with [Scope.Go]). Reading a [Key] from it
 // sees what hooks that started earlier set. It is valid only until the
-// start function returns.
+// start function returns, but for Go, which a goroutine the start began
+// may call later, until the app's tasks are stopped.
 type Scope struct {
 	app  *App
 	hook string
@@ -101,10 +102,12 @@ func (s *Scope) close(late bool) {
 	s.late = s.late || late
 }
 
-// Go runs fn as a background task of the app. Its context is cancelled when
-// the app's tasks are stopped (by [Group.StopTasks] or, at the latest, by
-// [App.Stop]) and the stop waits for fn to return, before any stop hook
-// runs. A task that returns an error or panics is reported as a TaskExited
+// Go runs fn as a background task of the app, also when called after the
+// start function returned; once the tasks' stop has begun it is refused,
+// reported as a TaskExited with an error, and fn does not run. Its context
+// is cancelled when the app's tasks are stopped (by [Group.StopTasks] or,
+// at the latest, by [App.Stop]) and the stop waits for fn to return,
+// before any stop hook runs. A task that returns an error or panics is reported as a TaskExited
 // event and in the stop's error; returning its context's cancellation
 // once the stop cancelled it is a clean exit, and returning
 // context.Canceled at any other time is not.

@@ -177,7 +177,10 @@ func TestTaskFailuresReachStop(t *testing.T) {
 	})
 }
 
-func TestTaskStartedAfterShutdownIsAnError(t *testing.T) {
+// A task may start after its hook's start returned (from a goroutine the
+// start began, say): it runs as any task, and the tasks' stop ends it.
+// Once that stop began, a task is refused, and does not run.
+func TestTaskStartedAfterItsStartReturned(t *testing.T) {
 	var scope *Scope
 	l := &App{Name: "api"}
 	l.Append(Hook{Name: "late", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
@@ -187,8 +190,22 @@ func TestTaskStartedAfterShutdownIsAnError(t *testing.T) {
 	if err := l.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	ended := make(chan struct{})
+	scope.Go("later", func(ctx context.Context) error {
+		defer close(ended)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if got := l.Running(); !slices.Equal(got, []string{"task:later"}) {
+		t.Errorf("Running = %q, want the task started after its start returned", got)
+	}
 	if err := (Group{l}).StopTasks(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	default:
+		t.Fatal("StopTasks returned with the task still running")
 	}
 	ran := false
 	scope.Go("too-late", func(context.Context) error { ran = true; return nil })
