@@ -109,7 +109,7 @@ func TestSQLiteRowidMigrationKeepsTheItems(t *testing.T) {
 func TestSQLiteRowidMigrationOutOfSpaceChangesNothing(t *testing.T) {
 	ctx := t.Context()
 	db, p := versionOne(t, Limits{})
-	db.db.SetMaxOpenConns(1) // the page limit below is the connection's
+	db.db.SetMaxOpenConns(2) // the one Open pins and one for the work: the page limit below is the connection's
 	value := []byte(`"` + strings.Repeat("x", 8<<10) + `"`)
 	for _, k := range []string{"a", "b", "c", "d"} {
 		if _, err := db.Put(ctx, k, value); err != nil {

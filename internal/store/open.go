@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/internal/backoff"
@@ -91,8 +92,24 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	if s.file != "" {
-		// The first connection made the file: the one CheckFile compares.
+		// The file the connections have open: the one CheckFile compares.
 		if s.opened, err = os.Stat(s.file); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("database %s: %w", s.where, explain(err))
+		}
+		// One connection stays open to it for the store's life, whatever
+		// the pool does with the others: the file CheckFile's error says
+		// to copy back from /proc/PID/fd if it is deleted.
+		if s.pinned, err = s.db.Conn(ctx); err == nil {
+			// A read opens the write-ahead log and its index, which SQLite
+			// opens on a connection's first read and keeps: CheckFile's
+			// checkpoint, on this connection, folds the log it has open
+			// into the file, where a connection that opened neither
+			// would find them deleted.
+			var n int
+			err = s.pinned.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n)
+		}
+		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("database %s: %w", s.where, explain(err))
 		}
@@ -210,6 +227,9 @@ func openSQLite(cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", err)
 	}
+	if err := writable(path); err != nil {
+		return nil, fmt.Errorf("data directory (BERTH_DATA_DIR): %w", explain(err))
+	}
 	// WAL lets readers run beside the writer; synchronous=FULL makes a
 	// commit durable before it returns; immediate transactions take the
 	// write lock at BEGIN, so two writers wait (busy_timeout) instead of
@@ -219,14 +239,45 @@ func openSQLite(cfg Config) (*DB, error) {
 	// once would otherwise fail with SQLITE_BUSY.
 	// The path is escaped as a URI's: SQLite decodes it, and a "?" or "#"
 	// in it would otherwise end the file name there.
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// mode=rw: a connection opened after the file was deleted fails, where
+	// SQLite would make a new, empty file there (writable made the first).
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?mode=rw&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(8)
+	// Eight for the requests and one Open pins; every connection made is
+	// kept, so reads go on from the file the store has open after it is
+	// deleted (CheckFile).
+	db.SetMaxOpenConns(9)
+	db.SetMaxIdleConns(9)
 	return &DB{db: db, d: sqlite, limits: cfg.Limits, where: "sqlite " + path, file: path, close: db.Close,
 		writer: make(chan struct{}, 1)}, nil
+}
+
+// writable makes the SQLite file at path if there is none, and returns an
+// error if it, or the log and index SQLite keeps beside it (-wal, -shm),
+// is not the service's to write. SQLite opens a file it may only read
+// read-only, without a word, and fails at the first write (the migration)
+// with a bare "readonly database", leaving an index as unwritable as the
+// file, which fails the next start too. A directory where the file should
+// be is left to SQLite, which refuses it (CANTOPEN) with the same fix.
+func writable(path string) error {
+	for i, p := range []string{path, path + "-wal", path + "-shm"} {
+		flags := os.O_RDWR
+		if i == 0 {
+			flags |= os.O_CREATE
+		}
+		f, err := os.OpenFile(p, flags, 0o644) // SQLite's own mode for its files
+		switch {
+		case err == nil:
+			f.Close()
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR):
+		default:
+			return err
+		}
+	}
+	return nil
 }
 
 // wait pings the database until it answers, for up to wait.

@@ -152,6 +152,7 @@ type DB struct {
 	pool   *pgxpool.Pool // PostgreSQL's pool behind db; nil for SQLite
 	file   string        // SQLite's file; "" for PostgreSQL
 	opened os.FileInfo   // SQLite's file as Open found it, for CheckFile
+	pinned *sql.Conn     // SQLite: a connection kept open to that file; nil for PostgreSQL
 	lost   atomic.Bool   // CheckFile found the file gone, and checkpointed
 	close  func() error  // closes db, then the pool behind it
 
@@ -176,7 +177,10 @@ type DB struct {
 // "db" check fails with this error. The first time it finds the file
 // gone it folds the write-ahead log into the open file, so that a copy of
 // that one file (from /proc/PID/fd, as the error says) holds every
-// acknowledged write even when the log was deleted too. It cannot see a
+// acknowledged write even when the log was deleted too; the store keeps a
+// connection to the file open for as long as it is open, so the copy is
+// there to take, and a connection the pool opens after the deletion fails
+// rather than make a new, empty file at the path. It cannot see a
 // copy written over the file in place (the same file, its pages replaced
 // under SQLite, which corrupts it). It returns nil for PostgreSQL, and
 // when the file cannot be looked at for another reason (SQLite then
@@ -196,7 +200,9 @@ func (s *DB) CheckFile(ctx context.Context) error {
 		what = "was replaced by another file"
 	}
 	if s.lost.CompareAndSwap(false, true) {
-		_, _ = s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(FULL)") // best effort: the error below says what to copy either way
+		// On the pinned connection: another may be to a file put in the
+		// deleted one's place.
+		_, _ = s.pinned.ExecContext(ctx, "PRAGMA wal_checkpoint(FULL)") // best effort: the error below says what to copy either way
 	}
 	return fmt.Errorf("%w: the database file %s %s while the service had it open; writes are refused, as they would be lost at the next start with every item before them: before the service stops, copy the file it still has open back from /proc/%d/fd (the link to %s (deleted); and, if there is one, the link to %s-wal (deleted), beside it as %s-wal)", ErrRefused, s.file, what, os.Getpid(), s.file, s.file, filepath.Base(s.file))
 }
@@ -371,7 +377,12 @@ func (s *DB) SQL() *sql.DB { return s.db }
 func (s *DB) Where() string { return s.where }
 
 // Close closes the database (and the pool behind it).
-func (s *DB) Close() error { return s.close() }
+func (s *DB) Close() error {
+	if s.pinned != nil {
+		s.pinned.Close()
+	}
+	return s.close()
+}
 
 func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.limits.Timeout > 0 {

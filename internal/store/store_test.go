@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +27,25 @@ func TestMain(m *testing.M) {
 		writeAndHang() // the child process of TestAcknowledgedWriteSurvivesKill
 		return
 	}
+	if dir := os.Getenv("STORE_TEST_START"); dir != "" {
+		fmt.Print(start(dir)) // the child process of TestUnwritableFileNamesTheFix
+		return
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// start is what the service's db and migrate hooks do as it starts, on the
+// SQLite file in dir; it returns the error, or "started".
+func start(dir string) string {
+	db, err := store.Open(context.Background(), store.Config{DataDir: dir, Wait: 5 * time.Second, Logger: quiet})
+	if err != nil {
+		return err.Error()
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background(), quiet); err != nil {
+		return err.Error()
+	}
+	return "started"
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -154,7 +174,7 @@ func TestOutOfSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	db.SQL().SetMaxOpenConns(1) // the pragma below is the connection's
+	db.SQL().SetMaxOpenConns(2) // the one Open pins and one for the work: the pragma below is the connection's
 	var pages int
 	if err := db.SQL().QueryRowContext(t.Context(), "PRAGMA page_count").Scan(&pages); err != nil {
 		t.Fatal(err)
@@ -208,6 +228,81 @@ func TestUnopenableFileIsNotWaitedOn(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not retried, as waiting will not mend it") || !strings.Contains(err.Error(), "a directory and a file it may write") {
 		t.Fatalf("Open with a directory for berth.db = %v", err)
 	}
+}
+
+// A berth.db, or a log or index beside it, that the service's uid may read
+// but not write (a backup restored as root, say, into a directory fsGroup
+// makes writable) fails the start at once, naming the fix. SQLite opened
+// such a file read-only without a word and failed at the migration with a
+// bare "readonly database", leaving an index as unwritable as the file,
+// which failed the next start too, after the file was mended. The start
+// runs as uid 65534 (from a copy of this test binary) when the test runs
+// as root, which may write any file.
+func TestUnwritableFileNamesTheFix(t *testing.T) {
+	for _, name := range []string{"berth.db", "berth.db-wal", "berth.db-shm"} {
+		t.Run(name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("", "berth-unwritable-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.Chmod(dir, 0o777); err != nil { // the directory stays writable, as fsGroup makes it
+				t.Fatal(err)
+			}
+			if got := start(dir); got != "started" {
+				t.Fatal(got)
+			}
+			// Every file writable by all but the one under test (SQLite
+			// removed its log and index at close: that one comes back empty).
+			for _, f := range []string{"berth.db", "berth.db-wal", "berth.db-shm", "berth.db.lock"} {
+				if f == name {
+					if f, err := os.OpenFile(filepath.Join(dir, f), os.O_CREATE|os.O_RDONLY, 0o444); err == nil {
+						f.Close()
+					}
+				}
+				mode := os.FileMode(0o666)
+				if f == name {
+					mode = 0o444
+				}
+				if err := os.Chmod(filepath.Join(dir, f), mode); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+			}
+			var got string
+			if os.Getuid() == 0 {
+				got = startAsNobody(t, dir)
+			} else {
+				got = start(dir)
+			}
+			if want := fmt.Sprintf("%s: permission denied: the service runs as uid %d: make BERTH_DATA_DIR, and berth.db in it, a directory and a file it may write (in a pod, set fsGroup)",
+				filepath.Join(dir, name), map[bool]int{true: 65534, false: os.Getuid()}[os.Getuid() == 0]); !strings.Contains(got, want) {
+				t.Fatalf("a start over a %s the service may not write = %q; want it to say %q", name, got, want)
+			}
+		})
+	}
+}
+
+// startAsNobody runs start(dir) as uid 65534, from a copy of this test
+// binary in dir, and returns what it printed.
+func startAsNobody(t *testing.T, dir string) string {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "store.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(bin)
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "STORE_TEST_START="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the start as uid 65534: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 // A database file deleted, or replaced by another, while the store has it
@@ -295,6 +390,25 @@ func TestTheOpenFileHoldsEveryWriteOnceRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Readers at once, more than the pool has open: a connection opened
+	// now fails, where SQLite made a new, empty file at the path (which
+	// the next start would have found), and handed back newest first,
+	// the pool's connections to the deleted file stay open.
+	var conns []*sql.Conn
+	for range 3 {
+		if c, err := db.SQL().Conn(t.Context()); err == nil {
+			conns = append(conns, c)
+		}
+	}
+	for _, c := range slices.Backward(conns) {
+		c.Close()
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a connection opened after the deletion made %s anew (%v)", file, err)
+	}
+	// Even a pool that closes every connection it holds idle (as it does
+	// one that failed) leaves the one Open pinned, and the checkpoint on it.
+	db.SQL().SetMaxIdleConns(0)
 	if _, err := db.Put(t.Context(), "late", []byte(`1`)); !errors.Is(err, store.ErrRefused) {
 		t.Fatalf("Put after the directory was emptied = %v, want ErrRefused", err)
 	}
