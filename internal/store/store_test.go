@@ -101,7 +101,7 @@ func TestSQLiteConnectionSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	const held = 4 // below the pool's cap of 8, so none waits for another
+	const held = 4 // below the pool's cap of 9 (one pinned), so none waits for another
 	for i := range held {
 		conn, err := db.SQL().Conn(t.Context())
 		if err != nil {
