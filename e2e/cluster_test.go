@@ -46,11 +46,14 @@ func newCluster(t *testing.T, cfg *envconf.Config) *cluster {
 	return &cluster{cfg: cfg, cs: cs, helm: helm.New(cfg.KubeconfigFile())}
 }
 
-// createNamespace makes a Pod Security "restricted" namespace.
+// createNamespace makes a Pod Security "restricted" namespace: enforced
+// on pods, and warned of for the pod templates of workloads (a
+// Deployment, a StatefulSet, a Job), which enforcement does not look at.
 func (c *cluster) createNamespace(t *testing.T, name string) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
+		"pod-security.kubernetes.io/warn":    "restricted",
 		"berth-e2e":                          "true",
 	}}}
 	if _, err := c.cs.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

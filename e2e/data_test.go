@@ -85,9 +85,11 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			return ctx
 		}).
 		Assess("a rolling update", disruption("a rolling update", func(ctx context.Context, t *testing.T) {
-			// The chart's drain, whatever a scenario before this one left
-			// (TestZeroDowntime's control ends with none): the same values
-			// roll nothing more.
+			// The drain values here reach only the pods this rollout makes:
+			// the pods it replaces keep the drain they started with, the
+			// chart's as installMain set it (the scenarios run in file
+			// order, data first). They leave the chart's drain to the
+			// scenarios after, whatever a -count or -shuffle run put before.
 			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=data-1", "drain.delaySeconds=5", "drain.quietSeconds=0"); err != nil {
 				t.Fatal(err)
 			}
@@ -239,6 +241,14 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			}
 			t.Logf("%d writes, %d acknowledged and read back with %d lost and %d unverified; %d quick 503s with Retry-After while the database was down; %d other failures",
 				len(answers), checked, len(lost), len(unverified), len(expected), len(failed))
+			// The outage reached the service: a write sent while the
+			// database was away was answered a quick 503 with Retry-After
+			// (else the checks above would pass on an outage no pod saw).
+			if !slices.ContainsFunc(expected, func(a answer) bool {
+				return !a.sent.Before(outageWindow.from) && !a.sent.After(outageWindow.to)
+			}) {
+				t.Error("no write sent during the database outage was answered 503 with Retry-After: the outage never reached the service")
+			}
 			for k, d := range outage {
 				t.Logf("  %s: %v", k, d.Round(time.Millisecond))
 			}
@@ -251,7 +261,13 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			for _, a := range failed[:min(len(failed), 10)] {
 				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond))
 			}
-			for name, text := range logs.stop(t) {
+			texts := logs.stop(t)
+			// A log check passes on logs it never read: the run's pods are
+			// the three it began with and each rollout's, at least.
+			if len(texts) < replicas {
+				t.Errorf("the logs of %d pods were read, fewer than the %d the run began with: the checks below read too little", len(texts), replicas)
+			}
+			for name, text := range texts {
 				for _, bad := range []string{"closed pool", "database is closed", "sql: database is closed"} {
 					if strings.Contains(text, bad) {
 						t.Errorf("pod %s logged %q: a request reached the database after its pool closed", name, bad)

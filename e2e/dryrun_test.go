@@ -93,6 +93,12 @@ func TestChartVariantsPassTheAPIServer(t *testing.T) {
 					if got := strings.Count(string(res), "(server dry run)"); got != applied {
 						t.Fatalf("the API server accepted %d of %d objects:\n%s", got, applied, res)
 					}
+					// Enforcement admits a workload whatever its pod
+					// template; the namespace's warn label has the API
+					// server say which template breaks the profile.
+					if strings.Contains(string(res), "would violate PodSecurity") {
+						t.Fatalf("a pod template breaks the restricted Pod Security profile:\n%s", res)
+					}
 					slices.Sort(unserved)
 					t.Logf("%d objects accepted by the API server; not served by this cluster: %v", applied, slices.Compact(unserved))
 				})

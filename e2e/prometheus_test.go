@@ -72,8 +72,12 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			began := time.Now()
 			ld := startLoad(t, apiURL)
 			c.waitServing(t, mainNamespace, fresh) // a baseline: the load reaches every pod before the rollout
-			// With the chart's drain, whatever a scenario before this one
-			// left (TestZeroDowntime's control ends with none).
+			// The drain values here reach only the pods this rollout makes:
+			// the pods it replaces keep the drain they started with, the
+			// chart's as the data scenario left it (the scenarios run in
+			// file order; a -count or -shuffle run that puts
+			// TestZeroDowntime's control, which has none, right before
+			// this would see requests cut off).
 			if err := c.upgrade(mainRelease, mainNamespace, "podAnnotations.rollout=prom-1", "drain.delaySeconds=5", "drain.quietSeconds=0"); err != nil {
 				t.Fatal(err) // helm's own error (the load and the timeline stop in cleanup)
 			}
