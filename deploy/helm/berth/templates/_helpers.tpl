@@ -150,6 +150,9 @@ template that renders the service includes it.
 {{- define "berth.validate" -}}
 {{- $v := .Values }}
 {{- include "berth.dataUnderOtherNames" . }}
+{{- /* The user's native sidecars: init containers with restartPolicy Always, which run beside the server for the pod's life, as its extra containers do. */}}
+{{- $nativeSidecars := list }}
+{{- range $c := $v.initContainers }}{{ if eq (toString $c.restartPolicy) "Always" }}{{ $nativeSidecars = append $nativeSidecars $c }}{{ end }}{{ end }}
 {{- /* The service's own ranges (internal/config/bounds.go) for the values given as durations. */}}
 {{- range $r := list (list "config.demoWarmup" $v.config.demoWarmup 1 600000 true "1ms" "10m") (list "config.jobInterval" $v.config.jobInterval 100 86400000 false "100ms" "24h") (list "database.timeout" $v.database.timeout 10 60000 false "10ms" "1m") }}
 {{- $ms := float64 (include "berth.ms" (index $r 1)) }}
@@ -318,8 +321,8 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- $requests := list (list "resources" $v.resources) }}
 {{- if $v.sidecar.enabled }}{{ $requests = append $requests (list "sidecar.resources" $v.sidecar.resources) }}{{ end }}
 {{- range $c := $v.extraContainers }}{{ $requests = append $requests (list (printf "extraContainers %q's resources" $c.name) $c.resources) }}{{ end }}
-{{- /* A restartable init container (restartPolicy: Always, a native sidecar) runs beside the server, and the autoscaler sums its request too. */}}
-{{- range $c := $v.initContainers }}{{ if eq (toString $c.restartPolicy) "Always" }}{{ $requests = append $requests (list (printf "initContainers %q's resources (a native sidecar: restartPolicy Always)" $c.name) $c.resources) }}{{ end }}{{ end }}
+{{- /* The autoscaler sums a native sidecar's request too. */}}
+{{- range $c := $nativeSidecars }}{{ $requests = append $requests (list (printf "initContainers %q's resources (a native sidecar: restartPolicy Always)" $c.name) $c.resources) }}{{ end }}
 {{- range $r := $requests }}
 {{- range $resource := $targeted }}
 {{- $res := index $r 1 | default dict }}
@@ -360,7 +363,7 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- if $v.networkPolicy.enabled }}
 {{- $serving := list }}
 {{- range $c := $v.extraContainers }}{{ $serving = append $serving (list "extraContainers" $c) }}{{ end }}
-{{- range $c := $v.initContainers }}{{ if eq (toString $c.restartPolicy) "Always" }}{{ $serving = append $serving (list "initContainers" $c) }}{{ end }}{{ end }}
+{{- range $c := $nativeSidecars }}{{ $serving = append $serving (list "initContainers" $c) }}{{ end }}
 {{- range $kc := $serving }}
 {{- $key := index $kc 0 }}
 {{- $c := index $kc 1 }}
