@@ -603,11 +603,7 @@ func TestALateStartThatAlreadySucceededIsStoppedInTheRollback(t *testing.T) {
 					j.add("start db")
 					return func(context.Context) error { j.add("stop db"); return nil }, nil
 				}})
-				a.Append(Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
-					time.Sleep(2 * time.Second) // a blocking call that ignores its context
-					j.add("start cache")
-					return func(context.Context) error { j.add("stop cache"); return nil }, nil
-				}})
+				a.Append(deafCache(j))
 				started := make(chan error, 1)
 				go func() { started <- a.Start(context.Background()) }()
 				time.Sleep(time.Second)

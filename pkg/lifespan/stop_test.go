@@ -335,6 +335,16 @@ func TestStopDuringStartBoundsTheRollbackByItsContext(t *testing.T) {
 	}
 }
 
+// deafCache is a hook "cache" whose start blocks 2s in a call that ignores
+// its context, then succeeds; its start and stop are journalled.
+func deafCache(j *journal) Hook {
+	return Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
+		time.Sleep(2 * time.Second) // a blocking call that ignores its context
+		j.add("start cache")
+		return func(context.Context) error { j.add("stop cache"); return nil }, nil
+	}}
+}
+
 // A start that Stop abandoned but that ignores its context and succeeds
 // during the rollback is stopped before the hooks it started after, in
 // the reverse of the order starts completed, as the contract says (it
@@ -344,11 +354,7 @@ func TestStopDuringStartStopsALateStartFirst(t *testing.T) {
 		j := &journal{}
 		a := &App{Name: "api", StopTimeout: 5 * time.Second}
 		a.Append(recorded(j, "db", nil, nil))
-		a.Append(Hook{Name: "cache", Start: func(context.Context, *Scope) (StopFunc, error) {
-			time.Sleep(2 * time.Second) // a blocking call that ignores its context
-			j.add("start cache")
-			return func(context.Context) error { j.add("stop cache"); return nil }, nil
-		}})
+		a.Append(deafCache(j))
 		started := make(chan error, 1)
 		go func() { started <- a.Start(context.Background()) }()
 		time.Sleep(time.Second)

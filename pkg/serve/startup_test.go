@@ -535,13 +535,7 @@ func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
 				<-ctx.Done()
 				return nil, ctx.Err()
 			}})
-			f := start(t, Config{Apps: lifespan.Group{infra, api}, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
-			within(t, entered, "warm to start")
-			f.srv.Shutdown()
-			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
-				t.Fatalf("Run = %v", err)
-			}
-			limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
+			limit := shutdownWhen(t, Config{Apps: lifespan.Group{infra, api}, API: http.NotFoundHandler(), StopTimeout: stopTimeout}, entered, "warm to start")
 			mu.Lock()
 			defer mu.Unlock()
 			if want := len(tt.readyHooks) + len(tt.ownHooks); len(deadlines) != want {
@@ -554,6 +548,21 @@ func TestAbandonedStartupRollsBackWithinTheStopTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shutdownWhen serves cfg, calls Shutdown once ready is closed (what names
+// it), requires Run to end as a startup that did not complete, and
+// returns the bound the shutdown sets on every stop still to come: T0
+// (ShutdownInitiated) plus cfg.StopTimeout.
+func shutdownWhen(t *testing.T, cfg Config, ready <-chan struct{}, what string) time.Time {
+	t.Helper()
+	f := start(t, cfg)
+	within(t, ready, what)
+	f.srv.Shutdown()
+	if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
+		t.Fatalf("Run = %v", err)
+	}
+	return f.sig.ShutdownInitiated.At().Add(cfg.StopTimeout)
 }
 
 // A shutdown (a SIGTERM, say) that comes while a startup that failed by
@@ -605,13 +614,7 @@ func TestShutdownDuringAFailedStartupsRollbackBoundsIt(t *testing.T) {
 				api.Append(warm)
 				apps = lifespan.Group{infra, api}
 			}
-			f := start(t, Config{Apps: apps, API: http.NotFoundHandler(), StopTimeout: stopTimeout})
-			within(t, stopping, "the rollback's first stop")
-			f.srv.Shutdown()
-			if err := within(t, f.runErr, "Run"); ExitCode(err) != ExitStartup {
-				t.Fatalf("Run = %v", err)
-			}
-			limit := f.sig.ShutdownInitiated.At().Add(stopTimeout)
+			limit := shutdownWhen(t, Config{Apps: apps, API: http.NotFoundHandler(), StopTimeout: stopTimeout}, stopping, "the rollback's first stop")
 			mu.Lock()
 			defer mu.Unlock()
 			for _, name := range []string{"cache", "db"} {
