@@ -83,7 +83,8 @@ func TestSidecars(t *testing.T) {
 			pod := sidecarPod(t, c, ns, "classic", "classic")
 			grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 			app, sc, appText, scText, took := deleteAndCollect(t, c, pod)
-			if ready := mustFind(t, app, appText, "sidecar ready"); ready.Fields["attempts"].(float64) < 2 {
+			ready := mustFind(t, app, appText, "sidecar ready")
+			if n, _ := ready.Fields["attempts"].(float64); n < 2 {
 				t.Errorf("the app found the sidecar ready at once (%v attempts); it should have waited for it", ready.Fields["attempts"])
 			}
 			lastStop := mustFind(t, app, appText, "hook-stopped", "hook", "db")
