@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -161,8 +162,16 @@ type Waiter struct {
 	opts    Options
 }
 
-// NewWaiter returns a waiter for targets.
+// NewWaiter returns a waiter for targets. It panics on a target
+// [ParseTargets] would not have made (no URL, a scheme other than http,
+// https or tcp, no host:port, a Name that cannot name a check): a
+// programmer's error, which would otherwise surface mid-startup.
 func NewWaiter(targets []Target, opts Options) *Waiter {
+	for i, t := range targets {
+		if err := t.valid(); err != nil {
+			panic(fmt.Sprintf("sidecar: NewWaiter: target %d (%q): %v; make targets with ParseTargets", i, t.Name, err))
+		}
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -179,6 +188,20 @@ func NewWaiter(targets []Target, opts Options) *Waiter {
 		opts.Logger = slog.Default()
 	}
 	return &Waiter{targets: targets, opts: opts}
+}
+
+// valid reports why t could not be waited for, as ParseTargets makes
+// none such: nil when it can.
+func (t Target) valid() error {
+	switch {
+	case t.URL == nil:
+		return errors.New("no URL")
+	case t.URL.Scheme != "http" && t.URL.Scheme != "https" && t.URL.Scheme != "tcp":
+		return fmt.Errorf("scheme %q not supported; want http, https or tcp", t.URL.Scheme)
+	case t.URL.Host == "":
+		return errors.New("URL names no host:port")
+	}
+	return probes.CheckName("sidecar/" + t.Name)
 }
 
 // probe asks one sidecar once whether it is ready.
@@ -297,7 +320,8 @@ func (w *Waiter) Hook() lifespan.Hook {
 }
 
 // Checks returns a readiness check per target, "sidecar/NAME", probing it
-// every interval in the background and failing after three misses in a row.
+// every interval in the background (each probe bounded by twice the
+// AttemptTimeout) and failing after three misses in a row.
 // An interval of 0 or less means 5s: the checks always run in the
 // background, so a probe never waits on a slow sidecar.
 func (w *Waiter) Checks(interval time.Duration) []probes.Check {
@@ -307,11 +331,20 @@ func (w *Waiter) Checks(interval time.Duration) []probes.Check {
 	out := make([]probes.Check, 0, len(w.targets))
 	for _, t := range w.targets {
 		out = append(out, probes.Check{
-			Name: "sidecar/" + t.Name, Interval: interval, Timeout: w.opts.AttemptTimeout * 2, FailureThreshold: 3,
+			Name: "sidecar/" + t.Name, Interval: interval, Timeout: doubled(w.opts.AttemptTimeout), FailureThreshold: 3,
 			Run: func(ctx context.Context) error { return w.probe(ctx, t) },
 		})
 	}
 	return out
+}
+
+// doubled is 2d, or the longest duration where that would overflow (an
+// AttemptTimeout of math.MaxInt64, written for "no limit per attempt").
+func doubled(d time.Duration) time.Duration {
+	if d > math.MaxInt64/2 {
+		return math.MaxInt64
+	}
+	return 2 * d
 }
 
 // Quit POSTs to every quit URL at once (Istio /quitquitquit, Linkerd

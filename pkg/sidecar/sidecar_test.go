@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,23 +188,68 @@ func TestChecksSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		interval, attemptTimeout, wantInterval time.Duration
+		interval, attemptTimeout, wantInterval, wantTimeout time.Duration
 	}{
-		{0, 0, 5 * time.Second},
-		{time.Second, 300 * time.Millisecond, time.Second},
+		{0, 0, 5 * time.Second, 2 * time.Second},
+		{time.Second, 300 * time.Millisecond, time.Second, 600 * time.Millisecond},
+		// "No limit per attempt": doubling it must not overflow into a
+		// negative timeout, which registering the check refuses.
+		{time.Second, math.MaxInt64, time.Second, math.MaxInt64},
 	}
 	for _, tt := range tests {
 		checks := NewWaiter(targets, Options{AttemptTimeout: tt.attemptTimeout}).Checks(tt.interval)
 		if len(checks) != 2 {
 			t.Fatalf("%d checks for 2 targets", len(checks))
 		}
-		wantTimeout := 2 * cmp.Or(tt.attemptTimeout, time.Second)
+		for _, c := range checks {
+			probes.New().Add(probes.Readiness, c) // panics on a timeout it refuses
+		}
+		wantTimeout := tt.wantTimeout
 		for i, c := range checks {
 			if c.Name != "sidecar/"+targets[i].Name || c.Interval != tt.wantInterval || c.Timeout != wantTimeout || c.FailureThreshold != 3 {
 				t.Errorf("Checks(%v) with AttemptTimeout %v: %s every %v, timeout %v, threshold %d; want sidecar/%s every %v, timeout %v, threshold 3",
 					tt.interval, tt.attemptTimeout, c.Name, c.Interval, c.Timeout, c.FailureThreshold, targets[i].Name, tt.wantInterval, wantTimeout)
 			}
 		}
+	}
+}
+
+// NewWaiter refuses, as a programmer's error, a target ParseTargets would
+// not have made: waiting for it would fail mid-startup (a nil URL panicked
+// in the wait's own goroutine, which no hook's recovery reaches, and a
+// scheme it cannot probe spent the whole deadline).
+func TestNewWaiterRefusesATargetParseTargetsWouldNotMake(t *testing.T) {
+	mustParse := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	tests := []struct {
+		name   string
+		target Target
+		want   string
+	}{
+		{"no URL", Target{Name: "127.0.0.1:15021"}, "no URL"},
+		{"a scheme it cannot probe", Target{Name: "localhost:15021", URL: mustParse("localhost:15021")}, `scheme "localhost" not supported; want http, https or tcp`},
+		{"no host", Target{Name: "x:1", URL: mustParse("http:///ready")}, "no host:port"},
+		{"a name no check can have", Target{Name: "", URL: mustParse("tcp://127.0.0.1:15021")}, `check "sidecar/"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good, err := ParseTargets([]string{"127.0.0.1:15020"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				msg := fmt.Sprint(recover())
+				if !strings.Contains(msg, "target 1 (") || !strings.Contains(msg, tt.want) || !strings.Contains(msg, "ParseTargets") {
+					t.Errorf("NewWaiter with %+v panicked with %q; want it to name target 1, say %q and point to ParseTargets", tt.target, msg, tt.want)
+				}
+			}()
+			NewWaiter(append(good, tt.target), Options{Logger: quiet})
+		})
 	}
 }
 
