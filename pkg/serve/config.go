@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -289,6 +290,11 @@ func (c *Config) validate() error {
 	var problems []string
 	if c.API == nil {
 		problems = append(problems, "API handler is nil; set API to the application's handler (a *gin.Engine, say)")
+	} else if nilHandler(c.API) {
+		problems = append(problems, fmt.Sprintf("API handler is nil (a nil %T, which would panic on every request); set API to the application's handler (a *gin.Engine, say)", c.API))
+	}
+	if c.Metrics != nil && nilHandler(c.Metrics) {
+		problems = append(problems, fmt.Sprintf("Metrics handler is a nil %T, which would panic on every scrape; set it (metrics.Handler, say), or leave Metrics nil to serve no /metrics", c.Metrics))
 	}
 	for _, d := range []struct {
 		name string
@@ -439,3 +445,14 @@ func ceilSeconds(d time.Duration) int64 {
 // a scrape or probe in flight may finish, within half the margin the
 // budget leaves for the exit, and never more than a second.
 func (c Config) adminCloseWait() time.Duration { return min(time.Second, c.Margin/2) }
+
+// nilHandler reports whether h, not nil itself, holds a nil pointer,
+// function or map (a *gin.Engine or *http.ServeMux never made, a nil
+// http.HandlerFunc): a handler that panics on the first request.
+func nilHandler(h http.Handler) bool {
+	switch v := reflect.ValueOf(h); v.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
+}

@@ -20,8 +20,9 @@ type Limits struct {
 	// response (API default 60s: above the longest request the API
 	// allows), IdleTimeout an idle keep-alive connection (API default 90s).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// MaxHeaderBytes bounds a request's headers (API default 64 KiB); past
-	// it the server answers 431.
+	// MaxHeaderBytes bounds a request's line and headers (API default 64
+	// KiB) as http.Server's field of that name does: net/http reads up to
+	// 4 KiB past it (its read-ahead) before it answers 431.
 	MaxHeaderBytes int
 	// MaxConnections bounds the connections open at once (API default 4096).
 	MaxConnections int
