@@ -29,8 +29,8 @@ type Hook struct {
 	Name  string
 	Start StartFunc
 	// After names hooks of the same app that must have started before this
-	// one starts (and so stop after it). Without After, hooks start in
-	// registration order.
+	// one starts (and so stop after it), whatever the app's Concurrency.
+	// Without After, hooks start in registration order.
 	After []string
 	// StartTimeout and StopTimeout override the app's StartTimeout and
 	// StopTimeout for this hook; 0 keeps the app's.
@@ -105,7 +105,8 @@ func (s *Scope) close(late bool) {
 // Go runs fn as a background task of the app, also when called after the
 // start function returned; once the tasks' stop has begun it is refused,
 // reported as a TaskExited with an error, and fn does not run. Its context
-// is cancelled when the app's tasks are stopped (by [Group.StopTasks] or,
+// carries the values of the ctx given to [App.Start] and is cancelled when
+// the app's tasks are stopped (by [Group.StopTasks] or,
 // at the latest, by [App.Stop]) and the stop waits for fn to return,
 // before any stop hook runs. A task that returns an error or panics is reported as a TaskExited
 // event and in the stop's error; returning its context's cancellation

@@ -11,15 +11,18 @@ import (
 	"time"
 )
 
-// Start runs every hook's start: in registration order or, with
-// Concurrency above 1, in dependency order, several at once. It returns nil
+// Start runs every hook's start in dependency order: registration order,
+// with each hook moved after those its After names; with Concurrency above
+// 1, several at once. It returns nil
 // once all have started, and then the app's State is set and its phase is
 // PhaseReady. If a start fails, panics or passes its timeout, or ctx ends
 // first, every hook already started is stopped in reverse and Start returns
 // the error, naming the app and the hook. Before that rollback, the starts
 // still running (ones that ignore their context) are waited for, together,
 // each up to its hook's stop timeout: one that succeeds by then is stopped
-// first. Start may be called once, and not after Stop.
+// first. The starts, that rollback's stops and the app's tasks get ctx's
+// values (not its cancellation, for the stops and tasks). Start may be
+// called once, and not after Stop.
 func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	switch {
@@ -38,12 +41,13 @@ func (a *App) Start(ctx context.Context) error {
 		a.lateGrace = lateStopGrace
 	}
 	hooks := a.hooks
+	values := context.WithoutCancel(ctx)
 	ctx, a.cancel = context.WithCancel(ctx)
 	a.mu.Unlock()
 	defer close(a.done)
 	defer a.cancel()
 
-	a.tasks.init()
+	a.tasks.init(values)
 	begin := time.Now()
 	a.setPhase(PhaseStarting, 0, nil)
 	err := a.checkSettings(hooks)
@@ -58,7 +62,7 @@ func (a *App) Start(ctx context.Context) error {
 		// Said even with nothing of this app's to stop: in a Group, the
 		// apps before it are stopped next.
 		a.emit(Event{Kind: RollbackStarting})
-		err = errors.Join(err, a.rollback())
+		err = errors.Join(err, a.rollback(values))
 		a.setPhase(PhaseFailed, time.Since(begin), err)
 		return err
 	}

@@ -271,6 +271,42 @@ func TestDependencyOrderSequential(t *testing.T) {
 	}
 }
 
+// The values of Start's ctx (a logger, a trace) reach the starts, the
+// app's tasks and a failed start's rollback, whose contexts do not end
+// with Start's.
+func TestStartsValuesReachItsTasksAndRollback(t *testing.T) {
+	type key struct{}
+	j := &journal{}
+	seen := func(ctx context.Context, what string) {
+		if v, _ := ctx.Value(key{}).(string); v != "start's" {
+			what += " without Start's values"
+		}
+		j.add("%s", what)
+	}
+	taskSaw := make(chan struct{})
+	l := &App{Name: "api"}
+	l.Append(Hook{Name: "db", Start: func(ctx context.Context, s *Scope) (StopFunc, error) {
+		seen(ctx, "start db")
+		s.Go("poll", func(ctx context.Context) error {
+			seen(ctx, "task")
+			close(taskSaw)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		return func(ctx context.Context) error { seen(ctx, "stop db"); return nil }, nil
+	}}, Hook{Name: "cache", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+		<-taskSaw
+		return nil, errors.New("refused")
+	}})
+	if err := l.Start(context.WithValue(t.Context(), key{}, "start's")); err == nil {
+		t.Fatal("Start succeeded with a failing hook")
+	}
+	want := []string{"start db", "task", "stop db"}
+	if got := j.list(); !slices.Equal(got, want) {
+		t.Fatalf("journal = %q, want %q", got, want)
+	}
+}
+
 func TestParallelStartHonoursDependenciesAndBound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		j := &journal{}

@@ -112,9 +112,10 @@ func (a *App) stepDeadline(ctx context.Context, timeout time.Duration) time.Time
 
 // rollback stops what a failed Start started: tasks, then every started
 // hook, bounded by Stop's ctx when Stop abandoned the start, or by the
-// stop timeouts alone when it failed on its own, until a Stop comes.
-func (a *App) rollback() error {
-	ctx := a.rollbackContext(context.Background())
+// stop timeouts alone when it failed on its own, until a Stop comes; the
+// stops then get values, the values of Start's ctx.
+func (a *App) rollback(values context.Context) error {
+	ctx := a.rollbackContext(values)
 	err := a.tasks.stop(a.Name, a.taskWait(ctx))
 	lateErr := a.stopLateStarts(ctx)
 	return errors.Join(err, lateErr, a.stopHooks(ctx))

@@ -23,15 +23,18 @@ type tasks struct {
 	errs    []error
 }
 
-func (t *tasks) init() {
+// init makes the tasks' context, once: from parent's values (the ctx
+// given to Start, without its cancellation) when Start is the first to
+// call it, as it is unless Stop comes first.
+func (t *tasks) init(parent context.Context) {
 	t.initOnce.Do(func() {
-		t.ctx, t.cancel = context.WithCancel(context.Background())
+		t.ctx, t.cancel = context.WithCancel(parent)
 		t.running = map[string]int{}
 	})
 }
 
 func (t *tasks) start(a *App, name string, fn func(context.Context) error) {
-	t.init()
+	t.init(context.Background())
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -83,7 +86,7 @@ func (t *tasks) recordErr(err error) {
 // names returns the running tasks' names, sorted. (It may run before any
 // task starts, beside Start's init: init's once orders the two.)
 func (t *tasks) names() []string {
-	t.init()
+	t.init(context.Background())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	names := make([]string, 0, len(t.running))
@@ -100,7 +103,7 @@ func (t *tasks) names() []string {
 // some are still running, one naming them; a later or concurrent call
 // waits for the first and returns nil, so no error is reported twice.
 func (t *tasks) stop(app string, await func(done <-chan struct{}) bool) error {
-	t.init()
+	t.init(context.Background())
 	t.mu.Lock()
 	if t.closed {
 		stopped := t.stopped

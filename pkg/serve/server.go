@@ -32,6 +32,10 @@ type Server struct {
 	// base is every API request's context: it holds the apps' state under
 	// lifespan.StateContextKey.
 	base context.Context
+	// values is Run's context without its cancellation: the apps' hooks
+	// (start and stop) and OnShutdown get its values (a logger, a tracer)
+	// beneath their own deadlines. Written by Run before anything reads it.
+	values context.Context
 
 	// hooks is each app's hooks at New, which its readiness checks were
 	// made for: Run refuses apps given hooks after it.
@@ -71,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sig := newSignals()
-	s := &Server{cfg: cfg, sig: sig, gate: newGate(cfg.API, sig, cfg.RetryAfter), after: time.After}
+	s := &Server{cfg: cfg, sig: sig, gate: newGate(cfg.API, sig, cfg.RetryAfter), after: time.After, values: context.Background()}
 	s.base = context.WithValue(context.Background(), lifespan.StateContextKey, lifespan.Values(s.cfg.Apps))
 	s.registerChecks()
 	return s, nil
@@ -186,7 +190,10 @@ func (s *Server) mark(sig *Signal, attrs ...any) {
 // returns nil for a clean shutdown, a *StartupError when startup failed or
 // was abandoned, a *ConfigError when a listener cannot be opened, or the
 // shutdown's joined errors. ExitCode maps the result to an exit status. A
-// Server runs once: a second Run returns a *ConfigError at once.
+// Server runs once: a second Run returns a *ConfigError at once. The apps'
+// hooks, their stops and OnShutdown get contexts that carry ctx's values
+// but not its cancellation (ctx ending begins the shutdown, which they
+// then run within their own deadlines).
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
@@ -194,6 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.hooksUnchanged(); err != nil {
 		return err
 	}
+	s.values = context.WithoutCancel(ctx)
 	if err := s.listen(); err != nil {
 		// Nothing started, but a Job's pod that is not restarted would
 		// still wait on its sidecars: they are told to quit as after a
@@ -412,7 +420,7 @@ func (s *Server) startup() error {
 		return s.startupError(fmt.Errorf("the shutdown (%s) began before the startup; no app was started", s.reason))
 	}
 	s.observeRollbacks()
-	ctx, abort := context.WithCancel(context.Background())
+	ctx, abort := context.WithCancel(s.values)
 	defer abort()
 	started := make(chan error, 1)
 	go func() { started <- s.cfg.Apps.Start(ctx) }()
@@ -427,7 +435,7 @@ func (s *Server) startup() error {
 		// The background checks end first, as in a shutdown, before the
 		// rollback releases what they check.
 		s.endChecksWithin(s.cfg.StopTimeout/10, "the startup's rollback")
-		stopCtx, cancel := context.WithDeadline(context.Background(), s.sig.ShutdownInitiated.At().Add(s.cfg.StopTimeout))
+		stopCtx, cancel := context.WithDeadline(s.values, s.sig.ShutdownInitiated.At().Add(s.cfg.StopTimeout))
 		stopErr := s.cfg.Apps.Stop(stopCtx)
 		cancel()
 		abort()

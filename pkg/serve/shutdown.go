@@ -230,7 +230,7 @@ func (s *Server) stopHooks() {
 // stopContext ends StopTimeout after InFlightDrained: tasks and hooks share
 // that one budget.
 func (s *Server) stopContext() (context.Context, context.CancelFunc) {
-	return context.WithDeadline(context.Background(), s.sig.InFlightDrained.At().Add(s.cfg.StopTimeout))
+	return context.WithDeadline(s.values, s.sig.InFlightDrained.At().Add(s.cfg.StopTimeout))
 }
 
 // quitSidecars runs quit (Config.QuitSidecars, or after a failed startup
@@ -342,7 +342,7 @@ func (s *Server) onShutdown(rep ShutdownReport) {
 	if s.cfg.OnShutdown == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OnShutdownTimeout)
+	ctx, cancel := context.WithTimeout(s.values, s.cfg.OnShutdownTimeout)
 	defer cancel()
 	begin := time.Now()
 	err := bounded(ctx, func(ctx context.Context) error { return s.cfg.OnShutdown(ctx, rep) })

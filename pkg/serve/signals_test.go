@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -247,6 +248,58 @@ func TestContextEndStartsTheShutdown(t *testing.T) {
 	}
 	if report.Reason != "context done" {
 		t.Fatalf("reason = %q", report.Reason)
+	}
+}
+
+// The hooks, their stops (a shutdown's, and a failed startup's rollback)
+// and OnShutdown see the values of Run's context (a logger, a trace), as
+// they would of any context their caller gives.
+func TestHooksAndOnShutdownSeeRunsContextValues(t *testing.T) {
+	type key struct{}
+	for _, tt := range []struct {
+		name      string
+		startFail bool
+		want      []string
+	}{
+		{"a shutdown", false, []string{"start db", "start cache", "stop cache", "stop db", "OnShutdown"}},
+		{"a failed startup's rollback", true, []string{"start db", "start cache", "stop db", "OnShutdown"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			seen := func(ctx context.Context, what string) {
+				if v, _ := ctx.Value(key{}).(string); v == "run's" {
+					j.add(what)
+				} else {
+					j.add(what + " without Run's values")
+				}
+			}
+			a := &lifespan.App{Name: "api"}
+			for _, n := range []string{"db", "cache"} {
+				a.Append(lifespan.Hook{Name: n, Start: func(ctx context.Context, _ *lifespan.Scope) (lifespan.StopFunc, error) {
+					seen(ctx, "start "+n)
+					if n == "cache" && tt.startFail {
+						return nil, errors.New("refused")
+					}
+					return func(ctx context.Context) error { seen(ctx, "stop "+n); return nil }, nil
+				}})
+			}
+			srv, err := New(Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+				DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{},
+				OnShutdown: func(ctx context.Context, _ ShutdownReport) error { seen(ctx, "OnShutdown"); return nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Run(context.WithValue(t.Context(), key{}, "run's")) }()
+			if !tt.startFail {
+				within(t, srv.Signals().StartupComplete.Done(), "StartupComplete")
+				srv.Shutdown()
+			}
+			within(t, done, "Run")
+			if got := j.list(); !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 
