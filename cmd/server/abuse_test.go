@@ -373,8 +373,8 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	if lim.Cur < crowd+500 {
 		msg := fmt.Sprintf("this process may open %d files; the test needs %d (raise the hard limit: ulimit -Hn)", lim.Cur, crowd+500)
-		if os.Getenv("BERTH_REQUIRE_CROWD") != "" {
-			t.Fatal("BERTH_REQUIRE_CROWD is set, but " + msg)
+		if os.Getenv("BERTHTEST_REQUIRE_CROWD") != "" {
+			t.Fatal("BERTHTEST_REQUIRE_CROWD is set, but " + msg)
 		}
 		t.Skip(msg)
 	}

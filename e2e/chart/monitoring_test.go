@@ -347,7 +347,7 @@ func TestRulesMatchTheCutNamesOfALongReleasesPods(t *testing.T) {
 // Each alert fires on the series that should fire it and not on the rest:
 // promtool's own rule unit tests (testdata/rules_test.yaml), run with the
 // promtool of PROMETHEUS_IMAGE (default prom/prometheus:v3.16.0). With
-// BERTH_REQUIRE_PROMTOOL set (CI sets it), no Docker fails the test instead
+// BERTHTEST_REQUIRE_PROMTOOL set (CI sets it), no Docker fails the test instead
 // of skipping it.
 func TestAlertRulesUnitTests(t *testing.T) {
 	image := os.Getenv("PROMETHEUS_IMAGE")
@@ -355,10 +355,10 @@ func TestAlertRulesUnitTests(t *testing.T) {
 		image = "prom/prometheus:v3.16.0"
 	}
 	if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
-		if os.Getenv("BERTH_REQUIRE_PROMTOOL") != "" {
-			t.Fatalf("BERTH_REQUIRE_PROMTOOL is set but %s is not available to docker: %v", image, err)
+		if os.Getenv("BERTHTEST_REQUIRE_PROMTOOL") != "" {
+			t.Fatalf("BERTHTEST_REQUIRE_PROMTOOL is set but %s is not available to docker: %v", image, err)
 		}
-		t.Skipf("no %s image to run promtool from (set BERTH_REQUIRE_PROMTOOL to fail instead): %v", image, err)
+		t.Skipf("no %s image to run promtool from (set BERTHTEST_REQUIRE_PROMTOOL to fail instead): %v", image, err)
 	}
 	// Each suite runs against the rules rendered with its values: the
 	// defaults, and a 5s preStop sleep (which must not change the rules:

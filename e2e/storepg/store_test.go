@@ -1,6 +1,6 @@
 // Package storepg runs package store's test suite, and its benchmark,
 // against a real PostgreSQL: a container of POSTGRES_IMAGE (default
-// postgres:15) started with testcontainers-go. With BERTH_REQUIRE_POSTGRES
+// postgres:15) started with testcontainers-go. With BERTHTEST_REQUIRE_POSTGRES
 // set (CI sets it), a Docker that cannot start one fails the run instead of
 // skipping it.
 package storepg
@@ -65,17 +65,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requirePostgres skips (or, with BERTH_REQUIRE_POSTGRES, fails) the test
+// requirePostgres skips (or, with BERTHTEST_REQUIRE_POSTGRES, fails) the test
 // when no PostgreSQL could be started.
 func requirePostgres(t testing.TB) {
 	t.Helper()
 	if startErr == nil {
 		return
 	}
-	if os.Getenv("BERTH_REQUIRE_POSTGRES") != "" {
-		t.Fatalf("BERTH_REQUIRE_POSTGRES is set but no PostgreSQL could be started: %v", startErr)
+	if os.Getenv("BERTHTEST_REQUIRE_POSTGRES") != "" {
+		t.Fatalf("BERTHTEST_REQUIRE_POSTGRES is set but no PostgreSQL could be started: %v", startErr)
 	}
-	t.Skipf("no PostgreSQL (set BERTH_REQUIRE_POSTGRES to fail instead): %v", startErr)
+	t.Skipf("no PostgreSQL (set BERTHTEST_REQUIRE_POSTGRES to fail instead): %v", startErr)
 }
 
 var databases atomic.Int64
