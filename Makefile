@@ -66,8 +66,9 @@ chart-docs: ## regenerate the chart README's values table from the comments in v
 e2e: ## the kind e2e suite: its TestMain creates the cluster, builds and loads the image, installs the chart, runs, deletes the cluster
 	set -o pipefail; cd e2e && $(GO) test -tags e2e -count=1 -v -timeout 30m . 2>&1 | tee ../e2e.log
 
-kind-up: ## a kind cluster of your own to try the chart on (deleting a same-named one first)
-	kind delete cluster --name $(KIND_CLUSTER) >/dev/null 2>&1 || true
+kind-up: ## a kind cluster of your own to try the chart on (refused when one of that name exists: use it, or make kind-down)
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+		echo "kind-up: a kind cluster named $(KIND_CLUSTER) exists already: use it, delete it with make kind-down, or name another with KIND_CLUSTER=..." >&2; exit 1; fi
 	kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml --image $(KIND_NODE_IMAGE) --wait 180s
 
 kind-load: ## load the image (and POSTGRES_IMAGE, when Docker has it) into the kind nodes
