@@ -4,11 +4,14 @@
 // timeline of package serve.
 //
 //	server            serve (the default)
-//	server sidecar    a tiny sidecar with /ready and POST /quitquitquit
+//	server sidecar    a tiny sidecar: GET /ready (or /healthz/ready) and
+//	                  POST /quitquitquit (or /shutdown), as Istio's and
+//	                  Linkerd's proxies answer
 //	server probe URL  exit 0 when URL answers 2xx
-//	server prune-pushgateway OLDER_THAN
-//	                  delete the Pushgateway groups of pods that exited
-//	                  longer than OLDER_THAN ago
+//	server prune-pushgateway OLDER_THAN [DEPLOYMENT]
+//	                  delete the Pushgateway groups of pods (DEPLOYMENT's
+//	                  alone, when given) that exited longer than
+//	                  OLDER_THAN ago
 //	server version    print the version
 //
 // service.go is the wiring a service of your own would copy; demo.go holds
