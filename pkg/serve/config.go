@@ -171,8 +171,9 @@ type Config struct {
 	// under nohup or as a shell's background job, so that they stay
 	// ignored; an empty, non-nil slice handles none). Another one, more than a second after the
 	// first, forces an exit through Exit (nil: os.Exit) with ExitForced.
-	// SIGQUIT keeps Go's meaning: the goroutines' stacks are printed and the
-	// process exits with code 2, without a drain.
+	// SIGQUIT, unless listed here, keeps Go's meaning: the goroutines'
+	// stacks are printed and the process exits with code 2, without a
+	// drain. SIGKILL and SIGSTOP, which no process can catch, are refused.
 	ShutdownOn []os.Signal
 	Exit       func(code int)
 }
@@ -292,6 +293,15 @@ func (c *Config) validate() error {
 		problems = append(problems, "API handler is nil; set API to the application's handler (a *gin.Engine, say)")
 	} else if nilHandler(c.API) {
 		problems = append(problems, fmt.Sprintf("API handler is nil (a nil %T, which would panic on every request); set API to the application's handler (a *gin.Engine, say)", c.API))
+	}
+	for i, sig := range c.ShutdownOn {
+		switch sig {
+		case nil:
+			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is nil; list signals such as syscall.SIGTERM, or leave ShutdownOn nil for the defaults", i))
+		case syscall.SIGKILL, syscall.SIGSTOP:
+			name := map[os.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGSTOP: "SIGSTOP"}[sig]
+			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is %s, which no process can catch, so it would start no shutdown; list signals such as syscall.SIGTERM", i, name))
+		}
 	}
 	if c.Metrics != nil && nilHandler(c.Metrics) {
 		problems = append(problems, fmt.Sprintf("Metrics handler is a nil %T, which would panic on every scrape; set it (metrics.Handler, say), or leave Metrics nil to serve no /metrics", c.Metrics))

@@ -7,7 +7,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +70,10 @@ func TestConfigValidation(t *testing.T) {
 		{"sidecars quit after a failed startup only", Config{Apps: g, API: h, QuitSidecarsAfterFailedStartup: quit}, ""},
 		{"same ports", Config{Apps: g, API: h, APIAddr: ":80", AdminAddr: ":80"}, `APIAddr and AdminAddr are both ":80"`},
 		{"missing", Config{}, "API handler is nil"},
+		{"a signal no process can catch", Config{Apps: g, API: h, ShutdownOn: []os.Signal{syscall.SIGTERM, syscall.SIGKILL}},
+			"ShutdownOn[1] is SIGKILL, which no process can catch, so it would start no shutdown"},
+		{"a nil signal", Config{Apps: g, API: h, ShutdownOn: []os.Signal{nil}}, "ShutdownOn[0] is nil; list signals such as syscall.SIGTERM"},
+		{"SIGQUIT, listed", Config{Apps: g, API: h, ShutdownOn: []os.Signal{syscall.SIGQUIT}}, ""},
 		{"a nil *http.ServeMux", Config{Apps: g, API: (*http.ServeMux)(nil)}, "API handler is nil (a nil *http.ServeMux, which would panic on every request)"},
 		{"a nil http.HandlerFunc", Config{Apps: g, API: http.HandlerFunc(nil)}, "API handler is nil (a nil http.HandlerFunc"},
 		{"a nil metrics handler", Config{Apps: g, API: h, Metrics: (*http.ServeMux)(nil)}, "Metrics handler is a nil *http.ServeMux, which would panic on every scrape"},
