@@ -44,13 +44,16 @@ func (a *App) stopBound() (context.Context, <-chan struct{}) {
 	return a.bound, a.tightened
 }
 
-// rollbackContext bounds the rollback of the app's failed start: the ctx
-// of the Stop that abandoned it (or came since), or else otherwise.
-func (a *App) rollbackContext(otherwise context.Context) context.Context {
+// rollbackContext bounds the rollback of the app's failed start: values
+// (the values of Start's ctx, without its cancellation) with the deadline
+// of the Stop that abandoned it (or came since), if any.
+func (a *App) rollbackContext(values context.Context) (context.Context, context.CancelFunc) {
 	if bound, _ := a.stopBound(); bound != nil {
-		return bound
+		if dl, ok := bound.Deadline(); ok {
+			return context.WithDeadline(values, dl)
+		}
 	}
-	return otherwise
+	return values, func() {}
 }
 
 // stopDeadline is a stop's deadline: the earlier of timeout from now and

@@ -61,14 +61,15 @@ func (g Group) Start(ctx context.Context) error {
 	}
 	for i, a := range g {
 		if err := a.Start(ctx); err != nil {
-			// The apps started before it are stopped under Stop's ctx when
+			// The apps started before it are stopped by Stop's deadline when
 			// Stop abandoned this start (as Group.Stop would stop them),
-			// else under their stop timeouts alone.
-			rollback := a.rollbackContext(context.WithoutCancel(ctx))
+			// else by their stop timeouts alone, with ctx's values.
+			rollback, cancel := a.rollbackContext(context.WithoutCancel(ctx))
 			errs := []error{err}
 			for j := i - 1; j >= 0; j-- {
 				errs = append(errs, g[j].Stop(rollback))
 			}
+			cancel()
 			return errors.Join(errs...)
 		}
 	}

@@ -20,7 +20,8 @@ import (
 // the error, naming the app and the hook. Before that rollback, the starts
 // still running (ones that ignore their context) are waited for, together,
 // each up to its hook's stop timeout: one that succeeds by then is stopped
-// first. The starts, that rollback's stops and the app's tasks get ctx's
+// first. The starts, that rollback's stops (bounded by the deadline of a
+// Stop that abandoned the start, if one did) and the app's tasks get ctx's
 // values (not its cancellation, for the stops and tasks). Start may be
 // called once, and not after Stop.
 func (a *App) Start(ctx context.Context) error {
@@ -320,7 +321,7 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 	for i, l := range late {
 		r, ok := awaitStep(a, l.done, deadlines[i], 0, nil)
 		if !ok {
-			go a.reapLateStart(l)
+			go a.reapLateStart(l, context.WithoutCancel(ctx))
 			continue
 		}
 		if r.err == nil && r.stop != nil {
@@ -337,14 +338,15 @@ func (a *App) stopLateStarts(ctx context.Context) error {
 }
 
 // reapLateStart waits for a start that outlived its startup and, if it
-// eventually succeeds, stops it again.
-func (a *App) reapLateStart(l lateStart) {
+// eventually succeeds, stops it again, with values (the rollback's or
+// Stop's context's values, without its deadline).
+func (a *App) reapLateStart(l lateStart, values context.Context) {
 	r := <-l.done
 	if r.err == nil && r.stop != nil {
 		// Reported as its events: Start has returned. Its stop has its own
 		// timeout, whenever it comes: the deadline of a Stop that has
 		// returned bounds nothing now.
-		_ = a.runStop(context.Background(), l.h, r.stop, "stop after late start", func() {}, false)
+		_ = a.runStop(values, l.h, r.stop, "stop after late start", func() {}, false)
 	}
 	a.lateFailure(l, r.err)
 }

@@ -307,6 +307,89 @@ func TestStartsValuesReachItsTasksAndRollback(t *testing.T) {
 	}
 }
 
+// Asking the app what runs before Start (a status page, say) does not fix
+// its tasks' context before Start can give it its values.
+func TestTasksGetStartsValuesAfterRunningBeforeStart(t *testing.T) {
+	type key struct{}
+	a := &App{Name: "api"}
+	got := make(chan any, 1)
+	a.Append(Hook{Name: "poller", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		s.Go("poll", func(ctx context.Context) error { got <- ctx.Value(key{}); return nil })
+		return nil, nil
+	}})
+	if r := a.Running(); len(r) != 0 {
+		t.Fatalf("Running before Start = %q", r)
+	}
+	if err := a.Start(context.WithValue(t.Context(), key{}, "start's")); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(t.Context())
+	if v := <-got; v != "start's" {
+		t.Errorf("the task saw %v, want \"start's\"", v)
+	}
+}
+
+// A Stop that abandons the start bounds the rollback by its deadline, and
+// the rollback's stops keep Start's values; so does the stop of a start
+// that succeeded only after the rollback stopped waiting for it.
+func TestRollbackStopsKeepStartsValues(t *testing.T) {
+	type key struct{}
+	t.Run("abandoned by Stop", func(t *testing.T) {
+		type seen struct {
+			value    any
+			deadline time.Time
+		}
+		got := make(chan seen, 1)
+		entered := make(chan struct{})
+		a := &App{Name: "api", StopTimeout: time.Minute}
+		a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+			return func(ctx context.Context) error {
+				dl, _ := ctx.Deadline()
+				got <- seen{ctx.Value(key{}), dl}
+				return nil
+			}, nil
+		}}, Hook{Name: "cache", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+			close(entered)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}})
+		started := make(chan error, 1)
+		go func() { started <- a.Start(context.WithValue(t.Context(), key{}, "start's")) }()
+		<-entered
+		stopDeadline := time.Now().Add(5 * time.Second) // long before the app's stop timeout (a minute) ends
+		ctx, cancel := context.WithDeadline(context.Background(), stopDeadline)
+		defer cancel()
+		_ = a.Stop(ctx)
+		<-started
+		s := <-got
+		if s.value != "start's" {
+			t.Errorf("the rollback's stop saw %v, want \"start's\"", s.value)
+		}
+		if s.deadline.After(stopDeadline) {
+			t.Errorf("the rollback's stop had until %v, past the Stop's deadline %v", s.deadline, stopDeadline)
+		}
+	})
+	t.Run("a late start reaped", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			release := make(chan struct{})
+			got := make(chan any, 1)
+			a := &App{Name: "api", StartTimeout: time.Second, StopTimeout: time.Second}
+			a.Append(Hook{Name: "slow", Start: func(context.Context, *Scope) (StopFunc, error) {
+				<-release // ignores its context
+				return func(ctx context.Context) error { got <- ctx.Value(key{}); return nil }, nil
+			}})
+			if err := a.Start(context.WithValue(context.Background(), key{}, "start's")); err == nil {
+				t.Fatal("Start succeeded past its timeout")
+			}
+			close(release)
+			synctest.Wait()
+			if v := <-got; v != "start's" {
+				t.Errorf("the late start's stop saw %v, want \"start's\"", v)
+			}
+		})
+	})
+}
+
 func TestParallelStartHonoursDependenciesAndBound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		j := &journal{}

@@ -115,7 +115,8 @@ func (a *App) stepDeadline(ctx context.Context, timeout time.Duration) time.Time
 // stop timeouts alone when it failed on its own, until a Stop comes; the
 // stops then get values, the values of Start's ctx.
 func (a *App) rollback(values context.Context) error {
-	ctx := a.rollbackContext(values)
+	ctx, cancel := a.rollbackContext(values)
+	defer cancel()
 	err := a.tasks.stop(a.Name, a.taskWait(ctx))
 	lateErr := a.stopLateStarts(ctx)
 	return errors.Join(err, lateErr, a.stopHooks(ctx))

@@ -25,11 +25,12 @@ type tasks struct {
 
 // init makes the tasks' context, once: from parent's values (the ctx
 // given to Start, without its cancellation) when Start is the first to
-// call it, as it is unless Stop comes first.
+// call it, as it is unless Stop comes first (no task starts then). Only
+// Start and the task's own start and stop call it, never a reader such as
+// names, which would fix the context before Start could give its values.
 func (t *tasks) init(parent context.Context) {
 	t.initOnce.Do(func() {
 		t.ctx, t.cancel = context.WithCancel(parent)
-		t.running = map[string]int{}
 	})
 }
 
@@ -42,6 +43,9 @@ func (t *tasks) start(a *App, name string, fn func(context.Context) error) {
 		t.recordErr(err)
 		a.emit(Event{Kind: TaskExited, Hook: name, Err: err})
 		return
+	}
+	if t.running == nil {
+		t.running = map[string]int{}
 	}
 	t.running[name]++
 	t.wg.Add(1)
@@ -83,10 +87,9 @@ func (t *tasks) recordErr(err error) {
 	t.errs = append(t.errs, err)
 }
 
-// names returns the running tasks' names, sorted. (It may run before any
-// task starts, beside Start's init: init's once orders the two.)
+// names returns the running tasks' names, sorted. It may run at any time,
+// before Start too.
 func (t *tasks) names() []string {
-	t.init(context.Background())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	names := make([]string, 0, len(t.running))
