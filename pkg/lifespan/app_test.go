@@ -248,6 +248,31 @@ func TestPanickingObserverNeitherCrashesNorStopsHalfway(t *testing.T) {
 	}
 }
 
+// One observer's panic does not keep the event from the observers after
+// it in Observers (serve puts its own RollbackStarting observer after the
+// user's, to end the background checks before the rollback's stops); the
+// panic is still logged.
+func TestOnePanickingObserverDoesNotStarveTheOthers(t *testing.T) {
+	var logged bytes.Buffer
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	var kinds []EventKind
+	a := &App{Name: "api", Observer: Observers(
+		func(Event) { panic("user observer bug") },
+		func(e Event) { kinds = append(kinds, e.Kind) },
+	)}
+	a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) { return nil, errors.New("refused") }})
+	if err := a.Start(t.Context()); err == nil {
+		t.Fatal("Start succeeded with a failing hook")
+	}
+	if !slices.Contains(kinds, RollbackStarting) || !slices.Contains(kinds, HookStarted) {
+		t.Errorf("the second observer saw %v: the first one's panic kept events from it", kinds)
+	}
+	if !strings.Contains(logged.String(), "user observer bug") {
+		t.Errorf("the observer's panic was not logged; the log:\n%s", logged.String())
+	}
+}
+
 // Running names a hook while its start or stop function runs, also one the
 // app stopped waiting for at its timeout (a stop or start that ignores its
 // context): serve's second signal logs Running to say what was still

@@ -111,7 +111,9 @@ type Event struct {
 type Observer func(Event)
 
 // Observers returns an observer that hands each event to every non-nil
-// observer in turn.
+// observer in turn. One that panics does not keep the event from those
+// after it: once all have had it, the first panic is raised again, and
+// the app logs it as any observer's.
 func Observers(obs ...Observer) Observer {
 	var list []Observer
 	for _, o := range obs {
@@ -120,8 +122,21 @@ func Observers(obs ...Observer) Observer {
 		}
 	}
 	return func(e Event) {
+		var first any
 		for _, o := range list {
-			o(e)
+			if v := observe(o, e); v != nil && first == nil {
+				first = v
+			}
+		}
+		if first != nil {
+			panic(first)
 		}
 	}
+}
+
+// observe hands e to o and returns what o panicked with, if it did.
+func observe(o Observer, e Event) (panicked any) {
+	defer func() { panicked = recover() }()
+	o(e)
+	return nil
 }
