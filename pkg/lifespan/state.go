@@ -64,6 +64,11 @@ func (k Key[T]) Get(v Values) (T, bool) {
 	if !ok {
 		return zero, false
 	}
+	// Only this key's Set and With store under its id, each a T: a nil
+	// raw is a nil value of an interface T (an error, say), which was set.
+	if raw == nil {
+		return zero, true
+	}
 	t, ok := raw.(T)
 	return t, ok
 }

@@ -141,3 +141,26 @@ func TestGroupIsValues(t *testing.T) {
 		t.Error("a layer's value reached the Group")
 	}
 }
+
+// A key of an interface type set to nil (no error yet, say) was set: Get
+// says so, as Names does, and MustGet returns the nil.
+func TestANilInterfaceValueIsSet(t *testing.T) {
+	errKey := NewKey[error]("last-error")
+	a := &App{Name: "api"}
+	a.Append(Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+		errKey.Set(s, nil)
+		return nil, nil
+	}})
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(t.Context())
+	for name, v := range map[string]Values{"the app's state": a.State(), "a layer over it": errKey.With(a.State(), nil)} {
+		if got, ok := errKey.Get(v); !ok || got != nil {
+			t.Errorf("%s: Get = %v, %v; want nil, true (Names: %q)", name, got, ok, a.State().Names())
+		}
+		if got := errKey.MustGet(v); got != nil {
+			t.Errorf("%s: MustGet = %v, want nil", name, got)
+		}
+	}
+}
