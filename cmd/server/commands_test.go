@@ -503,6 +503,11 @@ func TestPodsOf(t *testing.T) {
 		{long, long + "-x-7d9f8c" + "x2x4z", false}, // Deployment LONG-x's, cut
 		{longer, longer[:57] + "-x2x4z", false},
 		{longer, longer[:58] + "x2x4z", true}, // the name itself cut
+		// A longer Deployment's pods, cut to 58: "canary1" is not written
+		// in Kubernetes's safe alphabet, as a hash would be.
+		{long, (long + "-canary1-7d9f8c6b5-")[:58] + "x2x4z", false},
+		{long, (long + "-canary12345-7d9f8c6b5-")[:58] + "x2x4z", false},
+		{"rel-berth", "rel-berth-7d9f8c6b5-abcde", false}, // not a generated end
 	} {
 		if got := podsOf(tt.deployment).MatchString(tt.pod); got != tt.want {
 			t.Errorf("podsOf(%q).MatchString(%q) = %v, want %v", tt.deployment, tt.pod, got, tt.want)

@@ -81,16 +81,22 @@ var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]
 // podsOf matches the names of a Deployment's pods: NAME-HASH-XXXXX (the
 // ReplicaSet's pod-template hash, then five random characters), where
 // Kubernetes cuts what comes before the five to 58 characters, the hash
-// and even NAME with it. Another Deployment NAME-x's pods
-// (NAME-x-HASH-XXXXX) do not match, with one exception names alone cannot
-// settle: when "NAME-x-" is 58 characters long, its pods are
-// NAME-x-XXXXX, which is also how NAME's pods read when their hash is x
-// (a hash of 1 to 10 characters; most are 9 or 10).
+// and even NAME with it. Kubernetes writes both the hash and the five in
+// its safe alphabet (safeChars), so another Deployment NAME-x's pods
+// (NAME-x-HASH-XXXXX, cut or not) do not match unless x itself is written
+// in it: names alone cannot settle that one case, where "NAME-x-" is cut
+// to what NAME's pods read when their hash starts with x (a hash of 1 to
+// 10 characters; most are 9 or 10).
 func podsOf(deployment string) *regexp.Regexp {
 	const maxBase = 58 // Kubernetes's generated names: a base of at most 58, then 5
 	base := deployment + "-"
 	if len(base) >= maxBase {
-		return regexp.MustCompile("^" + regexp.QuoteMeta(base[:maxBase]) + "[a-z0-9]{5}$")
+		return regexp.MustCompile("^" + regexp.QuoteMeta(base[:maxBase]) + safeChars + "{5}$")
 	}
-	return regexp.MustCompile("^" + regexp.QuoteMeta(base) + "[a-z0-9]{0,10}-?[a-z0-9]{5}$")
+	return regexp.MustCompile("^" + regexp.QuoteMeta(base) + safeChars + "{0,10}-?" + safeChars + "{5}$")
 }
+
+// safeChars is the alphabet Kubernetes writes pod-template hashes and the
+// random ends of generated names in (k8s.io/apimachinery's rand package):
+// no vowels, and none of 0, 1 and 3, so no word is spelt by chance.
+const safeChars = "[bcdfghjklmnpqrstvwxz2456789]"
