@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
 	"regexp"
@@ -168,7 +169,13 @@ func Load(environ map[string]string) (Config, error) {
 		// pgx parses the URL as Open will (its error hides the password);
 		// it also reads the PG* variables and any TLS files the URL names.
 		if _, err := pgxpool.ParseConfig(u); err != nil {
-			bad("BERTH_DATABASE_URL", redact.URL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters (such as @ as %%40) percent-encoded", redact.Error(err, u)))
+			if _, envErr := pgxpool.ParseConfig(plainURL); envErr != nil {
+				// A URL that names nothing fails too: the fault is in the
+				// libpq variables pgx reads beside it (PGSSLMODE, say).
+				problems = append(problems, fmt.Sprintf("the libpq variables pgx reads beside BERTH_DATABASE_URL (%s) cannot be read (%v): fix or unset the one at fault", pgVariables(environ), redact.Error(envErr, plainURL)))
+			} else {
+				bad("BERTH_DATABASE_URL", redact.URL(u), fmt.Sprintf("cannot be read (%v); want postgres://USER:PASSWORD@HOST:PORT/DATABASE, with special characters (such as @ as %%40) percent-encoded", redact.Error(err, u)))
+			}
 		}
 	}
 	if _, err := ParseLevel(cfg.LogLevel); err != nil {
@@ -438,4 +445,27 @@ func entries(list []string) []string {
 		}
 	}
 	return out
+}
+
+// plainURL is a PostgreSQL URL that names no setting of its own: pgx
+// refuses it only for the PG* variables it reads beside a URL.
+const plainURL = "postgres://localhost/"
+
+// pgVariables lists the PG* variables set in environ, sorted, each with
+// its value quoted (PGPASSWORD's hidden), or says none is.
+func pgVariables(environ map[string]string) string {
+	var set []string
+	for _, k := range slices.Sorted(maps.Keys(environ)) {
+		switch {
+		case !strings.HasPrefix(k, "PG"):
+		case k == "PGPASSWORD":
+			set = append(set, k+" (set)")
+		default:
+			set = append(set, fmt.Sprintf("%s=%q", k, environ[k]))
+		}
+	}
+	if len(set) == 0 {
+		return "none set"
+	}
+	return strings.Join(set, ", ")
 }

@@ -512,3 +512,27 @@ func TestSidecarListsReadAlike(t *testing.T) {
 		}
 	}
 }
+
+// pgx reads libpq's PG* variables beside the URL; one it refuses is named
+// among them, not blamed on a URL that is fine (whose percent-encoding
+// cannot help), and PGPASSWORD's value is not shown.
+func TestAPGVariablePgxRefusesIsNamed(t *testing.T) {
+	for _, tt := range []struct{ name, value, want string }{
+		{"PGSSLMODE", "bogus", `PGPASSWORD (set), PGSSLMODE="bogus"`},
+		{"PGCONNECT_TIMEOUT", "soon", `PGCONNECT_TIMEOUT="soon", PGPASSWORD (set)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.name, tt.value)
+			t.Setenv("PGPASSWORD", "s3cr3tpw")
+			_, err := Load(map[string]string{"BERTH_DATABASE_URL": "postgres://berth@db:5432/berth", tt.name: tt.value, "PGPASSWORD": "s3cr3tpw"})
+			if err == nil {
+				t.Fatalf("%s=%q accepted", tt.name, tt.value)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "the libpq variables pgx reads beside BERTH_DATABASE_URL ("+tt.want+") cannot be read") ||
+				strings.Contains(msg, "BERTH_DATABASE_URL=") || strings.Contains(msg, "s3cr3tpw") {
+				t.Errorf("refusing %s=%q: %v; want the PG variables named (%s), the URL not blamed and no password", tt.name, tt.value, err, tt.want)
+			}
+		})
+	}
+}
