@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/berth-dev/berth/internal/config"
@@ -85,6 +87,12 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		c.Data(http.StatusOK, "application/json", v)
 	})
 	items.PUT("/:key", func(c *gin.Context) {
+		// A singleton field (RFC 9110 8.3): a proxy in front may have read
+		// another of its lines than the first.
+		if cts := c.Request.Header.Values("Content-Type"); len(cts) > 1 {
+			fail(c, http.StatusBadRequest, "Content-Type given %d times (%q); send it once", len(cts), cts)
+			return
+		}
 		if ct := c.GetHeader("Content-Type"); ct != "" && !isJSON(ct) {
 			fail(c, http.StatusUnsupportedMediaType, "Content-Type %q is not JSON; send application/json", ct)
 			return
@@ -119,6 +127,12 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 			fail(c, http.StatusBadRequest, "body is not valid JSON: %s", jsonProblem(body))
 			return
 		}
+		if at, ok := loneSurrogate(body); ok {
+			// Valid JSON, but no Unicode text: a strict client refuses it,
+			// and Go's decoder reads U+FFFD in its place.
+			fail(c, http.StatusBadRequest, "body escapes half of a UTF-16 surrogate pair (%s at byte %d) without the other half; JSON text must be Unicode (RFC 8259 8.2): escape the pair, or U+FFFD", body[at:at+6], at)
+			return
+		}
 		created, err := ginberth.MustGet(c, storeKey).Put(c.Request.Context(), c.Param("key"), body)
 		switch {
 		case err != nil:
@@ -137,6 +151,52 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		c.Status(http.StatusNoContent)
 	})
 	return r
+}
+
+// loneSurrogate finds the first \u escape in body, valid JSON, that is
+// half of a UTF-16 surrogate pair without the other half, and returns its
+// offset. In valid JSON every backslash begins an escape in a string, and
+// every \u has four hex digits after it.
+func loneSurrogate(body []byte) (int, bool) {
+	escaped := func(i int) (rune, bool) { // the rune \uXXXX at i, if one is there
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, h := range body[i+2 : i+6] {
+			switch {
+			case h >= '0' && h <= '9':
+				r = r<<4 | rune(h-'0')
+			case h >= 'a' && h <= 'f':
+				r = r<<4 | rune(h-'a'+10)
+			default: // 'A' to 'F', as json.Valid allows no other
+				r = r<<4 | rune(h-'A'+10)
+			}
+		}
+		return r, true
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := escaped(i)
+		switch {
+		case !ok: // \n, \\ and the like: skip the escaped byte
+			i++
+			continue
+		case !utf16.IsSurrogate(r):
+		case r < 0xDC00: // the first half: the second must follow
+			if lo, ok := escaped(i + 6); ok && utf16.DecodeRune(r, lo) != unicode.ReplacementChar {
+				i += 6
+				break
+			}
+			return i, true
+		default: // a second half with no first
+			return i, true
+		}
+		i += 5
+	}
+	return 0, false
 }
 
 // jsonProblem says what is wrong with a body json.Valid refused, and

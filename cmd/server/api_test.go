@@ -465,6 +465,8 @@ func TestHTTPDetails(t *testing.T) {
 		{"no content type", "PUT", items + "n", `{"v":1}`, "", false, 201},
 		{"not JSON", "PUT", items + "t", `{"v":1}`, "text/plain", false, 415},
 		{"a form", "PUT", items + "f", `v=1`, "application/x-www-form-urlencoded", false, 415},
+		{"a lone surrogate escaped", "PUT", items + "ls", `"\ud800"`, "application/json", false, 400},
+		{"a surrogate pair escaped", "PUT", items + "sp", `"\ud83d\ude00"`, "application/json", false, 201},
 		{"too large, streamed", "PUT", items + "s", `{"v":"` + strings.Repeat("x", 100) + `"}`, "application/json", true, 413},
 		// No redirect to or from a trailing slash: Gin's would answer
 		// before every middleware (no metrics, no nosniff) with HTML.
@@ -505,6 +507,28 @@ func TestHTTPDetails(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.refused) {
 				t.Fatalf("PUT with Content-Encoding %s = %d %v, want %d", tt.encoding, resp.StatusCode, out, tt.code)
+			}
+		})
+	}
+
+	for _, tt := range []struct {
+		contentType []string // one header line each
+		code        int
+	}{
+		{[]string{"application/json"}, 201}, {[]string{"application/json", "text/plain"}, 400}, {[]string{"application/json", "application/json"}, 400},
+	} {
+		t.Run(fmt.Sprint("Content-Type ", tt.contentType), func(t *testing.T) {
+			req, _ := http.NewRequest("PUT", items+"ct-"+fmt.Sprint(len(tt.contentType)), strings.NewReader(`{"v":1}`))
+			req.Header["Content-Type"] = tt.contentType
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || tt.code == 400 && !strings.HasPrefix(fmt.Sprint(out["error"]), fmt.Sprintf("Content-Type given %d times", len(tt.contentType))) {
+				t.Fatalf("PUT with Content-Type lines %q = %d %v, want %d", tt.contentType, resp.StatusCode, out, tt.code)
 			}
 		})
 	}
@@ -553,4 +577,39 @@ func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (co
 	return cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), lifespan.StateContextKey, lifespan.Group{app})))
 	})
+}
+
+// loneSurrogate finds a \u escape of half a UTF-16 surrogate pair without
+// the other half, and nothing else: not a pair, not an escaped backslash
+// before a u, not a surrogate's hex digits outside an escape.
+func TestLoneSurrogate(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		at   int // -1: none
+	}{
+		{`"plain"`, -1},
+		{`"\u00e9 \n \" \/"`, -1},
+		{`"\ud83d\ude00"`, -1},   // a pair
+		{`"\uD83D\uDE00"`, -1},   // a pair, upper case
+		{`"\\ud800"`, -1},        // an escaped backslash, then text
+		{`"ud800 \\\u0041"`, -1}, // no escape, then \\ and \u0041
+		{`"\ud800"`, 1},          // a first half alone
+		{`"\udc00x"`, 1},         // a second half alone
+		{`"ab\ud83d"`, 3},        // a first half at the end
+		{`"\ud83d\u0041"`, 1},    // a first half before another escape
+		{`"\ud83d\ud83d\ude00"`, 1},
+		{`"\ude00\ud83d"`, 1},
+		{`{"k":["\ud83d\ude00","\udfff"]}`, 22},
+	} {
+		if !json.Valid([]byte(tt.body)) {
+			t.Fatalf("%s is not valid JSON", tt.body)
+		}
+		at, ok := loneSurrogate([]byte(tt.body))
+		if !ok {
+			at = -1
+		}
+		if at != tt.at {
+			t.Errorf("loneSurrogate(%s) = %d, want %d", tt.body, at, tt.at)
+		}
+	}
 }

@@ -48,6 +48,7 @@ func FuzzPutItem(f *testing.F) {
 	for _, seed := range []struct{ key, body, ct string }{
 		{"k", `{"v":1}`, "application/json"}, {"k", `{"v":`, ""}, {"a b", `[]`, "application/merge-patch+json"},
 		{"k", `1`, "text/plain"}, {"%00", `null`, ""}, {"k", strings.Repeat("x", 200), "application/json"}, {"k", "\"caf\xe9\"", ""},
+		{"k", `"\ud800"`, ""}, {"k", `["\ud83d\ude00","\\udc00"]`, ""}, {"k", `"\ud83d\u`, ""},
 	} {
 		f.Add(seed.key, seed.body, seed.ct)
 	}
