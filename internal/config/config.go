@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"reflect"
 	"regexp"
@@ -451,17 +450,20 @@ func entries(list []string) []string {
 // refuses it only for the PG* variables it reads beside a URL.
 const plainURL = "postgres://localhost/"
 
-// pgVariables lists the PG* variables set in environ, sorted, each with
-// its value quoted (PGPASSWORD's hidden), or says none is.
+// pgVariables lists the libpq variables pgx reads (pgconn's table) that
+// environ sets, sorted, each with its value quoted, except the secrets'
+// (PGPASSWORD, PGSSLPASSWORD), which are only said to be set; or says none
+// is. No other variable is shown, whatever its name.
 func pgVariables(environ map[string]string) string {
 	var set []string
-	for _, k := range slices.Sorted(maps.Keys(environ)) {
+	for _, k := range pgxReads {
+		v, ok := environ[k]
 		switch {
-		case !strings.HasPrefix(k, "PG"):
-		case k == "PGPASSWORD":
+		case !ok:
+		case k == "PGPASSWORD" || k == "PGSSLPASSWORD":
 			set = append(set, k+" (set)")
 		default:
-			set = append(set, fmt.Sprintf("%s=%q", k, environ[k]))
+			set = append(set, fmt.Sprintf("%s=%q", k, v))
 		}
 	}
 	if len(set) == 0 {
@@ -469,3 +471,9 @@ func pgVariables(environ map[string]string) string {
 	}
 	return strings.Join(set, ", ")
 }
+
+// pgxReads are the libpq variables pgx v5 reads beside a URL, sorted.
+var pgxReads = []string{"PGAPPNAME", "PGCHANNELBINDING", "PGCONNECT_TIMEOUT", "PGDATABASE", "PGHOST", "PGMAXPROTOCOLVERSION",
+	"PGMINPROTOCOLVERSION", "PGOPTIONS", "PGPASSFILE", "PGPASSWORD", "PGPORT", "PGREQUIREAUTH", "PGSERVICE", "PGSERVICEFILE",
+	"PGSSLCERT", "PGSSLCERTMODE", "PGSSLKEY", "PGSSLMODE", "PGSSLNEGOTIATION", "PGSSLPASSWORD", "PGSSLROOTCERT", "PGSSLSNI",
+	"PGTARGETSESSIONATTRS", "PGTZ", "PGUSER"}
