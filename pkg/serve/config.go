@@ -298,9 +298,10 @@ func (c *Config) validate() error {
 		switch sig {
 		case nil:
 			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is nil; list signals such as syscall.SIGTERM, or leave ShutdownOn nil for the defaults", i))
-		case syscall.SIGKILL, syscall.SIGSTOP:
-			name := map[os.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGSTOP: "SIGSTOP"}[sig]
-			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is %s, which no process can catch, so it would start no shutdown; list signals such as syscall.SIGTERM", i, name))
+		default:
+			if name, ok := uncatchable[sig]; ok {
+				problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is %s, which no process can catch, so it would start no shutdown; list signals such as syscall.SIGTERM", i, name))
+			}
 		}
 	}
 	if c.Metrics != nil && nilHandler(c.Metrics) {
@@ -456,12 +457,15 @@ func ceilSeconds(d time.Duration) int64 {
 // budget leaves for the exit, and never more than a second.
 func (c Config) adminCloseWait() time.Duration { return min(time.Second, c.Margin/2) }
 
-// nilHandler reports whether h, not nil itself, holds a nil pointer,
-// function or map (a *gin.Engine or *http.ServeMux never made, a nil
-// http.HandlerFunc): a handler that panics on the first request.
+// nilHandler reports whether h, not nil itself, holds a nil pointer or
+// function (a *gin.Engine or *http.ServeMux never made, a nil
+// http.HandlerFunc): a handler that panics on the first request. A nil
+// pointer is refused even of a type whose ServeHTTP would not dereference
+// it, as one never made is far likelier; a nil map or slice (a router of
+// routes, a chain) may serve, and is left alone.
 func nilHandler(h http.Handler) bool {
 	switch v := reflect.ValueOf(h); v.Kind() {
-	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
+	case reflect.Pointer, reflect.Func:
 		return v.IsNil()
 	}
 	return false

@@ -73,10 +73,13 @@ func TestConfigValidation(t *testing.T) {
 		{"a signal no process can catch", Config{Apps: g, API: h, ShutdownOn: []os.Signal{syscall.SIGTERM, syscall.SIGKILL}},
 			"ShutdownOn[1] is SIGKILL, which no process can catch, so it would start no shutdown"},
 		{"a nil signal", Config{Apps: g, API: h, ShutdownOn: []os.Signal{nil}}, "ShutdownOn[0] is nil; list signals such as syscall.SIGTERM"},
+		{"SIGSTOP", Config{Apps: g, API: h, ShutdownOn: []os.Signal{syscall.SIGSTOP}}, "ShutdownOn[0] is SIGSTOP, which no process can catch"},
+		{"os.Kill, as signal.Notify's common misuse lists it", Config{Apps: g, API: h, ShutdownOn: []os.Signal{os.Interrupt, os.Kill}}, "ShutdownOn[1] is SIGKILL, which no process can catch"},
 		{"SIGQUIT, listed", Config{Apps: g, API: h, ShutdownOn: []os.Signal{syscall.SIGQUIT}}, ""},
 		{"a nil *http.ServeMux", Config{Apps: g, API: (*http.ServeMux)(nil)}, "API handler is nil (a nil *http.ServeMux, which would panic on every request)"},
 		{"a nil http.HandlerFunc", Config{Apps: g, API: http.HandlerFunc(nil)}, "API handler is nil (a nil http.HandlerFunc"},
 		{"a nil metrics handler", Config{Apps: g, API: h, Metrics: (*http.ServeMux)(nil)}, "Metrics handler is a nil *http.ServeMux, which would panic on every scrape"},
+		{"a nil map that serves", Config{Apps: g, API: routes(nil)}, ""},
 		{"a nil app", Config{Apps: lifespan.Group{g[0], nil}, API: h}, "Apps[1] is nil; give each entry of Apps an *lifespan.App, or leave it out"},
 		{"a negative read header timeout", Config{Apps: g, API: h, Limits: Limits{ReadHeaderTimeout: -1}}, "Limits.ReadHeaderTimeout is -1ns; it must be 0 (the default) or more"},
 		{"a negative read timeout", Config{Apps: g, API: h, Limits: Limits{ReadTimeout: -1}}, "Limits.ReadTimeout is -1ns"},
@@ -217,4 +220,16 @@ func TestListenFailureIsConfigError(t *testing.T) {
 			t.Fatalf("Run = %v, want %q", err, tt.want)
 		}
 	}
+}
+
+// routes is a handler that a nil map serves (every path a 404): a nil
+// handler New must not refuse.
+type routes map[string]http.Handler
+
+func (r routes) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if h, ok := r[req.URL.Path]; ok {
+		h.ServeHTTP(w, req)
+		return
+	}
+	http.NotFound(w, req)
 }
