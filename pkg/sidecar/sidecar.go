@@ -162,10 +162,11 @@ type Waiter struct {
 	opts    Options
 }
 
-// NewWaiter returns a waiter for targets. It panics on a target
-// [ParseTargets] would not have made (no URL, a scheme other than http,
-// https or tcp, no host:port, a Name that cannot name a check): a
-// programmer's error, which would otherwise surface mid-startup.
+// NewWaiter returns a waiter for targets. It panics on a target it could
+// never probe (no URL, a scheme other than http, https or tcp, no host):
+// a programmer's error, which would otherwise surface mid-startup. (A
+// Name no check can have is refused by [Waiter.Checks]' registration, as
+// only the checks need one; ParseTargets makes neither mistake.)
 func NewWaiter(targets []Target, opts Options) *Waiter {
 	for i, t := range targets {
 		if err := t.valid(); err != nil {
@@ -190,8 +191,8 @@ func NewWaiter(targets []Target, opts Options) *Waiter {
 	return &Waiter{targets: targets, opts: opts}
 }
 
-// valid reports why t could not be waited for, as ParseTargets makes
-// none such: nil when it can.
+// valid reports why t could never be probed, as ParseTargets makes none
+// such: nil when it can.
 func (t Target) valid() error {
 	switch {
 	case t.URL == nil:
@@ -201,7 +202,7 @@ func (t Target) valid() error {
 	case t.URL.Host == "":
 		return errors.New("URL names no host:port")
 	}
-	return probes.CheckName("sidecar/" + t.Name)
+	return nil
 }
 
 // probe asks one sidecar once whether it is ready.
