@@ -502,7 +502,8 @@ func TestPodsOf(t *testing.T) {
 		{long, long + "-7d9f8c6" + "x2x4z", true},   // the hash cut to 58, and its dash
 		{long, long + "-x-7d9f8c" + "x2x4z", false}, // Deployment LONG-x's, cut
 		{longer, longer[:57] + "-x2x4z", false},
-		{longer, longer[:58] + "x2x4z", true}, // the name itself cut
+		{longer, longer[:58] + "x2x4z", true},  // the name itself cut
+		{longer, longer[:58] + "abcde", false}, // cut, but no generated end
 		// A longer Deployment's pods, cut to 58: "canary1" is not written
 		// in Kubernetes's safe alphabet, as a hash would be.
 		{long, (long + "-canary1-7d9f8c6b5-")[:58] + "x2x4z", false},

@@ -171,11 +171,11 @@ func (a *App) emit(e Event) {
 		e.Time = time.Now()
 	}
 	defer func() {
-		// An observer's panic is logged and its event dropped: it must not
+		// An observer's panic is logged and the event dropped for it: it must not
 		// end the process from a hook's goroutine, nor leave a Stop half
 		// done (its stopOnce spent, the hooks after the event unstopped).
 		if v := recover(); v != nil {
-			slog.Error("lifespan: observer panicked; its event is dropped", "app", a.Name,
+			slog.Error("lifespan: observer panicked on an event", "app", a.Name,
 				"event", e.Kind.String(), "hook", e.Hook, "panic", fmt.Sprint(v))
 		}
 	}()

@@ -107,7 +107,8 @@ type Event struct {
 // (hooks starting in parallel, tasks ending): it must be quick and safe for
 // concurrent use, and must not call the app's Start or Stop (it runs on the
 // goroutine of a hook those wait for, so Stop would wait for good). An observer that panics does not stop the app: the
-// panic is logged through slog.Default and that event is dropped.
+// panic is logged through slog.Default and that event is dropped for it
+// (in [Observers], the others still get it).
 type Observer func(Event)
 
 // Observers returns an observer that hands each event to every non-nil

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGroupStartsInOrderStopsInReverse(t *testing.T) {
@@ -44,6 +45,46 @@ func TestGroupFailureStopsEarlierApps(t *testing.T) {
 	want := []string{"start a.db", "start b.db", "start c.db", "start c.bad failed", "stop c.db", "stop b.db", "stop a.db"}
 	if got := j.list(); !slices.Equal(got, want) {
 		t.Fatalf("journal = %q, want %q", got, want)
+	}
+}
+
+// A Stop that abandons one app's start bounds the stop of the apps that
+// started before it by its deadline, as Group.Stop would, and their stops
+// keep the values of the context given to Group.Start.
+func TestGroupRollbackAfterAnAbandonedStart(t *testing.T) {
+	type key struct{}
+	type seen struct {
+		value    any
+		deadline time.Time
+	}
+	got := make(chan seen, 1)
+	entered := make(chan struct{})
+	a, b := &App{Name: "a", StopTimeout: time.Minute}, &App{Name: "b"}
+	a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+		return func(ctx context.Context) error {
+			dl, _ := ctx.Deadline()
+			got <- seen{ctx.Value(key{}), dl}
+			return nil
+		}, nil
+	}})
+	b.Append(Hook{Name: "cache", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	started := make(chan error, 1)
+	go func() { started <- Group{a, b}.Start(context.WithValue(t.Context(), key{}, "start's")) }()
+	<-entered
+	stopDeadline := time.Now().Add(5 * time.Second) // long before a's stop timeout (a minute) ends
+	ctx, cancel := context.WithDeadline(context.Background(), stopDeadline)
+	defer cancel()
+	_ = b.Stop(ctx)
+	if err := <-started; err == nil {
+		t.Fatal("Group.Start succeeded with an abandoned start")
+	}
+	s := <-got
+	if s.value != "start's" || s.deadline.After(stopDeadline) {
+		t.Errorf("a's stop saw %v with until %v; want \"start's\", by the Stop's deadline %v", s.value, s.deadline, stopDeadline)
 	}
 }
 

@@ -28,8 +28,9 @@ import (
 // a stop, give ctx a deadline.
 //
 // If Start is still running, Stop abandons it and returns once its rollback
-// is done; the rollback stops what started under ctx, as Stop would, and
-// its errors are Start's to report, so Stop then returns nil. A start that
+// is done; the rollback stops what started within ctx's deadline, as Stop
+// would (with the values of Start's context, not ctx's), and its errors
+// are Start's to report, so Stop then returns nil. A start that
 // failed by itself rolls back under the stop timeouts alone until a Stop
 // comes; from then on ctx's deadline bounds what is left of it, the stop
 // under way included (its context ends at that deadline). Stop on an app
@@ -111,7 +112,7 @@ func (a *App) stepDeadline(ctx context.Context, timeout time.Duration) time.Time
 }
 
 // rollback stops what a failed Start started: tasks, then every started
-// hook, bounded by Stop's ctx when Stop abandoned the start, or by the
+// hook, bounded by Stop's deadline when Stop abandoned the start, or by the
 // stop timeouts alone when it failed on its own, until a Stop comes; the
 // stops then get values, the values of Start's ctx.
 func (a *App) rollback(values context.Context) error {
