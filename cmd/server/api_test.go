@@ -427,6 +427,22 @@ func TestRefusalsTheDatabaseWouldRepeatAreNotRetried(t *testing.T) {
 // them.
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+// putWith PUTs {"v":1} to url with header and returns the status and the
+// decoded JSON answer.
+func putWith(t *testing.T, url string, header http.Header) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", url, strings.NewReader(`{"v":1}`))
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
 func TestHTTPDetails(t *testing.T) {
 	app := startService(t, map[string]string{"BERTH_MAX_ITEMS": "100"})
 	items := app.URL + "/api/v1/items/"
@@ -495,18 +511,9 @@ func TestHTTPDetails(t *testing.T) {
 		{[]string{"identity, gzip"}, 415, "gzip"}, {[]string{"identity", "gzip"}, 415, "gzip"},
 	} {
 		t.Run(fmt.Sprint("Content-Encoding ", tt.encoding), func(t *testing.T) {
-			req, _ := http.NewRequest("PUT", items+"ce-"+strings.Join(tt.encoding, "-"), strings.NewReader(`{"v":1}`))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header["Content-Encoding"] = tt.encoding
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out map[string]any
-			json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			if resp.StatusCode != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.refused) {
-				t.Fatalf("PUT with Content-Encoding %s = %d %v, want %d", tt.encoding, resp.StatusCode, out, tt.code)
+			code, out := putWith(t, items+"ce-"+strings.Join(tt.encoding, "-"), http.Header{"Content-Type": {"application/json"}, "Content-Encoding": tt.encoding})
+			if code != tt.code || tt.code == 415 && out["error"] != fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", tt.refused) {
+				t.Fatalf("PUT with Content-Encoding %s = %d %v, want %d", tt.encoding, code, out, tt.code)
 			}
 		})
 	}
@@ -518,17 +525,9 @@ func TestHTTPDetails(t *testing.T) {
 		{[]string{"application/json"}, 201}, {[]string{"application/json", "text/plain"}, 400}, {[]string{"application/json", "application/json"}, 400},
 	} {
 		t.Run(fmt.Sprint("Content-Type ", tt.contentType), func(t *testing.T) {
-			req, _ := http.NewRequest("PUT", items+"ct-"+fmt.Sprint(len(tt.contentType)), strings.NewReader(`{"v":1}`))
-			req.Header["Content-Type"] = tt.contentType
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out map[string]any
-			json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			if resp.StatusCode != tt.code || tt.code == 400 && !strings.HasPrefix(fmt.Sprint(out["error"]), fmt.Sprintf("Content-Type given %d times", len(tt.contentType))) {
-				t.Fatalf("PUT with Content-Type lines %q = %d %v, want %d", tt.contentType, resp.StatusCode, out, tt.code)
+			code, out := putWith(t, items+"ct-"+fmt.Sprint(len(tt.contentType)), http.Header{"Content-Type": tt.contentType})
+			if code != tt.code || tt.code == 400 && !strings.HasPrefix(fmt.Sprint(out["error"]), fmt.Sprintf("Content-Type given %d times", len(tt.contentType))) {
+				t.Fatalf("PUT with Content-Type lines %q = %d %v, want %d", tt.contentType, code, out, tt.code)
 			}
 		})
 	}

@@ -53,25 +53,11 @@ func TestGroupFailureStopsEarlierApps(t *testing.T) {
 // keep the values of the context given to Group.Start.
 func TestGroupRollbackAfterAnAbandonedStart(t *testing.T) {
 	type key struct{}
-	type seen struct {
-		value    any
-		deadline time.Time
-	}
-	got := make(chan seen, 1)
+	got := make(chan stopSeen, 1)
 	entered := make(chan struct{})
 	a, b := &App{Name: "a", StopTimeout: time.Minute}, &App{Name: "b"}
-	a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
-		return func(ctx context.Context) error {
-			dl, _ := ctx.Deadline()
-			got <- seen{ctx.Value(key{}), dl}
-			return nil
-		}, nil
-	}})
-	b.Append(Hook{Name: "cache", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
-		close(entered)
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}})
+	a.Append(seeingStop("db", key{}, got))
+	b.Append(blockedStart("cache", entered))
 	started := make(chan error, 1)
 	go func() { started <- Group{a, b}.Start(context.WithValue(t.Context(), key{}, "start's")) }()
 	<-entered

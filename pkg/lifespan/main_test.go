@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -46,3 +47,32 @@ func recorded(j *journal, name string, startErr, stopErr error) Hook {
 }
 
 func noop(context.Context, *Scope) (StopFunc, error) { return nil, nil }
+
+// stopSeen is what a stop found in its context: the value under a key,
+// and its deadline.
+type stopSeen struct {
+	value    any
+	deadline time.Time
+}
+
+// seeingStop is a hook that starts at once and whose stop sends got what
+// its context holds under key.
+func seeingStop(name string, key any, got chan<- stopSeen) Hook {
+	return Hook{Name: name, Start: func(context.Context, *Scope) (StopFunc, error) {
+		return func(ctx context.Context) error {
+			dl, _ := ctx.Deadline()
+			got <- stopSeen{ctx.Value(key), dl}
+			return nil
+		}, nil
+	}}
+}
+
+// blockedStart is a hook whose start closes entered and then waits for its
+// context to end (a Stop abandoning the start, say).
+func blockedStart(name string, entered chan<- struct{}) Hook {
+	return Hook{Name: name, Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+}

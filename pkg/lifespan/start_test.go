@@ -335,24 +335,10 @@ func TestTasksGetStartsValuesAfterRunningBeforeStart(t *testing.T) {
 func TestRollbackStopsKeepStartsValues(t *testing.T) {
 	type key struct{}
 	t.Run("abandoned by Stop", func(t *testing.T) {
-		type seen struct {
-			value    any
-			deadline time.Time
-		}
-		got := make(chan seen, 1)
+		got := make(chan stopSeen, 1)
 		entered := make(chan struct{})
 		a := &App{Name: "api", StopTimeout: time.Minute}
-		a.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
-			return func(ctx context.Context) error {
-				dl, _ := ctx.Deadline()
-				got <- seen{ctx.Value(key{}), dl}
-				return nil
-			}, nil
-		}}, Hook{Name: "cache", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
-			close(entered)
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}})
+		a.Append(seeingStop("db", key{}, got), blockedStart("cache", entered))
 		started := make(chan error, 1)
 		go func() { started <- a.Start(context.WithValue(t.Context(), key{}, "start's")) }()
 		<-entered
