@@ -295,13 +295,10 @@ func (c *Config) validate() error {
 		problems = append(problems, fmt.Sprintf("API handler is nil (a nil %T, which would panic on every request); set API to the application's handler (a *gin.Engine, say)", c.API))
 	}
 	for i, sig := range c.ShutdownOn {
-		switch sig {
-		case nil:
+		if sig == nil {
 			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is nil; list signals such as syscall.SIGTERM, or leave ShutdownOn nil for the defaults", i))
-		default:
-			if name, ok := uncatchable[sig]; ok {
-				problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is %s, which no process can catch, so it would start no shutdown; list signals such as syscall.SIGTERM", i, name))
-			}
+		} else if name, ok := uncatchable[sig]; ok {
+			problems = append(problems, fmt.Sprintf("ShutdownOn[%d] is %s, which no process can catch, so it would start no shutdown; list signals such as syscall.SIGTERM", i, name))
 		}
 	}
 	if c.Metrics != nil && nilHandler(c.Metrics) {

@@ -97,8 +97,8 @@ func parseTarget(in string) (Target, error) {
 		}
 		return Target{}, fmt.Errorf("sidecar %q: %v; want http://host:port/path, tcp://host:port or host:port", shown, err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
-		return Target{}, fmt.Errorf("sidecar %q: scheme %q not supported; want http, https or tcp", shown, u.Scheme)
+	if err := schemeProblem(u.Scheme); err != nil {
+		return Target{}, fmt.Errorf("sidecar %q: %v", shown, err)
 	}
 	if u.Scheme == "tcp" && (u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "") {
 		return Target{}, fmt.Errorf("sidecar %q: a tcp target is host:port alone; for a readiness URL write http://host:port/path", shown)
@@ -191,15 +191,25 @@ func NewWaiter(targets []Target, opts Options) *Waiter {
 	return &Waiter{targets: targets, opts: opts}
 }
 
+// schemeProblem says why a target of scheme cannot be probed: nil for
+// http, https and tcp.
+func schemeProblem(scheme string) error {
+	if scheme != "http" && scheme != "https" && scheme != "tcp" {
+		return fmt.Errorf("scheme %q not supported; want http, https or tcp", scheme)
+	}
+	return nil
+}
+
 // valid reports why t could never be probed, as ParseTargets makes none
 // such: nil when it can.
 func (t Target) valid() error {
-	switch {
-	case t.URL == nil:
+	if t.URL == nil {
 		return errors.New("no URL")
-	case t.URL.Scheme != "http" && t.URL.Scheme != "https" && t.URL.Scheme != "tcp":
-		return fmt.Errorf("scheme %q not supported; want http, https or tcp", t.URL.Scheme)
-	case t.URL.Host == "":
+	}
+	if err := schemeProblem(t.URL.Scheme); err != nil {
+		return err
+	}
+	if t.URL.Host == "" {
 		return errors.New("URL names no host:port")
 	}
 	return nil
