@@ -112,6 +112,15 @@ func (s *Scope) close(late bool) {
 // event and in the stop's error; returning its context's cancellation
 // once the stop cancelled it is a clean exit, and returning
 // context.Canceled at any other time is not.
+//
+// Go panics when name is empty or fn is nil: inside a start function that
+// panic fails the start, as any other, and the message names the hook.
 func (s *Scope) Go(name string, fn func(ctx context.Context) error) {
+	switch {
+	case name == "":
+		panic(fmt.Sprintf("lifespan %q: hook %q: task without a name", s.app.Name, s.hook))
+	case fn == nil:
+		panic(fmt.Sprintf("lifespan %q: hook %q: task %q has no function", s.app.Name, s.hook, name))
+	}
 	s.app.tasks.start(s.app, name, fn)
 }

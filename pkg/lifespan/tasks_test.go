@@ -177,6 +177,36 @@ func TestTaskFailuresReachStop(t *testing.T) {
 	})
 }
 
+// A task without a name or a function is a programmer's error: Go panics,
+// and the start it was called in fails with a message naming the hook,
+// before any task runs.
+func TestGoRefusesTasksItCouldNotReport(t *testing.T) {
+	tests := []struct {
+		name, task string
+		fn         func(context.Context) error
+		want       string
+	}{
+		{"no name", "", func(context.Context) error { return nil }, `lifespan "api": hook "jobs": task without a name`},
+		{"no function", "ticker", nil, `lifespan "api": hook "jobs": task "ticker" has no function`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &App{Name: "api"}
+			l.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+				s.Go(tt.task, tt.fn)
+				return nil, nil
+			}})
+			err := l.Start(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Start = %v, want it to contain %q", err, tt.want)
+			}
+			if got := l.Running(); len(got) != 0 {
+				t.Errorf("Running = %q after the refused task's start failed", got)
+			}
+		})
+	}
+}
+
 // A task may start after its hook's start returned (from a goroutine the
 // start began, say): it runs as any task, and the tasks' stop ends it.
 // Once that stop began, a task is refused, and does not run.
