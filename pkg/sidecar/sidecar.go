@@ -27,9 +27,9 @@ import (
 
 // Target is one sidecar to wait for.
 type Target struct {
-	// Name identifies it in logs and the "sidecar/NAME" check: host:port
-	// (for an http(s) URL that names no port, its scheme's: host:80 or
-	// host:443).
+	// Name identifies it in logs and the "sidecar/NAME" check: host:port,
+	// the port as a number without leading zeros (for an http(s) URL that
+	// names no port, its scheme's: host:80 or host:443).
 	Name string
 	// URL is an http(s) readiness URL (2xx means ready) or tcp://host:port
 	// (an accepted connection means ready).
@@ -109,13 +109,17 @@ func parseTarget(in string) (Target, error) {
 		// does to the client that probes it (and to a quit URL).
 		name = net.JoinHostPort(u.Hostname(), p)
 	}
-	_, port, err := net.SplitHostPort(name)
+	host, port, err := net.SplitHostPort(name)
 	if err != nil || port == "" {
 		return Target{}, fmt.Errorf("sidecar %q: needs host:port; want http://host:port/path, tcp://host:port or host:port", shown)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
 		return Target{}, fmt.Errorf("sidecar %q: port %s; want a number from 1 to 65535", shown, port)
 	}
+	// One port written two ways (8080, 08080) is one sidecar: its check,
+	// and the twice-listed test, see the number.
+	name = net.JoinHostPort(host, strconv.Itoa(n))
 	if err := probes.CheckName("sidecar/" + name); err != nil {
 		// The host as url.Parse decoded it (an escaped space in an IPv6
 		// zone, say) names the sidecar's readiness check.

@@ -68,6 +68,9 @@ func TestParseTargets(t *testing.T) {
 		{[]string{"http://envoy/ready", "https://[::1]/ready", "http://u:s3cret@proxy/"}, []string{"envoy:80", "[::1]:443", "proxy:80"}, ""},
 		{[]string{"http://envoy:80/ready", "http://envoy/ready"}, nil, `sidecar "http://envoy/ready": envoy:80 listed twice`},
 		{[]string{"http://envoy:/ready"}, nil, "needs host:port"},
+		// A port is a number, however many zeros lead it.
+		{[]string{"envoy:08080", "[::1]:0443"}, []string{"envoy:8080", "[::1]:443"}, ""},
+		{[]string{"envoy:8080", "http://envoy:08080/ready"}, nil, `sidecar "http://envoy:08080/ready": envoy:8080 listed twice`},
 		{[]string{"http:///ready"}, nil, "needs host:port"},
 		{[]string{"tcp://envoy"}, nil, "needs host:port"},
 		// A host url.Parse decodes to one with a space would name a check
