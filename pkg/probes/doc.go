@@ -2,7 +2,8 @@
 // /livez, /readyz and /startupz, each with per-check sub-paths
 // (/readyz/<check>, which ?exclude= does not apply to), ?verbose for a
 // "[+]name ok" list, repeatable ?exclude=<check>, and a JSON form
-// (?format=json, in any case, or Accept: application/json; ?format=text
+// (?format=json, in any case, or an Accept header that prefers
+// application/json to text, by its q values; ?format=text
 // asks for text whatever Accept says, an empty one is as if absent, and any
 // other format is a 400). The status code (200 or 503) is the machine
 // interface.

@@ -79,7 +79,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	var excludeBuf [8]string
 	q := parseProbeQuery(req.URL.RawQuery, excludeBuf[:0])
-	asJSON := strings.Contains(req.Header.Get("Accept"), "application/json")
+	asJSON := acceptsJSON(req.Header)
 	if q.formatSet {
 		switch v := q.format; {
 		case v == "": // as if absent: Accept decides

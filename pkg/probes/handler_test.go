@@ -178,3 +178,45 @@ func TestRecoveringCheckSaysSo(t *testing.T) {
 		t.Fatalf("%d %q, want 503 and %q", code, body, want)
 	}
 }
+
+// The JSON form is for a client whose Accept prefers it: media types are
+// read in any case, q values weigh application/json against text, and
+// every Accept line counts.
+func TestAcceptsJSON(t *testing.T) {
+	tests := []struct {
+		name   string
+		accept []string
+		want   bool
+	}{
+		{"absent", nil, false},
+		{"the kubelet's", []string{"*/*"}, false},
+		{"json", []string{"application/json"}, true},
+		{"json in another case", []string{"Application/JSON"}, true},
+		{"json with a charset", []string{"application/json; charset=utf-8"}, true},
+		{"json refused", []string{"application/json;q=0"}, false},
+		{"json refused, anything else", []string{"application/json;q=0, */*"}, false},
+		{"text preferred", []string{"text/plain, application/json;q=0.5"}, false},
+		{"json preferred", []string{"text/plain;q=0.2, application/json;q=0.5"}, true},
+		{"json as good as text", []string{"application/json, text/plain"}, true},
+		{"the most specific text entry counts", []string{"text/plain;q=0.1, */*, application/json;q=0.5"}, true},
+		{"text/* over */*", []string{"text/*;q=0.9, */*;q=0.1, application/json;q=0.5"}, false},
+		{"json on a second line", []string{"text/html", "application/json"}, true},
+		{"a q that is no number is ignored", []string{"application/json;q=x"}, false},
+		{"a q above 1 is ignored", []string{"application/json;q=2, text/plain;q=0.5"}, false},
+		{"an entry that does not parse is ignored", []string{"application/json;;;=, text/plain;q=0.5, application/json;q=0.3"}, false},
+		{"json named twice: its best q", []string{"application/json;q=0.9, application/json;q=0.1, text/plain;q=0.5"}, true},
+		{"text named twice: its best q", []string{"text/plain;q=0.9, text/plain;q=0.1, application/json;q=0.5"}, false},
+		{"json only in another type's name", []string{"application/problem+json"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, v := range tt.accept {
+				h.Add("Accept", v)
+			}
+			if got := acceptsJSON(h); got != tt.want {
+				t.Errorf("acceptsJSON(%q) = %v, want %v", tt.accept, got, tt.want)
+			}
+		})
+	}
+}
