@@ -44,6 +44,8 @@ func TestHandler(t *testing.T) {
 			"[+]hook/api/warm ok\nwarn: some checks cannot be excluded: no matches for nope, zz\nreadyz check passed\n", ""},
 		{"more excludes than the small buffer", public, "GET", "/readyz?verbose&exclude=a&exclude=b&exclude=c&exclude=d&exclude=e&exclude=f&exclude=g&exclude=h&exclude=db", nil, 200,
 			"warn: some checks cannot be excluded: no matches for a, b, c, d, e, f, g, h\nreadyz check passed\n", ""},
+		{"an empty exclude excludes nothing, unwarned", public, "GET", "/readyz?verbose&exclude=&exclude=db", nil, 200,
+			"[+]hook/api/warm ok\nreadyz check passed\n", "cannot be excluded"},
 		{"sub-path of a passing check", public, "GET", "/readyz/hook/api/warm", nil, 200, "ok\n", ""},
 		{"sub-path beside an exclude of another check: no warning", public, "GET", "/readyz/hook/api/warm?verbose&exclude=db", nil, 200,
 			"[+]hook/api/warm ok\n", "cannot be excluded"},

@@ -228,7 +228,7 @@ type Report struct {
 	Kind     Kind
 	Passing  bool
 	Checks   []Result
-	Excluded []string // names given to exclude that name no check of the probe
+	Excluded []string // names given to exclude that name no check of the probe (an empty one aside)
 }
 
 // Evaluate reports the probe of kind: instant checks run now in the
@@ -313,7 +313,9 @@ func (r *Registry) evaluate(ctx context.Context, detach bool, kind Kind, only st
 		rep.Passing = rep.Passing && res.Passing
 	}
 	for i, name := range exclude {
-		if !used[i] && !slices.Contains(rep.Excluded, name) {
+		// An empty name (a bare ?exclude=) excludes nothing and is no
+		// mistake to warn about: no check can have it.
+		if name != "" && !used[i] && !slices.Contains(rep.Excluded, name) {
 			rep.Excluded = append(rep.Excluded, name)
 		}
 	}
