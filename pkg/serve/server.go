@@ -33,8 +33,9 @@ type Server struct {
 	// lifespan.StateContextKey.
 	base context.Context
 	// values is Run's context without its cancellation: the apps' hooks
-	// (start and stop) and OnShutdown get its values (a logger, a tracer)
-	// beneath their own deadlines. Written by Run before anything reads it.
+	// (start and stop), OnShutdown, the sidecars' quit and the background
+	// checks get its values (a logger, a tracer) beneath their own
+	// deadlines. Written by Run before anything reads it.
 	values context.Context
 
 	// hooks is each app's hooks at New, which its readiness checks were
@@ -191,9 +192,10 @@ func (s *Server) mark(sig *Signal, attrs ...any) {
 // was abandoned, a *ConfigError when a listener cannot be opened, or the
 // shutdown's joined errors. ExitCode maps the result to an exit status. A
 // Server runs once: a second Run returns a *ConfigError at once. The apps'
-// hooks, their stops and OnShutdown get contexts that carry ctx's values
-// but not its cancellation (ctx ending begins the shutdown, which they
-// then run within their own deadlines).
+// hooks, their stops, OnShutdown, QuitSidecars (or
+// QuitSidecarsAfterFailedStartup) and the background checks get contexts
+// that carry ctx's values but not its cancellation: ctx ending begins the
+// shutdown, whose steps then end each of them by its own deadline.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return &ConfigError{Problems: []string{"Run called a second time; a Server runs once (make another with New)"}}
@@ -309,7 +311,7 @@ func (s *Server) serve() {
 	s.apiServed = s.cfg.Limits.listener(s.apiLn)
 	serveOn("api", s.apiSrv, s.apiServed)
 	var probeCtx context.Context
-	probeCtx, s.stopProbes = context.WithCancel(context.Background())
+	probeCtx, s.stopProbes = context.WithCancel(s.values)
 	s.cfg.Probes.Start(probeCtx)
 	s.mark(s.sig.Listening, "api", s.apiLn.Addr().String(), "admin", s.adminLn.Addr().String(), "single_listener", s.cfg.SingleListener)
 }
@@ -454,7 +456,7 @@ func (s *Server) startup() error {
 	// The background checks ran while the hooks were starting; run them
 	// again so the first readiness verdict describes the started service.
 	// A shutdown meanwhile cancels them rather than waiting them out.
-	refresh, cancel := context.WithCancel(context.Background())
+	refresh, cancel := context.WithCancel(s.values)
 	go func() {
 		select {
 		case <-s.sig.ShutdownInitiated.Done():

@@ -244,7 +244,7 @@ func (s *Server) quitSidecars(quit func(context.Context) error) error {
 	if quit == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QuitTimeout)
+	ctx, cancel := context.WithTimeout(s.values, s.cfg.QuitTimeout)
 	defer cancel()
 	begin := time.Now()
 	err := bounded(ctx, quit)

@@ -10,12 +10,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/pkg/lifespan"
+	"github.com/berth-dev/berth/pkg/probes"
 )
 
 func TestSignalIsOneShot(t *testing.T) {
@@ -251,9 +253,10 @@ func TestContextEndStartsTheShutdown(t *testing.T) {
 	}
 }
 
-// The hooks, their stops (a shutdown's, and a failed startup's rollback)
-// and OnShutdown see the values of Run's context (a logger, a trace), as
-// they would of any context their caller gives.
+// The hooks, their stops (a shutdown's, and a failed startup's rollback),
+// OnShutdown, the sidecars' quit and the background checks see the values
+// of Run's context (a logger, a trace), as they would of any context their
+// caller gives.
 func TestHooksAndOnShutdownSeeRunsContextValues(t *testing.T) {
 	type key struct{}
 	for _, tt := range []struct {
@@ -261,8 +264,8 @@ func TestHooksAndOnShutdownSeeRunsContextValues(t *testing.T) {
 		startFail bool
 		want      []string
 	}{
-		{"a shutdown", false, []string{"start db", "start cache", "stop cache", "stop db", "OnShutdown"}},
-		{"a failed startup's rollback", true, []string{"start db", "start cache", "stop db", "OnShutdown"}},
+		{"a shutdown", false, []string{"start db", "start cache", "stop cache", "stop db", "OnShutdown", "quit sidecars"}},
+		{"a failed startup's rollback", true, []string{"start db", "start cache", "stop db", "OnShutdown", "quit sidecars after a failed startup"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			j := &journal{}
@@ -283,9 +286,22 @@ func TestHooksAndOnShutdownSeeRunsContextValues(t *testing.T) {
 					return func(ctx context.Context) error { seen(ctx, "stop "+n); return nil }, nil
 				}})
 			}
+			// A background check runs many times (at the start, in the
+			// refresh after startup): each run counts.
+			var checkRuns, checkRunsWithout atomic.Int32
+			checks := probes.New()
+			checks.Add(probes.Readiness, probes.Check{Name: "dep", Interval: time.Hour, Run: func(ctx context.Context) error {
+				if v, _ := ctx.Value(key{}).(string); v != "run's" {
+					checkRunsWithout.Add(1)
+				}
+				checkRuns.Add(1)
+				return nil
+			}})
 			srv, err := New(Config{Apps: lifespan.Group{a}, API: http.NotFoundHandler(), APIAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-				DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{},
-				OnShutdown: func(ctx context.Context, _ ShutdownReport) error { seen(ctx, "OnShutdown"); return nil }})
+				DrainDelay: -1, Logger: quietLogger(), ShutdownOn: []os.Signal{}, Probes: checks,
+				OnShutdown:                     func(ctx context.Context, _ ShutdownReport) error { seen(ctx, "OnShutdown"); return nil },
+				QuitSidecars:                   func(ctx context.Context) error { seen(ctx, "quit sidecars"); return nil },
+				QuitSidecarsAfterFailedStartup: func(ctx context.Context) error { seen(ctx, "quit sidecars after a failed startup"); return nil }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -298,6 +314,12 @@ func TestHooksAndOnShutdownSeeRunsContextValues(t *testing.T) {
 			within(t, done, "Run")
 			if got := j.list(); !slices.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if n := checkRunsWithout.Load(); n > 0 {
+				t.Errorf("%d of the background check's %d runs without Run's values", n, checkRuns.Load())
+			}
+			if !tt.startFail && checkRuns.Load() == 0 {
+				t.Error("the background check never ran: the refresh after startup runs it")
 			}
 		})
 	}
