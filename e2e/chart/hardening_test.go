@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -292,12 +293,12 @@ func TestRefusedAtInstall(t *testing.T) {
 			"serviceAccount/annotations/eks.amazonaws.com~1sts-regional-endpoints"},
 		{"a ServiceMonitor label that is no string", map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}}, "serviceMonitor/labels/release"},
 		{"a database wait past the startup probe", map[string]any{"database": map[string]any{"waitSeconds": 1200}},
-			"probes.startup allows 300s (periodSeconds 1 x failureThreshold 300), less than the service may take to start: database.waitSeconds 1200 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1298s"},
+			"probes.startup allows 299s (periodSeconds 1 x (failureThreshold 300 - 1), as the first probe can come as the container starts), less than the service may take to start: database.waitSeconds 1200 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 60 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 1298s"},
 		{"a migration past the startup probe", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 600}},
 			"database.waitSeconds 60 + 7s for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds 600 + config.demoWarmup 1s + sidecar wait 0s + 30s for the cache = 698s"},
 		{"an absent migration bound counts its default", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": nil},
 			"probes": map[string]any{"startup": map[string]any{"failureThreshold": 157}}}, "database.migrateTimeoutSeconds 60"},
-		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 457"},
+		{"a warm-up past the startup probe", map[string]any{"config": map[string]any{"demoWarmup": "5m"}}, "Raise probes.startup.failureThreshold to at least 458"},
 		{"a classic sidecar slower than the service waits", map[string]any{"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "61s"}},
 			"sidecar.readyDelay=61s: the service waits 60s for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1"},
 		{"a native sidecar slower than its startup probe", map[string]any{"sidecar": map[string]any{"enabled": true, "readyDelay": "2m"}},
@@ -1048,6 +1049,41 @@ func TestLabelsOfObjectsNotRendered(t *testing.T) {
 	}
 }
 
+// The failureThreshold the startup-probe refusal asks for is enough: the
+// kubelet's first probe can come as the container starts, so the last
+// failure it allows comes periodSeconds x (failureThreshold - 1) later,
+// and that must cover what the refusal says the service may take. The
+// threshold asked for is accepted, one less refused.
+func TestStartupProbeThresholdAskedForIsEnough(t *testing.T) {
+	need := regexp.MustCompile(`= (\d+)s; the kubelet would restart it first\. Raise probes\.startup\.failureThreshold to at least (\d+)`)
+	startup := func(period, threshold int) map[string]any {
+		return map[string]any{"probes": map[string]any{"startup": map[string]any{"periodSeconds": period, "failureThreshold": threshold}}}
+	}
+	for _, period := range []int{1, 7, 10} {
+		t.Run(fmt.Sprintf("every %ds", period), func(t *testing.T) {
+			_, err := render(t, startup(period, 2))
+			if err == nil {
+				t.Fatal("a startup probe of two periods accepted")
+			}
+			got := need.FindStringSubmatch(err.Error())
+			if got == nil {
+				t.Fatalf("err = %v; want it to name the time needed and the threshold to raise to", err)
+			}
+			seconds, _ := strconv.Atoi(got[1])
+			threshold, _ := strconv.Atoi(got[2])
+			if worst := period * (threshold - 1); worst < seconds {
+				t.Errorf("asks for failureThreshold %d: its last failure can come %ds after the container starts, before the %ds the service may take", threshold, worst, seconds)
+			}
+			if _, err := render(t, startup(period, threshold)); err != nil {
+				t.Errorf("failureThreshold %d, as asked for: %v", threshold, err)
+			}
+			if _, err := render(t, startup(period, threshold-1)); err == nil {
+				t.Errorf("failureThreshold %d, one less than asked for, accepted", threshold-1)
+			}
+		})
+	}
+}
+
 // Sidecar delays that work are accepted: a native sidecar's up to its own
 // startup probe (the service starts after it is ready, and waits for it no
 // more), a classic one's up to the service's wait, which extraEnv may
@@ -1058,7 +1094,7 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 		"classic, 90s with a 120s wait": {"sidecar": map[string]any{"enabled": true, "mode": "classic", "readyDelay": "90s"},
 			"extraEnv": []any{map[string]any{"name": "BERTH_SIDECAR_TIMEOUT", "value": "120s"}}},
 		"native, a startup probe without room for a sidecar wait": {"sidecar": map[string]any{"enabled": true},
-			"database": map[string]any{"waitSeconds": 30}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 128}}},
+			"database": map[string]any{"waitSeconds": 30}, "probes": map[string]any{"startup": map[string]any{"failureThreshold": 129}}},
 	} {
 		if _, err := render(t, values); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -1067,7 +1103,8 @@ func TestSidecarDelaysThatWork(t *testing.T) {
 }
 
 // A native sidecar's readyDelay is checked against the startup probe the
-// chart gives it (periodSeconds x failureThreshold), read from the rendered
+// chart gives it (periodSeconds x (failureThreshold - 1), as its first
+// probe can come as it starts), read from the rendered
 // pod: a delay just under that allowance is accepted, one at it refused
 // (the kubelet would restart the sidecar before it is ready, and the
 // service would never start).
@@ -1081,7 +1118,7 @@ func TestNativeSidecarDelayIsItsStartupProbes(t *testing.T) {
 	if p == nil || p.PeriodSeconds < 1 || p.FailureThreshold < 1 {
 		t.Fatalf("the native sidecar's startupProbe %+v: want periodSeconds and failureThreshold set", p)
 	}
-	allowed := time.Duration(p.PeriodSeconds*p.FailureThreshold) * time.Second
+	allowed := time.Duration(p.PeriodSeconds*(p.FailureThreshold-1)) * time.Second
 	under := fmt.Sprintf("%dms", allowed.Milliseconds()-1)
 	t.Run(under, func(t *testing.T) { accepted(t, native(under), "") })
 	at := fmt.Sprintf("%ds", int(allowed.Seconds()))
@@ -1219,7 +1256,7 @@ func TestProgressDeadlineCoversTheStartupAllowance(t *testing.T) {
 	}{
 		{"defaults", map[string]any{}, 600},
 		{"a 30-minute migration", map[string]any{"database": map[string]any{"migrateTimeoutSeconds": 1800},
-			"probes": map[string]any{"startup": map[string]any{"failureThreshold": 1898}}}, 2018},
+			"probes": map[string]any{"startup": map[string]any{"failureThreshold": 1899}}}, 2019},
 		{"a slower startup probe", map[string]any{"probes": map[string]any{"startup": map[string]any{"periodSeconds": 5, "failureThreshold": 120}}}, 720},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
