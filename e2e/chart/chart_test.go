@@ -93,6 +93,12 @@ func renderIn(t *testing.T, cluster engine.ClientProvider, kube string, values m
 // renderChart is renderIn for a chart already loaded (and perhaps changed).
 func renderChart(t *testing.T, ch *chart.Chart, cluster engine.ClientProvider, kube string, values map[string]any, apiVersions ...string) (*rendered, error) {
 	t.Helper()
+	return renderRelease(t, ch, cluster, kube, "rel", values, apiVersions...)
+}
+
+// renderRelease is renderChart for a release of the name given.
+func renderRelease(t *testing.T, ch *chart.Chart, cluster engine.ClientProvider, kube, release string, values map[string]any, apiVersions ...string) (*rendered, error) {
+	t.Helper()
 	vals, err := chartutil.CoalesceValues(ch, values)
 	if err != nil {
 		return nil, err
@@ -110,7 +116,7 @@ func renderChart(t *testing.T, ch *chart.Chart, cluster engine.ClientProvider, k
 	if !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, kube) {
 		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", ch.Metadata.KubeVersion, kube)
 	}
-	rv, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "rel", Namespace: "ns", IsInstall: true}, caps)
+	rv, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: release, Namespace: "ns", IsInstall: true}, caps)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/chart/loader"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -116,5 +117,66 @@ func TestNamesThatFitAreKeptAndCutOnesStayApart(t *testing.T) {
 		"postgresql": map[string]any{"enabled": false}, "database": map[string]any{"existingSecret": "db"}}
 	if _, err := render(t, external); err != nil {
 		t.Errorf("an external database and a full name ending in -postgresql: %v", err)
+	}
+}
+
+// A release name helm accepts is a string in every object, however YAML
+// would read it bare ("on" a boolean, "null" nothing), with every optional
+// object on; names the Services could not take are refused, naming what
+// to change: a Service's name must start with a letter, where a release's
+// may start with a digit (a ticket number, say).
+func TestReleaseNamesYAMLWouldMisread(t *testing.T) {
+	everything := ciValues(t)["everything-values.yaml"]
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		release  string
+		override map[string]any
+		want     string // the refusal; "" when it renders
+	}{
+		{"on", nil, ""},
+		{"null", nil, ""},
+		{"true", map[string]any{"nameOverride": "no"}, ""},
+		{"1234", nil, `the objects' names would start with "1234-berth" (the release name "1234")`},
+		{"rel", map[string]any{"fullnameOverride": "9lives"}, `the objects' names would start with "9lives" (fullnameOverride)`},
+		{"rel", map[string]any{"fullnameOverride": "off"}, `fullnameOverride="off": YAML reads that word as a boolean or null`},
+	} {
+		t.Run(fmt.Sprintf("%s %v", tt.release, tt.override), func(t *testing.T) {
+			values := maps.Clone(everything)
+			maps.Copy(values, tt.override)
+			r, err := renderRelease(t, ch, nil, kindVersion, tt.release, values, crdAPIs...)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The strict decode already refused a label that is not a
+			// string; a null one would read as "".
+			for _, o := range r.objects {
+				if got := o.GetLabels()["app.kubernetes.io/instance"]; got != tt.release {
+					t.Errorf("%T %s: app.kubernetes.io/instance = %q, want %q", o, o.GetName(), got, tt.release)
+				}
+			}
+			for _, m := range r.custom {
+				meta, _ := m["metadata"].(map[string]any)
+				labels, _ := meta["labels"].(map[string]any)
+				if got, ok := labels["app.kubernetes.io/instance"].(string); !ok || got != tt.release {
+					t.Errorf("%v %v: app.kubernetes.io/instance = %#v, want %q", m["kind"], meta["name"], labels["app.kubernetes.io/instance"], tt.release)
+				}
+			}
+			want := "berth"
+			if n, ok := tt.override["nameOverride"].(string); ok {
+				want = n
+			}
+			if got := r.deployment.Spec.Selector.MatchLabels["app.kubernetes.io/name"]; got != want {
+				t.Errorf("selector's app.kubernetes.io/name = %q, want %q", got, want)
+			}
+		})
 	}
 }

@@ -30,7 +30,7 @@
 helm.sh/chart: {{ include "berth.chart" . }}
 {{ include "berth.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
@@ -45,7 +45,7 @@ other chart's test pod.
 helm.sh/chart: {{ include "berth.chart" . }}
 {{ include "berth.testSelectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
@@ -53,18 +53,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 selector, so its pods are never taken for the service's. */}}
 {{- define "berth.pruneLabels" -}}
 helm.sh/chart: {{ include "berth.chart" . }}
-app.kubernetes.io/name: {{ printf "%s-prune" (include "berth.name" . | trunc 57 | trimSuffix "-") }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ printf "%s-prune" (include "berth.name" . | trunc 57 | trimSuffix "-") | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: pushgateway-prune
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
 {{/* The labels the NetworkPolicy admits the helm test pod by. */}}
 {{- define "berth.testSelectorLabels" -}}
-app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" . | trunc 58 | trimSuffix "-") }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ printf "%s-test" (include "berth.name" . | trunc 58 | trimSuffix "-") | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: test
 {{- end }}
 
@@ -76,8 +76,8 @@ app.kubernetes.io/component: test
 {{- end }}
 
 {{- define "berth.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "berth.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "berth.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "berth.serviceAccountName" -}}
@@ -149,6 +149,15 @@ template that renders the service includes it.
 */}}
 {{- define "berth.validate" -}}
 {{- $v := .Values }}
+{{- /* The Services take the full name, and a Service's name must start with a letter (a DNS-1035 label), where a release's may start with a digit. */}}
+{{- $full := include "berth.fullname" . }}
+{{- if not (regexMatch "^[a-z]" $full) }}
+{{- fail (printf "the objects' names would start with %q (%s), and Kubernetes refuses a Service whose name does not start with a lowercase letter: install under a release name that starts with one, or set fullnameOverride to a name that does" $full (ternary "fullnameOverride" (printf "the release name %q" .Release.Name) (not (empty $v.fullnameOverride)))) }}
+{{- end }}
+{{- /* ...and written unquoted as names, a word YAML reads as a boolean or null would not be a string. */}}
+{{- if has $full (list "y" "yes" "n" "no" "true" "false" "on" "off" "null") }}
+{{- fail (printf "fullnameOverride=%q: YAML reads that word as a boolean or null, not a name; choose another" $full) }}
+{{- end }}
 {{- include "berth.dataUnderOtherNames" . }}
 {{- /* The user's native sidecars: init containers with restartPolicy Always, which run beside the server for the pod's life, as its extra containers do. */}}
 {{- $nativeSidecars := list }}
@@ -549,15 +558,15 @@ to 10 more characters, at most 63), and stays apart from the full name. */}}
 {{- end }}
 
 {{- define "berth.postgresql.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "berth.name" . | trunc 52 | trimSuffix "-" }}-postgresql
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ printf "%s-postgresql" (include "berth.name" . | trunc 52 | trimSuffix "-") | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "berth.postgresql.labels" -}}
 helm.sh/chart: {{ include "berth.chart" . }}
 {{ include "berth.postgresql.selectorLabels" . }}
 app.kubernetes.io/component: database
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
