@@ -15,6 +15,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     && mkdir /out/data
 
 FROM ${RUNTIME_IMAGE}
+# From /, whatever the runtime image's own (distroless :nonroot's is
+# /home/nonroot), so the default BERTH_DATA_DIR (data) is /data below.
+WORKDIR /
 COPY --from=build /out/server /server
 # The default BERTH_DATA_DIR (data, from /) for SQLite, writable by the
 # user below, so the image runs without a volume; the chart mounts one here.

@@ -291,7 +291,21 @@ func buildImage(image string) error {
 		"--build-arg", "GO_IMAGE=" + envOr("GO_IMAGE", "golang:1.26-bookworm"),
 		"--build-arg", "RUNTIME_IMAGE=" + envOr("RUNTIME_IMAGE", "gcr.io/distroless/static-debian12:nonroot"),
 		"--build-arg", "VERSION=e2e", repoRoot}
-	return command(nil, "docker", args...)
+	if err := command(nil, "docker", args...); err != nil {
+		return err
+	}
+	// The service's default BERTH_DATA_DIR is relative (data), and the
+	// image makes /data for it: run from anywhere else (distroless
+	// :nonroot's /home/nonroot), `docker run -v vol:/data` would keep the
+	// items in the container's layer, not the volume.
+	out, err := exec.Command("docker", "image", "inspect", "--format", "{{.Config.WorkingDir}}", image).Output()
+	if err != nil {
+		return fmt.Errorf("docker image inspect %s: %w", image, err)
+	}
+	if dir := strings.TrimSpace(string(out)); dir != "/" {
+		return fmt.Errorf("image %s runs in %q, where the default BERTH_DATA_DIR (data) is not the /data the Dockerfile makes: want WORKDIR /", image, dir)
+	}
+	return nil
 }
 
 // writeKubeconfig writes the cluster's kubeconfig to a file of the run's own.
