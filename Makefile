@@ -17,9 +17,12 @@ IMAGE_TAG       ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' 
 NAMESPACE       ?= berth
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO              ?= go
-# POSTGRES_IMAGE split at its last colon, for the chart's postgresql.image.
-PG_TAG          := $(lastword $(subst :, ,$(POSTGRES_IMAGE)))
-PG_REPO         := $(patsubst %:$(PG_TAG),%,$(POSTGRES_IMAGE))
+# POSTGRES_IMAGE as the chart's postgresql.image: the tag is what follows
+# the last colon of its last path part (a registry's port is no tag), and
+# latest when that part has none, as docker and kind read it.
+PG_NAME         := $(lastword $(subst /, ,$(POSTGRES_IMAGE)))
+PG_TAG          := $(if $(findstring :,$(PG_NAME)),$(lastword $(subst :, ,$(PG_NAME))),latest)
+PG_REPO         := $(if $(findstring :,$(PG_NAME)),$(patsubst %:$(PG_TAG),%,$(POSTGRES_IMAGE)),$(POSTGRES_IMAGE))
 
 .PHONY: help run test lint bench fuzz image image-ref chart-docs e2e kind-up kind-load deploy undeploy kind-down
 
@@ -80,8 +83,8 @@ deploy: ## helm install into a Pod Security "restricted" namespace, API on 127.0
 	kubectl create namespace $(NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
 	kubectl label namespace $(NAMESPACE) --overwrite pod-security.kubernetes.io/enforce=restricted
 	helm upgrade --install berth deploy/helm/berth -n $(NAMESPACE) --wait --timeout 5m \
-	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
-	  --set postgresql.image.repository=$(PG_REPO) --set-string postgresql.image.tag=$(PG_TAG) \
+	  --set-string image.repository=$(IMAGE_REPO) --set-string image.tag=$(IMAGE_TAG) \
+	  --set-string postgresql.image.repository=$(PG_REPO) --set-string postgresql.image.tag=$(PG_TAG) \
 	  --set service.type=NodePort --set service.nodePort=30080
 	helm test berth -n $(NAMESPACE)
 
