@@ -234,7 +234,7 @@ func (s *DB) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, s.failed("get", err)
+		return nil, s.readFailed(ctx, "get", err)
 	}
 	return v, nil
 }
@@ -364,7 +364,7 @@ func (s *DB) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := s.db.QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
 	if err != nil {
-		return Stats{}, s.failed("stats", err)
+		return Stats{}, s.readFailed(ctx, "stats", err)
 	}
 	return st, nil
 }
@@ -400,6 +400,21 @@ func (s *DB) failed(op string, err error) error {
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, kind, err)
 	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
+}
+
+// readFailed is failed for a read. A read that needed a new connection
+// to SQLite's file after the file was deleted cannot open it (CANTOPEN,
+// where the connections opened before still read the open file): that is
+// CheckFile's refusal, which names the loss, not a failure a retry mends.
+// A CANTOPEN with the file in place (out of file descriptors, say) is
+// failed's as any other.
+func (s *DB) readFailed(ctx context.Context, op string, err error) error {
+	if _, lite := codes(err); lite == sqlite3.SQLITE_CANTOPEN {
+		if lost := s.CheckFile(ctx); lost != nil {
+			return fmt.Errorf("store %s (%s): %w", op, s.where, lost)
+		}
+	}
+	return s.failed(op, err)
 }
 
 // pgReadOnly is PostgreSQL's SQLSTATE read_only_sql_transaction: a write

@@ -463,3 +463,42 @@ func TestCheckFileFollowsTheFileNotTheWorkingDirectory(t *testing.T) {
 		t.Fatalf("Put after a change of working directory = %v", err)
 	}
 }
+
+// Once the file is deleted, a read on a connection opened before still
+// answers from the open file (TestWritesAreRefusedOnceTheFileIsGone); one
+// that needs a new connection, as the connections opened are busy with
+// other requests, cannot open the file. That is the loss CheckFile names,
+// refused (a 500 without Retry-After), not a failure to retry for good.
+func TestReadsOnANewConnectionOnceTheFileIsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	// Requests in flight hold the connections the pool has opened.
+	for range 3 {
+		conn, err := db.SQL().Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var n int
+		if err := conn.QueryRowContext(t.Context(), "SELECT count(*) FROM items").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "berth.db")); err != nil {
+		t.Fatal(err)
+	}
+	const want = "was deleted or renamed while the service had it open"
+	if v, err := db.Get(t.Context(), "a"); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Get on a new connection = %q, %v; want ErrRefused, saying the file %s", v, err, want)
+	}
+	if _, err := db.Stats(t.Context()); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Stats on a new connection = %v; want ErrRefused, saying the file %s", err, want)
+	}
+}
