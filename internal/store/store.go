@@ -33,8 +33,8 @@ import (
 type Store interface {
 	// Get returns the value stored under key, or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// Put stores value under key and reports whether the key is new. It
-	// returns only once the write has committed.
+	// Put stores value under key (a nil value as an empty one) and reports
+	// whether the key is new. It returns only once the write has committed.
 	Put(ctx context.Context, key string, value []byte) (created bool, err error)
 	// Delete removes the item, or returns ErrNotFound.
 	Delete(ctx context.Context, key string) error
@@ -239,14 +239,18 @@ func (s *DB) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
-// Put stores value under key: a replacement, or an insert that the
-// database counts (and refuses past MaxItems) in the same statement.
+// Put stores value under key (a nil value as an empty one): a
+// replacement, or an insert that the database counts (and refuses past
+// MaxItems) in the same statement.
 func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	if err := s.limits.checkKey(key); err != nil {
 		return false, err
 	}
 	if err := s.limits.checkValue(value); err != nil {
 		return false, err
+	}
+	if value == nil {
+		value = []byte{} // empty, as Go reads nil: both drivers would send NULL
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()

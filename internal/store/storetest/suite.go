@@ -103,6 +103,16 @@ func testCRUD(t *testing.T, open Opener) {
 			t.Fatalf("Get after Put %s = %q, %v", s.value, got, err)
 		}
 	}
+	// A nil value is Go's empty one, as []byte{} is: stored, and read back
+	// empty (not NULL, which the table refuses).
+	for _, empty := range [][]byte{nil, {}} {
+		if _, err := db.Put(ctx, "empty", empty); err != nil {
+			t.Fatalf("Put of %#v = %v; want it stored as an empty value", empty, err)
+		}
+		if got, err := db.Get(ctx, "empty"); err != nil || len(got) != 0 {
+			t.Fatalf("Get after Put of %#v = %q, %v; want an empty value", empty, got, err)
+		}
+	}
 	if err := db.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
