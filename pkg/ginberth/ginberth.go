@@ -183,7 +183,11 @@ const StatusClientClosedRequest = 499
 // handler set is kept. Gin's trailing-slash
 // redirects (Engine.RedirectTrailingSlash, on by default) answer before
 // any middleware, so they are not reported: turn them off to have them.
-// Metrics panics if obs is nil.
+// A request a handler forwards with Engine.HandleContext runs the engine's
+// middleware again on the same gin.Context, and is reported once for each
+// run, each time under the route it was forwarded to: answer with a
+// redirect, or call the other route's handler function directly, to
+// count it once. Metrics panics if obs is nil.
 func Metrics(obs RequestObserver) gin.HandlerFunc {
 	if obs == nil {
 		panic("ginberth: Metrics with a nil RequestObserver")
