@@ -77,6 +77,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := cfg.Limits.problem(); err != nil {
+		return nil, err
+	}
 	var s *DB
 	var err error
 	if cfg.URL != "" {

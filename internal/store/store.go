@@ -90,6 +90,34 @@ type Limits struct {
 	Timeout time.Duration
 }
 
+// problem refuses a negative bound, which no value could meet, naming it
+// and what would be valid.
+func (l Limits) problem() error {
+	var bad []string
+	for _, f := range []struct {
+		name string
+		v    int64
+		zero string
+	}{
+		{"MaxItems", l.MaxItems, "no bound"},
+		{"MaxKeyBytes", int64(l.MaxKeyBytes), "DefaultMaxKeyBytes"},
+		{"MaxValueBytes", l.MaxValueBytes, "no bound"},
+		{"Timeout", int64(l.Timeout), "none"},
+	} {
+		if f.v < 0 {
+			v := fmt.Sprint(f.v)
+			if f.name == "Timeout" {
+				v = l.Timeout.String()
+			}
+			bad = append(bad, fmt.Sprintf("Limits.%s is %s; want 0 (%s) or more", f.name, v, f.zero))
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New("store: " + strings.Join(bad, "; "))
+	}
+	return nil
+}
+
 // LimitError is a request refused because it passes a bound. Nothing was
 // written.
 type LimitError struct {

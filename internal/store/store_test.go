@@ -502,3 +502,29 @@ func TestReadsOnANewConnectionOnceTheFileIsDeleted(t *testing.T) {
 		t.Errorf("Stats on a new connection = %v; want ErrRefused, saying the file %s", err, want)
 	}
 }
+
+// A negative bound, which no key, value or count could meet, is refused at
+// Open, naming each one and what would be valid, before any file or
+// connection is opened.
+func TestOpenRefusesNegativeLimits(t *testing.T) {
+	for _, tt := range []struct {
+		limits store.Limits
+		want   string
+	}{
+		{store.Limits{MaxItems: -1}, "store: Limits.MaxItems is -1; want 0 (no bound) or more"},
+		{store.Limits{MaxKeyBytes: -8}, "store: Limits.MaxKeyBytes is -8; want 0 (DefaultMaxKeyBytes) or more"},
+		{store.Limits{MaxValueBytes: -1, Timeout: -time.Second}, "store: Limits.MaxValueBytes is -1; want 0 (no bound) or more; Limits.Timeout is -1s; want 0 (none) or more"},
+	} {
+		dir := t.TempDir()
+		db, err := store.Open(t.Context(), store.Config{DataDir: dir, Limits: tt.limits})
+		if err == nil {
+			db.Close()
+		}
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Open with %+v = %v, want %q", tt.limits, err, tt.want)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("Open with %+v left %d files behind", tt.limits, len(entries))
+		}
+	}
+}
