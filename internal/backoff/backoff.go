@@ -71,6 +71,10 @@ func (s Schedule) Retry(ctx context.Context, try func() error) (attempts int, er
 			return attempt, last
 		case <-timer.C:
 		}
-		pause = min(pause*2, s.Max)
+		if pause <= s.Max/2 {
+			pause *= 2
+		} else {
+			pause = s.Max // doubled past it, or past what a Duration holds
+		}
 	}
 }

@@ -3,6 +3,7 @@ package backoff
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -100,6 +101,29 @@ func TestRetryKeepsTheLastRealFailure(t *testing.T) {
 		})
 		if n != 2 || err == nil || err.Error() != "503 Service Unavailable" {
 			t.Fatalf("Retry = %d, %v; want 2 attempts and the 503, not the deadline that cut the second short", n, err)
+		}
+	})
+}
+
+// A pause long enough that doubling it overflows (an Initial of
+// math.MaxInt64, "no retry before the aim", with a Max of "no cap") stays
+// as long after the aim: the doubled pause must not wrap negative and turn
+// the wait after the aim into a hot loop of attempts until ctx ends.
+func TestRetryLongPauseDoesNotOverflow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		begin := time.Now()
+		var at []time.Duration
+		_, _ = Schedule{Initial: math.MaxInt64, Max: math.MaxInt64, Aim: begin.Add(time.Second)}.Retry(ctx, func() error {
+			at = append(at, time.Since(begin))
+			if len(at) >= 100 { // a hot loop: end it, as ctx would (in real time)
+				cancel()
+			}
+			return errors.New("refused")
+		})
+		if len(at) != 2 {
+			t.Fatalf("%d attempts (the first ones at %v); want 2, at once and at the aim, then the full pause", len(at), at[:min(len(at), 5)])
 		}
 	})
 }
