@@ -81,8 +81,18 @@ func Error(err error, raw string) error {
 	msg := quoted.ReplaceAllLiteralString(err.Error(), "`"+URL(raw)+"`")
 	// raw's own "user:password@", wherever the message repeats raw
 	// unquoted (client_golang's push errors quote the URL so), and any
-	// password parameter it repeats.
-	msg = hideParams(hideUserinfo(msg, raw))
+	// password parameter it repeats: a keyword's, which ends at a space,
+	// and raw's query parameters as raw writes them. A query's last
+	// parameter runs to the end of the string it is in, so read in the
+	// message it would take the rest of the message, the error's cause.
+	msg = hideKeywords(hideUserinfo(msg, raw))
+	if _, params, _, ok := queryOf(raw); ok {
+		for _, p := range params {
+			if p.password && p.value != "" {
+				msg = strings.ReplaceAll(msg, p.key+"="+p.value, p.key+"=xxxxx")
+			}
+		}
+	}
 	for _, pass := range passwords(raw) {
 		if len(pass) >= 6 {
 			msg = strings.ReplaceAll(msg, pass, "xxxxx")
@@ -181,6 +191,12 @@ func hideParams(s string) string {
 		b.WriteString(tail)
 		s = b.String()
 	}
+	return hideKeywords(s)
+}
+
+// hideKeywords replaces the values of s's libpq password keywords by
+// "xxxxx".
+func hideKeywords(s string) string {
 	return keywordParam.ReplaceAllStringFunc(s, func(m string) string {
 		p := keywordParam.FindStringSubmatch(m)
 		if p[2] != "" { // quoted: what follows the quote is the next keyword's

@@ -154,6 +154,9 @@ func TestErrorHidesAShortPasswordParameter(t *testing.T) {
 	for _, tt := range []struct{ raw, msg, want string }{
 		{"postgres://db/berth?password=pw", "connecting with password=pw failed: refused", "connecting with password=xxxxx failed: refused"},
 		{"host=db password=pw", "connecting with password=pw failed: refused", "connecting with password=xxxxx failed: refused"},
+		// A URL repeated unquoted: its password, last in the query, ends
+		// where the URL does, not with the message.
+		{"postgres://db/berth?sslmode=disable&password=pw", "dial postgres://db/berth?sslmode=disable&password=pw: refused", "dial postgres://db/berth?sslmode=disable&password=xxxxx: refused"},
 		{"host=db:5432 password=p@ss dbname=berth", "cannot parse host=db:5432 password=p@ss dbname=berth", "cannot parse host=db:5432 password=xxxxx dbname=berth"},
 	} {
 		if got := redact.Error(errors.New(tt.msg), tt.raw).Error(); got != tt.want {
@@ -170,5 +173,27 @@ func TestErrorHidesTheUserinfoOfAnUnquotedURL(t *testing.T) {
 	got := redact.Error(err, raw).Error()
 	if want := "unexpected status code 503 while pushing to http://berth:xxxxx@pushgateway:9091/metrics/job/berth-exit: down"; got != want {
 		t.Fatalf("Error = %q, want %q", got, want)
+	}
+}
+
+// pgx's parse error for a URL whose password parameter comes last keeps
+// its cause after Error: the password parameter's value ends where the
+// quoted URL does, not at the end of the message.
+func TestErrorKeepsTheCauseAfterAQueryPassword(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://db/berth?sslmode=bogus&password=s3cret6",
+		"postgres://berth@db/berth?sslmode=bogus&password=pw",
+	} {
+		_, err := pgxpool.ParseConfig(raw)
+		if err == nil {
+			t.Fatalf("%s parsed", raw)
+		}
+		got := redact.Error(err, raw).Error()
+		if !strings.Contains(got, "sslmode is invalid") {
+			t.Errorf("Error(%q) = %q: lost the cause", raw, got)
+		}
+		if strings.Contains(got, "s3cret6") || strings.Contains(got, "password=pw") {
+			t.Errorf("Error(%q) = %q: shows the password", raw, got)
+		}
 	}
 }
