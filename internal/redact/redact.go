@@ -28,7 +28,7 @@ func URL(raw string) string {
 	if !ok {
 		return hideUserinfo(s, s)
 	}
-	if _, ok := u.User.Password(); ok {
+	if pass, ok := u.User.Password(); ok && pass != "" {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		return u.String()
 	}
@@ -199,7 +199,11 @@ func hideParams(s string) string {
 func hideKeywords(s string) string {
 	return keywordParam.ReplaceAllStringFunc(s, func(m string) string {
 		p := keywordParam.FindStringSubmatch(m)
-		if p[2] != "" { // quoted: what follows the quote is the next keyword's
+		switch p[2] {
+		case "''": // empty: no secret, and shown so
+			return m
+		case "": // unquoted
+		default: // quoted: what follows the quote is the next keyword's
 			return p[1] + "'xxxxx'"
 		}
 		return p[1] + "xxxxx"
@@ -232,7 +236,7 @@ func userinfo(raw string) (user, pass string, ok bool) {
 // "user:xxxxx@".
 func hideUserinfo(s, raw string) string {
 	user, pass, ok := userinfo(raw)
-	if !ok {
+	if !ok || pass == "" {
 		return s
 	}
 	return strings.ReplaceAll(s, user+":"+pass+"@", user+":xxxxx@")

@@ -197,3 +197,20 @@ func TestErrorKeepsTheCauseAfterAQueryPassword(t *testing.T) {
 		}
 	}
 }
+
+// An empty password is no secret, and shows as empty however it is
+// written, as an empty query parameter does ("?password=" stays so): an
+// "xxxxx" would tell an operator chasing "password authentication failed"
+// that a password was set.
+func TestURLLeavesAnEmptyPasswordEmpty(t *testing.T) {
+	for _, tt := range []struct{ raw, want string }{
+		{"postgres://db/berth?password=&sslmode=require", "postgres://db/berth?password=&sslmode=require"},
+		{"postgres://berth:@db/berth", "postgres://berth:@db/berth"},
+		{"berth:@db:5432/berth", "berth:@db:5432/berth"},
+		{"host=db user=berth password='' dbname=berth", "host=db user=berth password='' dbname=berth"},
+	} {
+		if got := redact.URL(tt.raw); got != tt.want {
+			t.Errorf("URL(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
