@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
@@ -397,4 +398,40 @@ func TestRollbackWaitEndsBeforeTheDeadline(t *testing.T) {
 	}
 	close(release) // the rollback ends, and the server with it
 	<-ended
+}
+
+// What Start promises of every cfg that sets neither: its servers listen
+// on loopback only, and no OS signal reaches them (a SIGTERM or a Ctrl-C
+// is the test binary's, not a shutdown of the service under test).
+func TestStartListensOnLoopbackAndHandlesNoSignal(t *testing.T) {
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGTERM) // the test binary lives whatever Start does
+	defer signal.Stop(caught)
+	ft := &fakeT{}
+	var a *berthtest.App
+	inGoroutine(func() {
+		a = berthtest.Start(ft, serve.Config{Apps: lifespan.Group{&lifespan.App{Name: "api"}}, API: http.NotFoundHandler()})
+	})
+	if ft.fatal != "" {
+		t.Fatal(ft.fatal)
+	}
+	defer ft.cleanup()
+	for _, u := range []string{a.URL, a.AdminURL} {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Errorf("a server listens at %s, want loopback (http://127.0.0.1:PORT)", u)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-caught
+	// A server that handled SIGTERM would begin its shutdown within
+	// moments; this is a bounded look for that, not a wait for anything
+	// the test needs (it passes at once, however slow the machine, when
+	// the signal is not handled).
+	select {
+	case <-a.Server.Signals().ShutdownInitiated.Done():
+		t.Error("a SIGTERM to the test binary began the shutdown of the server under test")
+	case <-time.After(500 * time.Millisecond):
+	}
 }
