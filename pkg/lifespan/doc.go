@@ -5,8 +5,9 @@
 // closure over the start's locals, the way code after `yield` sees the
 // variables set before it. An [App] starts its hooks in registration order,
 // or in dependency order several at once when hooks name the hooks they
-// need ([Hook.After], [App.Concurrency]). If a start fails, panics or passes
-// its timeout, every hook already started is stopped in reverse and the
+// need ([Hook.After], [App.Concurrency]). If a start fails, panics, ends
+// its goroutine without returning (runtime.Goexit, as t.FailNow does) or
+// passes its timeout, every hook already started is stopped in reverse and the
 // error names the app and hook. [App.Stop] cancels and awaits the background
 // tasks hooks started ([Scope.Go]), then calls every started hook's stop in
 // reverse, best effort: each stop has its own timeout, a failing stop never

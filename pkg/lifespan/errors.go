@@ -2,6 +2,7 @@ package lifespan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -19,6 +20,12 @@ func (p *PanicError) Error() string { return fmt.Sprintf("panic: %v", p.Value) }
 func recovered(v any) error {
 	return &PanicError{Value: v, Stack: debug.Stack()}
 }
+
+// errGoexit is the error of a hook's start or stop, or a task, that ended
+// its goroutine with runtime.Goexit rather than returning: t.FailNow and
+// t.SkipNow do, from a hook or task in a test. No value came back, so it
+// is a failure, not a success with nothing to stop.
+var errGoexit = errors.New("exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
 
 // TimeoutError reports a start or stop that had not returned by its
 // deadline. The hook's function may still be running. When it returns,

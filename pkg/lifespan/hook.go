@@ -108,7 +108,8 @@ func (s *Scope) close(late bool) {
 // carries the values of the ctx given to [App.Start] and is cancelled when
 // the app's tasks are stopped (by [Group.StopTasks] or,
 // at the latest, by [App.Stop]) and the stop waits for fn to return,
-// before any stop hook runs. A task that returns an error or panics is reported as a TaskExited
+// before any stop hook runs. A task that returns an error, panics or ends
+// with runtime.Goexit is reported as a TaskExited
 // event and in the stop's error; returning its context's cancellation
 // once the stop cancelled it is a clean exit, and returning
 // context.Canceled at any other time is not.

@@ -15,7 +15,8 @@ import (
 // with each hook moved after those its After names; with Concurrency above
 // 1, several at once. It returns nil
 // once all have started, and then the app's State is set and its phase is
-// PhaseReady. If a start fails, panics or passes its timeout, or ctx ends
+// PhaseReady. If a start fails, panics, ends its goroutine without
+// returning (runtime.Goexit, as t.FailNow does) or passes its timeout, or ctx ends
 // first, every hook already started is stopped in reverse and Start returns
 // the error, naming the app and the hook. Before that rollback, the starts
 // still running (ones that ignore their context) are waited for, together,
@@ -226,15 +227,19 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	returned := a.calling(h)
 	go func() {
 		var r startResult
+		finished := false
 		defer func() {
 			if v := recover(); v != nil {
 				r = startResult{err: recovered(v)}
+			} else if !finished {
+				r = startResult{err: errGoexit}
 			}
 			r.at = time.Now()
 			returned() // before anyone can learn it returned
 			done <- r
 		}()
 		r.stop, r.err = h.Start(hctx, scope)
+		finished = true
 	}()
 
 	var r startResult

@@ -161,9 +161,12 @@ func (a *App) runStop(parent context.Context, h Hook, stop StopFunc, what string
 		done := make(chan error, 1)
 		returned := a.calling(h)
 		go func() {
-			err := callStop(ctx, stop)
-			returned() // before anyone can learn it returned
-			done <- err
+			err := errGoexit // unless callStop returns
+			defer func() {
+				returned() // before anyone can learn it returned
+				done <- err
+			}()
+			err = callStop(ctx, stop)
 		}()
 		// Stops called after ctx's deadline share one grace window past
 		// it, each with a floor: n stops that ignore their context

@@ -54,22 +54,28 @@ func (t *tasks) start(a *App, name string, fn func(context.Context) error) {
 	go func() {
 		defer t.wg.Done()
 		begin := time.Now()
-		err := runTask(t.ctx, fn)
-		t.mu.Lock()
-		if t.running[name]--; t.running[name] == 0 {
-			delete(t.running, name)
-		}
-		t.mu.Unlock()
-		switch {
-		case err == nil:
-		case errors.Is(err, context.Canceled) && t.ctx.Err() != nil:
-			err = nil // the stop cancelled it: a clean exit
-		default:
-			err = fmt.Errorf("lifespan %q: task %q: %w", a.Name, name, err)
-			t.recordErr(err)
-		}
-		a.emit(Event{Kind: TaskExited, Hook: name, Duration: time.Since(begin), Err: err})
+		err := errGoexit // unless runTask returns
+		defer func() { t.exited(a, name, begin, err) }()
+		err = runTask(t.ctx, fn)
 	}()
+}
+
+// exited records the end of task name, begun at begin, with err.
+func (t *tasks) exited(a *App, name string, begin time.Time, err error) {
+	t.mu.Lock()
+	if t.running[name]--; t.running[name] == 0 {
+		delete(t.running, name)
+	}
+	t.mu.Unlock()
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled) && t.ctx.Err() != nil:
+		err = nil // the stop cancelled it: a clean exit
+	default:
+		err = fmt.Errorf("lifespan %q: task %q: %w", a.Name, name, err)
+		t.recordErr(err)
+	}
+	a.emit(Event{Kind: TaskExited, Hook: name, Duration: time.Since(begin), Err: err})
 }
 
 func runTask(ctx context.Context, fn func(context.Context) error) (err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -261,4 +262,68 @@ func TestRunningDuringStart(t *testing.T) {
 	if err := l.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A start, stop or task that ends its goroutine with runtime.Goexit (as
+// t.FailNow does, from a hook in a test) returned nothing: it is reported
+// as a failure saying so, not a start that succeeded, a stop that timed
+// out or a task that runs forever.
+func TestGoexitIsAFailureNotASuccess(t *testing.T) {
+	t.Run("start", func(t *testing.T) {
+		l := &App{Name: "api"}
+		l.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+			runtime.Goexit()
+			return nil, nil
+		}})
+		if err := l.Start(t.Context()); !errors.Is(err, errGoexit) || !strings.Contains(err.Error(), `hook "db"`) {
+			t.Fatalf("Start = %v, want the hook's Goexit", err)
+		}
+	})
+	t.Run("stop", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := &App{Name: "api", StopTimeout: time.Hour}
+			l.Append(Hook{Name: "db", Start: func(context.Context, *Scope) (StopFunc, error) {
+				return func(context.Context) error { runtime.Goexit(); return nil }, nil
+			}})
+			if err := l.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			err := l.Stop(t.Context())
+			if !errors.Is(err, errGoexit) || !strings.Contains(err.Error(), `hook "db"`) {
+				t.Fatalf("Stop = %v, want the stop's Goexit", err)
+			}
+			if waited := time.Since(begin); waited > 0 {
+				t.Errorf("Stop waited %v for a stop that had ended", waited)
+			}
+		})
+	})
+	t.Run("task", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := &App{Name: "api"}
+			var exited []Event
+			l.Observer = func(e Event) {
+				if e.Kind == TaskExited {
+					exited = append(exited, e)
+				}
+			}
+			l.Append(Hook{Name: "jobs", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+				s.Go("ticker", func(context.Context) error { runtime.Goexit(); return nil })
+				return nil, nil
+			}})
+			if err := l.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if got := l.Running(); len(got) != 0 {
+				t.Errorf("Running = %q after the task's goroutine ended", got)
+			}
+			if len(exited) != 1 || !errors.Is(exited[0].Err, errGoexit) {
+				t.Errorf("TaskExited events %+v, want one with the task's Goexit", exited)
+			}
+			if err := l.Stop(t.Context()); !errors.Is(err, errGoexit) || !strings.Contains(err.Error(), `task "ticker"`) {
+				t.Errorf("Stop = %v, want the task's Goexit", err)
+			}
+		})
+	})
 }
