@@ -222,6 +222,11 @@ func (c *check) runInstant(ctx context.Context, epoch time.Time, begin time.Dura
 	return end
 }
 
+// errGoexit is the failure of a check that ended its goroutine with
+// runtime.Goexit (t.FailNow, in a test) rather than returning: it said
+// nothing of its dependency, so it does not pass.
+var errGoexit = errors.New("check exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
+
 // callInstant runs an instant check in the caller's goroutine.
 func (c *check) callInstant(ctx context.Context) (err error) {
 	defer func() {
@@ -252,12 +257,14 @@ func (c *check) call(ctx context.Context, calls *inflight) error {
 	}
 	go func() {
 		defer release()
+		err := errGoexit // unless Run returns
 		defer func() {
 			if v := recover(); v != nil {
-				done <- fmt.Errorf("check panicked: %v", v)
+				err = fmt.Errorf("check panicked: %v", v)
 			}
+			done <- err
 		}()
-		done <- c.Run(ctx)
+		err = c.Run(ctx)
 	}()
 	select {
 	case err := <-done:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -145,6 +146,24 @@ func TestInstantChecks(t *testing.T) {
 			t.Errorf("a panicking check (%s): %+v", name, rep.Checks)
 		}
 	}
+}
+
+// An inline check that ends its goroutine with runtime.Goexit (t.FailNow,
+// in a test) fails at once, saying so: it neither passes nor holds the
+// probe until its timeout.
+func TestInlineCheckGoexitFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New()
+		r.Add(Readiness, Check{Name: "db", Timeout: time.Hour, Run: func(context.Context) error { runtime.Goexit(); return nil }})
+		begin := time.Now()
+		rep, _ := r.Evaluate(t.Context(), Readiness, "", nil)
+		if rep.Passing || rep.Checks[0].Err == nil || !strings.Contains(rep.Checks[0].Err.Error(), "runtime.Goexit") {
+			t.Errorf("a check that called runtime.Goexit: %+v", rep.Checks)
+		}
+		if waited := time.Since(begin); waited > 0 {
+			t.Errorf("the probe waited %v for a check that had ended", waited)
+		}
+	})
 }
 
 // A probe runs its instant checks back to back, timing each from the end

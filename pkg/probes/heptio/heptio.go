@@ -2,6 +2,7 @@ package heptio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -33,9 +34,14 @@ func Check(c healthcheck.Check) probes.CheckFunc {
 		cl := &call{seq: started, done: make(chan struct{})}
 		current = cl
 		go func() {
+			returned := false
 			defer func() {
 				if v := recover(); v != nil {
 					cl.err = fmt.Errorf("check panicked: %v", v)
+				} else if !returned {
+					// runtime.Goexit (t.FailNow, in a test): the check
+					// said nothing of its dependency, so it does not pass.
+					cl.err = errors.New("check exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
 				}
 				mu.Lock()
 				current = nil
@@ -43,6 +49,7 @@ func Check(c healthcheck.Check) probes.CheckFunc {
 				close(cl.done)
 			}()
 			cl.err = c()
+			returned = true
 		}()
 		return cl
 	}

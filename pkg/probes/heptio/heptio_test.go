@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -137,6 +139,15 @@ func TestCheckPanics(t *testing.T) {
 	err := Check(func() error { panic("bad") })(t.Context())
 	if err == nil || err.Error() != "check panicked: bad" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A check that ends its goroutine with runtime.Goexit (t.FailNow, in a
+// test) returned nothing: it fails, saying so, rather than pass.
+func TestCheckGoexitFails(t *testing.T) {
+	err := Check(func() error { runtime.Goexit(); return nil })(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "runtime.Goexit") {
+		t.Fatalf("err = %v, want the check's Goexit", err)
 	}
 }
 
