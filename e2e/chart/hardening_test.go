@@ -22,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -480,6 +481,37 @@ func TestEveryContainerRequestsResources(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A resource quantity Kubernetes accepts is accepted in every resources
+// value the chart takes (P and E, their binary forms, micro and nano,
+// exponents), and reaches the pod as that quantity; what Kubernetes
+// refuses (a negative, a unit of its own, a space) is refused at install,
+// naming the key.
+func TestResourceQuantitiesAreKubernetess(t *testing.T) {
+	for _, q := range []string{"1Pi", "2E", "1Ei", "1e3", "1.5E3", "500u", "250n", ".5", "+1Gi", "128974848", "129e6", "100m"} {
+		t.Run(q, func(t *testing.T) {
+			r := mustRender(t, map[string]any{"resources": map[string]any{
+				"requests": map[string]any{"cpu": q, "memory": q, "ephemeral-storage": q},
+				"limits":   map[string]any{"memory": q, "ephemeral-storage": q}}})
+			c := container(t, r.deployment.Spec.Template.Spec.Containers, "server")
+			if got := c.Resources.Limits[corev1.ResourceMemory]; got.Cmp(resource.MustParse(q)) != 0 {
+				t.Errorf("memory limit %s, want %s", got.String(), q)
+			}
+		})
+	}
+	for _, key := range []string{"resources", "postgresql.resources", "sidecar.resources", "metrics.pushgateway.prune.resources", "testResources"} {
+		for _, q := range []string{"-1Gi", "1KB", "1 Gi", "Gi", "1Gib", "0x10"} {
+			t.Run(key+" "+q, func(t *testing.T) {
+				values := map[string]any{"limits": map[string]any{"memory": q}}
+				parts := strings.Split(key, ".")
+				for i := len(parts) - 1; i >= 0; i-- {
+					values = map[string]any{parts[i]: values}
+				}
+				refused(t, values, key+".limits.memory")
+			})
+		}
 	}
 }
 
