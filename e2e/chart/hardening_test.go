@@ -741,13 +741,21 @@ func TestRollingTheServiceLeavesTheDatabaseAlone(t *testing.T) {
 }
 
 // A podAnnotations key that is also a scrape annotation is written once,
-// with the user's value: a key twice in one map is refused by strict
+// with the user's value (on the helm test pod, one of the hook's, with the
+// hook's): a key twice in one map is refused by strict
 // decoders (and by kustomize and Flux after helm).
 func TestPodAnnotationsOverrideScrapeAnnotations(t *testing.T) {
 	r := mustRender(t, map[string]any{"podAnnotations": map[string]any{"prometheus.io/scrape": "false", "team": "x"}})
 	got := r.deployment.Spec.Template.Annotations
 	if got["prometheus.io/scrape"] != "false" || got["team"] != "x" || got["prometheus.io/port"] != "9090" {
 		t.Errorf("pod annotations %v: want the user's scrape=false beside team=x and the chart's port", got)
+	}
+	// On the helm test pod, the hook's own annotations are written once,
+	// and stay the hook's: the pod must stay helm test's.
+	r = mustRender(t, map[string]any{"podAnnotations": map[string]any{"helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "hook-succeeded", "team": "x"}})
+	got = r.testPod.Annotations
+	if got["helm.sh/hook"] != "test" || got["helm.sh/hook-delete-policy"] != "before-hook-creation" || got["team"] != "x" {
+		t.Errorf("test pod annotations %v: want the hook's own beside team=x", got)
 	}
 }
 
