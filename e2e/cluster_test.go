@@ -346,9 +346,12 @@ func (c *cluster) logs(ctx context.Context, ns, pod, container string, previous 
 	return string(b), err
 }
 
-// logLine is one line of the service's JSON log.
+// logLine is one line of the service's JSON log. Index is its place among
+// the log's JSON lines: slog writes times to the millisecond, so two lines
+// of one process are ordered by Index, not Time.
 type logLine struct {
 	Time   time.Time
+	Index  int
 	Msg    string
 	Fields map[string]any
 }
@@ -362,7 +365,7 @@ func parseLogs(text string) []logLine {
 		if json.Unmarshal(sc.Bytes(), &f) != nil {
 			continue
 		}
-		l := logLine{Fields: f}
+		l := logLine{Fields: f, Index: len(out)}
 		l.Msg, _ = f["msg"].(string)
 		if s, ok := f["time"].(string); ok {
 			l.Time, _ = time.Parse(time.RFC3339Nano, s)
@@ -397,6 +400,9 @@ func mustFind(t *testing.T, lines []logLine, text, msg string, kv ...any) logLin
 	l, ok := find(lines, msg, kv...)
 	if !ok {
 		t.Fatalf("no log line %q %v in:\n%s", msg, kv, text)
+	}
+	if l.Time.IsZero() {
+		t.Fatalf("log line %q %v has no time that parses (RFC 3339): no order or gap can be read from it:\n%s", msg, kv, text)
 	}
 	return l
 }
