@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
@@ -298,7 +299,7 @@ func (c *cluster) followLogs(t *testing.T, ns, pod, container string) <-chan str
 
 // podMetric sums the samples of a counter or gauge family in a pod's
 // /metrics, read through the API server's pod proxy on the admin port.
-func (c *cluster) podMetric(ctx context.Context, ns, pod, family string) (float64, error) {
+func (c *cluster) podMetric(ctx context.Context, ns, pod, family string, labels ...string) (float64, error) {
 	raw, err := c.cs.CoreV1().Pods(ns).ProxyGet("http", pod, "9090", "/metrics", nil).DoRaw(ctx)
 	if err != nil {
 		return 0, err
@@ -314,20 +315,35 @@ func (c *cluster) podMetric(ctx context.Context, ns, pod, family string) (float6
 	}
 	var sum float64
 	for _, m := range mf.GetMetric() {
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		if hasLabels(m, labels) {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
 	}
 	return sum, nil
 }
 
-// waitServing waits until each pod serves requests: its count of requests
-// served grows past what it was when waitServing began, so a pod that
-// served earlier traffic does not pass before the current load reaches it.
-func (c *cluster) waitServing(t *testing.T, ns string, pods []corev1.Pod) {
+// hasLabels reports whether m has every label name and value in pairs
+// (name, value, name, value, …).
+func hasLabels(m *dto.Metric, pairs []string) bool {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == pairs[i] && l.GetValue() == pairs[i+1] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitServing waits until each pod serves requests (those whose labels
+// include every name and value in labels, when given): its count of
+// requests served grows past what it was when waitServing began, so a pod
+// that served earlier traffic does not pass before the current load
+// reaches it.
+func (c *cluster) waitServing(t *testing.T, ns string, pods []corev1.Pod, labels ...string) {
 	t.Helper()
 	for _, p := range pods {
 		base := -1.0
-		waitFor(t, "pod "+p.Name+" to serve the load", time.Minute, func(ctx context.Context) (bool, error) {
-			n, err := c.podMetric(ctx, ns, p.Name, "berth_http_requests_total")
+		waitFor(t, fmt.Sprintf("pod %s to serve the load %v", p.Name, labels), time.Minute, func(ctx context.Context) (bool, error) {
+			n, err := c.podMetric(ctx, ns, p.Name, "berth_http_requests_total", labels...)
 			if err != nil {
 				t.Logf("reading pod %s's metrics: %v", p.Name, err) // the proxy may blink: try again
 				return false, nil

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +18,8 @@ import (
 // loop: a slow answer does not slow the rate) and records every answer.
 type writer struct {
 	base, run string
-	client    *http.Client
+	client    *http.Client   // the read-back's
+	clients   []*http.Client // the writes', each its own connections
 	cancel    context.CancelFunc
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -33,15 +36,33 @@ type answer struct {
 	took       time.Duration
 	status     int    // 0 when no HTTP answer came
 	retryAfter bool   // a Retry-After header came with it
+	resent     bool   // Go's client sent it again: its connection closed unanswered
 	reason     string // what failed, "" for a 2xx
 }
 
 const writeRate = 60 // writes per second
 
+// writeClients is how many clients, each with its own connections, take
+// the writes in turn, and each ends its connection after every
+// writesPerConn of its writes: one client's few kept-alive connections
+// would stay on one pod or two (a pod made later would get none), and a
+// disruption of another would touch no write. The Service spreads new
+// connections at random, so every pod takes writes within seconds, most
+// of them on kept-alive connections.
+const (
+	writeClients  = 24
+	writesPerConn = 8
+)
+
 func startWriter(base, run string) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{base: base, run: run, cancel: cancel, done: make(chan struct{}),
-		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 30 * time.Second}}}
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 30 * time.Second}}
+	}
+	w := &writer{base: base, run: run, cancel: cancel, done: make(chan struct{}), client: newClient()}
+	for range writeClients {
+		w.clients = append(w.clients, newClient())
+	}
 	go func() {
 		defer close(w.done)
 		paced(ctx, writeRate, func(n int) {
@@ -53,14 +74,20 @@ func startWriter(base, run string) *writer {
 
 func (w *writer) put(key string, n int) {
 	a := answer{key: key, sent: time.Now()}
-	req, _ := http.NewRequest(http.MethodPut, w.base+"/api/v1/items/"+key, strings.NewReader(fmt.Sprintf(`{"n":%d}`, n)))
+	var conns atomic.Int32 // one per attempt: a resend gets a connection of its own
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns.Add(1) }})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, w.base+"/api/v1/items/"+key, strings.NewReader(fmt.Sprintf(`{"n":%d}`, n)))
 	req.Header.Set("Content-Type", "application/json")
 	// A PUT is idempotent (RFC 9110 9.2.2); this header tells Go's client
 	// so, and it then retries a request whose keep-alive connection the
 	// server closed as it drained, as HTTP asks clients to (RFC 9112
 	// 9.3.1). Without it, Go retries only GET, HEAD, OPTIONS and TRACE.
+	// Each resend is counted (resent), and the data test fails on any: a
+	// client that does not resend would have seen it fail.
 	req.Header.Set("Idempotency-Key", key)
-	resp, err := w.client.Do(req)
+	req.Close = (n/writeClients)%writesPerConn == writesPerConn-1
+	resp, err := w.clients[n%len(w.clients)].Do(req)
+	a.resent = conns.Load() > 1
 	if err != nil {
 		a.reason = shortReason(err)
 	} else {
@@ -97,6 +124,9 @@ func (w *writer) stop() {
 	w.cancel()
 	<-w.done
 	w.wg.Wait()
+	for _, c := range w.clients {
+		c.CloseIdleConnections()
+	}
 }
 
 // ackedCount is how many writes were acknowledged so far.
