@@ -23,6 +23,9 @@
 //	PUSHGATEWAY_IMAGE  the e2e's Pushgateway (default prom/pushgateway:v1.5.1)
 //	E2E_CLUSTER        cluster name (default berth-e2e)
 //	E2E_REUSE_CLUSTER  name of an existing cluster to use and keep, for fast iteration
+//	                   (the image built is then tagged e2e-UNIXTIME, so pods left by
+//	                   an earlier run, which IfNotPresent would keep on the old build,
+//	                   are rolled onto the new one)
 //	E2E_IMAGE          an image already built to use instead of building one
 //	E2E_ARTIFACTS      where logs go on failure (default ../e2e-artifacts)
 package e2e
@@ -186,6 +189,12 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	var wg sync.WaitGroup
 	var buildErr error
 	if image == "" {
+		if reuse != "" {
+			// A tag of its own: under the same tag, the chart (pullPolicy
+			// IfNotPresent) would keep the release's pods on the image an
+			// earlier run loaded, and its values unchanged would roll none.
+			imageTag = fmt.Sprintf("e2e-%d", time.Now().Unix())
+		}
 		image = imageRepo + ":" + imageTag
 		wg.Go(func() { buildErr = buildImage(image) })
 	}
@@ -225,6 +234,20 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	for _, img := range []string{postgresImage, prometheusImage, pushgatewayImage} {
 		if command(nil, "docker", "image", "inspect", img) == nil {
 			if err := loadImage(provider, img); err != nil {
+				return "", err
+			}
+		}
+	}
+	if reuse != "" {
+		// A run ended by an interrupt or the timeout exits without its
+		// cleanups, and may have left a worker cordoned by the drain
+		// scenario: this run's pods would not schedule there.
+		out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name").Output()
+		if err != nil {
+			return "", fmt.Errorf("listing the reused cluster's nodes: %w", err)
+		}
+		for _, node := range strings.Fields(string(out)) {
+			if err := command([]string{"KUBECONFIG=" + kubeconfig}, "kubectl", "uncordon", node); err != nil {
 				return "", err
 			}
 		}
