@@ -12,12 +12,15 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 )
 
 // window is a stretch of the run in which 503s with Retry-After are the
@@ -29,9 +32,10 @@ type window struct {
 
 // TestDataSurvivesDisruptions writes unique keys at 60/s through the
 // Service while the release is rolled, a pod deleted, a worker drained,
-// the release scaled in, PostgreSQL restarted, PostgreSQL taken away for
-// 20s, and rolled twice more in preStop mode; then every acknowledged key
-// is read back.
+// the release scaled in, PostgreSQL restarted, PostgreSQL crashed (every
+// process of its container killed, with no shutdown checkpoint),
+// PostgreSQL taken away for 20s, and rolled twice more in preStop mode;
+// then every acknowledged key is read back.
 func TestDataSurvivesDisruptions(t *testing.T) {
 	var c *cluster
 	var w *writer
@@ -128,6 +132,40 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			ready := c.waitPostgresReady(t, pg.UID)
 			downs = append(downs, window{"postgres restart", from, ready.Add(5 * time.Second)})
 			t.Logf("PostgreSQL restarted: Ready again %v after its deletion, on node %s", ready.Sub(from).Round(time.Millisecond), pg.Spec.NodeName)
+		})).
+		Assess("a crash of PostgreSQL", disruption("a crash of PostgreSQL", func(ctx context.Context, t *testing.T) {
+			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			restarts := containerRestarts(pg, "postgresql")
+			from := time.Now()
+			c.crashContainer(t, pg, "postgresql")
+			// The kubelet starts the container again in the same pod, and
+			// PostgreSQL replays its write-ahead log: what it acknowledged
+			// as committed is there, or the read-back finds it lost.
+			var ready time.Time
+			var after corev1.Pod
+			waitFor(t, "PostgreSQL to restart after its crash and be Ready", 3*time.Minute, func(ctx context.Context) (bool, error) {
+				p, err := c.postgresPod(ctx, mainNamespace, mainRelease)
+				if err != nil || p.UID != pg.UID || containerRestarts(p, "postgresql") <= restarts || !podReady(p) {
+					return false, nil
+				}
+				ready, after = readySince(p), p
+				return true, nil
+			})
+			// It was a crash: the container was killed, and PostgreSQL
+			// found its files not shut down properly and recovered.
+			for _, s := range after.Status.ContainerStatuses {
+				if s.Name == "postgresql" && (s.LastTerminationState.Terminated == nil || s.LastTerminationState.Terminated.ExitCode != 137) {
+					t.Errorf("PostgreSQL's container last ended %+v, not killed by SIGKILL (exit code 137): no crash was tested", s.LastTerminationState.Terminated)
+				}
+			}
+			if text, err := c.logs(ctx, mainNamespace, after.Name, "postgresql", false); err != nil || !strings.Contains(text, "automatic recovery in progress") {
+				t.Errorf("PostgreSQL's log after the crash (%v) does not say it recovered from one:\n%s", err, text)
+			}
+			downs = append(downs, window{"postgres crash", from, ready.Add(5 * time.Second)})
+			t.Logf("PostgreSQL crashed: restarted in its pod and Ready again %v after the kill", ready.Sub(from).Round(time.Second))
 		})).
 		Assess("a 20s database outage: no restart, writes back within 5s", disruption("a 20s database outage", func(ctx context.Context, t *testing.T) {
 			pg, err := c.postgresPod(ctx, mainNamespace, mainRelease)
@@ -325,6 +363,50 @@ func (c *cluster) waitPostgresReady(t *testing.T, old types.UID) time.Time {
 	// The condition's time has one-second resolution, truncated: the pod
 	// became Ready within the second that follows it.
 	return ready
+}
+
+// containerRestarts is how many times the pod's container name restarted.
+func containerRestarts(p corev1.Pod, name string) int32 {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == name {
+			return s.RestartCount
+		}
+	}
+	return 0
+}
+
+// crashContainer kills every process of the pod's container name with
+// SIGKILL, from its kind node, as the kernel's OOM killer or a crash would
+// end it: the program gets no signal it can handle, and writes nothing
+// more. (Its PID 1 cannot be killed so from inside its own container.)
+func (c *cluster) crashContainer(t *testing.T, p corev1.Pod, name string) {
+	t.Helper()
+	var id string
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == name {
+			_, id, _ = strings.Cut(s.ContainerID, "://")
+		}
+	}
+	if id == "" {
+		t.Fatalf("pod %s has no running container %s", p.Name, name)
+	}
+	nodes, err := kindcluster.NewProvider().ListNodes(clusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(nodes, func(n kindnodes.Node) bool { return n.String() == p.Spec.NodeName })
+	if i < 0 {
+		t.Fatalf("no node %s in cluster %s", p.Spec.NodeName, clusterName)
+	}
+	// The container's processes are those whose cgroup names it.
+	script := fmt.Sprintf(`pids=$(grep -l 'containerd-%s' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3); [ -n "$pids" ] || { echo "no process of container %s" >&2; exit 1; }; kill -9 $pids`, id, id)
+	var out strings.Builder
+	cmd := nodes[i].Command("sh", "-c", script)
+	cmd.SetStdout(&out)
+	cmd.SetStderr(&out)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("killing container %s of pod %s on node %s: %v: %s", name, p.Name, p.Spec.NodeName, err, out.String())
+	}
 }
 
 // scalePostgres sets the bundled PostgreSQL's StatefulSet to n replicas.
