@@ -82,8 +82,7 @@ func (w *writer) put(key string, n int) {
 	// so, and it then retries a request whose keep-alive connection the
 	// server closed as it drained, as HTTP asks clients to (RFC 9112
 	// 9.3.1). Without it, Go retries only GET, HEAD, OPTIONS and TRACE.
-	// Each resend is counted (resent), and the data test fails on any: a
-	// client that does not resend would have seen it fail.
+	// Each resend is counted (resent) and reported.
 	req.Header.Set("Idempotency-Key", key)
 	req.Close = (n/writeClients)%writesPerConn == writesPerConn-1
 	resp, err := w.clients[n%len(w.clients)].Do(req)
