@@ -9,6 +9,8 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -86,17 +88,31 @@ func Error(err error, raw string) error {
 	// parameter runs to the end of the string it is in, so read in the
 	// message it would take the rest of the message, the error's cause.
 	msg = hideKeywords(hideUserinfo(msg, raw))
+	// Each as raw writes it and as Go's %q writes it (net/http's and
+	// net/url's errors quote the URL so, escaping a '"' or a backslash in
+	// it), the longest first, so that one that begins another is not
+	// replaced inside it.
+	var secrets [][2]string // what to find, what to put in its place
 	if _, params, _, ok := queryOf(raw); ok {
 		for _, p := range params {
 			if p.password && p.value != "" {
-				msg = strings.ReplaceAll(msg, p.key+"="+p.value, p.key+"=xxxxx")
+				secrets = append(secrets, [2]string{p.key + "=" + p.value, p.key + "=xxxxx"})
 			}
 		}
 	}
 	for _, pass := range passwords(raw) {
 		if len(pass) >= 6 {
-			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+			secrets = append(secrets, [2]string{pass, "xxxxx"})
 		}
+	}
+	for _, s := range slices.Clone(secrets) {
+		if q := strconv.Quote(s[0]); q[1:len(q)-1] != s[0] {
+			secrets = append(secrets, [2]string{q[1 : len(q)-1], s[1]})
+		}
+	}
+	slices.SortStableFunc(secrets, func(a, b [2]string) int { return len(b[0]) - len(a[0]) })
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s[0], s[1])
 	}
 	if msg == err.Error() {
 		return err

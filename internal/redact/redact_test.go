@@ -3,6 +3,7 @@ package redact_test
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -211,6 +212,38 @@ func TestURLLeavesAnEmptyPasswordEmpty(t *testing.T) {
 	} {
 		if got := redact.URL(tt.raw); got != tt.want {
 			t.Errorf("URL(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
+// A URL error (net/http's "Get %q", net/url's "parse %q") quotes the URL
+// with Go's escapes, so a query password holding '"' or '\\' is not
+// written there as raw writes it: it is hidden in that form too.
+func TestErrorHidesAQueryPasswordInAGoQuotedURL(t *testing.T) {
+	for _, raw := range []string{
+		`http://127.0.0.1:1/readyz?token=1&password=a"bcdefg`,
+		`http://127.0.0.1:1/readyz?password=a\bcdefg&x=1`,
+		`http://127.0.0.1:1/readyz?password=a"b`,
+	} {
+		err := &url.Error{Op: "Get", URL: raw, Err: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}
+		got := redact.Error(err, raw).Error()
+		if strings.Contains(got, "bcdefg") || strings.Contains(got, `password=a\"b`) || !strings.Contains(got, "connection refused") {
+			t.Errorf("Error(%q) = %q: shows the password, or lost the cause", err, got)
+		}
+	}
+}
+
+// A short password parameter that begins another (or whose "password=v"
+// sits inside "sslpassword=v…") does not hide only the start of the
+// longer one.
+func TestErrorHidesAPasswordParameterThatAnotherPrefixes(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://db/berth?password=ab&sslpassword=ab3de",
+		"postgres://db/berth?password=ab&password=ab3de",
+	} {
+		got := redact.Error(errors.New("dial "+raw+": refused"), raw).Error()
+		if strings.Contains(got, "3de") {
+			t.Errorf("Error(%q) = %q: shows the end of a password", raw, got)
 		}
 	}
 }
