@@ -502,7 +502,7 @@ func TestResourceQuantitiesAreKubernetess(t *testing.T) {
 		})
 	}
 	for _, key := range []string{"resources", "postgresql.resources", "sidecar.resources", "metrics.pushgateway.prune.resources", "testResources"} {
-		for _, q := range []string{"-1Gi", "1KB", "1 Gi", "Gi", "1Gib", "0x10"} {
+		for _, q := range []string{"-1Gi", "1KB", "1 Gi", "Gi", "1Gib", "0x10", "1e1.5", "1e.5"} {
 			t.Run(key+" "+q, func(t *testing.T) {
 				values := map[string]any{"limits": map[string]any{"memory": q}}
 				parts := strings.Split(key, ".")
@@ -750,12 +750,16 @@ func TestPodAnnotationsOverrideScrapeAnnotations(t *testing.T) {
 	if got["prometheus.io/scrape"] != "false" || got["team"] != "x" || got["prometheus.io/port"] != "9090" {
 		t.Errorf("pod annotations %v: want the user's scrape=false beside team=x and the chart's port", got)
 	}
-	// On the helm test pod, the hook's own annotations are written once,
-	// and stay the hook's: the pod must stay helm test's.
+	// On the helm test pod, a key the hook sets too is written once:
+	// helm.sh/hook stays the test's (the pod must stay helm test's), a
+	// delete policy (a user cleaning up test pods) is the user's.
 	r = mustRender(t, map[string]any{"podAnnotations": map[string]any{"helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "hook-succeeded", "team": "x"}})
 	got = r.testPod.Annotations
-	if got["helm.sh/hook"] != "test" || got["helm.sh/hook-delete-policy"] != "before-hook-creation" || got["team"] != "x" {
-		t.Errorf("test pod annotations %v: want the hook's own beside team=x", got)
+	if got["helm.sh/hook"] != "test" || got["helm.sh/hook-delete-policy"] != "hook-succeeded" || got["team"] != "x" {
+		t.Errorf("test pod annotations %v: want the test hook, the user's delete policy and team=x", got)
+	}
+	if got := mustRender(t, nil).testPod.Annotations["helm.sh/hook-delete-policy"]; got != "before-hook-creation" {
+		t.Errorf("test pod's delete policy %q by default, want before-hook-creation", got)
 	}
 }
 

@@ -139,8 +139,10 @@ func TestReleaseNamesYAMLWouldMisread(t *testing.T) {
 		{"on", nil, ""},
 		{"null", nil, ""},
 		{"true", map[string]any{"nameOverride": "no"}, ""},
-		{"1234", nil, `the objects' names would start with "1234-berth" (the release name "1234")`},
-		{"rel", map[string]any{"fullnameOverride": "9lives"}, `the objects' names would start with "9lives" (fullnameOverride)`},
+		{"1234", nil, `the objects' names would be "1234-berth" (from the release name "1234"), which Kubernetes refuses as a Service's name`},
+		{"my.app", nil, `the objects' names would be "my.app-berth" (from the release name "my.app")`},
+		{"rel", map[string]any{"fullnameOverride": "9lives"}, `the objects' names would be "9lives" (from fullnameOverride)`},
+		{"rel", map[string]any{"fullnameOverride": "my_app"}, `the objects' names would be "my_app" (from fullnameOverride)`},
 		{"rel", map[string]any{"fullnameOverride": "off"}, `fullnameOverride="off": YAML reads that word as a boolean or null`},
 	} {
 		t.Run(fmt.Sprintf("%s %v", tt.release, tt.override), func(t *testing.T) {

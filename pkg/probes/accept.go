@@ -37,7 +37,7 @@ func acceptsJSON(h http.Header) bool {
 			q := 1.0
 			if v, ok := params["q"]; ok {
 				q, err = strconv.ParseFloat(v, 64)
-				if err != nil || q < 0 || q > 1 {
+				if err != nil || !(q >= 0 && q <= 1) { // NaN is neither
 					continue
 				}
 			}

@@ -69,7 +69,9 @@ type Check struct {
 	// no timeout and no goroutine of its own, so a probe stays cheap when
 	// the process is busy. A check that can block must not set it. A probe
 	// starts its other inline checks first, then runs its instant checks
-	// one after another.
+	// one after another. Its panic fails it, as any check's; but a
+	// runtime.Goexit (t.FailNow in a test) ends the probe's goroutine, and
+	// the probe goes unanswered, where another check's Goexit fails it.
 	Instant bool
 	// FailureThreshold is how many consecutive failures turn a passing check
 	// failing (default 1); SuccessThreshold how many consecutive successes

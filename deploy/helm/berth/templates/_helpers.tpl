@@ -149,10 +149,10 @@ template that renders the service includes it.
 */}}
 {{- define "berth.validate" -}}
 {{- $v := .Values }}
-{{- /* The Services take the full name, and a Service's name must start with a letter (a DNS-1035 label), where a release's may start with a digit. */}}
+{{- /* The Services take the full name, which must be a DNS-1035 label (lowercase letters, digits and "-", starting with a letter), where a release's name may start with a digit or hold a dot. */}}
 {{- $full := include "berth.fullname" . }}
-{{- if not (regexMatch "^[a-z]" $full) }}
-{{- fail (printf "the objects' names would start with %q (%s), and Kubernetes refuses a Service whose name does not start with a lowercase letter: install under a release name that starts with one, or set fullnameOverride to a name that does" $full (ternary "fullnameOverride" (printf "the release name %q" .Release.Name) (not (empty $v.fullnameOverride)))) }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $full) }}
+{{- fail (printf "the objects' names would be %q (from %s), which Kubernetes refuses as a Service's name: want lowercase letters, digits and \"-\", starting with a letter (a DNS-1035 label); install under such a release name, or set fullnameOverride to one" $full (ternary "fullnameOverride" (printf "the release name %q" .Release.Name) (not (empty $v.fullnameOverride)))) }}
 {{- end }}
 {{- /* ...and written unquoted as names, a word YAML reads as a boolean or null would not be a string. */}}
 {{- if has $full (list "y" "yes" "n" "no" "true" "false" "on" "off" "null") }}
