@@ -334,15 +334,7 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
-				t.Fatal(err)
-			}
+			dir, db := sqliteWithAnItem(t)
 			if err := db.CheckFile(t.Context()); err != nil {
 				t.Fatalf("CheckFile on the file opened = %v", err)
 			}
@@ -355,7 +347,7 @@ func TestWritesAreRefusedOnceTheFileIsGone(t *testing.T) {
 				}
 			}
 			check("CheckFile", db.CheckFile(t.Context()))
-			_, err = db.Put(t.Context(), "b", []byte(`2`))
+			_, err := db.Put(t.Context(), "b", []byte(`2`))
 			check("Put", err)
 			check("Delete", db.Delete(t.Context(), "a"))
 			if v, err := db.Get(t.Context(), "a"); err != nil || string(v) != "1" {
@@ -470,15 +462,7 @@ func TestCheckFileFollowsTheFileNotTheWorkingDirectory(t *testing.T) {
 // other requests, cannot open the file. That is the loss CheckFile names,
 // refused (a 500 without Retry-After), not a failure to retry for good.
 func TestReadsOnANewConnectionOnceTheFileIsDeleted(t *testing.T) {
-	dir := t.TempDir()
-	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
-		t.Fatal(err)
-	}
+	dir, db := sqliteWithAnItem(t)
 	// Requests in flight hold the connections the pool has opened.
 	for range 3 {
 		conn, err := db.SQL().Conn(t.Context())
@@ -527,4 +511,20 @@ func TestOpenRefusesNegativeLimits(t *testing.T) {
 			t.Errorf("Open with %+v left %d files behind", tt.limits, len(entries))
 		}
 	}
+}
+
+// sqliteWithAnItem opens a SQLite store in a directory of the test's own,
+// closed when the test ends, holding "a" = 1; it returns the directory too.
+func sqliteWithAnItem(t *testing.T) (string, *store.DB) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, db
 }
