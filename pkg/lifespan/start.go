@@ -226,20 +226,16 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	done := make(chan startResult, 1)
 	returned := a.calling(h)
 	go func() {
-		var r startResult
-		finished := false
+		r := startResult{err: errGoexit} // unless Start returns
 		defer func() {
 			if v := recover(); v != nil {
 				r = startResult{err: recovered(v)}
-			} else if !finished {
-				r = startResult{err: errGoexit}
 			}
 			r.at = time.Now()
 			returned() // before anyone can learn it returned
 			done <- r
 		}()
 		r.stop, r.err = h.Start(hctx, scope)
-		finished = true
 	}()
 
 	var r startResult

@@ -34,14 +34,12 @@ func Check(c healthcheck.Check) probes.CheckFunc {
 		cl := &call{seq: started, done: make(chan struct{})}
 		current = cl
 		go func() {
-			returned := false
+			// Unless c returns: a runtime.Goexit (t.FailNow, in a test)
+			// said nothing of the dependency, so it does not pass.
+			cl.err = errors.New("check exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
 			defer func() {
 				if v := recover(); v != nil {
 					cl.err = fmt.Errorf("check panicked: %v", v)
-				} else if !returned {
-					// runtime.Goexit (t.FailNow, in a test): the check
-					// said nothing of its dependency, so it does not pass.
-					cl.err = errors.New("check exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
 				}
 				mu.Lock()
 				current = nil
@@ -49,7 +47,6 @@ func Check(c healthcheck.Check) probes.CheckFunc {
 				close(cl.done)
 			}()
 			cl.err = c()
-			returned = true
 		}()
 		return cl
 	}
