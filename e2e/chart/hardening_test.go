@@ -489,7 +489,7 @@ func TestEveryContainerRequestsResources(t *testing.T) {
 // exponents), and reaches the pod as that quantity; what Kubernetes
 // refuses (a negative, a unit of its own, a space) is refused at install,
 // naming the key.
-func TestResourceQuantitiesAreKubernetess(t *testing.T) {
+func TestResourceQuantitiesFollowKubernetes(t *testing.T) {
 	for _, q := range []string{"1Pi", "2E", "1Ei", "1e3", "1.5E3", "500u", "250n", ".5", "+1Gi", "128974848", "129e6", "100m"} {
 		t.Run(q, func(t *testing.T) {
 			r := mustRender(t, map[string]any{"resources": map[string]any{
