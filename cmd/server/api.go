@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode"
@@ -34,7 +35,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 	// middleware (unmeasured, without nosniff, in HTML): a path off by a
 	// slash is a JSON 404 like any other.
 	r.RedirectTrailingSlash = false
-	r.Use(gin.Recovery(), noSniff)
+	r.Use(recovery(log), noSniff)
 	if obs != nil {
 		r.Use(ginberth.Metrics(obs))
 	}
@@ -87,6 +88,14 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 		c.Data(http.StatusOK, "application/json", v)
 	})
 	items.PUT("/:key", func(c *gin.Context) {
+		// Clients remove a "." or ".." segment from a URL (RFC 3986 5.2.4;
+		// browsers and fetch also when escaped as %2E): an item stored
+		// under one could be read back only by a client that does not.
+		// One stored before this check stays readable and deletable.
+		if k := c.Param("key"); k == "." || k == ".." {
+			fail(c, http.StatusBadRequest, "key %q is a dot-segment, which clients remove from a URL: no client could be sure to read it back; choose another key", k)
+			return
+		}
 		// A singleton field (RFC 9110 8.3): a proxy in front may have read
 		// another of its lines than the first.
 		if cts := c.Request.Header.Values("Content-Type"); len(cts) > 1 {
@@ -343,6 +352,24 @@ func getOrHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
 
 // itemsPrefix is the items routes' path before the key.
 const itemsPrefix = "/api/v1/items/"
+
+// recovery answers a handler's panic as every other error, a JSON 500
+// (unless the handler wrote its answer already), and logs the panic and its
+// stack through the service's logger, the one stream its log pipeline
+// reads: gin.Recovery writes a plain-text block, in colour, to stderr, and
+// answers with no body. As gin.Recovery does, it writes nothing for a
+// broken pipe, a reset connection or http.ErrAbortHandler, whose client is
+// gone (the request's metrics read 499).
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
+		log.Error("handler panicked", "method", c.Request.Method, "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		if c.Writer.Written() {
+			c.Abort() // part of the answer is on its way: nothing to add
+			return
+		}
+		fail(c, http.StatusInternalServerError, "internal error: the service's log says why")
+	})
+}
 
 // noSniff tells browsers not to guess a response's type from its bytes.
 func noSniff(c *gin.Context) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -610,5 +611,119 @@ func TestLoneSurrogate(t *testing.T) {
 		if at != tt.at {
 			t.Errorf("loneSurrogate(%s) = %d, want %d", tt.body, at, tt.at)
 		}
+	}
+}
+
+// panickingStore's Get panics with its value, as a bug in a store (or a
+// handler) of the user's own would.
+type panickingStore struct {
+	failingStore
+	v any
+}
+
+func (p panickingStore) Get(context.Context, string) ([]byte, error) { panic(p.v) }
+
+// A handler that panics is answered like every other error, in JSON, and
+// its stack goes to the service's logger, the one stream a log pipeline
+// parses (gin.Recovery wrote a coloured text block to stderr, and answered
+// with no body). A panic whose client is gone is answered with nothing and
+// not logged, as gin.Recovery does.
+func TestAPanicIsAJSONErrorInTheServicesLog(t *testing.T) {
+	for _, tt := range []struct {
+		name, method string
+		v            any
+		wantCode     int // 0: nothing written
+		wantLogged   bool
+	}{
+		{"GET", "GET", "store bug", 500, true},
+		{"HEAD", "HEAD", "store bug", 500, true},
+		{"an error value", "GET", errors.New("store bug"), 500, true},
+		{"the handler abandons its answer", "GET", http.ErrAbortHandler, 0, false},
+		{"a broken pipe", "GET", fmt.Errorf("write: %w", syscall.EPIPE), 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logged strings.Builder
+			app := &lifespan.App{Name: "berth"}
+			app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+				storeKey.Set(s, panickingStore{v: tt.v})
+				return nil, nil
+			}})
+			if err := app.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			defer app.Stop(context.Background())
+			cfg, err := config.Load(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			api := newAPI(cfg, app, nil, slog.New(slog.NewJSONHandler(&logged, nil)))
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(tt.method, "/api/v1/items/k", nil)
+			api.ServeHTTP(rec, req.WithContext(context.WithValue(req.Context(), lifespan.StateContextKey, lifespan.Group{app})))
+			if tt.wantCode == 0 {
+				if rec.Code != 200 || rec.Body.Len() != 0 || len(rec.Header()) > 1 { // the recorder's 200 is nothing written; nosniff only
+					t.Errorf("a panic whose client is gone was answered %d %v %q; want nothing", rec.Code, rec.Header(), rec.Body)
+				}
+			} else {
+				var body struct{ Error string }
+				if rec.Code != tt.wantCode || rec.Header().Get("Content-Type") != "application/json; charset=utf-8" {
+					t.Errorf("a panic answered %d, Content-Type %q; want %d in JSON", rec.Code, rec.Header().Get("Content-Type"), tt.wantCode)
+				}
+				if tt.method == "GET" && (json.Unmarshal(rec.Body.Bytes(), &body) != nil || !strings.Contains(body.Error, "log")) {
+					t.Errorf("a panic's body %q; want a JSON error pointing to the log", rec.Body)
+				}
+			}
+			var line struct{ Msg, Route, Panic, Stack string }
+			if !tt.wantLogged {
+				if logged.Len() != 0 {
+					t.Errorf("logged %q; want nothing", logged.String())
+				}
+				return
+			}
+			if err := json.Unmarshal([]byte(logged.String()), &line); err != nil || line.Panic != "store bug" || line.Route != "/api/v1/items/:key" || !strings.Contains(line.Stack, "panickingStore") {
+				t.Errorf("the service's log of the panic: %q (%v); want one JSON line with the panic, the route and the stack", logged.String(), err)
+			}
+		})
+	}
+}
+
+// A key is one path segment every client can address. "." and ".." are
+// dot-segments, which curl and browsers remove from a URL (RFC 3986
+// 5.2.4: `curl -X DELETE .../api/v1/items/..` sends DELETE /api/v1/), and
+// browsers, fetch and Node remove %2e and %2E%2E too: PUT refuses them
+// with a 400, as it does a "/". An item stored under one before stays
+// readable and deletable by a client that can send its key.
+func TestDotSegmentKeysAreRefused(t *testing.T) {
+	s := &mapStore{m: map[string][]byte{"..": []byte(`"old"`)}}
+	_, api := apiOver(t, s, &cache{}, nil)
+	for _, tt := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodPut, "/api/v1/items/.", http.StatusBadRequest},
+		{http.MethodPut, "/api/v1/items/..", http.StatusBadRequest},
+		{http.MethodPut, "/api/v1/items/%2E%2E", http.StatusBadRequest},
+		{http.MethodPut, "/api/v1/items/%2e", http.StatusBadRequest},
+		{http.MethodPut, "/api/v1/items/...", http.StatusCreated},
+		{http.MethodPut, "/api/v1/items/.a", http.StatusCreated},
+		{http.MethodGet, "/api/v1/items/..", http.StatusOK},
+		{http.MethodDelete, "/api/v1/items/..", http.StatusNoContent},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, "/", strings.NewReader(`1`))
+			u, err := url.Parse(tt.path) // as sent: NewRequest would clean the path
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL = u
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("%s %s = %d %s; want %d", tt.method, tt.path, rec.Code, rec.Body, tt.want)
+			}
+			if tt.want == http.StatusBadRequest && !strings.Contains(rec.Body.String(), "dot-segment") {
+				t.Errorf("body %s; want it to say why the key is refused", rec.Body)
+			}
+		})
 	}
 }
