@@ -261,10 +261,16 @@ func (s *Server) quitSidecars(quit func(context.Context) error) error {
 // errAbandoned is bounded's error for a function that outlived its context.
 var errAbandoned = errors.New("abandoned: it did not return within its timeout")
 
+// errGoexit is bounded's error for a function that ended its goroutine
+// with runtime.Goexit (t.FailNow, in a test) instead of returning: it did
+// not finish, as lifespan reads a hook's Goexit.
+var errGoexit = errors.New("exited by runtime.Goexit without returning (t.FailNow or t.SkipNow, in a test)")
+
 // bounded runs f(ctx) and returns its error, waiting for it no longer than
 // ctx: a function that ignores its context is abandoned (it goes on in its
 // goroutine) rather than holding the shutdown past what the budget counts.
-// A panic in f is its error (a *lifespan.PanicError), as a hook's is: it
+// A panic in f is its error (a *lifespan.PanicError), as a hook's is, and
+// a runtime.Goexit is errGoexit: it
 // must not end the process before the steps after it (the sidecars' quit,
 // the admin server's close) have run.
 //
@@ -282,7 +288,7 @@ func bounded(ctx context.Context, f func(context.Context) error) error {
 	}
 	done := make(chan error, 1)
 	go func() {
-		var err error
+		err := errGoexit // unless f returns
 		defer func() {
 			if v := recover(); v != nil {
 				err = &lifespan.PanicError{Value: v, Stack: debug.Stack()}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -414,6 +415,7 @@ func TestOnShutdownRunsLastAndIsBounded(t *testing.T) {
 		{"fails", func(context.Context) error { return errors.New("pushgateway: 503") }, `final report failed" error="pushgateway: 503"`},
 		{"hangs", func(context.Context) error { <-release; return nil }, "final report abandoned: it did not return within its timeout"},
 		{"panics", func(context.Context) error { panic("pushgateway client bug") }, `final report failed" error="panic: pushgateway client bug"`},
+		{"exits by Goexit", func(context.Context) error { runtime.Goexit(); return nil }, `final report failed" error="exited by runtime.Goexit without returning`},
 	}
 	var reports sync.WaitGroup
 	defer func() { close(release); reports.Wait() }()
@@ -720,24 +722,46 @@ func TestInFlightDrainedFollowsTheLastRequest(t *testing.T) {
 
 // A panic in OnShutdown or QuitSidecars is their error, as a hook's panic
 // is: it used to end the process (exit 2) before the sidecars were told to
-// quit, leaving a Job's classic sidecar running.
+// quit, leaving a Job's classic sidecar running. A runtime.Goexit (t.FailNow,
+// in a test) is an error too: the quit did not finish, where Run used to
+// read it as done and exit 0.
 func TestPanicsInTheLastStepsAreErrors(t *testing.T) {
-	var quitCalled atomic.Bool
-	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
-		OnShutdown: func(context.Context, ShutdownReport) error { panic("report bug") },
-		QuitSidecars: func(context.Context) error {
-			quitCalled.Store(true)
-			panic("quit bug")
-		}})
-	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
-	f.srv.Shutdown()
-	err := within(t, f.runErr, "Run")
-	var p *lifespan.PanicError
-	if !quitCalled.Load() || !errors.As(err, &p) || !strings.Contains(err.Error(), "quit sidecars: panic: quit bug") {
-		t.Errorf("quit called %v; Run = %v; want the quit's panic as Run's error", quitCalled.Load(), err)
-	}
-	if ExitCode(err) != ExitUnclean {
-		t.Errorf("exit %d, want %d", ExitCode(err), ExitUnclean)
+	for _, tt := range []struct {
+		name    string
+		end     func()
+		want    string
+		wantErr func(error) bool
+	}{
+		{"panic", func() { panic("quit bug") }, "quit sidecars: panic: quit bug", func(err error) bool {
+			var p *lifespan.PanicError
+			return errors.As(err, &p)
+		}},
+		{"Goexit", runtime.Goexit, "quit sidecars: exited by runtime.Goexit without returning", func(err error) bool { return errors.Is(err, errGoexit) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var quitCalled atomic.Bool
+			var logs logbuf.Buffer
+			f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1,
+				Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
+				OnShutdown: func(context.Context, ShutdownReport) error { tt.end(); return nil },
+				QuitSidecars: func(context.Context) error {
+					quitCalled.Store(true)
+					tt.end()
+					return nil
+				}})
+			within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+			f.srv.Shutdown()
+			err := within(t, f.runErr, "Run")
+			if !quitCalled.Load() || !tt.wantErr(err) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("quit called %v; Run = %v; want %q as Run's error", quitCalled.Load(), err, tt.want)
+			}
+			if ExitCode(err) != ExitUnclean {
+				t.Errorf("exit %d, want %d", ExitCode(err), ExitUnclean)
+			}
+			if out := logs.String(); !strings.Contains(out, "sidecars quit failed") || !strings.Contains(out, "final report failed") {
+				t.Errorf("the log does not say the quit and the report failed:\n%s", out)
+			}
+		})
 	}
 }
 
