@@ -53,14 +53,19 @@ func (g Group) check() error {
 	return nil
 }
 
-// Start starts each app in order. If one fails, the apps already started
-// are stopped in reverse and the errors are joined.
+// Start starts each app in order. If one fails, or a Stop (Group.Stop
+// abandoning the start) reaches an app before its turn comes, the apps
+// already started are stopped in reverse and the errors are joined.
 func (g Group) Start(ctx context.Context) error {
 	if err := g.check(); err != nil {
 		return err
 	}
 	for i, a := range g {
-		if err := a.Start(ctx); err != nil {
+		err := errStoppedFirst(a)
+		if err == nil {
+			err = a.Start(ctx)
+		}
+		if err != nil {
 			// The apps started before it are stopped by Stop's deadline when
 			// Stop abandoned this start (as Group.Stop would stop them),
 			// else by their stop timeouts alone, with ctx's values.
@@ -72,6 +77,19 @@ func (g Group) Start(ctx context.Context) error {
 			cancel()
 			return errors.Join(errs...)
 		}
+	}
+	return nil
+}
+
+// errStoppedFirst is the error of a group's app that a Stop reached before
+// its turn to start came, as Group.Stop does when it abandons the group's
+// start between two apps: App.Start's "Start called after Stop" would read
+// as a mistake of the caller's.
+func errStoppedFirst(a *App) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped && !a.launched {
+		return fmt.Errorf("lifespan %q: not started: Stop reached it before its turn came (the group's start was abandoned)", a.Name)
 	}
 	return nil
 }

@@ -74,6 +74,37 @@ func TestGroupRollbackAfterAnAbandonedStart(t *testing.T) {
 	}
 }
 
+// A Stop that reaches an app of the group before its turn to start came
+// (Group.Stop, abandoning the group's start between two apps) ends
+// Group.Start with an error that says so, and rolls back the apps that
+// started: it used to read "Start called after Stop", a caller's mistake.
+func TestGroupStoppedBetweenAppsSaysSo(t *testing.T) {
+	j := &journal{}
+	a, b := &App{Name: "a"}, &App{Name: "b"}
+	a.Append(recorded(j, "a.db", nil, nil))
+	b.Append(recorded(j, "b.cache", nil, nil))
+	a.Observer = func(e Event) {
+		if e.Kind == PhaseChanged && e.Phase == PhaseReady {
+			// a has started, b not yet: Group.Stop, in reverse, reaches b
+			// first.
+			if err := b.Stop(context.Background()); err != nil {
+				t.Errorf("b.Stop = %v", err)
+			}
+		}
+	}
+	err := Group{a, b}.Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), `lifespan "b": not started: Stop reached it before its turn came`) || strings.Contains(err.Error(), "Start called after Stop") {
+		t.Errorf("Start = %v; want b's error to say a Stop came before its turn", err)
+	}
+	if want := []string{"start a.db", "stop a.db"}; !slices.Equal(j.list(), want) {
+		t.Errorf("journal = %q, want %q", j.list(), want)
+	}
+	// Start called on an app stopped before is still the caller's mistake.
+	if err := b.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "Start called after Stop") {
+		t.Errorf("b.Start after its Stop = %v", err)
+	}
+}
+
 func TestGroupRefusesMistakes(t *testing.T) {
 	tests := []struct {
 		name  string

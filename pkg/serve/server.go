@@ -446,6 +446,11 @@ func (s *Server) startup() error {
 			// then stopped the apps: the startup is abandoned all the same
 			// (the API never served), with what stopping them reported.
 			err = errors.Join(fmt.Errorf("the shutdown (%s) began as the startup completed; the apps were stopped", s.reason), stopErr)
+		} else {
+			// Start's own error reads as the abandonment's effect (context
+			// canceled, or, for an app of a Group that Stop reached before
+			// it started, "Start called after Stop"): say what caused it.
+			err = fmt.Errorf("the shutdown (%s) abandoned the startup: %w", s.reason, err)
 		}
 	}
 	if err != nil {

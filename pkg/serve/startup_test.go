@@ -676,3 +676,38 @@ func TestFailedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown that abandons a Group's startup between two apps ends the run
+// with an error that says so, as it does within an app: not with the
+// later app's refusal to start after its Stop, which reads as a wiring
+// mistake ("Start called after Stop") in the log and in OnShutdown's
+// report.
+func TestShutdownBetweenAppsNamesTheAbandonment(t *testing.T) {
+	j := &journal{}
+	srvc, bStopped := make(chan *Server, 1), make(chan struct{})
+	b := app(j, "cache")
+	b.Name = "b"
+	b.Observer = func(e lifespan.Event) {
+		if e.Kind == lifespan.PhaseChanged && e.Phase == lifespan.PhaseStopped {
+			close(bStopped)
+		}
+	}
+	a := app(j, "db")
+	a.Observer = func(e lifespan.Event) {
+		if e.Kind == lifespan.PhaseChanged && e.Phase == lifespan.PhaseReady {
+			// a has started, b not yet: the shutdown comes now, and
+			// reaches b (Stop, in reverse) before the Group starts it.
+			within(t, srvc, "the server").Shutdown()
+			within(t, bStopped, "b to be stopped")
+		}
+	}
+	f := start(t, Config{Apps: lifespan.Group{a, b}, API: http.NotFoundHandler(), DrainDelay: -1})
+	srvc <- f.srv
+	err := within(t, f.runErr, "Run")
+	if ExitCode(err) != ExitStartup || !slices.Equal(j.list(), []string{"stop db"}) {
+		t.Fatalf("Run = %v (exit %d), journal %q; want an abandoned startup, db stopped", err, ExitCode(err), j.list())
+	}
+	if strings.Contains(err.Error(), "Start called after Stop") || !strings.Contains(err.Error(), "shutdown called") {
+		t.Errorf("Run = %v; want an error that says the shutdown (shutdown called) abandoned the startup", err)
+	}
+}
