@@ -43,7 +43,8 @@ type Server struct {
 	hooks    [][]string
 	ran      atomic.Bool
 	fireOnce sync.Once
-	markMu   sync.Mutex // mark's: one signal's line written before the next signal's
+	markMu   sync.Mutex // mark's: signals in turn, each taking logMu before the next signals
+	logMu    sync.Mutex // mark's: one signal's line written before the next signal's
 	reason   string     // what fired ShutdownInitiated; read after it is signalled
 	bySignal bool       // an OS signal fired it (the pod is being stopped); as reason
 
@@ -173,12 +174,18 @@ func (s *Server) fire(reason string, bySignal bool) {
 // the shutdown has begun.
 func (s *Server) mark(sig *Signal, attrs ...any) {
 	// Signalling wakes whoever waits on the signal, who may mark the next
-	// one at once: its line must wait for this one's.
+	// one at once: its line must wait for this one's, but not the signal,
+	// which readiness and the gate read (a slow log sink must not keep
+	// /readyz passing after T0). Hand over hand: the next signal comes
+	// once this one holds logMu, and its line once this one's is written.
 	s.markMu.Lock()
-	defer s.markMu.Unlock()
 	if !sig.signal() {
+		s.markMu.Unlock()
 		return
 	}
+	s.logMu.Lock()
+	s.markMu.Unlock()
+	defer s.logMu.Unlock()
 	if t0 := s.sig.ShutdownInitiated; t0.Signalled() {
 		attrs = append(attrs, slog.Float64("since_shutdown_seconds", sig.At().Sub(t0.At()).Seconds()))
 	}

@@ -999,3 +999,48 @@ func TestAbandonedStartupEndsTheChecksBeforeTheRollback(t *testing.T) {
 		t.Error("the check was still running when the rollback's stop released what it checks")
 	}
 }
+
+// /readyz fails from T0 on, however slow the log: here the line
+// ShutdownInitiated logs is still being written (a slow log sink) when
+// ReadinessFailing comes and the kubelet probes. Readiness used to wait
+// for that write, as every signal waited for the line before it.
+func TestReadinessFailsAtT0WhileItsLogLineIsWritten(t *testing.T) {
+	writing, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	defer free()
+	var lines []string // in the order written
+	var mu sync.Mutex
+	logger := slog.New(logHook{on: func(r slog.Record) {
+		if r.Message == "ShutdownInitiated" {
+			once.Do(func() { close(writing) })
+			<-release
+		}
+		mu.Lock()
+		lines = append(lines, r.Message)
+		mu.Unlock()
+	}})
+	f := start(t, Config{Apps: lifespan.Group{app(&journal{}, "db")}, API: http.NotFoundHandler(), DrainDelay: -1, Logger: logger})
+	within(t, f.sig.StartupComplete.Done(), "StartupComplete")
+	go f.srv.Shutdown()
+	within(t, writing, "ShutdownInitiated's log line")
+	within(t, f.sig.ReadinessFailing.Done(), "ReadinessFailing while ShutdownInitiated's line is written")
+	if code, _, _ := f.get(f.srv.AdminAddr(), "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d after ReadinessFailing; want 503", code)
+	}
+	free()
+	if err := within(t, f.runErr, "Run"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var marks []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "Shutdown") || strings.HasSuffix(l, "Failing") || strings.HasSuffix(l, "Started") || strings.HasSuffix(l, "Drained") || strings.HasSuffix(l, "Stopped") {
+			marks = append(marks, l)
+		}
+	}
+	if want := []string{"ShutdownInitiated", "ReadinessFailing", "DrainStarted", "InFlightDrained", "TasksStopped", "HooksStopped", "ShutdownComplete"}; !slices.Equal(marks, want) {
+		t.Errorf("signals logged in the order %q; want %q", marks, want)
+	}
+}
