@@ -8,8 +8,9 @@
 //	Listening          probes answer; API routes answer 503 + Retry-After
 //	StartupComplete    every hook started, background checks refreshed; the API serves
 //	ShutdownInitiated  T0: SIGTERM, SIGINT, SIGHUP, Server.Shutdown or ctx done
-//	ReadinessFailing   /readyz 503, /livez 200, responses carry
-//	                   "Connection: close"; requests still served
+//	ReadinessFailing   /readyz 503, /livez 200, responses to requests that
+//	                   arrive from here on carry "Connection: close";
+//	                   requests still served
 //	DrainStarted       T1: after the drain delay, or once no request has
 //	                   arrived for the quiet period: stop accepting, wait
 //	                   for in-flight requests (bounded by the drain timeout)

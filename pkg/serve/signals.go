@@ -75,8 +75,11 @@ func (s *Signal) signal() bool {
 //	                   a server failing (during startup: the startup is
 //	                   abandoned and rolled back)
 //	ReadinessFailing   /readyz fails from here on; /livez stays 200; API
-//	                   responses carry "Connection: close"; requests are
-//	                   still accepted and served
+//	                   responses to requests that arrive from here on
+//	                   carry "Connection: close" (one in flight at T0 keeps
+//	                   its connection: the client's next request on it is
+//	                   answered with the header, or DrainStarted closes it
+//	                   if idle); requests are still accepted and served
 //	DrainStarted       T1: the drain delay (or quiet period) is over; the
 //	                   API listener is closed and in-flight requests are
 //	                   waited for, bounded by the drain timeout
