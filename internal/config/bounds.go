@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -249,8 +250,14 @@ var serveFields = []struct {
 // Explain rewrites an error of package serve in the service's terms: the
 // variable to change instead of the field it sets
 // (`BERTH_HTTP_ADDR=":8080": listen tcp :8080: bind: address already in use`).
+// An *Error of this package's is returned as it is: its messages name the
+// variables already, and quote the values as they were set, which a
+// rewrite must not touch (BERTH_DEMO_FAIL="Margin" is no field).
 func Explain(err error) string {
 	msg := err.Error()
+	if _, ours := errors.AsType[*Error](err); ours {
+		return msg
+	}
 	for _, f := range serveFields {
 		msg = f.field.ReplaceAllString(msg, f.variable)
 	}

@@ -96,6 +96,8 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	q.SidecarQuit = entries(q.SidecarQuit)
 	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
 		problems = append(problems, listProblem("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err))
+	} else if v, set := environ["BERTH_SIDECAR_QUIT"]; len(q.SidecarQuit) == 0 && set && v != "" {
+		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q names no URL: there is nothing to quit; want comma-separated http://host:port/path", v))
 	} else if len(q.SidecarQuit) == 0 {
 		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
@@ -365,7 +367,11 @@ func parseValues[T any](cfg *T, environ map[string]string) (problems []string, u
 		unread[name] = true
 		what := "is not " + accepted[pe.Type]
 		if errors.Is(pe.Err, strconv.ErrRange) {
-			what = "is too large" // a whole number, past what any setting takes
+			// A whole number past what any setting takes, either way.
+			what = "is too large"
+			if strings.HasPrefix(strings.TrimSpace(environ[name]), "-") {
+				what = "is too small"
+			}
 		}
 		msg := fmt.Sprintf("%s=%q %s", name, environ[name], what)
 		if b, ok := BoundOf(name); ok {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,8 @@ func TestLoad(t *testing.T) {
 		{"absurdly long", map[string]string{"BERTH_DRAIN_DELAY": "8760h"}, `BERTH_DRAIN_DELAY="8760h": want between 100ms and 10m0s (or 0)`},
 		{"a zero that means none", map[string]string{"BERTH_DRAIN_DELAY": "0s", "BERTH_MAX_ITEMS": "0"}, ""},
 		{"absurd body limit", map[string]string{"BERTH_BODY_LIMIT": "0"}, `BERTH_BODY_LIMIT="0": want between 1 and 536870912`},
+		// Past int64 below zero: strconv's ErrRange, which is no "too large".
+		{"a number too negative to read", map[string]string{"BERTH_MAX_ITEMS": "-99999999999999999999"}, `BERTH_MAX_ITEMS="-99999999999999999999" is too small`},
 		{"a duration set to nothing", map[string]string{"BERTH_DRAIN_DELAY": ""}, "BERTH_DRAIN_DELAY is set but empty: unset it for its default (5s), or give a Go duration such as 250ms, 5s or 1m"},
 		{"a switch set to nothing", map[string]string{"BERTH_SINGLE_LISTENER": ""}, "BERTH_SINGLE_LISTENER is set but empty: unset it for its default (false), or give true or false"},
 		// Quitting's fields are promoted into Config: their defaults, and
@@ -214,6 +217,9 @@ func TestQuitAfterRefusal(t *testing.T) {
 		{"the timeout out of range", asked(map[string]string{"BERTH_SIDECAR_QUIT_TIMEOUT": "11m"}), nil, 0, `BERTH_SIDECAR_QUIT_TIMEOUT="11m": want between 100ms and 10m0s`},
 		{"a URL refused", asked(map[string]string{"BERTH_SIDECAR_QUIT": u + ",127.0.0.1:1/quitquitquit"}), nil, 0, `want http://host:port/path`},
 		{"no URL", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"}, nil, 0, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit"},
+		// Set, to a list of nothing but commas and spaces (a template's
+		// join of an empty list): the refusal quotes what is set, not "not set".
+		{"a list of no URL", asked(map[string]string{"BERTH_SIDECAR_QUIT": " , "}), nil, 0, `BERTH_SIDECAR_QUIT=" , "`},
 		{"a URL refused, a password elsewhere in the list hidden", asked(map[string]string{"BERTH_SIDECAR_QUIT": "http://u:s3cr3tpw@h:1/q,ftp://x"}), nil, 0, `BERTH_SIDECAR_QUIT="http://u:xxxxx@h:1/q,ftp://x": `},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,6 +546,25 @@ func TestAPGVariablePgxRefusesIsNamed(t *testing.T) {
 			if !strings.Contains(msg, "the libpq variables pgx reads beside BERTH_DATABASE_URL ("+tt.want+") cannot be read") ||
 				strings.Contains(msg, "BERTH_DATABASE_URL=") || shown || strings.Contains(msg, "PGBOUNCER") {
 				t.Errorf("refusing %s=%q: %v; want the PG variables named (%s), the URL not blamed and no password", tt.name, tt.value, err, tt.want)
+			}
+		})
+	}
+}
+
+// Explain renames serve's fields in serve's messages; the values a refusal
+// quotes are the user's, and stay as written.
+func TestExplainLeavesTheValuesAlone(t *testing.T) {
+	for _, tt := range []struct{ name, variable, value string }{
+		{"a hook name", "BERTH_DEMO_FAIL", "Margin"},
+		{"a database named like a field", "BERTH_DATABASE_URL", "postgres://u@h/DrainTimeout?sslmode=bogus"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(map[string]string{tt.variable: tt.value})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got, want := Explain(err), tt.variable+"="+strconv.Quote(tt.value); !strings.Contains(got, want) {
+				t.Fatalf("Explain = %q; want it to quote %s as set", got, want)
 			}
 		})
 	}
