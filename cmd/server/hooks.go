@@ -101,7 +101,10 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 		{Name: "migrate", StartTimeout: cfg.MigrateTimeout, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			return nil, storeKey.MustGet(s).(*store.DB).Migrate(ctx, log)
 		}},
-		{Name: "cache", StartTimeout: 30 * time.Second, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		// The cache's start is one Stats query, which BERTH_DB_TIMEOUT
+		// bounds (up to a minute): the hook's own bound must not cut it
+		// short with a less telling error.
+		{Name: "cache", StartTimeout: cfg.DBTimeout + 5*time.Second, Start: func(ctx context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			c := &cache{}
 			if err := c.load(ctx, storeKey.MustGet(s)); err != nil {
 				return nil, err
@@ -126,7 +129,9 @@ func serviceHooks(cfg config.Config, log *slog.Logger, ping *dbCheck) []lifespan
 						// A database outage is ridden out: the cache keeps its
 						// last figures and the job tries again next tick.
 						if err := c.load(ctx, st); err != nil {
-							log.Warn("cache refresh failed", "error", err.Error())
+							if ctx.Err() == nil { // not a refresh the shutdown ended
+								log.Warn("cache refresh failed", "error", err.Error())
+							}
 							continue
 						}
 						c.jobRuns.Add(1)

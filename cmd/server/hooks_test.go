@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/logbuf"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/pkg/lifespan"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -240,4 +241,88 @@ func TestSidecarWaitNamesItsTimeoutOnlyWhenItRanOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// blockingStats is a store whose Stats answers after it has been asked
+// for the time set, or with its context's error when that ends first, as a
+// database answering slowly does under a bound.
+type blockingStats struct {
+	store.Store
+	took time.Duration
+}
+
+func (b blockingStats) Stats(ctx context.Context) (store.Stats, error) {
+	select {
+	case <-time.After(b.took):
+		return store.Stats{Items: 1}, nil
+	case <-ctx.Done():
+		return store.Stats{}, ctx.Err()
+	}
+}
+
+// The cache's start is one Stats query, bounded by BERTH_DB_TIMEOUT: the
+// hook's own start timeout is longer, so a query the database answers
+// within that bound is not cut off (the hook's bound was a fixed 30s,
+// while BERTH_DB_TIMEOUT takes up to a minute).
+func TestCacheHookOutlastsTheDatabaseBound(t *testing.T) {
+	for _, tt := range []struct{ dbTimeout, took string }{{"1500ms", "1s"}, {"45s", "40s"}, {"1m", "59s"}} {
+		t.Run(tt.dbTimeout, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg, err := config.Load(map[string]string{"BERTH_DB_TIMEOUT": tt.dbTimeout, "BERTH_DRAIN_TIMEOUT": "1m", "BERTH_DATA_DIR": t.TempDir()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				took, _ := time.ParseDuration(tt.took)
+				app := &lifespan.App{Name: "berth"}
+				app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+					storeKey.Set(s, blockingStats{took: took})
+					return nil, nil
+				}})
+				app.Append(serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{})[2]) // cache
+				if err := app.Start(t.Context()); err != nil {
+					t.Fatalf("BERTH_DB_TIMEOUT=%s, a Stats answered in %s: %v", tt.dbTimeout, tt.took, err)
+				}
+				if err := app.Stop(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// A refresh that the shutdown ends (its query cancelled with the job) is
+// not a failed refresh: the job logs that it stopped, and no warning.
+func TestCacheRefreshEndedByTheShutdownIsNoFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Load(map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs logbuf.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		app := &lifespan.App{Name: "berth"}
+		app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			// The cache's first load answers at once; the job's, never.
+			storeKey.Set(s, blockingStats{took: time.Hour})
+			return nil, nil
+		}})
+		hooks := serviceHooks(cfg, log, &dbCheck{})
+		app.Append(lifespan.Hook{Name: "cache", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+			c := &cache{}
+			c.stats.Store(&store.Stats{})
+			cacheKey.Set(s, c)
+			return nil, nil
+		}}, hooks[3]) // jobs
+		if err := app.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(cfg.JobInterval) // the job's first tick: its refresh waits on the database
+		synctest.Wait()
+		if err := app.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if out := logs.String(); strings.Contains(out, "cache refresh failed") || !strings.Contains(out, "cache-refresh job stopped") {
+			t.Errorf("log of a refresh the shutdown ended:\n%s\nwant the job stopped, and no failure", out)
+		}
+	})
 }

@@ -284,7 +284,7 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- if and (include "berth.classicSidecar" .) (ge $delay $sidecarTimeout) }}
 {{- fail (printf "sidecar.readyDelay=%v: the service waits %vs for its sidecars (BERTH_SIDECAR_TIMEOUT) and would exit 1; keep it under that" $v.sidecar.readyDelay $sidecarTimeout) }}
 {{- end }}
-{{- /* The startup probe allows what the service may wait while starting: the database, the migrations, 30s for the cache (its hook's bound), the warm-up and a classic sidecar (a native one is ready before the service starts). */}}
+{{- /* The startup probe allows what the service may wait while starting: the database, the migrations, the cache's first load (its hook's bound, database.timeout + 5s, as the database's first answer), the warm-up and a classic sidecar (a native one is ready before the service starts). */}}
 {{- /* The kubelet's first probe can come as the container starts, so the last failure it allows comes periodSeconds x (failureThreshold - 1) later. */}}
 {{- $allowed := mul (int $v.probes.startup.periodSeconds) (sub (int $v.probes.startup.failureThreshold) 1) }}
 {{- $warmup := int (ceil (divf (float64 (include "berth.ms" $v.config.demoWarmup)) 1000.0)) }}
@@ -294,9 +294,9 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- $sidecarWait := ternary (int (ceil $sidecarTimeout)) 0 $waitsForSidecars }}
 {{- $migrate := int (include "berth.migrateTimeoutSeconds" .) }}
 {{- $open := add (int (ceil $dbTimeout)) 5 }}
-{{- $need := add (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait 30 }}
+{{- $need := add (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait $open }}
 {{- if lt $allowed $need }}
-{{- fail (printf "probes.startup allows %ds (periodSeconds %d x (failureThreshold %d - 1), as the first probe can come as the container starts), less than the service may take to start: database.waitSeconds %d + %ds for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds %d + config.demoWarmup %ds + sidecar wait %ds + 30s for the cache = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait $need (add1 (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds)))))) }}
+{{- fail (printf "probes.startup allows %ds (periodSeconds %d x (failureThreshold %d - 1), as the first probe can come as the container starts), less than the service may take to start: database.waitSeconds %d + %ds for the database's first answer (database.timeout + 5s) + database.migrateTimeoutSeconds %d + config.demoWarmup %ds + sidecar wait %ds + %ds for the cache's first load (database.timeout + 5s) = %ds; the kubelet would restart it first. Raise probes.startup.failureThreshold to at least %d" $allowed (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) (int $v.database.waitSeconds) $open $migrate $warmup $sidecarWait $open $need (add1 (int (ceil (divf (float64 $need) (float64 $v.probes.startup.periodSeconds)))))) }}
 {{- end }}
 {{- $ru := $v.rollingUpdate }}
 {{- if and (eq (toString $ru.maxSurge | trimSuffix "%") "0") (eq (toString $ru.maxUnavailable | trimSuffix "%") "0") }}
