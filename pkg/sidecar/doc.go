@@ -5,8 +5,11 @@
 // configured sidecar is ready, probing an HTTP readiness URL (Istio's
 // :15021/healthz/ready, Linkerd's :4191/ready) or dialling a TCP address,
 // with exponential backoff and a deadline. Register it first, so the hooks
-// that need the network run after it; its start duration is the wait, in
-// the lifespan's events and metrics. [Waiter.Checks] reports each sidecar as
+// that need the network run after it: with the app's default Concurrency
+// of 1, hooks start in the order registered; with Concurrency above 1, a
+// hook starts as soon as the hooks its After names are up, so each hook
+// that needs the network must name "sidecars" in its After. Its start
+// duration is the wait, in the lifespan's events and metrics. [Waiter.Checks] reports each sidecar as
 // a readiness check that keeps probing it in the background.
 //
 // At shutdown, [Quit] calls each classic sidecar's quit endpoint (Istio's

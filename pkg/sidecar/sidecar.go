@@ -364,14 +364,19 @@ func doubled(d time.Duration) time.Duration {
 
 // Quit POSTs to every quit URL at once (Istio /quitquitquit, Linkerd
 // /shutdown) with opts.Client, bounded by ctx, logs each outcome to
-// opts.Logger, and returns the failures joined. A connection refused
+// opts.Logger, and returns the failures joined; any answer but a 2xx is a
+// failure, a redirect included (it is not followed). A connection refused
 // counts as success, the sidecar already gone, unless opts.RetryRefused
 // says it may not have started yet.
 func Quit(ctx context.Context, urls []string, opts Options) error {
-	client, log := opts.Client, opts.Logger
-	if client == nil {
-		client = &http.Client{}
+	client, log := &http.Client{}, opts.Logger
+	if opts.Client != nil {
+		*client = *opts.Client
 	}
+	// A quit is a POST the sidecar answered with a 2xx: a redirect (a web
+	// UI's port sending the client to its login page) is that answer, a
+	// failure, not a GET to follow whose 200 would read as "told to quit".
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if log == nil {
 		log = slog.Default()
 	}

@@ -822,3 +822,79 @@ func TestWaitCancelledByTheCallerSaysSo(t *testing.T) {
 		})
 	}
 }
+
+// Registered first, the sidecars hook runs before the others with the
+// default Concurrency; with Concurrency above 1 (the README's faster
+// startup), a hook that needs the network names "sidecars" in its After,
+// as the package doc says, and starts only once the proxy is ready. A hook
+// that names nothing starts beside the wait.
+func TestHooksAfterTheWaitRunAfterIt(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		concurrency int
+		after       []string
+		wantUp      bool
+	}{
+		{"one at a time, registered after it", 0, nil, true},
+		{"concurrently, After sidecars", 4, []string{"sidecars"}, true},
+		{"concurrently, no After", 4, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				begin := time.Now()
+				client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					status := http.StatusServiceUnavailable // the mesh proxy is not ready...
+					if time.Since(begin) >= time.Second {
+						status = http.StatusOK // ...until a second into the pod's life
+					}
+					return &http.Response{StatusCode: status, Status: http.StatusText(status), Body: http.NoBody, Request: r}, nil
+				})}
+				targets, err := ParseTargets([]string{"http://127.0.0.1:15021/healthz/ready"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := NewWaiter(targets, Options{Client: client, Deadline: 10 * time.Second, Logger: quiet})
+				app := &lifespan.App{Name: "api", Concurrency: tt.concurrency}
+				var sidecarsWhenDBStarted lifespan.HookStatus
+				app.Append(w.Hook(), lifespan.Hook{Name: "db", After: tt.after, Start: func(context.Context, *lifespan.Scope) (lifespan.StopFunc, error) {
+					sidecarsWhenDBStarted = app.HookStatus("sidecars") // db dials out through the proxy
+					return nil, nil
+				}})
+				if err := app.Start(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				defer app.Stop(t.Context())
+				if up := sidecarsWhenDBStarted == lifespan.HookUp; up != tt.wantUp {
+					t.Fatalf("db started while the sidecars hook was %q; want it up: %v", sidecarsWhenDBStarted, tt.wantUp)
+				}
+			})
+		})
+	}
+}
+
+// A quit is a POST the sidecar answered with a 2xx. A URL that answers
+// the POST with a redirect (a port that is some web UI's, redirecting to
+// its login page; an http port redirecting to https) did not quit
+// anything: the client must not follow it as a GET and report the GET's
+// 200 as "sidecar told to quit", which leaves a Job's pod held open by a
+// sidecar the log says was told to go.
+func TestQuitDoesNotFollowARedirectAsSuccess(t *testing.T) {
+	var posts atomic.Int32
+	ui := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/quitquitquit" {
+			if r.Method == http.MethodPost {
+				posts.Add(1)
+			}
+			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		}
+		fmt.Fprint(w, "login page") // 200 to the GET the client turned the POST into
+	}))
+	defer ui.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err := Quit(ctx, []string{ui.URL + "/quitquitquit"}, Options{Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "302 Found") || posts.Load() != 1 {
+		t.Fatalf("Quit = %v after the quit URL answered its POST (%d) with 302 Found; want a failure naming the redirect", err, posts.Load())
+	}
+}
