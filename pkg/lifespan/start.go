@@ -208,6 +208,10 @@ func insertSorted(s []int, v int) []int {
 // nothing it opened is left open.
 func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	timeout := a.startTimeoutOf(h)
+	// The observer hears of the start before its timeout begins: the
+	// timeout is the start's own, counted from its call, as a stop's is.
+	a.status[i].Store(int32(HookRunningStart))
+	a.emit(Event{Kind: HookStarting, Hook: h.Name})
 	// The start's own context, which ends when it returns (StartFunc's
 	// doc), with or without a timeout.
 	var hctx context.Context
@@ -219,8 +223,6 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 	}
 	defer cancel()
 
-	a.status[i].Store(int32(HookRunningStart))
-	a.emit(Event{Kind: HookStarting, Hook: h.Name})
 	scope := &Scope{app: a, hook: h.Name}
 	begin := time.Now()
 	done := make(chan startResult, 1)

@@ -833,3 +833,32 @@ func TestRollbackStartingComesBeforeATaskOfAFailedStartIsStopped(t *testing.T) {
 		t.Errorf("events %q, want %q: the rollback stopped a task without saying it would", seen, want)
 	}
 }
+
+// A hook's start timeout is the start's own: it is counted from the call
+// of its start function, as the hook's stop timeout is counted from the
+// call of its stop, not from before the observer was told of the start
+// (an observer that writes to a slow log, say). A start that returns well
+// within its timeout must not be failed as "did not return within 1s".
+func TestStartTimeoutIsCountedFromTheStartsCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &App{Name: "api", StartTimeout: time.Second, Observer: func(e Event) {
+			if e.Kind == HookStarting {
+				time.Sleep(600 * time.Millisecond) // a slow observer (fake time)
+			}
+		}}
+		l.Append(Hook{Name: "db", Start: func(ctx context.Context, _ *Scope) (StopFunc, error) {
+			select {
+			case <-time.After(500 * time.Millisecond): // half its timeout
+				return nil, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}})
+		if err := l.Start(t.Context()); err != nil {
+			t.Fatalf("Start = %v; want nil: the start returned 500ms after its call, within its 1s timeout", err)
+		}
+		if err := l.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
