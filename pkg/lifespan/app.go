@@ -170,16 +170,29 @@ func (a *App) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	defer func() {
-		// An observer's panic is logged and the event dropped for it: it must not
-		// end the process from a hook's goroutine, nor leave a Stop half
-		// done (its stopOnce spent, the hooks after the event unstopped).
-		if v := recover(); v != nil {
-			slog.Error("lifespan: observer panicked on an event", "app", a.Name,
-				"event", e.Kind.String(), "hook", e.Hook, "panic", fmt.Sprint(v))
-		}
+	// The observer runs on a goroutine of its own, waited for, so that its
+	// runtime.Goexit (t.Fatalf, in a test's observer) ends that goroutine
+	// and not the hook's or the caller's, which Start and Stop wait on.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		returned := false
+		defer func() {
+			// An observer's panic is logged and the event dropped for it: it
+			// must not end the process, nor leave a Stop half done (its
+			// stopOnce spent, the hooks after the event unstopped).
+			if v := recover(); v != nil {
+				slog.Error("lifespan: observer panicked on an event", "app", a.Name,
+					"event", e.Kind.String(), "hook", e.Hook, "panic", fmt.Sprint(v))
+			} else if !returned {
+				slog.Error("lifespan: observer exited by runtime.Goexit on an event", "app", a.Name,
+					"event", e.Kind.String(), "hook", e.Hook)
+			}
+		}()
+		a.Observer(e)
+		returned = true
 	}()
-	a.Observer(e)
+	<-done
 }
 
 func (a *App) setPhase(p Phase, d time.Duration, err error) {

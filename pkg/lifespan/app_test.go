@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -364,4 +365,29 @@ func TestRunningIsEmptyOnceStartAndStopReturned(t *testing.T) {
 			t.Fatalf("run %d: Running = %q right after Stop returned; db's stop had returned", i, got)
 		}
 	}
+}
+
+// An observer that ends its goroutine with runtime.Goexit (t.Fatalf in a
+// test's observer, on an event it did not expect) must not hang Start:
+// the app handles a hook's Goexit, and an observer's panic, and the
+// observer runs on a hook's goroutine, which Start waits for. Start must
+// return, as it does when the observer panics.
+func TestObserverGoexitDoesNotHangStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &App{Name: "api", Observer: func(e Event) {
+			if e.Kind == HookStarted {
+				runtime.Goexit() // as t.FailNow does
+			}
+		}}
+		l.Append(Hook{Name: "db", Start: noop})
+		returned := make(chan error, 1)
+		go func() { returned <- l.Start(context.Background()) }()
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Fatal("Start never returned: the observer's Goexit ended the goroutine Start waits on")
+		}
+		_ = l.Stop(context.Background())
+	})
 }

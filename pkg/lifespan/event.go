@@ -102,13 +102,15 @@ type Event struct {
 	Time time.Time
 }
 
-// Observer receives an app's events. It is called synchronously, never
-// while the app holds a lock, and possibly from several goroutines at once
-// (hooks starting in parallel, tasks ending): it must be quick and safe for
-// concurrent use, and must not call the app's Start or Stop (it runs on the
-// goroutine of a hook those wait for, so Stop would wait for good). An observer that panics does not stop the app: the
-// panic is logged through slog.Default and that event is dropped for it
-// (in [Observers], the others still get it).
+// Observer receives an app's events. It is called synchronously (the app
+// waits for it, on a goroutine of the call's own), never while the app
+// holds a lock, and possibly for several events at once (hooks starting in
+// parallel, tasks ending): it must be quick and safe for concurrent use,
+// and must not call the app's Start or Stop (a hook those wait for waits
+// for it, so Stop would wait for good). An observer that panics, or ends
+// its goroutine with runtime.Goexit (t.Fatalf, in a test), does not stop
+// the app: it is logged through slog.Default and that event is dropped for
+// it (in [Observers], after a panic, the others still get it).
 type Observer func(Event)
 
 // Observers returns an observer that hands each event to every non-nil
