@@ -38,6 +38,7 @@ run: ## run the service locally with its embedded defaults (API :8080, admin :90
 	BERTH_LOG_FORMAT=text $(GO) run ./cmd/server
 
 test: lint ## unit, example, chart, store and alert-rule tests with -race (no cluster; the PostgreSQL and promtool parts need Docker)
+	@if [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then echo "make test: -race needs cgo, which is off (CGO_ENABLED=$$($(GO) env CGO_ENABLED)): install a C compiler (gcc), or set CGO_ENABLED=1 if one is there"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 300s ./...
 	cd e2e && $(GO) test -race -count=1 -timeout 300s ./chart/... ./storepg/...
 
