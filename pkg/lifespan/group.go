@@ -61,11 +61,7 @@ func (g Group) Start(ctx context.Context) error {
 		return err
 	}
 	for i, a := range g {
-		err := errStoppedFirst(a)
-		if err == nil {
-			err = a.Start(ctx)
-		}
-		if err != nil {
+		if err := a.start(ctx, true); err != nil {
 			// The apps started before it are stopped by Stop's deadline when
 			// Stop abandoned this start (as Group.Stop would stop them),
 			// else by their stop timeouts alone, with ctx's values.
@@ -77,19 +73,6 @@ func (g Group) Start(ctx context.Context) error {
 			cancel()
 			return errors.Join(errs...)
 		}
-	}
-	return nil
-}
-
-// errStoppedFirst is the error of a group's app that a Stop reached before
-// its turn to start came, as Group.Stop does when it abandons the group's
-// start between two apps: App.Start's "Start called after Stop" would read
-// as a mistake of the caller's.
-func errStoppedFirst(a *App) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.stopped && !a.launched {
-		return fmt.Errorf("lifespan %q: not started: Stop reached it before its turn came (the group's start was abandoned)", a.Name)
 	}
 	return nil
 }

@@ -25,12 +25,20 @@ import (
 // Stop that abandoned the start, if one did) and the app's tasks get ctx's
 // values (not its cancellation, for the stops and tasks). Start may be
 // called once, and not after Stop.
-func (a *App) Start(ctx context.Context) error {
+func (a *App) Start(ctx context.Context) error { return a.start(ctx, false) }
+
+// start is Start; inGroup says a Group starts the app in its turn, where a
+// Stop that came first abandoned the group's start (Group.Stop reaches the
+// apps not started yet first), which is no mistake of the caller's.
+func (a *App) start(ctx context.Context, inGroup bool) error {
 	a.mu.Lock()
 	switch {
 	case a.launched:
 		a.mu.Unlock()
 		return fmt.Errorf("lifespan %q: Start called twice", a.Name)
+	case a.stopped && inGroup:
+		a.mu.Unlock()
+		return fmt.Errorf("lifespan %q: not started: Stop reached it before its turn came (the group's start was abandoned)", a.Name)
 	case a.stopped:
 		a.mu.Unlock()
 		return fmt.Errorf("lifespan %q: Start called after Stop", a.Name)
