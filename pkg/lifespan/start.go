@@ -119,16 +119,48 @@ func (a *App) dependencies(hooks []Hook) ([][]int, error) {
 			}
 		}
 	}
-	var cycle []string
 	for i, n := range indegree {
 		if n > 0 {
-			cycle = append(cycle, hooks[i].Name)
+			return nil, a.cycleError(hooks, deps, indegree, i)
 		}
 	}
-	if len(cycle) > 0 {
-		return nil, fmt.Errorf("lifespan %q: hooks %s depend on each other in a cycle", a.Name, strings.Join(cycle, ", "))
-	}
 	return deps, nil
+}
+
+// cycleError names one cycle among the hooks the ordering could not place
+// (indegree above 0), found from hook i: the hooks in it, and the After
+// names that close it, one of which must go. The hooks that only wait
+// for the cycle are left out: they need no change.
+func (a *App) cycleError(hooks []Hook, deps [][]int, indegree []int, i int) error {
+	// Each hook left has a dependency left: follow them until one repeats.
+	seen := map[int]int{} // hook: its place in path
+	var path []int
+	for {
+		if at, ok := seen[i]; ok {
+			path = path[at:]
+			break
+		}
+		seen[i] = len(path)
+		path = append(path, i)
+		for _, j := range deps[i] {
+			if indegree[j] > 0 {
+				i = j
+				break
+			}
+		}
+	}
+	members := slices.Clone(path)
+	slices.Sort(members) // in the order registered
+	names := make([]string, len(members))
+	for k, m := range members {
+		names[k] = hooks[m].Name
+	}
+	chain := make([]string, 0, len(path)+1)
+	for _, m := range path {
+		chain = append(chain, fmt.Sprintf("%q", hooks[m].Name))
+	}
+	chain = append(chain, fmt.Sprintf("%q", hooks[path[0]].Name))
+	return fmt.Errorf("lifespan %q: hooks %s depend on each other in a cycle (%s, each After the next): remove one of these After names", a.Name, strings.Join(names, ", "), strings.Join(chain, " -> "))
 }
 
 type startResult struct {

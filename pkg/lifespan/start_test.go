@@ -240,6 +240,15 @@ func TestDependencyErrors(t *testing.T) {
 		{"self", []Hook{{Name: "a", Start: noop, After: []string{"a"}}}, `hook "a": After names "a"`},
 		{"cycle", []Hook{{Name: "a", Start: noop, After: []string{"b"}}, {Name: "b", Start: noop, After: []string{"a"}}, {Name: "c", Start: noop}},
 			`hooks a, b depend on each other in a cycle`},
+		// c only waits for the cycle: naming it sends the user to a hook
+		// that needs no change.
+		{"cycle with a dependent", []Hook{{Name: "a", Start: noop, After: []string{"b"}}, {Name: "b", Start: noop, After: []string{"a"}}, {Name: "c", Start: noop, After: []string{"a"}}},
+			`lifespan "api": hooks a, b depend on each other in a cycle ("a" -> "b" -> "a", each After the next): remove one of these After names`},
+		// A longer cycle reached through a hook outside it: only its own
+		// hooks are named, in the order of the After names that close it.
+		{"cycle of three behind a dependent", []Hook{{Name: "x", Start: noop, After: []string{"q"}}, {Name: "p", Start: noop, After: []string{"r"}},
+			{Name: "q", Start: noop, After: []string{"p"}}, {Name: "r", Start: noop, After: []string{"q"}}},
+			`hooks p, q, r depend on each other in a cycle ("q" -> "p" -> "r" -> "q", each After the next)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
