@@ -66,7 +66,9 @@ func (s HookStatus) String() string {
 
 // Scope is what a start function gets to publish state (with [Key.Set])
 // and start background tasks (with [Scope.Go]). Reading a [Key] from it
-// sees what hooks that started earlier set. It is valid only until the
+// sees what its own hook set, and what hooks that started earlier, and
+// succeeded, set: a hook starting beside it (Concurrency) publishes its
+// state only once its start has succeeded. It is valid only until the
 // start function returns, but for Go, which a goroutine the start began
 // may call later, until the app's tasks are stopped.
 type Scope struct {
@@ -74,25 +76,63 @@ type Scope struct {
 	hook string
 
 	mu     sync.Mutex
-	closed bool // the start returned: Set is a programming error
-	late   bool // the start passed its timeout: its writes are dropped
+	closed bool           // the start returned: Set is a programming error
+	late   bool           // the start passed its timeout: its writes are dropped
+	own    map[*keyID]any // what this start set, published if it succeeds
 }
 
-func (s *Scope) lookup(id *keyID) (any, bool) { return s.app.building.lookup(id) }
+func (s *Scope) lookup(id *keyID) (any, bool) {
+	s.mu.Lock()
+	v, ok := s.own[id]
+	s.mu.Unlock()
+	if ok {
+		return v, true
+	}
+	return s.app.building.lookup(id)
+}
 
-func (s *Scope) each(fn func(id *keyID)) { s.app.building.each(fn) }
+func (s *Scope) each(fn func(id *keyID)) {
+	s.mu.Lock()
+	ids := make([]*keyID, 0, len(s.own))
+	for id := range s.own {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		fn(id)
+	}
+	s.app.building.each(func(id *keyID) {
+		s.mu.Lock()
+		_, mine := s.own[id]
+		s.mu.Unlock()
+		if !mine {
+			fn(id)
+		}
+	})
+}
 
 func (s *Scope) set(id *keyID, v any) {
 	s.mu.Lock()
-	closed, late := s.closed, s.late
-	s.mu.Unlock()
+	defer s.mu.Unlock()
 	switch {
-	case late:
+	case s.late:
 		return
-	case closed:
+	case s.closed:
 		panic(fmt.Sprintf("lifespan %q: hook %q: state %q set after its start returned; state is read-only once ready", s.app.Name, s.hook, id.name))
 	}
-	s.app.building.set(id, v)
+	if s.own == nil {
+		s.own = map[*keyID]any{}
+	}
+	s.own[id] = v
+}
+
+// publish adds what the start set to the app's state, once it succeeded.
+func (s *Scope) publish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, v := range s.own {
+		s.app.building.set(id, v)
+	}
 }
 
 func (s *Scope) close(late bool) {

@@ -324,6 +324,7 @@ func (a *App) startHook(ctx context.Context, i int, h Hook) startResult {
 		a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d, Err: err, CutShort: cutShort})
 		return startResult{idx: i, err: err, cutShort: cutShort}
 	}
+	scope.publish() // before any hook that waits for this one can start
 	a.status[i].Store(int32(HookUp))
 	a.emit(Event{Kind: HookStarted, Hook: h.Name, Duration: d})
 	return startResult{idx: i, stop: r.stop}

@@ -28,7 +28,8 @@ func (k Key[T]) Name() string {
 
 // Values is what a [Key] can read from: a [*State]; a [Group], which
 // reads each app's state in the Group's order; or, during startup, a
-// [*Scope] (which sees what earlier hooks set).
+// [*Scope] (which sees what its own hook set, and what hooks whose start
+// succeeded before set).
 type Values interface {
 	lookup(id *keyID) (any, bool)
 	// each calls fn with every key set, a shadowed key included.

@@ -2,6 +2,7 @@ package lifespan
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -162,5 +163,83 @@ func TestANilInterfaceValueIsSet(t *testing.T) {
 		if got := errKey.MustGet(v); got != nil {
 			t.Errorf("%s: MustGet = %v, want nil", name, got)
 		}
+	}
+}
+
+// With Concurrency, a hook's Scope sees what the hooks that started
+// earlier set (Scope's doc): not what a sibling still starting has set so
+// far. Otherwise a hook that reads a value it forgot to name in After
+// gets it or not depending on timing, and may use a value its sibling
+// then abandons (a pool the sibling closes as its own start fails).
+func TestConcurrentSiblingsStateIsNotVisibleBeforeItStarted(t *testing.T) {
+	setByDB := make(chan struct{})
+	readByCache := make(chan struct{})
+	var saw string
+	var seen bool
+	l := &App{Name: "api", Concurrency: 2}
+	l.Append(
+		Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+			dsnKey.Set(s, "postgres://db")
+			close(setByDB)
+			<-readByCache // db has not started yet while cache reads
+			return nil, nil
+		}},
+		Hook{Name: "cache", Start: func(_ context.Context, s *Scope) (StopFunc, error) { // no After: "db"
+			<-setByDB
+			saw, seen = dsnKey.Get(s)
+			close(readByCache)
+			return nil, nil
+		}},
+	)
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop(t.Context())
+	if seen {
+		t.Errorf("cache, starting beside db, read dsn = %q from db, which had not started (its start had not returned)", saw)
+	}
+}
+
+// What a start sets it reads back at once, a hook After it reads once it
+// has succeeded, and the app's State holds once ready; when the start
+// fails, the hook After it never starts.
+func TestStatePublishedWhenItsStartSucceeds(t *testing.T) {
+	failing := errors.New("db refused")
+	for _, tt := range []struct {
+		name    string
+		dbErr   error
+		wantDSN bool // in the State, and seen by "migrate", After db
+	}{
+		{"db starts", nil, true},
+		{"db fails", failing, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ownRead, migrateRead bool
+			l := &App{Name: "api", Concurrency: 2}
+			l.Append(
+				Hook{Name: "db", Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+					dsnKey.Set(s, "postgres://db")
+					_, ownRead = dsnKey.Get(s)
+					return nil, tt.dbErr
+				}},
+				Hook{Name: "migrate", After: []string{"db"}, Start: func(_ context.Context, s *Scope) (StopFunc, error) {
+					_, migrateRead = dsnKey.Get(s)
+					return nil, nil
+				}},
+			)
+			err := l.Start(t.Context())
+			defer l.Stop(t.Context())
+			if !ownRead {
+				t.Error("db did not read back what it set")
+			}
+			if (err == nil) != tt.wantDSN || migrateRead != tt.wantDSN {
+				t.Fatalf("Start = %v, migrate saw dsn: %v; want dsn published: %v", err, migrateRead, tt.wantDSN)
+			}
+			if tt.wantDSN {
+				if v, ok := dsnKey.Get(l.State()); !ok || v != "postgres://db" {
+					t.Errorf("State's dsn = %q, %v", v, ok)
+				}
+			}
+		})
 	}
 }
