@@ -48,7 +48,8 @@ func (k Kind) String() string {
 type Check struct {
 	// Name appears in ?verbose output, metrics and the check's sub-path; it
 	// may contain '/' (e.g. "hook/api/db") between names, but no
-	// whitespace, '?' or '#' ([CheckName] says what it refuses).
+	// whitespace nor any of ? # % + & ; = ([CheckName] says what it
+	// refuses, and why).
 	Name string
 	Run  CheckFunc
 	// Timeout bounds each run (default 1s); a run past it fails. An
@@ -125,10 +126,13 @@ type check struct {
 }
 
 // CheckName refuses what cannot name a check. A check's name is a URL
-// path (/readyz/NAME) and a metric's label: it must be UTF-8, not empty,
-// without whitespace, '?' or '#', and each of its '/'-separated segments
-// must be a name, not empty, "." or ".." (an HTTP mux cleans those away,
-// so the check's sub-path would reach another name).
+// path (/readyz/NAME), a value of ?exclude= and a metric's label: it must
+// be UTF-8, not empty, without whitespace or any of ? # % + & ; = (each
+// ends the path, starts an escape, or reads as something else in a query,
+// so the name could not be written as it is in its sub-path or its
+// exclude), and each of its '/'-separated segments must be a name, not
+// empty, "." or ".." (an HTTP mux cleans those away, so the check's
+// sub-path would reach another name).
 func CheckName(name string) error {
 	switch {
 	case name == "":
@@ -137,8 +141,8 @@ func CheckName(name string) error {
 		// A metric's label must be UTF-8: one such name would fail every
 		// scrape of the registry that reports the check.
 		return fmt.Errorf("check %q: name is not valid UTF-8", name)
-	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || r == '?' || r == '#' }):
-		return fmt.Errorf("check %q: name must not contain whitespace, '?' or '#'", name)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(notInNames, r) }):
+		return fmt.Errorf("check %q: name must not contain whitespace or any of %s (its sub-path /readyz/NAME and ?exclude=NAME must read as written); want e.g. db or hook/api/cache", name, notInNames)
 	}
 	for seg := range strings.SplitSeq(name, "/") {
 		if seg == "" || seg == "." || seg == ".." {
@@ -147,6 +151,11 @@ func CheckName(name string) error {
 	}
 	return nil
 }
+
+// notInNames are the characters a check's name must not hold: '?' and '#'
+// end a URL's path, '%' starts an escape, and in a query '+' reads as a
+// space and '&', ';' and '=' split it.
+const notInNames = "?#%+&;="
 
 func (c *check) validate() error {
 	if err := CheckName(c.Name); err != nil {
