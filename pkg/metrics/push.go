@@ -104,7 +104,9 @@ func Push(ctx context.Context, client *http.Client, url, job string, grouping ma
 // groups it deleted. A Pushgateway keeps a group until it is deleted;
 // Prune, run now and then, keeps the pods that exited long ago from piling
 // up there. Groups of other jobs, and those match refuses, are left alone.
-// It goes on past a group it fails to delete and returns every failure.
+// It goes on past a group it fails to delete and returns every failure;
+// an empty url or job is refused (every group has a job: with none,
+// nothing would be deleted).
 // url is read as Push reads it: without a scheme, it is http.
 func Prune(ctx context.Context, client *http.Client, url, job string, match func(grouping map[string]string) bool, before time.Time) ([]map[string]string, error) {
 	if client == nil {
@@ -112,6 +114,11 @@ func Prune(ctx context.Context, client *http.Client, url, job string, match func
 	}
 	if url == "" {
 		return nil, errors.New("metrics: Prune: no Pushgateway URL; want http://HOST:PORT")
+	}
+	if job == "" {
+		// Every group has a job: with none, Prune would delete nothing and
+		// report it done.
+		return nil, errors.New("metrics: Prune: no job; want the job Push was given (the reference service's is berth-exit)")
 	}
 	if !strings.Contains(url, "://") {
 		url = "http://" + url // as push.New reads it, for Push

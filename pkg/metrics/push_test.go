@@ -445,3 +445,18 @@ func groupOf(t *testing.T, path string) string {
 	slices.Sort(labels)
 	return strings.Join(labels, ",")
 }
+
+// Prune with no job deletes nothing, as no group lacks one: that is a
+// caller's mistake (an unset variable), which Prune names, as Push does
+// ("job name is empty"), rather than reporting a prune that did nothing
+// as done.
+func TestPruneRefusesAnEmptyJob(t *testing.T) {
+	cutoff := time.Unix(1_800_000_000, 0)
+	gw, deletes := fakeGateway(t, []fakeGroup{
+		{map[string]string{"job": "berth-exit", "pod": "old"}, float64(cutoff.Unix() - 60), ""},
+	}, "")
+	deleted, err := Prune(t.Context(), nil, gw.URL, "", nil, cutoff)
+	if err == nil || !strings.Contains(err.Error(), "job") {
+		t.Errorf("Prune with job \"\" = %v, %v after DELETEs %q; want an error naming the empty job", deleted, err, deletes())
+	}
+}
