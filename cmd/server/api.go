@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -353,22 +354,34 @@ func getOrHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
 // itemsPrefix is the items routes' path before the key.
 const itemsPrefix = "/api/v1/items/"
 
-// recovery answers a handler's panic as every other error, a JSON 500
-// (unless the handler wrote its answer already), and logs the panic and its
-// stack through the service's logger, the one stream its log pipeline
-// reads: gin.Recovery writes a plain-text block, in colour, to stderr, and
-// answers with no body. As gin.Recovery does, it writes nothing for a
-// broken pipe, a reset connection or http.ErrAbortHandler, whose client is
-// gone (the request's metrics read 499).
+// recovery answers a handler's panic as every other error, a JSON 500,
+// and logs the panic and its stack through the service's logger, the one
+// stream its log pipeline reads (gin.Recovery writes a plain-text block,
+// in colour, to stderr, and answers with no body). A panic after part of
+// the answer was written cuts the connection, as net/http does without a
+// recovery, so the client sees the answer incomplete rather than taking
+// what came for all of it; so does one whose client is gone or whose
+// handler abandoned its answer (a broken pipe, a reset connection,
+// http.ErrAbortHandler, as httputil.ReverseProxy raises when its upstream
+// breaks), which is not logged (the request's metrics read 499).
 func recovery(log *slog.Logger) gin.HandlerFunc {
-	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
-		log.Error("handler panicked", "method", c.Request.Method, "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-		if c.Writer.Written() {
-			c.Abort() // part of the answer is on its way: nothing to add
-			return
-		}
-		fail(c, http.StatusInternalServerError, "internal error: the service's log says why")
-	})
+	return func(c *gin.Context) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && (errors.Is(err, http.ErrAbortHandler) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+				panic(http.ErrAbortHandler) // net/http closes the connection, and logs nothing
+			}
+			log.Error("handler panicked", "method", c.Request.Method, "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if c.Writer.Written() {
+				panic(http.ErrAbortHandler) // part of the answer is out: cut it short, visibly
+			}
+			fail(c, http.StatusInternalServerError, "internal error: the service's log says why")
+		}()
+		c.Next()
+	}
 }
 
 // noSniff tells browsers not to guess a response's type from its bytes.
