@@ -198,7 +198,13 @@ func Load(environ map[string]string) (Config, error) {
 		problems = append(problems, listProblem("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err))
 	}
 	if cfg.QuitAfterFailedStart && len(cfg.SidecarQuit) == 0 {
-		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs")
+		// As QuitAfterRefusal says it: a list set to commas and spaces is
+		// not "unset".
+		want := "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs"
+		if v := environ["BERTH_SIDECAR_QUIT"]; v != "" {
+			want = fmt.Sprintf("there is nothing to quit: BERTH_SIDECAR_QUIT=%q names no URL; want comma-separated http://host:port/path", v)
+		}
+		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], want)
 	}
 	if len(problems) > 0 {
 		return cfg, &Error{Problems: problems}

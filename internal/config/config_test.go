@@ -94,6 +94,9 @@ func TestLoad(t *testing.T) {
 		{"quit url", map[string]string{"BERTH_SIDECAR_QUIT": "127.0.0.1:15020"}, `BERTH_SIDECAR_QUIT="127.0.0.1:15020"`},
 		{"quit after a failed start with nothing to quit", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true"},
 			`BERTH_SIDECAR_QUIT_AFTER_FAILED_START="true": there is nothing to quit: set BERTH_SIDECAR_QUIT`},
+		// A list of commas and spaces is set, and says so, as QuitAfterRefusal does.
+		{"quit after a failed start with a list naming no URL", map[string]string{"BERTH_SIDECAR_QUIT_AFTER_FAILED_START": "true", "BERTH_SIDECAR_QUIT": " , "},
+			`BERTH_SIDECAR_QUIT_AFTER_FAILED_START="true": there is nothing to quit: BERTH_SIDECAR_QUIT=" , " names no URL`},
 		{"body limit", map[string]string{"BERTH_BODY_LIMIT": "1MB"}, `BERTH_BODY_LIMIT="1MB" is not a whole number; want between 1 and 536870912`},
 		{"a number too large to read", map[string]string{"BERTH_BODY_LIMIT": "99999999999999999999"},
 			`BERTH_BODY_LIMIT="99999999999999999999" is too large; want between 1 and 536870912`},

@@ -110,7 +110,8 @@ type Event struct {
 // for it, so Stop would wait for good). An observer that panics, or ends
 // its goroutine with runtime.Goexit (t.Fatalf, in a test), does not stop
 // the app: it is logged through slog.Default and that event is dropped for
-// it (in [Observers], after a panic, the others still get it).
+// it (in [Observers], the others still get it after a panic, but not
+// after a Goexit, which ends the goroutine that hands it on).
 type Observer func(Event)
 
 // Observers returns an observer that hands each event to every non-nil

@@ -38,7 +38,8 @@ func (g Group) each(fn func(id *keyID)) {
 	}
 }
 
-// check refuses a nil app and two apps with one name.
+// check refuses a nil app, two apps with one name, and an app started or
+// stopped already.
 func (g Group) check() error {
 	seen := map[string]bool{}
 	for i, a := range g {
@@ -49,6 +50,19 @@ func (g Group) check() error {
 			return fmt.Errorf("lifespan: group: two apps named %q; give each app its own Name", a.Name)
 		}
 		seen[a.Name] = true
+		// An app started or stopped before the group's start is the
+		// caller's mistake, refused before any app starts; a Stop that
+		// reaches an app after this, before its turn, abandoned the
+		// group's start (App.start's inGroup).
+		a.mu.Lock()
+		launched, stopped := a.launched, a.stopped
+		a.mu.Unlock()
+		switch {
+		case launched:
+			return fmt.Errorf("lifespan %q: Start called twice", a.Name)
+		case stopped:
+			return fmt.Errorf("lifespan %q: Start called after Stop", a.Name)
+		}
 	}
 	return nil
 }

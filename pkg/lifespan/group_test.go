@@ -187,3 +187,35 @@ func TestGroupStopTasksInReverse(t *testing.T) {
 		t.Fatalf("journal = %q, want %q", got, want)
 	}
 }
+
+// A Group whose app was stopped (or started) before the group's Start is
+// the caller's mistake, named as such, and refused before any app starts:
+// not a start abandoned by a Stop that came during it.
+func TestGroupStartAfterItsStopIsTheCallersMistake(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		prepare func(b *App) error
+		want    string
+	}{
+		{"b stopped", func(b *App) error { return b.Stop(context.Background()) }, `lifespan "b": Start called after Stop`},
+		{"b started", func(b *App) error { return b.Start(context.Background()) }, `lifespan "b": Start called twice`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &journal{}
+			g := Group{{Name: "a"}, {Name: "b"}}
+			g[0].Append(recorded(j, "a.db", nil, nil))
+			g[1].Append(recorded(j, "b.cache", nil, nil))
+			if err := tt.prepare(g[1]); err != nil {
+				t.Fatal(err)
+			}
+			defer g.Stop(context.Background())
+			err := g.Start(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "abandoned") {
+				t.Errorf("Group.Start = %v; want the caller's mistake named, %q", err, tt.want)
+			}
+			if g[0].Phase() != PhaseNew {
+				t.Errorf("a is %s: an app started although the group was refused", g[0].Phase())
+			}
+		})
+	}
+}

@@ -456,7 +456,7 @@ func (s *Server) startup() error {
 		} else {
 			// Start's own error reads as the abandonment's effect (context
 			// canceled, or, for an app of a Group that Stop reached before
-			// it started, "Start called after Stop"): say what caused it.
+			// its turn, "not started"): say what caused it.
 			err = fmt.Errorf("the shutdown (%s) abandoned the startup: %w", s.reason, err)
 		}
 	}
