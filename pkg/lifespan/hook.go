@@ -76,36 +76,22 @@ type Scope struct {
 	hook string
 
 	mu     sync.Mutex
-	closed bool           // the start returned: Set is a programming error
-	late   bool           // the start passed its timeout: its writes are dropped
-	own    map[*keyID]any // what this start set, published if it succeeds
+	closed bool         // the start returned: Set is a programming error
+	late   bool         // the start passed its timeout: its writes are dropped
+	own    stateBuilder // what this start set, published if it succeeds
 }
 
 func (s *Scope) lookup(id *keyID) (any, bool) {
-	s.mu.Lock()
-	v, ok := s.own[id]
-	s.mu.Unlock()
-	if ok {
+	if v, ok := s.own.lookup(id); ok {
 		return v, true
 	}
 	return s.app.building.lookup(id)
 }
 
 func (s *Scope) each(fn func(id *keyID)) {
-	s.mu.Lock()
-	ids := make([]*keyID, 0, len(s.own))
-	for id := range s.own {
-		ids = append(ids, id)
-	}
-	s.mu.Unlock()
-	for _, id := range ids {
-		fn(id)
-	}
+	s.own.each(fn)
 	s.app.building.each(func(id *keyID) {
-		s.mu.Lock()
-		_, mine := s.own[id]
-		s.mu.Unlock()
-		if !mine {
+		if _, mine := s.own.lookup(id); !mine {
 			fn(id)
 		}
 	})
@@ -120,19 +106,15 @@ func (s *Scope) set(id *keyID, v any) {
 	case s.closed:
 		panic(fmt.Sprintf("lifespan %q: hook %q: state %q set after its start returned; state is read-only once ready", s.app.Name, s.hook, id.name))
 	}
-	if s.own == nil {
-		s.own = map[*keyID]any{}
-	}
-	s.own[id] = v
+	s.own.set(id, v)
 }
 
 // publish adds what the start set to the app's state, once it succeeded.
 func (s *Scope) publish() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, v := range s.own {
+	s.own.each(func(id *keyID) {
+		v, _ := s.own.lookup(id)
 		s.app.building.set(id, v)
-	}
+	})
 }
 
 func (s *Scope) close(late bool) {
