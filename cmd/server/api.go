@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -371,7 +370,7 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 			if v == nil {
 				return
 			}
-			if err, ok := v.(error); ok && (errors.Is(err, http.ErrAbortHandler) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			if ginberth.AbortsResponse(v) {
 				panic(http.ErrAbortHandler) // net/http closes the connection, and logs nothing
 			}
 			log.Error("handler panicked", "method", c.Request.Method, "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))

@@ -3,7 +3,9 @@ package ginberth_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"syscall"
 
 	"github.com/berth-dev/berth/pkg/ginberth"
 	"github.com/berth-dev/berth/pkg/lifespan"
@@ -42,4 +44,16 @@ func Example() {
 	// Output:
 	// hi, ann
 	// hello, bob
+}
+
+// A recovery of one's own reads a panic as Metrics does: a client gone or
+// an answer abandoned is no handler failure.
+func ExampleAbortsResponse() {
+	for _, v := range []any{http.ErrAbortHandler, fmt.Errorf("write: %w", syscall.EPIPE), "nil map"} {
+		fmt.Println(ginberth.AbortsResponse(v))
+	}
+	// Output:
+	// true
+	// true
+	// false
 }

@@ -208,7 +208,7 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 					// recovering middleware unchanged.
 					if v := recover(); v != nil {
 						defer panic(v)
-						aborted = abortsTheResponse(v)
+						aborted = AbortsResponse(v)
 					}
 				}
 				if panicked && !aborted && ctx.Err() == nil {
@@ -228,11 +228,13 @@ func Metrics(obs RequestObserver) gin.HandlerFunc {
 	}
 }
 
-// abortsTheResponse reports whether a panic's value is one gin.Recovery
-// answers with nothing, as the connection is broken or the handler meant
-// to abort its response: http.ErrAbortHandler, or a write's EPIPE or
-// ECONNRESET.
-func abortsTheResponse(v any) bool {
+// AbortsResponse reports whether a panic's value means the response is
+// abandoned, not failed: the connection is broken or the handler meant to
+// abort it (http.ErrAbortHandler, or a write's EPIPE or ECONNRESET).
+// gin.Recovery answers such a panic with nothing, and [Metrics] counts its
+// request as 499 when nothing was written; a recovery of one's own that
+// asks it treats those requests as Metrics does.
+func AbortsResponse(v any) bool {
 	err, ok := v.(error)
 	return ok && (errors.Is(err, http.ErrAbortHandler) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
 }
