@@ -96,8 +96,8 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 	q.SidecarQuit = entries(q.SidecarQuit)
 	if err := sidecar.ValidateQuitURLs(q.SidecarQuit); err != nil {
 		problems = append(problems, listProblem("BERTH_SIDECAR_QUIT", environ["BERTH_SIDECAR_QUIT"], err))
-	} else if v, set := environ["BERTH_SIDECAR_QUIT"]; len(q.SidecarQuit) == 0 && set && v != "" {
-		problems = append(problems, fmt.Sprintf("BERTH_SIDECAR_QUIT=%q names no URL: there is nothing to quit; want comma-separated http://host:port/path", v))
+	} else if v := environ["BERTH_SIDECAR_QUIT"]; len(q.SidecarQuit) == 0 && v != "" {
+		problems = append(problems, "there is nothing to quit: "+namesNoQuitURL(v))
 	} else if len(q.SidecarQuit) == 0 {
 		problems = append(problems, "BERTH_SIDECAR_QUIT is not set: there is nothing to quit")
 	}
@@ -105,6 +105,12 @@ func QuitAfterRefusal(environ map[string]string) (urls []string, timeout time.Du
 		return nil, 0, &Error{Problems: problems}
 	}
 	return q.SidecarQuit, q.QuitTimeout, nil
+}
+
+// namesNoQuitURL is the problem of a BERTH_SIDECAR_QUIT set to v, which
+// names no URL (commas and spaces: a template's join of an empty list).
+func namesNoQuitURL(v string) string {
+	return fmt.Sprintf("BERTH_SIDECAR_QUIT=%q names no URL; want comma-separated http://host:port/path", v)
 }
 
 // HookNames are the service's hooks, in start order ("sidecars" only when
@@ -202,7 +208,7 @@ func Load(environ map[string]string) (Config, error) {
 		// not "unset".
 		want := "there is nothing to quit: set BERTH_SIDECAR_QUIT to the sidecars' quit URLs"
 		if v := environ["BERTH_SIDECAR_QUIT"]; v != "" {
-			want = fmt.Sprintf("there is nothing to quit: BERTH_SIDECAR_QUIT=%q names no URL; want comma-separated http://host:port/path", v)
+			want = "there is nothing to quit: " + namesNoQuitURL(v)
 		}
 		bad("BERTH_SIDECAR_QUIT_AFTER_FAILED_START", environ["BERTH_SIDECAR_QUIT_AFTER_FAILED_START"], want)
 	}
