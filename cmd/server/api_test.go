@@ -553,6 +553,12 @@ func TestHTTPDetails(t *testing.T) {
 // test ends.
 func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (config.Config, http.Handler) {
 	tb.Helper()
+	return apiLogged(tb, st, c, env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// apiLogged is apiOver with the service's logger log.
+func apiLogged(tb testing.TB, st store.Store, c *cache, env map[string]string, log *slog.Logger) (config.Config, http.Handler) {
+	tb.Helper()
 	app := &lifespan.App{Name: "berth"}
 	app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 		if st != nil {
@@ -571,7 +577,7 @@ func apiOver(tb testing.TB, st store.Store, c *cache, env map[string]string) (co
 	if err != nil {
 		tb.Fatal(err)
 	}
-	api := newAPI(cfg, app, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api := newAPI(cfg, app, nil, log)
 	// What serve's API listener gives each request: the app's state in
 	// its context.
 	return cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -645,26 +651,12 @@ func TestAPanicIsAJSONErrorInTheServicesLog(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var logged strings.Builder
-			app := &lifespan.App{Name: "berth"}
-			app.Append(lifespan.Hook{Name: "fake", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-				storeKey.Set(s, panickingStore{v: tt.v})
-				return nil, nil
-			}})
-			if err := app.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			defer app.Stop(context.Background())
-			cfg, err := config.Load(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			api := newAPI(cfg, app, nil, slog.New(slog.NewJSONHandler(&logged, nil)))
+			_, api := apiLogged(t, panickingStore{v: tt.v}, nil, nil, slog.New(slog.NewJSONHandler(&logged, nil)))
 			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(tt.method, "/api/v1/items/k", nil)
 			var passed any // the panic that reached net/http
 			func() {
 				defer func() { passed = recover() }()
-				api.ServeHTTP(rec, req.WithContext(context.WithValue(req.Context(), lifespan.StateContextKey, lifespan.Group{app})))
+				api.ServeHTTP(rec, httptest.NewRequest(tt.method, "/api/v1/items/k", nil))
 			}()
 			if tt.wantCode == 0 {
 				if passed != http.ErrAbortHandler || rec.Body.Len() != 0 {

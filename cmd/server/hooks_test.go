@@ -172,10 +172,7 @@ func TestCacheRefreshRidesOutAnOutage(t *testing.T) {
 		}
 		db := &flakyStats{stats: store.Stats{Items: 1, Bytes: 10}}
 		app := &lifespan.App{Name: "berth"}
-		app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			storeKey.Set(s, db)
-			return nil, nil
-		}})
+		app.Append(storeHook(db))
 		app.Append(serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{})[2:]...) // cache, jobs
 		if err := app.Start(t.Context()); err != nil {
 			t.Fatal(err)
@@ -274,10 +271,7 @@ func TestCacheHookOutlastsTheDatabaseBound(t *testing.T) {
 				}
 				took, _ := time.ParseDuration(tt.took)
 				app := &lifespan.App{Name: "berth"}
-				app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-					storeKey.Set(s, blockingStats{took: took})
-					return nil, nil
-				}})
+				app.Append(storeHook(blockingStats{took: took}))
 				app.Append(serviceHooks(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &dbCheck{})[2]) // cache
 				if err := app.Start(t.Context()); err != nil {
 					t.Fatalf("BERTH_DB_TIMEOUT=%s, a Stats answered in %s: %v", tt.dbTimeout, tt.took, err)
@@ -301,11 +295,9 @@ func TestCacheRefreshEndedByTheShutdownIsNoFailure(t *testing.T) {
 		var logs logbuf.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		app := &lifespan.App{Name: "berth"}
-		app.Append(lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
-			// The cache's first load answers at once; the job's, never.
-			storeKey.Set(s, blockingStats{took: time.Hour})
-			return nil, nil
-		}})
+		// A database whose Stats never answers in the test's time: the cache
+		// below starts without a load, and the job's refresh waits on it.
+		app.Append(storeHook(blockingStats{took: time.Hour}))
 		hooks := serviceHooks(cfg, log, &dbCheck{})
 		app.Append(lifespan.Hook{Name: "cache", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
 			c := &cache{}
@@ -325,4 +317,12 @@ func TestCacheRefreshEndedByTheShutdownIsNoFailure(t *testing.T) {
 			t.Errorf("log of a refresh the shutdown ended:\n%s\nwant the job stopped, and no failure", out)
 		}
 	})
+}
+
+// storeHook is a "db" hook that provides st as the service's store.
+func storeHook(st store.Store) lifespan.Hook {
+	return lifespan.Hook{Name: "db", Start: func(_ context.Context, s *lifespan.Scope) (lifespan.StopFunc, error) {
+		storeKey.Set(s, st)
+		return nil, nil
+	}}
 }
