@@ -181,7 +181,7 @@ type DB struct {
 	file   string        // SQLite's file; "" for PostgreSQL
 	opened os.FileInfo   // SQLite's file as Open found it, for CheckFile
 	pinned *sql.Conn     // SQLite: a connection kept open to that file; nil for PostgreSQL
-	lost   atomic.Bool   // CheckFile found the file gone, and checkpointed
+	lost   atomic.Bool   // CheckFile found the file gone, and folded the whole log into it
 	close  func() error  // closes db, then the pool behind it
 
 	// readOnlyReset is when leaveReadOnly last closed the pool's
@@ -202,8 +202,10 @@ type DB struct {
 // still reads and writes the file it has open, which no later start will
 // find: what is written to it now is lost at the next start, with
 // everything before. Writes are refused meanwhile, and the service's
-// "db" check fails with this error. The first time it finds the file
-// gone it folds the write-ahead log into the open file, so that a copy of
+// "db" check fails with this error. Once it finds the file gone it folds
+// the write-ahead log into the open file (each look tries again until one
+// has folded all of it: one whose ctx ended, or that a reader kept busy,
+// leaves it to the next), so that a copy of
 // that one file (from /proc/PID/fd, as the error says) holds every
 // acknowledged write even when the log was deleted too; the store keeps a
 // connection to the file open for as long as it is open, so the copy is
@@ -227,10 +229,16 @@ func (s *DB) CheckFile(ctx context.Context) error {
 	default:
 		what = "was replaced by another file"
 	}
-	if s.lost.CompareAndSwap(false, true) {
+	if !s.lost.Load() {
 		// On the pinned connection: another may be to a file put in the
-		// deleted one's place.
-		_, _ = s.pinned.ExecContext(ctx, "PRAGMA wal_checkpoint(FULL)") // best effort: the error below says what to copy either way
+		// deleted one's place. Marked done only once the whole log is
+		// folded in: a look whose ctx ended, or that a reader kept busy,
+		// leaves it to the next look.
+		var busy, logged, folded int
+		err := s.pinned.QueryRowContext(ctx, "PRAGMA wal_checkpoint(FULL)").Scan(&busy, &logged, &folded)
+		if err == nil && busy == 0 && logged == folded {
+			s.lost.Store(true)
+		}
 	}
 	return fmt.Errorf("%w: the database file %s %s while the service had it open; writes are refused, as they would be lost at the next start with every item before them: before the service stops, copy the file it still has open back from /proc/%d/fd (the link to %s (deleted); and, if there is one, the link to %s-wal (deleted), beside it as %s-wal)", ErrRefused, s.file, what, os.Getpid(), s.file, s.file, filepath.Base(s.file))
 }

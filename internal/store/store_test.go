@@ -528,3 +528,103 @@ func sqliteWithAnItem(t *testing.T) (string, *store.DB) {
 	}
 	return dir, db
 }
+
+// The first look that finds the file gone is the only one that folds the
+// write-ahead log into the open file: when that look's checkpoint does not
+// finish (it must wait for a read in flight on an older snapshot, and the
+// look's context ends first: a write's Timeout, a probe's), no later look
+// tries it again. The copy of the one open file that the refusal points at
+// then lacks the writes still in the deleted log.
+func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/fd, which Linux has")
+	}
+	dir := t.TempDir()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 20 {
+		if _, err := db.Put(t.Context(), fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A request in flight reads from a snapshot older than the last write
+	// (here held open), so the checkpoint must wait for it; the first look
+	// that finds the file gone is a write whose Timeout ends first.
+	reader, err := db.SQL().Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	var n int
+	if _, err := reader.ExecContext(t.Context(), "BEGIN DEFERRED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.QueryRowContext(t.Context(), "SELECT count(*) FROM items").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Put(t.Context(), "k20", []byte(`20`)); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "berth.db")
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	err = db.CheckFile(short)
+	cancel()
+	if !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("CheckFile = %v, want ErrRefused", err)
+	}
+	if _, err := reader.ExecContext(t.Context(), "ROLLBACK"); err != nil { // the request ends
+		t.Fatal(err)
+	}
+	// Later looks, with time to spare: the health check, the next write.
+	if err := db.CheckFile(t.Context()); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("CheckFile = %v, want ErrRefused", err)
+	}
+	if _, err := db.Put(t.Context(), "late", []byte(`1`)); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("Put = %v, want ErrRefused", err)
+	}
+	// What the error says to do: copy the open file back.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := false
+	for _, fd := range fds {
+		link := filepath.Join("/proc/self/fd", fd.Name())
+		if target, err := os.Readlink(link); err == nil && target == file+" (deleted)" && !copied {
+			b, err := os.ReadFile(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			copied = true
+		}
+	}
+	if !copied {
+		t.Fatalf("no open file links to %s (deleted)", file)
+	}
+	db.Close()
+	again, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	missing := 0
+	for i := range 21 {
+		if v, err := again.Get(t.Context(), fmt.Sprint("k", i)); err != nil || string(v) != fmt.Sprint(i) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of 21 acknowledged writes missing from the copied file: the first look's checkpoint was cut short, and no later look retried it", missing)
+	}
+}
