@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -368,5 +369,38 @@ func TestBundledPoolFitsPostgreSQL(t *testing.T) {
 	three, four := mustRender(t, map[string]any{"replicaCount": 3}), mustRender(t, map[string]any{"replicaCount": 4})
 	if !reflect.DeepEqual(three.deployment.Spec.Template, four.deployment.Spec.Template) {
 		t.Error("replicaCount 3 and 4 render different pod templates: scaling would roll every pod")
+	}
+}
+
+// A volume's size is a resource quantity, as the resources values are:
+// what Kubernetes refuses there ("10GB", a unit of its own; a space; a
+// negative) is refused at install, naming the key, and what it takes
+// ("10Gi", "1G", "500M", "1.5Gi") reaches the claim as that quantity. The
+// schema let any string through, and the API server refused the rendered
+// claim (or StatefulSet) mid-install: "quantities must match the regular
+// expression".
+func TestVolumeSizesAreQuantities(t *testing.T) {
+	bundled := func(size string) map[string]any {
+		return map[string]any{"postgresql": map[string]any{"persistence": map[string]any{"size": size}}}
+	}
+	embedded := func(size string) map[string]any {
+		return map[string]any{"replicaCount": 1, "postgresql": map[string]any{"enabled": false},
+			"database": map[string]any{"embedded": map[string]any{"size": size}}}
+	}
+	for _, q := range []string{"10Gi", "1G", "500M", "1.5Gi"} {
+		t.Run("accepted "+q, func(t *testing.T) {
+			sts := mustRender(t, bundled(q)).statefulSet
+			if got := sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse(q)) != 0 {
+				t.Errorf("postgresql.persistence.size=%s: the claim asks %s", q, got.String())
+			}
+			pvcs := mustRender(t, embedded(q)).pvcs
+			if got := pvcs[0].Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse(q)) != 0 {
+				t.Errorf("database.embedded.size=%s: the claim asks %s", q, got.String())
+			}
+		})
+	}
+	for _, q := range []string{"10GB", "1 Gi", "-1Gi"} {
+		t.Run("postgresql.persistence.size "+q, func(t *testing.T) { refused(t, bundled(q), "postgresql.persistence.size") })
+		t.Run("database.embedded.size "+q, func(t *testing.T) { refused(t, embedded(q), "database.embedded.size") })
 	}
 }

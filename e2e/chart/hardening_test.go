@@ -1404,3 +1404,65 @@ func TestValidNeighboursOfTheRefusalsAreAccepted(t *testing.T) {
 		})
 	}
 }
+
+// The pod's containers share one network namespace: a port an
+// extraContainers entry or a native sidecar among initContainers declares
+// that the server (ports.http, ports.admin), the chart's sidecar
+// (sidecar.port) or another such container already listens on makes one
+// of the two fail to bind, and the pod crash-loop. The API server takes
+// it with a mere warning ("duplicate port definition"); the chart refuses
+// sidecar.port on ports.http or ports.admin for this reason, and must
+// refuse these too, naming the port. Another protocol on the same number,
+// or an init container that has exited before the server starts, is no
+// conflict.
+func TestExtraContainersPortsAreThePodsOwn(t *testing.T) {
+	port := func(n int, proto ...string) map[string]any {
+		p := map[string]any{"containerPort": n}
+		if len(proto) > 0 {
+			p["protocol"] = proto[0]
+		}
+		return p
+	}
+	extra := func(name string, ports ...any) map[string]any {
+		return map[string]any{"name": name, "image": "busybox", "ports": ports}
+	}
+	native := func(name string, ports ...any) map[string]any {
+		c := extra(name, ports...)
+		c["restartPolicy"] = "Always"
+		return c
+	}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+		want   string
+	}{
+		{"an exporter on the admin port", map[string]any{"extraContainers": []any{extra("exporter", port(9090))}}, "9090"},
+		{"a proxy on the API's port", map[string]any{"extraContainers": []any{extra("nginx", port(8080))}}, "8080"},
+		{"a native sidecar of the user's on the chart's sidecar port", map[string]any{"sidecar": map[string]any{"enabled": true},
+			"initContainers": []any{native("proxy", port(15021))}}, "15021"},
+		{"two extra containers on one port", map[string]any{"extraContainers": []any{extra("a", port(9100)), extra("b", port(9100))}}, "9100"},
+		{"an extra container on a moved API port", map[string]any{"ports": map[string]any{"http": 3000}, "extraContainers": []any{extra("dev", port(3000))}}, "3000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := render(t, tt.values)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v; want the install refused, naming port %s that two containers of the pod would bind", err, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name   string
+		values map[string]any
+	}{
+		{"another port", map[string]any{"extraContainers": []any{extra("exporter", port(9100))}}},
+		{"the API's number over UDP", map[string]any{"extraContainers": []any{extra("dns", port(8080, "UDP"))}}},
+		{"an init container that exits first", map[string]any{"initContainers": []any{extra("setup", port(8080))}}},
+		{"the sidecar port without the chart's sidecar", map[string]any{"extraContainers": []any{extra("proxy", port(15021))}}},
+	} {
+		t.Run("accepted: "+tt.name, func(t *testing.T) {
+			if _, err := render(t, tt.values); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}

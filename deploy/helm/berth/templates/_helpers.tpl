@@ -369,6 +369,23 @@ against it then counts (berth.extraQuitSeconds). */}}
 {{- end }}
 {{- $paths = append $paths $path }}
 {{- end }}
+{{- /* The pod's containers share one network: a port the user's running containers (extra ones, native sidecars) declare must not be one the pod already listens on, or one of the two fails to bind and the pod crash-loops (the API server only warns). */}}
+{{- $listening := dict (printf "%d/TCP" (int $v.ports.http)) "ports.http" (printf "%d/TCP" (int $v.ports.admin)) "ports.admin" }}
+{{- if $v.sidecar.enabled }}{{ $_ := set $listening (printf "%d/TCP" (int $v.sidecar.port)) "sidecar.port" }}{{ end }}
+{{- $running := list }}
+{{- range $c := $v.extraContainers }}{{ $running = append $running (list "extraContainers" $c) }}{{ end }}
+{{- range $c := $nativeSidecars }}{{ $running = append $running (list "initContainers" $c) }}{{ end }}
+{{- range $kc := $running }}
+{{- $c := index $kc 1 }}
+{{- range $p := $c.ports }}
+{{- $proto := default "TCP" $p.protocol }}
+{{- $key := printf "%d/%s" (int $p.containerPort) $proto }}
+{{- with get $listening $key }}
+{{- fail (printf "%s %q declares port %d/%s, which %s already listens on: the pod's containers share its network, and one of the two would fail to bind; choose another port" (index $kc 0) $c.name (int $p.containerPort) $proto .) }}
+{{- end }}
+{{- $_ := set $listening $key (printf "%s %q" (index $kc 0) $c.name) }}
+{{- end }}
+{{- end }}
 {{- /* The pods' NetworkPolicy admits the chart's two ports and the rules of networkPolicy.extraIngress: a port that a container of the user's declares (an extra one, or a native sidecar: an init container with restartPolicy Always) and none of those admits would be cut off. */}}
 {{- if $v.networkPolicy.enabled }}
 {{- $serving := list }}
