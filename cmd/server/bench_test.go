@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/deadline"
 	"github.com/berth-dev/berth/internal/sidebyside"
 	"github.com/berth-dev/berth/pkg/berthtest"
 	"github.com/berth-dev/berth/pkg/probes"
@@ -65,16 +66,19 @@ func BenchmarkLoopbackLoad(b *testing.B) {
 // one part of the service, and reports layer/baseline. Against the bare Gin
 // server: "bare" is a second bare server, the harness's noise floor (it
 // should read 1.00); "limits" is the bare server behind an http.Server
-// with serve.DefaultLimits' timeouts and header cap (net/http then arms
-// timers for each connection's deadlines on every request, where without
-// limits it only clears them); "handler" is the reference service's engine
+// with serve.DefaultLimits' timeouts and header cap, its connections'
+// deadlines moved lazily as serve's are (net/http moves them several
+// times in every request, where without limits it only clears them; see
+// internal/deadline); "handler" is the reference service's engine
 // without berth's gate and metrics, on a server without limits: the
 // service's own work (its /api/v1/info values read on each request, its
 // nosniff header) and its read of the cache through berth's lifespan
 // state; "stack" is the reference service's API handler (gate, metrics,
 // state, its own /api/v1/info) on a server without limits. Against
 // "handler": "path" is "stack" again, so that what it reads is berth's
-// gate, drain accounting and route metrics over loopback.
+// gate, drain accounting and route metrics over loopback. Against the
+// limited server with net/http's own deadlines, each move arming a runtime
+// timer: "lazy-deadlines" is "limits" again, what the lazy deadlines save.
 func BenchmarkLoopbackLayers(b *testing.B) {
 	env := map[string]string{"BERTH_DEMO_WARMUP": "0s", "BERTH_DATA_DIR": b.TempDir()}
 	sc := serveConfigWith(b, env)
@@ -89,12 +93,20 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	defer handler.Close()
 	bare := httptest.NewServer(bareInfo())
 	defer bare.Close()
-	limited := httptest.NewUnstartedServer(bareInfo())
-	l := serve.DefaultLimits
-	limited.Config.ReadHeaderTimeout, limited.Config.ReadTimeout = l.ReadHeaderTimeout, l.ReadTimeout
-	limited.Config.WriteTimeout, limited.Config.IdleTimeout, limited.Config.MaxHeaderBytes = l.WriteTimeout, l.IdleTimeout, l.MaxHeaderBytes
-	limited.Start()
+	limitedServer := func(lazy bool) *httptest.Server {
+		srv := httptest.NewUnstartedServer(bareInfo())
+		l := serve.DefaultLimits
+		srv.Config.ReadHeaderTimeout, srv.Config.ReadTimeout = l.ReadHeaderTimeout, l.ReadTimeout
+		srv.Config.WriteTimeout, srv.Config.IdleTimeout, srv.Config.MaxHeaderBytes = l.WriteTimeout, l.IdleTimeout, l.MaxHeaderBytes
+		if lazy {
+			srv.Listener = deadline.ServerListener(srv.Listener, srv.Config)
+		}
+		srv.Start()
+		return srv
+	}
+	limited, eager := limitedServer(true), limitedServer(false)
 	defer limited.Close()
+	defer eager.Close()
 	stack := httptest.NewUnstartedServer(berth.Server.APIHandler())
 	stack.Config.BaseContext = berth.Server.BaseContext
 	stack.Start()
@@ -106,6 +118,7 @@ func BenchmarkLoopbackLayers(b *testing.B) {
 	for _, layer := range []struct{ name, baseline, url string }{
 		{"bare", bare.URL, bare2.URL}, {"limits", bare.URL, limited.URL}, {"handler", bare.URL, handler.URL},
 		{"stack", bare.URL, stack.URL}, {"path", handler.URL, stack.URL},
+		{"lazy-deadlines", eager.URL, limited.URL},
 	} {
 		b.Run(layer.name, func(b *testing.B) {
 			r := sidebyside.Run(b, 400, loopbackLoad(b, client, layer.baseline+"/api/v1/info"), loopbackLoad(b, client, layer.url+"/api/v1/info"))

@@ -38,6 +38,11 @@
 // Both servers bound what a client can hold ([Limits]: read, write and
 // idle timeouts, header size, open connections); the admin server's limits
 // are fixed and tighter, so a flood on the API cannot starve the probes.
+// Their connections arm a deadline only when it is earlier than the one
+// armed: net/http moves each connection's deadlines several times in every
+// request, and each move would arm a runtime timer. A read or write that
+// an earlier armed deadline interrupts carries on to the one asked for, so
+// every timeout still ends a call when it says.
 //
 // Every API request's context holds the apps' state (the Group under
 // lifespan.StateContextKey, set once per listener by [Server.BaseContext]),

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/berth-dev/berth/internal/deadline"
 	"golang.org/x/net/netutil"
 )
 
@@ -63,9 +64,12 @@ func (l Limits) server(h http.Handler) *http.Server {
 		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes}
 }
 
-// listener bounds ln's open connections.
-func (l Limits) listener(ln net.Listener) capped {
-	return capped{netutil.LimitListener(ln, l.MaxConnections), l.MaxConnections}
+// listener bounds ln's open connections, and moves their deadlines
+// lazily: with srv's timeouts set, net/http moves them several times in
+// every request, and each move would arm a runtime timer (see
+// internal/deadline).
+func (l Limits) listener(ln net.Listener, srv *http.Server) capped {
+	return capped{deadline.ServerListener(netutil.LimitListener(ln, l.MaxConnections), srv), l.MaxConnections}
 }
 
 // capped is a listener that holds at most max connections open; it says

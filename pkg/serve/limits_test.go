@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/deadline"
 	"github.com/berth-dev/berth/pkg/lifespan"
 )
 
@@ -166,4 +167,28 @@ func TestAdminServerIsBounded(t *testing.T) {
 	waitsPastTheCap(t, held, dial(), "/livez")
 	f.srv.Shutdown()
 	within(t, f.runErr, "Run")
+}
+
+// The connections a server's listener accepts move their deadlines
+// lazily, so net/http's several moves per request arm about one timer.
+func TestListenerMovesDeadlinesLazily(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := DefaultLimits.listener(ln, DefaultLimits.server(http.NotFoundHandler()))
+	defer capped.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := capped.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, ok := conn.(*deadline.Conn); !ok {
+		t.Errorf("accepted a %T, want a *deadline.Conn", conn)
+	}
 }

@@ -312,10 +312,10 @@ func (s *Server) serve() {
 		})
 	}
 	if !s.cfg.SingleListener {
-		s.adminServed = adminLimits.listener(s.adminLn)
+		s.adminServed = adminLimits.listener(s.adminLn, s.adminSrv)
 		serveOn("admin", s.adminSrv, s.adminServed)
 	}
-	s.apiServed = s.cfg.Limits.listener(s.apiLn)
+	s.apiServed = s.cfg.Limits.listener(s.apiLn, s.apiSrv)
 	serveOn("api", s.apiSrv, s.apiServed)
 	var probeCtx context.Context
 	probeCtx, s.stopProbes = context.WithCancel(s.values)
