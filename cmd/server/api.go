@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -28,7 +29,7 @@ import (
 // newAPI builds the service's Gin engine. obs, when set, records request
 // metrics.
 func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, log *slog.Logger) *gin.Engine {
-	started := time.Now()
+	up := &uptime{started: time.Now()}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	// Gin's redirects to and from a trailing slash answer before any
@@ -65,7 +66,7 @@ func newAPI(cfg config.Config, app *lifespan.App, obs ginberth.RequestObserver, 
 			Version: version,
 			Pod:     cfg.PodName,
 			Phase:   app.Phase().String(),
-			Uptime:  time.Since(started).Round(time.Millisecond).String(),
+			Uptime:  up.String(),
 			Cache:   infoCache{Items: stats.Items, Bytes: stats.Bytes, JobRuns: ca.jobRuns.Load()},
 		})
 	})
@@ -232,6 +233,31 @@ type info struct {
 	Pod     string    `json:"pod"`
 	Uptime  string    `json:"uptime"`
 	Version string    `json:"version"`
+}
+
+// uptime is the service's uptime as /api/v1/info reports it, rounded to
+// the millisecond. Formatting a duration allocates its text; under load
+// many requests fall in one millisecond, so the last text made is kept
+// and shared by every request that rounds to it.
+type uptime struct {
+	started time.Time
+	last    atomic.Pointer[uptimeText]
+}
+
+// uptimeText is one rounded uptime and its text.
+type uptimeText struct {
+	d    time.Duration
+	text string
+}
+
+func (u *uptime) String() string {
+	d := time.Since(u.started).Round(time.Millisecond)
+	if last := u.last.Load(); last != nil && last.d == d {
+		return last.text
+	}
+	t := &uptimeText{d, d.String()}
+	u.last.Store(t)
+	return t.text
 }
 
 // infoCache is info's view of the cache the refresh job keeps.

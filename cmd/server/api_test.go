@@ -757,3 +757,29 @@ func TestAnAbortedAnswerReachesTheClientAborted(t *testing.T) {
 		}
 	}
 }
+
+// The uptime /api/v1/info reports is the time since start rounded to the
+// millisecond, and the text kept for one millisecond is not reported for
+// another.
+func TestUptimeIsRoundedToTheMillisecond(t *testing.T) {
+	for _, tt := range []struct {
+		name               string
+		ago                time.Duration
+		want, wantDayLater string // prefixes: the test itself takes time
+	}{
+		{"an hour", time.Hour, "1h0m0", "25h0m0"},
+		{"a minute and a half", 90 * time.Second, "1m30", "24h1m30"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := &uptime{started: time.Now().Add(-tt.ago)}
+			got := u.String()
+			if d, err := time.ParseDuration(got); err != nil || !strings.HasPrefix(got, tt.want) || d%time.Millisecond != 0 {
+				t.Errorf("uptime %q, want %s... rounded to the millisecond", got, tt.want)
+			}
+			u.started = u.started.Add(-24 * time.Hour)
+			if got := u.String(); !strings.HasPrefix(got, tt.wantDayLater) {
+				t.Errorf("a day later, uptime %q, want %s...: the earlier text was kept", got, tt.wantDayLater)
+			}
+		})
+	}
+}
