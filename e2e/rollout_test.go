@@ -146,7 +146,15 @@ func TestZeroDowntime(t *testing.T) {
 			return ctx
 		}).
 		Assess("rolling update under load: zero failed requests", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			figures["berth rolling update"], shutdowns["fixed delay (5s)"] = c.rolloutUnderLoad(t, "berth-1", false)
+			var delays []time.Duration
+			figures["berth rolling update"], shutdowns["fixed delay (5s)"], delays = c.rolloutUnderLoad(t, "berth-1", false, "fixed")
+			// A fixed delay is waited out whole: the quiet step's figures
+			// are measured against it.
+			for _, d := range delays {
+				if d < 5*time.Second-time.Millisecond {
+					t.Errorf("a replaced pod's fixed delay (ShutdownInitiated to DrainStarted) took %v, not the 5s asked for (all: %v)", d, delays)
+				}
+			}
 			return ctx
 		}).
 		Assess("pod deletion under load: zero failed requests, in-flight requests complete", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -207,7 +215,14 @@ func TestZeroDowntime(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			figures["berth rolling update, quiet period"], shutdowns["quiet period (1s, delay 5s)"] = c.rolloutUnderLoad(t, "quiet-1", false)
+			var delays []time.Duration
+			figures["berth rolling update, quiet period"], shutdowns["quiet period (1s, delay 5s)"], delays = c.rolloutUnderLoad(t, "quiet-1", false, "quiet")
+			// The quiet period ended the delay once requests stopped coming:
+			// well before the 5s bound in the median pod. A quiet period that
+			// did nothing would wait the 5s out in every pod.
+			if d := median(delays); d >= 4*time.Second {
+				t.Errorf("median delay with a 1s quiet period (ShutdownInitiated to DrainStarted) %v, want under 4s of the 5s bound: the quiet period did not end it (all: %v)", d, delays)
+			}
 			// Each median over the three replaced pods (a pod whose log
 			// lacked its lines has already failed the step).
 			for _, k := range []string{"fixed delay (5s)", "quiet period (1s, delay 5s)"} {
@@ -229,7 +244,7 @@ func TestZeroDowntime(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
-			rep, _ := c.rolloutUnderLoad(t, "control-1", true)
+			rep, _, _ := c.rolloutUnderLoad(t, "control-1", true, "")
 			figures["control rolling update (no drain delay)"] = rep
 			// The control proves the load can see a failure: without it,
 			// every "0 failed" above would mean nothing.
@@ -263,10 +278,12 @@ func TestZeroDowntime(t *testing.T) {
 }
 
 // rolloutUnderLoad changes the pod template under load and reports the
-// load's figures and each replaced pod's SIGTERM-to-exit time (from its own
-// log: ShutdownInitiated to "exiting"); unless control, any failed request
-// fails the test.
-func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) (loadReport, []time.Duration) {
+// load's figures and each replaced pod's SIGTERM-to-exit time and its
+// delay (from its own log: ShutdownInitiated to "exiting", and to
+// DrainStarted); unless control, any failed request fails the test, and
+// unless mode is empty, a replaced pod whose ReadinessFailing line gives
+// another drain_mode.
+func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool, mode string) (rep loadReport, took, delays []time.Duration) {
 	t.Helper()
 	old := c.waitSettled(t, mainNamespace, mainRelease, replicas)
 	logs := make([]<-chan string, len(old))
@@ -281,21 +298,33 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) 
 		t.Fatal(err) // helm's own error, not a wait for pods that never roll (the load stops in cleanup)
 	}
 	c.waitSettled(t, mainNamespace, mainRelease, replicas)
-	rep := ld.stop(began)
+	rep = ld.stop(began)
 	tl.finish(t, rep.Outcomes)
 	t.Logf("rollout %s: %s", revision, rep)
 	rep.check(t, "rolling update "+revision, control)
-	var took []time.Duration
 	for i, l := range logs {
 		text := <-l
 		lines := parseLogs(text)
 		t0, ok1 := find(lines, "ShutdownInitiated")
 		exit, ok2 := find(lines, "exiting")
-		if !ok1 || !ok2 {
-			t.Errorf("pod %s: no ShutdownInitiated or exiting line in its log:\n%s", old[i].Name, text)
+		drain, ok3 := find(lines, "DrainStarted")
+		if !ok1 || !ok2 || !ok3 {
+			t.Errorf("pod %s: no ShutdownInitiated, DrainStarted or exiting line in its log:\n%s", old[i].Name, text)
 			continue
 		}
 		took = append(took, exit.Time.Sub(t0.Time).Round(time.Millisecond))
+		// The signals' own times, which the line carries: its log time is
+		// when it was written, a little after.
+		if since, ok := drain.Fields["since_shutdown_seconds"].(float64); ok {
+			delays = append(delays, time.Duration(since*float64(time.Second)).Round(time.Millisecond))
+		} else {
+			t.Errorf("pod %s: its DrainStarted line has no since_shutdown_seconds: %v", old[i].Name, drain.Fields)
+		}
+		if mode != "" {
+			if rf, ok := find(lines, "ReadinessFailing"); !ok || fmt.Sprint(rf.Fields["drain_mode"]) != mode {
+				t.Errorf("pod %s: its ReadinessFailing line gives drain_mode %v, want %s (the chart's drain values did not reach it)", old[i].Name, rf.Fields["drain_mode"], mode)
+			}
+		}
 		// The client retries a GET whose connection closed unanswered, so
 		// a request the drain cut off could still succeed on another pod:
 		// the pod's own report says whether it cut any.
@@ -321,7 +350,7 @@ func (c *cluster) rolloutUnderLoad(t *testing.T, revision string, control bool) 
 		}
 		t.Logf("failed requests sent at %s", strings.Join(at, ", "))
 	}
-	return rep, took
+	return rep, took, delays
 }
 
 func median(d []time.Duration) time.Duration {
