@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,15 +125,27 @@ func TestStartupFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.waitGone(t, ns, podName, 2*time.Minute)
+			// A group another release's pod pushed in the same namespace,
+			// which the job must leave: it prunes its own Deployment's pods.
+			other := fmt.Sprintf("%s/metrics/job/berth-exit/namespace/%s/pod/%s", pushgatewayProxy, ns, "other-berth-6d4cf56db6-x2x7q")
+			if err := c.cs.CoreV1().RESTClient().Put().AbsPath(other).SetHeader("Content-Type", "text/plain; version=0.0.4").
+				Body([]byte("berth_e2e_other_release 1\n")).Do(ctx).Error(); err != nil {
+				t.Fatalf("pushing another release's group: %v", err)
+			}
 			// The CronJob runs hourly and keeps groups for three hours: run
-			// its job now, as `kubectl create job --from=cronjob` would, told
-			// to delete every group of the namespace however recent.
+			// its job now with its own arguments, as `kubectl create job
+			// --from=cronjob` would, but told to delete groups however recent.
 			cj, err := c.cs.BatchV1().CronJobs(ns).Get(ctx, release+"-berth-prune", metav1.GetOptions{})
 			if err != nil {
 				t.Fatalf("the chart's prune CronJob: %v", err)
 			}
 			job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "prune-now", Namespace: ns, Labels: cj.Spec.JobTemplate.Labels}, Spec: cj.Spec.JobTemplate.Spec}
-			job.Spec.Template.Spec.Containers[0].Args = []string{"prune-pushgateway", "0s"}
+			args := slices.Clone(job.Spec.Template.Spec.Containers[0].Args)
+			if len(args) != 3 || args[0] != "prune-pushgateway" || args[2] != release+"-berth" {
+				t.Fatalf("the CronJob runs %q, want prune-pushgateway OLDER_THAN %s-berth", args, release)
+			}
+			args[1] = "0s"
+			job.Spec.Template.Spec.Containers[0].Args = args
 			if _, err := c.cs.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -146,8 +159,12 @@ func TestStartupFailure(t *testing.T) {
 				}
 				return j.Status.Succeeded > 0, nil
 			})
-			if groups := c.pushedGroups(ctx, t, ns); len(groups) != 0 {
-				t.Errorf("the Pushgateway still holds %v after the prune job", groups)
+			groups := c.pushedGroups(ctx, t, ns)
+			if len(groups) != 1 || groups[0]["pod"] != "other-berth-6d4cf56db6-x2x7q" {
+				t.Errorf("after the prune job the Pushgateway holds %v, want only the other release's group", groups)
+			}
+			if err := c.cs.CoreV1().RESTClient().Delete().AbsPath(other).Do(ctx).Error(); err != nil {
+				t.Errorf("deleting the other release's group: %v", err)
 			}
 			p := newProm(t)
 			waitFor(t, "BerthHookFailed to resolve once the group is deleted", 2*time.Minute, func(ctx context.Context) (bool, error) {
