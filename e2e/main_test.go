@@ -124,11 +124,7 @@ func run(m *testing.M) (code int) {
 		stop := time.AfterFunc(limit-margin, func() {
 			fmt.Fprintf(os.Stderr, "e2e: the run is %v from go test's -timeout (%v): exporting logs, deleting the cluster and stopping\n", margin, limit)
 			if cfg := ready.Load(); cfg != nil {
-				if dir, err := exportLogs(cfg, provider); err != nil {
-					fmt.Fprintf(os.Stderr, "e2e: exporting logs: %v\n", err)
-				} else {
-					fmt.Fprintf(os.Stderr, "e2e: cluster and pod logs exported to %s\n", dir)
-				}
+				reportLogs(cfg, provider)
 			}
 			teardown()
 			os.Exit(1)
@@ -147,28 +143,41 @@ func run(m *testing.M) (code int) {
 		}
 	}()
 
-	kubeconfig, err := up(provider, reuse)
+	// The logs can be exported from the moment the cluster's kubeconfig is
+	// written: a setup that fails after it (the chart's install, say)
+	// keeps its pods' logs and events.
+	err := up(provider, reuse, func(kubeconfig string) { ready.Store(envconf.NewWithKubeConfig(kubeconfig)) })
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: setting up: %v\n", err)
+		if cfg := ready.Load(); cfg != nil {
+			reportLogs(cfg, provider)
+		}
 		teardown()
 		return 1
 	}
-	cfg := envconf.NewWithKubeConfig(kubeconfig)
-	ready.Store(cfg)
+	cfg := ready.Load()
 	testenv = env.NewWithConfig(cfg)
 	code = testenv.Run(m)
 	if dir, err := filepath.Abs(artifacts); err == nil {
 		fmt.Fprintf(os.Stderr, "e2e: plots of every disruption in %s\n", dir)
 	}
 	if code != 0 {
-		dir, err := exportLogs(cfg, provider)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: exporting logs: %v\n", err)
-		}
-		fmt.Fprintf(os.Stderr, "e2e: FAILED; cluster and pod logs exported to %s\n", dir)
+		fmt.Fprintln(os.Stderr, "e2e: FAILED")
+		reportLogs(cfg, provider)
 	}
 	teardown()
 	return code
+}
+
+// reportLogs exports the cluster's and the pods' logs and says where, or
+// what kept them from being written (a partial export says so too).
+func reportLogs(cfg *envconf.Config, provider *kindcluster.Provider) {
+	dir, err := exportLogs(cfg, provider)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: exporting logs to %s: %v\n", dir, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "e2e: cluster and pod logs exported to %s\n", dir)
 }
 
 // testTimeout is go test's -timeout for this run, 0 for none.
@@ -182,9 +191,9 @@ func testTimeout() time.Duration {
 }
 
 // up creates (or reuses) the cluster while the image builds, loads the
-// image into every node, and installs the chart; it returns the path of
-// the cluster's kubeconfig.
-func up(provider *kindcluster.Provider, reuse string) (string, error) {
+// image into every node, and installs the chart; it hands the path of the
+// cluster's kubeconfig to written as soon as it is written.
+func up(provider *kindcluster.Provider, reuse string, written func(kubeconfig string)) error {
 	image := os.Getenv("E2E_IMAGE")
 	var wg sync.WaitGroup
 	var buildErr error
@@ -213,28 +222,29 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(buildErr, clusterErr); err != nil {
-		return "", err
+		return err
 	}
 	var apiErr, promErr error
 	apiURL, apiErr = hostURL(provider, apiNodePort)
 	prometheusURL, promErr = hostURL(provider, prometheusNodePort)
 	if err := errors.Join(apiErr, promErr); err != nil {
-		return "", err
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "e2e: the API is on %s, Prometheus on %s\n", apiURL, prometheusURL)
 	kubeconfig, err := writeKubeconfig(provider)
 	if err != nil {
-		return "", err
+		return err
 	}
+	written(kubeconfig)
 	if err := loadImage(provider, image); err != nil {
-		return "", err
+		return err
 	}
 	// Nodes that cannot pull get the other images from the local Docker;
 	// elsewhere, without them locally, the cluster pulls them as usual.
 	for _, img := range []string{postgresImage, prometheusImage, pushgatewayImage} {
 		if command(nil, "docker", "image", "inspect", img) == nil {
 			if err := loadImage(provider, img); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
@@ -244,18 +254,18 @@ func up(provider *kindcluster.Provider, reuse string) (string, error) {
 		// scenario: this run's pods would not schedule there.
 		out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name").Output()
 		if err != nil {
-			return "", fmt.Errorf("listing the reused cluster's nodes: %w", err)
+			return fmt.Errorf("listing the reused cluster's nodes: %w", err)
 		}
 		for _, node := range strings.Fields(string(out)) {
 			if err := command([]string{"KUBECONFIG=" + kubeconfig}, "kubectl", "uncordon", node); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
 	if err := deployMonitoring(kubeconfig); err != nil {
-		return "", err
+		return err
 	}
-	return kubeconfig, installMain(kubeconfig)
+	return installMain(kubeconfig)
 }
 
 // clusterConfig is deploy/kind/cluster.yaml with its host ports left
