@@ -388,13 +388,8 @@ func TestConcurrentSetsReadsAndWrites(t *testing.T) {
 	rec.armed = nil
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // echo
-		defer wg.Done()
-		_, _ = io.Copy(peer, peer)
-	}()
-	go func() {
-		defer wg.Done()
+	wg.Go(func() { _, _ = io.Copy(peer, peer) }) // echo
+	wg.Go(func() {
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -408,7 +403,7 @@ func TestConcurrentSetsReadsAndWrites(t *testing.T) {
 			_ = c.SetReadDeadline(d)
 			_ = c.SetWriteDeadline(d)
 		}
-	}()
+	})
 	b := make([]byte, 1)
 	for range 200 {
 		if _, err := c.Write([]byte("x")); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -405,33 +405,7 @@ func TestTheOpenFileHoldsEveryWriteOnceRefused(t *testing.T) {
 		t.Fatalf("Put after the directory was emptied = %v, want ErrRefused", err)
 	}
 	// What the error says to do: copy the open file back.
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied := false
-	for _, fd := range fds {
-		link := filepath.Join("/proc/self/fd", fd.Name())
-		if target, err := os.Readlink(link); err == nil && target == file+" (deleted)" && !copied {
-			b, err := os.ReadFile(link)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(file, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			copied = true
-		}
-	}
-	if !copied {
-		t.Fatalf("no open file links to %s (deleted)", file)
-	}
-	db.Close()
-	again, err := sqliteOpener(dir)(t.Context(), store.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Close()
+	again := copiedBack(t, db, dir, file)
 	for i := range 20 {
 		if v, err := again.Get(t.Context(), fmt.Sprint("k", i)); err != nil || string(v) != fmt.Sprint(i) {
 			t.Errorf("k%d from the copied file = %q, %v", i, v, err)
@@ -591,6 +565,23 @@ func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T
 		t.Fatalf("Put = %v, want ErrRefused", err)
 	}
 	// What the error says to do: copy the open file back.
+	again := copiedBack(t, db, dir, file)
+	missing := 0
+	for i := range 21 {
+		if v, err := again.Get(t.Context(), fmt.Sprint("k", i)); err != nil || string(v) != fmt.Sprint(i) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of 21 acknowledged writes missing from the copied file: the first look's checkpoint was cut short, and no later look retried it", missing)
+	}
+}
+
+// copiedBack does what a refusal for a deleted file says: it copies the
+// file db still has open back to file from /proc/self/fd, closes db, and
+// opens the store in dir again.
+func copiedBack(t *testing.T, db *store.DB, dir, file string) *store.DB {
+	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
@@ -617,14 +608,6 @@ func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer again.Close()
-	missing := 0
-	for i := range 21 {
-		if v, err := again.Get(t.Context(), fmt.Sprint("k", i)); err != nil || string(v) != fmt.Sprint(i) {
-			missing++
-		}
-	}
-	if missing > 0 {
-		t.Errorf("%d of 21 acknowledged writes missing from the copied file: the first look's checkpoint was cut short, and no later look retried it", missing)
-	}
+	t.Cleanup(func() { again.Close() })
+	return again
 }
