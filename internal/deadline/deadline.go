@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -74,6 +75,7 @@ func (l *listener) Accept() (net.Conn, error) {
 type Conn struct {
 	net.Conn
 	read, write lazy
+	closed      atomic.Bool
 }
 
 // lazy is one direction's deadlines. The armed deadline is never later
@@ -92,6 +94,10 @@ type lazy struct {
 // longer than the shortest timeout the server sets in that direction: the
 // next request's earlier deadline then falls after the armed one, and is
 // noted rather than armed. A horizon below a millisecond is taken as one.
+//
+// c must outlive a timeout, as a *net.TCPConn does: an armed deadline
+// fires early by design. Wrap beneath TLS, never above it: a *tls.Conn
+// whose write times out is broken for good.
 func Wrap(c net.Conn, readHorizon, writeHorizon time.Duration) *Conn {
 	w := &Conn{Conn: c}
 	w.read.horizon = max(readHorizon, time.Millisecond)
@@ -101,7 +107,17 @@ func Wrap(c net.Conn, readHorizon, writeHorizon time.Duration) *Conn {
 
 // SetDeadline sets both deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
-	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// Close closes the connection; deadlines set after it fail as the
+// connection beneath says, also ones that would only be noted.
+func (c *Conn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
 }
 
 // SetReadDeadline sets the read deadline: armed beneath at once when it is
@@ -116,7 +132,7 @@ func (c *Conn) set(l *lazy, read bool, t time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.want = t
-	if !t.IsZero() && (l.armed.IsZero() || t.Before(l.armed)) {
+	if c.closed.Load() || !t.IsZero() && (l.armed.IsZero() || t.Before(l.armed)) {
 		err := c.arm(l, read, t)
 		l.passed = err == nil && !t.After(time.Now())
 		return err
@@ -148,7 +164,7 @@ func (c *Conn) arm(l *lazy, read bool, t time.Time) error {
 func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
-		if err == nil || !c.early(&c.read, true, err) {
+		if err == nil || !c.early(&c.read, true, n, err) {
 			return n, err
 		}
 		if n > 0 {
@@ -164,7 +180,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Write(p[written:])
 		written += n
-		if err == nil || !c.early(&c.write, false, err) {
+		if err == nil || !c.early(&c.write, false, n, err) {
 			return written, err
 		}
 		if written == len(p) {
@@ -173,10 +189,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 }
 
-// early reports whether err is an armed deadline that fired before the
-// one asked for; if so, it arms the deadline asked for, or one l.horizon
-// away if that is sooner (none, if none is asked for).
-func (c *Conn) early(l *lazy, read bool, err error) bool {
+// early reports whether err, returned with n bytes, is an armed deadline
+// that fired before the one asked for; if so, it arms the deadline asked
+// for, or one l.horizon away if that is sooner (none, if none is asked
+// for).
+func (c *Conn) early(l *lazy, read bool, n int, err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
@@ -185,6 +202,12 @@ func (c *Conn) early(l *lazy, read bool, err error) bool {
 	now := time.Now()
 	if !l.want.IsZero() && !now.Before(l.want) {
 		return false // the deadline asked for has passed
+	}
+	if n == 0 && now.Before(l.armed) {
+		// Nothing moved and the armed deadline has not passed: the error
+		// is not its but one the connection beneath keeps (a *tls.Conn
+		// whose write timed out). Retrying would spin.
+		return false
 	}
 	return c.rearm(l, read, now) == nil
 }

@@ -32,7 +32,10 @@ func (r *recorder) note(t time.Time) {
 		r.reads.Add(1)
 	}
 	if r.armed != nil {
-		r.armed <- t
+		select { // never block: a Conn calls this holding its lock
+		case r.armed <- t:
+		default:
+		}
 	}
 }
 
@@ -133,6 +136,8 @@ func TestReadFailsAtTheDeadlineAskedFor(t *testing.T) {
 	}
 	if now := time.Now(); now.Before(want) {
 		t.Errorf("Read failed %v before the deadline asked for", want.Sub(now))
+	} else if late := now.Sub(want); late > 2*time.Second { // not at the horizon (an hour), nor at a fixed step past it
+		t.Errorf("Read failed %v after the deadline asked for", late)
 	}
 	if n := rec.all.Load(); n != 2 { // the first deadline, and the later one once the first fired
 		t.Errorf("%d deadlines set beneath, want 2", n)
@@ -482,5 +487,65 @@ func TestServerListenerHorizons(t *testing.T) {
 				t.Errorf("horizons %v, %v; want %v, %v", l.readHorizon, l.writeHorizon, tt.readHorizon, tt.writeHz)
 			}
 		})
+	}
+}
+
+// Wrap keeps each direction's horizon, and takes one below a millisecond
+// as one: a zero horizon would re-arm at now, and a read with no deadline
+// asked for would spin.
+func TestWrapHorizons(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for _, tt := range []struct{ read, write, wantRead, wantWrite time.Duration }{
+		{2 * time.Second, 5 * time.Second, 2 * time.Second, 5 * time.Second},
+		{0, -time.Second, time.Millisecond, time.Millisecond},
+	} {
+		c := Wrap(a, tt.read, tt.write)
+		if c.read.horizon != tt.wantRead || c.write.horizon != tt.wantWrite {
+			t.Errorf("Wrap(%v, %v): horizons %v, %v; want %v, %v", tt.read, tt.write, c.read.horizon, c.write.horizon, tt.wantRead, tt.wantWrite)
+		}
+	}
+}
+
+// SetDeadline ends both a read and a write at it.
+func TestSetDeadlineSetsBoth(t *testing.T) {
+	c, _, _ := pipe(t)
+	if err := c.SetDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) { // the peer never reads
+		t.Errorf("Write: %v, want a deadline exceeded", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read: %v, want a deadline exceeded", err)
+	}
+}
+
+// Like the connection beneath, a closed Conn reports that its deadlines
+// cannot be set, also when one is only noted.
+func TestSetOnAClosedConnFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Wrap(raw, time.Hour, time.Hour)
+	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	later := time.Now().Add(2 * time.Minute)
+	t.Logf("beneath: %v", raw.SetReadDeadline(later))
+	for name, set := range map[string]func(time.Time) error{"SetReadDeadline": c.SetReadDeadline, "SetWriteDeadline": c.SetWriteDeadline, "SetDeadline": c.SetDeadline} {
+		for _, d := range []time.Time{later, {}} {
+			if err := set(d); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("%s(%v) on a closed Conn: %v, want net.ErrClosed", name, d.Format(time.TimeOnly), err)
+			}
+		}
 	}
 }
