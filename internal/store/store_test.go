@@ -365,23 +365,8 @@ func TestTheOpenFileHoldsEveryWriteOnceRefused(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc/self/fd, which Linux has")
 	}
-	dir := t.TempDir()
-	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for i := range 20 {
-		if _, err := db.Put(t.Context(), fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	file := filepath.Join(dir, "berth.db")
-	for _, f := range []string{file, file + "-wal", file + "-shm"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
+	dir, file, db := twentyItems(t)
+	emptyDataDir(t, file)
 	// Readers at once, more than the pool has open: a connection opened
 	// now fails, where SQLite made a new, empty file at the path (which
 	// the next start would have found), and handed back newest first,
@@ -503,27 +488,16 @@ func sqliteWithAnItem(t *testing.T) (string, *store.DB) {
 	return dir, db
 }
 
-// The first look that finds the file gone is the only one that folds the
-// write-ahead log into the open file: when that look's checkpoint does not
-// finish (it must wait for a read in flight on an older snapshot, and the
-// look's context ends first: a write's Timeout, a probe's), no later look
-// tries it again. The copy of the one open file that the refusal points at
-// then lacks the writes still in the deleted log.
+// When the first look that finds the file gone cannot finish folding the
+// write-ahead log into the open file (it must wait for a read in flight on
+// an older snapshot, and the look's context ends first: a write's Timeout,
+// a probe's), a later look folds it: the copy of the one open file that
+// the refusal points at still holds every acknowledged write.
 func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc/self/fd, which Linux has")
 	}
-	dir := t.TempDir()
-	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for i := range 20 {
-		if _, err := db.Put(t.Context(), fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, file, db := twentyItems(t)
 	// A request in flight reads from a snapshot older than the last write
 	// (here held open), so the checkpoint must wait for it; the first look
 	// that finds the file gone is a write whose Timeout ends first.
@@ -542,12 +516,7 @@ func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T
 	if _, err := db.Put(t.Context(), "k20", []byte(`20`)); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "berth.db")
-	for _, f := range []string{file, file + "-wal", file + "-shm"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
+	emptyDataDir(t, file)
 	short, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	err = db.CheckFile(short)
 	cancel()
@@ -574,6 +543,36 @@ func TestTheOpenFileHoldsEveryWriteWhenTheFirstCheckpointIsCutShort(t *testing.T
 	}
 	if missing > 0 {
 		t.Errorf("%d of 21 acknowledged writes missing from the copied file: the first look's checkpoint was cut short, and no later look retried it", missing)
+	}
+}
+
+// twentyItems opens a SQLite store in a directory of its own and puts
+// k0..k19 (values 0..19); it returns the directory, the database file and
+// the store, closed when the test ends.
+func twentyItems(t *testing.T) (dir, file string, db *store.DB) {
+	t.Helper()
+	dir = t.TempDir()
+	db, err := sqliteOpener(dir)(t.Context(), store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for i := range 20 {
+		if _, err := db.Put(t.Context(), fmt.Sprint("k", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, filepath.Join(dir, "berth.db"), db
+}
+
+// emptyDataDir deletes the database file, its write-ahead log and its
+// shared-memory file, as an operator emptying the data directory would.
+func emptyDataDir(t *testing.T, file string) {
+	t.Helper()
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
 }
 
