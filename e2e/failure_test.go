@@ -127,7 +127,8 @@ func TestStartupFailure(t *testing.T) {
 			c.waitGone(t, ns, podName, 2*time.Minute)
 			// A group another release's pod pushed in the same namespace,
 			// which the job must leave: it prunes its own Deployment's pods.
-			other := fmt.Sprintf("%s/metrics/job/berth-exit/namespace/%s/pod/%s", pushgatewayProxy, ns, "other-berth-6d4cf56db6-x2x7q")
+			const otherPod = "other-berth-6d4cf56db6-x2x7q"
+			other := fmt.Sprintf("%s/metrics/job/berth-exit/namespace/%s/pod/%s", pushgatewayProxy, ns, otherPod)
 			if err := c.cs.CoreV1().RESTClient().Put().AbsPath(other).SetHeader("Content-Type", "text/plain; version=0.0.4").
 				Body([]byte("berth_e2e_other_release 1\n")).Do(ctx).Error(); err != nil {
 				t.Fatalf("pushing another release's group: %v", err)
@@ -160,7 +161,7 @@ func TestStartupFailure(t *testing.T) {
 				return j.Status.Succeeded > 0, nil
 			})
 			groups := c.pushedGroups(ctx, t, ns)
-			if len(groups) != 1 || groups[0]["pod"] != "other-berth-6d4cf56db6-x2x7q" {
+			if len(groups) != 1 || groups[0]["pod"] != otherPod {
 				t.Errorf("after the prune job the Pushgateway holds %v, want only the other release's group", groups)
 			}
 			if err := c.cs.CoreV1().RESTClient().Delete().AbsPath(other).Do(ctx).Error(); err != nil {
