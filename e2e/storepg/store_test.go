@@ -309,7 +309,7 @@ func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
 
 // waitForLockWait returns once conn's server has a session waiting for a
 // lock that which (a pg_locks condition) selects, and fails the test if
-// the Migrate sending on migrated returns first, while held says what it
+// call sending on migrated (a Migrate, say) returns first, while held says what it
 // should have waited for.
 func waitForLockWait(t *testing.T, conn *pgx.Conn, which string, migrated <-chan error, held string) {
 	t.Helper()
@@ -323,7 +323,7 @@ func waitForLockWait(t *testing.T, conn *pgx.Conn, which string, migrated <-chan
 		}
 		select {
 		case err := <-migrated:
-			t.Fatalf("Migrate returned %v while %s", err, held)
+			t.Fatalf("the call under test returned %v while %s", err, held)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -439,8 +439,9 @@ func TestMigrateWithNothingPendingNeedsNoCreate(t *testing.T) {
 // tries again until that session ends. Another pod's writes, each bounded
 // by the service's default database timeout (BERTH_DB_TIMEOUT, 1.5s),
 // all succeed meanwhile. Out of time, the migration's error says what to
-// look for. Unbounded, the pending CREATE TRIGGER of schema version 2 kept
-// every INSERT into items waiting behind it for as long as the other
+// look for. Unbounded, a pending migration's lock on items (CREATE TRIGGER
+// of schema version 2 when this was found; version 3's LOCK TABLE here)
+// kept every INSERT into items waiting behind it for as long as the other
 // transaction lasted.
 func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 	requirePostgres(t)
@@ -469,16 +470,24 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 		t.Cleanup(func() { c.Close(context.Background()) })
 		return c
 	}
-	// Back to schema version 1, so that version 2's CREATE TRIGGER on items
-	// is pending.
+	// Back to schema version 2, as an operator's goose down does, so that
+	// version 3, which locks items while it splits their count, is pending.
 	admin := connect()
-	for _, q := range []string{"DROP TRIGGER items_truncated ON items", "DROP FUNCTION items_truncated()", "DELETE FROM goose_db_version WHERE version_id = 2"} {
+	down, err := os.ReadFile("../../internal/store/migrations/postgres/00003_items_count_parts.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, downSQL, ok := strings.Cut(string(down), "-- +goose Down")
+	if !ok {
+		t.Fatal("migration 00003 has no Down section")
+	}
+	for _, q := range []string{"BEGIN;" + downSQL + "; COMMIT", "DELETE FROM goose_db_version WHERE version_id = 3"} {
 		if _, err := admin.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
 	// The other session: an UPDATE of items in a transaction left open. Its
-	// lock lets other writes through, but not CREATE TRIGGER's.
+	// lock lets other writes through, but not the migration's SHARE lock.
 	other := connect()
 	tx, err := other.Begin(t.Context())
 	if err != nil {
@@ -513,8 +522,12 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 		t.Fatalf("Migrate once the other session ended = %v", err)
 	}
 	var version int64
-	if err := admin.QueryRow(t.Context(), "SELECT max(version_id) FROM goose_db_version").Scan(&version); err != nil || version != 2 {
-		t.Errorf("schema version %d (%v) after the migration, want 2", version, err)
+	if err := admin.QueryRow(t.Context(), "SELECT max(version_id) FROM goose_db_version").Scan(&version); err != nil || version != 3 {
+		t.Errorf("schema version %d (%v) after the migration, want 3", version, err)
+	}
+	// The count came through the way down and up again: a, and b0 to b9.
+	if st, err := pod.Stats(t.Context()); err != nil || st.Items != 11 {
+		t.Errorf("Stats after the migration = %+v, %v; want 11 items", st, err)
 	}
 	// The service's own sessions keep the server's lock_timeout.
 	var lockTimeout string

@@ -29,7 +29,7 @@ var migrations embed.FS
 // an flock on a file beside the database's (see locked). A database whose
 // schema is newer than the binary knows (a rollback) is used as it is when
 // that schema says binaries that know this one's version can use it
-// (berth_schema, see schemaWorksFrom), and refused otherwise: this binary
+// (berth_schema, see dialect.worksFrom), and refused otherwise: this binary
 // would misread it. Waiting for the lock lasts until ctx's deadline, if it
 // has one. It then records the item bound (Limits.MaxItems) that the
 // database enforces, and sets a drifted item count right (see recount).
@@ -245,21 +245,12 @@ func (s *DB) acceptNewer(ctx context.Context, current, known int64, log *slog.Lo
 	return nil
 }
 
-// schemaWorksFrom is, for the newest schema version this binary migrates
-// to, the oldest schema version a binary must know to use it: a binary
-// rolled back to reads it (from berth_schema) and goes on when it knows
-// that version. Raise it to the new version with a migration that older
-// code cannot use (a column it does not fill, a table it does not know);
-// every migration so far (PostgreSQL's TRUNCATE trigger, SQLite's rowid
-// table) leaves version 1's queries working.
-const schemaWorksFrom = 1
-
 // berthSchemaLock is the PostgreSQL advisory lock around berth_schema's
 // creation: two sessions creating one table at once can collide in the
 // catalog, IF NOT EXISTS notwithstanding.
 const berthSchemaLock = 0x62657274 // "bert"
 
-// recordWorksFrom records schemaWorksFrom for version in berth_schema,
+// recordWorksFrom records the dialect's worksFrom for version in berth_schema,
 // creating it if need be. The table stays outside goose's versions on
 // purpose: as a migration, it would itself have made the database newer
 // than the release before it accepts. Each version's row is written only
@@ -287,7 +278,7 @@ func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
 	if exists {
 		var recorded int64
 		err := tx.QueryRowContext(ctx, s.d.q("SELECT works_from FROM berth_schema WHERE version = ?"), version).Scan(&recorded)
-		if err == nil && recorded == schemaWorksFrom {
+		if err == nil && recorded == s.d.worksFrom {
 			return tx.Commit()
 		}
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -297,7 +288,7 @@ func (s *DB) recordWorksFrom(ctx context.Context, version int64) error {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO berth_schema (version, works_from) VALUES (?, ?) ON CONFLICT (version) DO UPDATE SET works_from = excluded.works_from"),
-		version, schemaWorksFrom); err != nil {
+		version, s.d.worksFrom); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -328,7 +319,7 @@ func (s *DB) worksFrom(ctx context.Context, version int64) (worksFrom int64, ok 
 // takes the lock that keeps writers out while the table is counted again.
 func (s *DB) recount(ctx context.Context, log *slog.Logger) error {
 	var counted, items int64
-	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT count(*) FROM items)").Scan(&counted, &items); err != nil {
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT CAST(SUM(n) AS bigint) FROM item_count), (SELECT count(*) FROM items)").Scan(&counted, &items); err != nil {
 		return err
 	}
 	if counted == items {
@@ -349,7 +340,8 @@ func (s *DB) recount(ctx context.Context, log *slog.Logger) error {
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM items").Scan(&items); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.d.q("UPDATE item_count SET n = ? WHERE id = 1"), items); err != nil {
+	// The whole count in row 1, and none in PostgreSQL's other parts.
+	if _, err := tx.ExecContext(ctx, s.d.q("UPDATE item_count SET n = CASE id WHEN 1 THEN ? ELSE 0 END"), items); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -44,13 +44,23 @@ type dialect struct {
 	name        string // goose's dialect
 	placeholder func(n int) string
 	tableExists string // a query of whether the table its one argument names exists
+	// worksFrom is, for the newest schema version this binary
+	// migrates to, the oldest schema version a binary must know to use it: a
+	// binary rolled back to reads it (from berth_schema) and goes on when it
+	// knows that version. Raise it to the new version with a migration that
+	// older code cannot use (a column it does not fill, a table it does not
+	// know). SQLite's rowid table and PostgreSQL's TRUNCATE trigger left
+	// version 1's queries working; PostgreSQL's version 3 keeps the item count
+	// in parts, which older binaries would read as the count and, at their
+	// start, "recount" into a count too large.
+	worksFrom int64
 }
 
 var (
 	postgres = dialect{name: "postgres", placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
-		tableExists: "SELECT to_regclass($1) IS NOT NULL"}
+		tableExists: "SELECT to_regclass($1) IS NOT NULL", worksFrom: 3}
 	sqlite = dialect{name: "sqlite3", placeholder: func(int) string { return "?" },
-		tableExists: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)"}
+		tableExists: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)", worksFrom: 1}
 )
 
 // q rewrites the ? placeholders of query for the dialect.

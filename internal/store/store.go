@@ -293,11 +293,19 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 	var created bool
 	var err error
 	if s.d.name == postgres.name {
-		// One statement: the insert's trigger takes the counter's lock
+		// One statement: the insert's trigger takes the count's locks
 		// inside the server, never across a round trip to this client.
-		err = s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
-			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-			RETURNING (xmax = 0)`, key, value).Scan(&created)
+		// An insert that came near the bound while it waited for its part
+		// of the count is ended, to be tried again and counted exactly
+		// (migrations/postgres/00003_items_count_parts.sql; countRetry).
+		for try := 1; ; try++ {
+			err = s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
+				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+				RETURNING (xmax = 0)`, key, value).Scan(&created)
+			if try == 3 || !countRetry(err) {
+				break
+			}
+		}
 	} else {
 		created, err = s.putSQLite(ctx, key, value)
 	}
@@ -335,6 +343,17 @@ func (s *DB) itemBound(ctx context.Context, err error) int64 {
 // pgLimitMessage is the message PostgreSQL's items trigger raises when an
 // insert would pass the bound (migrations/postgres/00001_items.sql).
 const pgLimitMessage = "berth: item limit of %d reached"
+
+// countRetry reports whether err ended an insert that nothing stored and
+// that is tried again at once: the insert trigger's request, the count
+// having come near the bound while the insert waited for its part of it
+// (SQLSTATE 40001), or PostgreSQL's deadlock detector (40P01), which can
+// end a write waiting for its part behind a transaction that inserts
+// several items (by hand) and takes the count's lock at its second.
+func countRetry(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" && strings.HasPrefix(pgErr.Message, "berth: item count came near its bound") || pgErr.Code == "40P01")
+}
 
 // putSQLite replaces or inserts in one transaction, in the write queue;
 // SQLite has one writer at a time, so nothing can insert the key in
@@ -402,7 +421,7 @@ func (s *DB) Stats(ctx context.Context) (Stats, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var st Stats
-	err := s.db.QueryRowContext(ctx, "SELECT (SELECT n FROM item_count WHERE id = 1), (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
+	err := s.db.QueryRowContext(ctx, "SELECT (SELECT CAST(SUM(n) AS bigint) FROM item_count), (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
 	if err != nil {
 		return Stats{}, s.readFailed(ctx, "stats", err)
 	}

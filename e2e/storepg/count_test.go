@@ -1,0 +1,212 @@
+package storepg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/jackc/pgx/v5"
+)
+
+// openMigrated opens dbURL with limits and migrates it, as a start does.
+func openMigrated(t *testing.T, dbURL string, limits store.Limits) *store.DB {
+	t.Helper()
+	db, err := store.Open(t.Context(), store.Config{URL: dbURL, Logger: quiet, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(t.Context(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// connect opens a session of its own, for SQL by hand.
+func connect(t *testing.T, dbURL string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// partOf is the SQL of the part of the item count that a transaction
+// moves, given its ID (migrations/postgres/00003_items_count_parts.sql).
+const partOf = "1 + %s::text::bigint %% 64"
+
+// A write in flight, one whose commit has not reached the disk yet, holds
+// up no other write far from the item bound: each transaction moves its
+// own part of the count. Before the count had parts, every insert and
+// delete moved one row and waited for the commit of the write before it,
+// so one slow WAL flush held up every writer past BERTH_DB_TIMEOUT.
+func TestWritesInFlightHoldUpNoOthers(t *testing.T) {
+	requirePostgres(t)
+	for _, tt := range []struct {
+		name  string
+		bound int64
+	}{
+		{"no bound", 0},
+		{"far from the bound", 100000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dbURL := freshDatabase(t)
+			db := openMigrated(t, dbURL, store.Limits{MaxItems: tt.bound, Timeout: 2 * time.Second})
+			ctx := t.Context()
+			if _, err := db.Put(ctx, "gone", []byte(`1`)); err != nil {
+				t.Fatal(err)
+			}
+			// A transaction by hand inserts one item and deletes another,
+			// and stays open: as long as a commit waiting for its flush.
+			conn := connect(t, dbURL)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+			if _, err := tx.Exec(ctx, "INSERT INTO items (key, value) VALUES ('held', '1')"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, "DELETE FROM items WHERE key = 'gone'"); err != nil {
+				t.Fatal(err)
+			}
+			var held int
+			if err := tx.QueryRow(ctx, "SELECT "+fmt.Sprintf(partOf, "pg_current_xact_id()")).Scan(&held); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				key := fmt.Sprint("k", i)
+				if created, err := db.Put(ctx, key, []byte(`1`)); err != nil || !created {
+					t.Fatalf("Put %s beside a write in flight = %v, %v; want it stored within Limits.Timeout (2s)", key, created, err)
+				}
+				// The premise: this write's part is not the one held (its
+				// transaction ID is a few past the held one's).
+				var part int
+				if err := db.SQL().QueryRowContext(ctx, "SELECT "+fmt.Sprintf(partOf, "xmin")+" FROM items WHERE key = $1", key).Scan(&part); err != nil {
+					t.Fatal(err)
+				}
+				if part == held {
+					t.Fatalf("Put %s moved part %d, the one the open transaction holds: the test proves nothing", key, part)
+				}
+			}
+			if err := db.Delete(ctx, "k0"); err != nil {
+				t.Fatalf("Delete beside a write in flight: %v", err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := db.Stats(ctx); err != nil || st.Items != 5 { // k1 to k4, and held
+				t.Fatalf("Stats after the commit = %+v, %v; want 5 items", st, err)
+			}
+		})
+	}
+}
+
+// Near the bound the count is exact: an insert waits for the one in flight
+// before it, and is refused if that one commits, stored if it rolls back.
+func TestInsertNearTheBoundWaitsForTheOneInFlight(t *testing.T) {
+	requirePostgres(t)
+	for _, tt := range []struct {
+		end     string
+		refused bool
+	}{
+		{"COMMIT", true},
+		{"ROLLBACK", false},
+	} {
+		t.Run(tt.end, func(t *testing.T) {
+			dbURL := freshDatabase(t)
+			db := openMigrated(t, dbURL, store.Limits{MaxItems: 2, Timeout: time.Minute})
+			ctx := t.Context()
+			if _, err := db.Put(ctx, "a", []byte(`1`)); err != nil {
+				t.Fatal(err)
+			}
+			conn, watch := connect(t, dbURL), connect(t, dbURL)
+			if _, err := conn.Exec(ctx, "BEGIN; INSERT INTO items (key, value) VALUES ('b', '1')"); err != nil {
+				t.Fatal(err)
+			}
+			put := make(chan error, 1)
+			go func() {
+				_, err := db.Put(ctx, "c", []byte(`1`))
+				put <- err
+			}()
+			waitForLockWait(t, watch, "relation = 'item_count'::regclass AND mode = 'ExclusiveLock'", put, "an insert of the same count was in flight")
+			if _, err := conn.Exec(ctx, tt.end); err != nil {
+				t.Fatal(err)
+			}
+			err := <-put
+			var limit *store.LimitError
+			if refused := errors.As(err, &limit); refused != tt.refused || (!refused && err != nil) {
+				t.Fatalf("Put c after the one in flight's %s = %v; want refused %v", tt.end, err, tt.refused)
+			}
+			if st, err := db.Stats(ctx); err != nil || st.Items != 2 {
+				t.Fatalf("Stats = %+v, %v; want 2 items", st, err)
+			}
+		})
+	}
+}
+
+// The bound holds exactly when writers cross from the count's far side,
+// where they only move their parts, to its near side, where they count
+// under its lock, together: no more items are stored than the bound,
+// and none is refused below it.
+func TestItemBoundIsExactAcrossItsTwoSides(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	var slack int64
+	if err := connect(t, dbURL).QueryRow(t.Context(), "SELECT current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint").Scan(&slack); err != nil {
+		t.Fatal(err)
+	}
+	bound := slack + 40 // 40 items on the far side, then the near one
+	db := openMigrated(t, dbURL, store.Limits{MaxItems: bound, Timeout: time.Minute})
+	const writers = 16
+	var created, refused atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > bound+2*writers {
+					return
+				}
+				ok, err := db.Put(t.Context(), fmt.Sprint("w", n), []byte(`1`))
+				var limit *store.LimitError
+				switch {
+				case errors.As(err, &limit):
+					refused.Add(1)
+				case err != nil:
+					t.Error(err)
+					return
+				case ok:
+					created.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st, err := db.Stats(t.Context())
+	if err != nil || created.Load() != bound || st.Items != bound || refused.Load() != 2*writers {
+		t.Fatalf("bound %d: created %d, refused %d, Stats %+v (%v); want exactly %d created and %d refused", bound, created.Load(), refused.Load(), st, err, bound, 2*writers)
+	}
+}
+
+// A binary from before the count had parts would read part 1 as the whole
+// count and, at its start, "recount" it into one too large: schema
+// version 3 says a binary must know it to use it, and one rolled back to
+// is refused (see Migrate).
+func TestPartedCountNeedsABinaryThatKnowsIt(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	openMigrated(t, dbURL, store.Limits{})
+	var worksFrom int64
+	if err := connect(t, dbURL).QueryRow(t.Context(), "SELECT works_from FROM berth_schema WHERE version = 3").Scan(&worksFrom); err != nil || worksFrom != 3 {
+		t.Fatalf("berth_schema says version 3 works from version %d (%v); want 3", worksFrom, err)
+	}
+}
