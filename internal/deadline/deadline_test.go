@@ -349,12 +349,14 @@ func TestHTTPServerTimeoutsHold(t *testing.T) {
 		{"after a complete one", "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// Before the dial: the server may accept the connection, and
+			// start its header timeout, before Dial returns here.
+			start := time.Now()
 			conn, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			start := time.Now()
 			if _, err := io.WriteString(conn, tt.send); err != nil {
 				t.Fatal(err)
 			}
