@@ -78,7 +78,7 @@ func TestWritesInFlightHoldUpNoOthers(t *testing.T) {
 				t.Fatal(err)
 			}
 			var held int
-			if err := tx.QueryRow(ctx, "SELECT "+fmt.Sprintf(partOf, "pg_current_xact_id()")).Scan(&held); err != nil {
+			if err := tx.QueryRow(ctx, "SELECT "+fmt.Sprintf(partOf, "txid_current()")).Scan(&held); err != nil {
 				t.Fatal(err)
 			}
 			for i := range 5 {
@@ -160,11 +160,12 @@ func TestItemBoundIsExactAcrossItsTwoSides(t *testing.T) {
 	requirePostgres(t)
 	dbURL := freshDatabase(t)
 	var slack int64
-	if err := connect(t, dbURL).QueryRow(t.Context(), "SELECT current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint").Scan(&slack); err != nil {
+	db := openMigrated(t, dbURL, store.Limits{Timeout: time.Minute})
+	if err := connect(t, dbURL).QueryRow(t.Context(), "SELECT items_count_slack()").Scan(&slack); err != nil {
 		t.Fatal(err)
 	}
-	bound := slack + 40 // 40 items on the far side, then the near one
-	db := openMigrated(t, dbURL, store.Limits{MaxItems: bound, Timeout: time.Minute})
+	bound := 2*slack + 40 // 40 items on the far side, then the near one
+	db = openMigrated(t, dbURL, store.Limits{MaxItems: bound, Timeout: time.Minute})
 	const writers = 16
 	var created, refused atomic.Int64
 	var next atomic.Int64
@@ -194,6 +195,109 @@ func TestItemBoundIsExactAcrossItsTwoSides(t *testing.T) {
 	st, err := db.Stats(t.Context())
 	if err != nil || created.Load() != bound || st.Items != bound || refused.Load() != 2*writers {
 		t.Fatalf("bound %d: created %d, refused %d, Stats %+v (%v); want exactly %d created and %d refused", bound, created.Load(), refused.Load(), st, err, bound, 2*writers)
+	}
+}
+
+// Inserts that found the count far from the bound, then waited for their
+// parts while writes brought it near (here a transaction by hand that
+// holds the count's lock and fills it to one below the bound), are tried
+// again and counted exactly: one is stored, the others refused. Had they
+// gone on as they began, every one would have been stored, past the bound.
+func TestInsertsThatWaitedCountAgain(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	var slack int64
+	db := openMigrated(t, dbURL, store.Limits{Timeout: time.Minute})
+	if err := connect(t, dbURL).QueryRow(t.Context(), "SELECT items_count_slack()").Scan(&slack); err != nil {
+		t.Fatal(err)
+	}
+	bound := 2*slack + 5
+	db = openMigrated(t, dbURL, store.Limits{MaxItems: bound, Timeout: time.Minute})
+	ctx := t.Context()
+	conn, watch := connect(t, dbURL), connect(t, dbURL)
+	if _, err := conn.Exec(ctx, "BEGIN; LOCK TABLE item_count IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	const puts = 8
+	errs := make(chan error, puts)
+	for i := range puts {
+		go func() {
+			_, err := db.Put(ctx, fmt.Sprint("p", i), []byte(`1`))
+			errs <- err
+		}()
+	}
+	// Every Put has read the count (empty: far from the bound) and waits
+	// for its part.
+	for {
+		var waiting int
+		if err := watch.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = 'item_count'::regclass AND NOT granted").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == puts {
+			break
+		}
+		select {
+		case err := <-errs:
+			t.Fatalf("a Put returned %v while the count's lock was held", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO items (key, value) SELECT 'h' || g, '1' FROM generate_series(1, %d) AS g; COMMIT", bound-1)); err != nil {
+		t.Fatal(err)
+	}
+	var stored, refused int
+	for range puts {
+		err := <-errs
+		var limit *store.LimitError
+		switch {
+		case err == nil:
+			stored++
+		case errors.As(err, &limit):
+			refused++
+		default:
+			t.Error(err)
+		}
+	}
+	if st, err := db.Stats(ctx); err != nil || stored != 1 || refused != puts-1 || st.Items != bound {
+		t.Fatalf("bound %d: %d stored, %d refused, Stats %+v (%v); want 1 stored, %d refused, %d items", bound, stored, refused, st, err, puts-1, bound)
+	}
+}
+
+// A start that changes the bound waits for the inserts in flight, which
+// were checked against the old one, and every insert after it is checked
+// against the new: without the wait, inserts that found no bound could
+// commit after it, past it.
+func TestBoundChangeWaitsForTheInsertsInFlight(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	db := openMigrated(t, dbURL, store.Limits{Timeout: time.Minute}) // no bound
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if _, err := db.Put(ctx, k, []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, watch := connect(t, dbURL), connect(t, dbURL)
+	if _, err := conn.Exec(ctx, "BEGIN; INSERT INTO items (key, value) VALUES ('c', '1')"); err != nil {
+		t.Fatal(err)
+	}
+	bounded, err := store.Open(ctx, store.Config{URL: dbURL, Logger: quiet, Limits: store.Limits{MaxItems: 3, Timeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bounded.Close()
+	migrated := make(chan error, 1)
+	go func() { migrated <- bounded.Migrate(ctx, quiet) }()
+	waitForLockWait(t, watch, "relation = 'item_count'::regclass AND mode = 'ExclusiveLock'", migrated, "an insert checked against no bound was in flight")
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-migrated; err != nil {
+		t.Fatal(err)
+	}
+	var limit *store.LimitError
+	if _, err := db.Put(ctx, "d", []byte(`1`)); !errors.As(err, &limit) || limit.Limit != 3 {
+		t.Fatalf("a fourth item after the bound of 3 = %v; want it refused", err)
 	}
 }
 

@@ -203,8 +203,7 @@ func (s *DB) migrate(ctx context.Context, dir fs.FS, log *slog.Logger) error {
 			}
 		}
 	}
-	// The item bound lives beside the count it bounds, for the triggers.
-	if _, err := s.db.ExecContext(ctx, s.d.q("UPDATE item_count SET max = ? WHERE id = 1"), s.limits.MaxItems); err != nil {
+	if err := s.setBound(ctx); err != nil {
 		return s.failed("migrate", err)
 	}
 	if err := s.recount(ctx, log); err != nil {
@@ -310,6 +309,34 @@ func (s *DB) worksFrom(ctx context.Context, version int64) (worksFrom int64, ok 
 	return worksFrom, err == nil, err
 }
 
+// setBound records the item bound (Limits.MaxItems) beside the count it
+// bounds, for the triggers. On PostgreSQL a change takes the count's
+// EXCLUSIVE lock first, as an insert near the bound does: the inserts in
+// flight, checked against the old bound, commit before the new one, and
+// every later insert is checked against it.
+func (s *DB) setBound(ctx context.Context) error {
+	if s.d.name != postgres.name {
+		_, err := s.db.ExecContext(ctx, "UPDATE item_count SET max = ? WHERE id = 1", s.limits.MaxItems)
+		return err
+	}
+	var bound int64
+	if err := s.db.QueryRowContext(ctx, "SELECT max FROM item_count WHERE id = 1").Scan(&bound); err != nil || bound == s.limits.MaxItems {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE item_count IN EXCLUSIVE MODE"); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE item_count SET max = $1 WHERE id = 1", s.limits.MaxItems); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // recount sets the item count right when it has drifted from the table:
 // rows removed or added without the count's triggers (a TRUNCATE before
 // PostgreSQL's schema version 2 left the old number, which refused every
@@ -332,9 +359,13 @@ func (s *DB) recount(ctx context.Context, log *slog.Logger) error {
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	if s.d.name == postgres.name {
 		// SHARE waits for the writers in flight and keeps new ones out
-		// (their row triggers move the count) until the commit.
-		if _, err := tx.ExecContext(ctx, "LOCK TABLE items IN SHARE MODE"); err != nil {
-			return err
+		// (their row triggers move the count) until the commit; the
+		// count's own lock then keeps another start's recount, or bound,
+		// from taking the parts' rows in another order.
+		for _, lock := range []string{"LOCK TABLE items IN SHARE MODE", "LOCK TABLE item_count IN EXCLUSIVE MODE"} {
+			if _, err := tx.ExecContext(ctx, lock); err != nil {
+				return err
+			}
 		}
 	}
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM items").Scan(&items); err != nil {

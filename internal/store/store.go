@@ -344,12 +344,12 @@ func (s *DB) itemBound(ctx context.Context, err error) int64 {
 // insert would pass the bound (migrations/postgres/00001_items.sql).
 const pgLimitMessage = "berth: item limit of %d reached"
 
-// countRetry reports whether err ended an insert that nothing stored and
+// countRetry reports whether err ended a write that nothing stored and
 // that is tried again at once: the insert trigger's request, the count
 // having come near the bound while the insert waited for its part of it
 // (SQLSTATE 40001), or PostgreSQL's deadlock detector (40P01), which can
 // end a write waiting for its part behind a transaction that inserts
-// several items (by hand) and takes the count's lock at its second.
+// several items (by hand) and asks for the count's lock at its second.
 func countRetry(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" && strings.HasPrefix(pgErr.Message, "berth: item count came near its bound") || pgErr.Code == "40P01")
@@ -394,6 +394,9 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	res, err := s.deleteRow(ctx, key)
+	for try := 2; try <= 3 && s.d.name == postgres.name && countRetry(err); try++ {
+		res, err = s.deleteRow(ctx, key)
+	}
 	if err != nil {
 		return s.failed("delete", err)
 	}
