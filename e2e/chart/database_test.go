@@ -42,10 +42,15 @@ func TestBundledPostgreSQL(t *testing.T) {
 	if e["PGDATA"] != "/var/lib/postgresql/data/pgdata" || e["POSTGRES_USER"] != "berth" || e["POSTGRES_DB"] != "berth" {
 		t.Errorf("postgres env %v", e)
 	}
+	// Exec probes start slowly on a busy node: a 1s timeout took a healthy
+	// PostgreSQL out of the Service, and restarted it, under the e2e's load.
 	for _, p := range []*corev1.Probe{pg.StartupProbe, pg.ReadinessProbe, pg.LivenessProbe} {
-		if p == nil || p.Exec == nil || p.Exec.Command[0] != "pg_isready" {
-			t.Errorf("probe %+v", p)
+		if p == nil || p.Exec == nil || p.Exec.Command[0] != "pg_isready" || p.TimeoutSeconds < 5 {
+			t.Errorf("probe %+v: want pg_isready with a timeout of 5s or more", p)
 		}
+	}
+	if l := pg.LivenessProbe; l != nil && l.PeriodSeconds*l.FailureThreshold < 60 {
+		t.Errorf("liveness probe %+v: restarts PostgreSQL after %ds of failures, want a minute or more", l, l.PeriodSeconds*l.FailureThreshold)
 	}
 	if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "1Gi" {
 		t.Errorf("volumeClaimTemplates %+v", sts.Spec.VolumeClaimTemplates)
