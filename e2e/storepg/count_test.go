@@ -314,3 +314,41 @@ func TestPartedCountNeedsABinaryThatKnowsIt(t *testing.T) {
 		t.Fatalf("berth_schema says version 3 works from version %d (%v); want 3", worksFrom, err)
 	}
 }
+
+// A statement that outlives Limits.Timeout (here an insert behind a lock
+// held by hand) is canceled, and its connection kept: pgx's default
+// closed it, so a database slow for a few seconds emptied the pool, and
+// every write after it waited for a new connection's handshake.
+func TestTimedOutStatementKeepsItsConnection(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	db := openMigrated(t, dbURL+"&pool_max_conns=1&pool_min_conns=1", store.Limits{Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	var before, after int
+	if err := db.SQL().QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, dbURL)
+	if _, err := conn.Exec(ctx, "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := db.Put(ctx, "a", []byte(`1`))
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Put behind an exclusive lock succeeded")
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SQL().QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("after a statement timed out, the pool's one connection is server process %d, not %d: the connection was closed", after, before)
+	}
+	t.Logf("the timed-out Put returned after %v (Timeout 300ms): %v", took.Round(time.Millisecond), err)
+	if _, err := db.Put(ctx, "a", []byte(`1`)); err != nil {
+		t.Errorf("Put once the lock was gone: %v", err)
+	}
+}
