@@ -169,7 +169,7 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 
 // cancelGrace is how long a statement whose context ended may wait for
 // PostgreSQL to confirm its cancel before its connection is closed.
-const cancelGrace = 250 * time.Millisecond
+const cancelGrace = 150 * time.Millisecond
 
 // cancelOnTimeout makes a statement whose context ends (Limits.Timeout,
 // say) ask PostgreSQL to cancel it, and keeps its connection when the

@@ -88,7 +88,7 @@ type Limits struct {
 	// Timeout bounds each operation, so a request never waits longer on a
 	// database that does not answer (0: none beyond the caller's context).
 	// On PostgreSQL a statement past it is canceled, which adds up to
-	// about 350ms (see cancelOnTimeout) and keeps its connection.
+	// about 250ms (see cancelOnTimeout) and keeps its connection.
 	Timeout time.Duration
 }
 
