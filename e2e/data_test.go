@@ -83,7 +83,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			})
 			c.waitSettled(t, mainNamespace, mainRelease, replicas)
 			logs = c.followRelease(t, mainNamespace, mainRelease)
-			beating = c.startHeartbeat(mainNamespace, mainRelease)
+			beating = c.startHeartbeat(t, mainNamespace, mainRelease)
 			w = startWriter(apiURL, fmt.Sprintf("data-%d", time.Now().Unix()))
 			// A baseline before the first disruption: a second's worth of
 			// writes acknowledged. (Each disruption of chosen pods below
@@ -235,8 +235,21 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			// second above the true figure.
 			const firstWrite = "first write after Ready (Ready's time truncated to the second)"
 			outage[firstWrite] = first.sent.Add(first.took).Sub(ready)
-			if d := outage[firstWrite]; d > 5*time.Second {
-				t.Errorf("the first successful write came %v after PostgreSQL was Ready; want within 5s", d)
+			// Ready says PostgreSQL answers in its pod; the service reaches
+			// it through its Service, whose routes a busy cluster moves to
+			// the new pod later. The heartbeat's first commit through the
+			// Service after the outage says when it did.
+			// (Its log reaches this test later than its commits, on a busy
+			// cluster: the beats' own times are what count.)
+			waitFor(t, "the heartbeat's first commit after the outage", time.Minute, func(context.Context) (bool, error) {
+				_, ok := firstBeatAfter(beating.snapshot(), gone)
+				return ok, nil
+			})
+			b, _ := firstBeatAfter(beating.snapshot(), gone)
+			outage["the heartbeat's first commit through the Service after Ready"] = b.at.Add(b.took).Sub(ready)
+			back := later(ready, b.at.Add(b.took))
+			if d := first.sent.Add(first.took).Sub(back); d > 5*time.Second {
+				t.Errorf("the first successful write came %v after PostgreSQL was Ready and answered through its Service; want within 5s", d)
 			}
 			// How long the outage's requests took is judged once the writer
 			// has stopped (the last step): one sent now may still be
@@ -290,7 +303,9 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			// the steps above had PostgreSQL down, and while PostgreSQL's
 			// own heartbeat saw it stall (on a busy machine its CPU share
 			// or its disk can hold a commit past the service's timeout).
-			// One while PostgreSQL's own commits were quick is a failure.
+			// One while PostgreSQL's own commits were quick is a failure,
+			// and so is one in a stall that is not the database's answer
+			// (the request gate's, say, which a stall does not excuse).
 			var failed, expected, whileStalled, resent []answer
 			var stallsMet []window
 			for _, a := range answers {
@@ -306,7 +321,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				switch {
 				case quick503 && in:
 					expected = append(expected, a)
-				case quick503 && stalling:
+				case quick503 && stalling && strings.Contains(a.body, dbDidNotAnswer):
 					whileStalled = append(whileStalled, a)
 					if !slices.Contains(stallsMet, stall) {
 						stallsMet = append(stallsMet, stall)
@@ -346,8 +361,30 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				t.Errorf("%d acknowledged writes could not be read back (every try failed), the first: %v", len(unverified), unverified[:min(len(unverified), 5)])
 			}
 			for _, a := range failed[:min(len(failed), 10)] {
-				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond))
+				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v, body %q)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond), a.body)
 			}
+			// All of them, a line per second they were sent in: when, and why.
+			var line, last string
+			var n int
+			flush := func() {
+				if n > 0 {
+					t.Logf("  failed writes sent at %s: %d, %s", last, n, line)
+				}
+			}
+			bySent := slices.Clone(failed)
+			slices.SortFunc(bySent, func(a, b answer) int { return a.sent.Compare(b.sent) })
+			for _, a := range bySent {
+				sec := a.sent.Format("15:04:05")
+				if sec != last {
+					flush()
+					last, line, n = sec, "", 0
+				}
+				n++
+				if !strings.Contains(line, a.reason) {
+					line += fmt.Sprintf("%q (status %d, took about %v) ", a.reason, a.status, a.took.Round(100*time.Millisecond))
+				}
+			}
+			flush()
 			texts := logs.stop(t)
 			// A log check passes on logs it never read: the run's pods are
 			// the three it began with and each rollout's, at least.
@@ -371,6 +408,10 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 		Feature()
 	testenv.Test(t, f)
 }
+
+// dbDidNotAnswer is in the body of the service's 503 for a database that
+// did not answer within its timeout (cmd/server's storeFailed).
+const dbDidNotAnswer = "the database did not answer"
 
 func firstSuccessAfter(answers []answer, t time.Time) *answer {
 	var first *answer

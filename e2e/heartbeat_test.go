@@ -7,90 +7,149 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/remotecommand"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
-// stallAfter is how long one of PostgreSQL's own commits may take, or its
-// commits pause, before the heartbeat calls PostgreSQL stalled: a third of
-// the chart's database.timeout (1.5s), past which the service gives a
-// write up with 503 and Retry-After.
-const stallAfter = 500 * time.Millisecond
+// dbTimeout is the chart's database.timeout, past which the service gives
+// a write up with 503 and Retry-After.
+const dbTimeout = 1500 * time.Millisecond
+
+// stallAfter is how long one of the heartbeat's commits may take, or its
+// commits pause, before it calls PostgreSQL stalled: a third of dbTimeout.
+const stallAfter = dbTimeout / 3
 
 // beat is one commit of the heartbeat: when PostgreSQL began it, and how
 // long psql waited for it to be committed.
 type beat struct {
-	at      time.Time
-	took    time.Duration
-	session int // the psql session it came from (see heartbeat.container)
+	at   time.Time
+	took time.Duration
 }
 
-// heartbeat commits one row into a table of its own (e2e_heartbeat) every
-// 100ms from inside PostgreSQL's container, whose CPU share and disk its
-// psql shares, and records each commit. It tells a stall of PostgreSQL
-// itself (a starved CPU, a slow flush) from a failure of the service: a
-// write the service gave up on while PostgreSQL's own commits were quick
-// is the service's to answer for. It follows PostgreSQL through its
-// restarts, beating again in each new container once it is Ready.
+// heartbeat is a pod of its own, beside the service's, that commits one
+// row into a table of its own (e2e_heartbeat) every 100ms through
+// PostgreSQL's Service, as the service's writes go, and prints each
+// commit's start and psql's timing of it. It has PostgreSQL's image and
+// resources, so the same CPU share. It tells PostgreSQL not answering in
+// time (a starved CPU, a slow flush, a Service whose routes still lead to
+// a pod gone) from a failure of the service: a write the service gave up
+// on while the heartbeat's commits were quick is the service's to answer
+// for. It outlives PostgreSQL's restarts, connecting again each time.
 type heartbeat struct {
-	mu    sync.Mutex
-	beats []beat
-	// container names, for each psql session, PostgreSQL's container it
-	// ran in (the pod's UID and the container's restarts): a pause between
-	// two sessions in one container is the heartbeat's own (its exec
-	// stream ended), not PostgreSQL's.
-	container []string
-	cancel    context.CancelFunc
-	done      chan struct{}
+	mu     sync.Mutex
+	beats  []beat
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
-// heartbeatScript runs in PostgreSQL's container: one psql session, one
-// INSERT every 100ms, each followed by psql's \timing line.
-const heartbeatScript = `export PGPASSWORD="$POSTGRES_PASSWORD"
-psql -X -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c 'CREATE TABLE IF NOT EXISTS e2e_heartbeat (at timestamptz NOT NULL DEFAULT clock_timestamp())' >/dev/null || exit 1
-(echo '\timing on'; while :; do echo 'INSERT INTO e2e_heartbeat DEFAULT VALUES RETURNING floor(extract(epoch FROM at) * 1000)::bigint;'; sleep 0.1; done) |
-	psql -X -q -At -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"`
+// heartbeatScript: one psql session at a time, one INSERT every 100ms,
+// each followed by psql's \timing line; a new session 200ms after one
+// ends (or fails to connect: PostgreSQL away).
+const heartbeatScript = `export PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=1
+until psql -X -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c 'CREATE TABLE IF NOT EXISTS e2e_heartbeat (at timestamptz NOT NULL DEFAULT clock_timestamp())' >/dev/null 2>&1; do sleep 0.1; done
+while :; do
+	(echo '\timing on'; while :; do echo 'INSERT INTO e2e_heartbeat DEFAULT VALUES RETURNING floor(extract(epoch FROM at) * 1000)::bigint;'; sleep 0.1; done) |
+		psql -X -q -At -U "$POSTGRES_USER" -d "$POSTGRES_DB" 2>/dev/null
+	sleep 0.2
+done`
 
-// startHeartbeat beats in the release's PostgreSQL until stop.
-func (c *cluster) startHeartbeat(ns, release string) *heartbeat {
+// startHeartbeat runs the heartbeat pod for the release's PostgreSQL,
+// waits until it has committed once, and follows its log until stop.
+func (c *cluster) startHeartbeat(t *testing.T, ns, release string) *heartbeat {
+	t.Helper()
+	pg, err := c.postgresPod(t.Context(), ns, release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := c.cs.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release + ",app.kubernetes.io/component=database"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(svcs.Items, func(s corev1.Service) bool { return s.Spec.ClusterIP != corev1.ClusterIPNone })
+	if i < 0 {
+		t.Fatalf("release %s has no ClusterIP Service for PostgreSQL", release)
+	}
+	j := slices.IndexFunc(pg.Spec.Containers, func(c corev1.Container) bool { return c.Name == "postgresql" })
+	if j < 0 {
+		t.Fatalf("pod %s has no container postgresql", pg.Name)
+	}
+	pgc := pg.Spec.Containers[j]
+	env := []corev1.EnvVar{{Name: "PGHOST", Value: svcs.Items[i].Name}}
+	for _, e := range pgc.Env {
+		if strings.HasPrefix(e.Name, "POSTGRES_") {
+			env = append(env, e)
+		}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: release + "-e2e-pg-heartbeat", Labels: map[string]string{"app.kubernetes.io/name": "e2e-pg-heartbeat"}},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			SecurityContext:               pg.Spec.SecurityContext,
+			Containers: []corev1.Container{{Name: "heartbeat", Image: pgc.Image, ImagePullPolicy: corev1.PullIfNotPresent,
+				Command: []string{"bash", "-c", heartbeatScript}, Env: env,
+				SecurityContext: pgc.SecurityContext, Resources: pgc.Resources}},
+		},
+	}
+	if _, err := c.cs.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &heartbeat{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
+		defer func() {
+			del, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = c.cs.CoreV1().Pods(ns).Delete(del, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		}()
+		// A follow that ends (the API server's stream cut) is taken up
+		// again from the second of the last beat read; read skips beats
+		// it has.
 		for ctx.Err() == nil {
-			pg, err := c.postgresPod(ctx, ns, release)
-			if err != nil || !podReady(pg) {
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-				continue
+			opts := &corev1.PodLogOptions{Follow: true}
+			if last := h.last(); !last.IsZero() {
+				opts.SinceTime = &metav1.Time{Time: last.Add(-time.Second)}
 			}
-			h.mu.Lock()
-			session := len(h.container)
-			h.container = append(h.container, fmt.Sprintf("%s/%d", pg.UID, containerRestarts(pg, "postgresql")))
-			h.mu.Unlock()
-			pr, pw := io.Pipe()
-			go h.read(pr, session)
-			// Returns when the container goes (a restart, a crash, the
-			// outage) or at stop; the loop then waits for the next one.
-			_ = c.execStream(ctx, ns, pg.Name, "postgresql", pw, "bash", "-c", heartbeatScript)
-			pw.Close()
+			stream, err := c.cs.CoreV1().Pods(ns).GetLogs(pod.Name, opts).Stream(ctx)
+			if err == nil {
+				h.read(stream)
+				stream.Close()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}()
+	waitFor(t, "the PostgreSQL heartbeat's first commit", 2*time.Minute, func(context.Context) (bool, error) {
+		return !h.last().IsZero(), nil
+	})
 	return h
 }
 
-// read records the beats in psql's output: a line with the commit's start
-// (milliseconds since the epoch, PostgreSQL's clock, which is the
-// machine's), then psql's "Time: 1.234 ms".
-func (h *heartbeat) read(r io.Reader, session int) {
+// last is when the latest beat read began (zero before the first).
+func (h *heartbeat) last() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.beats) == 0 {
+		return time.Time{}
+	}
+	return h.beats[len(h.beats)-1].at
+}
+
+// read records the beats in psql's output, past the last one it has: a
+// line with the commit's start (milliseconds since the epoch, PostgreSQL's
+// clock, which is the machine's), then psql's "Time: 1.234 ms".
+func (h *heartbeat) read(r io.Reader) {
 	var at time.Time
 	s := bufio.NewScanner(r)
 	for s.Scan() {
@@ -106,38 +165,46 @@ func (h *heartbeat) read(r io.Reader, session int) {
 		f, _, _ := strings.Cut(rest, " ")
 		if ms, err := strconv.ParseFloat(f, 64); err == nil {
 			h.mu.Lock()
-			h.beats = append(h.beats, beat{at: at, took: time.Duration(ms * float64(time.Millisecond)), session: session})
+			if n := len(h.beats); n == 0 || at.After(h.beats[n-1].at) {
+				h.beats = append(h.beats, beat{at: at, took: time.Duration(ms * float64(time.Millisecond))})
+			}
 			h.mu.Unlock()
 		}
 		at = time.Time{}
 	}
 }
 
-// stop ends the heartbeat and returns its beats, in order, and the
-// stretches in which PostgreSQL stalled (see stalls).
+// snapshot returns the beats so far.
+func (h *heartbeat) snapshot() []beat {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.beats)
+}
+
+// stop ends the heartbeat, deletes its pod, and returns its beats, in
+// order, and the stretches in which PostgreSQL stalled (see stalls).
 func (h *heartbeat) stop() ([]beat, []window) {
 	h.cancel()
 	<-h.done
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.beats, stalls(h.beats, h.container)
+	beats := h.snapshot()
+	return beats, stalls(beats)
 }
 
-// stalls are the stretches in which PostgreSQL's own commits took longer
+// stalls are the stretches in which the heartbeat's commits took longer
 // than stallAfter: a slow commit, from its start to its end, and a pause
-// between one commit's end and the next one's start, unless the two came
-// from psql sessions in one container (the heartbeat's pause, not
-// PostgreSQL's).
-func stalls(beats []beat, container []string) []window {
+// between one commit's end and the next one's start (PostgreSQL gone, or
+// not reached through its Service, included); each then for dbTimeout
+// more, in which the writes queued behind the stall are still answered.
+func stalls(beats []beat) []window {
 	var out []window
 	for i, b := range beats {
 		if b.took > stallAfter {
-			out = append(out, window{fmt.Sprintf("PostgreSQL's own commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took)})
+			out = append(out, window{fmt.Sprintf("a commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took + dbTimeout)})
 		}
-		if i > 0 && (b.session == beats[i-1].session || container[b.session] != container[beats[i-1].session]) {
+		if i > 0 {
 			prev := beats[i-1].at.Add(beats[i-1].took)
 			if gap := b.at.Sub(prev); gap > stallAfter {
-				out = append(out, window{fmt.Sprintf("PostgreSQL's commits paused %v", gap.Round(time.Millisecond)), prev, b.at})
+				out = append(out, window{fmt.Sprintf("commits paused %v", gap.Round(time.Millisecond)), prev, b.at.Add(dbTimeout)})
 			}
 		}
 	}
@@ -165,15 +232,19 @@ func beatsIn(beats []beat, from, to time.Time) int {
 	return n
 }
 
-// execStream runs a command in a container, writing its stdout to stdout
-// as it comes (exec, by contrast, returns it at the end), until it exits
-// or ctx ends.
-func (c *cluster) execStream(ctx context.Context, ns, pod, container string, stdout io.Writer, cmd ...string) error {
-	req := c.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewSPDYExecutor(c.cfg.Client().RESTConfig(), "POST", req.URL())
-	if err != nil {
-		return err
+// firstBeatAfter is the first beat that began after t, if any.
+func firstBeatAfter(beats []beat, t time.Time) (beat, bool) {
+	i := slices.IndexFunc(beats, func(b beat) bool { return b.at.After(t) })
+	if i < 0 {
+		return beat{}, false
 	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: io.Discard})
+	return beats[i], true
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

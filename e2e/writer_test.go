@@ -38,6 +38,7 @@ type answer struct {
 	retryAfter bool   // a Retry-After header came with it
 	resent     bool   // Go's client sent it again: its connection closed unanswered
 	reason     string // what failed, "" for a 2xx
+	body       string // the start of a non-2xx answer's body
 }
 
 const writeRate = 60 // writes per second
@@ -90,6 +91,11 @@ func (w *writer) put(key string, n int) {
 	if err != nil {
 		a.reason = shortReason(err)
 	} else {
+		var head []byte
+		if resp.StatusCode/100 != 2 {
+			head, _ = io.ReadAll(io.LimitReader(resp.Body, 256))
+			a.body = string(head)
+		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After") != ""
