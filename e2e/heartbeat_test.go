@@ -89,7 +89,7 @@ func (c *cluster) startHeartbeat(t *testing.T, ns, release string) *heartbeat {
 		}
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: release + "-e2e-pg-heartbeat", Labels: map[string]string{"app.kubernetes.io/name": "e2e-pg-heartbeat"}},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: release + "-e2e-pg-heartbeat-", Labels: map[string]string{"app.kubernetes.io/name": "e2e-pg-heartbeat"}},
 		Spec: corev1.PodSpec{
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
@@ -99,11 +99,13 @@ func (c *cluster) startHeartbeat(t *testing.T, ns, release string) *heartbeat {
 				SecurityContext: pgc.SecurityContext, Resources: pgc.Resources}},
 		},
 	}
-	if _, err := c.cs.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+	pod, err = c.cs.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &heartbeat{cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() { h.stop() }) // also when the wait below fails; stop is idempotent
 	go func() {
 		defer close(h.done)
 		defer func() {

@@ -85,10 +85,10 @@ type Limits struct {
 	// MaxValueBytes bounds a value's length (0: no bound here; the HTTP
 	// layer bounds request bodies).
 	MaxValueBytes int64
-	// Timeout bounds each operation, so a request never waits longer on a
-	// database that does not answer (0: none beyond the caller's context).
-	// On PostgreSQL a statement past it is canceled, which adds up to
-	// about 250ms (see cancelOnTimeout) and keeps its connection.
+	// Timeout bounds each operation, so a request waits no longer on a
+	// database that does not answer (0: none beyond the caller's context),
+	// but on PostgreSQL for the cancel of a statement past it: up to about
+	// 250ms more, which keeps the connection (see cancelOnTimeout).
 	Timeout time.Duration
 }
 
