@@ -66,9 +66,6 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				if w != nil {
 					w.stop()
 				}
-				if beating != nil {
-					beating.stop()
-				}
 				if logs != nil {
 					logs.close()
 				}
@@ -319,7 +316,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 					continue
 				}
 				quick503 := a.status == 503 && a.retryAfter && a.took <= 2*time.Second
-				in := slices.ContainsFunc(downs, func(d window) bool { return !a.sent.Before(d.from) && !a.sent.After(d.to) })
+				_, in := overlaps(downs, a.sent, a.sent)
 				stall, stalling := overlaps(stalled, a.sent, a.sent.Add(a.took))
 				switch {
 				case quick503 && in:

@@ -276,11 +276,7 @@ const gooseLockID = 4097083626
 func TestMigrateWaitsForAnotherProcesssLock(t *testing.T) {
 	requirePostgres(t)
 	dbURL := freshDatabase(t)
-	other, err := pgx.Connect(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(context.Background())
+	other := connect(t, dbURL)
 	if _, err := other.Exec(t.Context(), "SELECT pg_advisory_lock($1)", gooseLockID); err != nil {
 		t.Fatal(err)
 	}
@@ -350,11 +346,7 @@ func TestMigrateRefusesASchemaMigratedPastItMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	newer, err := pgx.Connect(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newer.Close(context.Background())
+	newer := connect(t, dbURL)
 	tx, err := newer.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -402,11 +394,7 @@ func TestMigrateWithNothingPendingNeedsNoCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	role := "app_" + strings.TrimPrefix(u.Path, "/") // roles are the cluster's: one per database
-	conn, err := pgx.Connect(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, dbURL)
 	for _, q := range []string{
 		"CREATE ROLE " + role + " LOGIN PASSWORD 'pw'",
 		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
@@ -463,17 +451,9 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 	if _, err := db.Put(t.Context(), "a", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
-	connect := func() *pgx.Conn {
-		c, err := pgx.Connect(t.Context(), dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(context.Background()) })
-		return c
-	}
 	// Back to schema version 2, as an operator's goose down does, so that
 	// version 3, which locks items while it splits their count, is pending.
-	admin := connect()
+	admin := connect(t, dbURL)
 	down, err := os.ReadFile("../../internal/store/migrations/postgres/00003_items_count_parts.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +469,7 @@ func TestMigrationWaitingForALockDoesNotHoldUpWrites(t *testing.T) {
 	}
 	// The other session: an UPDATE of items in a transaction left open. Its
 	// lock lets other writes through, but not the migration's SHARE lock.
-	other := connect()
+	other := connect(t, dbURL)
 	tx, err := other.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)

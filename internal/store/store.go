@@ -300,14 +300,11 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 		// An insert that came near the bound while it waited for its part
 		// of the count is ended, to be tried again and counted exactly
 		// (migrations/postgres/00003_items_count_parts.sql; countRetry).
-		for try := 1; ; try++ {
-			err = s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
+		err = retryingCount(func() error {
+			return s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
 				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 				RETURNING (xmax = 0)`, key, value).Scan(&created)
-			if try == 3 || !countRetry(err) {
-				break
-			}
-		}
+		})
 	} else {
 		created, err = s.putSQLite(ctx, key, value)
 	}
@@ -357,6 +354,18 @@ func countRetry(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" && strings.HasPrefix(pgErr.Message, "berth: item count came near its bound") || pgErr.Code == "40P01")
 }
 
+// retryingCount runs write, and again while it fails with countRetry's
+// errors, three times at most. (SQLite's writes never fail so.)
+func retryingCount(write func() error) error {
+	var err error
+	for range 3 {
+		if err = write(); !countRetry(err) {
+			break
+		}
+	}
+	return err
+}
+
 // putSQLite replaces or inserts in one transaction, in the write queue;
 // SQLite has one writer at a time, so nothing can insert the key in
 // between.
@@ -395,10 +404,11 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	res, err := s.deleteRow(ctx, key)
-	for try := 2; try <= 3 && s.d.name == postgres.name && countRetry(err); try++ {
+	var res sql.Result
+	err := retryingCount(func() (err error) {
 		res, err = s.deleteRow(ctx, key)
-	}
+		return err
+	})
 	if err != nil {
 		return s.failed("delete", err)
 	}
