@@ -386,6 +386,12 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			}
 			flush()
 			texts := logs.stop(t)
+			// The pods' own account of the failed writes: which part of a
+			// database call ran out of time (a full pool, a new
+			// connection's handshake, the statement), and the pool's state.
+			if len(failed) > 0 {
+				logStoreFailures(t, texts, failed)
+			}
 			// A log check passes on logs it never read: the run's pods are
 			// the three it began with and each rollout's, at least.
 			if len(texts) < replicas {
@@ -407,6 +413,26 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 		}).
 		Feature()
 	testenv.Test(t, f)
+}
+
+// logStoreFailures logs, for up to 10 of the failed writes, the service's
+// "store unavailable" lines from the time the write was in flight.
+func logStoreFailures(t *testing.T, texts map[string]string, failed []answer) {
+	t.Helper()
+	shown := 0
+	for name, text := range texts {
+		for _, l := range parseLogs(text) {
+			if l.Msg != "store unavailable" || shown == 10 {
+				continue
+			}
+			if slices.ContainsFunc(failed, func(a answer) bool {
+				return !l.Time.Before(a.sent.Add(-time.Second)) && !l.Time.After(a.sent.Add(a.took+time.Second))
+			}) {
+				shown++
+				t.Logf("  pod %s at %s: %v", name, l.Time.Format("15:04:05.000"), l.Fields["error"])
+			}
+		}
+	}
 }
 
 // dbDidNotAnswer is in the body of the service's 503 for a database that

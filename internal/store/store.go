@@ -473,6 +473,14 @@ func (s *DB) failed(op string, err error) error {
 	if kind := kindOf(err); kind != nil {
 		return fmt.Errorf("store %s (%s): %w: %w", op, s.where, kind, err)
 	}
+	if s.pool != nil {
+		// Whether the pool was full, or still opening connections, tells
+		// a database that did not answer from a pool too small for the
+		// load, or a slow handshake.
+		st := s.pool.Stat()
+		return fmt.Errorf("store %s (%s; pool: %d of %d connections in use, %d opening, %d idle): %w",
+			op, s.where, st.AcquiredConns(), st.MaxConns(), st.ConstructingConns(), st.IdleConns(), err)
+	}
 	return fmt.Errorf("store %s (%s): %w", op, s.where, err)
 }
 
