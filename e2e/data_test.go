@@ -415,23 +415,29 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 	testenv.Test(t, f)
 }
 
-// logStoreFailures logs, for up to 10 of the failed writes, the service's
-// "store unavailable" lines from the time the write was in flight.
+// logStoreFailures logs the service's "store unavailable" lines from the
+// times failed writes were in flight: two for each second, 20 in all.
 func logStoreFailures(t *testing.T, texts map[string]string, failed []answer) {
 	t.Helper()
-	shown := 0
+	var lines []string
+	perSecond := map[string]int{}
 	for name, text := range texts {
 		for _, l := range parseLogs(text) {
-			if l.Msg != "store unavailable" || shown == 10 {
+			sec := l.Time.Format("15:04:05")
+			if l.Msg != "store unavailable" || perSecond[sec] == 2 {
 				continue
 			}
 			if slices.ContainsFunc(failed, func(a answer) bool {
 				return !l.Time.Before(a.sent.Add(-time.Second)) && !l.Time.After(a.sent.Add(a.took+time.Second))
 			}) {
-				shown++
-				t.Logf("  pod %s at %s: %v", name, l.Time.Format("15:04:05.000"), l.Fields["error"])
+				perSecond[sec]++
+				lines = append(lines, fmt.Sprintf("  %s pod %s: %v", l.Time.Format("15:04:05.000"), name, l.Fields["error"]))
 			}
 		}
+	}
+	slices.Sort(lines)
+	for _, l := range lines[:min(len(lines), 20)] {
+		t.Log(l)
 	}
 }
 

@@ -62,7 +62,7 @@ func TestBundledPostgreSQL(t *testing.T) {
 	ae := env(app)
 	// The password stays out of the URL, where a reserved character
 	// (@ : / % ? #) would break it; pgx reads PGPASSWORD instead.
-	if ae["BERTH_DATABASE_URL"] != "postgres://berth@rel-berth-postgresql:5432/berth?sslmode=disable&pool_max_conns=16" {
+	if ae["BERTH_DATABASE_URL"] != "postgres://berth@rel-berth-postgresql:5432/berth?sslmode=disable&pool_max_conns=8" {
 		t.Errorf("BERTH_DATABASE_URL %q", ae["BERTH_DATABASE_URL"])
 	}
 	i := slices.IndexFunc(app.Env, func(v corev1.EnvVar) bool { return v.Name == "PGPASSWORD" })
@@ -327,7 +327,7 @@ func TestDatabaseRefusals(t *testing.T) {
 	}
 }
 
-// Each pod's pool to the bundled PostgreSQL is postgresql.poolSize (16),
+// Each pod's pool to the bundled PostgreSQL is postgresql.poolSize (8),
 // a value of its own, so scaling rolls no pod; the most pods that can run
 // at once (the autoscaler's maximum or replicaCount, plus the rollout's
 // surge, a percentage rounded up) times it must stay within 90 of
@@ -339,16 +339,16 @@ func TestBundledPoolFitsPostgreSQL(t *testing.T) {
 		values map[string]any
 		want   string // the URL's pool_max_conns, or the refusal
 	}{
-		{"defaults: 4 pods x 16", nil, "16"},
-		{"a smaller pool", map[string]any{"postgresql": map[string]any{"poolSize": 8}}, "8"},
-		{"10 pods + 1 x 8", map[string]any{"replicaCount": 10, "postgresql": map[string]any{"poolSize": 8}}, "8"},
-		{"10 pods + 1 x 16", map[string]any{"replicaCount": 10},
+		{"defaults: 4 pods x 8", nil, "8"},
+		{"a larger pool", map[string]any{"postgresql": map[string]any{"poolSize": 16}}, "16"},
+		{"10 pods + 1 x 8", map[string]any{"replicaCount": 10}, "8"},
+		{"10 pods + 1 x 16", map[string]any{"replicaCount": 10, "postgresql": map[string]any{"poolSize": 16}},
 			"up to 11 pods at once (autoscaling.maxReplicas or replicaCount, plus rollingUpdate.maxSurge) x postgresql.poolSize 16 = 176 connections to the bundled PostgreSQL, past the 90 of its 100 it can give berth: lower postgresql.poolSize to 8"},
 		{"5 pods + 50% (3) x 11", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": "50%"}, "postgresql": map[string]any{"poolSize": 11}}, "11"},
 		{"5 pods + 50% (3) x 12", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": "50%"}, "postgresql": map[string]any{"poolSize": 12}}, "8 pods at once"},
 		{"5 pods + 0 x 18", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": 1}, "postgresql": map[string]any{"poolSize": 18}}, "18"},
 		{"5 pods + 2 x 13", map[string]any{"replicaCount": 5, "rollingUpdate": map[string]any{"maxSurge": 2}, "postgresql": map[string]any{"poolSize": 13}}, "7 pods at once"},
-		{"autoscaled to 10 + 1 x 8", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}, "postgresql": map[string]any{"poolSize": 8}}, "8"},
+		{"autoscaled to 10 + 1 x 8", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}}, "8"},
 		{"autoscaled to 10 + 1 x 9", map[string]any{"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10}, "postgresql": map[string]any{"poolSize": 9}}, "11 pods at once"},
 		{"an external database, many pods", map[string]any{"replicaCount": 50, "postgresql": map[string]any{"enabled": false},
 			"database": map[string]any{"existingSecret": "db"}}, ""},

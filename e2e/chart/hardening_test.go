@@ -190,7 +190,7 @@ func TestNullIsRefused(t *testing.T) {
 	// absent (helm deletes a key set to null): values kept from an older
 	// release by helm upgrade --reuse-values lack them.
 	fallsBack := map[string][2]string{"database.migrateTimeoutSeconds": {"BERTH_MIGRATE_TIMEOUT", "60s"},
-		"postgresql.poolSize": {"BERTH_DATABASE_URL", "&pool_max_conns=16"}}
+		"postgresql.poolSize": {"BERTH_DATABASE_URL", "&pool_max_conns=8"}}
 	for _, path := range paths {
 		key := strings.Join(path, ".")
 		t.Run(key, func(t *testing.T) {

@@ -110,28 +110,28 @@ func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener { return opener(freshDatabase(t)) })
 }
 
-// Open returns with four connections open, so a pod's first requests do
-// not each wait for a handshake (SCRAM, a server process each), or with
-// all the pool may hold when the URL's pool_max_conns is smaller (Open
-// used to wait for a fourth until BERTH_DB_WAIT ran out, and call the
-// database silent). The URL sets pool_min_conns=0: the pool's own
-// background top-up then opens none, and what the server counts is Open's
-// work alone.
+// Open returns with every connection the pool keeps open (pool_min_conns,
+// the pool's size unless the URL says otherwise), so no request waits for
+// a handshake (SCRAM, a server process each): a pool that opened more on
+// demand did so in bursts, when the database was slow, and its requests
+// timed out on their own handshakes. A URL may keep fewer open; Open's
+// ping then leaves one.
 func TestOpenWarmsConnections(t *testing.T) {
 	requirePostgres(t)
 	for _, tt := range []struct {
-		maxConns string // "" leaves the pool's size to Open
-		want     int
-	}{{"", 4}, {"2", 2}, {"1", 1}} {
-		t.Run("pool_max_conns="+tt.maxConns, func(t *testing.T) {
+		maxConns, minConns string // "" leaves it to Open
+		want               int
+	}{{"", "", 8}, {"2", "", 2}, {"1", "", 1}, {"4", "0", 1}} {
+		t.Run("pool_max_conns="+tt.maxConns+",pool_min_conns="+tt.minConns, func(t *testing.T) {
 			u, err := url.Parse(freshDatabase(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			q := u.Query()
-			q.Set("pool_min_conns", "0")
-			if tt.maxConns != "" {
-				q.Set("pool_max_conns", tt.maxConns)
+			for k, v := range map[string]string{"pool_max_conns": tt.maxConns, "pool_min_conns": tt.minConns} {
+				if v != "" {
+					q.Set(k, v)
+				}
 			}
 			u.RawQuery = q.Encode()
 			db, err := store.Open(t.Context(), store.Config{URL: u.String(), Logger: quiet, Limits: store.Limits{Timeout: 2 * time.Second}})
@@ -184,6 +184,11 @@ func TestOutageIsBoundedAndRidesOut(t *testing.T) {
 		err := op()
 		if took := time.Since(begin); err == nil || took > 4*timeout {
 			t.Fatalf("during the outage: %v after %v; want an error within the %v timeout", err, took, timeout)
+		}
+		// The error tells a full pool, or one still opening connections,
+		// from a database that did not answer on an open one.
+		if !strings.Contains(err.Error(), "pool: ") || !strings.Contains(err.Error(), " of 8 connections in use, ") {
+			t.Errorf("during the outage: %v; want the pool's state in it", err)
 		}
 	}
 	docker("unpause")

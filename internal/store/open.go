@@ -159,6 +159,10 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	pc.ConnConfig.BuildContextWatcherHandler = cancelOnTimeout
 	poolDefaults(pc, cfg.URL)
+	if pc.MinConns > pc.MaxConns {
+		return nil, fmt.Errorf("BERTH_DATABASE_URL: pool_min_conns=%d keeps more connections open than the pool holds (pool_max_conns=%d, %d when the URL does not set it): make pool_min_conns at most pool_max_conns",
+			pc.MinConns, pc.MaxConns, maxConnections)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc) // connects lazily
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", pgWhere(pc), err)
@@ -196,36 +200,39 @@ func fromPool(pool *pgxpool.Pool) (*sql.DB, func() error) {
 	}
 }
 
-// poolDefaults sizes the pool unless url does: at most maxConnections,
-// whatever pgx's default (one per CPU the node has, not the container's
-// share: 64 on a 64-core node, for each pod), and warmConnections (or the
-// whole pool, if smaller) kept open from before the pod is Ready (see
-// warm), so its first requests do not each wait for a handshake.
+// poolDefaults sizes the pool unless url does: maxConnections (where
+// pgx's default would follow the node's CPU count, not the container's
+// share: 64 on a 64-core node, for each pod), all of them kept open
+// (pool_min_conns defaults to the pool's size) and opened before the pod
+// is Ready (see warm). A fixed pool puts no handshake on a request's path:
+// a pool that grew on demand opened its connections when a burst came,
+// which is when the database was slow; in the kind e2e, writes queued
+// behind a 1s commit stall found 4 connections open and 10 opening, each
+// a server process and a SCRAM exchange on a busy machine, and timed out
+// waiting for their own handshakes after PostgreSQL's commits were quick
+// again. It is also the pool PostgreSQL serves best: a few busy
+// connections, not many half-idle ones.
 func poolDefaults(pc *pgxpool.Config, url string) {
 	if !strings.Contains(url, "pool_max_conns") {
 		pc.MaxConns = maxConnections
 	}
 	if !strings.Contains(url, "pool_min_conns") {
-		pc.MinConns = min(warmConnections, pc.MaxConns) // no more kept open than the pool holds
+		pc.MinConns = pc.MaxConns
 	}
 }
 
-// maxConnections bounds a pod's pool unless the URL's pool_max_conns says
+// maxConnections is a pod's pool unless the URL's pool_max_conns says
 // otherwise.
-const maxConnections = 16
+const maxConnections = 8
 
-// warmConnections are opened before Open returns, or as many as the pool
-// holds (pool_max_conns) if fewer.
-const warmConnections = 4
-
-// warm opens the pool's first connections at once, so the handshakes
-// (SCRAM authentication, a server process each) happen before the pod is
-// Ready rather than on its first requests.
+// warm opens the connections the pool keeps (MinConns) at once, so the
+// handshakes (SCRAM authentication, a server process each) happen before
+// the pod is Ready rather than on its first requests.
 func (s *DB) warm(ctx context.Context) error {
 	if s.pool == nil {
 		return nil
 	}
-	n := min(warmConnections, int(s.pool.Config().MaxConns))
+	n := int(s.pool.Config().MinConns)
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {

@@ -587,12 +587,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- include "berth.commonLabels" . }}
 {{- end }}
 
-{{/* Connections each pod may open to the bundled PostgreSQL
-(postgresql.poolSize, 16 when absent: values kept from an older chart lack
+{{/* Connections each pod keeps open to the bundled PostgreSQL
+(postgresql.poolSize, 8 when absent: values kept from an older chart lack
 it). A value of its own, not one derived from the replica count, so
 scaling does not roll every pod. */}}
 {{- define "berth.poolSize" -}}
-{{- .Values.postgresql.poolSize | default 16 | int }}
+{{- .Values.postgresql.poolSize | default 8 | int }}
 {{- end }}
 
 {{/* The most of the service's pods that can run at once: the autoscaler's
