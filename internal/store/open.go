@@ -158,10 +158,8 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 		pc.ConnConfig.ConnectTimeout = cfg.Limits.Timeout
 	}
 	pc.ConnConfig.BuildContextWatcherHandler = cancelOnTimeout
-	poolDefaults(pc, cfg.URL)
-	if pc.MinConns > pc.MaxConns {
-		return nil, fmt.Errorf("BERTH_DATABASE_URL: pool_min_conns=%d keeps more connections open than the pool holds (pool_max_conns=%d, %d when the URL does not set it): make pool_min_conns at most pool_max_conns",
-			pc.MinConns, pc.MaxConns, maxConnections)
+	if err := poolDefaults(pc, cfg.URL); err != nil {
+		return nil, fmt.Errorf("BERTH_DATABASE_URL: %w", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc) // connects lazily
 	if err != nil {
@@ -212,13 +210,39 @@ func fromPool(pool *pgxpool.Pool) (*sql.DB, func() error) {
 // waiting for their own handshakes after PostgreSQL's commits were quick
 // again. It is also the pool PostgreSQL serves best: a few busy
 // connections, not many half-idle ones.
-func poolDefaults(pc *pgxpool.Config, url string) {
-	if !strings.Contains(url, "pool_max_conns") {
+//
+// The connections' lifetimes (pgx's pool_max_conn_lifetime, an hour) get
+// a fifth of it in jitter unless the URL says otherwise, so that a pool
+// opened at once does not expire at once, leaving requests to open its
+// replacements. A pool told to keep more open than it holds, or fewer
+// than none, is refused.
+func poolDefaults(pc *pgxpool.Config, url string) error {
+	// What the URL sets, read as pgx reads it (a key percent-encoded, or
+	// a password that spells one, is read right), before pgxpool took its
+	// keys out.
+	var set map[string]string
+	if c, err := pgconn.ParseConfig(url); err == nil {
+		set = c.RuntimeParams
+	}
+	_, maxSet := set["pool_max_conns"]
+	if !maxSet {
 		pc.MaxConns = maxConnections
 	}
-	if !strings.Contains(url, "pool_min_conns") {
+	if _, ok := set["pool_min_conns"]; !ok {
 		pc.MinConns = pc.MaxConns
 	}
+	if _, ok := set["pool_max_conn_lifetime_jitter"]; !ok {
+		pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 5
+	}
+	switch {
+	case pc.MinConns < 0:
+		return fmt.Errorf("pool_min_conns=%d: want 0 or more connections kept open (at most pool_max_conns)", pc.MinConns)
+	case pc.MinConns > pc.MaxConns && maxSet:
+		return fmt.Errorf("pool_min_conns=%d keeps more connections open than the pool holds (pool_max_conns=%d): make pool_min_conns at most pool_max_conns", pc.MinConns, pc.MaxConns)
+	case pc.MinConns > pc.MaxConns:
+		return fmt.Errorf("pool_min_conns=%d keeps more connections open than the pool holds (%d, as the URL does not set pool_max_conns): make pool_min_conns at most pool_max_conns", pc.MinConns, pc.MaxConns)
+	}
+	return nil
 }
 
 // maxConnections is a pod's pool unless the URL's pool_max_conns says

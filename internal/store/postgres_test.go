@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +23,9 @@ func TestPoolDefaults(t *testing.T) {
 		{"postgres://db/x?pool_max_conns=3&pool_min_conns=0", 0, 3, 0},
 		{"postgres://db/x?sslmode=disable&pool_max_conns=16", 0, 16, 16}, // the chart's pools
 		{"postgres://db/x?pool_min_conns=2", 0, 8, 2},
+		{"postgres://db/x?pool%5Fmax%5Fconns=3", 0, 3, 3},               // read as pgx reads it
+		{"postgres://u:pool_max_conns@db/x", 0, 8, 8},                   // a password is not a setting
+		{"host=db dbname=x pool_max_conns=5 pool_min_conns=2", 0, 5, 2}, // keyword/value
 	} {
 		t.Run(tt.url, func(t *testing.T) {
 			pc, err := pgxpool.ParseConfig(tt.url)
@@ -33,22 +35,32 @@ func TestPoolDefaults(t *testing.T) {
 			if tt.pgxDefault != 0 {
 				pc.MaxConns = tt.pgxDefault // pgx's default on a node of that many CPUs
 			}
-			poolDefaults(pc, tt.url)
+			if err := poolDefaults(pc, tt.url); err != nil {
+				t.Fatal(err)
+			}
 			if pc.MaxConns != tt.wantMax || pc.MinConns != tt.wantMin {
 				t.Errorf("max %d, min %d; want %d and %d", pc.MaxConns, pc.MinConns, tt.wantMax, tt.wantMin)
+			}
+			if pc.MaxConnLifetimeJitter != pc.MaxConnLifetime/5 {
+				t.Errorf("lifetime jitter %v of %v; want a fifth, so a pool opened at once does not expire at once", pc.MaxConnLifetimeJitter, pc.MaxConnLifetime)
 			}
 		})
 	}
 }
 
-// A pool told to keep more connections open than it holds is refused at
-// Open, naming both settings, rather than waiting for a connection that
-// can never come until BERTH_DB_WAIT runs out.
-func TestPoolMinAboveMaxIsRefused(t *testing.T) {
-	for _, url := range []string{"postgres://db/x?pool_min_conns=9", "postgres://db/x?pool_max_conns=2&pool_min_conns=3"} {
-		_, err := Open(context.Background(), Config{URL: url})
-		if err == nil || !strings.Contains(err.Error(), "BERTH_DATABASE_URL: pool_min_conns=") || !strings.Contains(err.Error(), "make pool_min_conns at most pool_max_conns") {
-			t.Errorf("%s: err = %v, want a refusal naming pool_min_conns and pool_max_conns", url, err)
+// A pool told to keep more connections open than it holds, or fewer than
+// none, is refused at Open, naming the settings, rather than waiting for
+// a connection that can never come until BERTH_DB_WAIT runs out (or, for
+// a negative count, crashing).
+func TestPoolSizeIsRefused(t *testing.T) {
+	for _, tt := range []struct{ url, want string }{
+		{"postgres://db/x?pool_min_conns=9", "BERTH_DATABASE_URL: pool_min_conns=9 keeps more connections open than the pool holds (8, as the URL does not set pool_max_conns): make pool_min_conns at most pool_max_conns"},
+		{"postgres://db/x?pool_max_conns=2&pool_min_conns=3", "BERTH_DATABASE_URL: pool_min_conns=3 keeps more connections open than the pool holds (pool_max_conns=2): make pool_min_conns at most pool_max_conns"},
+		{"postgres://db/x?pool_min_conns=-1", "BERTH_DATABASE_URL: pool_min_conns=-1: want 0 or more connections kept open (at most pool_max_conns)"},
+	} {
+		_, err := Open(context.Background(), Config{URL: tt.url})
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: err = %v\nwant %s", tt.url, err, tt.want)
 		}
 	}
 }
