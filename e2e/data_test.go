@@ -238,11 +238,11 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			// Service after the outage says when it did.
 			// (Its log reaches this test later than its commits, on a busy
 			// cluster: the beats' own times are what count.)
-			waitFor(t, "the heartbeat's first commit after the outage", time.Minute, func(context.Context) (bool, error) {
-				_, ok := firstBeatAfter(beating.snapshot(), gone)
+			var b beat
+			waitFor(t, "the heartbeat's first commit after the outage", time.Minute, func(context.Context) (ok bool, _ error) {
+				b, ok = firstBeatAfter(beating.snapshot(), gone)
 				return ok, nil
 			})
-			b, _ := firstBeatAfter(beating.snapshot(), gone)
 			outage["the heartbeat's first commit through the Service after Ready"] = b.at.Add(b.took).Sub(ready)
 			back := later(ready, b.at.Add(b.took))
 			if d := first.sent.Add(first.took).Sub(back); d > 5*time.Second {

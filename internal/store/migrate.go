@@ -346,7 +346,7 @@ func (s *DB) setBound(ctx context.Context) error {
 // takes the lock that keeps writers out while the table is counted again.
 func (s *DB) recount(ctx context.Context, log *slog.Logger) error {
 	var counted, items int64
-	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT CAST(SUM(n) AS bigint) FROM item_count), (SELECT count(*) FROM items)").Scan(&counted, &items); err != nil {
+	if err := s.db.QueryRowContext(ctx, "SELECT "+itemCount+", (SELECT count(*) FROM items)").Scan(&counted, &items); err != nil {
 		return err
 	}
 	if counted == items {

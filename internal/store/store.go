@@ -343,6 +343,10 @@ func (s *DB) itemBound(ctx context.Context, err error) int64 {
 // insert would pass the bound (migrations/postgres/00001_items.sql).
 const pgLimitMessage = "berth: item limit of %d reached"
 
+// itemCount is the SQL of the item count: the sum of item_count's rows
+// (PostgreSQL keeps it in parts since schema version 3; SQLite in one).
+const itemCount = "(SELECT CAST(SUM(n) AS bigint) FROM item_count)"
+
 // countRetry reports whether err ended a write that nothing stored and
 // that is tried again at once: the insert trigger's request, the count
 // having come near the bound while the insert waited for its part of it
@@ -436,7 +440,7 @@ func (s *DB) Stats(ctx context.Context) (Stats, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var st Stats
-	err := s.db.QueryRowContext(ctx, "SELECT (SELECT CAST(SUM(n) AS bigint) FROM item_count), (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
+	err := s.db.QueryRowContext(ctx, "SELECT "+itemCount+", (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
 	if err != nil {
 		return Stats{}, s.readFailed(ctx, "stats", err)
 	}
