@@ -205,7 +205,7 @@ func fromPool(pool *pgxpool.Pool) (*sql.DB, func() error) {
 // is Ready (see warm). A fixed pool puts no handshake on a request's path:
 // a pool that grew on demand opened its connections when a burst came,
 // which is when the database was slow; in the kind e2e, writes queued
-// behind a 1s commit stall found 4 connections open and 10 opening, each
+// behind a 1s commit stall found 6 connections open and 10 opening, each
 // a server process and a SCRAM exchange on a busy machine, and timed out
 // waiting for their own handshakes after PostgreSQL's commits were quick
 // again. It is also the pool PostgreSQL serves best: a few busy
