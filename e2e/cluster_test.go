@@ -249,17 +249,46 @@ func (c *cluster) exec(ctx context.Context, ns, pod, container string, cmd ...st
 	return stdout.String() + stderr.String(), err
 }
 
-// probeAll runs `/server probe` of each URL in the pod's server container,
-// all at once (a warm-up is only seconds long), and returns each one's
-// output and error in the order of urls.
-func (c *cluster) probeAll(ctx context.Context, ns, pod string, urls ...string) (outs []string, errs []error) {
-	outs, errs = make([]string, len(urls)), make([]error, len(urls))
-	var wg sync.WaitGroup
-	for i, u := range urls {
-		wg.Go(func() { outs[i], errs[i] = c.exec(ctx, ns, pod, "server", "/server", "probe", u) })
+// readinessURL is the pod's verbose readiness, which names each hook
+// that has not started yet.
+const readinessURL = "http://127.0.0.1:9090/readyz?verbose"
+
+// probeStarting catches a new pod of the main release (one not in before)
+// while it is still starting, runs `/server probe` of each URL in its
+// server container, all at once (a warm-up is only seconds long), and
+// when all have answered asks its readiness (readinessURL). It returns
+// each answer and error in the order of urls, the readiness last. A
+// startup never goes back, so while that last answer still names a hook
+// that has not started, every answer before it came while the pod was
+// starting.
+//
+// A pod whose startup completed before its readiness was asked (an exec
+// can take seconds on a busy node) proves nothing either way: it is
+// logged and the rollout's next new pod tried, up to tries pods. A pod
+// that is Ready too early is never caught starting, so a broken gate
+// fails here, naming each pod's readiness.
+func (c *cluster) probeStarting(ctx context.Context, t *testing.T, before []corev1.Pod, tries int, urls ...string) (pod corev1.Pod, outs []string, errs []error) {
+	t.Helper()
+	seen := slices.Clone(before)
+	for range tries {
+		pod = c.catchWarmingPod(t, seen)
+		seen = append(seen, pod)
+		began := time.Now()
+		outs, errs = make([]string, len(urls)+1), make([]error, len(urls)+1)
+		var wg sync.WaitGroup
+		for i, u := range urls {
+			wg.Go(func() { outs[i], errs[i] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", u) })
+		}
+		wg.Wait()
+		outs[len(urls)], errs[len(urls)] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", readinessURL)
+		ready, readyErr := outs[len(urls)], errs[len(urls)]
+		if readyErr != nil && strings.Contains(ready, "[-]hook/") {
+			return pod, outs, errs
+		}
+		t.Logf("pod %s had no hook left to start when its readiness was asked, %v after its first probe (err=%v):\n%s\ntrying the rollout's next new pod", pod.Name, time.Since(began).Round(time.Millisecond), readyErr, ready)
 	}
-	wg.Wait()
-	return outs, errs
+	t.Fatalf("none of %d new pods was caught starting: each one's readiness, asked after the probes, showed no hook left to start (logged above)", tries)
+	return pod, nil, nil
 }
 
 // followLimit bounds a follow of a pod's log: longer than any step that

@@ -47,13 +47,12 @@ func TestPrometheusSeesEveryFigure(t *testing.T) {
 			// next scenario's own would find it in progress.
 			upgraded := sync.OnceValue(c.upgradeAsync(mainRelease, mainNamespace, "podAnnotations.rollout=prom-fresh", "config.demoWarmup=4s"))
 			defer upgraded()
-			warming := c.catchWarmingPod(t, before)
 			const turnedAway = 3
-			outs, errs := c.probeAll(ctx, mainNamespace, warming.Name, slices.Repeat([]string{"http://127.0.0.1:8080/api/v1/info"}, turnedAway)...)
+			warming, outs, errs := c.probeStarting(ctx, t, before, replicas, slices.Repeat([]string{"http://127.0.0.1:8080/api/v1/info"}, turnedAway)...)
 			if err := upgraded(); err != nil {
 				t.Fatal(err)
 			}
-			for i := range outs {
+			for i := range turnedAway {
 				if errs[i] == nil || !strings.Contains(outs[i], "503") {
 					t.Fatalf("during the warm-up: %v\n%s", errs[i], outs[i])
 				}

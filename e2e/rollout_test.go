@@ -51,21 +51,19 @@ func TestZeroDowntime(t *testing.T) {
 			upgraded := sync.OnceValue(c.upgradeAsync(mainRelease, mainNamespace, "config.demoWarmup="+warmup.String(), "drain.delaySeconds=5", "drain.quietSeconds=0"))
 			defer upgraded()
 
-			// Catch the first new pod while its cache is still warming.
-			fresh := c.catchWarmingPod(t, before)
+			// Catch a new pod while it is still starting (its cache not
+			// warm yet): it serves no API request, fails its startup probe
+			// and names the cache hook in its readiness.
 			probes := []struct{ url, want string }{
 				{"http://127.0.0.1:8080/api/v1/info", "503 Service Unavailable"},
 				{"http://127.0.0.1:9090/startupz?verbose", "[-]lifespan failed"},
-				{"http://127.0.0.1:9090/readyz?verbose", "[-]hook/berth/cache failed: hook starting"},
+				{readinessURL, "[-]hook/berth/cache failed: hook "}, // pending behind the database, or starting
 			}
-			var urls []string
-			for _, p := range probes {
-				urls = append(urls, p.url)
-			}
-			outs, errs := c.probeAll(ctx, mainNamespace, fresh.Name, urls...)
+			urls := []string{probes[0].url, probes[1].url}
+			_, outs, errs := c.probeStarting(ctx, t, before, replicas, urls...)
 			for i, probe := range probes {
 				if errs[i] == nil || !strings.Contains(outs[i], probe.want) {
-					t.Errorf("during warm-up, %s: err=%v, output:\n%s\nwant a failure showing %q", probe.url, errs[i], outs[i], probe.want)
+					t.Errorf("during the startup, %s: err=%v, output:\n%s\nwant a failure showing %q", probe.url, errs[i], outs[i], probe.want)
 				}
 			}
 			if err := upgraded(); err != nil {
