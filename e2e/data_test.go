@@ -321,7 +321,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				switch {
 				case quick503 && in:
 					expected = append(expected, a)
-				case quick503 && stalling && strings.Contains(a.body, dbDidNotAnswer) && a.took >= dbTimeout-100*time.Millisecond:
+				case quick503 && stalling && strings.Contains(a.body, dbDidNotAnswer) && a.took >= dbGaveUp-100*time.Millisecond:
 					whileStalled = append(whileStalled, a)
 					if !slices.Contains(stallsMet, stall) {
 						stallsMet = append(stallsMet, stall)

@@ -19,9 +19,14 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// dbTimeout is the chart's database.timeout, past which the service gives
-// a write up with 503 and Retry-After.
+// dbTimeout is the chart's database.timeout, within which the service
+// gives a write up with 503 and Retry-After.
 const dbTimeout = 1500 * time.Millisecond
+
+// dbGaveUp is the soonest such a 503 comes: the store gives a statement
+// the timeout less the 250ms its cancel may take (internal/store's
+// cancelSlack), and a write still waiting for a connection ends then.
+const dbGaveUp = dbTimeout - 250*time.Millisecond
 
 // stallAfter is how long one of the heartbeat's commits may take, or its
 // commits pause, before it calls PostgreSQL stalled: a third of dbTimeout.

@@ -321,11 +321,13 @@ func TestPartedCountNeedsABinaryThatKnowsIt(t *testing.T) {
 // A statement that outlives Limits.Timeout (here an insert behind a lock
 // held by hand) is canceled, and its connection kept: pgx's default
 // closed it, so a database slow for a few seconds emptied the pool, and
-// every write after it waited for a new connection's handshake.
+// every write after it waited for a new connection's handshake. The
+// cancel is inside the Timeout: the Put returns within it.
 func TestTimedOutStatementKeepsItsConnection(t *testing.T) {
 	requirePostgres(t)
 	dbURL := freshDatabase(t)
-	db := openMigrated(t, dbURL+"&pool_max_conns=1&pool_min_conns=1", store.Limits{Timeout: 300 * time.Millisecond})
+	const timeout = time.Second
+	db := openMigrated(t, dbURL+"&pool_max_conns=1&pool_min_conns=1", store.Limits{Timeout: timeout})
 	ctx := t.Context()
 	var before, after int
 	if err := db.SQL().QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&before); err != nil {
@@ -341,6 +343,9 @@ func TestTimedOutStatementKeepsItsConnection(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "57014") {
 		t.Fatalf("Put behind an exclusive lock = %v; want it canceled in the server (SQLSTATE 57014, query_canceled)", err)
 	}
+	if took >= timeout {
+		t.Errorf("the timed-out Put returned after %v, not within its Timeout (%v): the statement's cancel came after it", took, timeout)
+	}
 	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +355,7 @@ func TestTimedOutStatementKeepsItsConnection(t *testing.T) {
 	if after != before {
 		t.Errorf("after a statement timed out, the pool's one connection is server process %d, not %d: the connection was closed", after, before)
 	}
-	t.Logf("the timed-out Put returned after %v (Timeout 300ms): %v", took.Round(time.Millisecond), err)
+	t.Logf("the timed-out Put returned after %v (Timeout %v): %v", took.Round(time.Millisecond), timeout, err)
 	if _, err := db.Put(ctx, "a", []byte(`1`)); err != nil {
 		t.Errorf("Put once the lock was gone: %v", err)
 	}

@@ -53,8 +53,9 @@ func TestItemLimitRefusalRoundTrips(t *testing.T) {
 			if len(rec.queries) != tt.queries {
 				t.Fatalf("statements run: %q, want %d", rec.queries, tt.queries)
 			}
-			if d := rec.deadlines[0]; d.Before(before.Add(s.limits.Timeout)) || d.After(time.Now().Add(s.limits.Timeout)) {
-				t.Fatalf("the insert's deadline is %v, want the store's Timeout (%v) from the Put", d, s.limits.Timeout)
+			share := statementTimeout(s.d, s.limits.Timeout)
+			if d := rec.deadlines[0]; d.Before(before.Add(share)) || d.After(time.Now().Add(share)) {
+				t.Fatalf("the insert's deadline is %v, want the statements' share (%v) of the store's Timeout (%v) from the Put", d, share, s.limits.Timeout)
 			}
 			if tt.queries == 2 && !rec.deadlines[1].Equal(rec.deadlines[0]) {
 				t.Fatalf("the read-back's deadline %v is not the insert's %v: a refused Put could wait twice the Timeout", rec.deadlines[1], rec.deadlines[0])

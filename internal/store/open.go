@@ -173,6 +173,11 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 // PostgreSQL to confirm its cancel before its connection is closed.
 const cancelGrace = 150 * time.Millisecond
 
+// cancelSlack is the longest a statement returns after its context ended:
+// cancelGrace, and then the 100ms pgx waits after a cancel request so it
+// cannot reach the connection's next statement.
+const cancelSlack = cancelGrace + 100*time.Millisecond
+
 // cancelOnTimeout makes a statement whose context ends (Limits.Timeout,
 // say) ask PostgreSQL to cancel it, and keeps its connection when the
 // server confirms within cancelGrace. pgx's default closes the connection
@@ -181,8 +186,8 @@ const cancelGrace = 150 * time.Millisecond
 // process, SCRAM) then had to fit the next write's timeout too, and the
 // pool stayed empty well after the database was quick again (20s in the
 // kind e2e, with PostgreSQL's own commits back under 50ms). A canceled
-// statement returns up to cancelGrace, and the 100ms pgx waits after a
-// cancel request, after its context ended.
+// statement returns up to cancelSlack after its context ended, which
+// statementTimeout takes off the operation's Timeout.
 func cancelOnTimeout(c *pgconn.PgConn) ctxwatch.Handler {
 	return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelGrace}
 }

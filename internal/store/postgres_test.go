@@ -88,3 +88,33 @@ func TestLockTriesLastUntilTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// An operation on PostgreSQL ends within Limits.Timeout, the cancel of a
+// statement past it included: its statements are given cancelSlack less.
+// SQLite's end with their context, and keep the whole Timeout.
+func TestStatementsLeaveRoomForTheirCancel(t *testing.T) {
+	for _, tt := range []struct {
+		d             dialect
+		timeout, want time.Duration
+	}{
+		{postgres, 1500 * time.Millisecond, 1250 * time.Millisecond}, // the service's default
+		{postgres, time.Minute, time.Minute - 250*time.Millisecond},
+		{postgres, 500 * time.Millisecond, 250 * time.Millisecond}, // the least that keeps the whole cancel inside
+		{postgres, 400 * time.Millisecond, 200 * time.Millisecond}, // shorter: half
+		{postgres, 10 * time.Millisecond, 5 * time.Millisecond},    // BERTH_DB_TIMEOUT's least
+		{sqlite, 1500 * time.Millisecond, 1500 * time.Millisecond},
+	} {
+		if got := statementTimeout(tt.d, tt.timeout); got != tt.want {
+			t.Errorf("%s, Timeout %v: statements get %v, want %v", tt.d.name, tt.timeout, got, tt.want)
+		}
+	}
+	// bound is what every operation uses.
+	s := &DB{d: postgres, limits: Limits{Timeout: 1500 * time.Millisecond}}
+	before := time.Now()
+	ctx, cancel := s.bound(context.Background())
+	defer cancel()
+	after := time.Now()
+	if dl, ok := ctx.Deadline(); !ok || dl.Before(before.Add(1250*time.Millisecond)) || dl.After(after.Add(1250*time.Millisecond)) {
+		t.Errorf("bound's deadline is %v after it was asked (%v); want 1.25s, the Timeout less the cancel's 250ms", dl.Sub(before), ok)
+	}
+}

@@ -86,9 +86,11 @@ type Limits struct {
 	// layer bounds request bodies).
 	MaxValueBytes int64
 	// Timeout bounds each operation, so a request waits no longer on a
-	// database that does not answer (0: none beyond the caller's context),
-	// but on PostgreSQL for the cancel of a statement past it: up to about
-	// 250ms more, which keeps the connection (see cancelOnTimeout).
+	// database that does not answer (0: none beyond the caller's context).
+	// On PostgreSQL it includes the cancel of a statement past it, which
+	// keeps the connection (see cancelOnTimeout): its statements are given
+	// the Timeout less 250ms. A Timeout under 500ms gives them half of it,
+	// and the operation may then end up to 250ms after that half.
 	Timeout time.Duration
 }
 
@@ -462,11 +464,25 @@ func (s *DB) Close() error {
 	return s.close()
 }
 
+// bound gives an operation its share of Limits.Timeout (see
+// statementTimeout).
 func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.limits.Timeout > 0 {
-		return context.WithTimeout(ctx, s.limits.Timeout)
+		return context.WithTimeout(ctx, statementTimeout(s.d, s.limits.Timeout))
 	}
 	return ctx, func() {}
+}
+
+// statementTimeout is how long an operation's statements may run for the
+// whole operation to end within timeout. A PostgreSQL statement runs on
+// for up to cancelSlack after its context ends, while the server confirms
+// its cancel, so it is given that much less; a timeout under twice that
+// leaves it half. SQLite's statements end with their context.
+func statementTimeout(d dialect, timeout time.Duration) time.Duration {
+	if d.name != postgres.name {
+		return timeout
+	}
+	return timeout - min(cancelSlack, timeout/2)
 }
 
 // failed wraps a database error, naming the operation and the database,
