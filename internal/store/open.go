@@ -350,10 +350,12 @@ func writable(path string) error {
 	return nil
 }
 
-// wait pings the database until it answers, for up to wait.
+// wait pings the database until it answers, for up to wait. Each attempt
+// (the ping, and the pool's handshakes) has the whole Limits.Timeout: no
+// request waits on it, so it keeps no room for a cancel (see bound).
 func (s *DB) wait(ctx context.Context, wait time.Duration, log *slog.Logger) error {
 	return retry(ctx, s.where, wait, log, func() error {
-		pingCtx, cancel := s.bound(ctx)
+		pingCtx, cancel := withTimeout(ctx, s.limits.Timeout)
 		defer cancel()
 		if err := s.db.PingContext(pingCtx); err != nil {
 			return err

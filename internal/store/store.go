@@ -467,8 +467,13 @@ func (s *DB) Close() error {
 // bound gives an operation its share of Limits.Timeout (see
 // statementTimeout).
 func (s *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.limits.Timeout > 0 {
-		return context.WithTimeout(ctx, statementTimeout(s.d, s.limits.Timeout))
+	return withTimeout(ctx, statementTimeout(s.d, s.limits.Timeout))
+}
+
+// withTimeout bounds ctx by d, or leaves it as it is when d is 0.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
 	}
 	return ctx, func() {}
 }
