@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -253,16 +254,21 @@ func (c *cluster) exec(ctx context.Context, ns, pod, container string, cmd ...st
 // that has not started yet.
 const readinessURL = "http://127.0.0.1:9090/readyz?verbose"
 
+// cacheNotStarted is readinessURL's line for a reference service pod whose
+// cache hook (the demo's warm-up) has not started yet, or is starting.
+var cacheNotStarted = regexp.MustCompile(`(?m)^\[-\]hook/berth/cache failed: hook (pending|starting)$`)
+
 // probeStarting catches a new pod of the main release (one not in before)
-// while it is still starting, runs `/server probe` of each URL in its
+// before its cache is warm, runs `/server probe` of each URL in its
 // server container, all at once (a warm-up is only seconds long), and
 // when all have answered asks its readiness (readinessURL). It returns
 // each answer and error in the order of urls, the readiness last. A
-// startup never goes back, so while that last answer still names a hook
-// that has not started, every answer before it came while the pod was
-// starting.
+// startup never goes back, so while that last answer still shows the
+// cache hook pending or starting (cacheNotStarted), every answer before
+// it came while the pod was starting, before its warm-up ended.
 //
-// A pod whose startup completed before its readiness was asked (an exec
+// Probes sent before the pod listened (connection refused) are sent
+// again, up to ten times. A pod whose cache was up before its readiness was asked (an exec
 // can take seconds on a busy node) proves nothing either way: it is
 // logged and the rollout's next new pod tried, up to tries pods. A pod
 // that is Ready too early is never caught starting, so a broken gate
@@ -274,20 +280,26 @@ func (c *cluster) probeStarting(ctx context.Context, t *testing.T, before []core
 		pod = c.catchWarmingPod(t, seen)
 		seen = append(seen, pod)
 		began := time.Now()
-		outs, errs = make([]string, len(urls)+1), make([]error, len(urls)+1)
-		var wg sync.WaitGroup
-		for i, u := range urls {
-			wg.Go(func() { outs[i], errs[i] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", u) })
+		for round := 1; ; round++ {
+			outs, errs = make([]string, len(urls)+1), make([]error, len(urls)+1)
+			var wg sync.WaitGroup
+			for i, u := range urls {
+				wg.Go(func() { outs[i], errs[i] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", u) })
+			}
+			wg.Wait()
+			outs[len(urls)], errs[len(urls)] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", readinessURL)
+			if !slices.ContainsFunc(outs, func(out string) bool { return strings.Contains(out, "connection refused") }) || round == 10 {
+				break // the tenth: a pod that never listens fails the caller's checks
+			}
+			t.Logf("pod %s was not listening yet; probing it again", pod.Name)
 		}
-		wg.Wait()
-		outs[len(urls)], errs[len(urls)] = c.exec(ctx, mainNamespace, pod.Name, "server", "/server", "probe", readinessURL)
 		ready, readyErr := outs[len(urls)], errs[len(urls)]
-		if readyErr != nil && strings.Contains(ready, "[-]hook/") {
+		if readyErr != nil && cacheNotStarted.MatchString(ready) {
 			return pod, outs, errs
 		}
-		t.Logf("pod %s had no hook left to start when its readiness was asked, %v after its first probe (err=%v):\n%s\ntrying the rollout's next new pod", pod.Name, time.Since(began).Round(time.Millisecond), readyErr, ready)
+		t.Logf("pod %s had its cache up when its readiness was asked, %v after its first probe (err=%v):\n%s\ntrying the rollout's next new pod", pod.Name, time.Since(began).Round(time.Millisecond), readyErr, ready)
 	}
-	t.Fatalf("none of %d new pods was caught starting: each one's readiness, asked after the probes, showed no hook left to start (logged above)", tries)
+	t.Fatalf("none of %d new pods was caught before its cache was up: each one's readiness, asked after the probes, showed the cache hook started (logged above)", tries)
 	return pod, nil, nil
 }
 
