@@ -96,7 +96,7 @@ type wrapped struct{ error }
 func (w wrapped) Unwrap() error { return w.error }
 
 // recordingConn is a database/sql connection (and its connector) that
-// records each query and its context's deadline: an INSERT fails with
+// records each query (and ping) and its context's deadline: an INSERT fails with
 // insertErr, the read-back of the bound answers one row holding stored
 // (or fails, with readFails), and anything else fails.
 type recordingConn struct {
@@ -119,12 +119,22 @@ func (c *recordingConn) Begin() (driver.Tx, error) {
 	return nil, errors.New("recordingConn: Begin is not supported")
 }
 
-func (c *recordingConn) QueryContext(ctx context.Context, query string, _ []driver.NamedValue) (driver.Rows, error) {
+// record notes a query (or "PING") and its context's deadline.
+func (c *recordingConn) record(ctx context.Context, query string) {
 	deadline, _ := ctx.Deadline()
 	c.mu.Lock()
 	c.queries = append(c.queries, query)
 	c.deadlines = append(c.deadlines, deadline)
 	c.mu.Unlock()
+}
+
+func (c *recordingConn) Ping(ctx context.Context) error {
+	c.record(ctx, "PING")
+	return nil
+}
+
+func (c *recordingConn) QueryContext(ctx context.Context, query string, _ []driver.NamedValue) (driver.Rows, error) {
+	c.record(ctx, query)
 	switch {
 	case strings.HasPrefix(strings.TrimSpace(query), "INSERT"):
 		return nil, c.insertErr

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -116,5 +118,26 @@ func TestStatementsLeaveRoomForTheirCancel(t *testing.T) {
 	after := time.Now()
 	if dl, ok := ctx.Deadline(); !ok || dl.Before(before.Add(1250*time.Millisecond)) || dl.After(after.Add(1250*time.Millisecond)) {
 		t.Errorf("bound's deadline is %v after it was asked (%v); want 1.25s, the Timeout less the cancel's 250ms", dl.Sub(before), ok)
+	}
+}
+
+// Open's attempts to reach the database (a ping, and the pool's
+// handshakes) have the whole Timeout: no request waits on them, and eight
+// handshakes on a busy machine did not fit the statements' share.
+func TestOpenAttemptsKeepTheWholeTimeout(t *testing.T) {
+	rec := &recordingConn{}
+	db := sql.OpenDB(rec)
+	defer db.Close()
+	s := &DB{db: db, d: postgres, limits: Limits{Timeout: 1500 * time.Millisecond}, where: "recording"}
+	before := time.Now()
+	if err := s.wait(t.Context(), 0, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	if len(rec.queries) != 1 || rec.queries[0] != "PING" {
+		t.Fatalf("statements run: %q, want one ping", rec.queries)
+	}
+	if d := rec.deadlines[0]; d.Before(before.Add(s.limits.Timeout)) || d.After(after.Add(s.limits.Timeout)) {
+		t.Errorf("the ping's deadline is %v after the wait began; want the whole Timeout (%v)", d.Sub(before), s.limits.Timeout)
 	}
 }
