@@ -268,11 +268,11 @@ var cacheNotStarted = regexp.MustCompile(`(?m)^\[-\]hook/berth/cache failed: hoo
 // it came while the pod was starting, before its warm-up ended.
 //
 // Probes sent before the pod listened (connection refused) are sent
-// again, up to ten times. A pod whose cache was up before its readiness was asked (an exec
-// can take seconds on a busy node) proves nothing either way: it is
-// logged and the rollout's next new pod tried, up to tries pods. A pod
-// that is Ready too early is never caught starting, so a broken gate
-// fails here, naming each pod's readiness.
+// again, up to ten times. A pod whose cache was up before its readiness
+// was asked (an exec can take seconds on a busy node) proves nothing
+// either way: it is logged and the rollout's next new pod tried, up to
+// tries pods. A pod that is Ready too early is never caught starting, so
+// a broken gate fails here, naming each pod's readiness.
 func (c *cluster) probeStarting(ctx context.Context, t *testing.T, before []corev1.Pod, tries int, urls ...string) (pod corev1.Pod, outs []string, errs []error) {
 	t.Helper()
 	seen := slices.Clone(before)

@@ -96,9 +96,10 @@ type wrapped struct{ error }
 func (w wrapped) Unwrap() error { return w.error }
 
 // recordingConn is a database/sql connection (and its connector) that
-// records each query (and ping) and its context's deadline: an INSERT fails with
-// insertErr, the read-back of the bound answers one row holding stored
-// (or fails, with readFails), and anything else fails.
+// records each query (and ping) and its context's deadline: an INSERT
+// fails with insertErr, the read-back of the bound answers one row
+// holding stored (or fails, with readFails), a ping passes, and anything
+// else fails.
 type recordingConn struct {
 	insertErr error
 	stored    int64

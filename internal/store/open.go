@@ -242,10 +242,12 @@ func poolDefaults(pc *pgxpool.Config, url string) error {
 	switch {
 	case pc.MinConns < 0:
 		return fmt.Errorf("pool_min_conns=%d: want 0 or more connections kept open (at most pool_max_conns)", pc.MinConns)
-	case pc.MinConns > pc.MaxConns && maxSet:
-		return fmt.Errorf("pool_min_conns=%d keeps more connections open than the pool holds (pool_max_conns=%d): make pool_min_conns at most pool_max_conns", pc.MinConns, pc.MaxConns)
 	case pc.MinConns > pc.MaxConns:
-		return fmt.Errorf("pool_min_conns=%d keeps more connections open than the pool holds (%d, as the URL does not set pool_max_conns): make pool_min_conns at most pool_max_conns", pc.MinConns, pc.MaxConns)
+		holds := fmt.Sprintf("%d, as the URL does not set pool_max_conns", pc.MaxConns)
+		if maxSet {
+			holds = fmt.Sprintf("pool_max_conns=%d", pc.MaxConns)
+		}
+		return fmt.Errorf("pool_min_conns=%d keeps more connections open than the pool holds (%s): make pool_min_conns at most pool_max_conns", pc.MinConns, holds)
 	}
 	return nil
 }
