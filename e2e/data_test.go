@@ -361,7 +361,13 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 				t.Errorf("%d acknowledged writes could not be read back (every try failed), the first: %v", len(unverified), unverified[:min(len(unverified), 5)])
 			}
 			for _, a := range failed[:min(len(failed), 10)] {
-				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v, body %q)", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond), a.body)
+				// Whether the heartbeat saw a stall then: a failure in one
+				// is a 503 too slow or too soon, one outside it any 503.
+				during := "while the heartbeat's commits were quick"
+				if s, ok := overlaps(stalled, a.sent, a.sent.Add(a.took)); ok {
+					during = fmt.Sprintf("during the heartbeat's stall (%s, %s to %s)", s.name, s.from.Format("15:04:05.000"), s.to.Format("15:04:05.000"))
+				}
+				t.Errorf("failed write %s sent %s: %q (status %d, Retry-After %v, took %v, body %q), %s", a.key, a.sent.Format("15:04:05.000"), a.reason, a.status, a.retryAfter, a.took.Round(time.Millisecond), a.body, during)
 			}
 			// All of them, a line per second they were sent in: when, and why.
 			var line, last string

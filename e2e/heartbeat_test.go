@@ -43,11 +43,13 @@ type beat struct {
 // row into a table of its own (e2e_heartbeat) every 100ms through
 // PostgreSQL's Service, as the service's writes go, and prints each
 // commit's start and psql's timing of it. It has PostgreSQL's image and
-// resources, so the same CPU share. It tells PostgreSQL not answering in
-// time (a starved CPU, a slow flush, a Service whose routes still lead to
-// a pod gone) from a failure of the service: a write the service gave up
-// on while the heartbeat's commits were quick is the service's to answer
-// for. It outlives PostgreSQL's restarts, connecting again each time.
+// resources, so the same CPU share (the main release's pods have that
+// CPU request too: see postgresCPURequest). It tells PostgreSQL not
+// answering in time (a starved CPU, a slow flush, a Service whose routes
+// still lead to a pod gone) from a failure of the service: a write the
+// service gave up on while the heartbeat's commits were quick is the
+// service's to answer for. It outlives PostgreSQL's restarts, connecting
+// again each time.
 type heartbeat struct {
 	mu     sync.Mutex
 	beats  []beat
