@@ -392,15 +392,10 @@ func loadImage(provider *kindcluster.Provider, image string) error {
 
 // installMain installs the release the zero-downtime scenarios use, in a
 // namespace that enforces the restricted Pod Security Standard, with the
-// API on NodePort apiNodePort (mapped to the host by deploy/kind), and
-// PostgreSQL's CPU request (see postgresCPURequest).
+// API on NodePort apiNodePort (mapped to the host by deploy/kind).
 func installMain(kubeconfig string) error {
 	env := []string{"KUBECONFIG=" + kubeconfig}
 	if err := command(env, "helm", "lint", "--strict", chartPath); err != nil {
-		return err
-	}
-	cpu, err := postgresCPURequest()
-	if err != nil {
 		return err
 	}
 	if err := command(env, "kubectl", "create", "namespace", mainNamespace); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
@@ -410,42 +405,11 @@ func installMain(kubeconfig string) error {
 		return err
 	}
 	args := []string{"upgrade", "--install", mainRelease, chartPath, "-n", mainNamespace, "--wait", "--timeout", "5m",
-		"--set", "service.type=NodePort", "--set", fmt.Sprintf("service.nodePort=%d", apiNodePort), "--set", "metrics.pushgateway.url=" + pushgatewayURL, "--set-string", "resources.requests.cpu=" + cpu}
+		"--set", "service.type=NodePort", "--set", fmt.Sprintf("service.nodePort=%d", apiNodePort), "--set", "metrics.pushgateway.url=" + pushgatewayURL}
 	for _, a := range imageArgs() {
 		args = append(args, "--set-string", a) // a tag such as 15 is a string, not a number
 	}
 	return command(env, "helm", args...)
-}
-
-// postgresCPURequest is PostgreSQL's CPU request in the chart's values,
-// which the data scenario's heartbeat pod copies. The main release's pods
-// get it too, in place of the chart's 50m: on a machine whose two cores
-// run the whole cluster, a pod's share of a busy node's CPU follows its
-// request, and a service pod with a fifth of the heartbeat's share could
-// stall for seconds (its writes answered "the database did not answer")
-// while the heartbeat, its witness, ran on. With equal shares, a stall
-// the heartbeat does not see is the service's own.
-func postgresCPURequest() (string, error) {
-	raw, err := os.ReadFile(chartPath + "/values.yaml")
-	if err != nil {
-		return "", err
-	}
-	var v struct {
-		Postgresql struct {
-			Resources struct {
-				Requests struct {
-					CPU string `json:"cpu"`
-				} `json:"requests"`
-			} `json:"resources"`
-		} `json:"postgresql"`
-	}
-	if err := yaml.Unmarshal(raw, &v); err != nil {
-		return "", fmt.Errorf("reading %s/values.yaml: %w", chartPath, err)
-	}
-	if v.Postgresql.Resources.Requests.CPU == "" {
-		return "", fmt.Errorf("%s/values.yaml sets no postgresql.resources.requests.cpu", chartPath)
-	}
-	return v.Postgresql.Resources.Requests.CPU, nil
 }
 
 // imageArgs are the chart values naming the images the e2e loaded.
