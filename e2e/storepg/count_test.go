@@ -360,3 +360,61 @@ func TestTimedOutStatementKeepsItsConnection(t *testing.T) {
 		t.Errorf("Put once the lock was gone: %v", err)
 	}
 }
+
+// A statement ended by a cancel request it did not send, while its own
+// timeout has time left, is run again: such a cancel is most often the
+// one sent for the statement before it on the connection, which timed
+// out, reaching a slow server late. Here the cancel is pg_cancel_backend
+// from another session, which PostgreSQL delivers the same way, sent
+// while the Put waits behind a lock. Before the retry, the Put failed
+// with SQLSTATE 57014 and the service answered 503.
+func TestStrayCancelIsRetried(t *testing.T) {
+	requirePostgres(t)
+	dbURL := freshDatabase(t)
+	db := openMigrated(t, dbURL+"&pool_max_conns=1&pool_min_conns=1", store.Limits{Timeout: time.Minute})
+	ctx := t.Context()
+	var pid int
+	if err := db.SQL().QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	conn, watch := connect(t, dbURL), connect(t, dbURL)
+	if _, err := conn.Exec(ctx, "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	put := make(chan error, 1)
+	go func() {
+		_, err := db.Put(ctx, "a", []byte(`1`))
+		put <- err
+	}()
+	waitForLockWait(t, watch, "relation = 'items'::regclass", put, "another session held the table")
+	var canceled bool
+	var at time.Time
+	if err := watch.QueryRow(ctx, "SELECT pg_cancel_backend($1), clock_timestamp()", pid).Scan(&canceled, &at); err != nil || !canceled {
+		t.Fatalf("pg_cancel_backend(%d) = %v, %v", pid, canceled, err)
+	}
+	// The Put's statement again, begun after the cancel and waiting for
+	// the lock: it was run again, not given up on.
+	for {
+		var again bool
+		if err := watch.QueryRow(ctx, "SELECT query_start > $2 AND wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid, at).Scan(&again); err != nil {
+			t.Fatal(err)
+		}
+		if again {
+			break
+		}
+		select {
+		case err := <-put:
+			t.Fatalf("Put returned %v after a cancel it did not send, with its Timeout's time left; want it run again", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-put; err != nil {
+		t.Fatalf("Put after a stray cancel and the lock's release = %v; want it stored", err)
+	}
+	if v, err := db.Get(ctx, "a"); err != nil || string(v) != `1` {
+		t.Fatalf("Get a = %q, %v; want 1", v, err)
+	}
+}

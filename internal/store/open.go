@@ -175,7 +175,8 @@ const cancelGrace = 150 * time.Millisecond
 
 // cancelSlack is the longest a statement returns after its context ended:
 // cancelGrace, and then the 100ms pgx waits after a cancel request so it
-// cannot reach the connection's next statement.
+// seldom reaches the connection's next statement (a slow server can still
+// take it later: see strayCancel).
 const cancelSlack = cancelGrace + 100*time.Millisecond
 
 // cancelOnTimeout makes a statement whose context ends (Limits.Timeout,

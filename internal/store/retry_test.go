@@ -90,3 +90,44 @@ func TestHopelessNamesTheFix(t *testing.T) {
 		t.Errorf("hopeless(connection refused) = %q, want none", got)
 	}
 }
+
+// A statement ended by a cancel request while its own context is live was
+// ended by a cancel it never asked for (the statement before it on the
+// connection timed out, and its cancel came late): it is run again. Its
+// own cancel, which comes once its context has ended, and any other
+// failure, are not.
+func TestStrayCancelIsRetried(t *testing.T) {
+	userCancel := &pgconn.PgError{Severity: "ERROR", Code: "57014", Message: "canceling statement due to user request"}
+	statementTimeout := &pgconn.PgError{Severity: "ERROR", Code: "57014", Message: "canceling statement due to statement timeout"}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		name  string
+		ctx   context.Context
+		fails []error // op's results, in turn, then nil
+		calls int
+		err   error
+	}{
+		{"stray cancel, then success", context.Background(), []error{userCancel}, 2, nil},
+		{"wrapped as database/sql does", context.Background(), []error{fmt.Errorf("scan: %w", userCancel)}, 2, nil},
+		{"three stray cancels: given up", context.Background(), []error{userCancel, userCancel, userCancel}, 3, userCancel},
+		{"its own cancel: context ended", ended, []error{userCancel}, 1, userCancel},
+		{"a statement_timeout of the URL's", context.Background(), []error{statementTimeout}, 1, statementTimeout},
+		{"count near its bound, then a stray cancel", context.Background(), []error{&pgconn.PgError{Code: "40001", Message: "berth: item count came near its bound while this insert waited; try it again"}, userCancel}, 3, nil},
+		{"other failure", context.Background(), []error{io.ErrUnexpectedEOF}, 1, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := retrying(tt.ctx, func() error {
+				calls++
+				if calls <= len(tt.fails) {
+					return tt.fails[calls-1]
+				}
+				return nil
+			})
+			if calls != tt.calls || !errors.Is(err, tt.err) {
+				t.Fatalf("%d calls, err = %v; want %d calls, err %v", calls, err, tt.calls, tt.err)
+			}
+		})
+	}
+}

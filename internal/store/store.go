@@ -269,7 +269,9 @@ func (s *DB) Get(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var v []byte
-	err := s.db.QueryRowContext(ctx, s.d.q("SELECT value FROM items WHERE key = ?"), key).Scan(&v)
+	err := retrying(ctx, func() error {
+		return s.db.QueryRowContext(ctx, s.d.q("SELECT value FROM items WHERE key = ?"), key).Scan(&v)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -302,7 +304,7 @@ func (s *DB) Put(ctx context.Context, key string, value []byte) (bool, error) {
 		// An insert that came near the bound while it waited for its part
 		// of the count is ended, to be tried again and counted exactly
 		// (migrations/postgres/00003_items_count_parts.sql; countRetry).
-		err = retryingCount(func() error {
+		err = retrying(ctx, func() error {
 			return s.db.QueryRowContext(ctx, `INSERT INTO items (key, value) VALUES ($1, $2)
 				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 				RETURNING (xmax = 0)`, key, value).Scan(&created)
@@ -360,12 +362,28 @@ func countRetry(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" && strings.HasPrefix(pgErr.Message, "berth: item count came near its bound") || pgErr.Code == "40P01")
 }
 
-// retryingCount runs write, and again while it fails with countRetry's
-// errors, three times at most. (SQLite's writes never fail so.)
-func retryingCount(write func() error) error {
+// strayCancel reports whether err is PostgreSQL ending a statement for a
+// cancel request (SQLSTATE 57014, "due to user request") while ctx, the
+// statement's own, is still live: not this statement's cancel, which is
+// sent only once ctx has ended (see cancelOnTimeout), but most likely the
+// one sent for the statement before it on the same connection, which
+// timed out. Such a cancel reaches the server process after pgx stopped
+// waiting for it (100ms) when the server is slow to take it, and ends
+// whichever statement runs then. A canceled statement stored nothing: it
+// is run again. (An operator's pg_cancel_backend reads the same, and is
+// retried likewise.)
+func strayCancel(ctx context.Context, err error) bool {
+	var pgErr *pgconn.PgError
+	return ctx.Err() == nil && errors.As(err, &pgErr) && pgErr.Code == "57014" && strings.Contains(pgErr.Message, "user request")
+}
+
+// retrying runs op, and again while it fails with countRetry's errors or
+// a stray cancel (strayCancel, judged by ctx, op's context), three times
+// at most. (SQLite's statements never fail so.)
+func retrying(ctx context.Context, op func() error) error {
 	var err error
 	for range 3 {
-		if err = write(); !countRetry(err) {
+		if err = op(); !countRetry(err) && !strayCancel(ctx, err) {
 			break
 		}
 	}
@@ -411,7 +429,7 @@ func (s *DB) Delete(ctx context.Context, key string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var res sql.Result
-	err := retryingCount(func() (err error) {
+	err := retrying(ctx, func() (err error) {
 		res, err = s.deleteRow(ctx, key)
 		return err
 	})
@@ -442,7 +460,9 @@ func (s *DB) Stats(ctx context.Context) (Stats, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var st Stats
-	err := s.db.QueryRowContext(ctx, "SELECT "+itemCount+", (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
+	err := retrying(ctx, func() error {
+		return s.db.QueryRowContext(ctx, "SELECT "+itemCount+", (SELECT COALESCE(SUM(LENGTH(value)), 0) FROM items)").Scan(&st.Items, &st.Bytes)
+	})
 	if err != nil {
 		return Stats{}, s.readFailed(ctx, "stats", err)
 	}
