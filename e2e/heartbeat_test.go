@@ -43,13 +43,11 @@ type beat struct {
 // row into a table of its own (e2e_heartbeat) every 100ms through
 // PostgreSQL's Service, as the service's writes go, and prints each
 // commit's start and psql's timing of it. It has PostgreSQL's image and
-// resources, so the same CPU share (the main release's pods have that
-// CPU request too: see postgresCPURequest). It tells PostgreSQL not
-// answering in time (a starved CPU, a slow flush, a Service whose routes
-// still lead to a pod gone) from a failure of the service: a write the
-// service gave up on while the heartbeat's commits were quick is the
-// service's to answer for. It outlives PostgreSQL's restarts, connecting
-// again each time.
+// resources, so the same CPU share. It tells PostgreSQL not answering in
+// time (a starved CPU, a slow flush, a Service whose routes still lead to
+// a pod gone) from a failure of the service: a write the service gave up
+// on while the heartbeat's commits were quick is the service's to answer
+// for. It outlives PostgreSQL's restarts, connecting again each time.
 type heartbeat struct {
 	mu     sync.Mutex
 	beats  []beat
@@ -202,23 +200,32 @@ func (h *heartbeat) stop() ([]beat, []window) {
 // stalls are the stretches in which the heartbeat's commits took longer
 // than stallAfter: a slow commit, from its start to its end, and a pause
 // between one commit's end and the next one's start (PostgreSQL gone, or
-// not reached through its Service, included); each then for dbTimeout
-// more, in which the writes queued behind the stall are still answered.
+// not reached through its Service, included); each then for afterStall
+// more.
 func stalls(beats []beat) []window {
 	var out []window
 	for i, b := range beats {
 		if b.took > stallAfter {
-			out = append(out, window{fmt.Sprintf("a commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took + dbTimeout)})
+			out = append(out, window{fmt.Sprintf("a commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took + afterStall)})
 		}
 		if i > 0 {
 			prev := beats[i-1].at.Add(beats[i-1].took)
 			if gap := b.at.Sub(prev); gap > stallAfter {
-				out = append(out, window{fmt.Sprintf("commits paused %v", gap.Round(time.Millisecond)), prev, b.at.Add(dbTimeout)})
+				out = append(out, window{fmt.Sprintf("commits paused %v", gap.Round(time.Millisecond)), prev, b.at.Add(afterStall)})
 			}
 		}
 	}
 	return out
 }
+
+// afterStall is how long after a stall the service's writes may still
+// time out because of it: dbTimeout for the writes queued behind it, and
+// dbTimeout more for the connections it cost. A statement whose cancel
+// the stalled server did not confirm within 150ms (internal/store's
+// cancelGrace) closes its connection, and the pool opens it again, its
+// handshake bounded by the same timeout; a write queued behind that
+// handshake times out up to then.
+const afterStall = 2 * dbTimeout
 
 // overlaps reports whether [from, to] meets any of ws, and the first it meets.
 func overlaps(ws []window, from, to time.Time) (window, bool) {
