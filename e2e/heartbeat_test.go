@@ -206,12 +206,12 @@ func stalls(beats []beat) []window {
 	var out []window
 	for i, b := range beats {
 		if b.took > stallAfter {
-			out = append(out, window{fmt.Sprintf("a commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took + afterStall)})
+			out = append(out, window{fmt.Sprintf("a commit took %v", b.took.Round(time.Millisecond)), b.at, b.at.Add(b.took + afterStall), b.took})
 		}
 		if i > 0 {
 			prev := beats[i-1].at.Add(beats[i-1].took)
 			if gap := b.at.Sub(prev); gap > stallAfter {
-				out = append(out, window{fmt.Sprintf("commits paused %v", gap.Round(time.Millisecond)), prev, b.at.Add(afterStall)})
+				out = append(out, window{fmt.Sprintf("commits paused %v", gap.Round(time.Millisecond)), prev, b.at.Add(afterStall), gap})
 			}
 		}
 	}
