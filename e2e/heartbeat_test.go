@@ -237,6 +237,19 @@ func overlaps(ws []window, from, to time.Time) (window, bool) {
 	return window{}, false
 }
 
+// heldDuring is the longest of the stalls in ws that [from, to] meets
+// while it lasted (from the window's start for its held length, not the
+// time after it), or 0.
+func heldDuring(ws []window, from, to time.Time) time.Duration {
+	var held time.Duration
+	for _, w := range ws {
+		if !w.from.Add(w.held).Before(from) && !w.from.After(to) {
+			held = max(held, w.held)
+		}
+	}
+	return held
+}
+
 // beatsIn counts the beats that began in [from, to].
 func beatsIn(beats []beat, from, to time.Time) int {
 	n := 0

@@ -371,15 +371,20 @@ func countRetry(err error) bool {
 // waiting for it (100ms) when the server is slow to take it, and ends
 // whichever statement runs then. A canceled statement stored nothing: it
 // is run again. (An operator's pg_cancel_backend reads the same, and is
-// retried likewise.)
+// retried likewise. The message is matched in English: on a server whose
+// lc_messages is another language, no cancel is taken for a stray one,
+// and the statement fails as it did before this retry.)
 func strayCancel(ctx context.Context, err error) bool {
 	var pgErr *pgconn.PgError
 	return ctx.Err() == nil && errors.As(err, &pgErr) && pgErr.Code == "57014" && strings.Contains(pgErr.Message, "user request")
 }
 
 // retrying runs op, and again while it fails with countRetry's errors or
-// a stray cancel (strayCancel, judged by ctx, op's context), three times
-// at most. (SQLite's statements never fail so.)
+// a stray cancel (strayCancel, judged by ctx, op's context), three tries
+// in all, whichever the reasons. op must be one statement in autocommit:
+// a failed statement inside a transaction has aborted it, and running
+// that statement again would not redo the ones before it. (SQLite's
+// statements never fail so.)
 func retrying(ctx context.Context, op func() error) error {
 	var err error
 	for range 3 {
