@@ -341,7 +341,7 @@ func TestDataSurvivesDisruptions(t *testing.T) {
 			for _, s := range stalled {
 				excused += s.to.Sub(s.from)
 			}
-			t.Logf("PostgreSQL's heartbeat: %d commits, %d stalls over %v (commits or pauses), %d of them met by a write the service answered 503; their windows cover %v of the run", len(beats), len(stalled), stallAfter, len(stallsMet), excused.Round(100*time.Millisecond))
+			t.Logf("PostgreSQL's heartbeat: %d commits, %d stalls over %v (commits or pauses), %d of them met by a write the service answered 503; their windows, the pauses of the steps that took PostgreSQL down included, cover %v of the run", len(beats), len(stalled), stallAfter, len(stallsMet), excused.Round(100*time.Millisecond))
 			for _, s := range stallsMet[:min(len(stallsMet), 5)] {
 				t.Logf("  %s, %s to %s", s.name, s.from.Format("15:04:05.000"), s.to.Format("15:04:05.000"))
 			}
